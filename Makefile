@@ -1,0 +1,53 @@
+# One command to set up, one to test. See README.md.
+PY ?= python3.11
+VENV ?= .venv
+BIN := $(VENV)/bin
+# Where `make model` looks for a local mirror of the weights before downloading.
+MODEL_MIRROR ?= ../shared/models
+
+.PHONY: install model test lint typecheck pytest bench clean
+
+install: $(BIN)/lobbywatch model
+
+$(BIN)/lobbywatch: pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev,demo]'
+	touch $@
+
+# Fetch (or copy from the mirror) and checksum-verify the model into the
+# git-ignored models/weights/ folder; also derives the INT8 variant.
+model: $(BIN)/lobbywatch
+	@if [ -d "$(MODEL_MIRROR)" ]; then \
+	  $(BIN)/lobbywatch model pull --from "$(MODEL_MIRROR)" --dest models/weights; \
+	else \
+	  $(BIN)/lobbywatch model pull --dest models/weights; \
+	fi
+
+test: lint typecheck pytest
+
+lint: $(BIN)/lobbywatch
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check . || (echo "run: $(BIN)/ruff format ." && false)
+
+# mypy cannot follow setuptools' package-dir mapping, so it checks a
+# throw-away tree of symlinks laid out as the installed package.
+typecheck: $(BIN)/lobbywatch
+	rm -rf build/typecheck && mkdir -p build/typecheck/lobbywatch
+	for f in lobbywatch/*; do ln -s "$(CURDIR)/$$f" build/typecheck/lobbywatch/; done
+	ln -s "$(CURDIR)/edge" build/typecheck/lobbywatch/edge
+	ln -s "$(CURDIR)/server" build/typecheck/lobbywatch/server
+	ln -s "$(CURDIR)/models" build/typecheck/lobbywatch/models
+	cd build/typecheck && $(CURDIR)/$(BIN)/mypy --config-file $(CURDIR)/pyproject.toml -p lobbywatch
+
+pytest: $(BIN)/lobbywatch
+	$(BIN)/pytest -q -ra
+
+bench: $(BIN)/lobbywatch
+	$(BIN)/python bench/edge_pipeline.py
+	$(BIN)/python bench/edge_agent.py
+	$(BIN)/python bench/alert_quality.py
+	$(BIN)/python bench/collector_throughput.py
+
+clean:
+	rm -rf build .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,1 @@
+"""Edge side of lobbywatch: detector, zones, tracker, pipeline and the MQTT agent."""

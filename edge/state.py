@@ -1,0 +1,65 @@
+"""Per-zone queue state: what the pipeline yields and the MQTT agent publishes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+
+class ZoneKind(StrEnum):
+    """What a zone is for, in the branch's service blueprint."""
+
+    WAITING = "waiting"
+    CASH_COUNTER = "cash_counter"
+    NON_CASH_COUNTER = "non_cash_counter"
+    WEALTH_DESK = "wealth_desk"
+    SELF_SERVICE = "self_service"
+    CONSULTATION = "consultation"
+    ENTRANCE = "entrance"
+
+    @property
+    def is_service_point(self) -> bool:
+        """A place where staff serve customers (its occupancy says a counter is open)."""
+        return self in {
+            ZoneKind.CASH_COUNTER,
+            ZoneKind.NON_CASH_COUNTER,
+            ZoneKind.WEALTH_DESK,
+            ZoneKind.CONSULTATION,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class ZoneState:
+    """The queue state of one zone at one pipeline step.
+
+    Field set is stable and documented in ``docs/protocol.md``; the MQTT payload
+    carries exactly these fields.
+
+    Attributes:
+        zone: zone id from the device config.
+        kind: the zone's :class:`ZoneKind`.
+        blueprint: optional service-blueprint tag (``"W1"``, ``"F1"``...).
+        ts: capture time of the frame, seconds since the Unix epoch (UTC).
+        people: confirmed people in the zone (tracker-confirmed, with hysteresis).
+        raw_count: raw detections whose foot point lies in the zone this frame.
+        dwell_p50_s: median dwell of current occupants, seconds (None when empty).
+        dwell_p90_s: 90th percentile dwell of current occupants, seconds.
+        dwell_max_s: longest current dwell, seconds (the oldest occupant).
+        arrivals_total: cumulative confirmed entries since the pipeline started.
+        departures_total: cumulative confirmed exits since the pipeline started.
+        completed_dwells_s: dwells of occupants who left since the previous report
+            (for a waiting zone: realised waits), seconds.
+    """
+
+    zone: str
+    kind: ZoneKind
+    blueprint: str | None
+    ts: float
+    people: int
+    raw_count: int
+    dwell_p50_s: float | None
+    dwell_p90_s: float | None
+    dwell_max_s: float | None
+    arrivals_total: int
+    departures_total: int
+    completed_dwells_s: tuple[float, ...] = ()

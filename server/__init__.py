@@ -1,0 +1,1 @@
+"""Central side of lobbywatch: collector, wait estimation, alerts, storage and API."""
