@@ -12,10 +12,12 @@ import sys
 import typer
 
 from lobbywatch import __version__
-from lobbywatch.edge import agent_cli, cli as edge_cli
+from lobbywatch.edge import agent_cli, eval_cli
+from lobbywatch.edge import cli as edge_cli
 from lobbywatch.errors import LobbywatchError
 from lobbywatch.models import cli as models_cli
 from lobbywatch.server import cli as server_cli
+from lobbywatch.server import sim_cli
 
 app = typer.Typer(
     name="lobbywatch",
@@ -44,7 +46,9 @@ def _root(
 models_cli.register(app)
 edge_cli.register(app)
 agent_cli.register(app)
+eval_cli.register(app)
 server_cli.register(app)
+sim_cli.register(app)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -2,13 +2,28 @@
 
 Topics (``root`` defaults to ``lobbywatch``)::
 
-    {root}/v1/{branch}/{camera}/zones/{zone}   retained, one per zone   ZoneMessage
-    {root}/v1/{branch}/{camera}/status         retained, one per camera StatusMessage
+    {root}/v1/{branch}/{camera}/zones/{zone}      retained, one per zone     ZoneMessage
+    {root}/v1/{branch}/{camera}/status            retained, one per camera   StatusMessage
+    {root}/v1/{branch}/_device/{device}/status    retained, one per device   StatusMessage
+                                                  (camera = null; the last will)
 
-Every message of a device carries that device's sequence number ``seq``, which
-increases by one per message across all of its topics, so the collector can
-de-duplicate by ``(device, seq)`` and notice gaps. ``ts`` is the UTC time the
-state was observed (not the time it was sent: buffered messages keep it).
+An MQTT last will belongs to one connection, and one device serves several
+cameras over one connection, so liveness has two levels: the *device* status
+(published online after every connect, offline on shutdown and, by the broker,
+as the last will) and one *camera* status per camera (camera health, fps). A
+camera is live only while its device is online and its own status says ``up``.
+``_device`` cannot clash with a camera id: ids must start with a letter or digit.
+
+Every message the agent publishes carries that device's sequence number ``seq``,
+which increases by one per message across all of its topics (and across agent
+restarts: it is stored with the outbox), so the collector can de-duplicate by
+``(device, seq)`` and notice gaps. The one exception is the last will: the
+broker publishes it, later, on the device's behalf, so it is composed at connect
+time; it has ``will: true`` and the seq of the last message assigned before that
+connect. Collectors apply a will (device offline) without de-duplicating it.
+
+``ts`` is the UTC time the state was observed (not the time it was sent:
+buffered messages keep it).
 
 Both sides import these models; ``docs/protocol.md`` documents them and
 ``lobbywatch/protocol.schema.json`` is generated from them
@@ -19,6 +34,7 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Literal
 
@@ -30,9 +46,13 @@ PROTOCOL_VERSION = 1
 DEFAULT_ROOT = "lobbywatch"
 #: Largest payload the collector accepts; real messages are well under 2 KiB.
 MAX_PAYLOAD_BYTES = 16 * 1024
+#: Most completed dwells one zone message carries (the agent publishes before this).
+MAX_COMPLETED_DWELLS = 500
 #: ids used as topic levels: no MQTT wildcards, separators or spaces.
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 _ID_RE = re.compile(ID_PATTERN)
+#: Topic level that introduces device-level topics; never a valid camera id.
+DEVICE_LEVEL = "_device"
 
 Id = Annotated[str, Field(pattern=ID_PATTERN)]
 
@@ -46,16 +66,18 @@ class _Message(BaseModel):
 
     v: Literal[1] = Field(PROTOCOL_VERSION, description="protocol (schema) version")
     device: Id = Field(description="id of the publishing edge device")
-    seq: NonNegativeInt = Field(description="per-device sequence number, +1 per message")
+    seq: NonNegativeInt = Field(
+        description="per-device sequence number, +1 per message (a will repeats the last one)"
+    )
     ts: datetime = Field(description="UTC time the state was observed (ISO 8601)")
     branch: Id
-    camera: Id
 
 
 class ZoneMessage(_Message):
     """Retained per-zone queue state."""
 
     type: Literal["zone"] = "zone"
+    camera: Id
     zone: Id
     kind: ZoneKind
     blueprint: str | None = Field(None, max_length=16, description="service blueprint tag, e.g. W1")
@@ -66,7 +88,11 @@ class ZoneMessage(_Message):
     dwell_max_s: NonNegativeFloat | None = None
     arrivals_total: NonNegativeInt
     departures_total: NonNegativeInt
-    completed_dwells_s: list[NonNegativeFloat] = Field(default_factory=list, max_length=500)
+    completed_dwells_s: list[NonNegativeFloat] = Field(
+        default_factory=list,
+        max_length=MAX_COMPLETED_DWELLS,
+        description="dwells completed since the previous message of this zone",
+    )
     wait_threshold_s: NonNegativeFloat | None = Field(
         None, description="per-zone W1 threshold from the device config, if set"
     )
@@ -76,17 +102,29 @@ class CameraHealth(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     up: bool
-    fps: NonNegativeFloat = 0.0
+    fps: NonNegativeFloat = Field(0.0, description="frames processed per second, measured")
+    target_fps: NonNegativeFloat | None = Field(None, description="configured sampling rate")
     last_frame_age_s: NonNegativeFloat | None = None
     error: str | None = Field(None, max_length=200)
 
 
 class StatusMessage(_Message):
-    """Retained device/camera status; the MQTT last will sets ``state`` to offline."""
+    """Retained status of one camera (``camera`` set) or of the whole device (``camera`` null).
+
+    The MQTT last will is a device status with ``state`` offline and ``will`` true.
+    """
 
     type: Literal["status"] = "status"
+    camera: Id | None = Field(None, description="camera id; null for the device-level status")
     state: Literal["online", "offline"]
     camera_health: CameraHealth | None = None
+    cameras: list[Id] | None = Field(
+        None, max_length=64, description="device status: the cameras this device serves"
+    )
+    will: bool = Field(False, description="true for the last will (published by the broker)")
+    heartbeat_s: NonNegativeFloat | None = Field(
+        None, description="the device republishes every state at least this often"
+    )
     model: str | None = Field(None, max_length=128)
     software: str | None = Field(None, max_length=64)
 
@@ -105,12 +143,61 @@ def parse_message(payload: bytes) -> ZoneMessage | StatusMessage:
     return _Envelope.model_validate_json(b'{"message":' + payload + b"}").message
 
 
+def encode_message(message: ZoneMessage | StatusMessage) -> bytes:
+    """Compact JSON payload (UTC ``ts`` with a ``Z`` suffix, nulls kept for clarity)."""
+    return message.model_dump_json().encode()
+
+
 def zone_topic(root: str, branch: str, camera: str, zone: str) -> str:
     return f"{root}/v{PROTOCOL_VERSION}/{branch}/{camera}/zones/{zone}"
 
 
 def status_topic(root: str, branch: str, camera: str) -> str:
     return f"{root}/v{PROTOCOL_VERSION}/{branch}/{camera}/status"
+
+
+def device_status_topic(root: str, branch: str, device: str) -> str:
+    return f"{root}/v{PROTOCOL_VERSION}/{branch}/{DEVICE_LEVEL}/{device}/status"
+
+
+def topic_for(message: ZoneMessage | StatusMessage, root: str = DEFAULT_ROOT) -> str:
+    """The topic a message belongs on; the collector checks it against the received topic
+    so a device cannot put another branch's or camera's payload on its own topics."""
+    if isinstance(message, ZoneMessage):
+        return zone_topic(root, message.branch, message.camera, message.zone)
+    if message.camera is None:
+        return device_status_topic(root, message.branch, message.device)
+    return status_topic(root, message.branch, message.camera)
+
+
+@dataclass(frozen=True, slots=True)
+class TopicParts:
+    """A v1 topic split into its levels (``camera``/``zone``/``device`` None where absent)."""
+
+    root: str
+    branch: str
+    kind: Literal["zone", "status", "device_status"]
+    camera: str | None = None
+    zone: str | None = None
+    device: str | None = None
+
+
+def parse_topic(topic: str) -> TopicParts | None:
+    """Split a v1 topic; None if it is not one of the three v1 shapes."""
+    parts = topic.split("/")
+    version = f"v{PROTOCOL_VERSION}"
+    if len(parts) < 5 or parts[1] != version:
+        return None
+    root, _, branch, *rest = parts
+    if not is_valid_id(branch):
+        return None
+    if len(rest) == 3 and rest[0] == DEVICE_LEVEL and rest[2] == "status" and is_valid_id(rest[1]):
+        return TopicParts(root, branch, "device_status", device=rest[1])
+    if len(rest) == 2 and rest[1] == "status" and is_valid_id(rest[0]):
+        return TopicParts(root, branch, "status", camera=rest[0])
+    if len(rest) == 3 and rest[1] == "zones" and is_valid_id(rest[0]) and is_valid_id(rest[2]):
+        return TopicParts(root, branch, "zone", camera=rest[0], zone=rest[2])
+    return None
 
 
 def subscription(root: str = DEFAULT_ROOT) -> str:
@@ -135,5 +222,9 @@ def json_schema() -> dict[str, object]:
     }
 
 
+def json_schema_text() -> str:
+    return json.dumps(json_schema(), indent=2, sort_keys=True) + "\n"
+
+
 if __name__ == "__main__":  # pragma: no cover
-    print(json.dumps(json_schema(), indent=2, sort_keys=True))
+    print(json_schema_text(), end="")

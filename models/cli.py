@@ -1,9 +1,65 @@
-"""Subcommands of ``lobbywatch`` owned by this package (see ``lobbywatch/cli.py``)."""
+"""``lobbywatch model ...``: fetch, list and verify detector weights."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
+from lobbywatch.models import registry
 
 
 def register(app: typer.Typer) -> None:
-    """Attach this module's commands and groups to the root app."""
+    """Attach the ``model`` group to the root app."""
+    group = typer.Typer(help="Fetch, list and verify detector weights.", no_args_is_help=True)
+
+    @group.command("pull")
+    def pull(
+        name: str = typer.Argument("yolox_nano", help="model name in models/catalogue.yaml"),
+        source: str | None = typer.Option(
+            None, "--from", help="mirror folder, file or base URL (default: catalogue URLs)"
+        ),
+        dest: Path | None = typer.Option(
+            None, "--dest", help="target folder (default: the user cache)"
+        ),
+        int8: bool = typer.Option(
+            False, "--int8", help="also derive the INT8 variant (static QDQ, vtest.avi frames)"
+        ),
+        calibration: Path | None = typer.Option(
+            None, "--calibration", help="video for INT8 calibration (default: shared vtest.avi)"
+        ),
+    ) -> None:
+        """Fetch a model, check its size and sha256, and store it atomically."""
+        path = registry.pull(name, source=source, dest=dest)
+        typer.echo(f"{name}: {path} (sha256 verified)")
+        if int8:
+            from lobbywatch.edge.quantize import derive_int8
+
+            out = derive_int8(
+                registry.resolve_model(name, explicit_path=path), path.parent, calibration
+            )
+            typer.echo(f"{name} int8: {out} (derived)")
+
+    @group.command("list")
+    def list_() -> None:
+        """Show catalogue models, where each resolves, and whether it verifies."""
+        for spec, variant, path, status in registry.list_models():
+            if path is None:
+                typer.echo(f"{spec.name:12s} {variant:5s} missing  {status}")
+            else:
+                typer.echo(f"{spec.name:12s} {variant:5s} ok       {path}")
+
+    @group.command("verify")
+    def verify(
+        name: str = typer.Argument("yolox_nano"),
+        path: Path | None = typer.Option(None, "--path", help="check this file instead"),
+        variant: str = typer.Option("fp32", help="fp32 or int8"),
+    ) -> None:
+        """Resolve a model and check its checksum (or provenance) and graph."""
+        if variant not in registry.VARIANTS:
+            from lobbywatch.errors import ModelError
+
+            raise ModelError(f"unknown variant {variant!r}; use fp32 or int8")
+        resolved = registry.resolve_model(name, explicit_path=path, variant=variant)
+        typer.echo(f"{resolved.name} {resolved.variant}: {resolved.path} ok")
+
+    app.add_typer(group, name="model")

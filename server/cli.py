@@ -2,8 +2,64 @@
 
 from __future__ import annotations
 
+import logging
+import signal
+import threading
+from pathlib import Path
+
 import typer
+
+server_app = typer.Typer(
+    name="server",
+    help="Central collector: ingest, estimation, alerts, storage, API.",
+    no_args_is_help=True,
+)
+
+
+@server_app.command("run")
+def run(
+    config: Path = typer.Option(..., "--config", "-c", help="SERVER.yaml"),
+    log_level: str = typer.Option("INFO", help="DEBUG, INFO, WARNING..."),
+) -> None:
+    """Run the collector until SIGINT/SIGTERM."""
+    from lobbywatch.server.collector import Collector
+    from lobbywatch.server.config import load_server_config
+
+    logging.basicConfig(
+        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    cfg = load_server_config(config)
+    collector = Collector(cfg)
+    stop = threading.Event()
+
+    def _signal(signum: int, _frame: object) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, _signal)
+    signal.signal(signal.SIGINT, _signal)
+    collector.start()
+    typer.echo(
+        f"collector running: MQTT {cfg.mqtt.host}:{cfg.mqtt.port}, "
+        f"HTTP http://{cfg.http.host}:{collector.http_port}"
+    )
+    try:
+        stop.wait()
+    finally:
+        collector.stop()
+
+
+@server_app.command("check-config")
+def check_config(config: Path = typer.Argument(..., help="SERVER.yaml")) -> None:
+    """Validate SERVER.yaml and exit (status 2 with the field path on error)."""
+    from lobbywatch.server.config import load_server_config
+
+    cfg = load_server_config(config)
+    typer.echo(
+        f"ok: {len(cfg.branches)} branches, {len(cfg.notify.sinks)} sinks, "
+        f"{len(cfg.notify.routes)} routes"
+    )
 
 
 def register(app: typer.Typer) -> None:
     """Attach this module's commands and groups to the root app."""
+    app.add_typer(server_app, name="server")

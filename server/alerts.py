@@ -1,0 +1,547 @@
+"""W1, service-stalled and device-offline alert rules (pure logic; time injected).
+
+The :class:`AlertEngine` turns wait estimates and device liveness into alert
+*events* (``fire``, ``escalate``, ``renotify``, ``resolve``). It owns no clock,
+no I/O and no storage: the collector feeds it, stores the events in its outbox
+and delivers them; :meth:`AlertEngine.snapshot` / :meth:`AlertEngine.restore`
+carry open alerts across a restart so that they are neither lost nor fired
+again.
+
+Rules (all per zone, with a policy the collector composes from global, branch
+and zone settings via :meth:`AlertPolicy.merged`):
+
+* ``w1_wait`` — *critical* when the predicted wait reaches the W1 threshold or
+  somebody in the zone has already waited that long; *warning* when the
+  predicted wait reaches ``warn_fraction`` of it or the trend says it will
+  reach the threshold within ``warn_within_s``. Fires after the condition held
+  for ``min_duration_s``; a warning that turns critical is *escalated*.
+  Resolves after the predicted wait stayed below ``resolve_fraction`` of the
+  threshold (and nobody waited past it) for ``resolve_after_s`` (hysteresis in
+  value and time).
+* ``service_stalled`` — people waiting and no departure for ``stalled_after_s``.
+* ``device_offline`` — the device said offline (last will) or sent nothing
+  for ``heartbeat_timeout_s``, for ``offline_after_s``, during business hours.
+
+Nothing fires while a branch is closed (:class:`BusinessHours`); alerts still
+open when it closes are resolved.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
+from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from lobbywatch.server.estimator import WaitEstimate
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+WEEKDAYS: tuple[Weekday, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+Kind = Literal["w1_wait", "service_stalled", "device_offline"]
+Severity = Literal["warning", "critical"]
+
+
+class BusinessHours(BaseModel):
+    """Opening hours of one branch in its own time zone.
+
+    ``weekly`` maps a weekday to opening intervals in local wall-clock time,
+    e.g. ``{"mon": [["08:30", "12:00"], ["13:00", "17:30"]]}``; a day that is
+    absent is closed. An interval whose close is not after its open crosses
+    midnight (``["22:00", "02:00"]`` opens on that weekday and closes the next
+    morning). Wall-clock times follow DST: 08:30 is 08:30 local on both sides of
+    a change. ``holidays`` are local dates on which no interval *starts*.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    timezone: str = Field(description="IANA time zone, e.g. Europe/Berlin")
+    weekly: dict[Weekday, list[tuple[time, time]]] = Field(default_factory=dict)
+    holidays: list[date] = Field(default_factory=list)
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {value!r}") from exc
+        return value
+
+    @model_validator(mode="after")
+    def _no_empty_intervals(self) -> BusinessHours:
+        for day, intervals in self.weekly.items():
+            for opens, closes in intervals:
+                if opens == closes:
+                    raise ValueError(f"{day}: interval {opens}-{closes} is empty")
+        return self
+
+    def _intervals(self, day: date) -> list[tuple[float, float]]:
+        if day in self.holidays:
+            return []
+        tz = ZoneInfo(self.timezone)
+        out = []
+        for opens, closes in self.weekly.get(WEEKDAYS[day.weekday()], []):
+            end_day = day if closes > opens else day + timedelta(days=1)
+            out.append(
+                (
+                    datetime.combine(day, opens, tz).timestamp(),
+                    datetime.combine(end_day, closes, tz).timestamp(),
+                )
+            )
+        return out
+
+    def is_open(self, now: float) -> bool:
+        """Whether the branch is open at Unix time ``now``."""
+        today = datetime.fromtimestamp(now, ZoneInfo(self.timezone)).date()
+        # yesterday's interval may cross midnight into today
+        for day in (today - timedelta(days=1), today):
+            for start, end in self._intervals(day):
+                if start <= now < end:
+                    return True
+        return False
+
+
+class AlertPolicy(BaseModel):
+    """Alert rules of one zone (and its device). Durations in seconds."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    enabled: bool = True
+    w1_threshold_s: float = Field(default=600.0, gt=0, description="W1: longest acceptable wait")
+    warn_fraction: float = Field(
+        default=0.8,
+        gt=0,
+        le=1,
+        description="warning when the predicted wait reaches this x threshold",
+    )
+    # Defaults chosen on simulated branch-days (bench/alert_quality.py, tuning
+    # seeds 1000-1007): the trend rule (warn_within_s) added false warnings
+    # without catching more breaches, so it is opt-in; 120 s of persistence
+    # filters the one-message swings of the queue length.
+    warn_within_s: float = Field(
+        default=0.0,
+        ge=0,
+        description="warning when the trend reaches the threshold within this; 0 = off",
+    )
+    min_duration_s: float = Field(
+        default=120.0, ge=0, description="condition must hold this long to fire"
+    )
+    resolve_fraction: float = Field(
+        default=0.6,
+        gt=0,
+        le=1,
+        description="resolve only below this x threshold (value hysteresis)",
+    )
+    resolve_after_s: float = Field(
+        default=300.0, ge=0, description="...for this long (time hysteresis)"
+    )
+    renotify_s: float = Field(default=1800.0, ge=0, description="re-send a firing alert; 0 = never")
+    escalate_after_s: float = Field(
+        default=1800.0, ge=0, description="escalate an alert still firing after this; 0 = never"
+    )
+    stalled_after_s: float = Field(
+        default=600.0,
+        gt=0,
+        description="service stalled: people waiting, no departure for this long",
+    )
+    stalled_min_people: int = Field(default=1, ge=1)
+    heartbeat_timeout_s: float = Field(
+        default=60.0, gt=0, description="a device silent this long counts as offline"
+    )
+    offline_after_s: float = Field(
+        default=120.0, ge=0, description="device offline this long (in business hours) fires"
+    )
+
+    @model_validator(mode="after")
+    def _hysteresis(self) -> AlertPolicy:
+        if self.resolve_fraction > self.warn_fraction:
+            raise ValueError("resolve_fraction must not exceed warn_fraction")
+        return self
+
+    def merged(self, overrides: Mapping[str, Any] | None) -> AlertPolicy:
+        """This policy with ``overrides`` applied (validated). Compose global -> branch -> zone."""
+        if not overrides:
+            return self
+        return AlertPolicy.model_validate({**self.model_dump(), **dict(overrides)})
+
+
+@dataclass(frozen=True, slots=True)
+class Alert:
+    """One alert episode. ``alert_id`` is stable for the episode's whole life."""
+
+    alert_id: str
+    kind: str
+    severity: str
+    state: str
+    branch: str
+    subject: str
+    region: str | None
+    started_at: float
+    ended_at: float | None
+    summary: str
+    value: float | None
+    threshold: float | None
+    escalated: bool = False
+    last_notified_at: float | None = None
+    revision: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class AlertEvent:
+    """A notification to deliver: the alert as of the event, and what happened.
+
+    ``event_id`` is ``{alert_id}#{revision}``: unique per event and the same if
+    the event is produced again from the same state (idempotent delivery).
+    """
+
+    event_id: str
+    event: str
+    at: float
+    alert_id: str
+    kind: str
+    severity: str
+    state: str
+    branch: str
+    subject: str
+    region: str | None
+    started_at: float
+    ended_at: float | None
+    summary: str
+    value: float | None
+    threshold: float | None
+    escalated: bool = False
+
+    @classmethod
+    def of(cls, alert: Alert, event: str, at: float) -> AlertEvent:
+        return cls(
+            event_id=f"{alert.alert_id}#{alert.revision}",
+            event=event,
+            at=at,
+            alert_id=alert.alert_id,
+            kind=alert.kind,
+            severity=alert.severity,
+            state=alert.state,
+            branch=alert.branch,
+            subject=alert.subject,
+            region=alert.region,
+            started_at=alert.started_at,
+            ended_at=alert.ended_at,
+            summary=alert.summary,
+            value=alert.value,
+            threshold=alert.threshold,
+            escalated=alert.escalated,
+        )
+
+
+@dataclass
+class _RuleState:
+    pending_since: float | None = None
+    clear_since: float | None = None
+    alert: Alert | None = None
+
+
+@dataclass
+class _Device:
+    last_seen: float
+    offline_since: float | None = None  # explicit offline status (last will)
+
+
+def w1_severity(estimate: WaitEstimate, policy: AlertPolicy) -> Severity | None:
+    """The W1 level an estimate calls for (``None`` = below warning)."""
+    threshold = policy.w1_threshold_s
+    predicted = estimate.predicted_wait_s
+    if (predicted is not None and predicted >= threshold) or (
+        estimate.oldest_wait_s is not None and estimate.oldest_wait_s >= threshold
+    ):
+        return "critical"
+    if predicted is None:
+        return None
+    if predicted >= policy.warn_fraction * threshold:
+        return "warning"
+    to_threshold = estimate.seconds_to_wait(threshold)
+    if to_threshold is not None and to_threshold <= policy.warn_within_s:
+        return "warning"
+    return None
+
+
+def w1_clear(estimate: WaitEstimate, policy: AlertPolicy) -> bool:
+    """Whether a W1 alert may start resolving (below the hysteresis band, nobody late)."""
+    threshold = policy.w1_threshold_s
+    if estimate.predicted_wait_s is None:
+        return False  # no data: keep what we have
+    if estimate.oldest_wait_s is not None and estimate.oldest_wait_s >= threshold:
+        return False
+    return estimate.predicted_wait_s < policy.resolve_fraction * threshold
+
+
+class AlertEngine:
+    """Evaluates the rules for every zone and device; see the module docstring.
+
+    Args:
+        policy_for: ``(branch, zone) -> AlertPolicy``; device rules of a branch
+            use ``policy_for(branch, "")`` (the branch-level policy).
+        hours_for: ``branch -> BusinessHours`` or ``None`` (always open).
+        region_for: ``branch -> region`` (for routing), or ``None``.
+    """
+
+    def __init__(
+        self,
+        policy_for: Callable[[str, str], AlertPolicy],
+        hours_for: Callable[[str], BusinessHours | None],
+        region_for: Callable[[str], str | None],
+    ) -> None:
+        self._policy_for = policy_for
+        self._hours_for = hours_for
+        self._region_for = region_for
+        self._rules: dict[tuple[str, str, str], _RuleState] = {}
+        self._devices: dict[tuple[str, str], _Device] = {}
+        # first time each branch was seen open after being seen closed: an
+        # offline device's clock starts no earlier than the opening
+        self._was_open: dict[str, bool] = {}
+        self._opened_at: dict[str, float] = {}
+
+    # --- inputs -------------------------------------------------------------
+
+    def is_open(self, branch: str, now: float) -> bool:
+        hours = self._hours_for(branch)
+        open_ = hours is None or hours.is_open(now)
+        if open_ and self._was_open.get(branch) is False:
+            self._opened_at[branch] = now
+        self._was_open[branch] = open_
+        return open_
+
+    def evaluate(
+        self, branch: str, zone: str, estimate: WaitEstimate, now: float
+    ) -> list[AlertEvent]:
+        """Apply the W1 and service-stalled rules of one waiting zone."""
+        policy = self._policy_for(branch, zone)
+        w1 = self._rules.setdefault(("w1_wait", branch, zone), _RuleState())
+        stalled = self._rules.setdefault(("service_stalled", branch, zone), _RuleState())
+        if not policy.enabled or not self.is_open(branch, now):
+            reason = "alerts disabled" if not policy.enabled else "branch closed"
+            return self._stand_down(w1, now, reason) + self._stand_down(stalled, now, reason)
+
+        events: list[AlertEvent] = []
+        threshold = policy.w1_threshold_s
+        predicted = estimate.predicted_wait_s
+        summary = (
+            f"W1 {zone} at {branch}: predicted wait "
+            f"{(predicted or 0) / 60:.1f} min (threshold {threshold / 60:.0f} min), "
+            f"{estimate.queue_length} waiting"
+        )
+        events += self._step(
+            ("w1_wait", branch, zone),
+            w1,
+            w1_severity(estimate, policy),
+            w1_clear(estimate, policy),
+            now,
+            policy,
+            min_duration=policy.min_duration_s,
+            summary=summary,
+            value=predicted,
+            threshold=threshold,
+        )
+
+        quiet = estimate.no_departure_for_s
+        is_stalled = (
+            estimate.queue_length >= policy.stalled_min_people
+            and quiet is not None
+            and quiet >= policy.stalled_after_s
+        )
+        events += self._step(
+            ("service_stalled", branch, zone),
+            stalled,
+            "critical" if is_stalled else None,
+            not is_stalled,
+            now,
+            policy,
+            # the condition already contains its duration (stalled_after_s)
+            min_duration=0.0,
+            summary=(
+                f"Service stalled at {branch} {zone}: {estimate.queue_length} waiting, "
+                f"no departure for {(quiet or 0) / 60:.0f} min"
+            ),
+            value=quiet,
+            threshold=policy.stalled_after_s,
+            resolve_after=0.0,
+        )
+        return events
+
+    def device_seen(self, branch: str, device: str, now: float) -> None:
+        """Any message from the device: it is alive (an offline alert resolves at the next tick)."""
+        dev = self._devices.get((branch, device))
+        if dev is None:
+            self._devices[(branch, device)] = _Device(last_seen=now)
+        else:
+            dev.last_seen = max(dev.last_seen, now)
+            dev.offline_since = None
+
+    def device_status(self, branch: str, device: str, online: bool, now: float) -> None:
+        """A status message (``offline`` is typically the broker-published last will)."""
+        if online:
+            self.device_seen(branch, device, now)
+            return
+        dev = self._devices.setdefault((branch, device), _Device(last_seen=now))
+        if dev.offline_since is None:
+            dev.offline_since = now
+
+    def tick(self, now: float) -> list[AlertEvent]:
+        """Time-driven rules: device offline, re-notification, escalation, closing time.
+
+        Call it regularly (about once a second); durations are measured from
+        the first tick at which a condition holds.
+        """
+        events: list[AlertEvent] = []
+        for (branch, device), dev in self._devices.items():
+            policy = self._policy_for(branch, "")
+            rule = self._rules.setdefault(("device_offline", branch, device), _RuleState())
+            if not policy.enabled or not self.is_open(branch, now):
+                reason = "alerts disabled" if not policy.enabled else "branch closed"
+                events += self._stand_down(rule, now, reason)
+                continue
+            since = dev.offline_since
+            if since is None and now - dev.last_seen >= policy.heartbeat_timeout_s:
+                since = dev.last_seen + policy.heartbeat_timeout_s
+            if since is not None:
+                since = max(since, self._opened_at.get(branch, since))
+            offline_for = now - since if since is not None else None
+            events += self._step(
+                ("device_offline", branch, device),
+                rule,
+                "critical" if since is not None else None,
+                since is None,
+                now,
+                policy,
+                min_duration=policy.offline_after_s,
+                summary=(
+                    f"Device {device} at {branch} offline for {(offline_for or 0) / 60:.0f} min"
+                ),
+                value=offline_for,
+                threshold=policy.offline_after_s,
+                resolve_after=0.0,
+                pending_from=since,
+            )
+        for (kind, branch, subject), rule in self._rules.items():
+            alert = rule.alert
+            if alert is None:
+                continue
+            policy = self._policy_for(branch, "" if kind == "device_offline" else subject)
+            if not self.is_open(branch, now):
+                events += self._stand_down(rule, now, "branch closed")
+                continue
+            if (
+                policy.escalate_after_s > 0
+                and not alert.escalated
+                and now - alert.started_at >= policy.escalate_after_s
+            ):
+                events.append(self._emit(rule, "escalate", now, escalated=True))
+            elif (
+                policy.renotify_s > 0
+                and alert.last_notified_at is not None
+                and now - alert.last_notified_at >= policy.renotify_s
+            ):
+                events.append(self._emit(rule, "renotify", now))
+        return events
+
+    # --- restart ------------------------------------------------------------
+
+    def snapshot(self) -> list[Alert]:
+        """Open alerts, to persist; :meth:`restore` them after a restart."""
+        return [r.alert for r in self._rules.values() if r.alert is not None]
+
+    def restore(self, alerts: list[Alert]) -> None:
+        """Re-adopt open alerts: they are not fired again, and resolve/renotify as usual."""
+        for alert in alerts:
+            if alert.state != "firing":
+                continue
+            rule = self._rules.setdefault((alert.kind, alert.branch, alert.subject), _RuleState())
+            rule.alert = alert
+
+    def open_alerts(self) -> list[Alert]:
+        return self.snapshot()
+
+    # --- mechanics ----------------------------------------------------------
+
+    def _step(
+        self,
+        key: tuple[str, str, str],
+        rule: _RuleState,
+        severity: Severity | None,
+        clear: bool,
+        now: float,
+        policy: AlertPolicy,
+        *,
+        min_duration: float,
+        summary: str,
+        value: float | None,
+        threshold: float | None,
+        resolve_after: float | None = None,
+        pending_from: float | None = None,
+    ) -> list[AlertEvent]:
+        alert = rule.alert
+        if alert is None:
+            if severity is None:
+                rule.pending_since = None
+                return []
+            if rule.pending_since is None:
+                rule.pending_since = pending_from if pending_from is not None else now
+            if now - rule.pending_since < min_duration:
+                return []
+            kind, branch, subject = key
+            rule.pending_since = None
+            rule.clear_since = None
+            rule.alert = Alert(
+                alert_id=f"{kind}:{branch}:{subject}:{int(now)}",
+                kind=kind,
+                severity=severity,
+                state="firing",
+                branch=branch,
+                subject=subject,
+                region=self._region_for(branch),
+                started_at=now,
+                ended_at=None,
+                summary=summary,
+                value=value,
+                threshold=threshold,
+                last_notified_at=now,
+            )
+            return [AlertEvent.of(rule.alert, "fire", now)]
+
+        rule.alert = dataclasses.replace(alert, value=value, summary=summary)
+        events = []
+        if severity == "critical" and alert.severity == "warning":
+            events.append(self._emit(rule, "escalate", now, severity="critical"))
+        if not clear:
+            rule.clear_since = None
+            return events
+        if rule.clear_since is None:
+            rule.clear_since = now
+        wait = policy.resolve_after_s if resolve_after is None else resolve_after
+        if now - rule.clear_since >= wait:
+            events.append(self._resolve(rule, now))
+        return events
+
+    def _emit(self, rule: _RuleState, event: str, now: float, **changes: Any) -> AlertEvent:
+        assert rule.alert is not None
+        rule.alert = dataclasses.replace(
+            rule.alert, last_notified_at=now, revision=rule.alert.revision + 1, **changes
+        )
+        return AlertEvent.of(rule.alert, event, now)
+
+    def _resolve(self, rule: _RuleState, now: float, reason: str | None = None) -> AlertEvent:
+        assert rule.alert is not None
+        summary = rule.alert.summary if reason is None else f"{rule.alert.summary} ({reason})"
+        event = self._emit(rule, "resolve", now, state="resolved", ended_at=now, summary=summary)
+        rule.alert = None
+        rule.clear_since = None
+        rule.pending_since = None
+        return event
+
+    def _stand_down(self, rule: _RuleState, now: float, reason: str) -> list[AlertEvent]:
+        rule.pending_since = None
+        if rule.alert is None:
+            return []
+        return [self._resolve(rule, now, reason)]

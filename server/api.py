@@ -1,0 +1,383 @@
+"""HTTP API of the collector (FastAPI; OpenAPI at ``/openapi.json``, docs at ``/docs``).
+
+Read-only: current state from memory (copied under the state lock), history and
+aggregates from the store. Times are ISO 8601 UTC strings; durations seconds.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Literal
+
+from fastapi import FastAPI, HTTPException, Query, Response
+from lobbywatch.edge.state import ZoneKind
+from lobbywatch.server.notify import iso
+from lobbywatch.server.state import DeviceRecord, ZoneRecord
+from lobbywatch.server.store import AlertRow, MinuteRow
+from pydantic import BaseModel, Field
+
+from lobbywatch import __version__
+
+if TYPE_CHECKING:
+    from lobbywatch.server.collector import Collector
+
+SEVERITY_RANK = {"warning": 1, "critical": 2}
+
+
+class EstimateOut(BaseModel):
+    queue_length: int
+    predicted_wait_s: float | None = Field(description="wait for a customer joining now")
+    forecast_wait_s: float | None
+    forecast_horizon_s: float
+    service_rate_per_s: float | None
+    method: str = Field(description="observed | fallback (configured counters)")
+    realised_wait_p50_s: float | None
+    realised_wait_p90_s: float | None
+    oldest_wait_s: float | None
+    served_within_threshold_ratio: float | None
+
+
+class ZoneOut(BaseModel):
+    zone: str
+    camera: str
+    kind: str
+    blueprint: str | None
+    device: str
+    people: int
+    raw_count: int
+    dwell_p50_s: float | None
+    dwell_p90_s: float | None
+    dwell_max_s: float | None
+    arrivals_total: int
+    departures_total: int
+    observed_at: str | None
+    wait_threshold_s: float | None = Field(description="W1 threshold in force (policy)")
+    estimate: EstimateOut | None = Field(None, description="waiting zones only")
+
+
+class DeviceOut(BaseModel):
+    device: str
+    camera: str
+    up: bool
+    status: str = Field(description="online | offline | unknown (from status/last will)")
+    last_message_at: str | None
+    last_message_age_s: float | None
+    camera_up: bool | None
+    fps: float | None
+    error: str | None
+    model: str | None
+    software: str | None
+
+
+class AlertOut(BaseModel):
+    alert_id: str
+    kind: str
+    severity: str
+    state: str
+    branch: str
+    region: str | None
+    zone: str | None = Field(description="zone of w1_wait/service_stalled alerts")
+    device: str | None = Field(description="device of device_offline alerts")
+    started_at: str | None
+    ended_at: str | None
+    summary: str | None
+    value: float | None
+    threshold: float | None
+
+
+class BranchSummary(BaseModel):
+    id: str
+    region: str
+    timezone: str
+    configured: bool = Field(description="false: seen on MQTT but not in SERVER.yaml")
+    zones: int
+    people_waiting: int
+    max_predicted_wait_s: float | None
+    devices_up: int
+    devices_total: int
+    active_alerts: int
+    worst_alert_severity: Literal["warning", "critical"] | None
+
+
+class BranchDetail(BranchSummary):
+    zone_states: list[ZoneOut]
+    devices: list[DeviceOut]
+    alerts: list[AlertOut]
+
+
+class MinuteOut(BaseModel):
+    branch: str
+    zone: str
+    minute: str
+    samples: int
+    queue_length_avg: float
+    queue_length_max: int
+    predicted_wait_s_avg: float | None
+    forecast_wait_s_avg: float | None
+    realised_wait_p50_s: float | None
+    realised_wait_p90_s: float | None
+    served: int
+    served_within_threshold: int
+    served_within_threshold_ratio: float | None
+    threshold_s: float | None
+
+
+class Health(BaseModel):
+    status: Literal["ok", "degraded"]
+    version: str
+    mqtt_connected: bool
+    database: bool
+    queue_messages: int
+    last_batch_age_s: float | None
+    uptime_s: float
+
+
+def _f(v: Any) -> float | None:
+    return None if v is None else float(v)
+
+
+def zone_out(z: ZoneRecord) -> ZoneOut:
+    e = z.estimate
+    est = None
+    if e is not None:
+        est = EstimateOut(
+            queue_length=e.queue_length,
+            predicted_wait_s=_f(e.predicted_wait_s),
+            forecast_wait_s=_f(e.forecast_wait_s),
+            forecast_horizon_s=float(e.forecast_horizon_s),
+            service_rate_per_s=_f(e.service_rate_per_s),
+            method=str(e.method),
+            realised_wait_p50_s=_f(e.realised_wait_p50_s),
+            realised_wait_p90_s=_f(e.realised_wait_p90_s),
+            oldest_wait_s=_f(e.oldest_wait_s),
+            served_within_threshold_ratio=_f(e.served_within_threshold_ratio),
+        )
+    return ZoneOut(
+        zone=z.zone,
+        camera=z.camera,
+        kind=str(z.kind),
+        blueprint=z.blueprint,
+        device=z.device,
+        people=z.people,
+        raw_count=z.raw_count,
+        dwell_p50_s=z.dwell_p50_s,
+        dwell_p90_s=z.dwell_p90_s,
+        dwell_max_s=z.dwell_max_s,
+        arrivals_total=z.arrivals_total,
+        departures_total=z.departures_total,
+        observed_at=iso(z.ts),
+        wait_threshold_s=z.threshold_s,
+        estimate=est,
+    )
+
+
+def device_out(d: DeviceRecord, now: float, timeout_s: float) -> DeviceOut:
+    seen = d.last_ts > 0
+    return DeviceOut(
+        device=d.device,
+        camera=d.camera,
+        up=d.is_up(now, timeout_s),
+        status=d.status,
+        last_message_at=iso(d.last_ts) if seen else None,
+        last_message_age_s=max(0.0, now - d.last_ts) if seen else None,
+        camera_up=d.camera_up,
+        fps=d.fps,
+        error=d.error,
+        model=d.model,
+        software=d.software,
+    )
+
+
+def alert_out(a: Any) -> AlertOut:
+    started = a.started_at
+    ended = getattr(a, "ended_at", None)
+    is_device = str(a.kind) == "device_offline"
+    return AlertOut(
+        alert_id=str(a.alert_id),
+        kind=str(a.kind),
+        severity=str(a.severity),
+        state=str(a.state),
+        branch=str(a.branch),
+        region=getattr(a, "region", None),
+        zone=None if is_device else str(a.subject),
+        device=str(a.subject) if is_device else None,
+        started_at=iso(float(started)) if started is not None else None,
+        ended_at=iso(float(ended)) if ended is not None else None,
+        summary=getattr(a, "summary", None),
+        value=_f(getattr(a, "value", None)),
+        threshold=_f(getattr(a, "threshold", None)),
+    )
+
+
+def minute_out(r: MinuteRow) -> MinuteOut:
+    d = {k: getattr(r, k) for k in MinuteOut.model_fields if k != "minute"}
+    return MinuteOut(minute=iso(float(r.minute)) or "", **d)
+
+
+def create_app(collector: Collector) -> FastAPI:
+    from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+    app = FastAPI(
+        title="lobbywatch collector",
+        version=__version__,
+        description="Current queue state of every branch, W1 alerts and their history. "
+        "Prometheus metrics at /metrics.",
+    )
+    state = collector.state
+
+    def summary(branch_id: str, now: float) -> BranchDetail:
+        b = state.branches[branch_id]
+        zones = state.zones_of(branch_id)
+        devices = state.devices_of(branch_id)
+        alerts = state.alerts_of(branch_id)
+        waiting = [z for z in zones if z.kind == ZoneKind.WAITING]
+        preds = [
+            z.estimate.predicted_wait_s
+            for z in waiting
+            if z.estimate is not None and z.estimate.predicted_wait_s is not None
+        ]
+        worst = max((SEVERITY_RANK.get(str(a.severity), 1) for a in alerts), default=0)
+        timeout = state.heartbeat_timeout_s
+        return BranchDetail(
+            id=b.id,
+            region=b.region,
+            timezone=b.timezone,
+            configured=b.configured,
+            zones=len(zones),
+            people_waiting=sum(z.people for z in waiting),
+            max_predicted_wait_s=max(preds) if preds else None,
+            devices_up=sum(1 for d in devices if d.is_up(now, timeout)),
+            devices_total=len(devices),
+            active_alerts=len(alerts),
+            worst_alert_severity={0: None, 1: "warning", 2: "critical"}[worst],  # type: ignore[arg-type]
+            zone_states=[zone_out(z) for z in sorted(zones, key=lambda z: z.zone)],
+            devices=[
+                device_out(d, now, timeout)
+                for d in sorted(devices, key=lambda d: (d.camera, d.device))
+            ],
+            alerts=[alert_out(a) for a in sorted(alerts, key=lambda a: str(a.alert_id))],
+        )
+
+    @app.get("/api/v1/branches", response_model=list[BranchSummary], tags=["state"])
+    def list_branches(region: str | None = None) -> list[BranchSummary]:
+        """Every known branch (configured or seen on MQTT) with a one-line status."""
+        now = collector.clock()
+        with state.lock:
+            ids = sorted(b for b, r in state.branches.items() if region in (None, r.region))
+            out = [summary(b, now) for b in ids]
+        return [BranchSummary.model_validate(d.model_dump()) for d in out]
+
+    @app.get("/api/v1/branches/{branch_id}", response_model=BranchDetail, tags=["state"])
+    def get_branch(branch_id: str) -> BranchDetail:
+        """One branch: every zone's newest state and estimate, its devices and open alerts."""
+        now = collector.clock()
+        with state.lock:
+            if branch_id not in state.branches:
+                raise HTTPException(404, f"unknown branch {branch_id!r}")
+            return summary(branch_id, now)
+
+    @app.get(
+        "/api/v1/branches/{branch_id}/minutes", response_model=list[MinuteOut], tags=["history"]
+    )
+    def branch_minutes(
+        branch_id: str,
+        zone: str | None = None,
+        since: float | None = Query(None, description="UTC epoch seconds"),
+        limit: int = Query(1440, ge=1, le=100_000),
+    ) -> list[MinuteOut]:
+        """Per-zone minute aggregates, newest first."""
+        return [minute_out(r) for r in collector.store.minutes(branch_id, zone, since, limit)]
+
+    @app.get("/api/v1/alerts", response_model=list[AlertOut], tags=["alerts"])
+    def list_alerts(
+        active: bool = Query(True, description="true: firing now (memory); false: resolved"),
+        branch: str | None = None,
+        region: str | None = None,
+        limit: int = Query(100, ge=1, le=10_000),
+    ) -> list[AlertOut]:
+        """Firing alerts (``active=true``) or the most recently resolved ones."""
+        if active:
+            with state.lock:
+                alerts = [
+                    a
+                    for a in state.alerts.values()
+                    if branch in (None, a.branch)
+                    and region in (None, getattr(a, "region", None) or _region(a.branch))
+                ]
+            alerts.sort(key=lambda a: (float(a.started_at), str(a.alert_id)))
+            return [alert_out(a) for a in alerts[:limit]]
+        rows = collector.store.alert_history(
+            branch=branch, region=region, active=False, limit=limit
+        )
+        return [_row_out(r) for r in rows]
+
+    def _region(branch: str) -> str:
+        rec = state.branches.get(branch)
+        return rec.region if rec else "unknown"
+
+    @app.get("/api/v1/alerts/history", response_model=list[AlertOut], tags=["alerts"])
+    def alert_history(
+        branch: str | None = None,
+        region: str | None = None,
+        kind: Literal["w1_wait", "service_stalled", "device_offline"] | None = None,
+        since: float | None = Query(None, description="started at or after (UTC epoch s)"),
+        until: float | None = Query(None, description="started before (UTC epoch s)"),
+        limit: int = Query(100, ge=1, le=10_000),
+        offset: int = Query(0, ge=0),
+    ) -> list[AlertOut]:
+        """All stored alerts (firing and resolved), newest first."""
+        rows = collector.store.alert_history(
+            branch=branch,
+            region=region,
+            kind=kind,
+            since=since,
+            until=until,
+            limit=limit,
+            offset=offset,
+        )
+        return [_row_out(r) for r in rows]
+
+    @app.get("/healthz", response_model=Health, tags=["ops"])
+    def healthz(response: Response) -> Health:
+        """200 when MQTT is connected, the database answers and processing keeps up."""
+        now = collector.clock()
+        mqtt_ok = collector.mqtt.connected.is_set() if collector.mqtt is not None else True
+        db_ok = collector.store.ping()
+        last = collector.last_batch_at
+        depth = len(collector.queue)
+        ok = mqtt_ok and db_ok and depth < collector.cfg.ingest.queue_max // 2
+        if not ok:
+            response.status_code = 503
+        return Health(
+            status="ok" if ok else "degraded",
+            version=__version__,
+            mqtt_connected=mqtt_ok,
+            database=db_ok,
+            queue_messages=depth,
+            last_batch_age_s=(now - last) if last else None,
+            uptime_s=now - collector.started_at,
+        )
+
+    @app.get("/metrics", tags=["ops"], response_class=Response)
+    def metrics() -> Response:
+        """Prometheus text exposition (see server/metrics.py for the names)."""
+        return Response(generate_latest(collector.registry), media_type=CONTENT_TYPE_LATEST)
+
+    return app
+
+
+def _row_out(r: AlertRow) -> AlertOut:
+    return AlertOut(
+        alert_id=r.alert_id,
+        kind=r.kind,
+        severity=r.severity,
+        state=r.state,
+        branch=r.branch,
+        region=r.region,
+        zone=r.zone,
+        device=r.subject if r.kind == "device_offline" else None,
+        started_at=iso(r.started_at),
+        ended_at=iso(r.ended_at),
+        summary=r.summary,
+        value=r.value,
+        threshold=r.threshold,
+    )

@@ -1,0 +1,548 @@
+"""The collector process: ingest -> state -> estimator -> alert engine -> outbox/store.
+
+Threads and what they own:
+
+* paho's network thread: receives, timestamps and enqueues (``MqttIngest``).
+* the processing thread (:meth:`Collector._run`): drains the queue in batches;
+  per batch it parses and applies every message under the state lock, feeds
+  waiting-zone messages to their estimator, re-estimates each touched waiting
+  zone once (a zone touched by 50 messages in one batch is evaluated once: the
+  same answer as per message, at a fraction of the cost) and evaluates the alert
+  engine. Alert events (rare) are written to the outbox synchronously, so an
+  event is stored before any sink can see it.
+* once a second, :meth:`tick`: alert timeouts/renotify/escalation, device
+  heartbeat timeouts, a sweep re-evaluating quiet waiting zones (waits grow
+  while nobody reports), minute-aggregate sampling and, at each minute
+  boundary, one batched write of the closed minute (on a writer thread).
+* one notifier thread per sink (:class:`~lobbywatch.server.notify.Dispatcher`).
+* uvicorn's thread serving the API and ``/metrics``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from lobbywatch.edge.state import ZoneKind
+from lobbywatch.server.config import (
+    ServerConfig,
+    alert_policy,
+    business_hours,
+    estimator_settings,
+)
+from lobbywatch.server.ingest import Ingestor, MessageQueue, MqttIngest
+from lobbywatch.server.metrics import LatencyHistogram, StateCollector, make_registry
+from lobbywatch.server.notify import Dispatcher, build_sinks, iso
+from lobbywatch.server.state import BranchRecord, CollectorState, ZoneKey
+from lobbywatch.server.store import AlertRow, EventRecord, MinuteRow, Store
+
+from lobbywatch.protocol import StatusMessage, ZoneMessage
+
+log = logging.getLogger(__name__)
+
+
+# ---------------------------------------------------------------- minute aggregates
+
+
+@dataclass(slots=True)
+class _Acc:
+    samples: int = 0
+    queue_sum: float = 0.0
+    queue_max: int = 0
+    predicted_sum: float = 0.0
+    predicted_n: int = 0
+    forecast_sum: float = 0.0
+    forecast_n: int = 0
+    dwells: list[float] = field(default_factory=list)
+    threshold_s: float | None = None
+
+
+def _quantile(values: list[float], q: float) -> float:
+    s = sorted(values)
+    pos = (len(s) - 1) * q
+    lo = math.floor(pos)
+    hi = min(lo + 1, len(s) - 1)
+    return s[lo] + (s[hi] - s[lo]) * (pos - lo)
+
+
+class MinuteAggregator:
+    """Accumulates per-zone samples and realised waits for the current UTC minute."""
+
+    def __init__(self) -> None:
+        self.minute: int | None = None
+        self.acc: dict[ZoneKey, _Acc] = {}
+
+    def _get(self, key: ZoneKey) -> _Acc:
+        acc = self.acc.get(key)
+        if acc is None:
+            acc = self.acc[key] = _Acc()
+        return acc
+
+    def add_dwells(self, key: ZoneKey, dwells: list[float]) -> None:
+        if dwells:
+            self._get(key).dwells.extend(dwells)
+
+    def sample(self, key: ZoneKey, people: int, estimate: Any, threshold_s: float | None) -> None:
+        acc = self._get(key)
+        acc.samples += 1
+        acc.queue_sum += people
+        acc.queue_max = max(acc.queue_max, people)
+        acc.threshold_s = threshold_s
+        if estimate is not None:
+            if estimate.predicted_wait_s is not None:
+                acc.predicted_sum += estimate.predicted_wait_s
+                acc.predicted_n += 1
+            if estimate.forecast_wait_s is not None:
+                acc.forecast_sum += estimate.forecast_wait_s
+                acc.forecast_n += 1
+
+    def roll(self, now: float) -> list[MinuteRow]:
+        """Rows of the closed minute if ``now`` is in a new minute, else []."""
+        minute = int(now // 60) * 60
+        if self.minute is None:
+            self.minute = minute
+            return []
+        if minute == self.minute:
+            return []
+        rows = []
+        for key, a in self.acc.items():
+            if a.samples == 0 and not a.dwells:
+                continue
+            thr = a.threshold_s
+            within = sum(1 for d in a.dwells if thr is not None and d <= thr)
+            rows.append(
+                MinuteRow(
+                    branch=key.branch,
+                    zone=key.zone,
+                    minute=self.minute,
+                    samples=a.samples,
+                    queue_length_avg=a.queue_sum / a.samples if a.samples else 0.0,
+                    queue_length_max=a.queue_max,
+                    predicted_wait_s_avg=a.predicted_sum / a.predicted_n if a.predicted_n else None,
+                    forecast_wait_s_avg=a.forecast_sum / a.forecast_n if a.forecast_n else None,
+                    realised_wait_p50_s=_quantile(a.dwells, 0.5) if a.dwells else None,
+                    realised_wait_p90_s=_quantile(a.dwells, 0.9) if a.dwells else None,
+                    served=len(a.dwells),
+                    served_within_threshold=within,
+                    served_within_threshold_ratio=(
+                        within / len(a.dwells) if a.dwells and thr is not None else None
+                    ),
+                    threshold_s=thr,
+                )
+            )
+        self.minute = minute
+        self.acc = {}
+        return rows
+
+
+# ------------------------------------------------------------ alert engine adapter
+
+
+def event_id_of(ev: Any) -> str:
+    """Idempotency key of an alert event: ``{alert_id}#{revision}`` from alerts.py.
+
+    The revision is persisted with the alert and restored, so a restart that
+    re-derives an event produces the same id and the outbox ignores it.
+    """
+    return str(ev.event_id)
+
+
+def zone_of(a: Any) -> str | None:
+    """Zone of a zone alert; device alerts (``device_offline``) have none."""
+    return None if str(a.kind) == "device_offline" else str(a.subject)
+
+
+def event_payload(ev: Any, event_id: str) -> dict[str, Any]:
+    """The JSON every sink receives (webhook body; source of e-mail and Alertmanager)."""
+    started = _f(getattr(ev, "started_at", None))
+    ended = _f(getattr(ev, "ended_at", None))
+    payload = {
+        "event_id": event_id,
+        "event": str(ev.event),
+        "alert_id": str(ev.alert_id),
+        "kind": str(ev.kind),
+        "severity": str(ev.severity),
+        "state": str(ev.state),
+        "branch": str(ev.branch),
+        "region": getattr(ev, "region", None),
+        "zone": zone_of(ev),
+        "subject": str(ev.subject),
+        "device": str(ev.subject) if str(ev.kind) == "device_offline" else None,
+        "summary": getattr(ev, "summary", None),
+        "value": _f(getattr(ev, "value", None)),
+        "threshold": _f(getattr(ev, "threshold", None)),
+        "started_at": iso(started),
+        "ended_at": iso(ended),
+        "started_at_ts": started,
+        "ended_at_ts": ended,
+    }
+    prev = getattr(ev, "previous_severity", None)
+    if prev is None and str(ev.event) == "escalate" and str(ev.severity) == "critical":
+        prev = "warning"
+    if prev is not None:
+        payload["previous_severity"] = str(prev)
+    return payload
+
+
+def _f(v: Any) -> float | None:
+    if v is None:
+        return None
+    if hasattr(v, "timestamp"):
+        return float(v.timestamp())
+    return float(v)
+
+
+def alert_row(a: Any, now: float, last_event: str | None = None) -> AlertRow:
+    return AlertRow(
+        alert_id=str(a.alert_id),
+        kind=str(a.kind),
+        severity=str(a.severity),
+        state=str(a.state),
+        branch=str(a.branch),
+        zone=zone_of(a),
+        subject=str(a.subject),
+        region=getattr(a, "region", None),
+        started_at=_f(a.started_at) or now,
+        ended_at=_f(getattr(a, "ended_at", None)),
+        summary=getattr(a, "summary", None),
+        value=_f(getattr(a, "value", None)),
+        threshold=_f(getattr(a, "threshold", None)),
+        last_event=last_event or getattr(a, "event", None),
+        escalated=bool(getattr(a, "escalated", False)),
+        last_notified_at=_f(getattr(a, "last_notified_at", None) or getattr(a, "at", None)),
+        revision=_revision(a),
+        updated_at=now,
+    )
+
+
+def _revision(a: Any) -> int:
+    rev = getattr(a, "revision", None)
+    if rev is not None:
+        return int(rev)
+    # events carry it in their id: "{alert_id}#{revision}"
+    eid = str(getattr(a, "event_id", ""))
+    _, _, tail = eid.rpartition("#")
+    return int(tail) if tail.isdigit() else 0
+
+
+def row_to_alert(row: AlertRow) -> Any:
+    """Rebuild an ``alerts.Alert`` from its stored row (for ``AlertEngine.restore``)."""
+    from lobbywatch.server.alerts import Alert
+
+    names = {f.name for f in dataclasses.fields(Alert)}
+    values = dataclasses.asdict(row)
+    values.setdefault("event", row.last_event)
+    return Alert(**{k: v for k, v in values.items() if k in names})
+
+
+# ----------------------------------------------------------------------- collector
+
+
+@dataclass
+class _ZoneRuntime:
+    estimator: Any
+    threshold_s: float | None
+    evaluated_at: float = 0.0
+
+
+class Collector:
+    """Wires ingest, state, estimation, alerting, storage, notification and the API."""
+
+    def __init__(
+        self,
+        cfg: ServerConfig,
+        *,
+        clock: Callable[[], float] = time.time,
+        with_mqtt: bool = True,
+        with_http: bool = True,
+    ) -> None:
+        self.cfg = cfg
+        self.clock = clock
+        # one knob for liveness: the alert policy's heartbeat timeout also drives device_up
+        self.state = CollectorState(
+            heartbeat_timeout_s=alert_policy(cfg.alerts).heartbeat_timeout_s
+        )
+        for b in cfg.branches:
+            self.state.branches[b.id] = BranchRecord(b.id, b.region, b.timezone)
+        self.store = Store(cfg.database.url)
+        self.queue = MessageQueue(cfg.ingest.queue_max)
+        self.ingestor = Ingestor(
+            self.state, cfg.ingest, cfg.mqtt.root, {b.id: b.region for b in cfg.branches}
+        )
+        self._est_settings = estimator_settings(cfg.estimator)
+        self._zones: dict[ZoneKey, _ZoneRuntime] = {}
+        self._policies: dict[tuple[str, str | None], Any] = {}
+        self.engine = self._make_engine()
+        self.sinks = build_sinks(cfg.notify)
+        self.dispatcher = Dispatcher(
+            self.store, self.sinks, cfg.notify, firing_payloads=self.firing_payloads, clock=clock
+        )
+        self.latency = LatencyHistogram()
+        self.metrics = StateCollector(
+            self.state,
+            self.latency,
+            notification_counts=lambda: dict(self.dispatcher.counts),
+            queue_stats=lambda: (len(self.queue), self.queue.dropped),
+            clock=clock,
+        )
+        self.registry = make_registry(self.metrics)
+        self.aggregator = MinuteAggregator()
+        self.mqtt = (
+            MqttIngest(cfg.mqtt, self.queue, [b.id for b in cfg.branches]) if with_mqtt else None
+        )
+        self.with_http = with_http
+        self.http_port: int | None = None
+        self._http_server: Any = None
+        self._http_thread: threading.Thread | None = None
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store-writer")
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._last_tick = 0.0
+        self._last_sweep = 0.0
+        self.last_batch_at = 0.0
+        self.started_at = clock()
+
+    # ------------------------------------------------------------- policies
+    def policy_for(self, branch: str, zone: str | None) -> Any:
+        """Merged global <- branch <- zone AlertPolicy (zone "" = branch level), cached."""
+        zone = zone or None
+        key = (branch, zone)
+        policy = self._policies.get(key)
+        if policy is None:
+            policy = self._policies[key] = alert_policy(self.cfg.alert_policy_mapping(branch, zone))
+        return policy
+
+    def business_hours_for(self, branch: str) -> Any:
+        b = self.cfg.branch(branch)
+        if b is None or b.business_hours is None:
+            return None
+        return business_hours(b.business_hours, b.timezone)
+
+    def threshold_for(self, branch: str, zone: str) -> float:
+        return float(self.policy_for(branch, zone).w1_threshold_s)
+
+    def _make_engine(self) -> Any:
+        from lobbywatch.server.alerts import AlertEngine
+
+        hours = {b.id: self.business_hours_for(b.id) for b in self.cfg.branches}
+        return AlertEngine(self.policy_for, hours.get, self.region_of)
+
+    def region_of(self, branch: str) -> str:
+        rec = self.state.branches.get(branch)
+        return rec.region if rec else self.cfg.region_of(branch)
+
+    # ------------------------------------------------------------- lifecycle
+    def start(self) -> None:
+        self.store.migrate()
+        self.restore()
+        self.dispatcher.start()
+        self._thread = threading.Thread(target=self._run, name="collector", daemon=True)
+        self._thread.start()
+        if self.mqtt is not None:
+            self.mqtt.start()
+        if self.with_http:
+            self._start_http()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self.mqtt is not None:
+            self.mqtt.stop()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+        if self._http_server is not None:
+            self._http_server.should_exit = True
+            if self._http_thread is not None:
+                self._http_thread.join(timeout=10)
+        self.dispatcher.stop()
+        # flush the partial minute so a restart does not lose it
+        rows = self.aggregator.roll(self.clock() + 60)
+        self._writer.shutdown(wait=True)
+        if rows:
+            self.store.write_minutes(rows)
+        self.store.close()
+
+    def _start_http(self) -> None:
+        import socket
+
+        import uvicorn
+        from lobbywatch.server.api import create_app
+
+        app = create_app(self)
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((self.cfg.http.host, self.cfg.http.port))
+        self.http_port = sock.getsockname()[1]
+        config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off")
+        server = uvicorn.Server(config)
+        self._http_server = server
+        self._http_thread = threading.Thread(
+            target=server.run, kwargs={"sockets": [sock]}, name="http", daemon=True
+        )
+        self._http_thread.start()
+        deadline = time.monotonic() + 10
+        while not server.started and time.monotonic() < deadline:
+            time.sleep(0.02)
+
+    def restore(self) -> None:
+        """Reload firing alerts into the engine and state: a restart loses none."""
+        rows = self.store.active_alerts()
+        if not rows:
+            return
+        alerts = [row_to_alert(r) for r in rows]
+        self.engine.restore(alerts)
+        with self.state.lock:
+            self.state.alerts = {str(a.alert_id): a for a in self.engine.snapshot()}
+        log.info("restored %d open alerts", len(rows))
+
+    # ------------------------------------------------------------- processing
+    def _run(self) -> None:
+        batch_max = self.cfg.ingest.batch_max
+        while not self._stop.is_set():
+            try:
+                batch = self.queue.get_batch(batch_max, timeout=0.2)
+                if batch:
+                    self.process_batch(batch)
+                now = self.clock()
+                if now - self._last_tick >= 1.0:
+                    self.tick(now)
+            except Exception:
+                log.exception("processing batch failed")
+                time.sleep(0.1)
+
+    def _runtime(self, key: ZoneKey) -> _ZoneRuntime:
+        rt = self._zones.get(key)
+        if rt is None:
+            from lobbywatch.server.estimator import ZoneEstimator
+
+            counters, mean_s = self.cfg.service_for(key.branch, key.zone)
+            rt = self._zones[key] = _ZoneRuntime(
+                ZoneEstimator(self._est_settings, counters, mean_s),
+                self.threshold_for(key.branch, key.zone),
+            )
+        return rt
+
+    def process_batch(self, batch: list[tuple[str, bytes, float]]) -> None:
+        """Apply one batch of ``(topic, payload, received_at)``; returns when metrics show it."""
+        now = self.clock()
+        dirty: set[ZoneKey] = set()
+        # newest liveness signal per device in this batch: ("seen"|"online"|"offline", ts)
+        devices: dict[tuple[str, str], tuple[str, float]] = {}
+        events: list[Any] = []
+        handle = self.ingestor.handle
+        state = self.state
+        with state.lock:
+            for topic, payload, received in batch:
+                out = handle(topic, payload, received)
+                msg = out.msg
+                if msg is None:
+                    continue
+                if out.result == "ok" and out.device_key is not None:
+                    dev = state.devices[out.device_key]
+                    signal = msg.state if isinstance(msg, StatusMessage) else "seen"
+                    devices[(msg.branch, msg.device)] = (signal, dev.last_ts)
+                if isinstance(msg, ZoneMessage):
+                    if msg.kind == ZoneKind.WAITING and out.zone_key is not None:
+                        rt = self._runtime(out.zone_key)
+                        # stale messages too: the estimator keeps only their dwells
+                        rt.estimator.observe(msg, now)
+                        if msg.completed_dwells_s:
+                            self.aggregator.add_dwells(out.zone_key, list(msg.completed_dwells_s))
+                        dirty.add(out.zone_key)
+            for key in dirty:
+                events.extend(self._evaluate(key, now))
+            for (branch, device), (signal, ts) in devices.items():
+                # liveness is judged on observation time, so a stale retained "online"
+                # of a box that died without a will still times out
+                if signal == "seen":
+                    self.engine.device_seen(branch, device, min(ts, now))
+                else:
+                    self.engine.device_status(branch, device, signal == "online", min(ts, now))
+            done = self.clock()
+            self.latency.observe_many(done - r for _, _, r in batch)
+            self.last_batch_at = done
+        if events:
+            self._handle_events(events, now)
+
+    def _evaluate(self, key: ZoneKey, now: float) -> list[Any]:
+        rt = self._runtime(key)
+        est = rt.estimator.estimate(now, rt.threshold_s)
+        zone = self.state.zones.get(key)
+        if zone is not None:
+            zone.estimate = est
+            zone.threshold_s = rt.threshold_s
+        rt.evaluated_at = now
+        return list(self.engine.evaluate(key.branch, key.zone, est, now))
+
+    def tick(self, now: float) -> None:
+        """Once a second: timeouts, renotify/escalate, sweeps, minute roll-over."""
+        self._last_tick = now
+        events: list[Any] = []
+        with self.state.lock:
+            events.extend(self.engine.tick(now) or [])
+            if now - self._last_sweep >= 10.0:
+                self._last_sweep = now
+                for key, rt in self._zones.items():
+                    if now - rt.evaluated_at >= 10.0:
+                        events.extend(self._evaluate(key, now))
+                    zone = self.state.zones.get(key)
+                    if zone is not None:
+                        self.aggregator.sample(key, zone.people, zone.estimate, rt.threshold_s)
+            rows = self.aggregator.roll(now)
+        if rows:
+            self._writer.submit(self._write_minutes, rows)
+        if events:
+            self._handle_events(events, now)
+
+    def _write_minutes(self, rows: list[MinuteRow]) -> None:
+        try:
+            self.store.write_minutes(rows)
+        except Exception:
+            log.exception("writing %d minute aggregates failed", len(rows))
+
+    def _handle_events(self, events: list[Any], now: float) -> None:
+        """Outbox first, then wake the sinks; update the in-memory active set."""
+        stored = 0
+        for ev in events:
+            eid = event_id_of(ev)
+            payload = event_payload(ev, eid)
+            region = payload["region"] or self.region_of(str(ev.branch))
+            payload["region"] = region
+            sinks = self.cfg.notify.sinks_for(
+                str(ev.branch), region, str(ev.kind), str(ev.severity)
+            )
+            row = dataclasses.replace(alert_row(ev, now, str(ev.event)), region=region)
+            try:
+                if self.store.record_event(
+                    EventRecord(eid, row, str(ev.event), now, payload), sinks
+                ):
+                    stored += 1
+            except Exception:
+                log.exception("storing alert event %s failed", eid)
+        with self.state.lock:
+            self.state.alerts = {str(a.alert_id): a for a in self.engine.snapshot()}
+        if stored:
+            self.dispatcher.wake()
+
+    def firing_payloads(self) -> list[dict[str, Any]]:
+        """Payloads of the open alerts (for the Alertmanager re-send loop)."""
+        from lobbywatch.server.alerts import AlertEvent
+
+        now = self.clock()
+        with self.state.lock:
+            alerts = list(self.state.alerts.values())
+        out = []
+        for a in alerts:
+            if str(a.state) != "firing":
+                continue
+            ev = AlertEvent.of(a, "renotify", now)
+            p = event_payload(ev, ev.event_id)
+            p["region"] = p["region"] or self.region_of(str(a.branch))
+            out.append(p)
+        return out

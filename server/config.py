@@ -1,0 +1,497 @@
+"""SERVER.yaml: the central collector's configuration, schema and loading.
+
+Everything a user can get wrong is validated at load time and reported as one
+:class:`~lobbywatch.errors.ConfigError` naming the field path
+(``branches[2].zones.W1.counters: ...``), so a bad config fails at start and
+never at 9 a.m. when the first alert should fire.
+
+Alert policies are layered: ``alerts`` (global defaults) <- ``branches[].alerts``
+<- ``branches[].zones.<zone>.alerts``. Each layer is a partial mapping of
+:class:`~lobbywatch.server.alerts.AlertPolicy` fields; the merged result of every
+configured zone is validated at load, and zones not named in the config get the
+branch (or global) policy.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    NonNegativeInt,
+    PositiveFloat,
+    PositiveInt,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from lobbywatch.errors import ConfigError
+from lobbywatch.protocol import DEFAULT_ROOT, ID_PATTERN
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+# --------------------------------------------------------------------------- MQTT
+
+
+class TlsSettings(_Strict):
+    ca_file: Path | None = Field(None, description="CA bundle; system CAs when omitted")
+    cert_file: Path | None = Field(None, description="client certificate (mutual TLS)")
+    key_file: Path | None = Field(None, description="client private key (mutual TLS)")
+    insecure: bool = Field(False, description="skip hostname verification (testing only)")
+
+    @model_validator(mode="after")
+    def _pair(self) -> TlsSettings:
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("cert_file and key_file must be given together")
+        return self
+
+
+class MqttSettings(_Strict):
+    host: str = "127.0.0.1"
+    port: int = Field(1883, ge=1, le=65535)
+    client_id: str = Field(
+        "lobbywatch-collector", pattern=ID_PATTERN, description="prefix; a suffix is added"
+    )
+    username: str | None = None
+    password_file: Path | None = Field(
+        None,
+        description="file holding the MQTT password (env LOBBYWATCH_MQTT_PASSWORD wins)",
+    )
+    tls: TlsSettings | None = None
+    root: str = Field(DEFAULT_ROOT, pattern=ID_PATTERN, description="topic root")
+    shared_group: str | None = Field(
+        "lobbywatch-collector",
+        pattern=ID_PATTERN,
+        description="MQTT 5 shared-subscription group; null = plain subscription",
+    )
+    qos: Literal[0, 1] = Field(
+        0,
+        description="subscription QoS. 0 by default: with a clean session QoS 1 to the "
+        "collector adds no durability (in-flight messages die with the session) but costs a "
+        "PUBACK round trip per message; retained state and the edge outbox cover gaps",
+    )
+    keepalive_s: int = Field(30, ge=5, le=3600)
+    bootstrap_s: float = Field(
+        3.0,
+        ge=0,
+        le=300,
+        description="how long the plain (non-shared) subscription that loads retained "
+        "state stays active after connect; 0 disables it",
+    )
+    subscribe: Literal["all", "configured_branches"] = Field(
+        "all",
+        description="'configured_branches' subscribes only to the branches listed in this "
+        "config (partitioning collectors by region)",
+    )
+
+    def password(self) -> str | None:
+        env = os.environ.get("LOBBYWATCH_MQTT_PASSWORD")
+        if env is not None:
+            return env
+        if self.password_file is None:
+            return None
+        try:
+            return self.password_file.read_text().strip()
+        except OSError as exc:
+            raise ConfigError(
+                f"mqtt.password_file: cannot read {self.password_file}: {exc}"
+            ) from None
+
+
+# ------------------------------------------------------------------ ingest/storage
+
+
+class IngestSettings(_Strict):
+    queue_max: PositiveInt = Field(
+        200_000, description="messages buffered between the MQTT thread and processing"
+    )
+    batch_max: PositiveInt = Field(5_000, description="messages processed per batch")
+    dedup_window: PositiveInt = Field(
+        1024, description="per-device window of recent sequence numbers kept for de-duplication"
+    )
+    max_clock_skew_s: PositiveFloat = Field(
+        300.0, description="message timestamps further in the future than this are clamped"
+    )
+    unknown_branches: Literal["accept", "reject"] = Field(
+        "accept", description="messages for branches not in this config"
+    )
+    max_zones: PositiveInt = Field(
+        100_000, description="hard cap on tracked zones/devices (bounds memory and labels)"
+    )
+
+
+class DatabaseSettings(_Strict):
+    url: str = Field(
+        "sqlite:///lobbywatch-server.db",
+        description="SQLAlchemy URL: sqlite:///path.db or postgresql+psycopg://user@host/db",
+    )
+    retention_days: PositiveInt = Field(400, description="minute aggregates kept this long")
+
+    @field_validator("url")
+    @classmethod
+    def _scheme(cls, v: str) -> str:
+        if not v.startswith(("sqlite", "postgresql")):
+            raise ValueError("only sqlite:/// and postgresql+psycopg:// URLs are supported")
+        return v
+
+
+class HttpSettings(_Strict):
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=0, le=65535, description="0 picks a free port")
+
+
+# ----------------------------------------------------------------------- branches
+
+
+class ZoneOverride(_Strict):
+    counters: PositiveInt | None = None
+    mean_service_s: PositiveFloat | None = None
+    alerts: dict[str, Any] = Field(default_factory=dict, description="partial AlertPolicy")
+
+
+class BranchConfig(_Strict):
+    id: str = Field(pattern=ID_PATTERN)
+    region: str = Field("default", pattern=ID_PATTERN)
+    timezone: str = "UTC"
+    business_hours: dict[str, Any] | None = Field(
+        None, description="BusinessHours (alerts.py); null = always open"
+    )
+    counters: PositiveInt = Field(2, description="counters normally open")
+    mean_service_s: PositiveFloat = Field(240.0, description="mean service time per customer")
+    alerts: dict[str, Any] = Field(default_factory=dict, description="partial AlertPolicy")
+    zones: dict[str, ZoneOverride] = Field(default_factory=dict)
+
+    @field_validator("timezone")
+    @classmethod
+    def _tz(cls, v: str) -> str:
+        try:
+            ZoneInfo(v)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {v!r}") from exc
+        return v
+
+    @field_validator("zones")
+    @classmethod
+    def _zone_ids(cls, v: dict[str, ZoneOverride]) -> dict[str, ZoneOverride]:
+        from lobbywatch.protocol import is_valid_id
+
+        for key in v:
+            if not is_valid_id(key):
+                raise ValueError(f"zone id {key!r} does not match {ID_PATTERN}")
+        return v
+
+
+# ------------------------------------------------------------------ notifications
+
+
+class LogSink(_Strict):
+    type: Literal["log"] = "log"
+
+
+class WebhookSink(_Strict):
+    type: Literal["webhook"] = "webhook"
+    url: str = Field(pattern=r"^https?://")
+    secret_file: Path | None = Field(None, description="HMAC-SHA256 key")
+    secret_env: str | None = Field(None, description="env var holding the HMAC key")
+    timeout_s: PositiveFloat = 5.0
+    headers: dict[str, str] = Field(default_factory=dict)
+
+    def secret(self) -> bytes | None:
+        if self.secret_env:
+            value = os.environ.get(self.secret_env)
+            if value is None:
+                raise ConfigError(f"webhook secret_env: ${self.secret_env} is not set")
+            return value.encode()
+        if self.secret_file:
+            try:
+                return self.secret_file.read_bytes().strip()
+            except OSError as exc:
+                raise ConfigError(
+                    f"webhook secret_file: cannot read {self.secret_file}: {exc}"
+                ) from None
+        return None
+
+
+class SmtpSink(_Strict):
+    type: Literal["smtp"] = "smtp"
+    host: str
+    port: int = Field(25, ge=1, le=65535)
+    starttls: bool = False
+    ssl: bool = False
+    username: str | None = None
+    password_file: Path | None = None
+    sender: str = Field(alias="from", pattern=r".+@.+")
+    to: list[Annotated[str, Field(pattern=r".+@.+")]] = Field(min_length=1)
+    timeout_s: PositiveFloat = 10.0
+    subject_prefix: str = "[lobbywatch]"
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class AlertmanagerSink(_Strict):
+    type: Literal["alertmanager"] = "alertmanager"
+    url: str = Field(pattern=r"^https?://", description="base URL, e.g. http://am:9093")
+    resend_interval_s: PositiveFloat = Field(
+        60.0, description="firing alerts are re-sent this often (Alertmanager is stateless)"
+    )
+    ends_after_s: PositiveFloat = Field(
+        300.0, description="endsAt of a firing alert is now + this (must exceed the resend)"
+    )
+    resolved_resend_s: NonNegativeInt = Field(
+        300, description="resolved alerts are re-sent for this long"
+    )
+    timeout_s: PositiveFloat = 5.0
+    generator_url: str | None = None
+
+    @model_validator(mode="after")
+    def _ends(self) -> AlertmanagerSink:
+        if self.ends_after_s <= self.resend_interval_s:
+            raise ValueError("ends_after_s must be greater than resend_interval_s")
+        return self
+
+
+Sink = Annotated[LogSink | WebhookSink | SmtpSink | AlertmanagerSink, Field(discriminator="type")]
+
+
+class Route(_Strict):
+    """Sends matching alert events to ``sinks``; all non-empty filters must match."""
+
+    sinks: list[str] = Field(min_length=1)
+    branches: list[str] = Field(default_factory=list)
+    regions: list[str] = Field(default_factory=list)
+    kinds: list[Literal["w1_wait", "service_stalled", "device_offline"]] = Field(
+        default_factory=list
+    )
+    min_severity: Literal["warning", "critical"] = "warning"
+    continue_: bool = Field(True, alias="continue", description="false: later routes are not tried")
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    def matches(self, branch: str, region: str, kind: str, severity: str) -> bool:
+        if self.branches and branch not in self.branches:
+            return False
+        if self.regions and region not in self.regions:
+            return False
+        if self.kinds and kind not in self.kinds:
+            return False
+        return not (self.min_severity == "critical" and severity != "critical")
+
+
+class NotifySettings(_Strict):
+    sinks: dict[str, Sink] = Field(default_factory=lambda: {"log": LogSink()})
+    routes: list[Route] = Field(
+        default_factory=list, description="empty: every event goes to every sink"
+    )
+    retry_initial_s: PositiveFloat = 2.0
+    retry_max_s: PositiveFloat = 300.0
+    give_up_after_s: PositiveFloat = Field(
+        86_400.0, description="undelivered events older than this are marked expired"
+    )
+
+    @model_validator(mode="after")
+    def _known_sinks(self) -> NotifySettings:
+        for i, route in enumerate(self.routes):
+            for name in route.sinks:
+                if name not in self.sinks:
+                    raise ValueError(f"routes[{i}]: unknown sink {name!r}")
+        return self
+
+    def sinks_for(self, branch: str, region: str, kind: str, severity: str) -> list[str]:
+        if not self.routes:
+            return list(self.sinks)
+        out: list[str] = []
+        for route in self.routes:
+            if route.matches(branch, region, kind, severity):
+                out.extend(s for s in route.sinks if s not in out)
+                if not route.continue_:
+                    break
+        return out
+
+
+# ------------------------------------------------------------------------- root
+
+
+class ServerConfig(_Strict):
+    mqtt: MqttSettings = Field(default_factory=MqttSettings)  # type: ignore[arg-type]
+    ingest: IngestSettings = Field(default_factory=IngestSettings)  # type: ignore[arg-type]
+    database: DatabaseSettings = Field(default_factory=DatabaseSettings)  # type: ignore[arg-type]
+    http: HttpSettings = Field(default_factory=HttpSettings)  # type: ignore[arg-type]
+    estimator: dict[str, Any] = Field(
+        default_factory=dict, description="EstimatorSettings (estimator.py)"
+    )
+    alerts: dict[str, Any] = Field(
+        default_factory=dict, description="global AlertPolicy defaults (alerts.py)"
+    )
+    branches: list[BranchConfig] = Field(default_factory=list)
+    notify: NotifySettings = Field(default_factory=NotifySettings)  # type: ignore[arg-type]
+
+    @model_validator(mode="after")
+    def _unique_branches(self) -> ServerConfig:
+        seen: set[str] = set()
+        for i, b in enumerate(self.branches):
+            if b.id in seen:
+                raise ValueError(f"branches[{i}].id: duplicate branch {b.id!r}")
+            seen.add(b.id)
+        return self
+
+    def branch(self, branch_id: str) -> BranchConfig | None:
+        return self._by_id().get(branch_id)
+
+    def _by_id(self) -> dict[str, BranchConfig]:
+        cache: dict[str, BranchConfig] | None = self.__dict__.get("_branch_cache")
+        if cache is None:
+            cache = {b.id: b for b in self.branches}
+            self.__dict__["_branch_cache"] = cache
+        return cache
+
+    def region_of(self, branch_id: str) -> str:
+        b = self.branch(branch_id)
+        return b.region if b else "unknown"
+
+    def service_for(self, branch_id: str, zone: str) -> tuple[int, float]:
+        """(counters, mean service seconds) for a zone: zone override, branch, defaults."""
+        b = self.branch(branch_id)
+        if b is None:
+            return BranchConfig.model_fields["counters"].default, BranchConfig.model_fields[
+                "mean_service_s"
+            ].default
+        z = b.zones.get(zone)
+        counters = z.counters if z and z.counters else b.counters
+        mean = z.mean_service_s if z and z.mean_service_s else b.mean_service_s
+        return counters, mean
+
+    def alert_policy_mapping(self, branch_id: str, zone: str | None) -> dict[str, Any]:
+        """The merged (global <- branch <- zone) AlertPolicy fields for one zone."""
+        merged = _deep_merge({}, self.alerts)
+        b = self.branch(branch_id)
+        if b is not None:
+            merged = _deep_merge(merged, b.alerts)
+            if zone is not None and zone in b.zones:
+                merged = _deep_merge(merged, b.zones[zone].alerts)
+        return merged
+
+
+def _deep_merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in over.items():
+        if isinstance(v, Mapping) and isinstance(out.get(k), Mapping):
+            out[k] = _deep_merge(out[k], v)
+        else:
+            out[k] = v
+    return out
+
+
+def format_validation_error(exc: ValidationError, prefix: str = "") -> str:
+    """``a.b[0].c: message`` lines, one per error, for humans."""
+    lines = []
+    for err in exc.errors():
+        path = prefix
+        for part in err["loc"]:
+            if isinstance(part, int):
+                path += f"[{part}]"
+            else:
+                path += ("." if path else "") + str(part)
+        lines.append(f"{path or '<root>'}: {err['msg']}")
+    return "; ".join(lines)
+
+
+def parse_server_config(data: Any, source: str = "SERVER.yaml") -> ServerConfig:
+    """Validate a loaded mapping; the nested estimator/alert sections too."""
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: top level must be a mapping")
+    try:
+        cfg = ServerConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(f"{source}: {format_validation_error(exc)}") from None
+    _validate_nested(cfg, source)
+    return cfg
+
+
+def _validate_nested(cfg: ServerConfig, source: str) -> None:
+    """Build every estimator/alert/business-hours object once so errors show at load."""
+    try:
+        estimator_settings(cfg.estimator)
+    except ValidationError as exc:
+        raise ConfigError(f"{source}: {format_validation_error(exc, 'estimator')}") from None
+    try:
+        alert_policy(cfg.alerts)
+    except ValidationError as exc:
+        raise ConfigError(f"{source}: {format_validation_error(exc, 'alerts')}") from None
+    for i, b in enumerate(cfg.branches):
+        where = f"branches[{i}]"
+        try:
+            alert_policy(cfg.alert_policy_mapping(b.id, None))
+        except ValidationError as exc:
+            raise ConfigError(
+                f"{source}: {format_validation_error(exc, where + '.alerts')}"
+            ) from None
+        for zone in b.zones:
+            try:
+                alert_policy(cfg.alert_policy_mapping(b.id, zone))
+            except ValidationError as exc:
+                path = f"{where}.zones.{zone}.alerts"
+                raise ConfigError(f"{source}: {format_validation_error(exc, path)}") from None
+        if b.business_hours is not None:
+            try:
+                business_hours(b.business_hours, b.timezone)
+            except (ValidationError, ValueError) as exc:
+                msg = (
+                    format_validation_error(exc, where + ".business_hours")
+                    if isinstance(exc, ValidationError)
+                    else f"{where}.business_hours: {exc}"
+                )
+                raise ConfigError(f"{source}: {msg}") from None
+
+
+def load_server_config(path: Path) -> ServerConfig:
+    """Read and validate SERVER.yaml; every problem is a ConfigError naming the field."""
+    import yaml
+
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror or exc}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: invalid YAML: {exc}") from None
+    return parse_server_config(data, str(path))
+
+
+# ------------------------------------------- adapters to the estimator/alerts models
+# Imported lazily: those modules belong to the estimation side and this keeps the
+# config loadable (and its errors reportable) with one place to adapt if they change.
+
+
+def estimator_settings(mapping: Mapping[str, Any]) -> Any:
+    from lobbywatch.server.estimator import EstimatorSettings
+
+    return EstimatorSettings.model_validate(dict(mapping))
+
+
+def alert_policy(mapping: Mapping[str, Any]) -> Any:
+    from lobbywatch.server.alerts import AlertPolicy
+
+    return AlertPolicy.model_validate(dict(mapping))
+
+
+def business_hours(mapping: Mapping[str, Any], timezone: str) -> Any:
+    from lobbywatch.server.alerts import BusinessHours
+
+    data = dict(mapping)
+    if "timezone" in BusinessHours.model_fields:
+        data.setdefault("timezone", timezone)
+    return BusinessHours.model_validate(data)

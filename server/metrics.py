@@ -1,0 +1,296 @@
+"""Prometheus exposition of the collector state.
+
+A custom ``prometheus_client`` collector renders every family from
+:class:`~lobbywatch.server.state.CollectorState` at scrape time: ingest then
+pays nothing per message for metrics (20k msgs/s would otherwise mean 20k
+labelled gauge updates per second), and a scrape always sees one consistent
+snapshot. Labels are bounded: branch, region, camera, zone, device, kind,
+quantile, result, sink, severity; never a person or a message.
+
+Names (dashboards depend on them; change only with a deprecation):
+
+* ``lobbywatch_branch_info{branch,region}`` = 1
+* ``lobbywatch_zone_people{branch,camera,zone,kind}``
+* ``lobbywatch_zone_predicted_wait_seconds{branch,zone}``
+* ``lobbywatch_zone_forecast_wait_seconds{branch,zone}``
+* ``lobbywatch_zone_oldest_wait_seconds{branch,zone}``
+* ``lobbywatch_zone_wait_threshold_seconds{branch,zone}``
+* ``lobbywatch_zone_realised_wait_seconds{branch,zone,quantile}`` (0.5, 0.9)
+* ``lobbywatch_zone_service_rate_per_second{branch,zone}``
+* ``lobbywatch_zone_served_within_threshold_ratio{branch,zone}``
+* ``lobbywatch_zone_last_update_timestamp_seconds{branch,zone}``
+* ``lobbywatch_zone_alert_state{branch,zone,kind}`` (0 ok, 1 warning, 2 critical)
+* ``lobbywatch_device_up{branch,camera,device}``
+* ``lobbywatch_device_last_message_timestamp_seconds{branch,camera,device}``
+* ``lobbywatch_device_last_message_age_seconds{branch,camera,device}``
+* ``lobbywatch_collector_messages_total{result}``
+* ``lobbywatch_collector_processing_seconds`` (histogram: receive -> state applied)
+* ``lobbywatch_collector_queue_messages`` / ``lobbywatch_collector_queue_dropped_total``
+* ``lobbywatch_notifications_total{sink,result}``
+* ``lobbywatch_alerts_active{severity}``
+"""
+
+from __future__ import annotations
+
+import bisect
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+
+from lobbywatch.edge.state import ZoneKind
+from lobbywatch.server.state import RESULTS, CollectorState
+from prometheus_client import CollectorRegistry
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.registry import Collector
+
+ALERT_LEVEL = {"warning": 1, "critical": 2}
+ZONE_ALERT_KINDS = ("w1_wait", "service_stalled")
+
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+class LatencyHistogram:
+    """A histogram updated once per batch (one lock for many observations)."""
+
+    def __init__(self, buckets: tuple[float, ...] = LATENCY_BUCKETS) -> None:
+        self.bounds = list(buckets)
+        self.counts = [0] * (len(buckets) + 1)
+        self.total = 0.0
+        self._lock = threading.Lock()
+
+    def observe_many(self, values: Iterable[float]) -> None:
+        bounds = self.bounds
+        counts = self.counts
+        total = 0.0
+        with self._lock:
+            for v in values:
+                counts[bisect.bisect_left(bounds, v)] += 1
+                total += v
+            self.total += total
+
+    def snapshot(self) -> tuple[list[tuple[str, float]], float]:
+        with self._lock:
+            counts = list(self.counts)
+            total = self.total
+        out: list[tuple[str, float]] = []
+        acc = 0
+        for bound, c in zip(self.bounds, counts, strict=False):
+            acc += c
+            out.append((repr(float(bound)), acc))
+        acc += counts[-1]
+        out.append(("+Inf", acc))
+        return out, total
+
+
+class StateCollector(Collector):
+    def __init__(
+        self,
+        state: CollectorState,
+        latency: LatencyHistogram,
+        notification_counts: Callable[[], dict[tuple[str, str], int]] = dict,
+        queue_stats: Callable[[], tuple[int, int]] = lambda: (0, 0),
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.state = state
+        self.latency = latency
+        self.notification_counts = notification_counts
+        self.queue_stats = queue_stats
+        self.clock = clock
+
+    def describe(self) -> list[Metric]:
+        return []  # rendered dynamically; nothing to pre-register
+
+    def collect(self) -> Iterator[Metric]:
+        now = self.clock()
+        s = self.state
+        branch_info = GaugeMetricFamily(
+            "lobbywatch_branch_info", "Branch metadata (value 1).", labels=["branch", "region"]
+        )
+        people = GaugeMetricFamily(
+            "lobbywatch_zone_people",
+            "Confirmed people in the zone (newest state).",
+            labels=["branch", "camera", "zone", "kind"],
+        )
+        bz = ["branch", "zone"]
+        predicted = GaugeMetricFamily(
+            "lobbywatch_zone_predicted_wait_seconds",
+            "Predicted wait for a customer joining the waiting zone now.",
+            labels=bz,
+        )
+        forecast = GaugeMetricFamily(
+            "lobbywatch_zone_forecast_wait_seconds",
+            "Predicted wait for a customer joining at the forecast horizon.",
+            labels=bz,
+        )
+        oldest = GaugeMetricFamily(
+            "lobbywatch_zone_oldest_wait_seconds",
+            "Current dwell of the longest-waiting person.",
+            labels=bz,
+        )
+        threshold = GaugeMetricFamily(
+            "lobbywatch_zone_wait_threshold_seconds", "W1 wait threshold in force.", labels=bz
+        )
+        realised = GaugeMetricFamily(
+            "lobbywatch_zone_realised_wait_seconds",
+            "Quantiles of realised waits (completed dwells) over the recent window.",
+            labels=["branch", "zone", "quantile"],
+        )
+        rate = GaugeMetricFamily(
+            "lobbywatch_zone_service_rate_per_second",
+            "Service rate used for the prediction (customers per second).",
+            labels=bz,
+        )
+        served = GaugeMetricFamily(
+            "lobbywatch_zone_served_within_threshold_ratio",
+            "Share of recent customers whose realised wait was within the threshold.",
+            labels=bz,
+        )
+        updated = GaugeMetricFamily(
+            "lobbywatch_zone_last_update_timestamp_seconds",
+            "Observation time of the newest zone state.",
+            labels=bz,
+        )
+        alert_state = GaugeMetricFamily(
+            "lobbywatch_zone_alert_state",
+            "Alert level per zone and kind: 0 ok, 1 warning, 2 critical.",
+            labels=["branch", "zone", "kind"],
+        )
+        dl = ["branch", "camera", "device"]
+        up = GaugeMetricFamily("lobbywatch_device_up", "1 if the device is up.", labels=dl)
+        last_ts = GaugeMetricFamily(
+            "lobbywatch_device_last_message_timestamp_seconds",
+            "Observation time of the device's newest message.",
+            labels=dl,
+        )
+        age = GaugeMetricFamily(
+            "lobbywatch_device_last_message_age_seconds",
+            "Seconds since the device's newest message was observed.",
+            labels=dl,
+        )
+        messages = CounterMetricFamily(
+            "lobbywatch_collector_messages",
+            "MQTT messages by ingest result.",
+            labels=["result"],
+        )
+        active = GaugeMetricFamily(
+            "lobbywatch_alerts_active", "Firing alerts by severity.", labels=["severity"]
+        )
+
+        with s.lock:
+            for b in s.branches.values():
+                branch_info.add_metric([b.id, b.region], 1)
+            levels: dict[tuple[str, str, str], int] = {}
+            sev_count = {"warning": 0, "critical": 0}
+            for a in s.alerts.values():
+                sev = str(getattr(a, "severity", "warning"))
+                sev_count[sev] = sev_count.get(sev, 0) + 1
+                if str(a.kind) not in ZONE_ALERT_KINDS:
+                    continue  # device alerts: see lobbywatch_device_up
+                key = (str(a.branch), str(a.subject), str(a.kind))
+                levels[key] = max(levels.get(key, 0), ALERT_LEVEL.get(sev, 1))
+            for z in s.zones.values():
+                people.add_metric([z.branch, z.camera, z.zone, str(z.kind)], z.people)
+                if z.kind != ZoneKind.WAITING:
+                    continue
+                lz = [z.branch, z.zone]
+                updated.add_metric(lz, z.ts)
+                if z.threshold_s is not None:
+                    threshold.add_metric(lz, z.threshold_s)
+                for kind in ZONE_ALERT_KINDS:
+                    level = levels.pop((z.branch, z.zone, kind), 0)
+                    alert_state.add_metric([z.branch, z.zone, kind], level)
+                e = z.estimate
+                if e is None:
+                    continue
+                _add(predicted, lz, e.predicted_wait_s)
+                _add(forecast, lz, e.forecast_wait_s)
+                _add(oldest, lz, e.oldest_wait_s)
+                _add(rate, lz, e.service_rate_per_s)
+                _add(served, lz, e.served_within_threshold_ratio)
+                _add(realised, [*lz, "0.5"], e.realised_wait_p50_s)
+                _add(realised, [*lz, "0.9"], e.realised_wait_p90_s)
+            # alerts on zones we hold no state for yet (e.g. right after a restart)
+            for (branch, zone, kind), level in levels.items():
+                alert_state.add_metric([branch, zone, kind], level)
+            timeout = s.heartbeat_timeout_s
+            for d in s.devices.values():
+                ld = [d.branch, d.camera, d.device]
+                up.add_metric(ld, 1 if d.is_up(now, timeout) else 0)
+                last_ts.add_metric(ld, d.last_ts)
+                age.add_metric(ld, max(0.0, now - d.last_ts))
+            for result in RESULTS:
+                messages.add_metric([result], s.results.get(result, 0))
+        for sev, n in sorted(sev_count.items()):
+            active.add_metric([sev], n)
+
+        buckets, total = self.latency.snapshot()
+        hist = HistogramMetricFamily(
+            "lobbywatch_collector_processing_seconds",
+            "Seconds from MQTT receive to the state (and metrics) being updated.",
+        )
+        hist.add_metric([], buckets, total)
+
+        notif = CounterMetricFamily(
+            "lobbywatch_notifications",
+            "Notification attempts by sink and result.",
+            labels=["sink", "result"],
+        )
+        for (sink, result), n in sorted(self.notification_counts().items()):
+            notif.add_metric([sink, result], n)
+
+        depth, dropped = self.queue_stats()
+        qd = GaugeMetricFamily(
+            "lobbywatch_collector_queue_messages", "Messages received but not yet processed."
+        )
+        qd.add_metric([], depth)
+        qdrop = CounterMetricFamily(
+            "lobbywatch_collector_queue_dropped",
+            "Messages dropped because the processing queue was full (overload).",
+        )
+        qdrop.add_metric([], dropped)
+
+        yield from (
+            branch_info,
+            people,
+            predicted,
+            forecast,
+            oldest,
+            threshold,
+            realised,
+            rate,
+            served,
+            updated,
+            alert_state,
+            up,
+            last_ts,
+            age,
+            messages,
+            hist,
+            notif,
+            active,
+            qd,
+            qdrop,
+        )
+
+
+def _add(family: GaugeMetricFamily, labels: list[str], value: float | None) -> None:
+    if value is not None:
+        family.add_metric(labels, float(value))
+
+
+def make_registry(collector: StateCollector) -> CollectorRegistry:
+    """A private registry (no global state: several collectors can live in one test)."""
+    try:
+        from prometheus_client import disable_created_metrics
+
+        disable_created_metrics()
+    except ImportError:  # pragma: no cover - older prometheus_client
+        pass
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(collector)
+    return registry

@@ -1,0 +1,395 @@
+"""Notification sinks and the outbox dispatcher.
+
+Flow: the collector stores every alert event with one pending delivery per routed
+sink (:meth:`Store.record_event`); :class:`Dispatcher` runs one thread per sink
+that sends due deliveries and marks each ``(event_id, sink)`` delivered, or
+reschedules it with exponential backoff. A slow or dead sink therefore delays
+only itself, a restart resumes exactly the undelivered ones, and the event id
+travels with every notification as an idempotency key.
+
+Sinks:
+
+* ``log``: one log line per event.
+* ``webhook``: JSON POST, signed ``X-Lobbywatch-Signature: t=<unix>,sha256=<hex>``
+  where hex = HMAC-SHA256(secret, ``"<t>." + body``) (the timestamp in the MAC
+  lets receivers reject replays); ``Idempotency-Key`` = event id.
+* ``smtp``: plain-text e-mail through smtplib; ``Message-ID`` derives from the
+  event id so mail systems can drop duplicates.
+* ``alertmanager``: ``POST /api/v2/alerts``. Alertmanager keeps no state of
+  pushed alerts, so besides the event itself every firing alert is re-sent each
+  ``resend_interval_s`` with ``endsAt = now + ends_after_s`` and resolved ones are
+  re-sent with their end time for ``resolved_resend_s``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import random
+import smtplib
+import threading
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from email.message import EmailMessage
+from typing import Any, Protocol
+
+import httpx
+from lobbywatch.server.config import (
+    AlertmanagerSink,
+    LogSink,
+    NotifySettings,
+    SmtpSink,
+    WebhookSink,
+)
+from lobbywatch.server.store import Delivery, Store
+
+log = logging.getLogger(__name__)
+alert_log = logging.getLogger("lobbywatch.alerts")
+
+SIGNATURE_HEADER = "X-Lobbywatch-Signature"
+
+
+class SinkError(Exception):
+    """A delivery failed; the outbox retries it later."""
+
+
+class Sink(Protocol):
+    name: str
+
+    def send(self, payload: dict[str, Any]) -> None: ...
+
+
+def iso(ts: float | None) -> str | None:
+    if ts is None:
+        return None
+    return datetime.fromtimestamp(ts, UTC).isoformat().replace("+00:00", "Z")
+
+
+def sign(secret: bytes, body: bytes, timestamp: int) -> str:
+    """Value of the signature header for ``body`` sent at ``timestamp``."""
+    mac = hmac.new(secret, f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
+    return f"t={timestamp},sha256={mac}"
+
+
+def verify(secret: bytes, body: bytes, header: str, tolerance_s: float = 300.0) -> bool:
+    """Receiver-side check of :func:`sign` (used by tests; documented for integrators)."""
+    try:
+        parts = dict(p.split("=", 1) for p in header.split(","))
+        ts = int(parts["t"])
+        expected = sign(secret, body, ts)
+    except (KeyError, ValueError):
+        return False
+    return hmac.compare_digest(expected, header) and abs(time.time() - ts) <= tolerance_s
+
+
+class LogNotifier:
+    def __init__(self, name: str, cfg: LogSink) -> None:
+        self.name = name
+
+    def send(self, payload: dict[str, Any]) -> None:
+        alert_log.warning(
+            "[%s] %s %s %s/%s: %s",
+            payload.get("event"),
+            payload.get("severity"),
+            payload.get("kind"),
+            payload.get("branch"),
+            payload.get("zone"),
+            payload.get("summary"),
+        )
+
+
+class WebhookNotifier:
+    def __init__(self, name: str, cfg: WebhookSink) -> None:
+        self.name = name
+        self.cfg = cfg
+        self.secret = cfg.secret()
+        self.client = httpx.Client(timeout=cfg.timeout_s)
+
+    def send(self, payload: dict[str, Any]) -> None:
+        body = json.dumps(payload, sort_keys=True).encode()
+        headers = {
+            "Content-Type": "application/json",
+            "Idempotency-Key": str(payload["event_id"]),
+            "X-Lobbywatch-Event-Id": str(payload["event_id"]),
+            **self.cfg.headers,
+        }
+        if self.secret is not None:
+            headers[SIGNATURE_HEADER] = sign(self.secret, body, int(time.time()))
+        try:
+            resp = self.client.post(self.cfg.url, content=body, headers=headers)
+        except httpx.HTTPError as exc:
+            raise SinkError(f"{type(exc).__name__}: {exc}") from exc
+        if resp.status_code >= 300:
+            raise SinkError(f"HTTP {resp.status_code}: {resp.text[:200]}")
+
+
+class SmtpNotifier:
+    def __init__(self, name: str, cfg: SmtpSink) -> None:
+        self.name = name
+        self.cfg = cfg
+        self.password: str | None = None
+        if cfg.password_file is not None:
+            self.password = cfg.password_file.read_text().strip()
+
+    def message(self, payload: dict[str, Any]) -> EmailMessage:
+        cfg = self.cfg
+        msg = EmailMessage()
+        sev = str(payload.get("severity", "")).upper()
+        what = "RESOLVED" if payload.get("state") == "resolved" else sev
+        msg["Subject"] = f"{cfg.subject_prefix} {what}: {payload.get('summary')}"
+        msg["From"] = cfg.sender
+        msg["To"] = ", ".join(cfg.to)
+        digest = hashlib.sha256(str(payload["event_id"]).encode()).hexdigest()[:32]
+        msg["Message-ID"] = f"<{digest}@lobbywatch>"
+        msg["X-Lobbywatch-Event-Id"] = str(payload["event_id"])
+        lines = [
+            str(payload.get("summary")),
+            "",
+            *(
+                f"{k}: {payload.get(k)}"
+                for k in (
+                    "event",
+                    "kind",
+                    "severity",
+                    "state",
+                    "branch",
+                    "region",
+                    "zone",
+                    "value",
+                    "threshold",
+                    "started_at",
+                    "ended_at",
+                    "alert_id",
+                )
+            ),
+        ]
+        msg.set_content("\n".join(lines) + "\n")
+        return msg
+
+    def send(self, payload: dict[str, Any]) -> None:
+        cfg = self.cfg
+        cls = smtplib.SMTP_SSL if cfg.ssl else smtplib.SMTP
+        try:
+            with cls(cfg.host, cfg.port, timeout=cfg.timeout_s) as smtp:
+                if cfg.starttls:
+                    smtp.starttls()
+                if cfg.username:
+                    smtp.login(cfg.username, self.password or "")
+                smtp.send_message(self.message(payload))
+        except (OSError, smtplib.SMTPException) as exc:
+            raise SinkError(f"{type(exc).__name__}: {exc}") from exc
+
+
+ALERTNAMES = {
+    "w1_wait": "LobbywatchW1Wait",
+    "service_stalled": "LobbywatchServiceStalled",
+    "device_offline": "LobbywatchDeviceOffline",
+}
+
+
+class AlertmanagerNotifier:
+    def __init__(self, name: str, cfg: AlertmanagerSink) -> None:
+        self.name = name
+        self.cfg = cfg
+        self.client = httpx.Client(timeout=cfg.timeout_s)
+        self.url = cfg.url.rstrip("/") + "/api/v2/alerts"
+        #: alert_id -> (payload, resolved_at): resolved alerts still being re-sent
+        self._resolved: dict[str, tuple[dict[str, Any], float]] = {}
+        self._lock = threading.Lock()
+
+    def to_am(self, p: dict[str, Any], now: float, severity: str | None = None) -> dict[str, Any]:
+        labels = {
+            "alertname": ALERTNAMES.get(str(p.get("kind")), "LobbywatchAlert"),
+            "kind": str(p.get("kind")),
+            "severity": severity or str(p.get("severity")),
+            "branch": str(p.get("branch")),
+            "region": str(p.get("region") or ""),
+            "zone": str(p.get("zone") or ""),
+        }
+        started = p.get("started_at_ts")
+        ended = p.get("ended_at_ts")
+        resolved = p.get("state") == "resolved"
+        ends = ended if resolved and ended is not None else now + self.cfg.ends_after_s
+        out: dict[str, Any] = {
+            "labels": {k: v for k, v in labels.items() if v},
+            "annotations": {
+                "summary": str(p.get("summary") or ""),
+                "value": str(p.get("value")),
+                "threshold": str(p.get("threshold")),
+                "alert_id": str(p.get("alert_id")),
+            },
+            "startsAt": iso(started) if started is not None else iso(now),
+            "endsAt": iso(ends),
+        }
+        if self.cfg.generator_url:
+            out["generatorURL"] = self.cfg.generator_url
+        return out
+
+    def _post(self, alerts: list[dict[str, Any]]) -> None:
+        try:
+            resp = self.client.post(self.url, json=alerts)
+        except httpx.HTTPError as exc:
+            raise SinkError(f"{type(exc).__name__}: {exc}") from exc
+        if resp.status_code >= 300:
+            raise SinkError(f"HTTP {resp.status_code}: {resp.text[:200]}")
+
+    def send(self, payload: dict[str, Any]) -> None:
+        now = time.time()
+        batch = [self.to_am(payload, now)]
+        if payload.get("event") == "escalate" and payload.get("previous_severity"):
+            # severity is a label, so the escalated alert is a new Alertmanager alert;
+            # end the lower-severity one or it lingers until its endsAt.
+            prev = self.to_am(payload, now, severity=str(payload["previous_severity"]))
+            prev["endsAt"] = iso(now)
+            batch.append(prev)
+        self._post(batch)
+        if payload.get("state") == "resolved":
+            with self._lock:
+                self._resolved[str(payload.get("alert_id"))] = (payload, now)
+
+    def resend(self, firing: list[dict[str, Any]], now: float) -> None:
+        """Re-push the firing alerts and recently resolved ones (Alertmanager is stateless)."""
+        with self._lock:
+            for aid, (_, at) in list(self._resolved.items()):
+                if now - at > self.cfg.resolved_resend_s:
+                    del self._resolved[aid]
+            resolved = [p for p, _ in self._resolved.values()]
+        batch = [self.to_am(p, now) for p in firing] + [self.to_am(p, now) for p in resolved]
+        if batch:
+            self._post(batch)
+
+
+def build_sinks(settings: NotifySettings) -> dict[str, Sink]:
+    out: dict[str, Sink] = {}
+    for name, cfg in settings.sinks.items():
+        if isinstance(cfg, LogSink):
+            out[name] = LogNotifier(name, cfg)
+        elif isinstance(cfg, WebhookSink):
+            out[name] = WebhookNotifier(name, cfg)
+        elif isinstance(cfg, SmtpSink):
+            out[name] = SmtpNotifier(name, cfg)
+        elif isinstance(cfg, AlertmanagerSink):
+            out[name] = AlertmanagerNotifier(name, cfg)
+    return out
+
+
+class Dispatcher:
+    """Delivers the outbox: one thread per sink.
+
+    Args:
+        store: the outbox.
+        sinks: name -> sink.
+        settings: retry/backoff knobs.
+        firing_payloads: returns the payloads of currently firing alerts (for the
+            Alertmanager re-send loop).
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        sinks: dict[str, Sink],
+        settings: NotifySettings,
+        firing_payloads: Callable[[], list[dict[str, Any]]] = list,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.store = store
+        self.sinks = sinks
+        self.settings = settings
+        self.firing_payloads = firing_payloads
+        self.clock = clock
+        #: (sink, result) -> count; result in delivered, error, expired
+        self.counts: dict[tuple[str, str], int] = {}
+        for name in sinks:
+            for result in ("delivered", "error", "expired"):
+                self.counts[(name, result)] = 0
+        self._stop = threading.Event()
+        self._wake = {name: threading.Event() for name in sinks}
+        self._threads: list[threading.Thread] = []
+        self._lock = threading.Lock()
+
+    def _count(self, sink: str, result: str) -> None:
+        with self._lock:
+            self.counts[(sink, result)] = self.counts.get((sink, result), 0) + 1
+
+    def start(self) -> None:
+        for name in self.sinks:
+            t = threading.Thread(target=self._run, args=(name,), name=f"notify-{name}", daemon=True)
+            t.start()
+            self._threads.append(t)
+
+    def wake(self) -> None:
+        for ev in self._wake.values():
+            ev.set()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.wake()
+        for t in self._threads:
+            t.join(timeout=10)
+
+    def backoff(self, attempts: int) -> float:
+        base = min(self.settings.retry_initial_s * 2**attempts, self.settings.retry_max_s)
+        return base * random.uniform(0.8, 1.2)  # jitter: many collectors do not retry in step
+
+    def deliver_due(self, name: str) -> int:
+        """One pass over the due deliveries of one sink; returns how many succeeded."""
+        sink = self.sinks[name]
+        now = self.clock()
+        ok = 0
+        blocked: set[str] = set()
+        for d in self.store.due_deliveries(now, sink=name):
+            aid = str(d.payload.get("alert_id"))
+            if aid in blocked:
+                continue  # keep per-alert order: no resolve before its fire went out
+            if self._send_one(sink, d, now):
+                ok += 1
+            else:
+                blocked.add(aid)
+            if self._stop.is_set():
+                break
+        return ok
+
+    def _send_one(self, sink: Sink, d: Delivery, now: float) -> bool:
+        try:
+            sink.send(d.payload)
+        except Exception as exc:
+            expire = now - d.created_at > self.settings.give_up_after_s
+            self.store.mark_failed(
+                d.event_id, sink.name, str(exc), now + self.backoff(d.attempts), expire=expire
+            )
+            self._count(sink.name, "expired" if expire else "error")
+            log.warning(
+                "notification %s via %s failed (attempt %d): %s",
+                d.event_id,
+                sink.name,
+                d.attempts + 1,
+                exc,
+            )
+            return False
+        self.store.mark_delivered(d.event_id, sink.name, self.clock())
+        self._count(sink.name, "delivered")
+        return True
+
+    def _run(self, name: str) -> None:
+        sink = self.sinks[name]
+        wake = self._wake[name]
+        last_resend = 0.0
+        while not self._stop.is_set():
+            try:
+                self.deliver_due(name)
+                if isinstance(sink, AlertmanagerNotifier):
+                    now = self.clock()
+                    if now - last_resend >= sink.cfg.resend_interval_s:
+                        last_resend = now
+                        try:
+                            sink.resend(self.firing_payloads(), now)
+                        except SinkError as exc:
+                            self._count(name, "error")
+                            log.warning("Alertmanager re-send failed: %s", exc)
+            except Exception:
+                log.exception("notification loop of %s failed; retrying", name)
+            wake.wait(1.0)
+            wake.clear()

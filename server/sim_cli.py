@@ -1,0 +1,101 @@
+"""``lobbywatch simulate``: publish simulated branches' zone states over MQTT."""
+
+from __future__ import annotations
+
+import csv
+import sys
+from pathlib import Path
+
+import typer
+
+from lobbywatch.errors import LobbywatchError
+from lobbywatch.protocol import DEFAULT_ROOT
+
+
+def simulate(
+    branches: int = typer.Option(1, "--branches", min=1, help="branches simulated at once"),
+    scenario_kind: str = typer.Option(
+        "normal",
+        "--scenario",
+        help="scenario family: normal, lunch_break, understaffed, vip, restart",
+    ),
+    seed: int = typer.Option(0, "--seed", help="seed of the whole run (deterministic)"),
+    host: str = typer.Option("127.0.0.1", "--host", help="MQTT broker host"),
+    port: int = typer.Option(1883, "--port", help="MQTT broker port"),
+    qos: int = typer.Option(0, "--qos", min=0, max=1, help="MQTT QoS of the publications"),
+    speed: float = typer.Option(
+        1.0, "--speed", min=0, help="simulated seconds per real second; 0 = as fast as possible"
+    ),
+    interval: float = typer.Option(5.0, "--interval", min=0.1, help="seconds between reports"),
+    counters_zones: bool = typer.Option(
+        True, "--counter-zones/--no-counter-zones", help="also publish one zone per counter"
+    ),
+    root: str = typer.Option(DEFAULT_ROOT, "--root", help="topic root"),
+    username: str | None = typer.Option(None, "--username", envvar="LOBBYWATCH_MQTT_USERNAME"),
+    password: str | None = typer.Option(None, "--password", envvar="LOBBYWATCH_MQTT_PASSWORD"),
+    dry_run: bool = typer.Option(
+        False, "--dry-run", help="print the messages as JSON lines instead of publishing"
+    ),
+    truth: Path | None = typer.Option(
+        None, "--truth", help="write every simulated customer's true wait to this CSV"
+    ),
+) -> None:
+    """Simulate bank branches (arrivals, counters, detection noise) and publish their
+    zone states exactly as edge devices would."""
+    from lobbywatch.server import simulator
+
+    try:
+        scenarios = [
+            simulator.scenario(
+                scenario_kind,
+                i,
+                seed,
+                report_interval_s=interval,
+                counter_zones=counters_zones,
+            )
+            for i in range(branches)
+        ]
+    except ValueError as exc:
+        raise LobbywatchError(str(exc)) from exc
+    if truth is not None:
+        with truth.open("w", newline="") as f:
+            out = csv.writer(f)
+            out.writerow(["branch", "customer", "arrival", "vip", "wait_s", "service_s", "counter"])
+            for sc in scenarios:
+                for cu in simulator.simulate_customers(sc):
+                    out.writerow(
+                        [
+                            sc.branch,
+                            cu.id,
+                            f"{cu.arrival:.3f}",
+                            int(cu.vip),
+                            f"{cu.wait_s:.3f}",
+                            f"{cu.service_s:.3f}",
+                            cu.counter + 1,
+                        ]
+                    )
+    messages = simulator.merged_messages(scenarios, status=True)
+    if dry_run:
+        for msg in messages:
+            sys.stdout.write(f"{simulator.topic_for(msg, root)} {msg.model_dump_json()}\n")
+        return
+    try:
+        sent = simulator.publish(
+            messages,
+            host=host,
+            port=port,
+            qos=qos,
+            speed=speed,
+            root=root,
+            username=username,
+            password=password,
+            on_progress=lambda n: typer.echo(f"{n} messages published", err=True),
+        )
+    except OSError as exc:
+        raise LobbywatchError(f"cannot publish to {host}:{port}: {exc}") from exc
+    typer.echo(f"published {sent} messages from {branches} branch(es)")
+
+
+def register(app: typer.Typer) -> None:
+    """Attach ``simulate`` to the root app."""
+    app.command("simulate")(simulate)

@@ -1,0 +1,464 @@
+"""Persistent storage: alert history, notification outbox, per-zone minute aggregates.
+
+SQLAlchemy 2 Core over SQLite (default) or PostgreSQL (by URL); the schema is
+owned by the Alembic migrations in ``server/migrations`` and upgraded
+programmatically at start (:meth:`Store.migrate`), so an operator never runs
+a separate migration step. Times are stored as float UTC epoch seconds: the
+same on both databases, no time-zone conversion surprises.
+
+Outbox: :meth:`Store.record_event` writes an alert event, the alert's current
+row and one pending delivery per routed sink in one transaction, keyed by the
+event id. A second ``record_event`` with the same id (a restart re-deriving the
+same event) is a no-op, so nobody is notified twice; the notifier marks each
+``(event_id, sink)`` delivered once the sink accepted it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import (
+    Boolean,
+    Column,
+    Float,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    and_,
+    create_engine,
+    event,
+    select,
+    update,
+)
+from sqlalchemy.engine import Connection, Engine
+
+log = logging.getLogger(__name__)
+
+MIGRATIONS = Path(__file__).with_name("migrations")
+
+metadata = MetaData()
+
+# Mirrors migrations/versions/0001_initial.py (the migration is the source of truth
+# for DDL; these Table objects only build queries).
+alerts = Table(
+    "alerts",
+    metadata,
+    Column("alert_id", String(255), primary_key=True),
+    Column("kind", String(32), nullable=False),
+    Column("severity", String(16), nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("branch", String(64), nullable=False),
+    Column("zone", String(64)),
+    Column("subject", String(64), nullable=False),
+    Column("region", String(64)),
+    Column("started_at", Float, nullable=False),
+    Column("ended_at", Float),
+    Column("summary", Text),
+    Column("value", Float),
+    Column("threshold", Float),
+    Column("last_event", String(16)),
+    Column("escalated", Boolean, nullable=False),
+    Column("last_notified_at", Float),
+    Column("revision", Integer, nullable=False),
+    Column("updated_at", Float, nullable=False),
+)
+
+alert_events = Table(
+    "alert_events",
+    metadata,
+    Column("event_id", String(255), primary_key=True),
+    Column("alert_id", String(255), nullable=False),
+    Column("event", String(16), nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("payload", Text, nullable=False),
+)
+
+deliveries = Table(
+    "deliveries",
+    metadata,
+    Column("event_id", String(255), primary_key=True),
+    Column("sink", String(64), primary_key=True),
+    Column("status", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("next_attempt_at", Float, nullable=False),
+    Column("last_error", Text),
+    Column("delivered_at", Float),
+    Column("created_at", Float, nullable=False),
+)
+
+zone_minutes = Table(
+    "zone_minutes",
+    metadata,
+    Column("branch", String(64), primary_key=True),
+    Column("zone", String(64), primary_key=True),
+    Column("minute", Integer, primary_key=True),
+    Column("samples", Integer, nullable=False),
+    Column("queue_length_avg", Float, nullable=False),
+    Column("queue_length_max", Integer, nullable=False),
+    Column("predicted_wait_s_avg", Float),
+    Column("forecast_wait_s_avg", Float),
+    Column("realised_wait_p50_s", Float),
+    Column("realised_wait_p90_s", Float),
+    Column("served", Integer, nullable=False),
+    Column("served_within_threshold", Integer, nullable=False),
+    Column("served_within_threshold_ratio", Float),
+    Column("threshold_s", Float),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class AlertRow:
+    """An alert as stored (one row per alert id, updated by each of its events)."""
+
+    alert_id: str
+    kind: str
+    severity: str
+    state: str
+    branch: str
+    #: the zone of zone alerts (w1_wait, service_stalled), None for device alerts
+    zone: str | None
+    #: what the alert is about: the zone, or the device of a device_offline alert
+    subject: str
+    region: str | None
+    started_at: float
+    ended_at: float | None
+    summary: str | None
+    value: float | None
+    threshold: float | None
+    last_event: str | None
+    escalated: bool
+    last_notified_at: float | None
+    revision: int
+    updated_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class EventRecord:
+    """One alert event to store and deliver; ``payload`` is the JSON sinks receive."""
+
+    event_id: str
+    alert: AlertRow
+    event: str
+    created_at: float
+    payload: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    event_id: str
+    sink: str
+    attempts: int
+    created_at: float
+    payload: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class MinuteRow:
+    branch: str
+    zone: str
+    minute: int
+    samples: int
+    queue_length_avg: float
+    queue_length_max: int
+    predicted_wait_s_avg: float | None
+    forecast_wait_s_avg: float | None
+    realised_wait_p50_s: float | None
+    realised_wait_p90_s: float | None
+    served: int
+    served_within_threshold: int
+    served_within_threshold_ratio: float | None
+    threshold_s: float | None
+
+
+def make_engine(url: str) -> Engine:
+    if url.startswith("sqlite"):
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+
+        @event.listens_for(engine, "connect")
+        def _pragmas(dbapi_conn: Any, _record: Any) -> None:
+            # WAL: API reads do not block the processing/notifier writers.
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.close()
+
+        return engine
+    return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5)
+
+
+def _upsert(
+    conn: Connection, table: Table, rows: Sequence[dict[str, Any]], keys: list[str]
+) -> None:
+    if not rows:
+        return
+    dialect = conn.dialect.name
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        stmt = pg_insert(table)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=keys,
+            set_={c.name: stmt.excluded[c.name] for c in table.columns if c.name not in keys},
+        )
+    elif dialect == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+        stmt = sqlite_insert(table)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=keys,
+            set_={c.name: stmt.excluded[c.name] for c in table.columns if c.name not in keys},
+        )
+    else:  # pragma: no cover - config validation allows only the two above
+        raise RuntimeError(f"unsupported database {dialect}")
+    conn.execute(stmt, list(rows))
+
+
+def _insert_ignore(conn: Connection, table: Table, row: dict[str, Any]) -> bool:
+    """Insert unless the primary key exists; True if inserted.
+
+    RETURNING (not rowcount, which drivers report differently for ON CONFLICT)
+    tells whether the row was new.
+    """
+    if conn.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        stmt = pg_insert(table).values(**row).on_conflict_do_nothing()
+    else:
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+        stmt = sqlite_insert(table).values(**row).on_conflict_do_nothing()
+    pk = list(table.primary_key.columns)[0]
+    return conn.execute(stmt.returning(pk)).first() is not None
+
+
+class Store:
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.engine = make_engine(url)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # ------------------------------------------------------------- schema
+    def migrate(self) -> None:
+        """Upgrade the schema to the newest migration (idempotent)."""
+        from alembic import command
+        from alembic.config import Config
+
+        cfg = Config()
+        cfg.set_main_option("script_location", str(MIGRATIONS))
+        cfg.set_main_option("sqlalchemy.url", self.url.replace("%", "%%"))
+        with self.engine.begin() as conn:
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, "head")
+
+    def ping(self) -> bool:
+        try:
+            with self.engine.connect() as conn:
+                conn.execute(select(1))
+            return True
+        except Exception:
+            return False
+
+    # ------------------------------------------------------------- outbox
+    def record_event(self, ev: EventRecord, sinks: Iterable[str]) -> bool:
+        """Store an event, its alert row and pending deliveries atomically.
+
+        Returns False (and changes nothing) if the event id was already stored.
+        """
+        with self.engine.begin() as conn:
+            inserted = _insert_ignore(
+                conn,
+                alert_events,
+                {
+                    "event_id": ev.event_id,
+                    "alert_id": ev.alert.alert_id,
+                    "event": ev.event,
+                    "created_at": ev.created_at,
+                    "payload": json.dumps(ev.payload, sort_keys=True),
+                },
+            )
+            if not inserted:
+                return False
+            _upsert(conn, alerts, [asdict(ev.alert)], ["alert_id"])
+            for sink in sinks:
+                _insert_ignore(
+                    conn,
+                    deliveries,
+                    {
+                        "event_id": ev.event_id,
+                        "sink": sink,
+                        "status": "pending",
+                        "attempts": 0,
+                        "next_attempt_at": ev.created_at,
+                        "created_at": ev.created_at,
+                    },
+                )
+        return True
+
+    def due_deliveries(
+        self, now: float, limit: int = 100, sink: str | None = None
+    ) -> list[Delivery]:
+        q = (
+            select(
+                deliveries.c.event_id,
+                deliveries.c.sink,
+                deliveries.c.attempts,
+                deliveries.c.created_at,
+                alert_events.c.payload,
+            )
+            .join(alert_events, alert_events.c.event_id == deliveries.c.event_id)
+            .where(and_(deliveries.c.status == "pending", deliveries.c.next_attempt_at <= now))
+            .order_by(deliveries.c.created_at, deliveries.c.event_id)
+            .limit(limit)
+        )
+        if sink is not None:
+            q = q.where(deliveries.c.sink == sink)
+        with self.engine.connect() as conn:
+            rows = conn.execute(q).all()
+        return [Delivery(r[0], r[1], r[2], r[3], json.loads(r[4])) for r in rows]
+
+    def pending_count(self) -> int:
+        from sqlalchemy import func
+
+        with self.engine.connect() as conn:
+            return int(
+                conn.execute(
+                    select(func.count())
+                    .select_from(deliveries)
+                    .where(deliveries.c.status == "pending")
+                ).scalar_one()
+            )
+
+    def mark_delivered(self, event_id: str, sink: str, now: float) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(
+                update(deliveries)
+                .where(and_(deliveries.c.event_id == event_id, deliveries.c.sink == sink))
+                .values(status="delivered", delivered_at=now, attempts=deliveries.c.attempts + 1)
+            )
+
+    def mark_failed(
+        self, event_id: str, sink: str, error: str, next_attempt_at: float, expire: bool = False
+    ) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(
+                update(deliveries)
+                .where(and_(deliveries.c.event_id == event_id, deliveries.c.sink == sink))
+                .values(
+                    status="expired" if expire else "pending",
+                    last_error=error[:1000],
+                    next_attempt_at=next_attempt_at,
+                    attempts=deliveries.c.attempts + 1,
+                )
+            )
+            # Later events of the same alert wait for this one: a "resolved" must not
+            # overtake the "firing" it resolves.
+            same_alert = select(alert_events.c.alert_id).where(alert_events.c.event_id == event_id)
+            later = select(alert_events.c.event_id).where(
+                alert_events.c.alert_id.in_(same_alert.scalar_subquery())
+            )
+            conn.execute(
+                update(deliveries)
+                .where(
+                    and_(
+                        deliveries.c.sink == sink,
+                        deliveries.c.status == "pending",
+                        deliveries.c.event_id != event_id,
+                        deliveries.c.next_attempt_at < next_attempt_at,
+                        deliveries.c.event_id.in_(later),
+                    )
+                )
+                .values(next_attempt_at=next_attempt_at)
+            )
+
+    def delivery_status(self, event_id: str) -> dict[str, str]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(deliveries.c.sink, deliveries.c.status).where(
+                    deliveries.c.event_id == event_id
+                )
+            ).all()
+        return {r[0]: r[1] for r in rows}
+
+    # ------------------------------------------------------------- alerts
+    def active_alerts(self) -> list[AlertRow]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(alerts).where(alerts.c.state == "firing").order_by(alerts.c.started_at)
+            ).all()
+        return [AlertRow(**r._mapping) for r in rows]
+
+    def alert_history(
+        self,
+        *,
+        branch: str | None = None,
+        region: str | None = None,
+        kind: str | None = None,
+        active: bool | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> list[AlertRow]:
+        q = select(alerts)
+        if branch is not None:
+            q = q.where(alerts.c.branch == branch)
+        if region is not None:
+            q = q.where(alerts.c.region == region)
+        if kind is not None:
+            q = q.where(alerts.c.kind == kind)
+        if active is not None:
+            q = q.where(alerts.c.state == ("firing" if active else "resolved"))
+        if since is not None:
+            q = q.where(alerts.c.started_at >= since)
+        if until is not None:
+            q = q.where(alerts.c.started_at < until)
+        q = q.order_by(alerts.c.started_at.desc(), alerts.c.alert_id).limit(limit).offset(offset)
+        with self.engine.connect() as conn:
+            rows = conn.execute(q).all()
+        return [AlertRow(**r._mapping) for r in rows]
+
+    def events_of(self, alert_id: str) -> list[dict[str, Any]]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(alert_events.c.payload)
+                .where(alert_events.c.alert_id == alert_id)
+                .order_by(alert_events.c.created_at, alert_events.c.event_id)
+            ).all()
+        return [json.loads(r[0]) for r in rows]
+
+    # ------------------------------------------------------------- aggregates
+    def write_minutes(self, rows: Sequence[MinuteRow]) -> None:
+        """Upsert a batch of minute aggregates (one transaction, one statement)."""
+        if not rows:
+            return
+        with self.engine.begin() as conn:
+            _upsert(conn, zone_minutes, [asdict(r) for r in rows], ["branch", "zone", "minute"])
+
+    def minutes(
+        self, branch: str, zone: str | None = None, since: float | None = None, limit: int = 1440
+    ) -> list[MinuteRow]:
+        q = select(zone_minutes).where(zone_minutes.c.branch == branch)
+        if zone is not None:
+            q = q.where(zone_minutes.c.zone == zone)
+        if since is not None:
+            q = q.where(zone_minutes.c.minute >= int(since))
+        q = q.order_by(zone_minutes.c.minute.desc(), zone_minutes.c.zone).limit(limit)
+        with self.engine.connect() as conn:
+            rows = conn.execute(q).all()
+        return [MinuteRow(**r._mapping) for r in rows]
+
+    def prune_minutes(self, before: float) -> int:
+        from sqlalchemy import delete
+
+        with self.engine.begin() as conn:
+            res = conn.execute(delete(zone_minutes).where(zone_minutes.c.minute < int(before)))
+        return int(res.rowcount or 0)

@@ -1,0 +1,278 @@
+"""Alert rules and business hours against hand-computed timelines."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, time
+
+import pytest
+from lobbywatch.server.alerts import (
+    AlertEngine,
+    AlertEvent,
+    AlertPolicy,
+    BusinessHours,
+)
+from lobbywatch.server.estimator import WaitEstimate
+from pydantic import ValidationError
+
+T0 = 1_750_000_000.0
+
+POLICY = AlertPolicy(
+    w1_threshold_s=600,
+    warn_fraction=0.8,  # warning at 480 s
+    warn_within_s=0,
+    min_duration_s=60,
+    resolve_fraction=0.5,  # resolve below 300 s...
+    resolve_after_s=120,  # ...held for 120 s
+    renotify_s=600,
+    escalate_after_s=1200,
+    stalled_after_s=600,
+    heartbeat_timeout_s=60,
+    offline_after_s=120,
+)
+
+
+def est(
+    predicted: float | None,
+    queue: int = 5,
+    oldest: float | None = None,
+    net: float | None = None,
+    quiet: float | None = None,
+) -> WaitEstimate:
+    return WaitEstimate(
+        queue_length=queue,
+        predicted_wait_s=predicted,
+        service_rate_per_s=0.01,
+        method="observed",
+        realised_wait_p50_s=None,
+        realised_wait_p90_s=None,
+        oldest_wait_s=oldest,
+        forecast_wait_s=None,
+        forecast_horizon_s=300.0,
+        served_within_threshold_ratio=None,
+        net_inflow_per_s=net,
+        no_departure_for_s=quiet,
+    )
+
+
+def engine(policy: AlertPolicy = POLICY, hours: BusinessHours | None = None) -> AlertEngine:
+    return AlertEngine(lambda b, z: policy, lambda b: hours, lambda b: "north")
+
+
+def run(eng: AlertEngine, timeline: list[tuple[float, WaitEstimate]]) -> list[AlertEvent]:
+    events: list[AlertEvent] = []
+    for t, e in timeline:
+        events += eng.evaluate("b1", "w", e, T0 + t)
+    return events
+
+
+def w1(events: list[AlertEvent]) -> list[tuple[float, str, str]]:
+    return [(ev.at - T0, ev.event, ev.severity) for ev in events if ev.kind == "w1_wait"]
+
+
+def test_min_duration_then_warning_fires() -> None:
+    events = run(engine(), [(0, est(500)), (30, est(520)), (59, est(520)), (60, est(490))])
+    assert w1(events) == [(60, "fire", "warning")]
+    ev = events[0]
+    assert ev.alert_id == f"w1_wait:b1:w:{int(T0 + 60)}"
+    assert ev.region == "north"
+    assert ev.state == "firing"
+    assert ev.threshold == 600
+
+
+def test_a_dip_restarts_the_minimum_duration() -> None:
+    timeline = [(0, est(500)), (30, est(400)), (60, est(500)), (110, est(500)), (120, est(500))]
+    assert w1(run(engine(), timeline)) == [(120, "fire", "warning")]
+
+
+def test_warning_escalates_to_critical_at_breach() -> None:
+    timeline = [(0, est(500)), (60, est(500)), (90, est(650))]
+    assert w1(run(engine(), timeline)) == [(60, "fire", "warning"), (90, "escalate", "critical")]
+
+
+def test_oldest_occupant_past_threshold_is_critical() -> None:
+    timeline = [(0, est(100, oldest=600)), (60, est(100, oldest=660))]
+    assert w1(run(engine(), timeline)) == [(60, "fire", "critical")]
+
+
+def test_trend_warning_when_enabled() -> None:
+    policy = POLICY.merged({"warn_within_s": 300})
+    # 400 s now, wait grows by net/mu = 0.005/0.01 = 0.5 s/s -> 600 s in 400 s: too far
+    far = run(engine(policy), [(0, est(400, net=0.005)), (60, est(400, net=0.005))])
+    assert w1(far) == []
+    # 0.01/0.01 = 1 s/s -> 600 s in 200 s <= 300 s: warning
+    near = run(engine(policy), [(0, est(400, net=0.01)), (60, est(400, net=0.01))])
+    assert w1(near) == [(60, "fire", "warning")]
+
+
+def test_hysteresis_in_value_and_time() -> None:
+    timeline = [
+        (0, est(500)),
+        (60, est(500)),  # fire
+        (100, est(400)),  # below warning, above resolve level: stays open
+        (300, est(350)),
+        (400, est(250)),  # below 300: clear clock starts
+        (450, est(320)),  # back above: clock reset
+        (500, est(200)),  # clock restarts at 500
+        (619, est(200)),
+        (620, est(200)),  # 120 s clear: resolve
+    ]
+    events = run(engine(), timeline)
+    assert w1(events) == [(60, "fire", "warning"), (620, "resolve", "warning")]
+    assert events[-1].state == "resolved"
+    assert events[-1].ended_at == T0 + 620
+    assert events[-1].alert_id == events[0].alert_id
+
+
+def test_renotify_and_time_based_escalation() -> None:
+    eng = engine()
+    run(eng, [(0, est(500)), (60, est(500))])  # fired at 60
+    assert eng.tick(T0 + 600) == []
+    renotify = eng.tick(T0 + 660)
+    assert [(e.event, e.escalated) for e in renotify] == [("renotify", False)]
+    assert eng.tick(T0 + 700) == []
+    escalate = eng.tick(T0 + 1260)  # 1200 s after the fire
+    assert [(e.event, e.escalated) for e in escalate] == [("escalate", True)]
+    assert eng.tick(T0 + 1300) == []  # escalates once
+    assert [e.event for e in eng.tick(T0 + 1860)] == ["renotify"]  # 600 s after the escalation
+    ids = [e.event_id for e in renotify + escalate]
+    assert len(set(ids)) == len(ids)
+
+
+def test_service_stalled_fires_and_resolves_on_departure() -> None:
+    eng = engine()
+    events = run(eng, [(0, est(100, queue=3, quiet=599)), (1, est(100, queue=3, quiet=600))])
+    assert [(e.kind, e.event, e.severity) for e in events] == [
+        ("service_stalled", "fire", "critical")
+    ]
+    events = run(eng, [(10, est(100, queue=3, quiet=5))])
+    assert [(e.kind, e.event) for e in events] == [("service_stalled", "resolve")]
+    # an empty zone is never stalled
+    assert run(eng, [(20, est(0, queue=0, quiet=None))]) == []
+
+
+def test_device_offline_by_heartbeat_and_by_last_will() -> None:
+    eng = engine()
+    eng.device_seen("b1", "d1", T0)
+    assert eng.tick(T0 + 59) == []
+    assert eng.tick(T0 + 60) == []  # silent 60 s: offline from 60...
+    assert eng.tick(T0 + 179) == []
+    fired = eng.tick(T0 + 180)  # ...for 120 s
+    assert [(e.kind, e.event, e.subject) for e in fired] == [("device_offline", "fire", "d1")]
+    eng.device_seen("b1", "d1", T0 + 200)
+    assert [e.event for e in eng.tick(T0 + 201)] == ["resolve"]
+
+    eng.device_status("b1", "d1", online=False, now=T0 + 300)
+    assert eng.tick(T0 + 419) == []
+    assert [e.event for e in eng.tick(T0 + 420)] == ["fire"]
+
+
+BERLIN_WEEKDAYS = BusinessHours(
+    timezone="Europe/Berlin",
+    weekly={d: [(time(8, 0), time(12, 0))] for d in ("mon", "tue", "wed", "thu", "fri", "sat")}
+    | {"sun": [(time(8, 0), time(12, 0))]},
+    holidays=[date(2025, 6, 9)],
+)
+
+
+def utc(*args: int) -> float:
+    return datetime(*args, tzinfo=UTC).timestamp()
+
+
+def test_business_hours_follow_dst() -> None:
+    h = BERLIN_WEEKDAYS
+    # Saturday 2025-03-29, CET (UTC+1): 08:00 local = 07:00 UTC
+    assert not h.is_open(utc(2025, 3, 29, 6, 59))
+    assert h.is_open(utc(2025, 3, 29, 7, 0))
+    # Sunday 2025-03-30, clocks went forward at 02:00: 08:00 CEST = 06:00 UTC
+    assert not h.is_open(utc(2025, 3, 30, 5, 59))
+    assert h.is_open(utc(2025, 3, 30, 6, 0))
+    assert h.is_open(utc(2025, 3, 30, 9, 59))
+    assert not h.is_open(utc(2025, 3, 30, 10, 0))  # 12:00 CEST
+
+
+def test_business_hours_closed_days_holidays_and_midnight() -> None:
+    h = BusinessHours(
+        timezone="America/New_York",
+        weekly={"fri": [(time(22, 0), time(2, 0))], "mon": [(time(9, 0), time(17, 0))]},
+        holidays=[date(2025, 7, 7)],
+    )
+    # Friday 2025-07-04 22:00 EDT = Sat 02:00 UTC; open until Sat 02:00 EDT = 06:00 UTC
+    assert not h.is_open(utc(2025, 7, 5, 1, 59))
+    assert h.is_open(utc(2025, 7, 5, 2, 0))
+    assert h.is_open(utc(2025, 7, 5, 5, 59))  # Saturday 01:59 local, still Friday's interval
+    assert not h.is_open(utc(2025, 7, 5, 6, 0))
+    assert not h.is_open(utc(2025, 7, 6, 15, 0))  # Sunday: not listed
+    assert not h.is_open(utc(2025, 7, 7, 15, 0))  # Monday, holiday
+    assert h.is_open(utc(2025, 7, 14, 15, 0))  # next Monday 11:00 EDT
+
+
+def test_business_hours_validation() -> None:
+    with pytest.raises(ValidationError):
+        BusinessHours(timezone="Mars/Olympus")
+    with pytest.raises(ValidationError):
+        BusinessHours(timezone="UTC", weekly={"mon": [(time(9), time(9))]})
+    parsed = BusinessHours.model_validate(
+        {"timezone": "UTC", "weekly": {"mon": [["08:30", "17:00"]]}}
+    )
+    assert parsed.weekly["mon"] == [(time(8, 30), time(17, 0))]
+
+
+def test_closed_branch_does_not_alert_and_closing_resolves() -> None:
+    hours = BusinessHours(timezone="UTC", weekly={"mon": [(time(9), time(17))]})
+    eng = engine(hours=hours)
+    sunday_noon = utc(2025, 6, 1, 12)
+    monday_1650 = utc(2025, 6, 2, 16, 50)
+    assert eng.evaluate("b1", "w", est(900), sunday_noon) == []
+    assert eng.evaluate("b1", "w", est(900), sunday_noon + 120) == []
+    eng.evaluate("b1", "w", est(900), monday_1650)
+    fired = eng.evaluate("b1", "w", est(900), monday_1650 + 60)
+    assert [e.event for e in fired] == ["fire"]
+    closing = eng.evaluate("b1", "w", est(900), utc(2025, 6, 2, 17, 0))
+    assert [(e.event, e.state) for e in closing] == [("resolve", "resolved")]
+    assert "branch closed" in closing[0].summary
+
+
+def test_offline_device_clock_starts_at_opening() -> None:
+    hours = BusinessHours(timezone="UTC", weekly={"mon": [(time(9), time(17))]})
+    eng = engine(hours=hours)
+    eng.device_status("b1", "d1", online=False, now=utc(2025, 6, 1, 20))  # Sunday evening
+    assert eng.tick(utc(2025, 6, 2, 8, 59, 59)) == []  # closed
+    assert eng.tick(utc(2025, 6, 2, 9, 0)) == []
+    assert eng.tick(utc(2025, 6, 2, 9, 1, 59)) == []
+    assert [e.event for e in eng.tick(utc(2025, 6, 2, 9, 2))] == ["fire"]
+
+
+def test_restart_neither_loses_nor_refires() -> None:
+    eng = engine()
+    fired = run(eng, [(0, est(500)), (60, est(500))])
+    saved = eng.snapshot()
+    assert [a.alert_id for a in saved] == [fired[0].alert_id]
+
+    again = engine()
+    again.restore(saved)
+    assert run(again, [(100, est(500)), (200, est(500))]) == []  # no second fire
+    assert [a.alert_id for a in again.snapshot()] == [fired[0].alert_id]
+    resolved = run(again, [(300, est(100)), (420, est(100))])
+    assert [(e.event, e.alert_id) for e in resolved] == [("resolve", fired[0].alert_id)]
+    # renotify continues from the stored last notification (fired at 60)
+    third = engine()
+    third.restore(saved)
+    assert [e.event for e in third.tick(T0 + 660)] == ["renotify"]
+    assert third.tick(T0 + 661) == []  # once per interval
+
+
+def test_policy_merge_and_validation() -> None:
+    base = AlertPolicy()
+    zone = base.merged({"w1_threshold_s": 900}).merged({"min_duration_s": 30})
+    assert (zone.w1_threshold_s, zone.min_duration_s) == (900, 30)
+    assert zone.warn_fraction == base.warn_fraction
+    assert base.merged(None) is base
+    with pytest.raises(ValidationError):
+        base.merged({"no_such_knob": 1})
+    with pytest.raises(ValidationError):
+        AlertPolicy(warn_fraction=0.5, resolve_fraction=0.7)
+
+
+def test_disabled_policy_never_fires() -> None:
+    policy = POLICY.merged({"enabled": False})
+    assert run(engine(policy), [(0, est(900)), (100, est(900))]) == []

@@ -1,0 +1,167 @@
+"""Letterbox geometry, decoding, NMS, tiling merge and bad inputs (hand-computed)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+from lobbywatch.edge.detector import (
+    Detector,
+    DetectorSettings,
+    decode_person,
+    fit_input_shape,
+    iou_matrix,
+    letterbox_ratio,
+    make_grids,
+    nms,
+    plan_tiles,
+    suppress_partials,
+)
+
+from lobbywatch.errors import ModelError, SourceError
+
+
+def test_letterbox_full_hd_into_960x544() -> None:
+    # r = min(544/1080, 960/1920) = 0.5 -> 960x540 pasted top-left, 4 pad rows.
+    assert letterbox_ratio((1080, 1920), (544, 960)) == (0.5, 540, 960)
+
+
+def test_letterbox_square_416_truncates_like_yolox() -> None:
+    r, h, w = letterbox_ratio((576, 768), (416, 416))
+    assert r == pytest.approx(416 / 768)
+    assert (h, w) == (312, 416)  # 576 * 0.54166 = 312.0
+
+
+def test_fit_input_shape() -> None:
+    assert fit_input_shape((1080, 1920), 960, True) == (544, 960)  # ceil(540/32)*32
+    assert fit_input_shape((1080, 1920), 416, False) == (416, 416)
+    assert fit_input_shape((1920, 1080), 960, True) == (960, 544)  # portrait
+    # max_upscale 1: a 640x480 frame is not enlarged to 960
+    assert fit_input_shape((480, 640), 960, True, max_upscale=1.0) == (480, 640)
+    assert fit_input_shape((576, 768), 960, True, max_upscale=1.0) == (576, 768)
+
+
+def test_preprocess_pastes_top_left_and_pads_114(model_path: Path) -> None:
+    det = Detector.from_settings(
+        DetectorSettings(input_size=416, fit_aspect=False, max_upscale=4.0)
+    )
+    frame = np.zeros((100, 200, 3), np.uint8)
+    frame[..., 0], frame[..., 2] = 10, 200  # B=10, R=200
+    batch = det.preprocess(frame).batch
+    assert batch.shape == (1, 3, 416, 416) and batch.dtype == np.float32
+    # r = 416/200 = 2.08 -> 208 rows of image, the rest padding
+    assert batch[0, 0, :208].min() == 10 and batch[0, 2, :208].max() == 200  # BGR kept
+    assert (batch[0, :, 208:] == 114).all()
+
+
+def test_make_grids_order() -> None:
+    grid, stride = make_grids((32, 64), (8, 16, 32))
+    assert grid.shape == (4 * 8 + 2 * 4 + 1 * 2, 2)
+    assert grid[:3].tolist() == [[0, 0], [1, 0], [2, 0]]  # row-major, x first
+    assert grid[8].tolist() == [0, 1]
+    assert stride[32, 0] == 16 and stride[-1, 0] == 32 and grid[-1].tolist() == [1, 0]
+
+
+def test_decode_person_hand_computed() -> None:
+    grid, stride = make_grids((32, 32), (8, 16, 32))  # 16 + 4 + 1 cells
+    raw = np.zeros((1, 21, 85), np.float32)
+    # stride-8 cell (gx=1, gy=1) is index 5
+    raw[0, 5, :6] = [0.5, 0.5, math.log(2), math.log(4), 0.9, 0.5]
+    # a confident *car* in cell 6 must not appear (only class 0 is read)
+    raw[0, 6, 4], raw[0, 6, 5], raw[0, 6, 7] = 0.99, 0.05, 0.99
+    # stride-32 cell (0, 0) is index 20
+    raw[0, 20, 4:6] = [1.0, 0.8]
+    xyxy, scores, img = decode_person(raw, grid, stride, 0.3)
+    order = np.argsort(-scores)
+    # centre (0.5+1)*8 = 12, w = 2*8 = 16, h = 4*8 = 32
+    np.testing.assert_allclose(xyxy[order], [[-16, -16, 16, 16], [4, -4, 20, 28]], atol=1e-4)
+    np.testing.assert_allclose(scores[order], [0.8, 0.45], atol=1e-6)
+    assert img.tolist() == [0, 0]
+
+
+def test_iou_matrix_hand_values() -> None:
+    a = np.array([[0, 0, 10, 10]], np.float32)
+    b = np.array([[5, 0, 15, 10], [0, 0, 10, 10], [20, 20, 30, 30]], np.float32)
+    np.testing.assert_allclose(iou_matrix(a, b), [[50 / 150, 1.0, 0.0]], atol=1e-6)
+
+
+def test_nms_suppresses_duplicate() -> None:
+    boxes = np.array([[1, 0, 11, 10], [0, 0, 10, 10], [20, 20, 30, 30]], np.float32)
+    scores = np.array([0.8, 0.9, 0.7], np.float32)
+    assert nms(boxes, scores, 0.45).tolist() == [1, 2]  # IoU(0,1) = 90/110
+
+
+def test_nms_chain_is_exact_greedy() -> None:
+    # A-B and B-C overlap (IoU 1/3), A-C do not. Greedy keeps A, drops B, and
+    # then keeps C because its only suppressor B is gone. (Fast NMS drops C.)
+    boxes = np.array([[0, 0, 10, 10], [5, 0, 15, 10], [10, 0, 20, 10]], np.float32)
+    scores = np.array([0.9, 0.8, 0.7], np.float32)
+    assert nms(boxes, scores, 0.3).tolist() == [0, 2]
+    assert nms(boxes, scores, 0.4).tolist() == [0, 1, 2]
+    assert nms(boxes[:0], scores[:0], 0.3).tolist() == []
+
+
+def test_tiles_plan_and_partial_suppression() -> None:
+    s = DetectorSettings(input_size=416, tiles=(2, 1), tile_overlap=0.25, max_upscale=4.0)
+    plan = plan_tiles((500, 1000), s)
+    # whole frame + two tiles of ceil(1000 / 1.75) = 572 px: [0, 572) and [428, 1000)
+    assert plan.boxes.tolist() == [[0, 0, 1000, 500], [0, 0, 572, 500], [428, 0, 1000, 500]]
+    assert plan.inner_edges.tolist() == [
+        [False, False, False, False],
+        [False, False, True, False],
+        [True, False, False, False],
+    ]
+    # A person cut at x=572 by tile 1, seen whole by the full-frame pass (region 0).
+    xyxy = np.array([[540, 100, 572, 300], [540, 100, 620, 300]], np.float32)
+    keep = suppress_partials(xyxy, np.array([True, False]), np.array([1, 0]), 0.6)
+    assert keep.tolist() == [False, True]
+    # Same boxes from the same region are left to NMS.
+    keep = suppress_partials(xyxy, np.array([True, False]), np.array([1, 1]), 0.6)
+    assert keep.tolist() == [True, True]
+
+
+def test_settings_reject_bad_values() -> None:
+    with pytest.raises(ValueError, match="multiple"):
+        DetectorSettings(input_size=500)
+    with pytest.raises(ValueError, match="tiles"):
+        DetectorSettings(tiles=(0, 1))
+
+
+@pytest.mark.parametrize(
+    ("frame", "message"),
+    [
+        (None, "shape"),
+        (np.zeros((10, 10), np.uint8), "shape"),
+        (np.zeros((10, 10, 3), np.float32), "uint8"),
+        (np.zeros((4, 4, 3), np.uint8), "too small"),
+    ],
+)
+def test_bad_frames_raise_source_error(model_path: Path, frame: object, message: str) -> None:
+    det = Detector.from_settings(DetectorSettings(input_size=416))
+    with pytest.raises(SourceError, match=message):
+        det.detect(frame)  # type: ignore[arg-type]
+
+
+def test_wrong_model_file_is_a_model_error(tmp_path: Path) -> None:
+    from test_models import tiny_onnx  # tests/ is on sys.path (no __init__.py)
+
+    bad = tiny_onnx(tmp_path / "yolox_nano.onnx", out_width=6)
+    with pytest.raises(ModelError, match="lobbywatch model pull"):
+        Detector.from_settings(DetectorSettings(path=bad))
+
+
+def test_detects_people_on_a_real_frame(model_path: Path, people_dir: Path) -> None:
+    import cv2
+
+    frame = cv2.imread(str(people_dir / "tud_campus" / "frames" / "000001.jpg"))
+    det = Detector.from_settings(DetectorSettings())
+    out = det.detect(frame)
+    gt = np.loadtxt(people_dir / "tud_campus" / "gt.csv", delimiter=",", skiprows=1)
+    gt = gt[gt[:, 0] == 1, 1:]
+    gt_xyxy = np.concatenate((gt[:, :2], gt[:, :2] + gt[:, 2:]), axis=1).astype(np.float32)
+    assert (out.xyxy[:, [0, 2]] >= 0).all() and (out.xyxy[:, 2] <= 640).all()
+    assert (out.xyxy[:, 3] <= 480).all() and np.all(np.diff(out.scores) <= 0)
+    # at least 4 of the 6 annotated people found at IoU 0.5
+    assert (iou_matrix(gt_xyxy, out.xyxy).max(axis=1) >= 0.5).sum() >= 4

@@ -1,0 +1,234 @@
+"""Wait estimator against hand-computed cases (docs/wait-estimation.md)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+from lobbywatch.edge.state import ZoneKind
+from lobbywatch.server.estimator import (
+    EstimatorSettings,
+    WaitEstimate,
+    ZoneEstimator,
+    wait_for_queue,
+)
+
+from lobbywatch.protocol import ZoneMessage
+
+T0 = 1_750_000_000.0
+
+# No decay within a test, no prior, small evidence thresholds: every number
+# below is then plain arithmetic.
+RAW = EstimatorSettings(
+    rate_window_s=1e12,
+    trend_window_s=1e12,
+    prior_departures=0,
+    min_departures=3.5,  # (exact integers would sit on float rounding)
+    min_busy_s=25,
+    min_trend_s=25,
+    max_gap_s=120,
+    residual_factor=1.0,
+    forecast_horizon_s=300,
+    realised_window_s=1800,
+    wait_threshold_s=200,
+)
+
+
+def msg(
+    t: float,
+    people: int,
+    arrivals: int,
+    departures: int,
+    dwells: tuple[float, ...] = (),
+    dwell_max: float | None = None,
+    seq: int = 0,
+) -> ZoneMessage:
+    return ZoneMessage(
+        device="d1",
+        seq=seq,
+        ts=datetime.fromtimestamp(T0 + t, UTC),
+        branch="b1",
+        camera="c1",
+        zone="w",
+        kind=ZoneKind.WAITING,
+        people=people,
+        raw_count=people,
+        dwell_max_s=dwell_max,
+        arrivals_total=arrivals,
+        departures_total=departures,
+        completed_dwells_s=list(dwells),
+    )
+
+
+def feed(est: ZoneEstimator, msgs: list[ZoneMessage]) -> None:
+    for m in msgs:
+        est.observe(m, m.ts.timestamp())
+
+
+def test_wait_formula() -> None:
+    # 4 people ahead, 2 customers/min joint capacity, r = 1: (4+1)/ (2/60) = 150 s
+    assert wait_for_queue(4, 2 / 60, 1.0) == pytest.approx(150.0)
+    assert wait_for_queue(4, 2 / 60, 0.5) == pytest.approx(135.0)
+    assert wait_for_queue(0, 2 / 60, 1.0) == 0.0
+
+
+def test_nothing_observed_yet() -> None:
+    e = ZoneEstimator(RAW, counters=2, mean_service_s=300).estimate(T0)
+    assert e.predicted_wait_s is None
+    assert e.queue_length == 0
+    assert e.method == "fallback"
+
+
+def test_fallback_uses_configured_counters() -> None:
+    est = ZoneEstimator(RAW, counters=2, mean_service_s=300)
+    est.observe(msg(0, people=3, arrivals=3, departures=0), T0)
+    e = est.estimate(T0)
+    # mu0 = 2/300 per s; W = (3 + 1) / mu0 = 600 s
+    assert e.method == "fallback"
+    assert e.service_rate_per_s == pytest.approx(2 / 300)
+    assert e.predicted_wait_s == pytest.approx(600.0)
+
+
+def test_observed_rate_counts_only_occupied_intervals() -> None:
+    est = ZoneEstimator(RAW, counters=2, mean_service_s=300)
+    msgs = [msg(0, 0, 0, 0), msg(10, 0, 2, 2)]  # empty zone: 2 walk-throughs, not busy
+    # then 6 intervals of 10 s with somebody waiting and one departure each
+    arrivals, departures = 2, 2
+    for k in range(1, 7):
+        arrivals += 1
+        departures += 1
+        msgs.append(msg(10 + 10 * k, 5, arrivals, departures))
+    msgs[2] = msg(20, 5, 8, 3)  # the queue appears (5 arrive, 1 leaves)...
+    feed(est, msgs)
+    # ...but that interval started empty, so it is not busy time: busy
+    # intervals are 20->30 ... 60->70: 5 intervals, 5 departures, 50 s
+    e = est.estimate(T0 + 70)
+    assert e.method == "observed"
+    assert e.service_rate_per_s == pytest.approx(5 / 50)
+    assert e.predicted_wait_s == pytest.approx((5 + 1) / 0.1)
+
+
+def test_too_few_departures_falls_back() -> None:
+    est = ZoneEstimator(RAW, counters=2, mean_service_s=300)
+    feed(est, [msg(0, 5, 5, 0), msg(60, 5, 8, 3)])  # 3 < min_departures
+    assert est.estimate(T0 + 60).method == "fallback"
+
+
+def test_prior_shrinks_towards_configured_rate() -> None:
+    settings = RAW.model_copy(update={"prior_departures": 5.0})
+    est = ZoneEstimator(settings, counters=2, mean_service_s=300)
+    feed(est, [msg(0, 5, 5, 0), msg(60, 5, 11, 6)])
+    # (D + k) / (B + k/mu0) = (6 + 5) / (60 + 5 * 150) = 11/810
+    assert est.estimate(T0 + 60).service_rate_per_s == pytest.approx(11 / 810)
+
+
+def test_exponential_decay_of_rate_evidence() -> None:
+    settings = RAW.model_copy(update={"rate_window_s": 100.0, "min_busy_s": 0, "min_departures": 0})
+    est = ZoneEstimator(settings, counters=1, mean_service_s=100)
+    feed(est, [msg(0, 3, 3, 0), msg(100, 3, 5, 2), msg(200, 3, 11, 8)])
+    # D = 2 e^-1 + 6, B = 100 e^-1 + 100
+    import math
+
+    expected = (2 * math.exp(-1) + 6) / (100 * math.exp(-1) + 100)
+    assert est.estimate(T0 + 200).service_rate_per_s == pytest.approx(expected)
+
+
+def test_counter_reset_reads_new_value_as_increase() -> None:
+    est = ZoneEstimator(RAW, counters=1, mean_service_s=60)
+    feed(
+        est,
+        [
+            msg(0, 4, 100, 96),
+            msg(30, 4, 103, 99),  # +3 / +3
+            msg(60, 2, 2, 0),  # edge restarted: +2 arrivals, +0 departures
+            msg(90, 2, 5, 3),  # +3 / +3
+        ],
+    )
+    e = est.estimate(T0 + 90)
+    assert e.arrival_rate_per_s == pytest.approx((3 + 2 + 3) / 90)
+    assert e.departure_rate_per_s == pytest.approx((3 + 0 + 3) / 90)
+    assert e.service_rate_per_s == pytest.approx((3 + 0 + 3) / 90)
+
+
+def test_forecast_adds_net_inflow_over_horizon() -> None:
+    est = ZoneEstimator(RAW, counters=1, mean_service_s=60)
+    # per 10 s: 2 arrivals, 1 departure -> net +0.1/s; queue 4 -> 5 -> ... -> 8
+    feed(est, [msg(10 * k, 4 + k, 4 + 2 * k, k) for k in range(5)])
+    e = est.estimate(T0 + 40)
+    assert e.net_inflow_per_s == pytest.approx(0.1)
+    assert e.service_rate_per_s == pytest.approx(4 / 40)
+    # queue in 300 s: 8 + 0.1 * 300 = 38 -> (38 + 1) / 0.1
+    assert e.forecast_wait_s == pytest.approx(390.0)
+    assert e.predicted_wait_s == pytest.approx(90.0)
+    # the wait grows by net/mu = 1 s per s: 200 s more to reach 290 s
+    assert e.seconds_to_wait(290.0) == pytest.approx(200.0)
+
+
+def test_realised_waits_and_service_level() -> None:
+    est = ZoneEstimator(RAW, counters=1, mean_service_s=60)
+    feed(est, [msg(0, 1, 1, 0, dwells=(60, 120, 180)), msg(10, 1, 3, 2, dwells=(240, 300))])
+    e = est.estimate(T0 + 10)
+    assert e.realised_wait_p50_s == pytest.approx(180.0)
+    assert e.realised_wait_p90_s == pytest.approx(240 + 0.6 * 60)
+    assert e.served_within_threshold_ratio == pytest.approx(3 / 5)  # threshold 200 s
+    # explicit threshold wins
+    assert est.estimate(T0 + 10, threshold_s=100).served_within_threshold_ratio == 1 / 5
+    # dwells age out of the 1800 s window
+    assert est.estimate(T0 + 1811).realised_wait_p50_s is None
+
+
+def test_oldest_and_stalled_clocks_advance_with_now() -> None:
+    est = ZoneEstimator(RAW, counters=1, mean_service_s=60)
+    feed(
+        est,
+        [
+            msg(0, 0, 0, 0),
+            msg(10, 2, 2, 0, dwell_max=8),
+            msg(20, 2, 3, 1, dwell_max=18),
+            msg(30, 2, 3, 1, dwell_max=28),
+        ],
+    )
+    e = est.estimate(T0 + 50)
+    assert e.oldest_wait_s == pytest.approx(48.0)
+    assert e.no_departure_for_s == pytest.approx(30.0)  # last departure seen at +20
+
+
+def test_stale_and_duplicate_messages_only_add_dwells() -> None:
+    est = ZoneEstimator(RAW, counters=1, mean_service_s=60)
+    feed(est, [msg(0, 3, 3, 0), msg(20, 5, 6, 1)])
+    est.observe(msg(10, 9, 99, 50, dwells=(42.0,)), T0 + 21)  # late: older ts
+    e = est.estimate(T0 + 21)
+    assert e.queue_length == 5
+    assert e.realised_wait_p50_s == 42.0
+
+
+def test_long_gap_is_not_used_for_rates() -> None:
+    est = ZoneEstimator(RAW, counters=1, mean_service_s=60)
+    feed(est, [msg(0, 5, 5, 0), msg(1000, 5, 50, 45)])  # 1000 s > max_gap_s
+    e = est.estimate(T0 + 1000)
+    assert e.method == "fallback"
+    assert e.arrival_rate_per_s is None
+
+
+def test_seconds_to_wait_edges() -> None:
+    base = dict(
+        queue_length=3,
+        service_rate_per_s=0.01,
+        method="observed",
+        realised_wait_p50_s=None,
+        realised_wait_p90_s=None,
+        oldest_wait_s=None,
+        forecast_wait_s=None,
+        forecast_horizon_s=300.0,
+        served_within_threshold_ratio=None,
+    )
+    assert WaitEstimate(predicted_wait_s=700, **base).seconds_to_wait(600) == 0.0  # type: ignore[arg-type]
+    falling = WaitEstimate(predicted_wait_s=400, net_inflow_per_s=-0.01, **base)  # type: ignore[arg-type]
+    assert falling.seconds_to_wait(600) is None
+
+
+def test_invalid_configuration() -> None:
+    with pytest.raises(ValueError):
+        ZoneEstimator(RAW, counters=0, mean_service_s=60)
+    with pytest.raises(ValueError):
+        EstimatorSettings(unknown=1)  # type: ignore[call-arg]

@@ -1,0 +1,85 @@
+"""Ground-truth parsing, IoU matching and tallies (hand-computed)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from lobbywatch.edge.evaluation import (
+    Tally,
+    find_sequences,
+    load_sequence,
+    match_count,
+    read_frame,
+    read_gt,
+)
+
+from lobbywatch.errors import SourceError
+
+
+def test_read_gt_groups_by_frame(tmp_path: Path) -> None:
+    p = tmp_path / "gt.csv"
+    p.write_text("frame,x,y,w,h\n2,10,20,5,6\n1,0,0,1,1\n2,1,1,2,2\n")
+    gt = read_gt(p, 3)
+    assert [len(g) for g in gt] == [1, 2, 0]
+    assert gt[1].tolist() == [[10, 20, 15, 26], [1, 1, 3, 3]]
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("a,b\n", "header"),
+        ("frame,x,y,w,h\n5,0,0,1,1\n", "1..3"),
+        ("frame,x,y,w,h\n1,x,0,1,1\n", "non-numeric"),
+    ],
+)
+def test_read_gt_rejects_bad_files(tmp_path: Path, text: str, message: str) -> None:
+    p = tmp_path / "gt.csv"
+    p.write_text(text)
+    with pytest.raises(SourceError, match=message):
+        read_gt(p, 3)
+
+
+def test_match_count_is_one_to_one() -> None:
+    gt = np.array([[0, 0, 10, 10], [20, 0, 30, 10]], np.float32)
+    pred = np.array([[0, 0, 10, 10], [1, 0, 11, 10], [100, 0, 110, 10]], np.float32)
+    # both first two preds overlap gt 0 only -> one match; third matches nothing
+    assert match_count(pred, gt) == 1
+    pred2 = np.array([[1, 0, 11, 10], [21, 0, 31, 10]], np.float32)  # IoU 9/11 each
+    assert match_count(pred2, gt) == 2
+    assert match_count(pred2[:0], gt) == 0
+    # IoU exactly below 0.5 does not count: [5, 0, 15, 10] vs gt 0 is 1/3
+    assert match_count(np.array([[5, 0, 15, 10]], np.float32), gt) == 0
+
+
+def test_match_count_prefers_best_pairs() -> None:
+    # pred 0 overlaps gt 0 (IoU 0.9) and gt 1 (0.6); pred 1 only gt 1 (0.55):
+    # greedy by IoU gives two matches.
+    gt = np.array([[0, 0, 10, 10], [2, 0, 12, 10]], np.float32)
+    pred = np.array([[0.5, 0, 10.5, 10], [3.5, 0, 13.5, 10]], np.float32)
+    assert match_count(pred, gt) == 2
+
+
+def test_tally_summary() -> None:
+    t = Tally()
+    gt = np.array([[0, 0, 10, 10], [20, 0, 30, 10]], np.float32)
+    t.add(3, np.array([[0, 0, 10, 10]], np.float32), gt)  # |3-2| = 1, tp 1
+    t.add(2, np.zeros((0, 4), np.float32), gt[:1])  # |2-1| = 1, tp 0
+    s = t.summary()
+    # raw counts: |1-2| = 1 and |0-1| = 1
+    assert s == {"mae": 1.0, "raw_mae": 1.0, "precision": 1.0, "recall": round(1 / 3, 4)}
+
+
+def test_sequence_loading_and_corrupt_frame(tmp_path: Path) -> None:
+    seq = tmp_path / "data" / "cam"
+    (seq / "frames").mkdir(parents=True)
+    (seq / "frames" / "000001.jpg").write_bytes(b"not a jpeg")
+    (seq / "gt.csv").write_text("frame,x,y,w,h\n1,0,0,4,4\n")
+    assert find_sequences(tmp_path / "data") == [seq]
+    s = load_sequence(seq)
+    assert s.fps == 2.0 and len(s.gt[0]) == 1
+    with pytest.raises(SourceError, match="cannot decode image"):
+        read_frame(s.frames[0])
+    with pytest.raises(SourceError, match="no sequence folders"):
+        find_sequences(tmp_path)

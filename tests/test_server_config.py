@@ -1,0 +1,110 @@
+"""SERVER.yaml: schema, layered alert policies, errors with field paths, the sample."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from lobbywatch.server.config import load_server_config, parse_server_config
+from typer.testing import CliRunner
+
+from lobbywatch.errors import ConfigError
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_sample_config_loads_and_layers_policies() -> None:
+    cfg = load_server_config(REPO / "deploy" / "server.example.yaml")
+    assert [b.id for b in cfg.branches] == ["berlin-mitte", "munich-ost"]
+    from lobbywatch.server.config import alert_policy, business_hours
+
+    zone = alert_policy(cfg.alert_policy_mapping("berlin-mitte", "W1"))
+    branch = alert_policy(cfg.alert_policy_mapping("berlin-mitte", None))
+    other = alert_policy(cfg.alert_policy_mapping("munich-ost", "W1"))
+    assert (zone.w1_threshold_s, branch.w1_threshold_s, other.w1_threshold_s) == (480, 600, 600)
+    assert (other.renotify_s, zone.renotify_s) == (900, 1800)
+    assert cfg.service_for("berlin-mitte", "VIP") == (1, 900)
+    assert cfg.service_for("berlin-mitte", "W1") == (3, 240)
+    assert cfg.service_for("unknown", "W1") == (2, 240.0)
+    hours = business_hours(cfg.branches[0].business_hours or {}, cfg.branches[0].timezone)
+    # Monday 2025-06-02 10:00 Berlin (08:00 UTC) open; 20:00 closed
+    assert hours.is_open(1748851200.0) and not hours.is_open(1748887200.0)
+
+
+@pytest.mark.parametrize(
+    ("data", "path"),
+    [
+        ({"mqtt": {"port": 0}}, "mqtt.port"),
+        ({"mqtt": {"shared_group": "a/b"}}, "mqtt.shared_group"),
+        ({"mqtt": {"tls": {"cert_file": "/x"}}}, "mqtt.tls"),
+        ({"database": {"url": "mysql://x"}}, "database.url"),
+        ({"branches": [{"id": "b 1"}]}, "branches[0].id"),
+        ({"branches": [{"id": "b1", "timezone": "Mars/Base"}]}, "branches[0].timezone"),
+        ({"branches": [{"id": "b1"}, {"id": "b1"}]}, "branches[1].id"),
+        ({"branches": [{"id": "b1", "zones": {"W 1": {}}}]}, "branches[0].zones"),
+        ({"alerts": {"w1_threshold_s": -5}}, "alerts.w1_threshold_s"),
+        ({"alerts": {"no_such_knob": 1}}, "alerts.no_such_knob"),
+        ({"estimator": {"rate_window_s": 0}}, "estimator.rate_window_s"),
+        (
+            {"branches": [{"id": "b1", "zones": {"W1": {"alerts": {"warn_fraction": 2}}}}]},
+            "branches[0].zones.W1.alerts.warn_fraction",
+        ),
+        (
+            {"branches": [{"id": "b1", "business_hours": {"weekly": {"mon": [["9", "x"]]}}}]},
+            "branches[0].business_hours.weekly.mon",
+        ),
+        ({"notify": {"routes": [{"sinks": ["nope"]}]}}, "routes[0]: unknown sink 'nope'"),
+        ({"notify": {"sinks": {"x": {"type": "pager"}}}}, "notify.sinks.x"),
+        (
+            {
+                "notify": {
+                    "sinks": {"am": {"type": "alertmanager", "url": "http://a", "ends_after_s": 10}}
+                }
+            },
+            "notify.sinks.am.alertmanager",
+        ),
+        ([1, 2], "top level must be a mapping"),
+    ],
+)
+def test_errors_name_the_field(data: object, path: str) -> None:
+    with pytest.raises(ConfigError) as exc:
+        parse_server_config(data)
+    assert path in str(exc.value)
+
+
+def test_load_errors(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_server_config(tmp_path / "missing.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("mqtt: [unclosed\n")
+    with pytest.raises(ConfigError, match="invalid YAML"):
+        load_server_config(bad)
+
+
+def test_mqtt_password_from_file_or_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    pw = tmp_path / "pw"
+    pw.write_text("hunter2\n")
+    cfg = parse_server_config({"mqtt": {"username": "c", "password_file": str(pw)}})
+    assert cfg.mqtt.password() == "hunter2"
+    monkeypatch.setenv("LOBBYWATCH_MQTT_PASSWORD", "fromenv")
+    assert cfg.mqtt.password() == "fromenv"
+    monkeypatch.delenv("LOBBYWATCH_MQTT_PASSWORD")
+    pw.unlink()
+    with pytest.raises(ConfigError, match="mqtt.password_file"):
+        cfg.mqtt.password()
+
+
+def test_cli_check_config_reports_field_and_exit_code(tmp_path: Path) -> None:
+    from lobbywatch.cli import main
+
+    bad = tmp_path / "s.yaml"
+    bad.write_text("http: {port: 70000}\n")
+    with pytest.raises(SystemExit) as exc:
+        main(["server", "check-config", str(bad)])
+    assert exc.value.code == 2
+    from lobbywatch.cli import app
+
+    result = CliRunner().invoke(
+        app, ["server", "check-config", str(REPO / "deploy/server.example.yaml")]
+    )
+    assert result.exit_code == 0 and "2 branches" in result.output

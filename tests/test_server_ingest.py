@@ -1,0 +1,192 @@
+"""Ingest core: classification, de-duplication, ordering, liveness (no broker needed)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from lobbywatch.edge.state import ZoneKind
+from lobbywatch.server.collector import MinuteAggregator
+from lobbywatch.server.config import IngestSettings
+from lobbywatch.server.ingest import Ingestor, MessageQueue, RateLimitedLog, parse_topic
+from lobbywatch.server.state import CollectorState, DeviceKey, ZoneKey
+from test_server_support import raw, status_msg, zone_msg
+
+from lobbywatch.protocol import MAX_PAYLOAD_BYTES
+
+NOW = 1_750_000_000.0
+W1 = ZoneKey("b1", "W1")
+
+
+def make(**settings: object) -> tuple[Ingestor, CollectorState]:
+    state = CollectorState()
+    return Ingestor(state, IngestSettings(**settings), "lobbywatch", {"b1": "north"}), state
+
+
+def handle(ing: Ingestor, msg: object, now: float = NOW) -> str:
+    topic, payload = raw(msg)  # type: ignore[arg-type]
+    return ing.handle(topic, payload, now).result
+
+
+def test_valid_zone_message_creates_state() -> None:
+    ing, state = make()
+    assert handle(ing, zone_msg(1, NOW - 1, people=3, arrivals=3)) == "ok"
+    z = state.zones[W1]
+    assert (z.people, z.kind, z.camera, z.ts, z.seq) == (3, ZoneKind.WAITING, "cam1", NOW - 1, 1)
+    assert state.branches["b1"].region == "north"
+    assert state.devices[DeviceKey("b1", "cam1", "edge-1")].last_ts == NOW - 1
+    assert state.results["ok"] == 1
+
+
+def test_duplicate_by_device_and_seq_is_dropped() -> None:
+    ing, state = make()
+    m = zone_msg(5, NOW - 1, people=2)
+    assert handle(ing, m) == "ok"
+    assert handle(ing, m) == "duplicate"
+    assert state.results == {**state.results, "ok": 1, "duplicate": 1}
+
+
+def test_out_of_order_keeps_newest_state_but_returns_stale_for_the_estimator() -> None:
+    ing, state = make()
+    assert handle(ing, zone_msg(2, NOW - 1, people=5)) == "ok"
+    late = zone_msg(1, NOW - 2, people=9, dwells=[42.0])
+    topic, payload = raw(late)
+    out = ing.handle(topic, payload, NOW)
+    assert out.result == "stale" and out.zone_key == W1 and out.msg == late
+    assert state.zones[W1].people == 5
+
+
+def test_device_restart_resets_sequence_window() -> None:
+    ing, state = make(dedup_window=8)
+    for seq in range(1, 30):
+        assert handle(ing, zone_msg(seq, NOW - 100 + seq, people=1)) == "ok"
+    assert handle(ing, zone_msg(25, NOW - 75, people=1)) == "duplicate"  # in the window
+    # a replay far below the window, no newer than what we hold: a duplicate too
+    assert handle(ing, zone_msg(3, NOW - 97, people=1)) == "duplicate"
+    # the box rebooted: seq starts again, with newer timestamps
+    assert handle(ing, zone_msg(0, NOW - 10, people=4)) == "ok"
+    assert handle(ing, zone_msg(1, NOW - 9, people=6)) == "ok"  # seq 1 seen before, other ts
+    assert state.zones[W1].people == 6
+    # after the reset a pre-reboot replay is no longer recognised, but cannot
+    # overwrite the newer state either
+    assert handle(ing, zone_msg(5, NOW - 95, people=1)) == "stale"
+    assert state.zones[W1].people == 6
+
+
+def test_dedup_window_is_bounded() -> None:
+    ing, _ = make(dedup_window=16)
+    for seq in range(1000):
+        handle(ing, zone_msg(seq, NOW - 2000 + seq, people=1))
+    assert len(ing._windows["edge-1"].seen) <= 32
+
+
+@pytest.mark.parametrize(
+    ("topic", "payload", "result"),
+    [
+        ("lobbywatch/v1/b1/cam1/zones/W1", b"not json", "malformed"),
+        ("lobbywatch/v1/b1/cam1/zones/W1", b"x" * (MAX_PAYLOAD_BYTES + 1), "oversized"),
+        ("lobbywatch/v2/b1/cam1/zones/W1", b"{}", "wrong_version"),
+        ("lobbywatch/v1/b1/cam1/nonsense", b"{}", "malformed"),
+        ("other/v1/b1/cam1/zones/W1", b"{}", "malformed"),
+        ("lobbywatch/v1/b1/cam1/zones/W2", None, "malformed"),  # payload zone is W1
+        ("lobbywatch/v1/b9/cam1/zones/W1", None, "malformed"),  # payload branch is b1
+        ("lobbywatch/v1/b1/cam1/status", None, "malformed"),  # zone payload on status topic
+    ],
+)
+def test_bad_messages_are_classified(topic: str, payload: bytes | None, result: str) -> None:
+    ing, state = make()
+    if payload is None:
+        payload = zone_msg(1, NOW, people=1).model_dump_json().encode()
+    assert ing.handle(topic, payload, NOW).result == result
+    assert state.zones == {} and state.results[result] == 1
+
+
+def test_wrong_payload_version_and_future_timestamp() -> None:
+    ing, state = make(max_clock_skew_s=60)
+    body = json.loads(zone_msg(1, NOW).model_dump_json())
+    body["v"] = 2
+    assert ing.handle("lobbywatch/v1/b1/cam1/zones/W1", json.dumps(body).encode(), NOW).result == (
+        "wrong_version"
+    )
+    assert handle(ing, zone_msg(2, NOW + 3600, people=1)) == "malformed"
+    assert state.zones == {}
+
+
+def test_unknown_branch_policy() -> None:
+    ing, state = make(unknown_branches="reject")
+    assert handle(ing, zone_msg(1, NOW, branch="zz")) == "rejected"
+    ing, state = make()
+    assert handle(ing, zone_msg(1, NOW, branch="zz")) == "ok"
+    assert state.branches["zz"].region == "unknown" and not state.branches["zz"].configured
+
+
+def test_zone_limit_bounds_memory() -> None:
+    ing, state = make(max_zones=3)
+    results = [handle(ing, zone_msg(i + 1, NOW, zone=f"Z{i}")) for i in range(5)]
+    assert results == ["ok", "ok", "ok", "rejected", "rejected"]
+    assert len(state.zones) == 3
+
+
+def test_liveness_from_status_last_will_and_timeout() -> None:
+    ing, state = make()
+    key = DeviceKey("b1", "cam1", "edge-1")
+    assert handle(ing, status_msg(1, NOW - 5, "online")) == "ok"
+    dev = state.devices[key]
+    assert dev.is_up(NOW, 60)
+    assert not dev.is_up(NOW + 120, 60)  # heartbeat timeout
+    assert handle(ing, status_msg(2, NOW - 1, "offline")) == "ok"  # the last will
+    assert not dev.is_up(NOW, 60) and dev.status == "offline"
+    # an older "online" replayed late does not undo the will
+    assert handle(ing, status_msg(0, NOW - 3, "online")) == "stale"
+    assert dev.status == "offline"
+
+
+def test_parse_topic() -> None:
+    assert parse_topic("lobbywatch/v1/b/c/zones/z", "lobbywatch") == ("v1", "b", "c", "z")
+    assert parse_topic("lobbywatch/v1/b/c/status", "lobbywatch") == ("v1", "b", "c", None)
+    assert parse_topic("lobbywatch/v1/b/c/zones", "lobbywatch") is None
+
+
+def test_rate_limited_log(caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+
+    rl = RateLimitedLog(logging.getLogger("t"), interval_s=10)
+    with caplog.at_level(logging.WARNING):
+        for i in range(100):
+            rl.warning("malformed", "bad", NOW + i * 0.01)
+        rl.warning("malformed", "bad", NOW + 11)
+    assert len(caplog.records) == 2
+    assert "99 similar suppressed" in caplog.records[1].getMessage()
+
+
+def test_message_queue_is_bounded_and_batches() -> None:
+    q = MessageQueue(maxlen=5)
+    for i in range(8):
+        q.put(("t", b"%d" % i, 0.0))
+    assert q.dropped == 3 and len(q) == 5
+    assert [p for _, p, _ in q.get_batch(3, 0.01)] == [b"0", b"1", b"2"]
+    assert len(q.get_batch(10, 0.01)) == 2
+    assert q.get_batch(10, 0.01) == []
+
+
+class _Est:
+    def __init__(self, p: float | None, f: float | None) -> None:
+        self.predicted_wait_s = p
+        self.forecast_wait_s = f
+
+
+def test_minute_aggregator() -> None:
+    agg = MinuteAggregator()
+    t0 = 1_750_000_020.0  # 20 s into a minute
+    assert agg.roll(t0) == []
+    agg.sample(W1, 2, _Est(100.0, 200.0), 300.0)
+    agg.sample(W1, 4, _Est(300.0, None), 300.0)
+    agg.add_dwells(W1, [100.0, 200.0, 400.0, 500.0])
+    assert agg.roll(t0 + 10) == []  # same minute
+    (row,) = agg.roll(t0 + 60)
+    assert row.minute == int(t0 // 60) * 60
+    assert (row.samples, row.queue_length_avg, row.queue_length_max) == (2, 3.0, 4)
+    assert (row.predicted_wait_s_avg, row.forecast_wait_s_avg) == (200.0, 200.0)
+    assert (row.realised_wait_p50_s, row.served, row.served_within_threshold) == (300.0, 4, 2)
+    assert row.served_within_threshold_ratio == 0.5
+    assert agg.roll(t0 + 120) == []  # nothing happened in the next minute

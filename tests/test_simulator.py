@@ -1,0 +1,192 @@
+"""Simulator invariants: conservation, queue disciplines, determinism, MQTT output."""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from itertools import pairwise
+
+import pytest
+from lobbywatch.server.estimator import EstimatorSettings, ZoneEstimator
+from lobbywatch.server.simulator import (
+    BranchScenario,
+    NoiseSettings,
+    Peak,
+    StaffChange,
+    branch_messages,
+    merged_messages,
+    publish,
+    scenario,
+    simulate_customers,
+)
+
+from lobbywatch.protocol import StatusMessage, ZoneMessage, parse_message, subscription
+
+QUIET = NoiseSettings.none()
+
+
+def small(**kw: object) -> BranchScenario:
+    """A short, busy morning: queues form, so the invariants have work to do."""
+    params: dict[str, object] = {
+        "open_h": 9.0,
+        "close_h": 11.0,
+        "base_per_h": 40.0,
+        "peaks": (Peak(at_h=10.0, width_h=0.3, extra_per_h=40.0),),
+        "counters": 3,
+        "noise": QUIET,
+        "seed": 3,
+    }
+    params.update(kw)
+    return BranchScenario.model_validate(params)
+
+
+def test_every_customer_served_and_counters_never_double_booked() -> None:
+    sc = small(staffing=(StaffChange(at_h=9.5, counters=1), StaffChange(at_h=10.5, counters=3)))
+    customers = simulate_customers(sc)
+    assert len(customers) > 50
+    assert all(c.service_start >= c.arrival for c in customers)
+    for counter in range(sc.max_counters):
+        jobs = sorted((c.service_start, c.service_end) for c in customers if c.counter == counter)
+        assert all(a_end <= b_start + 1e-9 for (_, a_end), (b_start, _) in pairwise(jobs))
+    # between 9:30 and 10:30 only counter 0 starts new customers
+    lo, hi = sc.midnight() + 9.5 * 3600, sc.midnight() + 10.5 * 3600
+    assert {c.counter for c in customers if lo < c.service_start < hi} <= {0}
+
+
+def test_fcfs_serves_in_arrival_order() -> None:
+    customers = simulate_customers(small())
+    starts = [c.service_start for c in sorted(customers, key=lambda c: c.arrival)]
+    assert starts == sorted(starts)
+    assert max(c.wait_s for c in customers) > 60  # a queue did form
+
+
+def test_vip_priority_is_non_preemptive_priority() -> None:
+    customers = simulate_customers(small(discipline="vip", vip_share=0.2))
+    vips = [c for c in customers if c.vip]
+    others = [c for c in customers if not c.vip]
+    assert vips and others
+    # nobody ordinary starts while a VIP who arrived before that start waits
+    for n in others:
+        for v in vips:
+            if v.arrival < n.service_start:
+                assert v.service_start <= n.service_start
+    # and within a class it is first come, first served
+    for group in (vips, others):
+        starts = [c.service_start for c in sorted(group, key=lambda c: c.arrival)]
+        assert starts == sorted(starts)
+    assert sum(c.wait_s for c in vips) / len(vips) < sum(c.wait_s for c in others) / len(others)
+
+
+def test_waiting_zone_conservation_and_realised_waits() -> None:
+    sc = small()
+    customers = simulate_customers(sc)
+    msgs = [m for m in branch_messages(sc, customers) if m.zone == sc.waiting_zone]
+    assert all(isinstance(m, ZoneMessage) for m in msgs)
+    for m in msgs:
+        assert m.arrivals_total == m.departures_total + m.people
+    visible = [c for c in customers if c.wait_s >= sc.min_visible_wait_s]
+    assert msgs[-1].arrivals_total == msgs[-1].departures_total == len(visible)
+    reported = sorted(d for m in msgs for d in m.completed_dwells_s)
+    assert reported == pytest.approx(sorted(c.wait_s for c in visible), abs=1e-6)
+    assert [m.seq for m in msgs] == sorted(m.seq for m in msgs)
+
+
+def test_counter_zones_report_service_times() -> None:
+    sc = small()
+    customers = simulate_customers(sc)
+    msgs = [m for m in branch_messages(sc, customers) if m.zone != sc.waiting_zone]
+    assert {m.zone for m in msgs} == {f"counter{i + 1}" for i in range(sc.counters)}
+    assert all(m.people in (0, 1) for m in msgs)
+    served = sorted(d for m in msgs for d in m.completed_dwells_s)
+    assert served == pytest.approx(sorted(c.service_s for c in customers), abs=1e-6)
+
+
+def test_seeded_determinism() -> None:
+    sc = scenario("vip", 3, seed=42, counter_zones=False)
+    first = [m.model_dump_json() for m in branch_messages(sc, simulate_customers(sc))]
+    second = [m.model_dump_json() for m in branch_messages(sc, simulate_customers(sc))]
+    assert first == second
+    other = scenario("vip", 3, seed=43, counter_zones=False)
+    assert [m.model_dump_json() for m in branch_messages(other, simulate_customers(other))] != first
+
+
+def test_peaks_raise_the_arrival_rate() -> None:
+    sc = small(peaks=(Peak(at_h=10.0, width_h=0.25, extra_per_h=120.0),), base_per_h=20.0)
+    counts: Counter[str] = Counter()
+    for seed in range(10):
+        for c in simulate_customers(sc.model_copy(update={"seed": seed})):
+            hour = (c.arrival - sc.midnight()) / 3600
+            counts["peak" if 9.75 <= hour < 10.25 else "base" if hour < 9.5 else "other"] += 1
+    # expected per day: peak half hour ~10 + 120*0.68*0.5 = 51; first half hour ~10
+    assert counts["peak"] > 3 * counts["base"]
+
+
+def test_noise_and_restart() -> None:
+    sc = small(noise=NoiseSettings(p_drop=0.05), restart_at_h=10.0)
+    msgs = list(branch_messages(sc, simulate_customers(sc), status=True))
+    zone = [m for m in msgs if isinstance(m, ZoneMessage) and m.zone == sc.waiting_zone]
+    resets = sum(1 for a, b in pairwise(zone) if b.arrivals_total < a.arrivals_total)
+    assert resets == 1
+    status = [m for m in msgs if isinstance(m, StatusMessage) and m.camera is None]
+    assert [(m.state, m.will) for m in status] == [
+        ("online", False),
+        ("offline", True),
+        ("online", False),
+        ("offline", False),
+    ]
+    seqs = [m.seq for m in msgs if not (isinstance(m, StatusMessage) and m.will)]
+    assert len(set(seqs)) == len(seqs)  # unique per device, also across the restart
+    # dropped messages leave gaps the collector can see
+    assert max(seqs) + 1 > len(seqs)
+    # the estimator survives the counter reset: rates stay non-negative
+    est = ZoneEstimator(EstimatorSettings(), counters=3, mean_service_s=300)
+    for m in zone:
+        est.observe(m, m.ts.timestamp())
+        e = est.estimate(m.ts.timestamp())
+        assert e.arrival_rate_per_s is None or e.arrival_rate_per_s >= 0
+        assert e.departure_rate_per_s is None or e.departure_rate_per_s >= 0
+
+
+def test_merged_branches_are_in_time_order() -> None:
+    scenarios = [small(branch=f"b{i}", device=f"d{i}", seed=i) for i in range(3)]
+    ts = [m.ts for m in merged_messages(scenarios)]
+    assert ts == sorted(ts)
+
+
+def test_publish_to_real_mosquitto(mosquitto) -> None:  # type: ignore[no-untyped-def]
+    import paho.mqtt.client as mqtt
+
+    broker = mosquitto()
+    sc = small(close_h=9.25, report_interval_s=30.0)
+    expected = list(branch_messages(sc, simulate_customers(sc), status=True))
+    received: list[bytes] = []
+    done = threading.Event()
+
+    def on_message(client, userdata, message):  # type: ignore[no-untyped-def]
+        received.append(message.payload)
+        if len(received) >= len(expected):
+            done.set()
+
+    sub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+    sub.on_message = on_message
+    subscribed = threading.Event()
+    sub.on_subscribe = lambda *a: subscribed.set()
+    sub.connect("127.0.0.1", broker.port)
+    sub.loop_start()
+    try:
+        sub.subscribe(subscription(), qos=1)
+        assert subscribed.wait(5)
+        sent = publish(expected, port=broker.port, qos=1, speed=0)
+        assert sent == len(expected)
+        assert done.wait(10)
+    finally:
+        sub.loop_stop()
+        sub.disconnect()
+    parsed = [parse_message(p) for p in received]
+    assert [m.seq for m in parsed] == [m.seq for m in expected]
+    assert parsed == expected
+
+
+def test_unknown_scenario_is_rejected() -> None:
+    with pytest.raises(ValueError, match="unknown scenario"):
+        scenario("nope", 0, 0)
