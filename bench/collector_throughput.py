@@ -69,9 +69,8 @@ def processed_total(http: int) -> float:
 
 def make_payloads(branches: int, rate: float, seconds: float) -> list[tuple[str, bytes]]:
     """Simulated messages, rebased to start now, enough for ``seconds`` at ``rate``."""
-    from lobbywatch.server.simulator import merged_messages, scenario
-
     from lobbywatch.protocol import encode_message, topic_for
+    from lobbywatch.server.simulator import merged_messages, scenario
 
     now = datetime.now(UTC)
     hour = now.hour + now.minute / 60 + now.second / 3600

@@ -43,6 +43,7 @@ def config_check(
         typer.secho(f"{file}: {n} error{'s' if n != 1 else ''}", err=True, fg=typer.colors.RED)
         raise typer.Exit(2) from None
     zones = sum(len(c.zones) for c in cfg.cameras)
+    metrics = f"{cfg.metrics.bind}:{cfg.metrics.port}" if cfg.metrics.enabled else "off"
     typer.echo(
         f"{file}: OK — device {cfg.device_id}, branch {cfg.branch_id}, "
         f"{len(cfg.cameras)} camera(s), {zones} zone(s); "
@@ -51,7 +52,7 @@ def config_check(
         f"{' user ' + cfg.mqtt.username if cfg.mqtt.username else ' anonymous'}; "
         f"publish every change ≥{cfg.publish.min_interval_s:g}s, heartbeat "
         f"{cfg.publish.heartbeat_s:g}s, expiry {cfg.publish.message_expiry_s}s; "
-        f"metrics {'%s:%d' % (cfg.metrics.bind, cfg.metrics.port) if cfg.metrics.enabled else 'off'}; "
+        f"metrics {metrics}; "
         f"debug view {'on' if cfg.debug_view.enabled else 'off'}"
     )
     for cam in cfg.cameras:

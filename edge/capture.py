@@ -156,7 +156,7 @@ class LatestFrameCapture:
             now = time.monotonic()
             with self._lock:
                 self._index += 1
-                self._frame = Frame(self._index, image, time.time(), now)
+                self._frame = Frame(self._index, np.asarray(image, np.uint8), time.time(), now)
                 if not self._open:
                     log.info("camera %s up (%s)", self.camera_id, redact(self.source))
                 self._open = True

@@ -418,7 +418,7 @@ class DeviceConfig(BaseModel):
     )
     cameras: list[CameraConfig] = Field(min_length=1, max_length=16)
     model: DetectorSettings = Field(default_factory=DetectorSettings)  # type: ignore[arg-type]
-    pipeline: PipelineSettings = Field(default_factory=PipelineSettings)  # type: ignore[arg-type]
+    pipeline: PipelineSettings = Field(default_factory=PipelineSettings)
     mqtt: MqttConfig = Field(default_factory=MqttConfig)  # type: ignore[arg-type]
     publish: PublishConfig = Field(default_factory=PublishConfig)  # type: ignore[arg-type]
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)  # type: ignore[arg-type]

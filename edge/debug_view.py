@@ -32,7 +32,7 @@ class DebugView:
         view = self
 
         class Handler(BaseHTTPRequestHandler):
-            def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+            def log_message(self, format: str, *args: object) -> None:
                 log.debug("debug view: " + format, *args)
 
             def do_GET(self) -> None:

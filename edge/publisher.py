@@ -122,7 +122,7 @@ class MqttPublisher:
             self._set_connected(False)
             try:
                 client.disconnect()  # no-op if already gone
-            except Exception:  # noqa: BLE001 - tearing down a dead socket
+            except Exception:
                 pass
             client.loop(0)  # flush the DISCONNECT if any
             if self._stop.is_set():
@@ -157,7 +157,9 @@ class MqttPublisher:
                 props.WillDelayInterval = cfg.will_delay_s
             props.PayloadFormatIndicator = 1
             props.ContentType = "application/json"
-            client.will_set(will.topic, will.payload, qos=max(cfg.qos, 1), retain=True, properties=props)
+            client.will_set(
+                will.topic, will.payload, qos=max(cfg.qos, 1), retain=True, properties=props
+            )
         client.on_connect = self._handle_connect
         client.on_disconnect = self._handle_disconnect
         client.on_publish = self._handle_publish
@@ -236,7 +238,9 @@ class MqttPublisher:
                 retain = False
                 remaining = 1
             props.MessageExpiryInterval = remaining
-        info = client.publish(msg.topic, msg.payload, qos=self.cfg.qos, retain=retain, properties=props)
+        info = client.publish(
+            msg.topic, msg.payload, qos=self.cfg.qos, retain=retain, properties=props
+        )
         self._last_sent = msg.seq
         if info.rc != mqtt.MQTT_ERR_SUCCESS:
             # not connected any more: it stays in the outbox for the next connection
@@ -251,7 +255,9 @@ class MqttPublisher:
     def _disconnect_cleanly(self, client: mqtt.Client) -> None:
         props = Properties(PacketTypes.DISCONNECT)
         props.SessionExpiryInterval = 0  # nothing to resume: drop the session now
-        client.disconnect(reasoncode=ReasonCode(PacketTypes.DISCONNECT, "Normal disconnection"), properties=props)
+        client.disconnect(
+            reasoncode=ReasonCode(PacketTypes.DISCONNECT, "Normal disconnection"), properties=props
+        )
         deadline = time.monotonic() + 1.0
         while client.is_connected() and time.monotonic() < deadline:
             client.loop(_LOOP_S)

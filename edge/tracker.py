@@ -30,6 +30,14 @@ Why this shape:
   wider gate only resolves what exact overlap could not; tracks missing for
   longer rely on their predicted box instead, so a false positive near where
   someone just left does not revive their track.
+* **Counting is not the same as remembering.** A track is kept alive (so the
+  person keeps their id when seen again) for ``max_missed_s`` /
+  ``stationary_max_missed_s``, but it is *counted* as a person present only
+  while confirmed and seen recently: within ``count_grace_s`` (about one
+  sampling interval) for a moving track, within ``count_stationary_grace_s``
+  for a still one. A walker whose track is lost usually reappears at once
+  under a new id, so counting the coasting old track would count them twice;
+  a seated person hidden for a few frames by someone passing has not left.
 * **Constant-velocity prediction** (smoothed centre velocity, horizon capped) is
   enough at these speeds; a Kalman filter would add state and tuning for little.
 
@@ -85,6 +93,12 @@ class TrackerSettings:
             person). Hits need not be consecutive.
         max_missed_s: seconds unseen before a moving or tentative track is deleted.
         stationary_max_missed_s: the same for a confirmed track that is still.
+        count_grace_s: seconds unseen during which a confirmed *moving* track is
+            still counted as present (``TrackedObjects.counted``); about one
+            sampling interval at the product's 2 fps, so one missed detection
+            does not drop a count, but a lost walker is not counted twice.
+        count_stationary_grace_s: the same for a confirmed still track (a seated
+            person occluded for a few frames).
         stationary_speed: below this speed, in box heights per second, a
             confirmed track counts as still (walking is about 0.8 heights/s).
         min_missed_frames: a track is deleted only after at least this many
@@ -109,6 +123,8 @@ class TrackerSettings:
     max_missed_s: float = 2.0
     stationary_max_missed_s: float = 10.0
     stationary_speed: float = 0.2
+    count_grace_s: float = 0.5
+    count_stationary_grace_s: float = 5.0
     min_missed_frames: int = 2
     predict: bool = True
     max_predict_s: float = 1.0
@@ -136,6 +152,11 @@ class TrackerSettings:
         for name in ("max_missed_s", "stationary_max_missed_s", "stationary_speed"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
+        if not 0.0 <= self.count_grace_s <= self.count_stationary_grace_s:
+            raise ValueError(
+                f"need 0 <= count_grace_s ({self.count_grace_s}) <= "
+                f"count_stationary_grace_s ({self.count_stationary_grace_s})"
+            )
         if not 0.0 <= self.buffer_scale <= 2.0:
             raise ValueError(f"buffer_scale must be in [0, 2], got {self.buffer_scale}")
         if self.max_predict_s < 0:
@@ -161,6 +182,9 @@ class TrackedObjects:
         matched: ``(M,)`` bool, the track was seen in this frame.
         det_index: ``(M,)`` int64 index of the matched detection in this frame's
             :class:`Detections`, -1 when not seen.
+        counted: ``(M,)`` bool, the track is a person present now: confirmed and
+            seen within the count grace (``TrackerSettings.count_grace_s``, or
+            ``count_stationary_grace_s`` when still). This is the product's count.
     """
 
     ids: IntArray
@@ -169,6 +193,7 @@ class TrackedObjects:
     confirmed: BoolArray
     matched: BoolArray
     det_index: IntArray
+    counted: BoolArray
 
     @classmethod
     def empty(cls) -> TrackedObjects:
@@ -179,6 +204,7 @@ class TrackedObjects:
             np.zeros(0, bool),
             np.zeros(0, bool),
             np.zeros(0, np.int64),
+            np.zeros(0, bool),
         )
 
     def __len__(self) -> int:
@@ -389,12 +415,16 @@ class Tracker:
             np.hypot(self._vel[:, 0], self._vel[:, 1]) / height < st.stationary_speed
         )
         limit = np.where(still, st.stationary_max_missed_s, st.max_missed_s)
-        dead = unmatched & (ts - self._last_seen > limit) & (self._missed >= st.min_missed_frames)
+        unseen = ts - self._last_seen
+        dead = unmatched & (unseen > limit) & (self._missed >= st.min_missed_frames)
+        grace = np.where(still, st.count_stationary_grace_s, st.count_grace_s)
+        counted = self._confirmed & (unseen <= grace)
         # Unmatched survivors report their predicted box (where the person should be now).
         self._shown = np.where(unmatched[:, None], predicted, self._boxes)
         keep = ~dead
         self._select(keep)
         track_det = track_det[keep]
+        counted = counted[keep]
 
         # New tracks from confident detections nobody claimed.
         claimed = np.zeros(len(detections), bool)
@@ -403,6 +433,7 @@ class Tracker:
         if len(fresh):
             self._spawn(det_boxes[fresh], det_scores[fresh], ts)
             track_det = np.concatenate([track_det, fresh.astype(np.int64)])
+            counted = np.concatenate([counted, self._confirmed[-len(fresh) :]])
 
         return TrackedObjects(
             ids=self._ids.copy(),
@@ -411,6 +442,7 @@ class Tracker:
             confirmed=self._confirmed.copy(),
             matched=track_det >= 0,
             det_index=track_det,
+            counted=counted,
         )
 
     def _select(self, keep: BoolArray) -> None:

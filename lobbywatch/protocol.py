@@ -42,7 +42,7 @@ from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, NonNegative
 
 from lobbywatch.edge.state import ZoneKind
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION: Literal[1] = 1
 DEFAULT_ROOT = "lobbywatch"
 #: Largest payload the collector accepts; real messages are well under 2 KiB.
 MAX_PAYLOAD_BYTES = 16 * 1024

@@ -1,1 +1,4 @@
-"""Model catalogue and weight resolution (folder ``models/``; weights live in the git-ignored ``models/weights/``)."""
+"""Model catalogue and weight resolution.
+
+Folder ``models/``; the weights themselves live in the git-ignored ``models/weights/``.
+"""

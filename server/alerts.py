@@ -35,8 +35,9 @@ from datetime import date, datetime, time, timedelta
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from lobbywatch.server.estimator import WaitEstimate
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from lobbywatch.server.estimator import WaitEstimate
 
 Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 WEEKDAYS: tuple[Weekday, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")

@@ -9,18 +9,19 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Literal
 
 from fastapi import FastAPI, HTTPException, Query, Response
+from pydantic import BaseModel, Field
+
+from lobbywatch import __version__
 from lobbywatch.edge.state import ZoneKind
 from lobbywatch.server.notify import iso
 from lobbywatch.server.state import DeviceRecord, ZoneRecord
 from lobbywatch.server.store import AlertRow, MinuteRow
-from pydantic import BaseModel, Field
-
-from lobbywatch import __version__
 
 if TYPE_CHECKING:
     from lobbywatch.server.collector import Collector
 
 SEVERITY_RANK = {"warning": 1, "critical": 2}
+_WORST: dict[int, Literal["warning", "critical"] | None] = {0: None, 1: "warning", 2: "critical"}
 
 
 class EstimateOut(BaseModel):
@@ -248,7 +249,7 @@ def create_app(collector: Collector) -> FastAPI:
             devices_up=sum(1 for d in devices if d.is_up(now, timeout)),
             devices_total=len(devices),
             active_alerts=len(alerts),
-            worst_alert_severity={0: None, 1: "warning", 2: "critical"}[worst],  # type: ignore[arg-type]
+            worst_alert_severity=_WORST[worst],
             zone_states=[zone_out(z) for z in sorted(zones, key=lambda z: z.zone)],
             devices=[
                 device_out(d, now, timeout)

@@ -97,7 +97,7 @@ class EmbeddedBroker:
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.PIPE,
-                preexec_fn=_die_with_parent,  # noqa: PLW1509 - no threads yet at this point
+                preexec_fn=_die_with_parent,
             )
             deadline = time.monotonic() + timeout
             while time.monotonic() < deadline and proc.poll() is None:

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lobbywatch.edge.state import ZoneKind
+from lobbywatch.protocol import StatusMessage, ZoneMessage
 from lobbywatch.server.config import (
     ServerConfig,
     alert_policy,
@@ -42,8 +43,6 @@ from lobbywatch.server.metrics import LatencyHistogram, StateCollector, make_reg
 from lobbywatch.server.notify import Dispatcher, build_sinks, iso
 from lobbywatch.server.state import BranchRecord, CollectorState, ZoneKey
 from lobbywatch.server.store import AlertRow, EventRecord, MinuteRow, Store
-
-from lobbywatch.protocol import StatusMessage, ZoneMessage
 
 log = logging.getLogger(__name__)
 
@@ -295,7 +294,9 @@ class Collector:
         self.registry = make_registry(self.metrics)
         self.aggregator = MinuteAggregator()
         self.mqtt = (
-            MqttIngest(cfg.mqtt, self.queue, [b.id for b in cfg.branches]) if with_mqtt else None
+            MqttIngest(cfg.mqtt, self.queue, [b.id for b in cfg.branches], clock=clock)
+            if with_mqtt
+            else None
         )
         self.with_http = with_http
         self.http_port: int | None = None
@@ -372,6 +373,7 @@ class Collector:
         import socket
 
         import uvicorn
+
         from lobbywatch.server.api import create_app
 
         app = create_app(self)
@@ -445,7 +447,7 @@ class Collector:
                     continue
                 if out.result == "ok" and out.device_key is not None:
                     dev = state.devices[out.device_key]
-                    signal = msg.state if isinstance(msg, StatusMessage) else "seen"
+                    signal: str = msg.state if isinstance(msg, StatusMessage) else "seen"
                     devices[(msg.branch, msg.device)] = (signal, dev.last_ts)
                 if isinstance(msg, ZoneMessage):
                     if msg.kind == ZoneKind.WAITING and out.zone_key is not None:

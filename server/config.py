@@ -287,8 +287,12 @@ class Route(_Strict):
         return not (self.min_severity == "critical" and severity != "critical")
 
 
+def _default_log_sink() -> Sink:
+    return LogSink()
+
+
 class NotifySettings(_Strict):
-    sinks: dict[str, Sink] = Field(default_factory=lambda: {"log": LogSink()})
+    sinks: dict[str, Sink] = Field(default_factory=lambda: {"log": _default_log_sink()})
     routes: list[Route] = Field(
         default_factory=list, description="empty: every event goes to every sink"
     )

@@ -29,10 +29,20 @@ import threading
 import time
 import uuid
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from pydantic import ValidationError
+
 from lobbywatch.edge.state import ZoneKind
+from lobbywatch.protocol import (
+    MAX_PAYLOAD_BYTES,
+    PROTOCOL_VERSION,
+    StatusMessage,
+    ZoneMessage,
+    parse_message,
+)
 from lobbywatch.server.config import IngestSettings, MqttSettings
 from lobbywatch.server.state import (
     CollectorState,
@@ -40,15 +50,6 @@ from lobbywatch.server.state import (
     DeviceRecord,
     ZoneKey,
     ZoneRecord,
-)
-from pydantic import ValidationError
-
-from lobbywatch.protocol import (
-    MAX_PAYLOAD_BYTES,
-    PROTOCOL_VERSION,
-    StatusMessage,
-    ZoneMessage,
-    parse_message,
 )
 
 log = logging.getLogger(__name__)
@@ -413,7 +414,7 @@ def _fast_client_class() -> type:
                     return mqtt.MQTTErrorCode.MQTT_ERR_NO_CONN
                 rc = self._packet_read()
                 if rc > 0:
-                    return self._loop_rc_handle(rc)  # type: ignore[no-any-return]
+                    return self._loop_rc_handle(rc)
                 if rc == mqtt.MQTTErrorCode.MQTT_ERR_AGAIN:
                     break
             return mqtt.MQTTErrorCode.MQTT_ERR_SUCCESS
@@ -429,12 +430,15 @@ class MqttIngest:
         settings: MqttSettings,
         queue: MessageQueue,
         branches: list[str] | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         import paho.mqtt.client as mqtt
 
         self.settings = settings
         self.queue = queue
         self.branches = branches or []
+        #: the collector's clock stamps receive times (a simulation may run it fast)
+        self.clock = clock
         self.connected = threading.Event()
         self.connects = 0
         self._bootstrap_active = False
@@ -537,7 +541,10 @@ class MqttIngest:
 
     def _on_disconnect(self, client: Any, userdata: Any, flags: Any, rc: Any, props: Any) -> None:
         self.connected.clear()
-        log.warning("MQTT disconnected (%s); paho reconnects with backoff", rc)
+        if rc == 0:  # our own disconnect() at shutdown
+            log.info("MQTT disconnected")
+        else:
+            log.warning("MQTT disconnected (%s); paho reconnects with backoff", rc)
 
     def _on_message(self, client: Any, userdata: Any, message: Any) -> None:
         try:
@@ -552,4 +559,4 @@ class MqttIngest:
             ids = getattr(message.properties, "SubscriptionIdentifier", None) or []
             if _SUB_SHARED not in ids:
                 return
-        self.queue.put((message.topic, message.payload, time.time()))
+        self.queue.put((message.topic, message.payload, self.clock()))

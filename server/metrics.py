@@ -37,8 +37,6 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 
-from lobbywatch.edge.state import ZoneKind
-from lobbywatch.server.state import RESULTS, CollectorState
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import (
     CounterMetricFamily,
@@ -47,6 +45,9 @@ from prometheus_client.core import (
     Metric,
 )
 from prometheus_client.registry import Collector
+
+from lobbywatch.edge.state import ZoneKind
+from lobbywatch.server.state import RESULTS, CollectorState
 
 ALERT_LEVEL = {"warning": 1, "critical": 2}
 ZONE_ALERT_KINDS = ("w1_wait", "service_stalled")

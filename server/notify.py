@@ -37,6 +37,7 @@ from email.message import EmailMessage
 from typing import Any, Protocol
 
 import httpx
+
 from lobbywatch.server.config import (
     AlertmanagerSink,
     LogSink,

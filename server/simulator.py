@@ -32,9 +32,9 @@ from typing import Literal
 from zoneinfo import ZoneInfo
 
 import numpy as np
-from lobbywatch.edge.state import ZoneKind
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from lobbywatch.edge.state import ZoneKind
 from lobbywatch.protocol import (
     DEFAULT_ROOT,
     StatusMessage,

@@ -198,25 +198,19 @@ def _upsert(
 ) -> None:
     if not rows:
         return
-    dialect = conn.dialect.name
-    if dialect == "postgresql":
+    stmt: Any
+    if conn.dialect.name == "postgresql":
         from sqlalchemy.dialects.postgresql import insert as pg_insert
 
         stmt = pg_insert(table)
-        stmt = stmt.on_conflict_do_update(
-            index_elements=keys,
-            set_={c.name: stmt.excluded[c.name] for c in table.columns if c.name not in keys},
-        )
-    elif dialect == "sqlite":
+    else:
         from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
         stmt = sqlite_insert(table)
-        stmt = stmt.on_conflict_do_update(
-            index_elements=keys,
-            set_={c.name: stmt.excluded[c.name] for c in table.columns if c.name not in keys},
-        )
-    else:  # pragma: no cover - config validation allows only the two above
-        raise RuntimeError(f"unsupported database {dialect}")
+    stmt = stmt.on_conflict_do_update(
+        index_elements=keys,
+        set_={c.name: stmt.excluded[c.name] for c in table.columns if c.name not in keys},
+    )
     conn.execute(stmt, list(rows))
 
 
@@ -226,6 +220,7 @@ def _insert_ignore(conn: Connection, table: Table, row: dict[str, Any]) -> bool:
     RETURNING (not rowcount, which drivers report differently for ON CONFLICT)
     tells whether the row was new.
     """
+    stmt: Any
     if conn.dialect.name == "postgresql":
         from sqlalchemy.dialects.postgresql import insert as pg_insert
 
@@ -234,7 +229,7 @@ def _insert_ignore(conn: Connection, table: Table, row: dict[str, Any]) -> bool:
         from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
         stmt = sqlite_insert(table).values(**row).on_conflict_do_nothing()
-    pk = list(table.primary_key.columns)[0]
+    pk = next(iter(table.primary_key.columns))
     return conn.execute(stmt.returning(pk)).first() is not None
 
 

@@ -3,6 +3,7 @@ reads nothing, and wrong or missing credentials are refused (real Mosquitto)."""
 
 from __future__ import annotations
 
+import getpass
 import shutil
 import stat
 import threading
@@ -15,8 +16,9 @@ from test_agent_support import Collector
 from lobbywatch.edge.config import load_device_config
 from lobbywatch.edge.provision import hash_password_line, provision_device
 
-pytestmark = pytest.mark.skipif(shutil.which("mosquitto_passwd") is None,
-                                reason="mosquitto_passwd not installed")
+pytestmark = pytest.mark.skipif(
+    shutil.which("mosquitto_passwd") is None, reason="mosquitto_passwd not installed"
+)
 
 
 class Device:
@@ -25,8 +27,11 @@ class Device:
         self.received: list[str] = []
         self.connack: mqtt.ReasonCode | None = None
         self.done = threading.Event()
-        self.client = mqtt.Client(callback_api_version=mqtt.CallbackAPIVersion.VERSION2,
-                                  client_id=f"t-{user}", protocol=mqtt.MQTTv5)
+        self.client = mqtt.Client(
+            callback_api_version=mqtt.CallbackAPIVersion.VERSION2,
+            client_id=f"t-{user}",
+            protocol=mqtt.MQTTv5,
+        )
         if user:
             self.client.username_pw_set(user, password)
         self.client.on_connect = self._on_connect
@@ -36,7 +41,7 @@ class Device:
         self.client.loop_start()
         assert self.done.wait(5)
 
-    def _on_connect(self, client, userdata, flags, rc, props) -> None:  # noqa: ANN001
+    def _on_connect(self, client, userdata, flags, rc, props) -> None:
         self.connack = rc
         self.done.set()
 
@@ -59,11 +64,17 @@ def secured(tmp_path: Path, mosquitto):
     assert hashed and not line.endswith("collector-pw")
     passwd = tmp_path / "passwd"
     passwd.write_text("".join(p.passwd_line.read_text() for p in (a, b)) + line + "\n")
-    template = Path(__file__).resolve().parents[1] / "firmware_config" / "mosquitto" / "acl.template"
+    template = (
+        Path(__file__).resolve().parents[1] / "firmware_config" / "mosquitto" / "acl.template"
+    )
     acl = tmp_path / "acl"
     acl.write_text(template.read_text() + "\n" + a.acl_block.read_text() + b.acl_block.read_text())
-    broker = mosquitto(extra_config=f"allow_anonymous false\npassword_file {passwd}\n"
-                                    f"acl_file {acl}\n")
+    # run as the test's own user: started as root, mosquitto would switch to the
+    # `mosquitto` user and could not read files in the private tmp_path
+    broker = mosquitto(
+        extra_config=f"user {getpass.getuser()}\nallow_anonymous false\n"
+        f"password_file {passwd}\nacl_file {acl}\n"
+    )
     return broker, a, b
 
 
@@ -80,22 +91,28 @@ def test_provisioned_files(secured) -> None:
 
 def test_device_publishes_only_its_own_topics(secured) -> None:
     broker, a, b = secured
-    collector = Collector(broker.port, "lobbywatch/v1/#", username="collector",
-                          password="collector-pw")
+    collector = Collector(
+        broker.port, "lobbywatch/v1/#", username="collector", password="collector-pw"
+    )
     dev_a = Device(broker.port, "edge-a", a.password_file.read_text().strip())
     dev_b = Device(broker.port, "edge-b", b.password_file.read_text().strip())
     try:
         assert dev_a.connack is not None and not dev_a.connack.is_failure
         dev_a.client.subscribe("#", qos=1)  # a device reads nothing
-        own = ["lobbywatch/v1/jkt-042/lobby/zones/W1", "lobbywatch/v1/jkt-042/counters/status",
-               "lobbywatch/v1/jkt-042/_device/edge-a/status"]
+        own = [
+            "lobbywatch/v1/jkt-042/lobby/zones/W1",
+            "lobbywatch/v1/jkt-042/counters/status",
+            "lobbywatch/v1/jkt-042/_device/edge-a/status",
+        ]
         for topic in own:
             assert not dev_a.publish(topic).is_failure
-        foreign = ["lobbywatch/v1/sby-007/lobby/zones/W1",        # another branch
-                   "lobbywatch/v1/jkt-042/atm/zones/W1",          # a camera it does not have
-                   "lobbywatch/v1/sby-007/_device/edge-b/status",  # spoofing a device's status
-                   "lobbywatch/v1/jkt-042/_device/edge-b/status",
-                   "other/topic"]
+        foreign = [
+            "lobbywatch/v1/sby-007/lobby/zones/W1",  # another branch
+            "lobbywatch/v1/jkt-042/atm/zones/W1",  # a camera it does not have
+            "lobbywatch/v1/sby-007/_device/edge-b/status",  # spoofing a device's status
+            "lobbywatch/v1/jkt-042/_device/edge-b/status",
+            "other/topic",
+        ]
         for topic in foreign:
             rc = dev_a.publish(topic)
             assert rc.is_failure and rc.value == 135, (topic, rc)  # "Not authorized"
@@ -105,7 +122,8 @@ def test_device_publishes_only_its_own_topics(secured) -> None:
 
         time.sleep(0.5)
         assert sorted(m.topic for m in collector.snapshot()) == sorted(
-            [*own, "lobbywatch/v1/sby-007/lobby/zones/W1"]), msgs
+            [*own, "lobbywatch/v1/sby-007/lobby/zones/W1"]
+        ), msgs
         assert dev_a.received == []
     finally:
         for c in (dev_a, dev_b):
@@ -114,9 +132,13 @@ def test_device_publishes_only_its_own_topics(secured) -> None:
 
 
 def test_wrong_or_missing_credentials_rejected(secured) -> None:
-    broker, a, _ = secured
-    for user, password in [("edge-a", "wrong"), ("edge-a", None), (None, None),
-                           ("edge-zz", "whatever")]:
+    broker, _, _ = secured
+    for user, password in [
+        ("edge-a", "wrong"),
+        ("edge-a", None),
+        (None, None),
+        ("edge-zz", "whatever"),
+    ]:
         dev = Device(broker.port, user, password)
         try:
             assert dev.connack is not None and dev.connack.is_failure, (user, password)

@@ -64,8 +64,14 @@ def _zone_msgs(msgs: list[Received]) -> list[dict]:
 def test_round_trip_messages_validate_and_account_for_every_dwell(tmp_path: Path) -> None:
     branch = f"t-{uuid.uuid4().hex[:8]}"
     video = write_video(tmp_path / "v.avi")
-    cfg = device_config(video=video, port=SYSTEM_BROKER, tmp=tmp_path, branch=branch, cameras=2,
-                        publish={"min_interval_s": 0.5})
+    cfg = device_config(
+        video=video,
+        port=SYSTEM_BROKER,
+        tmp=tmp_path,
+        branch=branch,
+        cameras=2,
+        publish={"min_interval_s": 0.5},
+    )
     collector = Collector(SYSTEM_BROKER, f"lobbywatch/v1/{branch}/#")
     pipes: dict[str, StubPipeline] = {}
     try:
@@ -73,8 +79,13 @@ def test_round_trip_messages_validate_and_account_for_every_dwell(tmp_path: Path
             collector.wait_for(lambda ms: len(_zone_msgs(ms)) >= 12, timeout=15)
             assert agent.publisher is not None and agent.publisher.connected
         msgs = collector.wait_for(
-            lambda ms: any(m.data.get("state") == "offline" and m.data["camera"] is None
-                           for m in ms if m.payload), timeout=5)
+            lambda ms: any(
+                m.data.get("state") == "offline" and m.data["camera"] is None
+                for m in ms
+                if m.payload
+            ),
+            timeout=5,
+        )
     finally:
         collector.close()
     check = validator()
@@ -91,8 +102,12 @@ def test_round_trip_messages_validate_and_account_for_every_dwell(tmp_path: Path
     # although zones are published at most every 0.5 s (dwells accumulate meanwhile)
     for cam, pipe in pipes.items():
         for zone in ("W1", "cash-1"):
-            got = [d for m in _zone_msgs(msgs) if (m["camera"], m["zone"]) == (cam, zone)
-                   for d in m["completed_dwells_s"]]
+            got = [
+                d
+                for m in _zone_msgs(msgs)
+                if (m["camera"], m["zone"]) == (cam, zone)
+                for d in m["completed_dwells_s"]
+            ]
             assert len(got) == pipe.completed and pipe.completed > 0
     w1 = [m for m in _zone_msgs(msgs) if m["zone"] == "W1"][-1]
     assert w1["wait_threshold_s"] == 600 and w1["blueprint"] == "W1" and w1["kind"] == "waiting"
@@ -108,13 +123,18 @@ def test_round_trip_messages_validate_and_account_for_every_dwell(tmp_path: Path
 def test_broker_outage_every_seq_arrives_in_order(tmp_path: Path, mosquitto) -> None:
     store = tmp_path / "mosq"
     store.mkdir()
-    broker = mosquitto(extra_config=f"allow_anonymous true\npersistence true\n"
-                                    f"persistence_location {store}/\nautosave_interval 1\n")
+    broker = mosquitto(
+        extra_config=f"allow_anonymous true\npersistence true\n"
+        f"persistence_location {store}/\nautosave_interval 1\n"
+    )
     video = write_video(tmp_path / "v.avi")
-    cfg = device_config(video=video, port=broker.port, tmp=tmp_path, fps=5,
-                        publish={"min_interval_s": 0})
+    cfg = device_config(
+        video=video, port=broker.port, tmp=tmp_path, fps=5, publish={"min_interval_s": 0}
+    )
     # a persistent session: the broker queues for the collector across the restart
-    collector = Collector(broker.port, subscription(), client_id="collector-outage", persistent=True)
+    collector = Collector(
+        broker.port, subscription(), client_id="collector-outage", persistent=True
+    )
     try:
         with running(cfg) as agent:
             collector.wait_for(lambda ms: len(_zone_msgs(ms)) >= 5, timeout=10)
@@ -137,7 +157,8 @@ def test_broker_outage_every_seq_arrives_in_order(tmp_path: Path, mosquitto) -> 
             collector.wait_for(lambda ms: buffered_last in seqs(ms), timeout=15)
             assert agent.publisher.connects >= 2
         final = collector.wait_for(
-            lambda ms: any(m.data.get("state") == "offline" for m in ms if m.payload), timeout=5)
+            lambda ms: any(m.data.get("state") == "offline" for m in ms if m.payload), timeout=5
+        )
     finally:
         collector.close()
     numbers = seqs(final)
@@ -148,8 +169,9 @@ def test_broker_outage_every_seq_arrives_in_order(tmp_path: Path, mosquitto) -> 
     assert first_seen == sorted(first_seen), "seq order broken"
     assert first_seen == list(range(first_seen[0], first_seen[-1] + 1)), "a seq is missing"
     # buffered messages keep the time they were observed, not the replay time
-    during = [m for m in _zone_msgs(final)
-              if outage_start + 0.5 < _epoch(m["ts"]) < outage_end - 0.5]
+    during = [
+        m for m in _zone_msgs(final) if outage_start + 0.5 < _epoch(m["ts"]) < outage_end - 0.5
+    ]
     assert during, "no zone state observed during the outage was replayed"
 
 
@@ -176,13 +198,19 @@ def test_camera_loss_and_recovery_without_restart(tmp_path: Path, mosquitto) -> 
                         out.append(msg)
                 return out
 
-            collector.wait_for(lambda ms: any(s.camera_health and s.camera_health.up
-                                              for s in cam_status(ms)), timeout=10)
+            collector.wait_for(
+                lambda ms: any(s.camera_health and s.camera_health.up for s in cam_status(ms)),
+                timeout=10,
+            )
             video.rename(hidden)  # "unplug": the stream ends and cannot be reopened
             t_gone = time.monotonic()
             msgs = collector.wait_for(
-                lambda ms: cam_status(ms)[-1].camera_health is not None
-                and not cam_status(ms)[-1].camera_health.up, timeout=8)
+                lambda ms: (
+                    cam_status(ms)[-1].camera_health is not None
+                    and not cam_status(ms)[-1].camera_health.up
+                ),
+                timeout=8,
+            )
             assert time.monotonic() - t_gone < 6, "camera-down took too long"
             down = cam_status(msgs)[-1]
             assert down.state == "online" and down.camera_health and down.camera_health.error
@@ -191,11 +219,16 @@ def test_camera_loss_and_recovery_without_restart(tmp_path: Path, mosquitto) -> 
             time.sleep(1.5)
             hidden.rename(video)  # plugged back in
             msgs = collector.wait_for(
-                lambda ms: cam_status(ms)[-1].camera_health is not None
-                and cam_status(ms)[-1].camera_health.up, timeout=15)
+                lambda ms: (
+                    cam_status(ms)[-1].camera_health is not None
+                    and cam_status(ms)[-1].camera_health.up
+                ),
+                timeout=15,
+            )
             msgs = collector.wait_for(
                 lambda ms: max(z["arrivals_total"] for z in _zone_msgs(ms)) > arrivals_before + 2,
-                timeout=10)
+                timeout=10,
+            )
             capture = agent.cameras[0].capture
             assert capture.reconnects >= 2
     finally:
@@ -208,19 +241,30 @@ def test_camera_loss_and_recovery_without_restart(tmp_path: Path, mosquitto) -> 
 def test_buffer_bound_drops_oldest_and_counts(tmp_path: Path) -> None:
     video = write_video(tmp_path / "v.avi")
     dead_port = free_port()  # nothing listens: the broker is "down" the whole time
-    cfg = device_config(video=video, port=dead_port, tmp=tmp_path, fps=10,
-                        publish={"min_interval_s": 0}, buffer={"max_messages": 10})
+    cfg = device_config(
+        video=video,
+        port=dead_port,
+        tmp=tmp_path,
+        fps=10,
+        publish={"min_interval_s": 0},
+        buffer={"max_messages": 10},
+    )
     with running(cfg) as agent:
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
-            if (agent.metrics.value("lobbywatch_edge_messages_dropped_total",
-                                    {"reason": "buffer_full"}) or 0) >= 5:
+            if (
+                agent.metrics.value(
+                    "lobbywatch_edge_messages_dropped_total", {"reason": "buffer_full"}
+                )
+                or 0
+            ) >= 5:
                 break
             time.sleep(0.1)
         assert agent.outbox is not None
         assert agent.outbox.depth == 10
-        dropped = agent.metrics.value("lobbywatch_edge_messages_dropped_total",
-                                      {"reason": "buffer_full"})
+        dropped = agent.metrics.value(
+            "lobbywatch_edge_messages_dropped_total", {"reason": "buffer_full"}
+        )
         assert dropped is not None and dropped >= 5
         assert dropped == agent.outbox.dropped_total
         kept = [m.seq for m in agent.outbox.after(0, 100)]
@@ -231,13 +275,19 @@ def test_metrics_and_debug_view_endpoints(tmp_path: Path, mosquitto) -> None:
     broker = mosquitto()
     video = write_video(tmp_path / "v.avi")
     mport, dport = free_port(), free_port()
-    cfg = device_config(video=video, port=broker.port, tmp=tmp_path,
-                        metrics={"enabled": True, "bind": "127.0.0.1", "port": mport},
-                        debug_view={"enabled": True, "port": dport})
+    cfg = device_config(
+        video=video,
+        port=broker.port,
+        tmp=tmp_path,
+        metrics={"enabled": True, "bind": "127.0.0.1", "port": mport},
+        debug_view={"enabled": True, "port": dport},
+    )
     with running(cfg) as agent:
         assert agent.publisher is not None and agent.publisher.wait_connected(5)
         time.sleep(1.5)
-        text = urllib.request.urlopen(f"http://127.0.0.1:{mport}/metrics", timeout=5).read().decode()
+        text = (
+            urllib.request.urlopen(f"http://127.0.0.1:{mport}/metrics", timeout=5).read().decode()
+        )
         for name in [
             'lobbywatch_edge_frames_processed_total{camera="cam1"}',
             'lobbywatch_edge_frames_dropped_total{camera="cam1"}',
@@ -252,7 +302,9 @@ def test_metrics_and_debug_view_endpoints(tmp_path: Path, mosquitto) -> None:
         ]:
             assert name in text, name
         assert agent.metrics.value("lobbywatch_edge_frames_processed_total", {"camera": "cam1"})
-        jpeg = urllib.request.urlopen(f"http://127.0.0.1:{dport}/snapshot/cam1.jpg", timeout=5).read()
+        jpeg = urllib.request.urlopen(
+            f"http://127.0.0.1:{dport}/snapshot/cam1.jpg", timeout=5
+        ).read()
         assert jpeg[:2] == b"\xff\xd8"
         assert agent._debug.server.server_address[0] == "127.0.0.1"
 
@@ -269,9 +321,15 @@ def test_zone_message_carries_pipeline_state(tmp_path: Path) -> None:
 
     agent.outbox = Outbox(tmp_path / "o.sqlite", 100)
     zt = ZoneTrack("cam1", "W1", 600.0)
-    state = ZoneState("W1", ZoneKind.WAITING, "W1", 1_700_000_000.25, 3, 4, 10.0, 20.0, 30.0, 7, 4, (12.5,))
+    state = ZoneState(
+        "W1", ZoneKind.WAITING, "W1", 1_700_000_000.25, 3, 4, 10.0, 20.0, 30.0, 7, 4, (12.5,)
+    )
     zt.update(state)
-    zt.update(ZoneState("W1", ZoneKind.WAITING, "W1", 1_700_000_000.75, 3, 4, 10.5, 20.5, 30.5, 7, 5, (8.0,)))
+    zt.update(
+        ZoneState(
+            "W1", ZoneKind.WAITING, "W1", 1_700_000_000.75, 3, 4, 10.5, 20.5, 30.5, 7, 5, (8.0,)
+        )
+    )
     assert zt.dirty and zt.pending_dwells == [12.5, 8.0]
     agent._enqueue_zone(zt, time.monotonic())
     (row,) = agent.outbox.after(0, 10)

@@ -29,8 +29,9 @@ sys.exit(run_agent(load_device_config(sys.argv[1]), pipeline_factory=stub_factor
 """
 
 
-def _start(tmp_path: Path, cfg: dict, env: dict[str, str] | None = None,
-           cli: bool = False) -> subprocess.Popen[bytes]:
+def _start(
+    tmp_path: Path, cfg: dict, env: dict[str, str] | None = None, cli: bool = False
+) -> subprocess.Popen[bytes]:
     path = tmp_path / "device.yaml"
     path.write_text(yaml.safe_dump(cfg))
     if cli:
@@ -39,8 +40,9 @@ def _start(tmp_path: Path, cfg: dict, env: dict[str, str] | None = None,
         script = tmp_path / "stub_main.py"
         script.write_text(STUB_MAIN)
         cmd = [sys.executable, str(script), str(path)]
-    return subprocess.Popen(cmd, env={**os.environ, **(env or {})},
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    return subprocess.Popen(
+        cmd, env={**os.environ, **(env or {})}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
 
 
 def _device_status(msgs: list[Received]) -> list[StatusMessage]:
@@ -66,8 +68,11 @@ def test_sigterm_flushes_publishes_offline_and_exits_0(tmp_path: Path, mosquitto
     notify.settimeout(0.1)
     collector = Collector(broker.port, subscription())
     cfg = device_dict(video=write_video(tmp_path / "v.avi"), port=broker.port, tmp=tmp_path)
-    proc = _start(tmp_path, cfg, env={"NOTIFY_SOCKET": str(tmp_path / "notify.sock"),
-                                      "WATCHDOG_USEC": "400000"})
+    proc = _start(
+        tmp_path,
+        cfg,
+        env={"NOTIFY_SOCKET": str(tmp_path / "notify.sock"), "WATCHDOG_USEC": "400000"},
+    )
     try:
         collector.wait_for(lambda ms: sum(1 for m in ms if b'"zone"' in m.payload) >= 4, 20)
         time.sleep(0.5)
@@ -86,8 +91,12 @@ def test_sigterm_flushes_publishes_offline_and_exits_0(tmp_path: Path, mosquitto
     late = Collector(broker.port, subscription())
     try:
         msgs = late.wait_for(lambda ms: len(_device_status(ms)) >= 1, timeout=5)
-        cams = late.wait_for(lambda ms: any(b'"camera":"cam1"' in m.payload and b"status" in
-                                            m.topic.encode() for m in ms), timeout=5)
+        cams = late.wait_for(
+            lambda ms: any(
+                b'"camera":"cam1"' in m.payload and b"status" in m.topic.encode() for m in ms
+            ),
+            timeout=5,
+        )
     finally:
         late.close()
     (device,) = _device_status(msgs)
@@ -110,8 +119,12 @@ def test_sigterm_flushes_publishes_offline_and_exits_0(tmp_path: Path, mosquitto
 def test_crash_triggers_delayed_last_will(tmp_path: Path, mosquitto) -> None:
     broker = mosquitto()
     collector = Collector(broker.port, subscription())
-    cfg = device_dict(video=write_video(tmp_path / "v.avi"), port=broker.port, tmp=tmp_path,
-                      mqtt={"will_delay_s": 2})
+    cfg = device_dict(
+        video=write_video(tmp_path / "v.avi"),
+        port=broker.port,
+        tmp=tmp_path,
+        mqtt={"will_delay_s": 2},
+    )
     proc = _start(tmp_path, cfg)
     try:
         collector.wait_for(lambda ms: any(s.state == "online" for s in _device_status(ms)), 20)
@@ -140,21 +153,32 @@ def test_cli_agent_on_real_frames_publishes_valid_zone_states(
     collector = Collector(broker.port, subscription())
     cfg = device_dict(video=vtest_video, port=broker.port, tmp=tmp_path, fps=2)
     cfg["cameras"][0]["zones"] = [
-        {"id": "W1", "kind": "waiting", "blueprint": "W1",
-         "polygon": [[0.0, 0.3], [1.0, 0.3], [1.0, 1.0], [0.0, 1.0]]},
-        {"id": "self-service", "kind": "self_service",
-         "polygon": [[0.0, 0.0], [1.0, 0.0], [1.0, 0.3], [0.0, 0.3]]},
+        {
+            "id": "W1",
+            "kind": "waiting",
+            "blueprint": "W1",
+            "polygon": [[0.0, 0.3], [1.0, 0.3], [1.0, 1.0], [0.0, 1.0]],
+        },
+        {
+            "id": "self-service",
+            "kind": "self_service",
+            "polygon": [[0.0, 0.0], [1.0, 0.0], [1.0, 0.3], [0.0, 0.3]],
+        },
     ]
     cfg["model"] = {"path": str(model_path)}
     proc = _start(tmp_path, cfg, cli=True)
     try:
         msgs = collector.wait_for(
-            lambda ms: any(b'"zone":"W1"' in m.payload and b'"people":0,' not in m.payload
-                           for m in ms), timeout=40)
+            lambda ms: any(
+                b'"zone":"W1"' in m.payload and b'"people":0,' not in m.payload for m in ms
+            ),
+            timeout=40,
+        )
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=8) == 0
-        msgs = collector.wait_for(lambda ms: any(s.state == "offline"
-                                                 for s in _device_status(ms)), timeout=5)
+        msgs = collector.wait_for(
+            lambda ms: any(s.state == "offline" for s in _device_status(ms)), timeout=5
+        )
     finally:
         _stop(proc)
         collector.close()

@@ -85,7 +85,9 @@ def stub_factory(store: dict[str, StubPipeline] | None = None) -> Callable[..., 
     return make
 
 
-def write_video(path: Path, frames: int = 20, fps: float = 10.0, size: tuple[int, int] = (160, 120)) -> Path:
+def write_video(
+    path: Path, frames: int = 20, fps: float = 10.0, size: tuple[int, int] = (160, 120)
+) -> Path:
     """A small MJPG AVI (tests must not depend on the shared folder for camera loss)."""
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, size)
     assert writer.isOpened()
@@ -115,10 +117,18 @@ def device_dict(
             "loop": loop,
             "fps": fps,
             "zones": [
-                {"id": "W1", "kind": "waiting", "blueprint": "W1", "wait_threshold_s": 600,
-                 "polygon": [[0, 0], [0.5, 0], [0.5, 1], [0, 1]]},
-                {"id": "cash-1", "kind": "cash_counter",
-                 "polygon": [[0.5, 0], [1, 0], [1, 1], [0.5, 1]]},
+                {
+                    "id": "W1",
+                    "kind": "waiting",
+                    "blueprint": "W1",
+                    "wait_threshold_s": 600,
+                    "polygon": [[0, 0], [0.5, 0], [0.5, 1], [0, 1]],
+                },
+                {
+                    "id": "cash-1",
+                    "kind": "cash_counter",
+                    "polygon": [[0.5, 0], [1, 0], [1, 1], [0.5, 1]],
+                },
             ],
         }
         for i in range(cameras)
@@ -127,8 +137,14 @@ def device_dict(
         "device_id": device,
         "branch_id": branch,
         "cameras": cams,
-        "mqtt": {"host": "127.0.0.1", "port": port, "will_delay_s": 2,
-                 "reconnect_min_s": 0.2, "reconnect_max_s": 1.0, "keepalive_s": 5},
+        "mqtt": {
+            "host": "127.0.0.1",
+            "port": port,
+            "will_delay_s": 2,
+            "reconnect_min_s": 0.2,
+            "reconnect_max_s": 1.0,
+            "keepalive_s": 5,
+        },
         "publish": {"min_interval_s": 0.2, "heartbeat_s": 5, "message_expiry_s": 60},
         "metrics": {"enabled": False},
         "buffer": {"path": str(tmp / "outbox.sqlite"), "max_messages": 10000},
@@ -189,11 +205,15 @@ class Collector:
         props = Properties(PacketTypes.CONNECT)
         if persistent:
             props.SessionExpiryInterval = 600
-        self.client.connect("127.0.0.1", port, keepalive=5, clean_start=not persistent, properties=props)
+        self.client.connect(
+            "127.0.0.1", port, keepalive=5, clean_start=not persistent, properties=props
+        )
         self.client.loop_start()
         assert self.subscribed.wait(5), "collector could not subscribe"
 
-    def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, rc: Any, props: Any) -> None:
+    def _on_connect(
+        self, client: mqtt.Client, userdata: Any, flags: Any, rc: Any, props: Any
+    ) -> None:
         if not rc.is_failure:
             self.connected.set()
             client.subscribe(self.topic, qos=1)
@@ -206,14 +226,18 @@ class Collector:
         with self._lock:
             return list(self.messages)
 
-    def wait_for(self, predicate: Callable[[list[Received]], bool], timeout: float) -> list[Received]:
+    def wait_for(
+        self, predicate: Callable[[list[Received]], bool], timeout: float
+    ) -> list[Received]:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             msgs = self.snapshot()
             if predicate(msgs):
                 return msgs
             time.sleep(0.05)
-        raise AssertionError(f"condition not met within {timeout}s; got {len(self.snapshot())} msgs")
+        raise AssertionError(
+            f"condition not met within {timeout}s; got {len(self.snapshot())} msgs"
+        )
 
     def close(self) -> None:
         self.client.disconnect()
@@ -222,7 +246,9 @@ class Collector:
 
 def clear_retained(port: int, topics: set[str]) -> None:
     """Remove retained messages a test left on a shared broker."""
-    client = mqtt.Client(callback_api_version=mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+    client = mqtt.Client(
+        callback_api_version=mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5
+    )
     client.connect("127.0.0.1", port)
     client.loop_start()
     for topic in topics:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, time
 
 import pytest
+from pydantic import ValidationError
+
 from lobbywatch.server.alerts import (
     AlertEngine,
     AlertEvent,
@@ -12,7 +14,6 @@ from lobbywatch.server.alerts import (
     BusinessHours,
 )
 from lobbywatch.server.estimator import WaitEstimate
-from pydantic import ValidationError
 
 T0 = 1_750_000_000.0
 

@@ -9,8 +9,10 @@ from lobbywatch.edge.buffer import Draft, Outbox
 
 
 def _put(box: Outbox, n: int) -> list[int]:
-    return [box.put(lambda seq: Draft(f"t/{seq}", f'{{"seq":{seq}}}'.encode(), True, 60)).seq
-            for _ in range(n)]
+    return [
+        box.put(lambda seq: Draft(f"t/{seq}", f'{{"seq":{seq}}}'.encode(), True, 60)).seq
+        for _ in range(n)
+    ]
 
 
 def test_messages_stay_until_acked_in_seq_order(tmp_path: Path) -> None:

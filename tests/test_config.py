@@ -81,49 +81,152 @@ BAD = [
     pytest.param(("    fps: 2", "    fps: 0"), "cameras[0].fps", "greater than 0", 6, id="fps"),
     pytest.param(("  - id: cam1", "  - id: cam/1"), "cameras[0].id", "should match", 4, id="id"),
     pytest.param(("    fps: 2", "    fsp: 2"), "cameras[0].fsp", "unknown field", 6, id="typo"),
-    pytest.param(("        kind: waiting", "        kind: lounge"), "cameras[0].zones[0].kind",
-                 "'waiting'", 9, id="zone-kind"),
-    pytest.param(("[[0.0, 0.0], [0.5, 0.0], [0.5, 1.0], [0.0, 1.0]]", "[[0.0, 0.0], [0.5, 0.0]]"),
-                 "cameras[0].zones[0].polygon", "at least 3", 10, id="polygon-short"),
-    pytest.param(("[[0.5, 0.0], [1.0, 0.0], [1.0, 1.0], [0.5, 1.0]]",
-                  "[[0.5, 0.0], [1.5, 0.0], [1.0, 1.0], [0.5, 1.0]]"),
-                 "cameras[0].zones[1].polygon", "outside the frame", 13, id="polygon-outside"),
-    pytest.param(("[[0.5, 0.0], [1.0, 0.0], [1.0, 1.0], [0.5, 1.0]]",
-                  "[[0.4, 0.0], [1.0, 0.0], [1.0, 1.0], [0.4, 1.0]]"),
-                 "cameras[0].zones[1].polygon", "overlap", 13, id="zones-overlap"),
-    pytest.param(("      - id: cash-1", "      - id: W1"), "cameras[0].zones[1].id",
-                 "duplicate zone id 'W1'", 11, id="dup-zone"),
-    pytest.param(("mqtt:", "  - id: cam1\n    source: clip.avi\n    zones:\n      - id: Z\n"
-                  "        kind: waiting\n        polygon: [[0, 0], [1, 0], [1, 1]]\nmqtt:"),
-                 "cameras[1].id", "duplicate camera id 'cam1'", 14, id="dup-camera"),
-    pytest.param(("    source: clip.avi", "    source: missing.avi"), "cameras[0].source",
-                 "does not exist", 5, id="missing-video"),
-    pytest.param(("    source: clip.avi", "    source: ftp://cam/stream"), "cameras[0].source",
-                 "unsupported URL scheme", 5, id="url-scheme"),
-    pytest.param(("    source: clip.avi", "    source: rtsp://admin:hunter2@10.0.0.5/s1"),
-                 "cameras[0].source", "literal password in the stream URL", 5, id="rtsp-password"),
-    pytest.param(("    source: clip.avi", "    source: rtsp://cam/s1\n    loop: true"),
-                 "cameras[0].loop", "only applies to video file", 6, id="loop-rtsp"),
-    pytest.param(("    source: clip.avi", "    source: ${LW_UNSET_VAR_X}/clip.avi"),
-                 "cameras[0].source", "LW_UNSET_VAR_X is not set", 5, id="env-unset"),
-    pytest.param(("  port: 1883", "  port: 1883\n  password: hunter2"), "mqtt.password",
-                 "literal passwords are not allowed", 17, id="mqtt-password"),
-    pytest.param(("  port: 1883", "  port: 1883\n  username: u\n  password_file: nope.txt"),
-                 "mqtt.password_file", "does not exist", 18, id="password-file-missing"),
-    pytest.param(("  port: 1883", "  port: 1883\n  username: u\n  password_env: LW_UNSET_PW"),
-                 "mqtt.password_env", "LW_UNSET_PW is not set", 18, id="password-env-unset"),
-    pytest.param(("  port: 1883", "  port: 1883\n  tls:\n    ca_file: ca.pem"),
-                 "mqtt.tls.ca_file", "does not exist", 18, id="tls-file"),
-    pytest.param(("  port: 1883", "  port: 70000"), "mqtt.port", "less than or equal", 16,
-                 id="port"),
-    pytest.param(("  port: 1883", "  port: 1883\npublish:\n  heartbeat_s: 200"),
-                 "publish.message_expiry_s", "twice heartbeat_s", 17, id="expiry-vs-heartbeat"),
-    pytest.param(("  port: 1883", "  port: 1883\ndebug_view:\n  enabled: true\n  bind: 0.0.0.0"),
-                 "debug_view.bind", "not a loopback address", 19, id="debug-remote"),
-    pytest.param(("branch_id: b042", "branch_id: b042\ntimezone: Mars/Olympus"), "timezone",
-                 "unknown time zone", 3, id="timezone"),
-    pytest.param(("device_id: edge-01\n", ""), "device_id", "required field is missing", 1,
-                 id="missing-field"),
+    pytest.param(
+        ("        kind: waiting", "        kind: lounge"),
+        "cameras[0].zones[0].kind",
+        "'waiting'",
+        9,
+        id="zone-kind",
+    ),
+    pytest.param(
+        ("[[0.0, 0.0], [0.5, 0.0], [0.5, 1.0], [0.0, 1.0]]", "[[0.0, 0.0], [0.5, 0.0]]"),
+        "cameras[0].zones[0].polygon",
+        "at least 3",
+        10,
+        id="polygon-short",
+    ),
+    pytest.param(
+        (
+            "[[0.5, 0.0], [1.0, 0.0], [1.0, 1.0], [0.5, 1.0]]",
+            "[[0.5, 0.0], [1.5, 0.0], [1.0, 1.0], [0.5, 1.0]]",
+        ),
+        "cameras[0].zones[1].polygon",
+        "outside the frame",
+        13,
+        id="polygon-outside",
+    ),
+    pytest.param(
+        (
+            "[[0.5, 0.0], [1.0, 0.0], [1.0, 1.0], [0.5, 1.0]]",
+            "[[0.4, 0.0], [1.0, 0.0], [1.0, 1.0], [0.4, 1.0]]",
+        ),
+        "cameras[0].zones[1].polygon",
+        "overlap",
+        13,
+        id="zones-overlap",
+    ),
+    pytest.param(
+        ("      - id: cash-1", "      - id: W1"),
+        "cameras[0].zones[1].id",
+        "duplicate zone id 'W1'",
+        11,
+        id="dup-zone",
+    ),
+    pytest.param(
+        (
+            "mqtt:",
+            "  - id: cam1\n    source: clip.avi\n    zones:\n      - id: Z\n"
+            "        kind: waiting\n        polygon: [[0, 0], [1, 0], [1, 1]]\nmqtt:",
+        ),
+        "cameras[1].id",
+        "duplicate camera id 'cam1'",
+        14,
+        id="dup-camera",
+    ),
+    pytest.param(
+        ("    source: clip.avi", "    source: missing.avi"),
+        "cameras[0].source",
+        "does not exist",
+        5,
+        id="missing-video",
+    ),
+    pytest.param(
+        ("    source: clip.avi", "    source: ftp://cam/stream"),
+        "cameras[0].source",
+        "unsupported URL scheme",
+        5,
+        id="url-scheme",
+    ),
+    pytest.param(
+        ("    source: clip.avi", "    source: rtsp://admin:hunter2@10.0.0.5/s1"),
+        "cameras[0].source",
+        "literal password in the stream URL",
+        5,
+        id="rtsp-password",
+    ),
+    pytest.param(
+        ("    source: clip.avi", "    source: rtsp://cam/s1\n    loop: true"),
+        "cameras[0].loop",
+        "only applies to video file",
+        6,
+        id="loop-rtsp",
+    ),
+    pytest.param(
+        ("    source: clip.avi", "    source: ${LW_UNSET_VAR_X}/clip.avi"),
+        "cameras[0].source",
+        "LW_UNSET_VAR_X is not set",
+        5,
+        id="env-unset",
+    ),
+    pytest.param(
+        ("  port: 1883", "  port: 1883\n  password: hunter2"),
+        "mqtt.password",
+        "literal passwords are not allowed",
+        17,
+        id="mqtt-password",
+    ),
+    pytest.param(
+        ("  port: 1883", "  port: 1883\n  username: u\n  password_file: nope.txt"),
+        "mqtt.password_file",
+        "does not exist",
+        18,
+        id="password-file-missing",
+    ),
+    pytest.param(
+        ("  port: 1883", "  port: 1883\n  username: u\n  password_env: LW_UNSET_PW"),
+        "mqtt.password_env",
+        "LW_UNSET_PW is not set",
+        18,
+        id="password-env-unset",
+    ),
+    pytest.param(
+        ("  port: 1883", "  port: 1883\n  tls:\n    ca_file: ca.pem"),
+        "mqtt.tls.ca_file",
+        "does not exist",
+        18,
+        id="tls-file",
+    ),
+    pytest.param(
+        ("  port: 1883", "  port: 70000"), "mqtt.port", "less than or equal", 16, id="port"
+    ),
+    pytest.param(
+        ("  port: 1883", "  port: 1883\npublish:\n  heartbeat_s: 200"),
+        "publish.message_expiry_s",
+        "twice heartbeat_s",
+        17,
+        id="expiry-vs-heartbeat",
+    ),
+    pytest.param(
+        ("  port: 1883", "  port: 1883\ndebug_view:\n  enabled: true\n  bind: 0.0.0.0"),
+        "debug_view.bind",
+        "not a loopback address",
+        19,
+        id="debug-remote",
+    ),
+    pytest.param(
+        ("branch_id: b042", "branch_id: b042\ntimezone: Mars/Olympus"),
+        "timezone",
+        "unknown time zone",
+        3,
+        id="timezone",
+    ),
+    pytest.param(
+        ("device_id: edge-01\n", ""),
+        "device_id",
+        "required field is missing",
+        1,
+        id="missing-field",
+    ),
     pytest.param(("    zones:", "    zones: [oops"), "", "invalid YAML", 8, id="yaml-syntax"),
 ]
 
@@ -171,8 +274,18 @@ def test_examples_are_valid() -> None:
 def test_demo_example_checks_with_files(vtest_video: Path) -> None:
     env = {**os.environ, "LOBBYWATCH_SHARED": str(vtest_video.parents[2])}
     out = subprocess.run(
-        [sys.executable, "-m", "lobbywatch.cli", "config", "check", str(EXAMPLES / "branch-demo.yaml")],
-        capture_output=True, text=True, env=env, check=False,
+        [
+            sys.executable,
+            "-m",
+            "lobbywatch.cli",
+            "config",
+            "check",
+            str(EXAMPLES / "branch-demo.yaml"),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
     )
     assert out.returncode == 0, out.stderr
     assert "OK" in out.stdout and "6 zone(s)" in out.stdout
@@ -188,12 +301,20 @@ def test_generated_schema_is_committed_and_current() -> None:
 def test_cli_check_exit_2_with_path_and_line(tmp_path: Path, video: Path) -> None:
     bad = tmp_path / "device.yaml"
     bad.write_text(BASE.format(video="clip.avi").replace("    fps: 2", "    fps: -1"))
-    out = subprocess.run([sys.executable, "-m", "lobbywatch.cli", "config", "check", str(bad)],
-                         capture_output=True, text=True, check=False)
+    out = subprocess.run(
+        [sys.executable, "-m", "lobbywatch.cli", "config", "check", str(bad)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert out.returncode == 2
     assert "cameras[0].fps (line 6): Input should be greater than 0" in out.stderr
-    schema = subprocess.run([sys.executable, "-m", "lobbywatch.cli", "config", "schema"],
-                            capture_output=True, text=True, check=True)
+    schema = subprocess.run(
+        [sys.executable, "-m", "lobbywatch.cli", "config", "schema"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert json.loads(schema.stdout)["title"] == "DeviceConfig"
 
 

@@ -12,6 +12,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+import time
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -172,23 +173,151 @@ def test_published_ports_are_loopback_only() -> None:
             assert str(port).startswith("127.0.0.1:"), f"{name} publishes {port} on all interfaces"
 
 
-def test_mosquitto_uses_the_production_broker_config() -> None:
-    # The edge engineer's broker config (per-device credentials and ACL).
-    conf = REPO / "firmware_config" / "mosquitto" / "mosquitto.conf"
-    acl = REPO / "firmware_config" / "mosquitto" / "acl"
-    assert conf.is_file(), f"{conf} missing (issue 3 writes it)"
-    assert acl.is_file(), f"{acl} missing (issue 3 writes it)"
-    mounts = dict(_bind_mounts(SERVICES["mosquitto"]))
-    assert mounts["../firmware_config/mosquitto/mosquitto.conf"] == (
-        "/mosquitto/config/mosquitto.conf"
-    )
-    # Every file the broker config names is provided inside the container by
-    # a mount of the mosquitto service.
-    targets = [v.split(":")[1] for v in SERVICES["mosquitto"]["volumes"]]
-    for line in conf.read_text().splitlines():
-        key, _, value = line.strip().partition(" ")
-        if key in {"password_file", "acl_file"}:
-            assert any(value.strip().startswith(t) for t in targets), f"{key} {value}"
+PROD_BROKER = REPO / "firmware_config" / "mosquitto" / "mosquitto.conf"
+PROD_ACL = REPO / "firmware_config" / "mosquitto" / "acl.template"
+DEMO_BROKER = DEPLOY / "mosquitto" / "mosquitto.conf"
+# Settings that make the broker safe; the demo may differ only in listeners,
+# TLS files, persistence paths and logging.
+BROKER_SECURITY_KEYS = {
+    "per_listener_settings",
+    "allow_anonymous",
+    "message_size_limit",
+    "max_keepalive",
+    "max_inflight_messages",
+    "max_queued_messages",
+    "persistent_client_expiration",
+}
+
+
+def _mosquitto_settings(path: Path) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for line in path.read_text().splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            key, _, value = line.partition(" ")
+            out.setdefault(key, []).append(value.strip())
+    return out
+
+
+def test_demo_broker_keeps_the_production_security_settings() -> None:
+    assert PROD_BROKER.is_file() and PROD_ACL.is_file(), "written by the edge agent (issue 3)"
+    prod, demo = _mosquitto_settings(PROD_BROKER), _mosquitto_settings(DEMO_BROKER)
+    for key in BROKER_SECURITY_KEYS:
+        assert demo.get(key) == prod.get(key), key
+    assert demo["allow_anonymous"] == ["false"]
+    # The files it names come from the volume the credentials service fills.
+    mounts = {v.split(":")[1]: v.split(":")[0] for v in SERVICES["mosquitto"]["volumes"]}
+    assert mounts["/mosquitto/config/mosquitto.conf"] == "./mosquitto/mosquitto.conf"
+    auth_volume = next(src for dst, src in mounts.items() if dst == "/mosquitto/auth")
+    creds = {v.split(":")[0]: v.split(":")[1] for v in SERVICES["mqtt-credentials"]["volumes"]}
+    assert creds[auth_volume] == "/broker"
+    assert demo["password_file"] == ["/mosquitto/auth/passwd"]
+    assert demo["acl_file"] == ["/mosquitto/auth/acl"]
+    assert creds["../firmware_config/mosquitto/acl.template"] == "/input/acl"
+
+
+def _mqtt_connect(port: int, user: str | None, password: str | None) -> Any:
+    """A connected paho client, or the failure reason as a string."""
+    import threading
+
+    import paho.mqtt.client as mqtt
+
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+    if user is not None:
+        client.username_pw_set(user, password)
+    done = threading.Event()
+    result: dict[str, Any] = {}
+
+    def on_connect(c: Any, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
+        result["reason"] = reason
+        done.set()
+
+    client.on_connect = on_connect
+    client.connect("127.0.0.1", port)
+    client.loop_start()
+    assert done.wait(10), "no CONNACK"
+    if result["reason"].is_failure:
+        client.loop_stop()
+        client.disconnect()
+        return str(result["reason"])
+    return client
+
+
+@pytest.mark.skipif(
+    shutil.which("mosquitto") is None or shutil.which("mosquitto_passwd") is None,
+    reason="mosquitto not installed",
+)
+def test_demo_broker_credentials_and_acl_with_a_real_broker(tmp_path: Path) -> None:
+    # Run the compose credentials script and a broker with the demo config
+    # (paths and port moved into tmp_path), then check who may do what.
+    import queue
+
+    from conftest import Broker, free_port
+
+    # The broker runs as the test's user (`user root` below stops a
+    # root-started mosquitto from switching to a user that cannot enter
+    # pytest's private tmp folders); ownership in the container is the
+    # script's default, mosquitto:mosquitto.
+    me = f"{os.getuid()}:{os.getgid()}"
+    env = {
+        **os.environ,
+        "BROKER_DIR": str(tmp_path / "broker"),
+        "CLIENTS_DIR": str(tmp_path / "clients"),
+        "ACL_IN": str(PROD_ACL),
+        "BROKER_OWNER": me,
+        "CLIENT_OWNER": me,
+    }
+    script = DEPLOY / "mosquitto" / "demo-credentials.sh"
+    for _ in range(2):  # idempotent: the second run keeps the passwords
+        out = subprocess.run(["sh", str(script)], env=env, capture_output=True, text=True)
+        assert out.returncode == 0, out.stderr
+        passwords = {
+            u: (tmp_path / "clients" / f"{u}.password").read_text()
+            for u in ("collector", "simulator")
+        }
+        if _ == 0:
+            first = passwords
+    assert passwords == first and all(len(p) >= 32 for p in passwords.values())
+    assert "topic write lobbywatch/v1/#" in (tmp_path / "broker" / "acl").read_text()
+
+    port = free_port()
+    conf = DEMO_BROKER.read_text()
+    conf = conf.replace("listener 1883\n", f"listener {port} 127.0.0.1\n")
+    conf = conf.replace("/mosquitto/auth/", f"{tmp_path / 'broker'}/")
+    conf = conf.replace("persistence true", "persistence false")
+    conf = conf.replace("persistence_location /mosquitto/data/\n", "")
+    conf = conf.replace("log_dest stdout", "log_dest stderr")
+    if os.getuid() == 0:
+        conf += "user root\n"
+    (tmp_path / "demo.conf").write_text(conf)
+    broker = Broker(port=port, config_path=tmp_path / "demo.conf")
+    broker.start()
+    try:
+        assert isinstance(_mqtt_connect(port, None, None), str), "anonymous accepted"
+        assert isinstance(_mqtt_connect(port, "collector", "wrong"), str), "bad password"
+        collector = _mqtt_connect(port, "collector", passwords["collector"])
+        simulator = _mqtt_connect(port, "simulator", passwords["simulator"])
+        assert not isinstance(collector, str), collector
+        assert not isinstance(simulator, str), simulator
+        got: queue.Queue[tuple[str, bytes]] = queue.Queue()
+        collector.on_message = lambda c, u, m: got.put((m.topic, m.payload))
+        collector.subscribe("lobbywatch/v1/#", qos=1)
+        time.sleep(0.5)
+        # The simulator (standing in for edge boxes) may write; the collector
+        # receives it.
+        simulator.publish(
+            "lobbywatch/v1/sim-b0000/cam1/zones/waiting", b"{}", qos=1
+        ).wait_for_publish(5)
+        assert got.get(timeout=5)[0] == "lobbywatch/v1/sim-b0000/cam1/zones/waiting"
+        # The collector's account writes nothing: the broker drops it.
+        collector.publish("lobbywatch/v1/sim-b0000/cam1/zones/waiting", b"x", qos=1)
+        with pytest.raises(queue.Empty):
+            got.get(timeout=1.5)
+        for c in (collector, simulator):
+            c.loop_stop()
+            c.disconnect()
+    finally:
+        broker.stop()
 
 
 # -------------------------------------------------------------- Dockerfile

@@ -5,15 +5,15 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
+
 from lobbywatch.edge.state import ZoneKind
+from lobbywatch.protocol import ZoneMessage
 from lobbywatch.server.estimator import (
     EstimatorSettings,
     WaitEstimate,
     ZoneEstimator,
     wait_for_queue,
 )
-
-from lobbywatch.protocol import ZoneMessage
 
 T0 = 1_750_000_000.0
 

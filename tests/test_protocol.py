@@ -31,10 +31,23 @@ TS = datetime(2026, 11, 29, 9, 30, 0, 250000, tzinfo=UTC)
 
 def _zone(**kw: object) -> ZoneMessage:
     base: dict[str, object] = dict(
-        device="edge-01", seq=7, ts=TS, branch="b042", camera="lobby", zone="W1",
-        kind="waiting", blueprint="W1", people=3, raw_count=4, dwell_p50_s=62.5,
-        dwell_p90_s=140.0, dwell_max_s=201.2, arrivals_total=40, departures_total=37,
-        completed_dwells_s=[95.0, 130.5], wait_threshold_s=600,
+        device="edge-01",
+        seq=7,
+        ts=TS,
+        branch="b042",
+        camera="lobby",
+        zone="W1",
+        kind="waiting",
+        blueprint="W1",
+        people=3,
+        raw_count=4,
+        dwell_p50_s=62.5,
+        dwell_p90_s=140.0,
+        dwell_max_s=201.2,
+        arrivals_total=40,
+        departures_total=37,
+        completed_dwells_s=[95.0, 130.5],
+        wait_threshold_s=600,
     )
     return ZoneMessage.model_validate({**base, **kw})
 
@@ -48,11 +61,21 @@ def test_committed_schema_is_current() -> None:
 def test_messages_round_trip_and_validate_against_schema() -> None:
     check = validator()
     zone = _zone()
-    camera = StatusMessage(device="edge-01", seq=8, ts=TS, branch="b042", camera="lobby",
-                           state="online", camera_health=CameraHealth(up=True, fps=2.0, target_fps=2.0),
-                           heartbeat_s=30, model="yolox_nano/fp32", software="lobbywatch 0.1.0")
-    device = StatusMessage(device="edge-01", seq=3, ts=TS, branch="b042", state="offline",
-                           cameras=["lobby"], will=True)
+    camera = StatusMessage(
+        device="edge-01",
+        seq=8,
+        ts=TS,
+        branch="b042",
+        camera="lobby",
+        state="online",
+        camera_health=CameraHealth(up=True, fps=2.0, target_fps=2.0),
+        heartbeat_s=30,
+        model="yolox_nano/fp32",
+        software="lobbywatch 0.1.0",
+    )
+    device = StatusMessage(
+        device="edge-01", seq=3, ts=TS, branch="b042", state="offline", cameras=["lobby"], will=True
+    )
     for msg in (zone, camera, device):
         payload = encode_message(msg)
         data = json.loads(payload)
@@ -98,6 +121,11 @@ def test_topics_parse_back() -> None:
     assert s is not None and (s.kind, s.camera) == ("status", "lobby")
     d = parse_topic(device_status_topic("lobbywatch", "b042", "edge-01"))
     assert d is not None and (d.kind, d.device, d.camera) == ("device_status", "edge-01", None)
-    for bad in ["lobbywatch/v2/b/c/status", "lobbywatch/v1/b/c/zones", "lobbywatch/v1/b/c/x/y",
-                "lobbywatch/v1/b/_device/d/other", "lobbywatch/v1/b/_c/status"]:
+    for bad in [
+        "lobbywatch/v2/b/c/status",
+        "lobbywatch/v1/b/c/zones",
+        "lobbywatch/v1/b/c/x/y",
+        "lobbywatch/v1/b/_device/d/other",
+        "lobbywatch/v1/b/_c/status",
+    ]:
         assert parse_topic(bad) is None, bad

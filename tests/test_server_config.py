@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from lobbywatch.server.config import load_server_config, parse_server_config
 from typer.testing import CliRunner
 
 from lobbywatch.errors import ConfigError
+from lobbywatch.server.config import load_server_config, parse_server_config
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -90,7 +90,7 @@ def test_mqtt_password_from_file_or_env(tmp_path: Path, monkeypatch: pytest.Monk
     assert cfg.mqtt.password() == "fromenv"
     monkeypatch.delenv("LOBBYWATCH_MQTT_PASSWORD")
     pw.unlink()
-    with pytest.raises(ConfigError, match="mqtt.password_file"):
+    with pytest.raises(ConfigError, match=r"mqtt\.password_file"):
         cfg.mqtt.password()
 
 

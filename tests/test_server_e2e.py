@@ -2,6 +2,7 @@
 metrics (scraped over HTTP), API state, a real webhook receiver and a real
 Alertmanager out; restarts; and a flood of hostile messages."""
 
+# ruff: noqa: F811 - fixtures imported from test_server_support are parameters below
 from __future__ import annotations
 
 import json
@@ -12,10 +13,6 @@ from typing import Any
 
 import httpx
 import pytest
-from lobbywatch.edge.state import ZoneKind
-from lobbywatch.server.collector import Collector
-from lobbywatch.server.config import parse_server_config
-from lobbywatch.server.notify import SIGNATURE_HEADER, verify
 from test_server_support import (  # noqa: F401 - fixtures
     Publisher,
     alertmanager,
@@ -28,7 +25,11 @@ from test_server_support import (  # noqa: F401 - fixtures
     zone_msg,
 )
 
+from lobbywatch.edge.state import ZoneKind
 from lobbywatch.protocol import MAX_PAYLOAD_BYTES
+from lobbywatch.server.collector import Collector
+from lobbywatch.server.config import parse_server_config
+from lobbywatch.server.notify import SIGNATURE_HEADER, verify
 
 pytestmark = pytest.mark.slow
 

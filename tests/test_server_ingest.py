@@ -5,14 +5,14 @@ from __future__ import annotations
 import json
 
 import pytest
+from test_server_support import raw, status_msg, zone_msg
+
 from lobbywatch.edge.state import ZoneKind
+from lobbywatch.protocol import MAX_PAYLOAD_BYTES
 from lobbywatch.server.collector import MinuteAggregator
 from lobbywatch.server.config import IngestSettings
 from lobbywatch.server.ingest import Ingestor, MessageQueue, RateLimitedLog, parse_topic
 from lobbywatch.server.state import CollectorState, DeviceKey, ZoneKey
-from test_server_support import raw, status_msg, zone_msg
-
-from lobbywatch.protocol import MAX_PAYLOAD_BYTES
 
 NOW = 1_750_000_000.0
 W1 = ZoneKey("b1", "W1")

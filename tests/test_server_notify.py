@@ -1,6 +1,7 @@
 """Notification sinks against real receivers: an HTTP webhook server, a local SMTP
 server (aiosmtpd) and the real Alertmanager; the outbox dispatcher's retries."""
 
+# ruff: noqa: F811 - fixtures imported from test_server_support are parameters below
 from __future__ import annotations
 
 import time
@@ -10,6 +11,8 @@ from typing import Any
 
 import pytest
 from conftest import free_port
+from test_server_support import alertmanager, wait_until, webhook  # noqa: F401 - fixtures
+
 from lobbywatch.server.config import (
     AlertmanagerSink,
     NotifySettings,
@@ -28,7 +31,6 @@ from lobbywatch.server.notify import (
     verify,
 )
 from lobbywatch.server.store import AlertRow, EventRecord, Store
-from test_server_support import alertmanager, wait_until, webhook  # noqa: F401 - fixtures
 
 
 def payload(event: str = "fire", state: str = "firing", **kw: Any) -> dict[str, Any]:

@@ -7,8 +7,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from lobbywatch.server.store import AlertRow, EventRecord, MinuteRow, Store
 from sqlalchemy import inspect
+
+from lobbywatch.server.store import AlertRow, EventRecord, MinuteRow, Store
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -18,9 +18,9 @@ from typing import Any
 import httpx
 import pytest
 from conftest import free_port, wait_for_port
-from lobbywatch.edge.state import ZoneKind
 from prometheus_client.parser import text_string_to_metric_families
 
+from lobbywatch.edge.state import ZoneKind
 from lobbywatch.protocol import StatusMessage, ZoneMessage, status_topic, zone_topic
 
 ROOT = "lobbywatch"

@@ -7,6 +7,8 @@ from collections import Counter
 from itertools import pairwise
 
 import pytest
+
+from lobbywatch.protocol import StatusMessage, ZoneMessage, parse_message, subscription
 from lobbywatch.server.estimator import EstimatorSettings, ZoneEstimator
 from lobbywatch.server.simulator import (
     BranchScenario,
@@ -19,8 +21,6 @@ from lobbywatch.server.simulator import (
     scenario,
     simulate_customers,
 )
-
-from lobbywatch.protocol import StatusMessage, ZoneMessage, parse_message, subscription
 
 QUIET = NoiseSettings.none()
 

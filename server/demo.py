@@ -1,0 +1,766 @@
+"""``lobbywatch demo``: the whole system on one machine.
+
+What runs, in start order (stopped in reverse):
+
+1. an MQTT 5 broker: a private Mosquitto on a free loopback port
+   (:mod:`lobbywatch.server.broker`), unless ``--broker`` names one;
+2. when the model and the sample video are present, one real edge agent
+   (``lobbywatch edge run``, a subprocess) on ``vtest.avi``, looped, with the
+   zones of ``firmware_config/examples/branch-demo.yaml``;
+3. the collector, in this process, on SQLite in a temporary folder, with its
+   HTTP API, ``/metrics`` and the lobby board (``/board/``) on one port;
+4. a simulated fleet: :mod:`lobbywatch.server.simulator` branch-days published
+   over MQTT exactly as edge devices would;
+5. a live terminal view (:mod:`lobbywatch.server.tui`).
+
+One clock
+---------
+The collector judges every message by its timestamp (waits, service rates,
+device liveness, alert durations), so everything it hears must share its clock.
+The demo clock starts at the wall time of the start and runs ``speed`` times
+faster; the collector is given it. The simulated branch-days are shifted so
+their 10:00 falls on the start (their 9:00-10:00 is published at once, so
+queues and service rates are warm) and paced on the demo clock. The real edge
+agent stamps wall time: at ``--speed 1`` it publishes straight to the
+collector's topics; at any other speed it publishes under a private topic root
+and :class:`EdgeRelay` time-lapses its stream by the same factor (timestamps and
+dwell times), so a camera branch and the simulated ones are comparable.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from types import FrameType
+from typing import Any, TextIO
+
+from lobbywatch.errors import LobbywatchError
+from lobbywatch.protocol import (
+    DEFAULT_ROOT,
+    StatusMessage,
+    ZoneMessage,
+    encode_message,
+    parse_message,
+    subscription,
+    topic_for,
+)
+
+log = logging.getLogger(__name__)
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+EXAMPLE_EDGE_CONFIG = REPO_ROOT / "firmware_config" / "examples" / "branch-demo.yaml"
+#: topic root of the edge agent's raw (wall-clock) stream when it is time-lapsed
+EDGE_RAW_ROOT = "lobbywatch-edge-raw"
+#: simulated local hour that coincides with the demo's start
+SIM_START_H = 10.0
+#: scenario families cycled over the simulated branches (the first one is short
+#: of staff, so a W1 alert is likely early on)
+FLEET_KINDS = ("understaffed", "normal", "lunch_break", "vip")
+REGIONS = ("north", "south", "east", "west")
+
+
+# --------------------------------------------------------------------------- clock
+
+
+class DemoClock:
+    """Wall time at the start, then ``speed`` demo seconds per real second."""
+
+    def __init__(self, speed: float, *, start: float | None = None) -> None:
+        if speed <= 0:
+            raise ValueError("speed must be > 0")
+        self.speed = speed
+        self.start = time.time() if start is None else start
+        self._mono0 = time.monotonic()
+
+    def now(self) -> float:
+        return self.start + (time.monotonic() - self._mono0) * self.speed
+
+    def from_wall(self, ts: float) -> float:
+        """Demo time of a wall-clock timestamp."""
+        return self.start + (ts - self.start) * self.speed
+
+    def real_seconds(self, demo_seconds: float) -> float:
+        return demo_seconds / self.speed
+
+
+# --------------------------------------------------------------------------- fleet
+
+
+def fleet_scenarios(branches: int, speed: float, day: int = 0, seed: int = 0) -> list[Any]:
+    """The simulated branches of one branch-day (day ``day`` of the demo)."""
+    from lobbywatch.server import simulator
+
+    # one report per zone every interval: keep the wall-clock message rate
+    # modest at high speeds, but under the collector's 60 s liveness timeout
+    interval = min(30.0, max(5.0, speed / 2.0))
+    return [
+        simulator.scenario(
+            FLEET_KINDS[i % len(FLEET_KINDS)],
+            i + 1,
+            seed + 1000 * day,
+            report_interval_s=interval,
+        )
+        for i in range(branches)
+    ]
+
+
+def fleet_messages(
+    branches: int,
+    clock: DemoClock,
+    stop: threading.Event,
+    *,
+    seed: int = 0,
+    loop_days: bool = True,
+) -> Iterator[ZoneMessage | StatusMessage]:
+    """Simulated messages re-timed onto the demo clock and paced by it.
+
+    Messages before the demo's start (the branch-day's first hour) come at once;
+    later ones when the demo clock reaches them. At the end of a branch-day the
+    next one follows (the night is skipped); each device's ``seq`` continues, as
+    a real device's does. Stops when ``stop`` is set.
+    """
+    from lobbywatch.server import simulator
+
+    shift: float | None = None
+    seq_offset: dict[str, int] = {}
+    last_ts = clock.now()
+    day = 0
+    while not stop.is_set():
+        scenarios = fleet_scenarios(branches, clock.speed, day, seed)
+        first = scenarios[0]
+        if shift is None:
+            # the first day: its SIM_START_H is the demo's start
+            shift = clock.start - (first.midnight() + SIM_START_H * 3600.0)
+        else:
+            # later days start one report after the previous one ended
+            opening = first.midnight() + first.open_h * 3600.0
+            shift = last_ts + first.report_interval_s - opening
+        day_seq: dict[str, int] = {}
+        for msg in simulator.merged_messages(scenarios, status=True):
+            if (
+                loop_days
+                and isinstance(msg, StatusMessage)
+                and msg.state == "offline"
+                and not msg.will
+            ):
+                continue  # the branch closes for the night; the next day follows at once
+            ts = msg.ts.timestamp() + shift
+            offset = seq_offset.get(msg.device, 0)
+            out = msg.model_copy(
+                update={"ts": datetime.fromtimestamp(ts, UTC), "seq": msg.seq + offset}
+            )
+            day_seq[msg.device] = max(day_seq.get(msg.device, -1), out.seq)
+            while True:  # pace on the demo clock; stop promptly
+                wait = clock.real_seconds(ts - clock.now())
+                if wait <= 0:
+                    break
+                if stop.wait(min(wait, 0.5)):
+                    return
+            if stop.is_set():
+                return
+            last_ts = ts
+            yield out
+        if not loop_days:
+            return
+        for device, seq in day_seq.items():
+            seq_offset[device] = seq + 1
+        day += 1
+
+
+class Fleet:
+    """Publishes the simulated branches with ``simulator.publish`` on a thread."""
+
+    def __init__(
+        self, branches: int, clock: DemoClock, host: str, port: int, *, seed: int = 0
+    ) -> None:
+        self.branches = branches
+        self.clock = clock
+        self.host, self.port = host, port
+        self.seed = seed
+        self.stop_event = threading.Event()
+        self.sent = 0
+        self.error: str | None = None
+        self._thread: threading.Thread | None = None
+        self.scenarios = fleet_scenarios(branches, clock.speed, 0, seed)
+
+    def _run(self) -> None:
+        from lobbywatch.server import simulator
+
+        def count(msgs: Iterator[ZoneMessage | StatusMessage]) -> Iterator[Any]:
+            for m in msgs:
+                self.sent += 1
+                yield m
+
+        try:
+            simulator.publish(
+                count(fleet_messages(self.branches, self.clock, self.stop_event, seed=self.seed)),
+                host=self.host,
+                port=self.port,
+                qos=1,
+                speed=0,  # paced by fleet_messages on the demo clock
+                client_id=f"lobbywatch-demo-fleet-{os.getpid()}",
+            )
+        except Exception as exc:
+            self.error = f"{type(exc).__name__}: {exc}"
+            log.exception("simulated fleet stopped")
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="demo-fleet", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 35.0) -> None:
+        self.stop_event.set()
+        if self._thread is not None:
+            # publish() waits for the last QoS 1 acknowledgement (at most 30 s)
+            self._thread.join(timeout)
+
+    @property
+    def alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+
+# --------------------------------------------------------------------------- edge
+
+
+def find_video() -> Path | None:
+    """``vtest.avi`` in the shared data folder (``LOBBYWATCH_SHARED`` or ../shared)."""
+    candidates = []
+    if os.environ.get("LOBBYWATCH_SHARED"):
+        candidates.append(Path(os.environ["LOBBYWATCH_SHARED"]))
+    candidates += [REPO_ROOT.parent / "shared", Path.cwd() / "shared", Path.cwd().parent / "shared"]
+    for base in candidates:
+        path = base / "data" / "video" / "vtest.avi"
+        if path.is_file():
+            return path.resolve()
+    return None
+
+
+def find_model() -> tuple[Path | None, str]:
+    """(weights, "") or (None, why not)."""
+    try:
+        from lobbywatch.models.registry import resolve_model
+
+        return resolve_model("yolox_nano").path, ""
+    except Exception as exc:
+        return None, str(exc)
+
+
+def edge_config(
+    workdir: Path,
+    video: Path,
+    host: str,
+    port: int,
+    *,
+    root: str,
+    heartbeat_s: float,
+    example: Path = EXAMPLE_EDGE_CONFIG,
+) -> Path:
+    """Write the demo edge device's config: the example's zones on the sample video."""
+    import yaml
+
+    if example.is_file():
+        data: dict[str, Any] = yaml.safe_load(example.read_text())
+    else:  # installed without the repository's examples: the same branch, inline
+        data = {
+            "device_id": "demo-edge-01",
+            "branch_id": "demo-branch",
+            "region": "demo",
+            "timezone": "Europe/Berlin",
+            "cameras": [
+                {
+                    "id": "lobby",
+                    "zones": [
+                        {
+                            "id": "W1",
+                            "kind": "waiting",
+                            "blueprint": "W1",
+                            "wait_threshold_s": 600,
+                            "polygon": [[0.25, 0.35], [0.75, 0.35], [0.75, 1.0], [0.25, 1.0]],
+                        },
+                        {
+                            "id": "cash-1",
+                            "kind": "cash_counter",
+                            "blueprint": "F1",
+                            "polygon": [[0.0, 0.35], [0.25, 0.35], [0.25, 1.0], [0.0, 1.0]],
+                        },
+                    ],
+                }
+            ],
+            "model": {"name": "yolox_nano", "threads": 1},
+        }
+    cam = data["cameras"][0]
+    cam.update(source=str(video), loop=True)
+    data["cameras"] = [cam]
+    data["mqtt"] = {**data.get("mqtt", {}), "host": host, "port": port, "root": root}
+    data["mqtt"].pop("password_file", None)
+    data["mqtt"].pop("password_env", None)
+    data["mqtt"].pop("username", None)
+    data["mqtt"].pop("tls", None)
+    publish = dict(data.get("publish", {}))
+    publish["heartbeat_s"] = heartbeat_s
+    publish["message_expiry_s"] = max(int(publish.get("message_expiry_s", 300)), 300)
+    data["publish"] = publish
+    from lobbywatch.server.broker import free_port
+
+    data["metrics"] = {"enabled": True, "bind": "127.0.0.1", "port": free_port()}
+    data["buffer"] = {"path": str(workdir / "edge-outbox.sqlite"), "max_messages": 100_000}
+    data["debug_view"] = {"enabled": False}
+    path = workdir / "edge-demo.yaml"
+    path.write_text(
+        "# generated by `lobbywatch demo` from branch-demo.yaml\n"
+        + yaml.safe_dump(data, sort_keys=False)
+    )
+    return path
+
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child before exec
+    from lobbywatch.server.broker import _die_with_parent as f
+
+    f()
+
+
+@dataclass
+class EdgeProcess:
+    """The real edge agent as a subprocess (its own process group, log to a file)."""
+
+    config_path: Path
+    log_path: Path
+    branch: str
+    device: str
+    metrics_url: str
+    process: subprocess.Popen[bytes] | None = None
+    _log: Any = None
+
+    def start(self) -> None:
+        self._log = self.log_path.open("ab")
+        self.process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "lobbywatch.cli",
+                "edge",
+                "run",
+                "--config",
+                str(self.config_path),
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            # Ctrl-C in the terminal reaches only the demo, which stops the agent
+            # after the collector has stopped listening (no offline flapping)
+            start_new_session=True,
+            preexec_fn=_die_with_parent,
+        )
+
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid if self.process else None
+
+    def returncode(self) -> int | None:
+        return self.process.poll() if self.process else None
+
+    def stop(self, timeout: float = 10.0) -> None:
+        proc, self.process = self.process, None
+        if proc is not None and proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)  # the agent publishes offline and flushes
+            try:
+                proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+
+class EdgeRelay:
+    """Time-lapses the edge agent's wall-clock stream onto the demo clock.
+
+    Subscribes to the agent's private root and republishes every message on the
+    collector's root with timestamps mapped by :meth:`DemoClock.from_wall` and
+    every duration the agent measured (dwells, heartbeat) scaled by ``speed``.
+    Retained flags are kept, so the agent's last will reaches the collector too.
+    """
+
+    def __init__(self, clock: DemoClock, host: str, port: int, *, root: str = DEFAULT_ROOT):
+        import paho.mqtt.client as mqtt
+
+        self.clock = clock
+        self.root = root
+        self.relayed = 0
+        self.client = mqtt.Client(
+            mqtt.CallbackAPIVersion.VERSION2,
+            client_id=f"lobbywatch-demo-relay-{os.getpid()}",
+            protocol=mqtt.MQTTv5,
+        )
+        self.client.on_connect = self._on_connect
+        self.client.on_message = self._on_message
+        self.host, self.port = host, port
+
+    def rewrite(self, msg: ZoneMessage | StatusMessage) -> ZoneMessage | StatusMessage:
+        k = self.clock.speed
+        update: dict[str, Any] = {
+            "ts": datetime.fromtimestamp(self.clock.from_wall(msg.ts.timestamp()), UTC)
+        }
+        if isinstance(msg, ZoneMessage):
+            for name in ("dwell_p50_s", "dwell_p90_s", "dwell_max_s"):
+                value = getattr(msg, name)
+                update[name] = None if value is None else value * k
+            update["completed_dwells_s"] = [d * k for d in msg.completed_dwells_s]
+        elif msg.heartbeat_s is not None:
+            update["heartbeat_s"] = msg.heartbeat_s * k
+        return msg.model_copy(update=update)
+
+    def _on_connect(self, client: Any, userdata: Any, flags: Any, rc: Any, props: Any) -> None:
+        if not rc.is_failure:
+            client.subscribe(subscription(EDGE_RAW_ROOT), qos=1)
+
+    def _on_message(self, client: Any, userdata: Any, message: Any) -> None:
+        try:
+            out = self.rewrite(parse_message(message.payload))
+        except ValueError:
+            log.warning("relay: dropping an invalid edge message on %s", message.topic)
+            return
+        client.publish(topic_for(out, self.root), encode_message(out), qos=1, retain=message.retain)
+        self.relayed += 1
+
+    def start(self) -> None:
+        self.client.connect(self.host, self.port)
+        self.client.loop_start()
+
+    def stop(self) -> None:
+        try:
+            self.client.disconnect()
+        finally:
+            self.client.loop_stop()
+
+
+# --------------------------------------------------------------------------- http
+
+
+class HttpServer:
+    """The collector's FastAPI app plus the lobby board, served by uvicorn on a thread."""
+
+    def __init__(self, app: Any, host: str, port: int) -> None:
+        import uvicorn
+
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            self.sock.bind((host, port))
+        except OSError as exc:
+            self.sock.close()
+            raise LobbywatchError(
+                f"cannot serve HTTP on {host}:{port}: {exc.strerror or exc} "
+                "(choose another with --http-port, 0 = any free port)"
+            ) from None
+        self.host = host
+        self.port = int(self.sock.getsockname()[1])
+        config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off")
+        self.server = uvicorn.Server(config)
+        self._thread = threading.Thread(
+            target=self.server.run, kwargs={"sockets": [self.sock]}, name="demo-http", daemon=True
+        )
+
+    def start(self, timeout: float = 10.0) -> None:
+        self._thread.start()
+        deadline = time.monotonic() + timeout
+        while not self.server.started and time.monotonic() < deadline:
+            time.sleep(0.02)
+        if not self.server.started:
+            raise LobbywatchError("the HTTP server did not start")
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self.server.should_exit = True
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+        self.sock.close()
+
+    @property
+    def base_url(self) -> str:
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "") else self.host
+        return f"http://{host}:{self.port}"
+
+
+# --------------------------------------------------------------------------- demo
+
+
+@dataclass
+class DemoOptions:
+    broker: str | None = None
+    branches: int = 3
+    speed: float = 1.0
+    http_host: str = "127.0.0.1"
+    http_port: int = 8080
+    edge: bool = True
+    duration: float | None = None
+    workdir: Path | None = None
+    seed: int = 0
+    video: Path | None = None
+
+
+@dataclass
+class Demo:
+    """Starts, shows and stops everything; :meth:`run` returns the exit status."""
+
+    opts: DemoOptions
+    out: TextIO = field(default_factory=lambda: sys.stdout)
+    stop_event: threading.Event = field(default_factory=threading.Event)
+    notes: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.clock = DemoClock(self.opts.speed)
+        self.broker: Any = None
+        self.edge: EdgeProcess | None = None
+        self.relay: EdgeRelay | None = None
+        self.collector: Any = None
+        self.http: HttpServer | None = None
+        self.fleet: Fleet | None = None
+        self._own_workdir = self.opts.workdir is None
+        self.workdir = Path(
+            self.opts.workdir or tempfile.mkdtemp(prefix="lobbywatch-demo-")
+        ).resolve()
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self._cleanups: list[Callable[[], None]] = []
+
+    # ------------------------------------------------------------- helpers
+    def say(self, text: str = "") -> None:
+        self.out.write(text + "\n")
+        self.out.flush()
+
+    def request_stop(self, signum: int | None = None, _frame: FrameType | None = None) -> None:
+        self.stop_event.set()
+
+    # ------------------------------------------------------------- parts
+    def _start_broker(self) -> tuple[str, int]:
+        from lobbywatch.server.broker import EmbeddedBroker, parse_address, port_open
+
+        if self.opts.broker:
+            host, port = parse_address(self.opts.broker)
+            if not port_open(host, port, timeout=2.0):
+                raise LobbywatchError(f"no MQTT broker answers at {host}:{port} (--broker)")
+            self.say(f"MQTT broker:  {host}:{port} (given with --broker)")
+            return host, port
+        broker = EmbeddedBroker(self.workdir / "broker")
+        broker.start()
+        self.broker = broker
+        self._cleanups.append(broker.stop)
+        self.say(
+            f"MQTT broker:  {broker.name} pid {broker.pid} on {broker.host}:{broker.port} "
+            "(embedded, private to this demo)"
+        )
+        return broker.host, broker.port
+
+    def _plan_edge(self, host: str, port: int) -> None:
+        """Start the real edge agent if its inputs exist; otherwise say what is missing."""
+        if not self.opts.edge:
+            self.notes.append("edge pipeline: off (--no-edge)")
+            return
+        video = self.opts.video or find_video()
+        model, why = find_model()
+        missing = []
+        if model is None:
+            missing.append(f"the YOLOX-Nano model ({why.strip().rstrip('.')}; run `make model`)")
+        if video is None or not video.is_file():
+            where = self.opts.video or (REPO_ROOT.parent / "shared/data/video/vtest.avi")
+            missing.append(
+                f"the sample video {where} (put vtest.avi there, set LOBBYWATCH_SHARED "
+                "to the folder holding data/video/vtest.avi, or pass --video)"
+            )
+        if missing:
+            self.notes.append("edge pipeline: SKIPPED, missing " + " and ".join(missing))
+            return
+        assert video is not None
+        relay = self.opts.speed != 1.0
+        from lobbywatch.edge.config import load_device_config
+
+        path = edge_config(
+            self.workdir,
+            video,
+            host,
+            port,
+            root=EDGE_RAW_ROOT if relay else DEFAULT_ROOT,
+            # the relay stretches the heartbeat by the speed; keep it under the
+            # collector's 60 s liveness timeout in demo time
+            heartbeat_s=max(1.0, min(30.0, 20.0 / self.opts.speed)),
+        )
+        try:
+            cfg = load_device_config(path)
+        except LobbywatchError as exc:
+            self.notes.append(f"edge pipeline: SKIPPED, generated config invalid: {exc}")
+            return
+        self.edge = EdgeProcess(
+            path,
+            self.workdir / "edge.log",
+            cfg.branch_id,
+            cfg.device_id,
+            f"http://{cfg.metrics.bind}:{cfg.metrics.port}/metrics",
+        )
+        self.edge.start()
+        self._cleanups.append(self.edge.stop)
+        how = (
+            f"time-lapsed x{self.opts.speed:g} by a relay onto the demo clock"
+            if relay
+            else "publishing straight to the collector's topics"
+        )
+        self.notes.append(
+            f"edge pipeline: pid {self.edge.pid}, branch {cfg.branch_id} on {video.name} "
+            f"(looped), {how}; log {self.edge.log_path}"
+        )
+        if relay:
+            self.relay = EdgeRelay(self.clock, host, port)
+            self.relay.start()
+            self._cleanups.append(self.relay.stop)
+
+    def _server_config(self, host: str, port: int) -> Any:
+        from lobbywatch.server.config import parse_server_config
+
+        branches = [
+            {
+                "id": sc.branch,
+                "region": REGIONS[i % len(REGIONS)],
+                "timezone": sc.timezone,
+                "counters": sc.counters,
+                "mean_service_s": sc.service.mean_s,
+            }
+            for i, sc in enumerate(fleet_scenarios(self.opts.branches, self.opts.speed))
+        ]
+        if self.edge is not None:
+            branches.append({"id": self.edge.branch, "region": "demo", "counters": 2})
+        data: dict[str, Any] = {
+            "mqtt": {"host": host, "port": port, "client_id": "lobbywatch-demo-collector"},
+            "database": {"url": f"sqlite:///{self.workdir / 'collector.db'}"},
+            "http": {"host": self.opts.http_host, "port": self.opts.http_port},
+            "branches": branches,
+        }
+        if self.opts.speed > 1.0:
+            # message stamps run ahead of the wall clock by (speed - 1) x elapsed;
+            # the future-timestamp guard compares them with the wall-clock receive time
+            data["ingest"] = {"max_clock_skew_s": 10 * 365 * 86400.0}
+        return parse_server_config(data, "demo configuration")
+
+    def _start_collector(self, host: str, port: int) -> None:
+        from lobbywatch.server.api import create_app
+        from lobbywatch.server.board import install_board
+        from lobbywatch.server.collector import Collector
+
+        cfg = self._server_config(host, port)
+        # the API is served below with the board added, so the collector's own
+        # HTTP server stays off
+        self.collector = Collector(cfg, clock=self.clock.now, with_http=False)
+        self.collector.start()
+        self._cleanups.append(self.collector.stop)
+        app = create_app(self.collector)
+        install_board(app)
+        self.http = HttpServer(app, self.opts.http_host, self.opts.http_port)
+        self.http.start()
+        self._cleanups.append(self.http.stop)
+
+    def _start_fleet(self, host: str, port: int) -> None:
+        self.fleet = Fleet(self.opts.branches, self.clock, host, port, seed=self.opts.seed)
+        self.fleet.start()
+        self._cleanups.append(self.fleet.stop)
+
+    # ------------------------------------------------------------- run
+    def run(self) -> int:
+        handlers = {s: signal.signal(s, self.request_stop) for s in (signal.SIGINT, signal.SIGTERM)}
+        self._setup_logging()
+        try:
+            self.say(f"lobbywatch demo: working folder {self.workdir}")
+            host, port = self._start_broker()
+            self._plan_edge(host, port)
+            self._start_collector(host, port)
+            self._start_fleet(host, port)
+            self._print_urls()
+            self._show()
+            return 0
+        finally:
+            self._shutdown()
+            for s, h in handlers.items():
+                signal.signal(s, h)
+
+    def _setup_logging(self) -> None:
+        # the terminal belongs to the live view: everything else goes to a file
+        handler = logging.FileHandler(self.workdir / "demo.log")
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        root = logging.getLogger()
+        root.addHandler(handler)
+        root.setLevel(logging.INFO)
+        self._log_handler = handler
+
+    def _print_urls(self) -> None:
+        assert self.http is not None
+        base = self.http.base_url
+        self.say(f"lobby board:  {base}/board/")
+        self.say(f"HTTP API:     {base}/api/v1/branches   (OpenAPI docs: {base}/docs)")
+        self.say(f"metrics:      {base}/metrics")
+        if self.edge is not None:
+            self.say(f"edge metrics: {self.edge.metrics_url}")
+        speed = self.opts.speed
+        self.say(
+            f"simulated:    {self.opts.branches} branch(es) at x{speed:g} "
+            f"(1 real second = {speed:g} demo second{'s' if speed != 1 else ''})"
+        )
+        for note in self.notes:
+            self.say(note)
+        self.say(f"logs:         {self.workdir / 'demo.log'}")
+        until = f"for {self.opts.duration:g} s" if self.opts.duration else "until Ctrl-C"
+        self.say(f"running {until}")
+
+    def _show(self) -> None:
+        from lobbywatch.server.tui import LiveView
+
+        deadline = time.monotonic() + self.opts.duration if self.opts.duration is not None else None
+        view = LiveView(self, file=self.out)
+        with view:
+            while not self.stop_event.is_set():
+                if deadline is not None and time.monotonic() >= deadline:
+                    break
+                view.refresh()
+                self.stop_event.wait(1.0)
+        self.say("stopping...")
+
+    def status_lines(self) -> list[str]:
+        """Problems worth showing under the live table."""
+        lines = []
+        if self.fleet is not None and self.fleet.error:
+            lines.append(f"simulated fleet stopped: {self.fleet.error}")
+        if self.edge is not None:
+            rc = self.edge.returncode()
+            if rc is not None:
+                lines.append(f"edge agent exited with status {rc}; see {self.edge.log_path}")
+        if self.collector is not None and self.collector.mqtt is not None:
+            if not self.collector.mqtt.connected.is_set():
+                lines.append("collector: not connected to the MQTT broker")
+        return lines
+
+    def _shutdown(self) -> None:
+        # newest first: fleet, HTTP, collector, relay, edge, broker
+        while self._cleanups:
+            step = self._cleanups.pop()
+            try:
+                step()
+            except Exception:
+                log.exception("demo shutdown step failed")
+        if getattr(self, "_log_handler", None) is not None:
+            logging.getLogger().removeHandler(self._log_handler)
+            self._log_handler.close()
+        if self._own_workdir:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+        self.say("demo stopped")
+
+
+def run_demo(opts: DemoOptions, out: TextIO | None = None) -> int:
+    return Demo(opts, out=out or sys.stdout).run()
