@@ -465,8 +465,20 @@ class Detector:
 
     def infer(self, prepared: Prepared) -> FloatArray:
         """Run the network; returns the raw ``(T, N, 85)`` output."""
-        out = self._session.run(None, {self._input_name: prepared.batch})[0]
-        return np.asarray(out, dtype=np.float32)
+        batch = prepared.batch
+        if batch.shape[0] == 1:
+            out = self._session.run(None, {self._input_name: batch})[0]
+            return np.asarray(out, dtype=np.float32)
+        # The exported YOLOX graph reshapes its head output with a hard-coded
+        # batch of 1, so a batch of T regions comes back as one scrambled
+        # (1, T*N, 85) tensor. Regions therefore run one session call each
+        # (T is a handful of tiles; the per-call overhead is negligible next to
+        # the convolutions).
+        outs = [
+            self._session.run(None, {self._input_name: batch[t : t + 1]})[0]
+            for t in range(len(batch))
+        ]
+        return np.concatenate(outs, axis=0).astype(np.float32, copy=False)
 
     def postprocess(self, raw: FloatArray, prepared: Prepared) -> Detections:
         """Decode person boxes, map them to frame pixels, merge regions, NMS."""

@@ -97,8 +97,10 @@ class TrackerSettings:
             still counted as present (``TrackedObjects.counted``); about one
             sampling interval at the product's 2 fps, so one missed detection
             does not drop a count, but a lost walker is not counted twice.
+        count_grace_frames: a moving track is counted only while missed in at most
+            this many consecutive frames as well (one sampling interval at any rate).
         count_stationary_grace_s: the same for a confirmed still track (a seated
-            person occluded for a few frames).
+            person occluded for a few frames); time only.
         stationary_speed: below this speed, in box heights per second, a
             confirmed track counts as still (walking is about 0.8 heights/s).
         min_missed_frames: a track is deleted only after at least this many
@@ -124,6 +126,7 @@ class TrackerSettings:
     stationary_max_missed_s: float = 10.0
     stationary_speed: float = 0.2
     count_grace_s: float = 0.5
+    count_grace_frames: int = 1
     count_stationary_grace_s: float = 5.0
     min_missed_frames: int = 2
     predict: bool = True
@@ -157,6 +160,8 @@ class TrackerSettings:
                 f"need 0 <= count_grace_s ({self.count_grace_s}) <= "
                 f"count_stationary_grace_s ({self.count_stationary_grace_s})"
             )
+        if self.count_grace_frames < 0:
+            raise ValueError(f"count_grace_frames must be >= 0, got {self.count_grace_frames}")
         if not 0.0 <= self.buffer_scale <= 2.0:
             raise ValueError(f"buffer_scale must be in [0, 2], got {self.buffer_scale}")
         if self.max_predict_s < 0:
@@ -418,7 +423,11 @@ class Tracker:
         unseen = ts - self._last_seen
         dead = unmatched & (unseen > limit) & (self._missed >= st.min_missed_frames)
         grace = np.where(still, st.count_stationary_grace_s, st.count_grace_s)
-        counted = self._confirmed & (unseen <= grace)
+        # A moving track must satisfy both the time and the frame limit: at 2 fps
+        # one missed frame is 0.5 s, at 25 fps it is 40 ms (a walker lost for
+        # half a second at 25 fps has long reappeared under a new id).
+        recent = (unseen <= grace) & (still | (self._missed <= st.count_grace_frames))
+        counted = self._confirmed & recent
         # Unmatched survivors report their predicted box (where the person should be now).
         self._shown = np.where(unmatched[:, None], predicted, self._boxes)
         keep = ~dead

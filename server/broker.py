@@ -18,6 +18,7 @@ import socket
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 from lobbywatch.errors import LobbywatchError
 
@@ -41,14 +42,27 @@ def port_open(host: str, port: int, timeout: float = 0.2) -> bool:
         return False
 
 
-def _die_with_parent() -> None:  # pragma: no cover - runs in the child before exec
-    # Linux only: if the demo is killed with SIGKILL it cannot stop the broker,
-    # so ask the kernel to send the broker SIGTERM when its parent dies.
+def _load_prctl() -> Any:
     try:
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except OSError:
-        pass
+        return ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):  # not Linux/glibc
+        return None
+
+
+# Resolved here, in the parent: the child between fork and exec must not load
+# libraries (the loader's lock may be held by another thread of the parent).
+_PRCTL = _load_prctl()
+_PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent() -> None:  # pragma: no cover - runs in the child before exec
+    """``preexec_fn``: the kernel sends the child SIGTERM when its parent dies.
+
+    If the demo is killed with SIGKILL it cannot stop its broker or edge agent;
+    this makes sure they do not outlive it. (Linux; a no-op elsewhere.)
+    """
+    if _PRCTL is not None:
+        _PRCTL(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 class EmbeddedBroker:
@@ -97,7 +111,7 @@ class EmbeddedBroker:
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.PIPE,
-                preexec_fn=_die_with_parent,
+                preexec_fn=die_with_parent,
             )
             deadline = time.monotonic() + timeout
             while time.monotonic() < deadline and proc.poll() is None:

@@ -75,24 +75,86 @@ REGIONS = ("north", "south", "east", "west")
 
 
 class DemoClock:
-    """Wall time at the start, then ``speed`` demo seconds per real second."""
+    """The demo's time: a fast warm-up, then ``speed`` demo seconds per real second.
 
-    def __init__(self, speed: float, *, start: float | None = None) -> None:
-        if speed <= 0:
-            raise ValueError("speed must be > 0")
+    ``live_start`` is the wall time at which the warm-up ends; demo time equals
+    wall time at that instant. Before it the clock runs ``warmup_rate`` times
+    faster through the last ``warmup_s`` demo seconds, so the simulated branches'
+    history goes through the collector the way it would have live (same clock
+    for messages and judgement, only quicker) and the board starts with warm
+    queues and measured service rates rather than an empty morning.
+    """
+
+    def __init__(
+        self,
+        speed: float,
+        *,
+        warmup_s: float = 0.0,
+        warmup_rate: float = 1.0,
+        start: float | None = None,
+    ) -> None:
+        if speed <= 0 or warmup_rate <= 0 or warmup_s < 0:
+            raise ValueError("speed and warmup_rate must be > 0, warmup_s >= 0")
         self.speed = speed
-        self.start = time.time() if start is None else start
-        self._mono0 = time.monotonic()
+        self.warmup_s = warmup_s
+        self.warmup_rate = warmup_rate
+        self.warmup_real_s = warmup_s / warmup_rate
+        wall = time.time() if start is None else start
+        self.live_start = wall + self.warmup_real_s
+        self.start = self.live_start - warmup_s  # demo time now, at construction
+        self._mono_live = time.monotonic() + self.warmup_real_s
 
     def now(self) -> float:
-        return self.start + (time.monotonic() - self._mono0) * self.speed
+        m = time.monotonic()
+        if m < self._mono_live:
+            return self.live_start - (self._mono_live - m) * self.warmup_rate
+        return self.live_start + (m - self._mono_live) * self.speed
+
+    def warming_up(self) -> bool:
+        return time.monotonic() < self._mono_live
+
+    def warmup_left_s(self) -> float:
+        """Real seconds until the warm-up ends."""
+        return max(0.0, self._mono_live - time.monotonic())
 
     def from_wall(self, ts: float) -> float:
-        """Demo time of a wall-clock timestamp."""
-        return self.start + (ts - self.start) * self.speed
+        """Demo time of a wall-clock timestamp taken after the warm-up."""
+        return self.live_start + (ts - self.live_start) * self.speed
 
-    def real_seconds(self, demo_seconds: float) -> float:
-        return demo_seconds / self.speed
+    def real_seconds_until(self, ts: float) -> float:
+        """Real seconds until the demo clock reads ``ts`` (<= 0: already past)."""
+        if ts < self.live_start:
+            target = self._mono_live - (self.live_start - ts) / self.warmup_rate
+        else:
+            target = self._mono_live + (ts - self.live_start) / self.speed
+        return target - time.monotonic()
+
+
+#: messages per real second the warm-up aims at (broker, collector and the
+#: fleet's publisher share the machine; measured ~2-3k/s on 2 cores)
+WARMUP_MSGS_PER_S = 2000.0
+#: the warm-up replays at most this much simulated history (demo seconds)
+WARMUP_MAX_S = 1800.0
+#: ...in at most this many real seconds
+WARMUP_MAX_REAL_S = 8.0
+
+
+def warmup_plan(branches: int, speed: float) -> tuple[float, float]:
+    """(warm-up demo seconds, rate): as much history as fits the real-time budget."""
+    interval = report_interval(speed)
+    msgs_per_demo_s = branches * 5 / interval  # a waiting zone and ~4 counters each
+    warm_s = min(WARMUP_MAX_S, WARMUP_MAX_REAL_S * WARMUP_MSGS_PER_S / msgs_per_demo_s)
+    rate = max(speed, WARMUP_MSGS_PER_S / msgs_per_demo_s)
+    return warm_s, rate
+
+
+def report_interval(speed: float) -> float:
+    """Seconds between two reports of a simulated zone (demo time).
+
+    Keeps the wall-clock message rate modest at high speeds, and stays well
+    under the collector's 60 s device-liveness timeout.
+    """
+    return min(30.0, max(5.0, speed / 2.0))
 
 
 # --------------------------------------------------------------------------- fleet
@@ -102,9 +164,7 @@ def fleet_scenarios(branches: int, speed: float, day: int = 0, seed: int = 0) ->
     """The simulated branches of one branch-day (day ``day`` of the demo)."""
     from lobbywatch.server import simulator
 
-    # one report per zone every interval: keep the wall-clock message rate
-    # modest at high speeds, but under the collector's 60 s liveness timeout
-    interval = min(30.0, max(5.0, speed / 2.0))
+    interval = report_interval(speed)
     return [
         simulator.scenario(
             FLEET_KINDS[i % len(FLEET_KINDS)],
@@ -126,51 +186,50 @@ def fleet_messages(
 ) -> Iterator[ZoneMessage | StatusMessage]:
     """Simulated messages re-timed onto the demo clock and paced by it.
 
-    Messages before the demo's start (the branch-day's first hour) come at once;
-    later ones when the demo clock reaches them. At the end of a branch-day the
-    next one follows (the night is skipped); each device's ``seq`` continues, as
-    a real device's does. Stops when ``stop`` is set.
+    The first branch-day is shifted so that its ``SIM_START_H`` is the clock's
+    ``live_start``; zone reports from before the clock's start are dropped (the
+    device statuses of the opening are kept, stamped at the start). At the end of
+    a branch-day the next one follows (the night is skipped) and each device's
+    ``seq`` continues, as a real device's does. Returns when ``stop`` is set.
     """
     from lobbywatch.server import simulator
 
     shift: float | None = None
     seq_offset: dict[str, int] = {}
-    last_ts = clock.now()
+    last_ts = clock.start
     day = 0
     while not stop.is_set():
         scenarios = fleet_scenarios(branches, clock.speed, day, seed)
         first = scenarios[0]
         if shift is None:
-            # the first day: its SIM_START_H is the demo's start
-            shift = clock.start - (first.midnight() + SIM_START_H * 3600.0)
+            shift = clock.live_start - (first.midnight() + SIM_START_H * 3600.0)
         else:
-            # later days start one report after the previous one ended
             opening = first.midnight() + first.open_h * 3600.0
             shift = last_ts + first.report_interval_s - opening
         day_seq: dict[str, int] = {}
         for msg in simulator.merged_messages(scenarios, status=True):
-            if (
-                loop_days
-                and isinstance(msg, StatusMessage)
-                and msg.state == "offline"
-                and not msg.will
-            ):
-                continue  # the branch closes for the night; the next day follows at once
+            if isinstance(msg, StatusMessage):
+                if loop_days and msg.state == "offline" and not msg.will:
+                    continue  # closing time: the next day follows at once
             ts = msg.ts.timestamp() + shift
+            if ts < clock.start:
+                if isinstance(msg, ZoneMessage):
+                    continue  # before the warm-up window
+                ts = clock.start
             offset = seq_offset.get(msg.device, 0)
             out = msg.model_copy(
                 update={"ts": datetime.fromtimestamp(ts, UTC), "seq": msg.seq + offset}
             )
             day_seq[msg.device] = max(day_seq.get(msg.device, -1), out.seq)
-            while True:  # pace on the demo clock; stop promptly
-                wait = clock.real_seconds(ts - clock.now())
+            while True:  # pace on the demo clock, but stop promptly
+                wait = clock.real_seconds_until(ts)
                 if wait <= 0:
                     break
                 if stop.wait(min(wait, 0.5)):
                     return
             if stop.is_set():
                 return
-            last_ts = ts
+            last_ts = max(last_ts, ts)
             yield out
         if not loop_days:
             return
@@ -325,12 +384,6 @@ def edge_config(
     return path
 
 
-def _die_with_parent() -> None:  # pragma: no cover - runs in the child before exec
-    from lobbywatch.server.broker import _die_with_parent as f
-
-    f()
-
-
 @dataclass
 class EdgeProcess:
     """The real edge agent as a subprocess (its own process group, log to a file)."""
@@ -344,6 +397,8 @@ class EdgeProcess:
     _log: Any = None
 
     def start(self) -> None:
+        from lobbywatch.server.broker import die_with_parent
+
         self._log = self.log_path.open("ab")
         self.process = subprocess.Popen(
             [
@@ -361,7 +416,7 @@ class EdgeProcess:
             # Ctrl-C in the terminal reaches only the demo, which stops the agent
             # after the collector has stopped listening (no offline flapping)
             start_new_session=True,
-            preexec_fn=_die_with_parent,
+            preexec_fn=die_with_parent,
         )
 
     @property
@@ -521,7 +576,7 @@ class Demo:
     notes: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        self.clock = DemoClock(self.opts.speed)
+        self.clock = self._make_clock()
         self.broker: Any = None
         self.edge: EdgeProcess | None = None
         self.relay: EdgeRelay | None = None
@@ -536,6 +591,10 @@ class Demo:
         self._cleanups: list[Callable[[], None]] = []
 
     # ------------------------------------------------------------- helpers
+    def _make_clock(self) -> DemoClock:
+        warm_s, rate = warmup_plan(self.opts.branches, self.opts.speed)
+        return DemoClock(self.opts.speed, warmup_s=warm_s, warmup_rate=rate)
+
     def say(self, text: str = "") -> None:
         self.out.write(text + "\n")
         self.out.flush()
@@ -608,21 +667,28 @@ class Demo:
             cfg.device_id,
             f"http://{cfg.metrics.bind}:{cfg.metrics.port}/metrics",
         )
-        self.edge.start()
-        self._cleanups.append(self.edge.stop)
         how = (
             f"time-lapsed x{self.opts.speed:g} by a relay onto the demo clock"
             if relay
             else "publishing straight to the collector's topics"
         )
         self.notes.append(
-            f"edge pipeline: pid {self.edge.pid}, branch {cfg.branch_id} on {video.name} "
-            f"(looped), {how}; log {self.edge.log_path}"
+            f"edge pipeline: branch {cfg.branch_id} on {video}, looped, {how}; "
+            f"starts after the warm-up; log {self.edge.log_path}"
         )
         if relay:
             self.relay = EdgeRelay(self.clock, host, port)
+
+    def _start_edge(self) -> None:
+        """After the warm-up: the agent stamps wall time, which the demo clock now follows."""
+        if self.edge is None:
+            return
+        if self.relay is not None:
             self.relay.start()
             self._cleanups.append(self.relay.stop)
+        self.edge.start()
+        self._cleanups.append(self.edge.stop)
+        self.say(f"edge agent:   started, pid {self.edge.pid}")
 
     def _server_config(self, host: str, port: int) -> Any:
         from lobbywatch.server.config import parse_server_config
@@ -677,14 +743,23 @@ class Demo:
     def run(self) -> int:
         handlers = {s: signal.signal(s, self.request_stop) for s in (signal.SIGINT, signal.SIGTERM)}
         self._setup_logging()
+        # --duration bounds the whole run, warm-up included
+        self._deadline = (
+            time.monotonic() + self.opts.duration if self.opts.duration is not None else None
+        )
         try:
             self.say(f"lobbywatch demo: working folder {self.workdir}")
             host, port = self._start_broker()
+            # the warm-up starts now: the collector and the fleet come up in ~1 s
+            self.clock = self._make_clock()
             self._plan_edge(host, port)
             self._start_collector(host, port)
             self._start_fleet(host, port)
             self._print_urls()
-            self._show()
+            self._warm_up()
+            if not self.stop_event.is_set() and not self._expired():
+                self._start_edge()
+                self._show()
             return 0
         finally:
             self._shutdown()
@@ -718,6 +793,22 @@ class Demo:
         self.say(f"logs:         {self.workdir / 'demo.log'}")
         until = f"for {self.opts.duration:g} s" if self.opts.duration else "until Ctrl-C"
         self.say(f"running {until}")
+
+    def _expired(self) -> bool:
+        return self._deadline is not None and time.monotonic() >= self._deadline
+
+    def _warm_up(self) -> None:
+        c = self.clock
+        if c.warmup_real_s <= 0:
+            return
+        self.say(
+            f"warming up:   replaying the simulated branches' last {c.warmup_s / 60:.0f} "
+            f"minutes in {c.warmup_real_s:.1f} s..."
+        )
+        wait = c.warmup_left_s()
+        if self._deadline is not None:
+            wait = min(wait, max(0.0, self._deadline - time.monotonic()))
+        self.stop_event.wait(wait)
 
     def _show(self) -> None:
         from lobbywatch.server.tui import LiveView
