@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # Where `make model` looks for a local mirror of the weights before downloading.
 MODEL_MIRROR ?= ../shared/models
 
-.PHONY: install model test lint typecheck pytest bench clean
+.PHONY: install model demo test lint typecheck pytest bench clean
 
 install: $(BIN)/lobbywatch model
 
@@ -16,13 +16,18 @@ $(BIN)/lobbywatch: pyproject.toml
 	touch $@
 
 # Fetch (or copy from the mirror) and checksum-verify the model into the
-# git-ignored models/weights/ folder; also derives the INT8 variant.
+# git-ignored models/weights/ folder.
 model: $(BIN)/lobbywatch
 	@if [ -d "$(MODEL_MIRROR)" ]; then \
 	  $(BIN)/lobbywatch model pull --from "$(MODEL_MIRROR)" --dest models/weights; \
 	else \
 	  $(BIN)/lobbywatch model pull --dest models/weights; \
 	fi
+
+# The main job: the whole system on this machine (broker, collector, simulated
+# fleet, one real edge pipeline on the sample video), with a live terminal view.
+demo: install
+	$(BIN)/lobbywatch demo
 
 test: lint typecheck pytest
 

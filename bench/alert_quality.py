@@ -19,8 +19,15 @@ customer's true wait. Definitions (also in docs/wait-estimation.md):
   after the alert, ends up waiting more than T). A fire with no breach in that
   window is a false alarm; each re-fire after a resolve counts separately, so
   flapping is penalised.
+* strict precision (reported alongside): a fire is true only if a customer
+  who is waiting at the fire, or joins at most ``PRECISION_SLACK_S`` after it,
+  ends up waiting more than T (one already past T counts). No credit for a
+  breach that happens much later while a long alert is still open.
 
-Usage: python bench/alert_quality.py [--seeds 12] [--threshold-min 10]
+The alert defaults were chosen on training seeds 1000-1039 (40 branch-days per
+family); the default run reports on the held-out seeds 2000-2029.
+
+Usage: python bench/alert_quality.py [--seeds 30] [--first-seed 2000] [--threshold-min 10]
 Last line: ``wait_mae_min=X recall=X precision=X lead_min=X``.
 """
 
@@ -62,6 +69,7 @@ class DayResult:
     leads: list[float] = field(default_factory=list)
     fires: int = 0
     true_fires: int = 0
+    strict_true_fires: int = 0
     customers: int = 0
     breaching: int = 0
     observed_share: float = 0.0
@@ -115,6 +123,7 @@ def run_day(
         if active:
             result.detected += 1
             result.leads.append(first - min(active))
+    late = [cu for cu in customers if cu.wait_s > threshold]
     for start, end in intervals:
         result.fires += 1
         until = start + threshold + PRECISION_SLACK_S
@@ -123,7 +132,28 @@ def run_day(
         k = bisect.bisect_left(breaches, start)
         if k < len(breaches) and breaches[k] <= until:
             result.true_fires += 1
+        if any(
+            cu.arrival <= start + PRECISION_SLACK_S and cu.service_start >= start for cu in late
+        ):
+            result.strict_true_fires += 1
     return result
+
+
+def strict_precision(results: list[DayResult]) -> float:
+    fires = sum(r.fires for r in results)
+    return sum(r.strict_true_fires for r in results) / fires if fires else float("nan")
+
+
+def lead_shares(results: list[DayResult]) -> tuple[float, float]:
+    """Share of episodes warned at least 1 min and at least 3 min before the breach."""
+    episodes = sum(r.episodes for r in results)
+    leads = [x for r in results for x in r.leads]
+    if not episodes:
+        return float("nan"), float("nan")
+    return (
+        sum(x >= 60 for x in leads) / episodes,
+        sum(x >= 180 for x in leads) / episodes,
+    )
 
 
 def summarise(results: list[DayResult]) -> tuple[float, float, float, float]:
@@ -140,8 +170,9 @@ def summarise(results: list[DayResult]) -> tuple[float, float, float, float]:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--seeds", type=int, default=12, help="branch-days per scenario family")
-    # 1000-1007 were used to choose the alert defaults; report on others
+    ap.add_argument("--seeds", type=int, default=30, help="branch-days per scenario family")
+    # 1000-1039 were used to choose the alert defaults (training); the default
+    # report is on held-out seeds. --first-seed 1000 --seeds 40 shows training.
     ap.add_argument("--first-seed", type=int, default=2000)
     ap.add_argument("--threshold-min", type=float, default=10.0, help="W1 threshold, minutes")
     args = ap.parse_args(argv)
@@ -166,17 +197,20 @@ def main(argv: list[str] | None = None) -> int:
     )
     header = (
         f"{'family':<13}{'customers':>10}{'breach%':>9}{'MAE min':>9}{'bias min':>9}"
-        f"{'episodes':>9}{'recall':>8}{'fires':>7}{'precision':>10}{'lead min':>9}{'observed':>9}"
+        f"{'episodes':>9}{'recall':>8}{'>=1min':>7}{'>=3min':>7}{'fires':>7}{'precision':>10}"
+        f"{'strict':>7}{'lead min':>9}{'observed':>9}"
     )
     print(header)
     for kind, rs in [*by_kind.items(), ("all", results)]:
         mae, recall, precision, lead = summarise(rs)
         customers = sum(r.customers for r in rs)
         bias = statistics.fmean(e for r in rs for e in r.errors) / 60
+        ahead1, ahead3 = lead_shares(rs)
         print(
             f"{kind:<13}{customers:>10}{100 * sum(r.breaching for r in rs) / customers:>9.1f}"
             f"{mae:>9.2f}{bias:>9.2f}{sum(r.episodes for r in rs):>9}{recall:>8.3f}"
-            f"{sum(r.fires for r in rs):>7}{precision:>10.3f}{lead:>9.1f}"
+            f"{ahead1:>7.3f}{ahead3:>7.3f}{sum(r.fires for r in rs):>7}{precision:>10.3f}"
+            f"{strict_precision(rs):>7.3f}{lead:>9.1f}"
             f"{statistics.fmean(r.observed_share for r in rs):>9.2f}"
         )
     mae, recall, precision, lead = summarise(results)

@@ -1,19 +1,38 @@
 """Collector throughput and latency under a flood of simulated zone states.
 
 Starts a real Mosquitto on a free port and one collector process
-(``lobbywatch server run``), then a publisher process floods the broker with
-the simulator's zone messages (``--branches`` branches x (1 waiting zone + up
-to 4 counter zones), retained, QoS ``--qos``) as fast as it can for
-``--seconds``. Timestamps are rebased to "now" so the collector sees live
-devices.
+(``lobbywatch server run``), then a publisher process sends the simulator's
+messages (``--branches`` branches x (1 waiting zone + up to 4 counter zones),
+plus each simulated device's device-level and camera status; retained, QoS
+``--qos``) to the broker for ``--seconds``:
 
-* throughput: increase of ``lobbywatch_collector_messages_total`` (all results)
-  on ``/metrics`` over the flood, divided by its duration (steady state: the
-  first ``--warmup`` seconds are excluded);
-* latency: every 0.5 s a probe message (a waiting zone of branch ``probe`` with
-  a new people count) is published on its own connection; the time until the
-  collector's HTTP API shows that count (polled every 10 ms) is one sample of
-  publish -> updated state (the same state ``/metrics`` is rendered from).
+* ``--rate 0`` (default, saturation): as fast as the broker takes them;
+* ``--rate N`` (paced): N messages per second, in 1 ms steps, to measure the
+  latency below saturation.
+
+The publisher writes pre-encoded MQTT PUBLISH packets straight to its socket
+(MQTT 3.1.1, no paho): on this shared 2-core machine every CPU cycle the load
+generator spends is taken from Mosquitto and the collector, and real edge boxes
+publish from elsewhere. Timestamps are rebased to "now" so the collector sees
+live devices.
+
+Measured over the steady window (``--warmup`` seconds after the start until the
+publisher stops):
+
+* throughput: increase of the collector's processed-message counter (all
+  results; ``/healthz`` ``messages_total``, the same counter as
+  ``lobbywatch_collector_messages_total``) divided by the window;
+* whether the publisher or the collector was the limit: the backlog (published
+  but not yet processed) at the start and end of the window;
+* CPU of Mosquitto, the collector, the publisher and this process (probe and
+  polling), and of everything else on the machine (other users), from /proc;
+* latency: every ``--probe-interval`` s a probe (a waiting zone of branch
+  ``probe`` with a new people count) is published on its own connection; the time
+  until the collector's HTTP API shows that count (polled every 5 ms over one
+  keep-alive connection) is one sample of publish -> updated state (the state
+  ``/metrics`` is rendered from). Probes continue while a backlog drains; p99 is
+  the nearest-rank 99th percentile of all samples (with fewer than 100 samples,
+  that is the maximum).
 
 Last line: ``msgs_per_s=N p99_ms=N``.
 """
@@ -21,8 +40,11 @@ Last line: ``msgs_per_s=N p99_ms=N``.
 from __future__ import annotations
 
 import argparse
+import http.client
+import json
+import math
 import multiprocessing as mp
-import re
+import os
 import shutil
 import socket
 import statistics
@@ -30,11 +52,14 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
+#: messages per pre-encoded chunk: 1 ms of traffic at 20k msgs/s
+CHUNK = 20
+TICK = os.sysconf("SC_CLK_TCK")
 
 
 def free_port() -> int:
@@ -54,28 +79,45 @@ def wait_port(port: int, timeout: float = 20.0) -> None:
     raise TimeoutError(f"nothing listening on {port}")
 
 
-def http_get(url: str, timeout: float = 10.0) -> bytes:
-    with urllib.request.urlopen(url, timeout=timeout) as r:
-        return bytes(r.read())
+# ------------------------------------------------------------------ MQTT by hand
 
 
-def processed_total(http: int) -> float:
-    text = http_get(f"http://127.0.0.1:{http}/metrics", timeout=30).decode()
-    return sum(
-        float(m.group(1))
-        for m in re.finditer(r"^lobbywatch_collector_messages_total\{[^}]*\} (\S+)$", text, re.M)
-    )
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        b, n = n % 128, n // 128
+        out.append(b | (128 if n else 0))
+        if not n:
+            return bytes(out)
 
 
-def make_payloads(branches: int, rate: float, seconds: float) -> list[tuple[str, bytes]]:
-    """Simulated messages, rebased to start now, enough for ``seconds`` at ``rate``."""
+def _str(s: bytes) -> bytes:
+    return len(s).to_bytes(2, "big") + s
+
+
+def connect_packet(client_id: str) -> bytes:
+    # MQTT 3.1.1, clean session, keepalive 0 (the run is short; no PINGREQ needed)
+    body = _str(b"MQTT") + bytes([4, 0x02]) + (0).to_bytes(2, "big") + _str(client_id.encode())
+    return b"\x10" + _varint(len(body)) + body
+
+
+def publish_packet(topic: str, payload: bytes, qos: int, mid: int) -> bytes:
+    body = _str(topic.encode()) + (mid.to_bytes(2, "big") if qos else b"") + payload
+    return bytes([0x30 | (qos << 1) | 1]) + _varint(len(body)) + body
+
+
+# ------------------------------------------------------------------ load
+
+
+def make_payloads(branches: int, rate: float, count: int) -> list[tuple[str, bytes]]:
+    """``count`` simulated messages, rebased to start now, paced for ``rate`` msgs/s."""
     from lobbywatch.protocol import encode_message, topic_for
     from lobbywatch.server.simulator import merged_messages, scenario
 
     now = datetime.now(UTC)
     hour = now.hour + now.minute / 60 + now.second / 3600
     # one report per zone every zones/rate seconds keeps simulated time close to
-    # wall time at the target rate (the collector clamps far-future timestamps)
+    # wall time at the target rate (the collector refuses far-future timestamps)
     zones_per_branch = 5
     interval = max(0.05, branches * zones_per_branch / rate)
     scenarios = [
@@ -92,39 +134,127 @@ def make_payloads(branches: int, rate: float, seconds: float) -> list[tuple[str,
         )
         for i in range(branches)
     ]
-    wanted = int(rate * seconds)
     out: list[tuple[str, bytes]] = []
     for msg in merged_messages(scenarios, status=True):
         out.append((topic_for(msg), encode_message(msg)))
-        if len(out) >= wanted:
+        if len(out) >= count:
             break
     return out
 
 
-def publisher(port: int, qos: int, payloads: list[tuple[str, bytes]], ready, go, result) -> None:  # type: ignore[no-untyped-def]
-    import paho.mqtt.client as mqtt
+def publisher(port: int, args: dict[str, Any], ready, go, sent, result) -> None:  # type: ignore[no-untyped-def]
+    """Child process: prepare, connect, wait for ``go``, publish; report (sent, seconds)."""
+    import threading
 
-    client = mqtt.Client(
-        mqtt.CallbackAPIVersion.VERSION2, client_id="bench-flood", protocol=mqtt.MQTTv5
-    )
-    client.max_inflight_messages_set(2000)
-    client.max_queued_messages_set(0)
-    client.connect("127.0.0.1", port)
-    client.loop_start()
-    ready.set()
+    rate, qos, seconds = args["rate"], args["qos"], args["seconds"]
+    t = time.monotonic()
+    msgs = make_payloads(args["branches"], rate or args["sim_rate"], args["count"])
+    zones = len({topic for topic, _ in msgs if "/zones/" in topic})
+    chunks = [
+        b"".join(
+            publish_packet(topic, payload, qos, (k % 65535) + 1)
+            for k, (topic, payload) in enumerate(msgs[i : i + CHUNK], start=i)
+        )
+        for i in range(0, len(msgs), CHUNK)
+    ]
+    n_msgs = len(msgs)
+    del msgs
+    prep_s = time.monotonic() - t
+    sock = socket.create_connection(("127.0.0.1", port))
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    sock.sendall(connect_packet(f"bench-flood-{os.getpid()}"))
+    connack = sock.recv(4)
+    if len(connack) < 4 or connack[0] != 0x20 or connack[3] != 0:
+        raise RuntimeError(f"CONNACK refused: {connack!r}")
+
+    def discard_acks() -> None:  # PUBACKs (QoS 1); nothing else comes back
+        try:
+            while sock.recv(65536):
+                pass
+        except OSError:
+            pass
+
+    threading.Thread(target=discard_acks, daemon=True).start()
+    ready.put((n_msgs, zones, prep_s))
     go.wait()
     t0 = time.monotonic()
-    info = None
-    for k, (topic, payload) in enumerate(payloads):
-        info = client.publish(topic, payload, qos=qos, retain=True)
-        if qos and k % 2000 == 1999:
-            info.wait_for_publish(timeout=60)
-    if info is not None and qos:
-        info.wait_for_publish(timeout=60)
-    result.put((len(payloads), time.monotonic() - t0))
-    time.sleep(0.5)
-    client.loop_stop()
-    client.disconnect()
+    deadline = t0 + seconds
+    i = 0
+    burst = 50  # chunks per write when flooding (1000 messages)
+    while i < len(chunks):
+        now = time.monotonic()
+        if now >= deadline:
+            break
+        if rate:
+            due = min(len(chunks), int((now - t0) * rate / CHUNK) + 1)
+            if due <= i:
+                time.sleep(0.0005)
+                continue
+            j = due
+        else:
+            j = min(len(chunks), i + burst)
+        sock.sendall(b"".join(chunks[i:j]))
+        i = j
+        sent.value = min(i * CHUNK, n_msgs)
+    elapsed = time.monotonic() - t0
+    result.put((min(i * CHUNK, n_msgs), elapsed))
+    sock.sendall(b"\xe0\x00")  # DISCONNECT
+    time.sleep(0.2)
+    sock.close()
+
+
+# ------------------------------------------------------------------ observing
+
+
+def cpu_seconds(pid: int) -> float:
+    """user + system CPU seconds of a process (all its threads)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return math.nan
+    return (int(fields[11]) + int(fields[12])) / TICK
+
+
+def machine_cpu() -> tuple[float, float]:
+    """(busy, total) CPU seconds of the whole machine since boot."""
+    vals = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    total = sum(vals[:8])
+    idle = vals[3] + vals[4]
+    return (total - idle) / TICK, total / TICK
+
+
+class Api:
+    """One keep-alive HTTP connection to the collector."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+
+    def get(self, path: str) -> Any:
+        for attempt in range(2):
+            try:
+                self.conn.request("GET", path)
+                resp = self.conn.getresponse()
+                body = resp.read()
+                return json.loads(body) if resp.status in (200, 503) else None
+            except (OSError, http.client.HTTPException):
+                self.conn.close()
+                self.conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+                if attempt:
+                    raise
+        return None
+
+    def processed(self) -> int:
+        return int(self.get("/healthz")["messages_total"])
+
+    def probe_people(self) -> int | None:
+        data = self.get("/api/v1/branches/probe")
+        if not data:
+            return None
+        for zone in data.get("zone_states", []):
+            if zone.get("zone") == "waiting":
+                return int(zone.get("people", -1))
+        return None
 
 
 def probe_payload(seq: int, people: int) -> bytes:
@@ -148,30 +278,74 @@ def probe_payload(seq: int, people: int) -> bytes:
     return encode_message(msg)
 
 
-def probe_people(http: int) -> int | None:
-    import json
+class Prober:
+    def __init__(self, mport: int, api: Api, qos: int) -> None:
+        import paho.mqtt.client as mqtt
 
-    try:
-        data = json.loads(http_get(f"http://127.0.0.1:{http}/api/v1/branches/probe", timeout=5))
-    except Exception:
-        return None
-    for zone in data.get("zone_states", []):
-        if zone.get("zone") == "waiting":
-            return int(zone.get("people", -1))
-    return None
+        self.client = mqtt.Client(
+            mqtt.CallbackAPIVersion.VERSION2, client_id="bench-probe", protocol=mqtt.MQTTv5
+        )
+        self.client.connect("127.0.0.1", mport)
+        self.client.loop_start()
+        self.api = api
+        self.qos = qos
+        self.seq = 0
+        self.latencies: list[float] = []
+        self.lost = 0
+
+    def probe(self, timeout: float = 30.0) -> None:
+        self.seq += 1
+        people = self.seq % 50 + 1
+        t_pub = time.monotonic()
+        self.client.publish(
+            "lobbywatch/v1/probe/cam1/zones/waiting",
+            probe_payload(self.seq, people),
+            qos=self.qos,
+            retain=True,
+        )
+        while time.monotonic() - t_pub < timeout:
+            if self.api.probe_people() == people:
+                self.latencies.append(time.monotonic() - t_pub)
+                return
+            time.sleep(0.005)
+        self.lost += 1
+
+    def close(self) -> None:
+        self.client.loop_stop()
+        self.client.disconnect()
+
+
+def p99(values: list[float]) -> float:
+    if not values:
+        return math.nan
+    s = sorted(values)
+    return s[max(0, math.ceil(0.99 * len(s)) - 1)]
+
+
+# ------------------------------------------------------------------ main
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--branches", type=int, default=1000, help="simulated branches (x5 zones)")
-    ap.add_argument("--rate", type=float, default=25000, help="messages prepared per second")
-    ap.add_argument("--seconds", type=float, default=20.0, help="flood length at --rate")
-    ap.add_argument("--warmup", type=float, default=3.0)
+    ap.add_argument(
+        "--rate", type=float, default=0, help="publish N msgs/s (paced); 0 = as fast as possible"
+    )
+    ap.add_argument("--seconds", type=float, default=20.0, help="publishing time")
+    ap.add_argument("--warmup", type=float, default=3.0, help="seconds excluded at the start")
+    ap.add_argument(
+        "--messages",
+        type=int,
+        default=0,
+        help="messages prepared (default: rate x seconds, or 40k/s x seconds when flooding)",
+    )
     ap.add_argument("--qos", type=int, default=0, choices=(0, 1))
+    ap.add_argument("--probe-interval", type=float, default=0.25)
     args = ap.parse_args(argv)
     if shutil.which("mosquitto") is None:
         print("mosquitto not installed", file=sys.stderr)
         return 2
+    count = args.messages or int((args.rate or 40_000) * args.seconds)
 
     tmp = Path(tempfile.mkdtemp(prefix="lw-throughput-"))
     mport, hport = free_port(), free_port()
@@ -185,15 +359,8 @@ def main(argv: list[str] | None = None) -> int:
         f"database: {{url: 'sqlite:///{tmp}/collector.db'}}\n"
         "notify: {}\n"
     )
-    procs: list[subprocess.Popen[bytes]] = []
+    procs: list[Any] = []
     try:
-        t = time.monotonic()
-        payloads = make_payloads(args.branches, args.rate, args.seconds)
-        zones = len({topic for topic, _ in payloads if "/zones/" in topic})
-        print(
-            f"prepared {len(payloads)} messages for {zones} zones of {args.branches} branches "
-            f"in {time.monotonic() - t:.1f} s"
-        )
         broker = subprocess.Popen(
             ["mosquitto", "-c", str(tmp / "mosquitto.conf")],
             stdout=subprocess.DEVNULL,
@@ -215,92 +382,130 @@ def main(argv: list[str] | None = None) -> int:
             stderr=open(tmp / "collector.log", "wb"),
         )
         procs.append(collector)
-        wait_port(hport, timeout=60)
-        time.sleep(3.5)  # past the collector's retained-state bootstrap window
 
         ctx = mp.get_context("spawn")
-        ready, go, result = ctx.Event(), ctx.Event(), ctx.Queue()
-        pub = ctx.Process(target=publisher, args=(mport, args.qos, payloads, ready, go, result))
+        ready, go, result = ctx.Queue(), ctx.Event(), ctx.Queue()
+        sent = ctx.Value("q", 0, lock=False)
+        pub_args = {
+            "rate": args.rate,
+            "sim_rate": 40_000,
+            "qos": args.qos,
+            "seconds": args.seconds,
+            "branches": args.branches,
+            "count": count,
+        }
+        pub = ctx.Process(target=publisher, args=(mport, pub_args, ready, go, sent, result))
         pub.start()
-        ready.wait(60)
-
-        import paho.mqtt.client as mqtt
-
-        prober = mqtt.Client(
-            mqtt.CallbackAPIVersion.VERSION2, client_id="bench-probe", protocol=mqtt.MQTTv5
+        procs.append(pub)
+        wait_port(hport, timeout=60)
+        n_msgs, zones, prep_s = ready.get(timeout=300)
+        print(
+            f"prepared {n_msgs} messages for {zones} zones of {args.branches} branches "
+            f"in {prep_s:.1f} s; mode: "
+            + (f"paced at {args.rate:.0f} msgs/s" if args.rate else "saturation (flood)")
+            + f", QoS {args.qos}, {os.cpu_count()} CPUs, load average "
+            f"{os.getloadavg()[0]:.1f} before the run"
         )
-        prober.connect("127.0.0.1", mport)
-        prober.loop_start()
-        topic = "lobbywatch/v1/probe/cam1/zones/waiting"
+        time.sleep(3.5)  # past the collector's retained-state bootstrap window
 
-        base = processed_total(hport)
+        api = Api(hport)
+        prober = Prober(mport, api, args.qos)
+        pids = {"mosquitto": broker.pid, "collector": collector.pid, "publisher": pub.pid}
+
+        def snapshot() -> dict[str, float]:
+            snap = {name: cpu_seconds(pid) for name, pid in pids.items()}
+            snap["bench"] = cpu_seconds(os.getpid())
+            snap["busy"], snap["total"] = machine_cpu()
+            snap["t"] = time.monotonic()
+            snap["processed"] = api.processed()
+            snap["published"] = sent.value
+            return snap
+
+        base = api.processed()
         go.set()
         t_go = time.monotonic()
-        latencies: list[float] = []
-        samples: list[tuple[float, float]] = []
-        seq = 0
-        while pub.is_alive() or not samples:
-            seq += 1
-            people = seq % 50 + 1
-            t_pub = time.monotonic()
-            prober.publish(topic, probe_payload(seq, people), qos=args.qos, retain=True)
-            while time.monotonic() - t_pub < 30:
-                if probe_people(hport) == people:
-                    latencies.append(time.monotonic() - t_pub)
-                    break
-                time.sleep(0.01)
-            if time.monotonic() - t_go >= args.warmup and not samples:
-                samples.append((time.monotonic(), processed_total(hport)))
-            time.sleep(max(0.0, 0.5 - (time.monotonic() - t_pub)))
-            if time.monotonic() - t_go > args.seconds * 10:
+        start: dict[str, float] | None = None
+        while pub.is_alive() and result.empty():
+            if start is None and time.monotonic() - t_go >= args.warmup:
+                start = snapshot()
+            t_probe = time.monotonic()
+            prober.probe()
+            time.sleep(max(0.0, args.probe_interval - (time.monotonic() - t_probe)))
+        end = snapshot()
+        if start is None:
+            raise SystemExit("the publisher finished within the warm-up; use more --messages")
+        published, pub_s = result.get(timeout=60)
+        # keep probing while the collector drains its backlog: those samples are part
+        # of publish -> updated latency under this load
+        t_end = time.monotonic()
+        target = base + published
+        while time.monotonic() - t_end < 120:
+            prober.probe()
+            if api.processed() >= target + prober.seq:  # everything, probes included
                 break
-        sent, pub_s = result.get(timeout=60)
-        # keep probing while the collector drains its backlog: those samples
-        # are part of publish -> updated latency under this load
-        last = processed_total(hport)
-        while True:
-            seq += 1
-            people = seq % 50 + 1
-            t_pub = time.monotonic()
-            prober.publish(topic, probe_payload(seq, people), qos=args.qos, retain=True)
-            while time.monotonic() - t_pub < 30:
-                if probe_people(hport) == people:
-                    latencies.append(time.monotonic() - t_pub)
-                    break
-                time.sleep(0.01)
-            now_total = processed_total(hport)
-            if now_total - last < 2:  # only the probe itself: drained
-                break
-            last = now_total
-            time.sleep(max(0.0, 0.5 - (time.monotonic() - t_pub)))
-        t_end, end_total = time.monotonic(), last
+            time.sleep(args.probe_interval)
+        drain_s = time.monotonic() - t_end
+        total = api.processed() - base - prober.seq
         pub.join(10)
-        prober.loop_stop()
-        prober.disconnect()
+        prober.close()
 
-        t_start, start_total = samples[0]
-        window = t_end - t_start
-        rate = (end_total - start_total) / window
+        window = end["t"] - start["t"]
+        pub_rate = (end["published"] - start["published"]) / window
+        rate = (end["processed"] - start["processed"]) / window
+        backlog_start = start["published"] - (start["processed"] - base)
+        backlog_end = end["published"] - (end["processed"] - base)
+        cores = os.cpu_count() or 1
+
+        def pct(name: str) -> float:
+            return 100 * (end[name] - start[name]) / window
+
+        ours = sum(pct(n) for n in ("mosquitto", "collector", "publisher", "bench"))
+        busy = 100 * (end["busy"] - start["busy"]) / window
         print(
-            f"published {sent} messages in {pub_s:.1f} s ({sent / pub_s:.0f}/s, QoS {args.qos}); "
-            f"collector processed {end_total - base:.0f} in total"
+            f"published {published} messages in {pub_s:.1f} s ({published / pub_s:.0f}/s); "
+            f"collector processed {total} of them ({published - total} missing), "
+            f"backlog drained {drain_s:.1f} s after the publisher stopped"
         )
-        lat_ms = sorted(x * 1000 for x in latencies)
-        p99 = lat_ms[min(len(lat_ms) - 1, int(0.99 * len(lat_ms)))] if lat_ms else float("nan")
         print(
-            f"steady window {window:.1f} s: {rate:.0f} msgs/s; probe latency over "
-            f"{len(lat_ms)} samples: p50 {statistics.median(lat_ms):.0f} ms, "
+            f"steady window {window:.1f} s: publisher {pub_rate:.0f} msgs/s, collector "
+            f"{rate:.0f} msgs/s; backlog {backlog_start:.0f} -> {backlog_end:.0f} messages"
+        )
+        print(
+            f"CPU over the window, % of one core ({cores} cores = {100 * cores}%): "
+            f"collector {pct('collector'):.0f}, mosquitto {pct('mosquitto'):.0f}, "
+            f"publisher {pct('publisher'):.0f}, bench probe/poll {pct('bench'):.0f}, "
+            f"other processes {max(0.0, busy - ours):.0f}, idle {max(0.0, 100 * cores - busy):.0f}"
+        )
+        grew = backlog_end - backlog_start
+        if grew > 0.02 * max(1.0, end["published"] - start["published"]):
+            limit = f"the collector (it fell behind by {grew:.0f} messages in the window)"
+        elif args.rate and pub_rate < 0.97 * args.rate:
+            limit = f"the publisher (it reached {pub_rate:.0f} of {args.rate:.0f} msgs/s)"
+        elif args.rate:
+            limit = "the requested rate (the collector kept up)"
+        else:
+            limit = "the publisher/broker (the collector kept up)"
+        print(f"limit: {limit}")
+        lat_ms = [x * 1000 for x in prober.latencies]
+        print(
+            f"probe latency publish -> API over {len(lat_ms)} samples ({prober.lost} lost): "
+            f"p50 {statistics.median(lat_ms):.0f} ms, p99 {p99(lat_ms):.0f} ms, "
             f"max {max(lat_ms):.0f} ms"
         )
-        print(f"msgs_per_s={rate:.0f} p99_ms={p99:.0f}")
+        print(f"msgs_per_s={rate:.0f} p99_ms={p99(lat_ms):.0f}")
         return 0
     finally:
         for p in reversed(procs):
-            p.terminate()
-            try:
-                p.wait(10)
-            except subprocess.TimeoutExpired:
-                p.kill()
+            if isinstance(p, subprocess.Popen):
+                p.terminate()
+                try:
+                    p.wait(10)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+                    p.wait()
+            elif p.is_alive():
+                p.terminate()
+                p.join(5)
         shutil.rmtree(tmp, ignore_errors=True)
 
 

@@ -28,11 +28,11 @@ from typing import Any, Literal
 import cv2
 import numpy as np
 import numpy.typing as npt
-from lobbywatch.edge.detections import Detections, FloatArray
-from lobbywatch.models.registry import ModelSpec, ResolvedModel, resolve_model
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from lobbywatch.edge.detections import Detections, FloatArray
 from lobbywatch.errors import ModelError, SourceError
+from lobbywatch.models.registry import ModelSpec, ResolvedModel, resolve_model
 
 BoolArray = npt.NDArray[np.bool_]
 IntArray = npt.NDArray[np.intp]
@@ -57,11 +57,20 @@ class DetectorSettings(BaseModel):
         "instead of letterboxing into a square",
     )
     max_upscale: float = Field(
-        1.0,
+        0.5,
         gt=0,
         le=4,
-        description="largest magnification of the frame: the input side shrinks (to a multiple "
-        "of 32) rather than enlarge a small frame beyond this",
+        description="largest magnification of the frame (0.5 = at most half the camera's "
+        "resolution): the input side shrinks (to a multiple of 32) rather than exceed it, "
+        "down to min_input_size",
+    )
+    min_input_size: int = Field(
+        416,
+        ge=32,
+        le=2048,
+        multiple_of=32,
+        description="floor of the input side when max_upscale shrinks it (416 = the side "
+        "YOLOX-Nano was trained and exported at); never above input_size",
     )
     score_threshold: float = Field(0.3, gt=0, lt=1, description="person score to keep a box")
     nms_iou: float = Field(0.45, gt=0, lt=1, description="IoU above which NMS suppresses a box")
@@ -103,6 +112,7 @@ def fit_input_shape(
     fit_aspect: bool,
     multiple: int = 32,
     max_upscale: float | None = None,
+    min_size: int | None = None,
 ) -> tuple[int, int]:
     """Network ``(height, width)`` for a frame (or tile) of ``frame_hw``.
 
@@ -114,6 +124,8 @@ def fit_input_shape(
         multiple: the network's largest stride.
         max_upscale: cap the long side at ``max_upscale`` x the region's long
             side (rounded up to ``multiple``); ``None`` = no cap.
+        min_size: the cap never takes the side below this (nor above
+            ``input_size``); ``None`` = no floor.
 
     Returns:
         ``(height, width)``, both multiples of ``multiple``.
@@ -123,7 +135,10 @@ def fit_input_shape(
         # Enlarging a small frame adds no detail, costs compute quadratically and
         # pushes people above the sizes the model was trained on.
         cap = math.ceil(max(h, w) * max_upscale / multiple) * multiple
-        input_size = max(multiple, min(input_size, cap))
+        # The floor keeps small frames at the network's own training size: below
+        # it people shrink under what the stride-8 head resolves, for no gain.
+        floor = min(min_size or multiple, input_size)
+        input_size = max(multiple, floor, min(input_size, cap))
     if not fit_aspect:
         return input_size, input_size
     if w >= h:
@@ -197,7 +212,11 @@ def plan_tiles(frame_hw: tuple[int, int], settings: DetectorSettings) -> TilePla
     rh = int(boxes[-1, 3] - boxes[-1, 1])
     rw = int(boxes[-1, 2] - boxes[-1, 0])
     input_hw = fit_input_shape(
-        (rh, rw), settings.input_size, settings.fit_aspect, max_upscale=settings.max_upscale
+        (rh, rw),
+        settings.input_size,
+        settings.fit_aspect,
+        max_upscale=settings.max_upscale,
+        min_size=settings.min_input_size,
     )
     geo = [letterbox_ratio((int(b[3] - b[1]), int(b[2] - b[0])), input_hw) for b in boxes]
     ratios = np.array([g[0] for g in geo], np.float32)
@@ -242,15 +261,44 @@ def decode_person(
     Returns:
         ``(xyxy (K, 4), scores (K,), image index (K,))``.
     """
-    scores = raw[:, :, 4] * raw[:, :, 5]
-    img, cell = np.nonzero(scores > score_threshold)
+    offset = (grid * stride)[None]
+    return decode_person_mapped(raw, offset, stride[None], score_threshold)
+
+
+def decode_person_mapped(
+    raw: FloatArray, offset: FloatArray, scale: FloatArray, score_threshold: float
+) -> tuple[FloatArray, FloatArray, IntArray]:
+    """Person boxes from raw YOLOX output through a precomputed per-cell affine map.
+
+    Box centre ``= raw_xy * scale + offset`` and size ``= exp(raw_wh) * scale``.
+    With ``scale = stride / r`` and ``offset = grid * stride / r + region origin``
+    (see :class:`_Buffers`) this lands directly in frame pixels, so the per-frame
+    work is a handful of operations on the few surviving cells.
+
+    Args:
+        raw: ``(B, N, 5 + C)`` network output.
+        offset: ``(B or 1, N, 2)`` per-cell centre offset.
+        scale: ``(B or 1, N, 1)`` per-cell scale.
+        score_threshold: keep cells whose objectness x person probability is above it.
+
+    Returns:
+        ``(xyxy (K, 4), scores (K,), image index (K,))``.
+    """
+    # score = obj * p(person) <= obj, so cells with obj <= threshold cannot pass:
+    # one strided column read over all cells, the product only on the survivors.
+    img, cell = np.nonzero(raw[:, :, 4] > score_threshold)
+    sel = raw[img, cell, :6]
+    scores = sel[:, 4] * sel[:, 5]
+    ok = scores > score_threshold
+    img, cell, sel, scores = img[ok], cell[ok], sel[ok], scores[ok]
     # Only surviving cells are decoded: exp() on thousands of empty cells per
     # frame would dominate post-processing.
-    sel = raw[img, cell, :4]
-    centre = (sel[:, :2] + grid[cell]) * stride[cell]
-    half = np.exp(sel[:, 2:4]) * stride[cell] * 0.5
+    mi = img if offset.shape[0] > 1 else np.zeros_like(img)
+    sc = scale[mi, cell]
+    centre = sel[:, :2] * sc + offset[mi, cell]
+    half = np.exp(sel[:, 2:4]) * (sc * 0.5)
     xyxy = np.concatenate((centre - half, centre + half), axis=1).astype(np.float32, copy=False)
-    return xyxy, scores[img, cell].astype(np.float32, copy=False), img
+    return xyxy, scores.astype(np.float32, copy=False), img
 
 
 def box_area(xyxy: FloatArray) -> FloatArray:
@@ -291,8 +339,18 @@ def nms(xyxy: FloatArray, scores: FloatArray, iou_threshold: float) -> IntArray:
     if n == 0:
         return np.zeros(0, np.intp)
     order = np.argsort(-scores, kind="stable")
-    boxes = xyxy[order]
-    over = np.triu(iou_matrix(boxes, boxes) > iou_threshold, k=1)
+    x1, y1, x2, y2 = xyxy[order].T
+    # IoU > t  <=>  inter > t * (a + b - inter)  <=>  inter * (1 + t) > t * (a + b):
+    # the overlap test without the division and the where() of iou_matrix, on
+    # per-coordinate (n, n) planes instead of (n, n, 2) stacks (NMS runs every frame).
+    iw = np.minimum(x2[:, None], x2[None, :]) - np.maximum(x1[:, None], x1[None, :])
+    ih = np.minimum(y2[:, None], y2[None, :]) - np.maximum(y1[:, None], y1[None, :])
+    np.maximum(iw, 0.0, out=iw)
+    np.maximum(ih, 0.0, out=ih)
+    inter = iw * ih
+    area = np.maximum(x2 - x1, 0.0) * np.maximum(y2 - y1, 0.0)
+    over = inter * (1.0 + iou_threshold) > iou_threshold * (area[:, None] + area[None, :])
+    over = np.triu(over, k=1)
     state = np.zeros(n, np.int8)  # 0 undecided, 1 kept, -1 removed
     while True:
         undecided = state == 0
@@ -380,6 +438,11 @@ class _Buffers:
     stride: FloatArray
     batch: FloatArray  # (T, 3, H, W) network input, pad already filled
     resized: list[npt.NDArray[np.uint8]]  # (h, w, 3) per region, cv2.resize target
+    planes: list[list[npt.NDArray[np.uint8]]]  # (h, w) x 3 per region, cv2.split target
+    offset: FloatArray  # (T, N, 2) cell centre offset in frame pixels
+    scale: FloatArray  # (T, N, 1) cell stride in frame pixels
+    lo: FloatArray  # (T, 4) lower clip bound per region (x1, y1, x1, y1)
+    hi: FloatArray  # (T, 4) upper clip bound per region (x2, y2, x2, y2)
 
 
 @dataclass(frozen=True, slots=True)
@@ -431,7 +494,18 @@ class Detector:
             grid, stride = make_grids(plan.input_hw, self.model.spec.output.strides)
             batch = np.full((len(plan.boxes), 3, *plan.input_hw), self._pad, np.float32)
             resized = [np.empty((int(h), int(w), 3), np.uint8) for h, w in plan.resized]
-            buf = _Buffers(plan, grid, stride, batch, resized)
+            planes = [
+                [np.empty((int(h), int(w)), np.uint8) for _ in range(3)] for h, w in plan.resized
+            ]
+            # Grid, stride, letterbox ratio and region origin folded into one
+            # affine map per cell and region, computed once per frame size.
+            inv_r = (1.0 / plan.ratios.astype(np.float64))[:, None, None]
+            origin = plan.boxes[:, None, :2].astype(np.float64)
+            offset = (grid[None] * stride[None] * inv_r + origin).astype(np.float32)
+            scale = (stride[None] * inv_r).astype(np.float32)
+            b = plan.boxes.astype(np.float32)
+            lo, hi = np.tile(b[:, :2], 2), np.tile(b[:, 2:], 2)
+            buf = _Buffers(plan, grid, stride, batch, resized, planes, offset, scale, lo, hi)
             self._buffers[frame_hw] = buf
         return buf
 
@@ -447,9 +521,11 @@ class Detector:
         hw = (int(frame.shape[0]), int(frame.shape[1]))
         buf = self._buffers_for(hw)
         boxes, batch = buf.plan.boxes, buf.batch
-        # Per region (1, or a handful of tiles): one resize, then HWC -> CHW as
-        # cv2.split + three contiguous casting copies, about 2x faster than one
-        # strided transpose copy. The pixel work is all inside OpenCV/numpy.
+        # Per region (1, or a handful of tiles): one resize into a preallocated
+        # buffer, cv2.split into preallocated uint8 planes, then three contiguous
+        # casting copies into the float32 CHW batch. Measured on 416x312: 0.20 ms
+        # vs 0.31 ms for one strided transpose copy and 0.63 ms when cv2.split
+        # allocates its planes. The pixel work is all inside OpenCV/numpy.
         for t, dst in enumerate(buf.resized):
             x1, y1, x2, y2 = boxes[t]
             src = frame[y1:y2, x1:x2]
@@ -459,8 +535,10 @@ class Detector:
                 )
                 src = dst
             nh, nw = dst.shape[:2]
-            for c, plane in enumerate(cv2.split(src)):
-                np.copyto(batch[t, c, :nh, :nw], plane)
+            planes = buf.planes[t]
+            cv2.split(src, planes)
+            for c in range(3):
+                np.copyto(batch[t, c, :nh, :nw], planes[c])
         return Prepared(batch, buf, hw)
 
     def infer(self, prepared: Prepared) -> FloatArray:
@@ -485,25 +563,26 @@ class Detector:
         s = self.settings
         buf = prepared.buffers
         plan = buf.plan
-        xyxy, scores, src = decode_person(raw, buf.grid, buf.stride, s.score_threshold)
+        xyxy, scores, src = decode_person_mapped(raw, buf.offset, buf.scale, s.score_threshold)
         if len(scores) > s.max_candidates:
             top = np.argpartition(-scores, s.max_candidates - 1)[: s.max_candidates]
             xyxy, scores, src = xyxy[top], scores[top], src[top]
-        origin = plan.boxes[src, :2].astype(np.float32)
-        xyxy = xyxy / plan.ratios[src, None] + np.tile(origin, 2)
         # Clip to the region the box came from: padding is not image.
-        region = plan.boxes[src].astype(np.float32)
-        xyxy = np.clip(xyxy, np.tile(region[:, :2], 2), np.tile(region[:, 2:], 2))
+        if len(plan.boxes) == 1:
+            np.clip(xyxy, buf.lo[0], buf.hi[0], out=xyxy)
+        else:
+            xyxy = np.clip(xyxy, buf.lo[src], buf.hi[src])
         valid = (xyxy[:, 2] - xyxy[:, 0] > 1) & (xyxy[:, 3] - xyxy[:, 1] > 1)
         xyxy, scores, src = xyxy[valid], scores[valid], src[valid]
         if len(plan.boxes) > 1 and len(scores):
+            region = plan.boxes[src].astype(np.float32)
             margin = 2.0
             touches = np.stack(
                 (
-                    xyxy[:, 0] <= region[valid, 0] + margin,
-                    xyxy[:, 1] <= region[valid, 1] + margin,
-                    xyxy[:, 2] >= region[valid, 2] - margin,
-                    xyxy[:, 3] >= region[valid, 3] - margin,
+                    xyxy[:, 0] <= region[:, 0] + margin,
+                    xyxy[:, 1] <= region[:, 1] + margin,
+                    xyxy[:, 2] >= region[:, 2] - margin,
+                    xyxy[:, 3] >= region[:, 3] - margin,
                 ),
                 axis=1,
             )

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import typer
+
 from lobbywatch.edge.detector import DetectorSettings
 from lobbywatch.edge.evaluation import DEFAULT_FPS, KNOWN_FPS, evaluate
 

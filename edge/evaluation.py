@@ -6,8 +6,10 @@ Data layout (one folder per sequence, as in ``shared/data/people``)::
     <dataset>/<sequence>/gt.csv                  frame,x,y,w,h (pixels)
 
 For every sequence the product's configuration (detector + tracker) runs on
-the frames in order; the count is the number of tracker-*confirmed* people,
-compared with the number of ground-truth boxes of that frame. Detection
+the frames in order; the count is the number of people the tracker counts as
+present (confirmed and seen within the count grace, ``TrackedObjects.counted``,
+the same definition as ``ZoneState.people``), compared with the number of
+ground-truth boxes of that frame. Detection
 precision / recall are measured on the raw detector output at IoU 0.5. The
 plain baseline (YOLOX-Nano once at 416x416 on the whole frame, score 0.3, NMS
 0.45, raw detections counted) runs in the same pass for comparison.
@@ -31,9 +33,9 @@ from typing import Any, Protocol
 import cv2
 import numpy as np
 import numpy.typing as npt
+
 from lobbywatch.edge.detections import Detections, FloatArray
 from lobbywatch.edge.detector import Detector, DetectorSettings, iou_matrix
-
 from lobbywatch.errors import SourceError
 
 #: Frame rate fed to the tracker per known sequence (see module docstring).
@@ -206,13 +208,19 @@ class Counter(Protocol):
 
 
 def tracker_counter(settings: Any = None) -> Counter:
-    """Count = tracker-confirmed objects (``edge/tracker.py``)."""
+    """Count = tracks the tracker counts as present (``TrackedObjects.counted``).
+
+    That is the product's count, the one ``ZoneState.people`` is made of:
+    confirmed and seen within the count grace. ``settings`` defaults to the
+    tracker configuration of the default ``PipelineSettings``.
+    """
+    from lobbywatch.edge.pipeline import PipelineSettings
     from lobbywatch.edge.tracker import Tracker
 
-    tracker = Tracker(settings)
+    tracker = Tracker(settings or PipelineSettings().tracker_settings())
 
     def count(detections: Detections, ts: float) -> int:
-        return int(np.count_nonzero(tracker.update(detections, ts).confirmed))
+        return int(np.count_nonzero(tracker.update(detections, ts).counted))
 
     return count
 

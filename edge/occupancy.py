@@ -102,7 +102,8 @@ class OccupancyUpdate:
     Attributes:
         ts: the step's time stamp.
         zone_of_track: ``(M,)`` counted zone of each input track, -1 for none.
-        people: confirmed people counted in each zone.
+        people: people counted in each zone: tracks whose counted zone it is and
+            that are present (``counted`` input).
         dwell_p50_s: median dwell of current occupants (NaN when empty).
         dwell_p90_s: 90th percentile dwell of current occupants (NaN when empty).
         dwell_max_s: longest current dwell (NaN when empty).
@@ -202,6 +203,7 @@ class ZoneOccupancy:
         matched: npt.ArrayLike,
         confirmed: npt.ArrayLike,
         ts: float,
+        counted: npt.ArrayLike | None = None,
     ) -> OccupancyUpdate:
         """Advance to time ``ts`` with the live tracks of one frame.
 
@@ -214,6 +216,12 @@ class ZoneOccupancy:
             confirmed: ``(M,)`` whether each track is confirmed; only confirmed
                 tracks enter zones.
             ts: time stamp, seconds, not earlier than the previous call's.
+            counted: ``(M,)`` whether each track is a person present now
+                (``TrackedObjects.counted``: confirmed and seen within the count
+                grace). Only these make up ``people`` and the occupants' dwell
+                statistics; a track beyond its grace keeps its zone and entry
+                time (it is counted again, with its full dwell, if seen again) and
+                exits at its last sighting if it dies. ``None``: every track.
 
         Returns:
             The occupancy after this step.
@@ -226,8 +234,15 @@ class ZoneOccupancy:
         obs = np.asarray(zone_idx, dtype=np.int64).reshape(-1)
         seen = np.asarray(matched, dtype=bool).reshape(-1)
         conf = np.asarray(confirmed, dtype=bool).reshape(-1)
+        present = (
+            np.ones(len(ids_a), bool)
+            if counted is None
+            else np.asarray(counted, dtype=bool).reshape(-1)
+        )
         ts = float(ts)
         self._check(ids_a, obs, seen, conf, ts)
+        if len(present) != len(ids_a):
+            raise ValueError(f"counted must align with ids; got {len(present)} vs {len(ids_a)}")
         self._last_ts = ts
         st = self.settings
         events: list[ZoneEvent] = []
@@ -235,6 +250,7 @@ class ZoneOccupancy:
         # 1. Tracks that disappeared: evict, exiting their zone at the last sighting there.
         order = np.argsort(ids_a, kind="stable")
         sid, sobs, sseen, sconf = ids_a[order], obs[order], seen[order], conf[order]
+        spresent = present[order]
         alive = np.isin(self._ids, sid, assume_unique=True)
         lost = np.flatnonzero(~alive & (self._zone >= 0))
         if len(lost):
@@ -302,7 +318,8 @@ class ZoneOccupancy:
         self._entered[go & (self._zone < 0)] = np.nan
 
         # 5. Per-zone statistics of current occupants.
-        inside = self._zone >= 0
+        # Same definition of "a person here now" as the tracker's count.
+        inside = (self._zone >= 0) & spresent
         people = np.bincount(self._zone[inside], minlength=self.n_zones).astype(np.int64)
         dwell = ts - self._entered[inside]
         p50, p90, pmax = grouped_quantiles(self._zone[inside], dwell, self.n_zones, (0.5, 0.9, 1.0))

@@ -56,6 +56,20 @@ class PipelineSettings(BaseModel):
         le=3600,
         description="seconds unseen before a still (seated, queuing) person's track is deleted",
     )
+    count_grace_s: float = Field(
+        default=0.5,
+        ge=0,
+        le=3600,
+        description="seconds (and at most one frame) a moving person may go unseen and still "
+        "be counted; about one sampling interval at 2 fps",
+    )
+    count_stationary_grace_s: float = Field(
+        default=2.0,
+        ge=0,
+        le=3600,
+        description="seconds a still (seated, queuing) person may go unseen and still be "
+        "counted, e.g. while someone walks in front of them",
+    )
     zone_entry_s: float = Field(
         default=1.0,
         ge=0,
@@ -69,7 +83,11 @@ class PipelineSettings(BaseModel):
         description="seconds seen out of a zone before the person leaves it",
     )
     track_high_score: float = Field(
-        default=0.4,
+        # Equal to the detector's score threshold: every detection the raw count
+        # includes can start a track, so the tracker does not drop people the
+        # detector reports (the [0.1, 0.3) band only exists if the detector
+        # is run below 0.3).
+        default=0.3,
         gt=0,
         le=1,
         description="detection score that starts tracks and is matched first",
@@ -91,6 +109,11 @@ class PipelineSettings(BaseModel):
                 f"track_low_score ({self.track_low_score}) must not exceed "
                 f"track_high_score ({self.track_high_score})"
             )
+        if self.count_stationary_grace_s < self.count_grace_s:
+            raise ValueError(
+                f"count_stationary_grace_s ({self.count_stationary_grace_s}) must be at least "
+                f"count_grace_s ({self.count_grace_s})"
+            )
         if self.stationary_max_missed_s < self.max_missed_s:
             raise ValueError(
                 f"stationary_max_missed_s ({self.stationary_max_missed_s}) must be at least "
@@ -107,6 +130,8 @@ class PipelineSettings(BaseModel):
             confirm_hits=self.confirm_hits,
             max_missed_s=self.max_missed_s,
             stationary_max_missed_s=self.stationary_max_missed_s,
+            count_grace_s=self.count_grace_s,
+            count_stationary_grace_s=self.count_stationary_grace_s,
         )
 
     def occupancy_settings(self) -> OccupancySettings:
@@ -245,7 +270,9 @@ class CameraPipeline:
         tracks = self.tracker.update(detections, ts)
         det_zone = zm.zone_of(detections.foot_points())
         track_zone = zm.zone_of(tracks.foot_points())
-        occ = self.occupancy.update(tracks.ids, track_zone, tracks.matched, tracks.confirmed, ts)
+        occ = self.occupancy.update(
+            tracks.ids, track_zone, tracks.matched, tracks.confirmed, ts, tracks.counted
+        )
         raw = zm.counts(det_zone)
         ts = float(ts)
         states = tuple(

@@ -110,11 +110,13 @@ class TrackerSettings:
         velocity_smoothing: weight of the newest velocity measurement (0..1].
     """
 
-    # 0.4, not ByteTrack's 0.5: on the shared waiting-room frames YOLOX-Nano scores
-    # true seated people in [0.4, 0.5) about 17 times as often as false ones (50 vs 3),
-    # and those people must be able to start tracks; [0.3, 0.4) is still mostly
-    # people (40 vs 9) and extends tracks in stage two.
-    high_score: float = 0.4
+    # Equal to the detector's default score threshold (0.3), not ByteTrack's 0.5:
+    # on the shared waiting-room frames YOLOX-Nano scores true seated people in
+    # [0.3, 0.5) far more often than false ones (90 vs 12), and a detection the raw
+    # count includes must be able to start a track, or the tracker counts fewer
+    # people than the detector sees (waiting room 20231221: 4.03 vs 2.87 MAE with
+    # 0.4 vs 0.3, docs/accuracy.md).
+    high_score: float = 0.3
     low_score: float = 0.1
     new_track_score: float | None = None
     match_iou: float = 0.2
@@ -127,7 +129,7 @@ class TrackerSettings:
     stationary_speed: float = 0.2
     count_grace_s: float = 0.5
     count_grace_frames: int = 1
-    count_stationary_grace_s: float = 5.0
+    count_stationary_grace_s: float = 2.0
     min_missed_frames: int = 2
     predict: bool = True
     max_predict_s: float = 1.0

@@ -10,14 +10,26 @@ again.
 Rules (all per zone, with a policy the collector composes from global, branch
 and zone settings via :meth:`AlertPolicy.merged`):
 
-* ``w1_wait`` — *critical* when the predicted wait reaches the W1 threshold or
-  somebody in the zone has already waited that long; *warning* when the
-  predicted wait reaches ``warn_fraction`` of it or the trend says it will
-  reach the threshold within ``warn_within_s``. Fires after the condition held
-  for ``min_duration_s``; a warning that turns critical is *escalated*.
-  Resolves after the predicted wait stayed below ``resolve_fraction`` of the
-  threshold (and nobody waited past it) for ``resolve_after_s`` (hysteresis in
-  value and time).
+* ``w1_wait`` — fires on either of two conditions, each with its own
+  persistence clock (chosen on simulated branch-days, see
+  ``docs/wait-estimation.md``):
+
+  - *queue rule*: the predicted wait for a customer joining now reaches
+    ``warn_fraction`` of the W1 threshold (or the trend reaches the threshold
+    within ``warn_within_s``) while the oldest occupant's expected total wait
+    is at least ``warn_head_fraction`` of it (the queue has lasted: short
+    bursts clear before anyone is late) or the predicted wait alone reaches
+    ``warn_alone_fraction`` of it; held for ``min_duration_s``;
+  - *head rule*: the oldest occupant is within ``head_breach_services`` mean
+    service completions of the threshold (``oldest + x/mu >= T``), held for
+    ``head_min_duration_s``: they are likely to cross it before a counter frees.
+
+  Its severity is *critical* when the predicted wait reaches the threshold or
+  somebody has already waited that long, else *warning*; a warning that turns
+  critical is *escalated*. Resolves after the predicted wait stayed below
+  ``resolve_fraction`` of the threshold and nobody is expected to cross it
+  (oldest occupant's expected total below it) for ``resolve_after_s``
+  (hysteresis in value and time).
 * ``service_stalled`` — people waiting and no departure for ``stalled_after_s``.
 * ``device_offline`` — the device said offline (last will) or sent nothing
   for ``heartbeat_timeout_s``, for ``offline_after_s``, during business hours.
@@ -112,23 +124,55 @@ class AlertPolicy(BaseModel):
 
     enabled: bool = True
     w1_threshold_s: float = Field(default=600.0, gt=0, description="W1: longest acceptable wait")
+    # W1 defaults chosen on simulated branch-days (bench/alert_quality.py,
+    # training seeds 1000-1039, reported on 2000-2029): see
+    # docs/wait-estimation.md for the grid. A predicted wait of 0.8 T alone
+    # fired on every queue that hovered near T (precision ~0.7): the queue rule
+    # now needs the full threshold *and* a queue that has lasted.
     warn_fraction: float = Field(
-        default=0.8,
+        default=1.0,
         gt=0,
         le=1,
-        description="warning when the predicted wait reaches this x threshold",
+        description="queue rule: the predicted wait for a joining customer reaches "
+        "this x threshold",
     )
-    # Defaults chosen on simulated branch-days (bench/alert_quality.py, tuning
-    # seeds 1000-1007): the trend rule (warn_within_s) added false warnings
-    # without catching more breaches, so it is opt-in; 120 s of persistence
-    # filters the one-message swings of the queue length.
+    warn_head_fraction: float = Field(
+        default=0.6,
+        ge=0,
+        le=2,
+        description="queue rule: ...while the oldest occupant's expected total wait is at least "
+        "this x threshold (0 = no such requirement)",
+    )
+    warn_alone_fraction: float = Field(
+        default=1.35,
+        gt=0,
+        description="queue rule: ...or the predicted wait alone reaches this x threshold "
+        "(a queue this long is unambiguous)",
+    )
+    head_breach_services: float = Field(
+        default=0.5,
+        ge=0,
+        description="head rule: the oldest occupant is within this many mean service "
+        "completions (x / service rate) of the threshold; 0.5 = about a 60% chance that "
+        "they cross it before a counter frees (exponential residual); 0 = off",
+    )
+    head_min_duration_s: float = Field(
+        default=20.0,
+        ge=0,
+        description="head rule: condition must hold this long to fire (absorbs one-message "
+        "glitches; keep it well below 0.5 / service rate or the rule fires after the breach)",
+    )
+    # The trend rule (warn_within_s) added false warnings without catching
+    # more breaches, so it is opt-in.
     warn_within_s: float = Field(
         default=0.0,
         ge=0,
         description="warning when the trend reaches the threshold within this; 0 = off",
     )
     min_duration_s: float = Field(
-        default=120.0, ge=0, description="condition must hold this long to fire"
+        default=120.0,
+        ge=0,
+        description="condition must hold this long to fire (W1: the queue rule's persistence)",
     )
     resolve_fraction: float = Field(
         default=0.6,
@@ -242,6 +286,15 @@ class _RuleState:
     pending_since: float | None = None
     clear_since: float | None = None
     alert: Alert | None = None
+    #: per-condition persistence clocks of a rule with several firing conditions
+    held_since: dict[str, float] = dataclasses.field(default_factory=dict)
+
+    def held_for(self, name: str, holds: bool, now: float) -> float | None:
+        """Seconds ``name`` has held continuously (``None`` when it does not hold now)."""
+        if not holds:
+            self.held_since.pop(name, None)
+            return None
+        return now - self.held_since.setdefault(name, now)
 
 
 @dataclass
@@ -250,22 +303,65 @@ class _Device:
     offline_since: float | None = None  # explicit offline status (last will)
 
 
-def w1_severity(estimate: WaitEstimate, policy: AlertPolicy) -> Severity | None:
-    """The W1 level an estimate calls for (``None`` = below warning)."""
+def _head_wait(estimate: WaitEstimate) -> float | None:
+    """The oldest occupant's expected total wait (computed if the estimate lacks it)."""
+    if estimate.head_wait_s is not None:
+        return estimate.head_wait_s
+    if estimate.oldest_wait_s is None or not estimate.service_rate_per_s:
+        return None
+    return estimate.oldest_wait_s + 1.0 / estimate.service_rate_per_s
+
+
+def w1_queue_condition(estimate: WaitEstimate, policy: AlertPolicy) -> bool:
+    """Queue rule: a joining customer would wait too long, and the queue is not a blip."""
+    threshold = policy.w1_threshold_s
+    predicted = estimate.predicted_wait_s
+    if predicted is None:
+        return False
+    if predicted >= policy.warn_alone_fraction * threshold:
+        return True
+    to_threshold = estimate.seconds_to_wait(threshold)
+    long_queue = predicted >= policy.warn_fraction * threshold or (
+        to_threshold is not None and to_threshold <= policy.warn_within_s
+    )
+    if not long_queue:
+        return False
+    if policy.warn_head_fraction <= 0:
+        return True
+    head = _head_wait(estimate)
+    # A queue that formed a minute ago (a burst of arrivals) usually clears
+    # before anyone reaches T; one whose oldest occupant has already used
+    # most of the budget does not.
+    return head is not None and head >= policy.warn_head_fraction * threshold
+
+
+def w1_head_condition(estimate: WaitEstimate, policy: AlertPolicy) -> bool:
+    """Head rule: the oldest occupant is about to cross the threshold.
+
+    With a mean ``1/mu`` until the next counter frees (exponential residual),
+    ``oldest + x/mu >= T`` means they cross T unless served within ``x/mu``:
+    probability about ``exp(-x)`` (0.61 for ``x = 0.5``).
+    """
+    oldest = estimate.oldest_wait_s
+    if policy.head_breach_services <= 0 or oldest is None:
+        return False
+    if oldest >= policy.w1_threshold_s:
+        return True
+    mu = estimate.service_rate_per_s
+    if not mu:
+        return False
+    return oldest + policy.head_breach_services / mu >= policy.w1_threshold_s
+
+
+def w1_severity(estimate: WaitEstimate, policy: AlertPolicy) -> Severity:
+    """The level of a (firing) W1 alert: critical once the threshold is reached."""
     threshold = policy.w1_threshold_s
     predicted = estimate.predicted_wait_s
     if (predicted is not None and predicted >= threshold) or (
         estimate.oldest_wait_s is not None and estimate.oldest_wait_s >= threshold
     ):
         return "critical"
-    if predicted is None:
-        return None
-    if predicted >= policy.warn_fraction * threshold:
-        return "warning"
-    to_threshold = estimate.seconds_to_wait(threshold)
-    if to_threshold is not None and to_threshold <= policy.warn_within_s:
-        return "warning"
-    return None
+    return "warning"
 
 
 def w1_clear(estimate: WaitEstimate, policy: AlertPolicy) -> bool:
@@ -275,6 +371,9 @@ def w1_clear(estimate: WaitEstimate, policy: AlertPolicy) -> bool:
         return False  # no data: keep what we have
     if estimate.oldest_wait_s is not None and estimate.oldest_wait_s >= threshold:
         return False
+    head = _head_wait(estimate)
+    if head is not None and head >= threshold:
+        return False  # the oldest occupant is still expected to cross T
     return estimate.predicted_wait_s < policy.resolve_fraction * threshold
 
 
@@ -328,19 +427,28 @@ class AlertEngine:
         events: list[AlertEvent] = []
         threshold = policy.w1_threshold_s
         predicted = estimate.predicted_wait_s
+        oldest = estimate.oldest_wait_s
         summary = (
             f"W1 {zone} at {branch}: predicted wait "
             f"{(predicted or 0) / 60:.1f} min (threshold {threshold / 60:.0f} min), "
             f"{estimate.queue_length} waiting"
+            + (f", oldest waiting {oldest / 60:.1f} min" if oldest is not None else "")
+        )
+        # each firing condition has its own persistence clock
+        queue_for = w1.held_for("queue", w1_queue_condition(estimate, policy), now)
+        head_for = w1.held_for("head", w1_head_condition(estimate, policy), now)
+        ready = (queue_for is not None and queue_for >= policy.min_duration_s) or (
+            head_for is not None and head_for >= policy.head_min_duration_s
         )
         events += self._step(
             ("w1_wait", branch, zone),
             w1,
-            w1_severity(estimate, policy),
+            # an open alert only needs the level (for escalation)
+            w1_severity(estimate, policy) if ready or w1.alert is not None else None,
             w1_clear(estimate, policy),
             now,
             policy,
-            min_duration=policy.min_duration_s,
+            min_duration=0.0,
             summary=summary,
             value=predicted,
             threshold=threshold,
@@ -494,6 +602,7 @@ class AlertEngine:
             kind, branch, subject = key
             rule.pending_since = None
             rule.clear_since = None
+            rule.held_since.clear()
             rule.alert = Alert(
                 alert_id=f"{kind}:{branch}:{subject}:{int(now)}",
                 kind=kind,
@@ -539,10 +648,12 @@ class AlertEngine:
         rule.alert = None
         rule.clear_since = None
         rule.pending_since = None
+        rule.held_since.clear()
         return event
 
     def _stand_down(self, rule: _RuleState, now: float, reason: str) -> list[AlertEvent]:
         rule.pending_since = None
+        rule.held_since.clear()
         if rule.alert is None:
             return []
         return [self._resolve(rule, now, reason)]

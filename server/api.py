@@ -59,7 +59,11 @@ class DeviceOut(BaseModel):
     device: str
     camera: str
     up: bool
-    status: str = Field(description="online | offline | unknown (from status/last will)")
+    status: str = Field(description="online | offline | unknown (this camera's status)")
+    device_status: str = Field(
+        description="online | offline | unknown: the device-level status (offline after "
+        "its MQTT last will); a camera is up only while its device is not offline"
+    )
     last_message_at: str | None
     last_message_age_s: float | None
     camera_up: bool | None
@@ -128,6 +132,7 @@ class Health(BaseModel):
     mqtt_connected: bool
     database: bool
     queue_messages: int
+    messages_total: int = Field(description="MQTT messages processed so far (all results)")
     last_batch_age_s: float | None
     uptime_s: float
 
@@ -178,6 +183,7 @@ def device_out(d: DeviceRecord, now: float, timeout_s: float) -> DeviceOut:
         camera=d.camera,
         up=d.is_up(now, timeout_s),
         status=d.status,
+        device_status=d.node.status if d.node is not None else "unknown",
         last_message_at=iso(d.last_ts) if seen else None,
         last_message_age_s=max(0.0, now - d.last_ts) if seen else None,
         camera_up=d.camera_up,
@@ -354,6 +360,7 @@ def create_app(collector: Collector) -> FastAPI:
             mqtt_connected=mqtt_ok,
             database=db_ok,
             queue_messages=depth,
+            messages_total=sum(list(collector.state.results.values())),
             last_batch_age_s=(now - last) if last else None,
             uptime_s=now - collector.started_at,
         )

@@ -59,7 +59,9 @@ def die_with_parent() -> None:  # pragma: no cover - runs in the child before ex
     """``preexec_fn``: the kernel sends the child SIGTERM when its parent dies.
 
     If the demo is killed with SIGKILL it cannot stop its broker or edge agent;
-    this makes sure they do not outlive it. (Linux; a no-op elsewhere.)
+    this makes sure they do not outlive it. (Linux; a no-op elsewhere. The kernel
+    clears it when a process changes user, which mosquitto started as root does:
+    there only the demo's own orderly shutdown stops the broker.)
     """
     if _PRCTL is not None:
         _PRCTL(_PR_SET_PDEATHSIG, signal.SIGTERM)

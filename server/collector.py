@@ -21,6 +21,7 @@ Threads and what they own:
 from __future__ import annotations
 
 import dataclasses
+import gc
 import logging
 import math
 import threading
@@ -31,7 +32,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lobbywatch.edge.state import ZoneKind
-from lobbywatch.protocol import StatusMessage, ZoneMessage
+from lobbywatch.protocol import StatusMessage
 from lobbywatch.server.config import (
     ServerConfig,
     alert_policy,
@@ -41,7 +42,7 @@ from lobbywatch.server.config import (
 from lobbywatch.server.ingest import Ingestor, MessageQueue, MqttIngest
 from lobbywatch.server.metrics import LatencyHistogram, StateCollector, make_registry
 from lobbywatch.server.notify import Dispatcher, build_sinks, iso
-from lobbywatch.server.state import BranchRecord, CollectorState, ZoneKey
+from lobbywatch.server.state import BranchRecord, CollectorState, NodeKey, ZoneKey
 from lobbywatch.server.store import AlertRow, EventRecord, MinuteRow, Store
 
 log = logging.getLogger(__name__)
@@ -277,6 +278,10 @@ class Collector:
         )
         self._est_settings = estimator_settings(cfg.estimator)
         self._zones: dict[ZoneKey, _ZoneRuntime] = {}
+        #: waiting zones with messages not yet evaluated, and when to look at them again
+        self._dirty: set[ZoneKey] = set()
+        self._next_flush = math.inf
+        self._eval_interval = cfg.ingest.evaluate_interval_s
         self._policies: dict[tuple[str, str | None], Any] = {}
         self.engine = self._make_engine()
         self.sinks = build_sinks(cfg.notify)
@@ -343,6 +348,10 @@ class Collector:
     def start(self) -> None:
         self.store.migrate()
         self.restore()
+        # Everything allocated so far (config, models, FastAPI, SQLAlchemy...) lives as
+        # long as the process: keep it out of the collector's generational scans.
+        gc.collect()
+        gc.freeze()
         self.dispatcher.start()
         self._thread = threading.Thread(target=self._run, name="collector", daemon=True)
         self._thread.start()
@@ -408,10 +417,12 @@ class Collector:
         batch_max = self.cfg.ingest.batch_max
         while not self._stop.is_set():
             try:
-                batch = self.queue.get_batch(batch_max, timeout=0.2)
+                batch = self.queue.get_batch(batch_max, timeout=0.1)
                 if batch:
                     self.process_batch(batch)
                 now = self.clock()
+                if now >= self._next_flush:
+                    self.flush(now)
                 if now - self._last_tick >= 1.0:
                     self.tick(now)
             except Exception:
@@ -431,44 +442,106 @@ class Collector:
         return rt
 
     def process_batch(self, batch: list[tuple[str, bytes, float]]) -> None:
-        """Apply one batch of ``(topic, payload, received_at)``; returns when metrics show it."""
+        """Apply one batch of ``(topic, payload, received_at)``; returns when metrics show it.
+
+        Zone state (people, ...) and device liveness are in the state, hence in
+        ``/metrics`` and the API, when this returns. Waiting zones touched by the batch
+        are re-estimated and alert-evaluated at once unless they were evaluated less
+        than ``ingest.evaluate_interval_s`` ago; those stay dirty and are evaluated by
+        :meth:`flush` once the interval is over (at most one evaluation per zone per
+        interval, however many messages it receives).
+        """
         now = self.clock()
-        dirty: set[ZoneKey] = set()
-        # newest liveness signal per device in this batch: ("seen"|"online"|"offline", ts)
-        devices: dict[tuple[str, str], tuple[str, float]] = {}
-        events: list[Any] = []
+        dirty = self._dirty
+        # devices that sent something valid in this batch -> their newest status message
+        touched: dict[NodeKey, StatusMessage | None] = {}
         handle = self.ingestor.handle
         state = self.state
+        zones = self._zones
+        aggregator = self.aggregator
+        waiting = ZoneKind.WAITING
         with state.lock:
             for topic, payload, received in batch:
                 out = handle(topic, payload, received)
                 msg = out.msg
                 if msg is None:
                     continue
-                if out.result == "ok" and out.device_key is not None:
-                    dev = state.devices[out.device_key]
-                    signal: str = msg.state if isinstance(msg, StatusMessage) else "seen"
-                    devices[(msg.branch, msg.device)] = (signal, dev.last_ts)
-                if isinstance(msg, ZoneMessage):
-                    if msg.kind == ZoneKind.WAITING and out.zone_key is not None:
-                        rt = self._runtime(out.zone_key)
-                        # stale messages too: the estimator keeps only their dwells
-                        rt.estimator.observe(msg, now)
-                        if msg.completed_dwells_s:
-                            self.aggregator.add_dwells(out.zone_key, list(msg.completed_dwells_s))
-                        dirty.add(out.zone_key)
-            for key in dirty:
-                events.extend(self._evaluate(key, now))
-            for (branch, device), (signal, ts) in devices.items():
-                # liveness is judged on observation time, so a stale retained "online"
-                # of a box that died without a will still times out
-                if signal == "seen":
-                    self.engine.device_seen(branch, device, min(ts, now))
-                else:
-                    self.engine.device_status(branch, device, signal == "online", min(ts, now))
+                if out.result == "ok":
+                    nkey = out.node_key
+                    assert nkey is not None
+                    if msg.type == "status":
+                        touched[nkey] = msg  # type: ignore[assignment]
+                    elif nkey not in touched:
+                        touched[nkey] = None
+                zkey = out.zone_key
+                if zkey is not None and msg.kind is waiting:  # type: ignore[union-attr]
+                    rt = zones.get(zkey) or self._runtime(zkey)
+                    # stale messages too: the estimator keeps only their dwells
+                    rt.estimator.observe(msg, now)
+                    if msg.completed_dwells_s:  # type: ignore[union-attr]
+                        aggregator.add_dwells(zkey, list(msg.completed_dwells_s))  # type: ignore[union-attr]
+                    dirty.add(zkey)
+            events = self._evaluate_dirty(now)
+            self._apply_liveness(touched, now)
             done = self.clock()
             self.latency.observe_many(done - r for _, _, r in batch)
             self.last_batch_at = done
+        if events:
+            self._handle_events(events, now)
+
+    def _apply_liveness(self, touched: dict[NodeKey, StatusMessage | None], now: float) -> None:
+        """Tell the alert engine what the batch said about each device.
+
+        A device that is offline by its device status (its last will, or a clean
+        shutdown) stays offline whatever else arrives (retained zone states, a late
+        camera status) until a device status says online again. Liveness is judged on
+        observation time, so a stale retained "online" of a box that died without a will
+        still times out.
+        """
+        engine = self.engine
+        nodes = self.state.nodes
+        for nkey, status in touched.items():
+            node = nodes.get(nkey)
+            if node is None:
+                continue
+            if node.status == "offline":
+                since = node.offline_since if node.offline_since is not None else now
+                engine.device_status(nkey.branch, nkey.device, False, since)
+            elif (
+                node.status == "unknown"
+                and status is not None
+                and status.camera is not None
+                and status.state == "offline"
+            ):
+                # an edge that publishes no device status: its camera status is all we have
+                engine.device_status(nkey.branch, nkey.device, False, min(node.last_ts, now))
+            else:
+                engine.device_seen(nkey.branch, nkey.device, min(node.last_ts, now))
+
+    def _evaluate_dirty(self, now: float, force: bool = False) -> list[Any]:
+        """Evaluate the dirty waiting zones that are due (all of them with ``force``)."""
+        dirty = self._dirty
+        if not dirty:
+            return []
+        events: list[Any] = []
+        due_before = now - self._eval_interval
+        keep: set[ZoneKey] = set()
+        zones = self._zones
+        for key in dirty:
+            rt = zones[key]
+            if force or rt.evaluated_at <= due_before:
+                events.extend(self._evaluate(key, now))
+            else:
+                keep.add(key)
+        self._dirty = keep
+        self._next_flush = now + self._eval_interval if keep else math.inf
+        return events
+
+    def flush(self, now: float | None = None) -> None:
+        """Evaluate the zones left dirty by :meth:`process_batch` whose interval is over."""
+        now = self.clock() if now is None else now
+        with self.state.lock:
+            events = self._evaluate_dirty(now)
         if events:
             self._handle_events(events, now)
 

@@ -116,6 +116,13 @@ class IngestSettings(_Strict):
         200_000, description="messages buffered between the MQTT thread and processing"
     )
     batch_max: PositiveInt = Field(5_000, description="messages processed per batch")
+    evaluate_interval_s: float = Field(
+        0.5,
+        ge=0,
+        le=10,
+        description="a waiting zone is re-estimated and alert-evaluated at most this often; "
+        "its raw state (people, ...) is in the metrics at once, its estimate within this",
+    )
     dedup_window: PositiveInt = Field(
         1024, description="per-device window of recent sequence numbers kept for de-duplication"
     )

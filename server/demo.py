@@ -17,19 +17,22 @@ One clock
 ---------
 The collector judges every message by its timestamp (waits, service rates,
 device liveness, alert durations), so everything it hears must share its clock.
-The demo clock starts at the wall time of the start and runs ``speed`` times
-faster; the collector is given it. The simulated branch-days are shifted so
-their 10:00 falls on the start (their 9:00-10:00 is published at once, so
-queues and service rates are warm) and paced on the demo clock. The real edge
-agent stamps wall time: at ``--speed 1`` it publishes straight to the
-collector's topics; at any other speed it publishes under a private topic root
-and :class:`EdgeRelay` time-lapses its stream by the same factor (timestamps and
-dwell times), so a camera branch and the simulated ones are comparable.
+The demo clock (:class:`DemoClock`) is given to the collector. It first replays
+the simulated branches' last half hour before their 10:00 as fast as the
+collector takes it (the clock reads the newest replayed timestamp, so nothing
+looks late), which starts the board with warm queues and measured service
+rates; then it runs at ``speed`` x real time from the wall time at which the
+replay ends. The real edge agent stamps wall time and starts after the replay:
+at ``--speed 1`` it publishes straight to the collector's topics; at any other
+speed it publishes under a private topic root and :class:`EdgeRelay`
+time-lapses its stream by the same factor (timestamps and the dwell times it
+measured), so the camera branch and the simulated ones stay comparable.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import os
 import shutil
 import signal
@@ -75,77 +78,83 @@ REGIONS = ("north", "south", "east", "west")
 
 
 class DemoClock:
-    """The demo's time: a fast warm-up, then ``speed`` demo seconds per real second.
+    """The demo's time: a replayed warm-up, then ``speed`` demo seconds per real second.
 
-    ``live_start`` is the wall time at which the warm-up ends; demo time equals
-    wall time at that instant. Before it the clock runs ``warmup_rate`` times
-    faster through the last ``warmup_s`` demo seconds, so the simulated branches'
-    history goes through the collector the way it would have live (same clock
-    for messages and judgement, only quicker) and the board starts with warm
-    queues and measured service rates rather than an empty morning.
+    The warm-up replays the simulated branches' last ``warmup_s`` demo seconds
+    before ``live_start`` as fast as the collector keeps up: during it the clock
+    reads the timestamp of the newest message published (:meth:`advance`), so
+    the collector judges every message at its own time, only quicker, and the
+    board starts with warm queues and measured service rates rather than an
+    empty morning. :meth:`go_live` (called when the replay reaches
+    ``live_start`` and the wall clock has too) switches to real time x ``speed``.
     """
 
-    def __init__(
-        self,
-        speed: float,
-        *,
-        warmup_s: float = 0.0,
-        warmup_rate: float = 1.0,
-        start: float | None = None,
-    ) -> None:
-        if speed <= 0 or warmup_rate <= 0 or warmup_s < 0:
-            raise ValueError("speed and warmup_rate must be > 0, warmup_s >= 0")
+    def __init__(self, speed: float, *, warmup_s: float = 0.0, live_start: float | None = None):
+        if speed <= 0 or warmup_s < 0:
+            raise ValueError("speed must be > 0 and warmup_s >= 0")
         self.speed = speed
         self.warmup_s = warmup_s
-        self.warmup_rate = warmup_rate
-        self.warmup_real_s = warmup_s / warmup_rate
-        wall = time.time() if start is None else start
-        self.live_start = wall + self.warmup_real_s
-        self.start = self.live_start - warmup_s  # demo time now, at construction
-        self._mono_live = time.monotonic() + self.warmup_real_s
+        self.live_start = time.time() if live_start is None else live_start
+        self.start = self.live_start - warmup_s
+        self._frontier = self.start
+        self._lock = threading.Lock()
+        self._mono_live: float | None = None
+        self._wall_live = self.live_start
+        self.live = threading.Event()
+        if warmup_s == 0:
+            self.go_live()
 
     def now(self) -> float:
-        m = time.monotonic()
-        if m < self._mono_live:
-            return self.live_start - (self._mono_live - m) * self.warmup_rate
-        return self.live_start + (m - self._mono_live) * self.speed
+        if self._mono_live is None:
+            return self._frontier
+        return self.live_start + (time.monotonic() - self._mono_live) * self.speed
+
+    def advance(self, ts: float) -> None:
+        """Warm-up: the replay has published up to ``ts``."""
+        with self._lock:
+            if self._mono_live is None:
+                self._frontier = min(max(self._frontier, ts), self.live_start)
+
+    def go_live(self) -> None:
+        with self._lock:
+            if self._mono_live is None:
+                self._mono_live = time.monotonic()
+                self._wall_live = time.time()
+        self.live.set()
 
     def warming_up(self) -> bool:
-        return time.monotonic() < self._mono_live
-
-    def warmup_left_s(self) -> float:
-        """Real seconds until the warm-up ends."""
-        return max(0.0, self._mono_live - time.monotonic())
+        return self._mono_live is None
 
     def from_wall(self, ts: float) -> float:
         """Demo time of a wall-clock timestamp taken after the warm-up."""
-        return self.live_start + (ts - self.live_start) * self.speed
+        return self.live_start + (ts - self._wall_live) * self.speed
 
     def real_seconds_until(self, ts: float) -> float:
-        """Real seconds until the demo clock reads ``ts`` (<= 0: already past)."""
-        if ts < self.live_start:
-            target = self._mono_live - (self.live_start - ts) / self.warmup_rate
-        else:
-            target = self._mono_live + (ts - self.live_start) / self.speed
-        return target - time.monotonic()
+        """Real seconds until the (live) demo clock reads ``ts``; <= 0: already past."""
+        if self._mono_live is None:
+            return 0.0 if ts <= self._frontier else math.inf
+        return self._mono_live + (ts - self.live_start) / self.speed - time.monotonic()
 
 
-#: messages per real second the warm-up aims at (broker, collector and the
-#: fleet's publisher share the machine; measured ~2-3k/s on 2 cores)
-WARMUP_MSGS_PER_S = 2000.0
-#: the warm-up replays at most this much simulated history (demo seconds)
+#: messages per real second the warm-up is planned for (broker, collector and
+#: the fleet's publisher share the machine; ~2-3k/s measured on 2 busy cores).
+#: Only a plan: the replay itself waits for the collector (see fleet_messages).
+WARMUP_MSGS_PER_S = 1500.0
+#: the warm-up replays at most this much simulated history (demo seconds)...
 WARMUP_MAX_S = 1800.0
-#: ...in at most this many real seconds
-WARMUP_MAX_REAL_S = 8.0
+#: ...planned to take at most this many real seconds
+WARMUP_MAX_REAL_S = 6.0
+#: how far (demo seconds) the replay may run ahead of what the collector has
+#: processed: the collector judges a message at the clock's "now", so a longer
+#: lag would look like silent devices (liveness timeout 60 s) and stalled queues
+WARMUP_MAX_LAG_S = 5.0
 
 
 def warmup_plan(branches: int, speed: float) -> tuple[float, float]:
-    """(warm-up demo seconds, rate): as much history as fits the real-time budget."""
-    interval = report_interval(speed)
-    msgs_per_demo_s = branches * 5 / interval  # a waiting zone and ~4 counters each
+    """(demo seconds replayed, real seconds planned for it)."""
+    msgs_per_demo_s = branches * 5 / report_interval(speed)  # a waiting zone + ~4 counters
     warm_s = min(WARMUP_MAX_S, WARMUP_MAX_REAL_S * WARMUP_MSGS_PER_S / msgs_per_demo_s)
-    rate = max(speed, WARMUP_MSGS_PER_S / msgs_per_demo_s)
-    return warm_s, rate
+    return warm_s, warm_s * msgs_per_demo_s / WARMUP_MSGS_PER_S
 
 
 def report_interval(speed: float) -> float:
@@ -182,15 +191,21 @@ def fleet_messages(
     stop: threading.Event,
     *,
     seed: int = 0,
+    in_flight: Callable[[], int] = lambda: 0,
     loop_days: bool = True,
 ) -> Iterator[ZoneMessage | StatusMessage]:
     """Simulated messages re-timed onto the demo clock and paced by it.
 
     The first branch-day is shifted so that its ``SIM_START_H`` is the clock's
-    ``live_start``; zone reports from before the clock's start are dropped (the
-    device statuses of the opening are kept, stamped at the start). At the end of
-    a branch-day the next one follows (the night is skipped) and each device's
-    ``seq`` continues, as a real device's does. Returns when ``stop`` is set.
+    ``live_start``. Zone reports from before the warm-up window are dropped (the
+    opening's device statuses are kept, stamped at the window's start). During
+    the warm-up messages go out as fast as the collector takes them
+    (published but not yet processed, ``in_flight()``, stays under
+    ``WARMUP_MAX_LAG_S`` worth of messages) and advance the clock; the first message at or after
+    ``live_start`` waits for the wall clock to get there and starts the live
+    clock. At the end of a branch-day the next one follows (the night is
+    skipped) and each device's ``seq`` continues, as a real device's does.
+    Returns when ``stop`` is set.
     """
     from lobbywatch.server import simulator
 
@@ -198,6 +213,7 @@ def fleet_messages(
     seq_offset: dict[str, int] = {}
     last_ts = clock.start
     day = 0
+    max_in_flight = max(5, int(branches * 5 / report_interval(clock.speed) * WARMUP_MAX_LAG_S))
     while not stop.is_set():
         scenarios = fleet_scenarios(branches, clock.speed, day, seed)
         first = scenarios[0]
@@ -221,7 +237,18 @@ def fleet_messages(
                 update={"ts": datetime.fromtimestamp(ts, UTC), "seq": msg.seq + offset}
             )
             day_seq[msg.device] = max(day_seq.get(msg.device, -1), out.seq)
-            while True:  # pace on the demo clock, but stop promptly
+            if clock.warming_up():
+                if ts < clock.live_start:
+                    while in_flight() > max_in_flight:  # let the collector catch up
+                        if stop.wait(0.005):
+                            return
+                    clock.advance(ts)
+                else:
+                    while time.time() < clock.live_start:  # replay ahead of plan
+                        if stop.wait(min(0.2, clock.live_start - time.time())):
+                            return
+                    clock.go_live()
+            while not clock.warming_up():  # live: pace on the demo clock, stop promptly
                 wait = clock.real_seconds_until(ts)
                 if wait <= 0:
                     break
@@ -242,8 +269,16 @@ class Fleet:
     """Publishes the simulated branches with ``simulator.publish`` on a thread."""
 
     def __init__(
-        self, branches: int, clock: DemoClock, host: str, port: int, *, seed: int = 0
+        self,
+        branches: int,
+        clock: DemoClock,
+        host: str,
+        port: int,
+        *,
+        seed: int = 0,
+        processed: Callable[[], int] = lambda: 0,
     ) -> None:
+        self.processed = processed
         self.branches = branches
         self.clock = clock
         self.host, self.port = host, port
@@ -264,7 +299,15 @@ class Fleet:
 
         try:
             simulator.publish(
-                count(fleet_messages(self.branches, self.clock, self.stop_event, seed=self.seed)),
+                count(
+                    fleet_messages(
+                        self.branches,
+                        self.clock,
+                        self.stop_event,
+                        seed=self.seed,
+                        in_flight=lambda: self.sent - self.processed(),
+                    )
+                ),
                 host=self.host,
                 port=self.port,
                 qos=1,
@@ -589,11 +632,15 @@ class Demo:
         ).resolve()
         self.workdir.mkdir(parents=True, exist_ok=True)
         self._cleanups: list[Callable[[], None]] = []
+        self._after_broker = 0
 
     # ------------------------------------------------------------- helpers
     def _make_clock(self) -> DemoClock:
-        warm_s, rate = warmup_plan(self.opts.branches, self.opts.speed)
-        return DemoClock(self.opts.speed, warmup_s=warm_s, warmup_rate=rate)
+        warm_s, warm_real_s = warmup_plan(self.opts.branches, self.opts.speed)
+        # live at the planned end of the replay, with slack for starting the
+        # collector: a replay that finishes early waits for the wall clock
+        live_start = time.time() + 1.5 * warm_real_s + 1.5
+        return DemoClock(self.opts.speed, warmup_s=warm_s, live_start=live_start)
 
     def say(self, text: str = "") -> None:
         self.out.write(text + "\n")
@@ -683,11 +730,13 @@ class Demo:
         """After the warm-up: the agent stamps wall time, which the demo clock now follows."""
         if self.edge is None:
             return
+        # stopped after the collector (it would see the agent go offline) and
+        # before the broker: slot them in just above the broker's cleanup
         if self.relay is not None:
             self.relay.start()
-            self._cleanups.append(self.relay.stop)
+            self._cleanups.insert(self._after_broker, self.relay.stop)
         self.edge.start()
-        self._cleanups.append(self.edge.stop)
+        self._cleanups.insert(self._after_broker, self.edge.stop)
         self.say(f"edge agent:   started, pid {self.edge.pid}")
 
     def _server_config(self, host: str, port: int) -> Any:
@@ -735,7 +784,15 @@ class Demo:
         self._cleanups.append(self.http.stop)
 
     def _start_fleet(self, host: str, port: int) -> None:
-        self.fleet = Fleet(self.opts.branches, self.clock, host, port, seed=self.opts.seed)
+        state = self.collector.state
+
+        def processed() -> int:
+            # every message the collector has judged, whatever the verdict
+            return sum(state.results.values())
+
+        self.fleet = Fleet(
+            self.opts.branches, self.clock, host, port, seed=self.opts.seed, processed=processed
+        )
         self.fleet.start()
         self._cleanups.append(self.fleet.stop)
 
@@ -750,6 +807,7 @@ class Demo:
         try:
             self.say(f"lobbywatch demo: working folder {self.workdir}")
             host, port = self._start_broker()
+            self._after_broker = len(self._cleanups)
             # the warm-up starts now: the collector and the fleet come up in ~1 s
             self.clock = self._make_clock()
             self._plan_edge(host, port)
@@ -760,6 +818,8 @@ class Demo:
             if not self.stop_event.is_set() and not self._expired():
                 self._start_edge()
                 self._show()
+            why = "signal" if self.stop_event.is_set() else "duration reached"
+            self.say(f"stopping ({why})...")
             return 0
         finally:
             self._shutdown()
@@ -799,16 +859,22 @@ class Demo:
 
     def _warm_up(self) -> None:
         c = self.clock
-        if c.warmup_real_s <= 0:
+        if not c.warming_up():
             return
         self.say(
             f"warming up:   replaying the simulated branches' last {c.warmup_s / 60:.0f} "
-            f"minutes in {c.warmup_real_s:.1f} s..."
+            f"minutes as fast as the collector takes them..."
         )
-        wait = c.warmup_left_s()
+        # the fleet starts the live clock; should it fail, go live anyway
+        limit = c.live_start - time.time() + 60.0
         if self._deadline is not None:
-            wait = min(wait, max(0.0, self._deadline - time.monotonic()))
-        self.stop_event.wait(wait)
+            limit = min(limit, max(0.0, self._deadline - time.monotonic()))
+        end = time.monotonic() + limit
+        while not c.live.is_set() and not self.stop_event.is_set():
+            if time.monotonic() >= end or (self.fleet is not None and not self.fleet.alive):
+                break
+            c.live.wait(0.1)
+        c.go_live()
 
     def _show(self) -> None:
         from lobbywatch.server.tui import LiveView
@@ -821,7 +887,6 @@ class Demo:
                     break
                 view.refresh()
                 self.stop_event.wait(1.0)
-        self.say("stopping...")
 
     def status_lines(self) -> list[str]:
         """Problems worth showing under the live table."""
@@ -841,10 +906,16 @@ class Demo:
         # newest first: fleet, HTTP, collector, relay, edge, broker
         while self._cleanups:
             step = self._cleanups.pop()
+            t0 = time.monotonic()
             try:
                 step()
             except Exception:
                 log.exception("demo shutdown step failed")
+            log.info(
+                "shutdown: %s took %.2f s",
+                getattr(step, "__qualname__", step),
+                time.monotonic() - t0,
+            )
         if getattr(self, "_log_handler", None) is not None:
             logging.getLogger().removeHandler(self._log_handler)
             self._log_handler.close()

@@ -24,6 +24,7 @@ messages arriving through the bootstrap subscription only are dropped at once
 from __future__ import annotations
 
 import logging
+import re
 import ssl
 import threading
 import time
@@ -31,23 +32,28 @@ import uuid
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC
 from typing import Any
 
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 
 from lobbywatch.edge.state import ZoneKind
 from lobbywatch.protocol import (
     MAX_PAYLOAD_BYTES,
     PROTOCOL_VERSION,
+    Message,
     StatusMessage,
+    TopicParts,
     ZoneMessage,
-    parse_message,
+    parse_topic,
 )
 from lobbywatch.server.config import IngestSettings, MqttSettings
 from lobbywatch.server.state import (
     CollectorState,
     DeviceKey,
     DeviceRecord,
+    NodeKey,
+    NodeRecord,
     ZoneKey,
     ZoneRecord,
 )
@@ -134,37 +140,63 @@ class Outcome:
     #: zone key of a valid zone message (also for stale ones: the estimator wants
     #: their completed dwells)
     zone_key: ZoneKey | None = None
+    #: the camera record (zone and camera status messages)
     device_key: DeviceKey | None = None
+    #: the device (any valid message)
+    node_key: NodeKey | None = None
+    #: why a message was not applied (one of ``state.REASONS``), None when applied
+    reason: str | None = None
 
 
-def parse_topic(topic: str, root: str) -> tuple[str, str, str, str | None] | None:
-    """``(version, branch, camera, zone-or-None)`` of a protocol topic, else None."""
-    parts = topic.split("/")
-    if len(parts) < 5 or parts[0] != root:
-        return None
-    version, branch, camera = parts[1], parts[2], parts[3]
-    if len(parts) == 5 and parts[4] == "status":
-        return version, branch, camera, None
-    if len(parts) == 6 and parts[4] == "zones":
-        return version, branch, camera, parts[5]
-    return None
+_VERSION_LEVEL = re.compile(r"^v[0-9]+$")
+_OK = "ok"
+
+
+def classify_topic(topic: str, root: str) -> TopicParts | tuple[str, str, str]:
+    """The topic's parts (``protocol.parse_topic``, the single source of truth), or
+    ``(result, reason, why)`` for a topic the collector must not accept."""
+    parts = parse_topic(topic)
+    if parts is not None:
+        if parts.root != root:
+            return "malformed", "topic", f"topic root is not {root!r}"
+        return parts
+    levels = topic.split("/")
+    if len(levels) > 1 and levels[0] == root and levels[1] != f"v{PROTOCOL_VERSION}":
+        if _VERSION_LEVEL.match(levels[1]):
+            return "wrong_version", "wrong_version", f"topic version {levels[1][:8]}"
+    return "malformed", "topic", "not a v1 protocol topic"
 
 
 def _epoch(msg: ZoneMessage | StatusMessage) -> float:
     ts = msg.ts
     if ts.tzinfo is None:  # protocol says UTC; a naive stamp is read as UTC
-        from datetime import UTC
-
         ts = ts.replace(tzinfo=UTC)
     return ts.timestamp()
 
 
-def _is_version_error(exc: ValidationError) -> bool:
-    for err in exc.errors():
+def _validation_failure(exc: ValidationError) -> tuple[str, str, str]:
+    """``(result, reason, why)`` of a payload that failed validation."""
+    errors = exc.errors(include_url=False, include_input=False)
+    for err in errors:
         loc = err.get("loc", ())
-        if loc and loc[-1] == "v" and err.get("type") == "literal_error":
-            return True
-    return False
+        etype = err.get("type")
+        if etype == "json_invalid" or etype == "json_type":
+            return "malformed", "json", f"not JSON: {err.get('msg', '')}"
+        if loc and loc[-1] == "v" and etype == "literal_error":
+            return "wrong_version", "wrong_version", "payload version is not 1"
+    first = errors[0] if errors else {}
+    where = ".".join(str(x) for x in first.get("loc", ()))
+    return (
+        "malformed",
+        "schema",
+        f"{exc.error_count()} validation errors ({where}: {first.get('msg')})",
+    )
+
+
+# The protocol's own discriminated union (``protocol.Message``), validated straight
+# from the payload bytes: the same rules as ``protocol.parse_message`` without its
+# envelope copy. The topic then tells which type must have arrived.
+_VALIDATE = TypeAdapter(Message).validate_json
 
 
 # -------------------------------------------------------------------- pure core
@@ -172,6 +204,9 @@ def _is_version_error(exc: ValidationError) -> bool:
 
 class Ingestor:
     """Classifies raw messages and applies valid ones to the state. Never raises."""
+
+    #: topics cached (topic -> parts); a flood of distinct topics only clears the cache
+    TOPIC_CACHE_MAX = 200_000
 
     def __init__(
         self,
@@ -183,10 +218,10 @@ class Ingestor:
         self.state = state
         self.settings = settings
         self.root = root
-        self._version = f"v{PROTOCOL_VERSION}"
         #: branch -> region from the config; unknown branches follow settings.unknown_branches
         self.known = dict(known_branches or {})
         self._windows: dict[str, _SeqWindow] = {}
+        self._topics: dict[str, TopicParts | tuple[str, str, str]] = {}
         self.log = RateLimitedLog(log)
 
     def handle(self, topic: str, payload: bytes, received_at: float) -> Outcome:
@@ -194,74 +229,124 @@ class Ingestor:
             out = self._handle(topic, payload, received_at)
         except Exception as exc:
             self.log.warning("internal", f"{type(exc).__name__} on {topic!r}: {exc}", received_at)
-            out = Outcome("malformed")
-        self.state.results[out.result] = self.state.results.get(out.result, 0) + 1
+            out = Outcome("malformed", reason="internal")
+        results = self.state.results
+        results[out.result] += 1
+        if out.reason is not None:
+            key = (out.result, out.reason)
+            invalid = self.state.invalid
+            invalid[key] = invalid.get(key, 0) + 1
         return out
 
-    def _reject(self, result: str, why: str, topic: str, now: float) -> Outcome:
+    def _reject(self, result: str, reason: str, why: str, topic: str, now: float) -> Outcome:
         self.log.warning(result, f"{why} (topic {topic[:120]!r})", now)
-        return Outcome(result)
+        return Outcome(result, reason=reason)
+
+    def _topic(self, topic: str) -> TopicParts | tuple[str, str, str]:
+        parts = self._topics.get(topic)
+        if parts is None:
+            if len(self._topics) >= self.TOPIC_CACHE_MAX:
+                self._topics.clear()
+            parts = self._topics[topic] = classify_topic(topic, self.root)
+        return parts
 
     def _handle(self, topic: str, payload: bytes, now: float) -> Outcome:
         if len(payload) > MAX_PAYLOAD_BYTES:
-            return self._reject("oversized", f"{len(payload)} bytes", topic, now)
-        parts = parse_topic(topic, self.root)
-        if parts is None:
-            return self._reject("malformed", "not a protocol topic", topic, now)
-        version, t_branch, t_camera, t_zone = parts
-        if version != self._version:
-            return self._reject("wrong_version", f"topic version {version}", topic, now)
+            return self._reject("oversized", "oversized", f"{len(payload)} bytes", topic, now)
+        parts = self._topic(topic)
+        if type(parts) is tuple:
+            return self._reject(*parts, topic=topic, now=now)
+        assert isinstance(parts, TopicParts)
+        kind = parts.kind
+        msg: ZoneMessage | StatusMessage
         try:
-            msg = parse_message(payload)
+            msg = _VALIDATE(payload)
         except ValidationError as exc:
-            if _is_version_error(exc):
-                return self._reject("wrong_version", "payload version", topic, now)
-            return self._reject("malformed", f"{exc.error_count()} validation errors", topic, now)
+            return self._reject(*_validation_failure(exc), topic=topic, now=now)
         except (ValueError, RecursionError, UnicodeError) as exc:
-            return self._reject("malformed", str(exc), topic, now)
+            return self._reject("malformed", "json", str(exc), topic, now)
 
         # The topic is what the broker ACL authorises a device to publish to; the
         # payload must agree with it or a device could write another branch's state.
-        if msg.branch != t_branch or msg.camera != t_camera:
-            return self._reject("malformed", "payload branch/camera differ from topic", topic, now)
-        if isinstance(msg, ZoneMessage):
-            if msg.zone != t_zone:
-                return self._reject("malformed", "payload zone differs from topic", topic, now)
-        elif t_zone is not None:
-            return self._reject("malformed", "status payload on a zone topic", topic, now)
+        why = self._mismatch(parts, msg)
+        if why is not None:
+            return self._reject("malformed", "topic_mismatch", why, topic, now)
 
         ts = _epoch(msg)
         if ts > now + self.settings.max_clock_skew_s:
             # A stamp from the future would pin the zone's "newest" state until that time.
-            return self._reject("malformed", "timestamp in the future", topic, now)
+            return self._reject(
+                "malformed", "future_timestamp", "timestamp in the future", topic, now
+            )
 
-        if msg.branch not in self.known and self.settings.unknown_branches == "reject":
-            return self._reject("rejected", f"unknown branch {msg.branch!r}", topic, now)
+        branch = msg.branch
+        if branch not in self.known and self.settings.unknown_branches == "reject":
+            return self._reject(
+                "rejected", "unknown_branch", f"unknown branch {branch!r}", topic, now
+            )
+
+        if kind == "device_status" and msg.will:  # type: ignore[union-attr]
+            # The broker publishes the will later, with the seq of the last message
+            # before that connect: it is applied as it arrives, never de-duplicated
+            # by seq (only the very same will twice is a duplicate).
+            return self._apply_will(msg, ts, topic, now)  # type: ignore[arg-type]
 
         window = self._windows.get(msg.device)
         if window is None:
             if len(self._windows) >= self.settings.max_zones:
-                return self._reject("rejected", "device limit reached", topic, now)
+                return self._reject("rejected", "limit", "device limit reached", topic, now)
             window = self._windows[msg.device] = _SeqWindow()
         if not window.admit(msg.seq, ts, self.settings.dedup_window):
             return Outcome("duplicate")
 
         state = self.state
-        dkey = DeviceKey(msg.branch, msg.camera, msg.device)
+        nkey = NodeKey(branch, msg.device)
+        node = state.nodes.get(nkey)
+        if node is None:
+            node = self._new_node(nkey)
+            if node is None:
+                return self._reject("rejected", "limit", "device limit reached", topic, now)
+        if ts >= node.last_ts:
+            node.last_ts = ts
+            node.received_at = now
+
+        if kind == "device_status":
+            assert isinstance(msg, StatusMessage)
+            if ts < node.status_ts:
+                return Outcome("stale", msg, None, None, nkey)
+            if msg.state == "offline":
+                if node.status != "offline" or node.offline_since is None:
+                    node.offline_since = min(ts, now)  # published by the agent at shutdown
+            else:
+                node.offline_since = None
+            node.status = msg.state
+            node.status_ts = ts
+            node.will = False
+            if msg.cameras is not None:
+                node.cameras = tuple(msg.cameras)
+            node.heartbeat_s = msg.heartbeat_s
+            node.model = msg.model
+            node.software = msg.software
+            return Outcome(_OK, msg, None, None, nkey)
+
+        camera = msg.camera
+        assert camera is not None
+        dkey = DeviceKey(branch, camera, msg.device)
         dev = state.devices.get(dkey)
         if dev is None:
             if len(state.devices) >= self.settings.max_zones:
-                return self._reject("rejected", "device limit reached", topic, now)
-            dev = state.devices[dkey] = DeviceRecord(msg.branch, msg.camera, msg.device)
-            state.ensure_branch(msg.branch, self.known.get(msg.branch, "unknown"))
+                return self._reject("rejected", "limit", "device limit reached", topic, now)
+            dev = DeviceRecord(branch, camera, msg.device, node=node)
+            state.add_device(dkey, dev)
         if ts >= dev.last_ts:
             dev.last_ts = ts
             dev.last_seq = msg.seq
             dev.received_at = now
 
-        if isinstance(msg, StatusMessage):
+        if kind == "status":
+            assert isinstance(msg, StatusMessage)
             if ts < dev.status_ts:
-                return Outcome("stale", msg, None, dkey)
+                return Outcome("stale", msg, None, dkey, nkey)
             dev.status = msg.state
             dev.status_ts = ts
             health = msg.camera_health
@@ -270,22 +355,40 @@ class Ingestor:
             dev.error = health.error if health else None
             dev.model = msg.model
             dev.software = msg.software
-            return Outcome("ok", msg, None, dkey)
+            return Outcome(_OK, msg, None, dkey, nkey)
 
-        zkey = ZoneKey(msg.branch, msg.zone)
+        assert isinstance(msg, ZoneMessage)
+        zkey = ZoneKey(branch, msg.zone)
         rec = state.zones.get(zkey)
-        if rec is not None and (ts, msg.seq) <= (rec.ts, rec.seq) and rec.device == msg.device:
-            return Outcome("stale", msg, zkey, dkey)
-        if rec is not None and ts < rec.ts:
-            # Another device/camera with an older observation: keep the newest.
-            return Outcome("stale", msg, zkey, dkey)
-        if rec is None:
-            if len(state.zones) >= self.settings.max_zones:
-                return self._reject("rejected", "zone limit reached", topic, now)
-            state.ensure_branch(msg.branch, self.known.get(msg.branch, "unknown"))
-            rec = state.zones[zkey] = ZoneRecord(
-                branch=msg.branch,
-                camera=msg.camera,
+        if rec is not None:
+            if ts < rec.ts or (ts == rec.ts and msg.seq <= rec.seq and rec.device == msg.device):
+                # older than what we hold (same device: by (ts, seq); another
+                # device/camera with an older observation: keep the newest)
+                return Outcome("stale", msg, zkey, dkey, nkey)
+            rec.camera = camera
+            rec.kind = msg.kind
+            rec.blueprint = msg.blueprint
+            rec.device = msg.device
+            rec.people = msg.people
+            rec.raw_count = msg.raw_count
+            rec.dwell_p50_s = msg.dwell_p50_s
+            rec.dwell_p90_s = msg.dwell_p90_s
+            rec.dwell_max_s = msg.dwell_max_s
+            rec.arrivals_total = msg.arrivals_total
+            rec.departures_total = msg.departures_total
+            rec.device_wait_threshold_s = msg.wait_threshold_s
+            rec.ts = ts
+            rec.seq = msg.seq
+            rec.received_at = now
+            return Outcome(_OK, msg, zkey, dkey, nkey)
+        if len(state.zones) >= self.settings.max_zones:
+            return self._reject("rejected", "limit", "zone limit reached", topic, now)
+        state.ensure_branch(branch, self.known.get(branch, "unknown"))
+        state.add_zone(
+            zkey,
+            ZoneRecord(
+                branch=branch,
+                camera=camera,
                 zone=msg.zone,
                 kind=msg.kind,
                 blueprint=msg.blueprint,
@@ -301,24 +404,67 @@ class Ingestor:
                 ts=ts,
                 seq=msg.seq,
                 received_at=now,
-            )
-            return Outcome("ok", msg, zkey, dkey)
-        rec.camera = msg.camera
-        rec.kind = msg.kind
-        rec.blueprint = msg.blueprint
-        rec.device = msg.device
-        rec.people = msg.people
-        rec.raw_count = msg.raw_count
-        rec.dwell_p50_s = msg.dwell_p50_s
-        rec.dwell_p90_s = msg.dwell_p90_s
-        rec.dwell_max_s = msg.dwell_max_s
-        rec.arrivals_total = msg.arrivals_total
-        rec.departures_total = msg.departures_total
-        rec.device_wait_threshold_s = msg.wait_threshold_s
-        rec.ts = ts
-        rec.seq = msg.seq
-        rec.received_at = now
-        return Outcome("ok", msg, zkey, dkey)
+            ),
+        )
+        return Outcome(_OK, msg, zkey, dkey, nkey)
+
+    @staticmethod
+    def _mismatch(parts: TopicParts, msg: ZoneMessage | StatusMessage) -> str | None:
+        """Why the payload does not belong on its topic (``protocol.topic_for``), or None."""
+        if (msg.type == "zone") != (parts.kind == "zone"):
+            return f"payload type {msg.type!r} does not belong on a {parts.kind} topic"
+        if msg.branch != parts.branch:
+            return f"payload branch {msg.branch!r} differs from the topic's"
+        if parts.kind == "zone":
+            assert isinstance(msg, ZoneMessage)
+            if msg.camera != parts.camera:
+                return f"payload camera {msg.camera!r} differs from the topic's"
+            if msg.zone != parts.zone:
+                return f"payload zone {msg.zone!r} differs from the topic's"
+            return None
+        assert isinstance(msg, StatusMessage)
+        if parts.kind == "status":
+            if msg.camera is None:
+                return "device status (camera null) on a camera status topic"
+            if msg.camera != parts.camera:
+                return f"payload camera {msg.camera!r} differs from the topic's"
+            if msg.will:
+                return "a last will belongs on the device status topic"
+            return None
+        if msg.camera is not None:
+            return "camera status on a device status topic"
+        if msg.device != parts.device:
+            return f"payload device {msg.device!r} differs from the topic's"
+        return None
+
+    def _new_node(self, nkey: NodeKey) -> NodeRecord | None:
+        state = self.state
+        if len(state.nodes) >= self.settings.max_zones:
+            return None
+        node = state.nodes[nkey] = NodeRecord(nkey.branch, nkey.device)
+        state.ensure_branch(nkey.branch, self.known.get(nkey.branch, "unknown"))
+        return node
+
+    def _apply_will(self, msg: StatusMessage, ts: float, topic: str, now: float) -> Outcome:
+        nkey = NodeKey(msg.branch, msg.device)
+        node = self.state.nodes.get(nkey)
+        if node is None:
+            node = self._new_node(nkey)
+            if node is None:
+                return self._reject("rejected", "limit", "device limit reached", topic, now)
+        key = (msg.seq, ts)
+        if node.will_key == key:
+            return Outcome("duplicate")
+        node.will_key = key
+        if node.status != "offline" or node.offline_since is None:
+            node.offline_since = now  # the will's ts is its connect time; it arrives now
+        node.status = "offline"
+        node.will = True
+        node.status_ts = max(node.status_ts, ts)
+        node.last_ts = max(node.last_ts, ts)  # its connect time: alive then
+        if msg.cameras is not None:
+            node.cameras = tuple(msg.cameras)
+        return Outcome(_OK, msg, None, None, nkey)
 
 
 def is_waiting(msg: ZoneMessage) -> bool:
@@ -328,28 +474,39 @@ def is_waiting(msg: ZoneMessage) -> bool:
 # ----------------------------------------------------------------- network edge
 
 
+Item = tuple[str, bytes, float]
+
+
 class MessageQueue:
     """Bounded hand-off from paho's network thread to the processing thread.
 
-    ``deque.append``/``popleft`` are atomic under the GIL, so the network thread
-    pays one append and one ``Event`` check per message and never blocks.
+    ``deque.extend``/``popleft`` are atomic under the GIL, so the network thread
+    pays one ``extend`` and one ``Event`` check per socket read (not per message)
+    and never blocks.
     """
 
     def __init__(self, maxlen: int) -> None:
-        self._dq: deque[tuple[str, bytes, float]] = deque()
+        self._dq: deque[Item] = deque()
         self._max = maxlen
         self._event = threading.Event()
         self.dropped = 0
 
-    def put(self, item: tuple[str, bytes, float]) -> None:
-        if len(self._dq) >= self._max:
-            self.dropped += 1  # overload: shed the newest rather than grow without bound
-            return
-        self._dq.append(item)
+    def put(self, item: Item) -> None:
+        self.put_many([item])
+
+    def put_many(self, items: list[Item]) -> None:
+        room = self._max - len(self._dq)
+        if room < len(items):
+            # overload: shed the newest rather than grow without bound
+            self.dropped += len(items) - max(room, 0)
+            items = items[: max(room, 0)]
+            if not items:
+                return
+        self._dq.extend(items)
         if not self._event.is_set():
             self._event.set()
 
-    def get_batch(self, max_items: int, timeout: float) -> list[tuple[str, bytes, float]]:
+    def get_batch(self, max_items: int, timeout: float) -> list[Item]:
         if not self._dq:
             self._event.wait(timeout)
         self._event.clear()
@@ -361,63 +518,195 @@ class MessageQueue:
         return len(self._dq)
 
 
-class _BufferedSocket:
-    """Socket wrapper: one large ``recv`` serves paho's many tiny reads.
+#: bytes asked of the socket per ``recv``; up to ``_READS_PER_WAKEUP`` reads per wake-up
+_READ_SIZE = 256 * 1024
+_READS_PER_WAKEUP = 16
+_PUBLISH = 0x30
 
-    paho reads every packet as 1-byte header reads plus a body read, i.e. several
-    syscalls per message; at 20k msgs/s that alone saturates a core. ``pending()``
-    (which paho already consults for TLS sockets) tells its loop that buffered
-    bytes are ready without another ``select``.
-    """
 
-    def __init__(self, sock: Any) -> None:
-        self._sock = sock
-        self._buf = b""
-        self._pos = 0
+def _varint(buf: bytes, pos: int) -> tuple[int, int]:
+    """MQTT variable byte integer at ``pos``: ``(value, next position)``; IndexError if cut."""
+    value = 0
+    mult = 1
+    for _ in range(4):
+        b = buf[pos]
+        pos += 1
+        value += (b & 127) * mult
+        if b < 128:
+            return value, pos
+        mult *= 128
+    raise ValueError("variable byte integer longer than 4 bytes")
 
-    def recv(self, bufsize: int) -> bytes:
-        if self._pos >= len(self._buf):
-            data = self._sock.recv(256 * 1024)  # BlockingIOError/SSLWantRead propagate
-            if not data:
-                return b""
-            self._buf, self._pos = data, 0
-        end = self._pos + bufsize
-        out = self._buf[self._pos : end]
-        self._pos += len(out)
-        return out
 
-    def pending(self) -> int:
-        inner = self._sock.pending() if hasattr(self._sock, "pending") else 0
-        return len(self._buf) - self._pos + int(inner)
+def subscription_ids(props: bytes) -> list[int]:
+    """Subscription identifiers (property 0x0B) in the properties of an MQTT 5 PUBLISH."""
+    ids: list[int] = []
+    pos, end = 0, len(props)
+    while pos < end:
+        ident = props[pos]
+        pos += 1
+        if ident == 0x0B:  # subscription identifier: variable byte integer
+            value, pos = _varint(props, pos)
+            ids.append(value)
+        elif ident == 0x01:  # payload format indicator: byte
+            pos += 1
+        elif ident == 0x02:  # message expiry interval: four-byte integer
+            pos += 4
+        elif ident == 0x23:  # topic alias: two-byte integer
+            pos += 2
+        elif ident in (0x03, 0x08, 0x09):  # content type, response topic, correlation data
+            pos += 2 + (props[pos] << 8 | props[pos + 1])
+        elif ident == 0x26:  # user property: string pair
+            pos += 2 + (props[pos] << 8 | props[pos + 1])
+            pos += 2 + (props[pos] << 8 | props[pos + 1])
+        else:
+            raise ValueError(f"unexpected PUBLISH property 0x{ident:02x}")
+    return ids
 
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._sock, name)
+
+def _shared_only(props: bytes) -> bool:
+    """Keep a non-retained message during the bootstrap only if the shared subscription
+    delivered it (live traffic through the plain one may belong to another replica)."""
+    try:
+        return _SUB_SHARED in subscription_ids(props)
+    except (IndexError, ValueError):
+        return True  # unreadable properties: let validation and de-duplication decide
 
 
 def _fast_client_class() -> type:
-    """A paho ``Client`` that reads many packets per wake-up (subscriber throughput).
+    """A paho ``Client`` whose receive path parses PUBLISH packets itself, in bulk.
 
-    paho 2.x's ``loop_read`` handles one packet per ``select`` for a client that
-    only receives. This overrides two private methods (``_create_socket``,
-    ``loop_read``'s loop over ``_packet_read``), so paho is pinned to <3 in
+    paho 2.x reads each packet with several tiny ``recv`` calls and then builds an
+    ``MQTTMessage`` with fully decoded MQTT 5 ``Properties``, checks callbacks under
+    locks and logs it: at 20k msgs/s that alone saturates a core. Here ``loop_read``
+    reads up to 4 MiB per wake-up, splits the bytes into packets, and for every QoS 0/1
+    PUBLISH only slices topic and payload (the subscription identifiers are decoded
+    only while the retained-state bootstrap needs them), sends the PUBACK for QoS 1,
+    and hands the whole read to ``lw_sink`` at once, stamped with one receive time.
+    Every other packet (CONNACK, SUBACK, PINGRESP, DISCONNECT, QoS 2 flows...) goes to
+    paho's own ``_packet_handle``. This overrides private paho methods
+    (``_create_socket``, ``loop_read``, ``_in_packet``), so paho is pinned to <3 in
     pyproject.toml; tests exercise it against the real broker.
     """
     import paho.mqtt.client as mqtt
+    from paho.mqtt.client import MQTTErrorCode
+
+    def _fresh_in_packet() -> dict[str, Any]:
+        return {
+            "command": 0,
+            "have_remaining": 0,
+            "remaining_count": [],
+            "remaining_mult": 1,
+            "remaining_length": 0,
+            "packet": bytearray(b""),
+            "to_process": 0,
+            "pos": 0,
+        }
 
     class FastClient(mqtt.Client):
-        def _create_socket(self) -> Any:
-            return _BufferedSocket(super()._create_socket())
+        #: ``(items, received_at)`` receiver; set by :class:`MqttIngest`
+        lw_sink: Callable[[list[Item]], None] | None = None
+        lw_clock: Callable[[], float] = time.time
+        #: returns the subscription filter for non-retained messages while the
+        #: bootstrap subscription is active (``None``: deliver everything)
+        lw_keep: Callable[[bytes], bool] | None = None
+        _lw_buf: bytes = b""
 
-        def loop_read(self, max_packets: int = 1) -> mqtt.MQTTErrorCode:
-            for _ in range(10_000):
-                if self._sock is None:
-                    return mqtt.MQTTErrorCode.MQTT_ERR_NO_CONN
-                rc = self._packet_read()
-                if rc > 0:
-                    return self._loop_rc_handle(rc)
-                if rc == mqtt.MQTTErrorCode.MQTT_ERR_AGAIN:
+        def _create_socket(self) -> Any:
+            self._lw_buf = b""  # a new connection is a new byte stream
+            return super()._create_socket()
+
+        def loop_read(self, max_packets: int = 1) -> MQTTErrorCode:
+            if self._sock is None:
+                return MQTTErrorCode.MQTT_ERR_NO_CONN
+            chunks: list[bytes] = []
+            for _ in range(_READS_PER_WAKEUP):
+                try:
+                    data = self._sock_recv(_READ_SIZE)
+                except BlockingIOError:
                     break
-            return mqtt.MQTTErrorCode.MQTT_ERR_SUCCESS
+                except ConnectionError:
+                    return MQTTErrorCode.MQTT_ERR_NO_CONN
+                except OSError as err:
+                    self._easy_log(mqtt.MQTT_LOG_ERR, "failed to receive on socket: %s", err)
+                    return self._loop_rc_handle(MQTTErrorCode.MQTT_ERR_CONN_LOST)
+                if not data:
+                    return self._loop_rc_handle(MQTTErrorCode.MQTT_ERR_CONN_LOST)
+                chunks.append(data)
+            if not chunks:
+                return MQTTErrorCode.MQTT_ERR_SUCCESS
+            with self._msgtime_mutex:
+                self._last_bytes_received = mqtt.time_func()
+            if self._lw_buf:
+                chunks.insert(0, self._lw_buf)
+            buf = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+            out: list[Item] = []
+            try:
+                rc = self._split(buf, out)
+            finally:
+                if out and self.lw_sink is not None:
+                    self.lw_sink(out)
+            if rc:
+                return self._loop_rc_handle(rc)
+            return MQTTErrorCode.MQTT_ERR_SUCCESS
+
+        def _split(self, buf: bytes, out: list[Item]) -> MQTTErrorCode:
+            """Handle every complete packet in ``buf``; keep the incomplete tail."""
+            n = len(buf)
+            pos = 0
+            received = self.lw_clock()
+            keep = self.lw_keep
+            fast = self._protocol == mqtt.MQTTv5
+            append = out.append
+            try:
+                while pos + 2 <= n:
+                    cmd = buf[pos]
+                    try:
+                        length, start = _varint(buf, pos + 1)
+                    except IndexError:
+                        break  # remaining length not complete yet
+                    end = start + length
+                    if end > n:
+                        break
+                    qos = (cmd >> 1) & 3
+                    if (cmd & 0xF0) == _PUBLISH and qos < 2 and fast:
+                        p = start + 2 + (buf[start] << 8 | buf[start + 1])
+                        topic = buf[start + 2 : p]
+                        if qos:
+                            mid = buf[p] << 8 | buf[p + 1]
+                            p += 2
+                        plen, p = _varint(buf, p)
+                        if keep is None or cmd & 1 or keep(buf[p : p + plen]):
+                            try:
+                                name = topic.decode()
+                            except UnicodeDecodeError:
+                                name = topic.decode(errors="replace")  # counted as malformed
+                            append((name, buf[p + plen : end], received))
+                        if qos:
+                            rc = self._send_puback(mid)
+                            if rc:
+                                return rc
+                    else:
+                        self._in_packet = _fresh_in_packet()
+                        self._in_packet["command"] = cmd
+                        self._in_packet["packet"] = bytearray(buf[start:end])
+                        self._in_packet["remaining_length"] = length
+                        try:
+                            rc = self._packet_handle()
+                        except mqtt.MalformedPacket as exc:
+                            self._easy_log(mqtt.MQTT_LOG_DEBUG, "malformed packet: %s", exc)
+                            rc = MQTTErrorCode.MQTT_ERR_PROTOCOL
+                        finally:
+                            self._in_packet = _fresh_in_packet()
+                        if rc:
+                            return rc
+                    pos = end
+            except (IndexError, ValueError) as exc:
+                self._easy_log(mqtt.MQTT_LOG_ERR, "malformed packet from the broker: %s", exc)
+                self._lw_buf = b""
+                return MQTTErrorCode.MQTT_ERR_PROTOCOL
+            self._lw_buf = buf[pos:]
+            return MQTTErrorCode.MQTT_ERR_SUCCESS
 
     return FastClient
 
@@ -462,7 +751,9 @@ class MqttIngest:
         client.reconnect_delay_set(1, 30)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
-        client.on_message = self._on_message
+        client.on_message = self._on_message  # QoS 2 only: the rest takes the fast path
+        client.lw_sink = self.queue.put_many
+        client.lw_clock = clock
         self.client = client
 
     # -- filters
@@ -521,6 +812,7 @@ class MqttIngest:
             p.SubscriptionIdentifier = _SUB_BOOTSTRAP
             with self._lock:
                 self._bootstrap_active = bool(group)
+                client.lw_keep = _shared_only if group else None
             client.subscribe([(f, SubscribeOptions(qos=qos)) for f in filters], properties=p)
             if group:
                 if self._bootstrap_timer:
@@ -536,6 +828,7 @@ class MqttIngest:
     def _end_bootstrap(self, filters: list[str]) -> None:
         with self._lock:
             self._bootstrap_active = False
+            self.client.lw_keep = None
         self.client.unsubscribe(filters)
         log.info("retained-state bootstrap subscription ended")
 

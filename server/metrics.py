@@ -20,10 +20,14 @@ Names (dashboards depend on them; change only with a deprecation):
 * ``lobbywatch_zone_served_within_threshold_ratio{branch,zone}``
 * ``lobbywatch_zone_last_update_timestamp_seconds{branch,zone}``
 * ``lobbywatch_zone_alert_state{branch,zone,kind}`` (0 ok, 1 warning, 2 critical)
-* ``lobbywatch_device_up{branch,camera,device}``
+* ``lobbywatch_device_up{branch,camera,device}`` (per camera; 0 while the device is
+  offline by its device status / last will; ``camera=""`` for a device whose cameras
+  are not known yet)
+* ``lobbywatch_device_online{branch,device}`` (device-level status: 1 online, 0 offline)
 * ``lobbywatch_device_last_message_timestamp_seconds{branch,camera,device}``
 * ``lobbywatch_device_last_message_age_seconds{branch,camera,device}``
 * ``lobbywatch_collector_messages_total{result}``
+* ``lobbywatch_collector_invalid_messages_total{result,reason}`` (why a message was refused)
 * ``lobbywatch_collector_processing_seconds`` (histogram: receive -> state applied)
 * ``lobbywatch_collector_queue_messages`` / ``lobbywatch_collector_queue_dropped_total``
 * ``lobbywatch_notifications_total{sink,result}``
@@ -173,10 +177,20 @@ class StateCollector(Collector):
             "Seconds since the device's newest message was observed.",
             labels=dl,
         )
+        online = GaugeMetricFamily(
+            "lobbywatch_device_online",
+            "Device-level status: 1 online, 0 offline (device status topic / last will).",
+            labels=["branch", "device"],
+        )
         messages = CounterMetricFamily(
             "lobbywatch_collector_messages",
             "MQTT messages by ingest result.",
             labels=["result"],
+        )
+        invalid = CounterMetricFamily(
+            "lobbywatch_collector_invalid_messages",
+            "Refused MQTT messages by result and reason.",
+            labels=["result", "reason"],
         )
         active = GaugeMetricFamily(
             "lobbywatch_alerts_active", "Firing alerts by severity.", labels=["severity"]
@@ -219,13 +233,28 @@ class StateCollector(Collector):
             for (branch, zone, kind), level in levels.items():
                 alert_state.add_metric([branch, zone, kind], level)
             timeout = s.heartbeat_timeout_s
+            with_cameras: set[tuple[str, str]] = set()
             for d in s.devices.values():
                 ld = [d.branch, d.camera, d.device]
                 up.add_metric(ld, 1 if d.is_up(now, timeout) else 0)
                 last_ts.add_metric(ld, d.last_ts)
                 age.add_metric(ld, max(0.0, now - d.last_ts))
+                with_cameras.add((d.branch, d.device))
+            for n in s.nodes.values():
+                if n.status != "unknown":
+                    online.add_metric([n.branch, n.device], 1 if n.status == "online" else 0)
+                if (n.branch, n.device) in with_cameras:
+                    continue
+                # only the device status is known (e.g. its retained last will)
+                ld = [n.branch, "", n.device]
+                is_up = n.status != "offline" and now - n.last_ts < timeout
+                up.add_metric(ld, 1 if is_up else 0)
+                last_ts.add_metric(ld, n.last_ts)
+                age.add_metric(ld, max(0.0, now - n.last_ts))
             for result in RESULTS:
                 messages.add_metric([result], s.results.get(result, 0))
+            for (result, reason), n_ in sorted(s.invalid.items()):
+                invalid.add_metric([result, reason], n_)
         for sev, n in sorted(sev_count.items()):
             active.add_metric([sev], n)
 
@@ -270,7 +299,9 @@ class StateCollector(Collector):
             up,
             last_ts,
             age,
+            online,
             messages,
+            invalid,
             hist,
             notif,
             active,

@@ -24,6 +24,21 @@ RESULTS = (
     "rejected",
 )
 
+#: Bounded reasons behind a non-ok result, counted in
+#: ``lobbywatch_collector_invalid_messages_total{result,reason}``.
+REASONS = (
+    "topic",  # not a v1 protocol topic (or another root)
+    "json",  # not JSON
+    "schema",  # JSON, but not a valid protocol message
+    "topic_mismatch",  # valid message, but branch/camera/zone/device/type differ from the topic
+    "future_timestamp",  # ts more than max_clock_skew_s ahead
+    "internal",  # a bug on our side, never the sender's fault
+    "oversized",
+    "wrong_version",
+    "unknown_branch",
+    "limit",  # max_zones cap on zones/devices
+)
+
 
 class ZoneKey(NamedTuple):
     """A zone is identified by its branch and its id (zone ids are unique per branch)."""
@@ -33,9 +48,48 @@ class ZoneKey(NamedTuple):
 
 
 class DeviceKey(NamedTuple):
+    """One camera of one device (camera status and zone topics are per camera)."""
+
     branch: str
     camera: str
     device: str
+
+
+class NodeKey(NamedTuple):
+    """One edge device (one MQTT connection, one last will, one ``seq`` sequence)."""
+
+    branch: str
+    device: str
+
+
+@dataclass(slots=True)
+class NodeRecord:
+    """Device-level liveness from ``{root}/v1/{branch}/_device/{device}/status``.
+
+    ``status`` is "online"/"offline" from the device status (the MQTT last will is an
+    offline device status with ``will`` true) or "unknown" while none was seen (an
+    older edge that publishes camera statuses only). ``last_ts`` is the newest
+    observation of any message of the device, for heartbeat timeouts.
+    """
+
+    branch: str
+    device: str
+    status: str = "unknown"
+    status_ts: float = 0.0
+    #: receive time of the offline status / will (drives the offline alert's clock)
+    offline_since: float | None = None
+    will: bool = False
+    #: (seq, ts) of the last will applied: the same will delivered twice is a duplicate
+    will_key: tuple[int, float] | None = None
+    cameras: tuple[str, ...] = ()
+    heartbeat_s: float | None = None
+    model: str | None = None
+    software: str | None = None
+    last_ts: float = 0.0
+    received_at: float = 0.0
+
+    def is_online(self) -> bool:
+        return self.status != "offline"
 
 
 @dataclass(slots=True)
@@ -67,7 +121,12 @@ class ZoneRecord:
 
 @dataclass(slots=True)
 class DeviceRecord:
-    """Liveness of one device for one camera (status topics are per camera)."""
+    """Liveness of one camera of one device (camera status topics are per camera).
+
+    A camera is live only while its device is online (``node``), its own status is not
+    offline nor reports the camera down, and the newest message is within the
+    heartbeat timeout.
+    """
 
     branch: str
     camera: str
@@ -84,10 +143,17 @@ class DeviceRecord:
     error: str | None = None
     model: str | None = None
     software: str | None = None
+    node: NodeRecord | None = field(default=None, repr=False)
 
     def is_up(self, now: float, timeout_s: float) -> bool:
-        """Up = not declared offline and heard from within the heartbeat timeout."""
-        return self.status != "offline" and (now - self.last_ts) < timeout_s
+        """Up = device online, camera not declared offline or down, heard from recently."""
+        node = self.node
+        return (
+            self.status != "offline"
+            and self.camera_up is not False
+            and (node is None or node.status != "offline")
+            and (now - self.last_ts) < timeout_s
+        )
 
 
 @dataclass(slots=True)
@@ -106,9 +172,15 @@ class CollectorState:
     branches: dict[str, BranchRecord] = field(default_factory=dict)
     zones: dict[ZoneKey, ZoneRecord] = field(default_factory=dict)
     devices: dict[DeviceKey, DeviceRecord] = field(default_factory=dict)
+    nodes: dict[NodeKey, NodeRecord] = field(default_factory=dict)
     #: active alerts by alert_id (Alert objects from alerts.py)
     alerts: dict[str, Any] = field(default_factory=dict)
     results: dict[str, int] = field(default_factory=lambda: dict.fromkeys(RESULTS, 0))
+    #: (result, reason) -> count for every non-ok, non-duplicate, non-stale message
+    invalid: dict[tuple[str, str], int] = field(default_factory=dict)
+    #: per-branch indexes of zones and devices (the API reads one branch at a time)
+    branch_zones: dict[str, dict[ZoneKey, ZoneRecord]] = field(default_factory=dict)
+    branch_devices: dict[str, dict[DeviceKey, DeviceRecord]] = field(default_factory=dict)
     lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
 
     def ensure_branch(self, branch: str, region: str = "unknown") -> BranchRecord:
@@ -117,11 +189,22 @@ class CollectorState:
             rec = self.branches[branch] = BranchRecord(branch, region, configured=False)
         return rec
 
+    def add_zone(self, key: ZoneKey, rec: ZoneRecord) -> None:
+        self.zones[key] = rec
+        self.branch_zones.setdefault(key.branch, {})[key] = rec
+
+    def add_device(self, key: DeviceKey, rec: DeviceRecord) -> None:
+        self.devices[key] = rec
+        self.branch_devices.setdefault(key.branch, {})[key] = rec
+
     def zones_of(self, branch: str) -> list[ZoneRecord]:
-        return [z for k, z in self.zones.items() if k.branch == branch]
+        return list(self.branch_zones.get(branch, {}).values())
 
     def devices_of(self, branch: str) -> list[DeviceRecord]:
-        return [d for k, d in self.devices.items() if k.branch == branch]
+        return list(self.branch_devices.get(branch, {}).values())
+
+    def nodes_of(self, branch: str) -> list[NodeRecord]:
+        return [n for k, n in self.nodes.items() if k.branch == branch]
 
     def alerts_of(self, branch: str) -> list[Any]:
         return [a for a in self.alerts.values() if a.branch == branch]

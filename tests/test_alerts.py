@@ -19,9 +19,12 @@ T0 = 1_750_000_000.0
 
 POLICY = AlertPolicy(
     w1_threshold_s=600,
-    warn_fraction=0.8,  # warning at 480 s
+    warn_fraction=0.8,  # queue rule at 480 s...
+    warn_head_fraction=0.0,  # ...on the predicted wait alone (the mechanics tests)
     warn_within_s=0,
     min_duration_s=60,
+    head_breach_services=0.5,  # head rule: oldest + 0.5/mu >= 600 s...
+    head_min_duration_s=20,  # ...held 20 s
     resolve_fraction=0.5,  # resolve below 300 s...
     resolve_after_s=120,  # ...held for 120 s
     renotify_s=600,
@@ -277,3 +280,84 @@ def test_policy_merge_and_validation() -> None:
 def test_disabled_policy_never_fires() -> None:
     policy = POLICY.merged({"enabled": False})
     assert run(engine(policy), [(0, est(900)), (100, est(900))]) == []
+
+
+# --- the two W1 firing conditions (defaults of AlertPolicy, mu = 0.01/s) ------
+
+DEFAULT = AlertPolicy(resolve_after_s=120)  # T 600, queue rule 1.0 T / head 0.6 T, 120 s
+
+
+def test_queue_rule_needs_a_queue_that_has_lasted() -> None:
+    # predicted 650 s >= T, but the oldest has waited 200 s: expected total
+    # 200 + 1/mu = 300 s < 0.6 x 600 = 360 s -> a fresh burst, no warning
+    burst = [(t, est(650, oldest=200 + t)) for t in range(0, 60, 10)]
+    assert w1(run(engine(DEFAULT), burst)) == []
+    # from +60 the oldest has waited 260 s: 260 + 100 = 360 s -> clock starts;
+    # fires 120 s later, critical because the predicted wait is over T
+    lasting = [(t, est(650, oldest=200 + t)) for t in range(0, 190, 10)]
+    assert w1(run(engine(DEFAULT), lasting)) == [(180, "fire", "critical")]
+
+
+def test_queue_rule_alone_when_the_queue_is_very_long() -> None:
+    # 1.35 x 600 = 810 s: fires on the prediction alone after 120 s
+    timeline = [(0, est(810, oldest=30)), (60, est(820, oldest=90)), (120, est(815, oldest=150))]
+    assert w1(run(engine(DEFAULT), timeline)) == [(120, "fire", "critical")]
+    below = [(0, est(800, oldest=30)), (60, est(800, oldest=90)), (120, est(800, oldest=150))]
+    assert w1(run(engine(DEFAULT), below)) == []
+
+
+def test_head_rule_fires_before_the_oldest_crosses_the_threshold() -> None:
+    # short queue (predicted 100 s): only the head rule can fire. It holds once
+    # oldest + 0.5/mu = oldest + 50 >= 600, i.e. oldest >= 550 s (at +10).
+    timeline = [(t, est(100, queue=1, oldest=540 + t)) for t in range(0, 70, 10)]
+    assert w1(run(engine(DEFAULT), timeline)) == [
+        (30, "fire", "warning"),  # held 20 s (+10 -> +30), 30 s before the breach
+        (60, "escalate", "critical"),  # oldest 600 s: breached
+    ]
+
+
+def test_head_rule_clock_restarts_when_the_oldest_is_served() -> None:
+    timeline = [
+        (0, est(100, oldest=555)),  # holds
+        (10, est(100, oldest=565)),
+        (15, est(100, oldest=300)),  # served: the next oldest has waited 300 s
+        (25, est(100, oldest=560)),  # (a tracker glitch) holds again from +25
+        (40, est(100, oldest=575)),
+        (45, est(100, oldest=580)),  # held 20 s
+    ]
+    assert w1(run(engine(DEFAULT), timeline)) == [(45, "fire", "warning")]
+
+
+def test_each_condition_keeps_its_own_clock() -> None:
+    # queue rule holds from 0 (650 >= 600, head 580 + t >= 360) and would fire
+    # at 120; the head rule holds from 70 (480 + 70 + 50 = 600) and fires at 90.
+    # A shared clock would fire at 20 (head duration) or 120 (queue duration).
+    timeline = [(t, est(650, oldest=480 + t)) for t in range(0, 130, 10)]
+    assert w1(run(engine(DEFAULT), timeline)) == [(90, "fire", "critical")]
+    head_only = [(t, est(100, oldest=480 + t)) for t in range(0, 130, 10)]
+    assert w1(run(engine(DEFAULT), head_only)) == [
+        (90, "fire", "warning"),
+        (120, "escalate", "critical"),
+    ]
+
+
+def test_no_resolve_while_the_oldest_is_expected_to_cross() -> None:
+    timeline = [
+        (0, est(100, oldest=560)),
+        (20, est(100, oldest=580)),  # fire (head rule)
+        (30, est(100, oldest=505)),  # head 505 + 100 = 605 >= 600: not clear
+        (200, est(100, oldest=505)),
+        (210, est(100, oldest=200)),  # served: clear clock starts
+        (329, est(100, oldest=320)),
+        (330, est(100, oldest=321)),  # 120 s clear -> resolve
+    ]
+    assert w1(run(engine(DEFAULT), timeline)) == [
+        (20, "fire", "warning"),
+        (330, "resolve", "warning"),
+    ]
+
+
+def test_head_rule_can_be_switched_off() -> None:
+    policy = DEFAULT.merged({"head_breach_services": 0})
+    timeline = [(t, est(100, queue=1, oldest=540 + t)) for t in range(0, 70, 10)]
+    assert w1(run(engine(policy), timeline)) == []

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from lobbywatch.edge.detector import (
     Detector,
     DetectorSettings,
@@ -19,7 +20,6 @@ from lobbywatch.edge.detector import (
     plan_tiles,
     suppress_partials,
 )
-
 from lobbywatch.errors import ModelError, SourceError
 
 
@@ -41,6 +41,17 @@ def test_fit_input_shape() -> None:
     # max_upscale 1: a 640x480 frame is not enlarged to 960
     assert fit_input_shape((480, 640), 960, True, max_upscale=1.0) == (480, 640)
     assert fit_input_shape((576, 768), 960, True, max_upscale=1.0) == (576, 768)
+    # the default rule: half the camera's resolution, never below 416 nor above 960
+    half = {"max_upscale": 0.5, "min_size": 416}
+    assert fit_input_shape((1080, 1920), 960, True, **half) == (544, 960)
+    assert fit_input_shape((2160, 3840), 960, True, **half) == (544, 960)
+    assert fit_input_shape((576, 768), 960, True, **half) == (320, 416)  # 384 -> floor
+    assert fit_input_shape((480, 640), 960, True, **half) == (320, 416)
+    assert fit_input_shape((1440, 2560), 960, True, **half) == (544, 960)
+    assert fit_input_shape((720, 1280), 960, True, **half) == (384, 640)
+    assert fit_input_shape((480, 640), 320, True, **half) == (256, 320)  # floor <= input_size
+    s = DetectorSettings()
+    assert (s.input_size, s.max_upscale, s.min_input_size) == (960, 0.5, 416)
 
 
 def test_preprocess_pastes_top_left_and_pads_114(model_path: Path) -> None:
@@ -165,3 +176,36 @@ def test_detects_people_on_a_real_frame(model_path: Path, people_dir: Path) -> N
     assert (out.xyxy[:, 3] <= 480).all() and np.all(np.diff(out.scores) <= 0)
     # at least 4 of the 6 annotated people found at IoU 0.5
     assert (iou_matrix(gt_xyxy, out.xyxy).max(axis=1) >= 0.5).sum() >= 4
+
+
+def test_tiles_detect_people_on_a_real_frame(model_path: Path, people_dir: Path) -> None:
+    """Regression: the exported graph hard-codes batch 1 in its head, so a batched
+    (whole frame + tiles) run used to return one scrambled tensor and no boxes."""
+    import cv2
+
+    frame = cv2.imread(
+        str(people_dir / "cctv_cam11_waitingroom_20231014" / "frames" / "000001.jpg")
+    )
+    whole = Detector.from_settings(DetectorSettings()).detect(frame)
+    tiled_det = Detector.from_settings(DetectorSettings(tiles=(2, 2), max_upscale=1.0))
+    prepared = tiled_det.preprocess(frame)
+    raw = tiled_det.infer(prepared)
+    assert raw.shape[0] == 5  # whole frame + 4 tiles, one output per region
+    tiled = tiled_det.postprocess(raw, prepared)
+    assert len(whole) >= 10 and len(tiled) >= 0.8 * len(whole)
+
+
+def test_nms_equals_textbook_greedy_on_random_clusters() -> None:
+    rng = np.random.default_rng(0)
+    for _ in range(300):
+        n = int(rng.integers(1, 60))
+        c = rng.uniform(0, 300, (n, 2))
+        wh = rng.uniform(5, 80, (n, 2))
+        boxes = np.concatenate((c, c + wh), 1).astype(np.float32)
+        scores = rng.random(n).astype(np.float32)
+        iou = iou_matrix(boxes, boxes)
+        keep: list[int] = []
+        for i in np.argsort(-scores, kind="stable"):
+            if all(iou[i, j] <= 0.45 for j in keep):
+                keep.append(int(i))
+        assert nms(boxes, scores, 0.45).tolist() == keep

@@ -191,6 +191,18 @@ def test_oldest_and_stalled_clocks_advance_with_now() -> None:
     e = est.estimate(T0 + 50)
     assert e.oldest_wait_s == pytest.approx(48.0)
     assert e.no_departure_for_s == pytest.approx(30.0)  # last departure seen at +20
+    # fallback mu = 1/60: the oldest starts after r/mu = 60 s more on average
+    assert e.head_wait_s == pytest.approx(48.0 + 60.0)
+
+
+def test_oldest_is_kept_when_the_count_misses_the_only_person() -> None:
+    est = ZoneEstimator(RAW, counters=1, mean_service_s=60)
+    feed(est, [msg(0, 1, 1, 0, dwell_max=500), msg(5, 0, 1, 0, dwell_max=505)])
+    e = est.estimate(T0 + 5)
+    # the confirmed count says 0 (missed detection), the track says 505 s
+    assert e.queue_length == 0 and e.predicted_wait_s == 0.0
+    assert e.oldest_wait_s == pytest.approx(505.0)
+    assert e.head_wait_s == pytest.approx(565.0)
 
 
 def test_stale_and_duplicate_messages_only_add_dwells() -> None:

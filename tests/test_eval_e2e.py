@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+
 from lobbywatch.edge.evaluation import evaluate
 
 pytestmark = [pytest.mark.model, pytest.mark.slow]
@@ -21,12 +22,19 @@ def test_beats_the_plain_baseline(report) -> None:  # type: ignore[no-untyped-de
     assert o.frames == 21 + 10 + 50 + 24
     # the 416 baseline reproduces the shared README within subsampling noise
     assert 2.8 <= o.baseline["mae"] <= 3.8
-    # full-set figures: raw MAE 2.14 vs baseline 3.26, P 0.76, R 0.78
-    assert o.raw_mae <= 0.8 * o.baseline["mae"]
-    assert o.precision >= 0.7 and o.recall >= 0.72
+    # Achieved on this every-3rd-frame subset (docs/accuracy.md): raw MAE 2.06 vs
+    # baseline 3.22, P 0.77, R 0.77; counted (tracker) MAE 2.70 — the tracker sees
+    # frames 3x further apart here, so its full-set figure (1.87) is not reachable.
+    assert o.raw_mae <= 0.7 * o.baseline["mae"]
+    assert o.precision >= 0.74 and o.recall >= 0.74
+    assert o.mae <= 3.0 and o.mae < o.baseline["mae"]
     room = next(s for s in report.sequences if s.name.endswith("20231014"))
-    assert room.recall >= 0.62 and room.baseline["recall"] <= 0.52
-    assert room.raw_mae <= 0.6 * room.baseline["mae"]
+    assert room.recall >= 0.66 and room.baseline["recall"] <= 0.52
+    assert room.raw_mae <= 0.55 * room.baseline["mae"]
+    # Small frames run at 416 (half-resolution rule, floor 416): no regression vs baseline.
+    for name, limit in (("pets09_s2l1", 1.8), ("tud_campus", 1.4)):
+        seq = next(s for s in report.sequences if s.name == name)
+        assert seq.raw_mae <= limit, (name, seq.raw_mae)
     assert o.fps > 0
 
 

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from lobbywatch.edge.evaluation import (
     Tally,
     find_sequences,
@@ -14,7 +15,6 @@ from lobbywatch.edge.evaluation import (
     read_frame,
     read_gt,
 )
-
 from lobbywatch.errors import SourceError
 
 

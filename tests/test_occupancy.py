@@ -29,6 +29,22 @@ def step(
 
 
 class TestHysteresis:
+    def test_people_only_counts_present_tracks(self) -> None:
+        occ = ZoneOccupancy(1, OccupancySettings(entry_s=0.0, exit_s=2.0))
+        ids, zone, yes = np.array([1, 2]), np.array([0, 0]), np.array([True, True])
+        assert occ.update(ids, zone, yes, yes, 0.0).people.tolist() == [2]
+        # Track 2 unseen beyond its count grace: still in the zone's state, not counted.
+        gone = np.array([True, False])
+        u = occ.update(ids, zone, gone, yes, 1.0, counted=gone)
+        assert u.people.tolist() == [1] and u.zone_of_track.tolist() == [0, 0]
+        assert u.dwell_max_s.tolist() == [1.0]
+        # Seen again: counted again with its original entry time, no new arrival.
+        u = occ.update(ids, zone, yes, yes, 2.0, counted=yes)
+        assert u.people.tolist() == [2] and u.arrivals_total.tolist() == [2]
+        assert u.dwell_max_s.tolist() == [2.0]
+        with pytest.raises(ValueError, match="counted"):
+            occ.update(ids, zone, yes, yes, 3.0, counted=np.array([True]))
+
     def test_entry_needs_entry_s_of_observation(self) -> None:
         occ = ZoneOccupancy(1, OccupancySettings(entry_s=1.0, exit_s=3.0))
         # Outside at 0.0; first seen inside at 0.5; 1.0 s of evidence at 1.5.

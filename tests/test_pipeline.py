@@ -36,7 +36,9 @@ class TestSettings:
         s = PipelineSettings()
         t = s.tracker_settings()
         assert (t.confirm_hits, t.max_missed_s, t.stationary_max_missed_s) == (3, 2.0, 10.0)
-        assert (t.high_score, t.low_score, t.match_iou) == (0.4, 0.1, 0.2)
+        # high score = the detector's threshold (0.3): every raw detection can start a track
+        assert (t.high_score, t.low_score, t.match_iou) == (0.3, 0.1, 0.2)
+        assert (t.count_grace_s, t.count_stationary_grace_s) == (0.5, 2.0)
         o = s.occupancy_settings()
         assert (o.entry_s, o.exit_s) == (1.0, 3.0)
 
@@ -88,6 +90,35 @@ class TestStep:
         assert r.zones[0].people == 1 and r.zones[0].raw_count == 0
         assert r.tracks.matched.tolist() == [False]
         assert pipe.step(dets([person(201)]), 3.5, FRAME).zones[0].people == 1
+
+    def test_walker_lost_is_not_counted_twice(self) -> None:
+        # A walker (80 px/s) is confirmed, then their track is lost: the detection
+        # jumps away (a new track starts there). After one missed frame the old,
+        # moving track stops counting although it lives on (max_missed_s 2 s).
+        pipe = CameraPipeline([QUEUE], PipelineSettings(zone_entry_s=0))
+        for i in range(5):
+            r = pipe.step(dets([person(100 + 40 * i)]), 0.5 * i, FRAME)
+        assert r.zones[0].people == 1
+        people, live = [], []
+        for i in range(5, 9):
+            r = pipe.step(dets([person(420, cy=480)]), 0.5 * i, FRAME)
+            people.append(r.zones[0].people)
+            live.append(len(r.tracks))
+        assert live == [2, 2, 2, 2]  # the old track is remembered ...
+        # ... counted for one missed frame (t=2.5), then not; the new person counts from
+        # its 3rd hit (t=3.5) while the old track, alive until 4.0, would make it 2.
+        assert people == [1, 0, 1, 1]
+        assert r.tracks.counted.sum() == 1
+
+    def test_still_person_counted_through_a_short_occlusion(self) -> None:
+        pipe = CameraPipeline([QUEUE], PipelineSettings(zone_entry_s=0))
+        for i in range(6):
+            pipe.step(dets([person(200)]), 0.5 * i, FRAME)
+        people = [
+            pipe.step(Detections.empty(), 3.0 + 0.5 * i, FRAME).zones[0].people for i in range(6)
+        ]
+        # last seen at 2.5: counted while unseen <= 2.0 s (count_stationary_grace_s)
+        assert people == [1, 1, 1, 1, 0, 0]
 
     def test_geometry_checked_at_construction(self) -> None:
         bad = ZoneSpec(id="wide", kind="waiting", polygon=[(0.4, 0), (1, 0), (1, 1), (0.4, 1)])

@@ -5,14 +5,20 @@ from __future__ import annotations
 import json
 
 import pytest
-from test_server_support import raw, status_msg, zone_msg
+from test_server_support import device_status_msg, raw, status_msg, zone_msg
 
 from lobbywatch.edge.state import ZoneKind
-from lobbywatch.protocol import MAX_PAYLOAD_BYTES
+from lobbywatch.protocol import MAX_PAYLOAD_BYTES, TopicParts, device_status_topic
 from lobbywatch.server.collector import MinuteAggregator
 from lobbywatch.server.config import IngestSettings
-from lobbywatch.server.ingest import Ingestor, MessageQueue, RateLimitedLog, parse_topic
-from lobbywatch.server.state import CollectorState, DeviceKey, ZoneKey
+from lobbywatch.server.ingest import (
+    Ingestor,
+    MessageQueue,
+    RateLimitedLog,
+    classify_topic,
+    subscription_ids,
+)
+from lobbywatch.server.state import CollectorState, DeviceKey, NodeKey, ZoneKey
 
 NOW = 1_750_000_000.0
 W1 = ZoneKey("b1", "W1")
@@ -141,10 +147,124 @@ def test_liveness_from_status_last_will_and_timeout() -> None:
     assert dev.status == "offline"
 
 
-def test_parse_topic() -> None:
-    assert parse_topic("lobbywatch/v1/b/c/zones/z", "lobbywatch") == ("v1", "b", "c", "z")
-    assert parse_topic("lobbywatch/v1/b/c/status", "lobbywatch") == ("v1", "b", "c", None)
-    assert parse_topic("lobbywatch/v1/b/c/zones", "lobbywatch") is None
+def test_classify_topic_uses_the_protocol_parser() -> None:
+    lw = "lobbywatch"
+    assert classify_topic("lobbywatch/v1/b/c/zones/z", lw) == TopicParts(lw, "b", "zone", "c", "z")
+    assert classify_topic("lobbywatch/v1/b/c/status", lw) == TopicParts(lw, "b", "status", "c")
+    assert classify_topic("lobbywatch/v1/b/_device/d1/status", lw) == TopicParts(
+        lw, "b", "device_status", device="d1"
+    )
+    assert classify_topic("lobbywatch/v1/b/c/zones", lw)[:2] == ("malformed", "topic")
+    assert classify_topic("lobbywatch/v1/b/_device/d1", lw)[:2] == ("malformed", "topic")
+    assert classify_topic("other/v1/b/c/zones/z", lw)[:2] == ("malformed", "topic")
+    assert classify_topic("lobbywatch/v2/b/c/zones/z", lw)[:2] == ("wrong_version", "wrong_version")
+
+
+# ------------------------------------------------------------ device-level status
+
+
+def test_device_status_and_last_will_drive_device_liveness() -> None:
+    ing, state = make()
+    node = NodeKey("b1", "edge-1")
+    cam = DeviceKey("b1", "cam1", "edge-1")
+    assert handle(ing, device_status_msg(10, NOW - 30, "online")) == "ok"
+    assert handle(ing, status_msg(11, NOW - 29, "online")) == "ok"
+    assert handle(ing, zone_msg(12, NOW - 28, people=2)) == "ok"
+    assert state.nodes[node].status == "online" and state.nodes[node].cameras == ("cam1",)
+    assert state.devices[cam].is_up(NOW, 60)
+    assert state.results["malformed"] == 0
+
+    # The broker publishes the will later: composed at connect time, so its ts is old
+    # and its seq repeats the last one before that connect (9) -- applied anyway.
+    will = device_status_msg(9, NOW - 31, "offline", will=True)
+    topic, payload = raw(will)
+    assert topic == device_status_topic("lobbywatch", "b1", "edge-1")
+    out = ing.handle(topic, payload, NOW)
+    assert (out.result, out.node_key) == ("ok", node)
+    n = state.nodes[node]
+    assert (n.status, n.will, n.offline_since) == ("offline", True, NOW)
+    assert not state.devices[cam].is_up(NOW, 60)  # its cameras are no longer live
+    # the same will again (both subscriptions during the bootstrap): a duplicate
+    assert ing.handle(topic, payload, NOW + 1).result == "duplicate"
+    assert state.nodes[node].offline_since == NOW
+    # the will did not disturb the seq window: replays are still duplicates
+    assert handle(ing, zone_msg(12, NOW - 28, people=2)) == "duplicate"
+    # a late retained zone state or camera status does not bring the device back...
+    assert handle(ing, zone_msg(13, NOW - 27, people=3)) == "ok"
+    assert handle(ing, status_msg(14, NOW - 26, "online")) == "ok"
+    assert state.nodes[node].status == "offline" and not state.devices[cam].is_up(NOW, 60)
+    # ...its device status "online" after the reconnect does
+    assert handle(ing, device_status_msg(15, NOW - 1, "online")) == "ok"
+    assert state.nodes[node].status == "online" and state.nodes[node].offline_since is None
+    assert state.devices[cam].is_up(NOW, 60)
+    # a replayed older device status is stale
+    assert handle(ing, device_status_msg(3, NOW - 100, "offline")) == "stale"
+    assert state.nodes[node].status == "online"
+
+
+def test_clean_shutdown_offline_status_and_camera_down() -> None:
+    ing, state = make()
+    cam = DeviceKey("b1", "cam1", "edge-1")
+    assert handle(ing, device_status_msg(1, NOW - 10, "online")) == "ok"
+    health = {"up": False, "fps": 0.0, "error": "no frames"}
+    down = status_msg(2, NOW - 9, "online").model_copy(
+        update={"camera_health": __import__("lobbywatch.protocol").protocol.CameraHealth(**health)}
+    )
+    assert handle(ing, down) == "ok"
+    assert not state.devices[cam].is_up(NOW, 60)  # its own status says the camera is down
+    assert handle(ing, status_msg(3, NOW - 8, "online")) == "ok"
+    assert state.devices[cam].is_up(NOW, 60)
+    assert handle(ing, device_status_msg(4, NOW - 5, "offline")) == "ok"  # agent stopped
+    node = state.nodes[NodeKey("b1", "edge-1")]
+    assert (node.status, node.will, node.offline_since) == ("offline", False, NOW - 5)
+    assert not state.devices[cam].is_up(NOW, 60)
+
+
+@pytest.mark.parametrize(
+    ("topic", "msg", "why"),
+    [
+        # device status (camera null) on a camera status topic
+        ("lobbywatch/v1/b1/cam1/status", device_status_msg(1, NOW), "camera null"),
+        # camera status on the device status topic
+        ("lobbywatch/v1/b1/_device/edge-1/status", status_msg(1, NOW), "camera status"),
+        # another device's status on this device's topic
+        ("lobbywatch/v1/b1/_device/edge-2/status", device_status_msg(1, NOW), "device"),
+        # another branch's will
+        ("lobbywatch/v1/b2/_device/edge-1/status", device_status_msg(1, NOW, will=True), "branch"),
+        # a will on a camera status topic
+        (
+            "lobbywatch/v1/b1/cam1/status",
+            status_msg(1, NOW, "offline").model_copy(update={"will": True}),
+            "will",
+        ),
+        # a zone state on a status topic, a status on a zone topic (payload type)
+        ("lobbywatch/v1/b1/cam1/status", zone_msg(1, NOW), "type"),
+        ("lobbywatch/v1/b1/cam1/zones/W1", status_msg(1, NOW), "type"),
+        ("lobbywatch/v1/b1/_device/edge-1/status", zone_msg(1, NOW), "type"),
+        # camera mismatch on a zone topic
+        ("lobbywatch/v1/b1/cam2/zones/W1", zone_msg(1, NOW), "camera"),
+    ],
+)
+def test_topic_payload_mismatch_is_malformed_with_its_reason(
+    topic: str, msg: object, why: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    ing, state = make()
+    payload = msg.model_dump_json().encode()  # type: ignore[attr-defined]
+    with caplog.at_level("WARNING"):
+        out = ing.handle(topic, payload, NOW)
+    assert (out.result, out.reason) == ("malformed", "topic_mismatch")
+    assert state.invalid == {("malformed", "topic_mismatch"): 1}
+    assert state.zones == {} and state.devices == {} and state.nodes == {}
+    assert why in caplog.text
+
+
+def test_subscription_ids_of_publish_properties() -> None:
+    # message expiry (0x02), user property (0x26), subscription ids 1 and 200 (varint)
+    props = b"\x02\x00\x00\x00\x3c" + b"\x26\x00\x01k\x00\x01v" + b"\x0b\x01" + b"\x0b\xc8\x01"
+    assert subscription_ids(props) == [1, 200]
+    assert subscription_ids(b"") == []
+    with pytest.raises(IndexError):
+        subscription_ids(b"\x0b")
 
 
 def test_rate_limited_log(caplog: pytest.LogCaptureFixture) -> None:

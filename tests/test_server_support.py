@@ -21,7 +21,7 @@ from conftest import free_port, wait_for_port
 from prometheus_client.parser import text_string_to_metric_families
 
 from lobbywatch.edge.state import ZoneKind
-from lobbywatch.protocol import StatusMessage, ZoneMessage, status_topic, zone_topic
+from lobbywatch.protocol import StatusMessage, ZoneMessage, topic_for
 
 ROOT = "lobbywatch"
 
@@ -76,10 +76,34 @@ def status_msg(
     )
 
 
+def device_status_msg(
+    seq: int,
+    at: float,
+    state: str = "online",
+    *,
+    will: bool = False,
+    branch: str = "b1",
+    device: str = "edge-1",
+    cameras: list[str] | None = None,
+) -> StatusMessage:
+    """The device-level status (camera null); ``will=True`` is the MQTT last will."""
+    return StatusMessage.model_validate(
+        {
+            "device": device,
+            "seq": seq,
+            "ts": ts(at),
+            "branch": branch,
+            "camera": None,
+            "state": state,
+            "will": will,
+            "cameras": cameras if cameras is not None else ["cam1"],
+        }
+    )
+
+
 def topic_of(msg: ZoneMessage | StatusMessage, root: str = ROOT) -> str:
-    if isinstance(msg, ZoneMessage):
-        return zone_topic(root, msg.branch, msg.camera, msg.zone)
-    return status_topic(root, msg.branch, msg.camera)
+    """The topic the protocol puts ``msg`` on (zone, camera status or device status)."""
+    return topic_for(msg, root)
 
 
 def raw(msg: ZoneMessage | StatusMessage) -> tuple[str, bytes]:

@@ -107,6 +107,32 @@ class TestLifecycle:
             assert t.update(Detections.empty(), ts).ids.tolist() == [1]
         assert len(t.update(Detections.empty(), 12.0)) == 0
 
+    def test_counted_moving_track_one_missed_frame_at_2fps(self) -> None:
+        # Walking 40 px/s (0.4 heights/s): counted while confirmed and unseen <= 0.5 s.
+        t = Tracker(TrackerSettings(confirm_hits=2, count_grace_s=0.5))
+        seen = [t.update(dets([box(20.0 * i)]), 0.5 * i) for i in range(3)]
+        assert [s.counted.tolist() for s in seen] == [[False], [True], [True]]
+        miss = [t.update(Detections.empty(), ts) for ts in (1.5, 2.0, 2.5)]
+        assert [m.counted.tolist() for m in miss] == [[True], [False], [False]]
+        assert [len(m) for m in miss] == [1, 1, 1]  # alive: identity kept for max_missed_s
+
+    def test_counted_moving_track_one_frame_at_25fps(self) -> None:
+        # At 25 fps the frame limit bites first: 2 missed frames (80 ms) stop the count.
+        t = Tracker(TrackerSettings(confirm_hits=2, count_grace_s=0.5, count_grace_frames=1))
+        for i in range(5):
+            t.update(dets([box(100.0 + 2.0 * i)]), 0.04 * i)  # 50 px/s = 0.5 heights/s
+        miss = [t.update(Detections.empty(), 0.04 * i).counted.tolist() for i in (5, 6)]
+        assert miss == [[True], [False]]
+
+    def test_counted_still_track_longer(self) -> None:
+        t = Tracker(
+            TrackerSettings(confirm_hits=2, count_grace_s=0.5, count_stationary_grace_s=2.0)
+        )
+        for i in range(4):
+            t.update(dets([box(100 + (i % 2))]), 0.5 * i)  # seated, last seen at 1.5
+        counted = [t.update(Detections.empty(), ts).counted.tolist() for ts in (2.5, 3.5, 4.0)]
+        assert counted == [[True], [True], [False]]
+
     def test_tentative_track_is_not_stationary(self) -> None:
         t = Tracker(TrackerSettings(confirm_hits=3, max_missed_s=2.0, stationary_max_missed_s=10))
         t.update(dets([box(100)]), 0.0)
@@ -254,6 +280,8 @@ class TestInputs:
             ({"confirm_hits": 0}, "confirm_hits"),
             ({"match_iou": 0.0}, "match_iou"),
             ({"max_missed_s": 0}, "max_missed_s"),
+            ({"count_grace_s": 3.0, "count_stationary_grace_s": 2.0}, "count_grace_s"),
+            ({"count_grace_frames": -1}, "count_grace_frames"),
         ],
     )
     def test_settings_validation(self, kwargs: dict[str, float], message: str) -> None:
