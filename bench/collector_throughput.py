@@ -257,6 +257,31 @@ class Api:
         return None
 
 
+def metric_values(port: int) -> dict[str, float]:
+    """Message results, refusal reasons and queue drops from ``/metrics`` (once, at the end)."""
+    import re
+
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    conn.request("GET", "/metrics")
+    text = conn.getresponse().read().decode()
+    conn.close()
+    out: dict[str, float] = {}
+    for m in re.finditer(
+        r'^lobbywatch_collector_messages_total\{result="(\w+)"\} (\S+)$', text, re.M
+    ):
+        if float(m.group(2)):
+            out[m.group(1)] = float(m.group(2))
+    for m in re.finditer(
+        r'^lobbywatch_collector_invalid_messages_total\{result="(\w+)",reason="(\w+)"\} (\S+)$',
+        text,
+        re.M,
+    ):
+        out[f"{m.group(1)}/{m.group(2)}"] = float(m.group(3))
+    m = re.search(r"^lobbywatch_collector_queue_dropped_total (\S+)$", text, re.M)
+    out["queue_dropped"] = float(m.group(1)) if m else 0.0
+    return out
+
+
 def probe_payload(seq: int, people: int) -> bytes:
     from lobbywatch.protocol import ZoneMessage, encode_message
 
@@ -439,13 +464,20 @@ def main(argv: list[str] | None = None) -> int:
         # of publish -> updated latency under this load
         t_end = time.monotonic()
         target = base + published
+        last, last_change = api.processed(), time.monotonic()
         while time.monotonic() - t_end < 120:
             prober.probe()
-            if api.processed() >= target + prober.seq:  # everything, probes included
+            now_total = api.processed()
+            if now_total >= target + prober.seq:  # everything, probes included
                 break
+            if now_total - last > prober.seq + 5:
+                last, last_change = now_total, time.monotonic()
+            elif time.monotonic() - last_change > 3:
+                break  # nothing more arrives: the rest was dropped on the way
             time.sleep(args.probe_interval)
         drain_s = time.monotonic() - t_end
         total = api.processed() - base - prober.seq
+        results = metric_values(hport)
         pub.join(10)
         prober.close()
 
@@ -463,8 +495,13 @@ def main(argv: list[str] | None = None) -> int:
         busy = 100 * (end["busy"] - start["busy"]) / window
         print(
             f"published {published} messages in {pub_s:.1f} s ({published / pub_s:.0f}/s); "
-            f"collector processed {total} of them ({published - total} missing), "
-            f"backlog drained {drain_s:.1f} s after the publisher stopped"
+            f"collector processed {total} of them, {drain_s:.1f} s after the publisher "
+            f"stopped; {published - total} never processed, of which "
+            f"{results.get('queue_dropped', 0):.0f} shed by the collector's full queue"
+        )
+        print(
+            "results: "
+            + ", ".join(f"{k} {v:.0f}" for k, v in results.items() if k != "queue_dropped")
         )
         print(
             f"steady window {window:.1f} s: publisher {pub_rate:.0f} msgs/s, collector "
