@@ -12,7 +12,7 @@ install: $(BIN)/lobbywatch model
 $(BIN)/lobbywatch: pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[dev,demo]'
+	$(BIN)/pip install -q -e '.[dev]'
 	touch $@
 
 # Fetch (or copy from the mirror) and checksum-verify the model into the

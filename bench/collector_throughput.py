@@ -177,6 +177,7 @@ def publisher(port: int, args: dict[str, Any], ready, go, sent, result) -> None:
     threading.Thread(target=discard_acks, daemon=True).start()
     ready.put((n_msgs, zones, prep_s))
     go.wait()
+    cpu0 = time.process_time()
     t0 = time.monotonic()
     deadline = t0 + seconds
     i = 0
@@ -197,7 +198,7 @@ def publisher(port: int, args: dict[str, Any], ready, go, sent, result) -> None:
         i = j
         sent.value = min(i * CHUNK, n_msgs)
     elapsed = time.monotonic() - t0
-    result.put((min(i * CHUNK, n_msgs), elapsed))
+    result.put((min(i * CHUNK, n_msgs), elapsed, time.process_time() - cpu0))
     sock.sendall(b"\xe0\x00")  # DISCONNECT
     time.sleep(0.2)
     sock.close()
@@ -435,7 +436,7 @@ def main(argv: list[str] | None = None) -> int:
 
         api = Api(hport)
         prober = Prober(mport, api, args.qos)
-        pids = {"mosquitto": broker.pid, "collector": collector.pid, "publisher": pub.pid}
+        pids = {"mosquitto": broker.pid, "collector": collector.pid}
 
         def snapshot() -> dict[str, float]:
             snap = {name: cpu_seconds(pid) for name, pid in pids.items()}
@@ -456,10 +457,10 @@ def main(argv: list[str] | None = None) -> int:
             t_probe = time.monotonic()
             prober.probe()
             time.sleep(max(0.0, args.probe_interval - (time.monotonic() - t_probe)))
-        end = snapshot()
+        at_pub_end = snapshot()
         if start is None:
             raise SystemExit("the publisher finished within the warm-up; use more --messages")
-        published, pub_s = result.get(timeout=60)
+        published, pub_s, pub_cpu = result.get(timeout=60)
         # keep probing while the collector drains its backlog: those samples are part
         # of publish -> updated latency under this load
         t_end = time.monotonic()
@@ -475,47 +476,61 @@ def main(argv: list[str] | None = None) -> int:
             elif time.monotonic() - last_change > 3:
                 break  # nothing more arrives: the rest was dropped on the way
             time.sleep(args.probe_interval)
+        drained = snapshot()
         drain_s = time.monotonic() - t_end
         total = api.processed() - base - prober.seq
         results = metric_values(hport)
         pub.join(10)
         prober.close()
 
+        # paced: the window ends with the publisher; flood: the collector is saturated
+        # until its backlog is gone, so the window runs until then
+        end = at_pub_end if args.rate else drained
         window = end["t"] - start["t"]
-        pub_rate = (end["published"] - start["published"]) / window
+        pub_window = at_pub_end["t"] - start["t"]
+        pub_rate = (at_pub_end["published"] - start["published"]) / pub_window
         rate = (end["processed"] - start["processed"]) / window
         backlog_start = start["published"] - (start["processed"] - base)
-        backlog_end = end["published"] - (end["processed"] - base)
+        backlog_end = at_pub_end["published"] - (at_pub_end["processed"] - base)
         cores = os.cpu_count() or 1
 
         def pct(name: str) -> float:
             return 100 * (end[name] - start[name]) / window
 
-        ours = sum(pct(n) for n in ("mosquitto", "collector", "publisher", "bench"))
+        pub_pct = 100 * pub_cpu / pub_s
+        pub_share = pub_cpu * min(1.0, pub_window / pub_s) * 100 / window
+        ours = sum(pct(n) for n in ("mosquitto", "collector", "bench")) + pub_share
         busy = 100 * (end["busy"] - start["busy"]) / window
         print(
-            f"published {published} messages in {pub_s:.1f} s ({published / pub_s:.0f}/s); "
-            f"collector processed {total} of them, {drain_s:.1f} s after the publisher "
-            f"stopped; {published - total} never processed, of which "
-            f"{results.get('queue_dropped', 0):.0f} shed by the collector's full queue"
+            f"published {published} messages in {pub_s:.1f} s ({published / pub_s:.0f}/s, "
+            f"publisher CPU {pub_pct:.0f}% of a core); collector processed {total} of them, "
+            f"{drain_s:.1f} s after the publisher stopped; {published - total} never "
+            f"processed, of which {results.get('queue_dropped', 0):.0f} shed by the "
+            "collector's full queue"
         )
         print(
             "results: "
             + ", ".join(f"{k} {v:.0f}" for k, v in results.items() if k != "queue_dropped")
         )
         print(
-            f"steady window {window:.1f} s: publisher {pub_rate:.0f} msgs/s, collector "
-            f"{rate:.0f} msgs/s; backlog {backlog_start:.0f} -> {backlog_end:.0f} messages"
+            f"{'paced' if args.rate else 'saturated'} window {window:.1f} s: publisher "
+            f"{pub_rate:.0f} msgs/s, collector {rate:.0f} msgs/s; backlog (published, not "
+            f"processed) {backlog_start:.0f} at the start, {backlog_end:.0f} when the "
+            "publisher stopped"
         )
         print(
             f"CPU over the window, % of one core ({cores} cores = {100 * cores}%): "
             f"collector {pct('collector'):.0f}, mosquitto {pct('mosquitto'):.0f}, "
-            f"publisher {pct('publisher'):.0f}, bench probe/poll {pct('bench'):.0f}, "
-            f"other processes {max(0.0, busy - ours):.0f}, idle {max(0.0, 100 * cores - busy):.0f}"
+            f"publisher {pub_share:.0f}, bench probe/poll {pct('bench'):.0f}, "
+            f"other processes on the machine {max(0.0, busy - ours):.0f}, "
+            f"idle {max(0.0, 100 * cores - busy):.0f}"
         )
         grew = backlog_end - backlog_start
-        if grew > 0.02 * max(1.0, end["published"] - start["published"]):
-            limit = f"the collector (it fell behind by {grew:.0f} messages in the window)"
+        dropped = results.get("queue_dropped", 0)
+        if dropped or grew > 0.02 * max(1.0, at_pub_end["published"] - start["published"]):
+            limit = (
+                f"the collector (backlog grew by {grew:.0f} while publishing; {dropped:.0f} shed)"
+            )
         elif args.rate and pub_rate < 0.97 * args.rate:
             limit = f"the publisher (it reached {pub_rate:.0f} of {args.rate:.0f} msgs/s)"
         elif args.rate:

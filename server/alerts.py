@@ -429,7 +429,8 @@ class AlertEngine:
         predicted = estimate.predicted_wait_s
         oldest = estimate.oldest_wait_s
         summary = (
-            f"W1 {zone} at {branch}: predicted wait "
+            # zone ids are often the blueprint tag itself ("W1"): don't say it twice
+            f"{'W1 wait' if zone == 'W1' else f'W1 {zone}'} at {branch}: predicted wait "
             f"{(predicted or 0) / 60:.1f} min (threshold {threshold / 60:.0f} min), "
             f"{estimate.queue_length} waiting"
             + (f", oldest waiting {oldest / 60:.1f} min" if oldest is not None else "")

@@ -4,12 +4,32 @@ from __future__ import annotations
 
 import csv
 import sys
+import time
+from collections.abc import Iterable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import typer
 
 from lobbywatch.errors import LobbywatchError
-from lobbywatch.protocol import DEFAULT_ROOT
+from lobbywatch.protocol import DEFAULT_ROOT, StatusMessage, ZoneMessage
+
+
+def rebase_to(
+    messages: Iterable[ZoneMessage | StatusMessage], start: float
+) -> Iterator[ZoneMessage | StatusMessage]:
+    """Shift every timestamp so the stream's first message is observed at ``start``.
+
+    A collector judges liveness and waits by the observation time in each
+    message, so a simulated day dated in the past would show every device down;
+    a live simulation must look as if it were happening now.
+    """
+    shift: float | None = None
+    for msg in messages:
+        ts = msg.ts.timestamp()
+        if shift is None:
+            shift = start - ts
+        yield msg.model_copy(update={"ts": datetime.fromtimestamp(ts + shift, UTC)})
 
 
 def simulate(
@@ -33,6 +53,17 @@ def simulate(
     root: str = typer.Option(DEFAULT_ROOT, "--root", help="topic root"),
     username: str | None = typer.Option(None, "--username", envvar="LOBBYWATCH_MQTT_USERNAME"),
     password: str | None = typer.Option(None, "--password", envvar="LOBBYWATCH_MQTT_PASSWORD"),
+    password_file: Path | None = typer.Option(
+        None,
+        "--password-file",
+        help="read the MQTT password from this file (keeps it out of the process list)",
+    ),
+    live: bool = typer.Option(
+        False,
+        "--live",
+        help="date the simulated day from now and publish in real time (for a running "
+        "collector); implies --speed 1",
+    ),
     dry_run: bool = typer.Option(
         False, "--dry-run", help="print the messages as JSON lines instead of publishing"
     ),
@@ -44,6 +75,13 @@ def simulate(
     zone states exactly as edge devices would."""
     from lobbywatch.server import simulator
 
+    if password_file is not None:
+        try:
+            password = password_file.read_text().strip()
+        except OSError as exc:
+            raise LobbywatchError(f"cannot read --password-file {password_file}: {exc}") from exc
+    if live:
+        speed = 1.0
     try:
         scenarios = [
             simulator.scenario(
@@ -74,7 +112,11 @@ def simulate(
                             cu.counter + 1,
                         ]
                     )
-    messages = simulator.merged_messages(scenarios, status=True)
+    messages: Iterable[ZoneMessage | StatusMessage] = simulator.merged_messages(
+        scenarios, status=True
+    )
+    if live:
+        messages = rebase_to(messages, time.time())
     if dry_run:
         for msg in messages:
             sys.stdout.write(f"{simulator.topic_for(msg, root)} {msg.model_dump_json()}\n")

@@ -21,8 +21,8 @@ from rich.text import Text
 if TYPE_CHECKING:
     from lobbywatch.server.demo import Demo
 
-#: a waiting zone is "near" W1 from this fraction of the threshold on (the
-#: alert policy's default warn_fraction)
+#: colour a waiting zone amber from this fraction of the threshold on; a visual
+#: cue only; whether managers are warned is the alert engine's decision
 NEAR_FRACTION = 0.8
 SEVERITY_RANK = {"warning": 1, "critical": 2}
 

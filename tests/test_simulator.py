@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
+from datetime import datetime
 from itertools import pairwise
+from pathlib import Path
 
 import pytest
 
@@ -190,3 +192,47 @@ def test_publish_to_real_mosquitto(mosquitto) -> None:  # type: ignore[no-untype
 def test_unknown_scenario_is_rejected() -> None:
     with pytest.raises(ValueError, match="unknown scenario"):
         scenario("nope", 0, 0)
+
+
+def test_simulate_live_dates_the_stream_from_now(tmp_path: Path) -> None:
+    """--live shifts the simulated day so a running collector sees current data."""
+    import json
+    import time as _time
+
+    from typer.testing import CliRunner
+
+    from lobbywatch.cli import app
+
+    runner = CliRunner()
+    before = _time.time()
+    live = runner.invoke(app, ["simulate", "--dry-run", "--live", "--interval", "60"])
+    assert live.exit_code == 0, live.output
+    plain = runner.invoke(app, ["simulate", "--dry-run", "--interval", "60"])
+    assert plain.exit_code == 0, plain.output
+
+    def stamps(output: str) -> list[float]:
+        out = []
+        for line in output.splitlines():
+            _topic, payload = line.split(" ", 1)
+            out.append(datetime.fromisoformat(json.loads(payload)["ts"]).timestamp())
+        return out
+
+    live_ts, plain_ts = stamps(live.output), stamps(plain.output)
+    assert len(live_ts) == len(plain_ts) > 10
+    # first message observed "now"; spacing of the simulated day unchanged
+    assert before - 1 <= live_ts[0] <= _time.time() + 1
+    assert live_ts[-1] - live_ts[0] == pytest.approx(plain_ts[-1] - plain_ts[0], abs=1e-3)
+    # without --live the simulated day is dated in the past
+    assert plain_ts[0] < before - 3600
+
+
+def test_simulate_password_file_missing_is_a_clear_error(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from lobbywatch.cli import app
+
+    result = CliRunner().invoke(
+        app, ["simulate", "--dry-run", "--password-file", str(tmp_path / "nope")]
+    )
+    assert result.exit_code != 0
+    assert "password-file" in str(result.exception) + result.output
