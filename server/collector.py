@@ -278,8 +278,10 @@ class Collector:
         )
         self._est_settings = estimator_settings(cfg.estimator)
         self._zones: dict[ZoneKey, _ZoneRuntime] = {}
-        #: waiting zones with messages not yet evaluated, and when to look at them again
+        #: waiting zones touched by the current batch; those evaluated less than
+        #: evaluate_interval_s ago wait in _pending until the next flush
         self._dirty: set[ZoneKey] = set()
+        self._pending: set[ZoneKey] = set()
         self._next_flush = math.inf
         self._eval_interval = cfg.ingest.evaluate_interval_s
         self._policies: dict[tuple[str, str | None], Any] = {}
@@ -453,6 +455,7 @@ class Collector:
         """
         now = self.clock()
         dirty = self._dirty
+        pending = self._pending
         # devices that sent something valid in this batch -> their newest status message
         touched: dict[NodeKey, StatusMessage | None] = {}
         handle = self.ingestor.handle
@@ -480,7 +483,8 @@ class Collector:
                     rt.estimator.observe(msg, now)
                     if msg.completed_dwells_s:  # type: ignore[union-attr]
                         aggregator.add_dwells(zkey, list(msg.completed_dwells_s))  # type: ignore[union-attr]
-                    dirty.add(zkey)
+                    if zkey not in pending:
+                        dirty.add(zkey)
             events = self._evaluate_dirty(now)
             self._apply_liveness(touched, now)
             done = self.clock()
@@ -518,30 +522,45 @@ class Collector:
             else:
                 engine.device_seen(nkey.branch, nkey.device, min(node.last_ts, now))
 
-    def _evaluate_dirty(self, now: float, force: bool = False) -> list[Any]:
-        """Evaluate the dirty waiting zones that are due (all of them with ``force``)."""
+    def _evaluate_dirty(self, now: float) -> list[Any]:
+        """Evaluate the zones touched by this batch that are due; park the others."""
         dirty = self._dirty
         if not dirty:
             return []
+        self._dirty = set()
+        events: list[Any] = []
+        due_before = now - self._eval_interval
+        zones = self._zones
+        pending = self._pending
+        for key in dirty:
+            if zones[key].evaluated_at <= due_before:
+                events.extend(self._evaluate(key, now))
+            else:
+                pending.add(key)
+        if pending and self._next_flush == math.inf:
+            self._next_flush = now + self._eval_interval / 2
+        return events
+
+    def _flush_pending(self, now: float) -> list[Any]:
+        """Evaluate parked zones whose interval is over (a few times per interval)."""
         events: list[Any] = []
         due_before = now - self._eval_interval
         keep: set[ZoneKey] = set()
         zones = self._zones
-        for key in dirty:
-            rt = zones[key]
-            if force or rt.evaluated_at <= due_before:
+        for key in self._pending:
+            if zones[key].evaluated_at <= due_before:
                 events.extend(self._evaluate(key, now))
             else:
                 keep.add(key)
-        self._dirty = keep
-        self._next_flush = now + self._eval_interval if keep else math.inf
+        self._pending = keep
+        self._next_flush = now + self._eval_interval / 2 if keep else math.inf
         return events
 
     def flush(self, now: float | None = None) -> None:
         """Evaluate the zones left dirty by :meth:`process_batch` whose interval is over."""
         now = self.clock() if now is None else now
         with self.state.lock:
-            events = self._evaluate_dirty(now)
+            events = self._flush_pending(now)
         if events:
             self._handle_events(events, now)
 

@@ -42,8 +42,11 @@ def demo(
     ),
     seed: int = typer.Option(0, "--seed", help="seed of the simulated fleet"),
 ) -> None:
-    """Run the whole system on this machine: broker, collector, simulated branches, one
-    real edge pipeline, a live terminal view and the lobby board. Ctrl-C stops it."""
+    """Run the whole system on this machine; Ctrl-C stops it.
+
+    A private Mosquitto, the collector on SQLite, simulated branches, one real
+    edge pipeline on the sample video, a live terminal view and the lobby board.
+    """
     from lobbywatch.server.demo import DemoOptions, run_demo
 
     code = run_demo(

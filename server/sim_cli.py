@@ -71,8 +71,11 @@ def simulate(
         None, "--truth", help="write every simulated customer's true wait to this CSV"
     ),
 ) -> None:
-    """Simulate bank branches (arrivals, counters, detection noise) and publish their
-    zone states exactly as edge devices would."""
+    """Simulate bank branches and publish their zone states as edge devices would.
+
+    Arrivals with morning and lunch peaks, several counters, FCFS or VIP
+    priority, and detection noise (missed and extra people).
+    """
     from lobbywatch.server import simulator
 
     if password_file is not None:
