@@ -278,6 +278,18 @@ def metric_values(port: int) -> dict[str, float]:
         re.M,
     ):
         out[f"{m.group(1)}/{m.group(2)}"] = float(m.group(3))
+    buckets = [
+        (float(m.group(1)), float(m.group(2)))
+        for m in re.finditer(
+            r'^lobbywatch_collector_processing_seconds_bucket\{le="([^"]+)"\} (\S+)$', text, re.M
+        )
+    ]
+    if buckets and buckets[-1][1]:
+        n = buckets[-1][1]
+        for q in (0.5, 0.99):
+            out[f"receive_to_applied_p{round(q * 100)}_le_ms"] = next(
+                1000 * le for le, c in buckets if c >= q * n
+            )
     m = re.search(r"^lobbywatch_collector_queue_dropped_total (\S+)$", text, re.M)
     out["queue_dropped"] = float(m.group(1)) if m else 0.0
     return out
@@ -317,6 +329,7 @@ class Prober:
         self.qos = qos
         self.seq = 0
         self.latencies: list[float] = []
+        self.polls: list[float] = []
         self.lost = 0
 
     def probe(self, timeout: float = 30.0) -> None:
@@ -330,7 +343,10 @@ class Prober:
             retain=True,
         )
         while time.monotonic() - t_pub < timeout:
-            if self.api.probe_people() == people:
+            t_poll = time.monotonic()
+            seen = self.api.probe_people()
+            self.polls.append(time.monotonic() - t_poll)
+            if seen == people:
                 self.latencies.append(time.monotonic() - t_pub)
                 return
             time.sleep(0.005)
@@ -363,7 +379,7 @@ def main(argv: list[str] | None = None) -> int:
         "--messages",
         type=int,
         default=0,
-        help="messages prepared (default: rate x seconds, or 40k/s x seconds when flooding)",
+        help="messages prepared (default: rate x seconds, or 60k/s x seconds when flooding)",
     )
     ap.add_argument("--qos", type=int, default=0, choices=(0, 1))
     ap.add_argument("--probe-interval", type=float, default=0.25)
@@ -371,13 +387,13 @@ def main(argv: list[str] | None = None) -> int:
     if shutil.which("mosquitto") is None:
         print("mosquitto not installed", file=sys.stderr)
         return 2
-    count = args.messages or int((args.rate or 40_000) * args.seconds)
+    count = args.messages or int((args.rate or 60_000) * args.seconds)
 
     tmp = Path(tempfile.mkdtemp(prefix="lw-throughput-"))
     mport, hport = free_port(), free_port()
     (tmp / "mosquitto.conf").write_text(
         f"listener {mport} 127.0.0.1\npersistence false\nallow_anonymous true\n"
-        "max_queued_messages 1000000\nmax_inflight_messages 0\n"
+        "max_queued_messages 1000000\nmax_inflight_messages 0\nset_tcp_nodelay true\n"
     )
     (tmp / "server.yaml").write_text(
         f"mqtt: {{host: 127.0.0.1, port: {mport}}}\n"
@@ -443,7 +459,7 @@ def main(argv: list[str] | None = None) -> int:
             snap["bench"] = cpu_seconds(os.getpid())
             snap["busy"], snap["total"] = machine_cpu()
             snap["t"] = time.monotonic()
-            snap["processed"] = api.processed()
+            snap["processed"] = api.processed() - prober.seq  # the probes are not load
             snap["published"] = sent.value
             return snap
 
@@ -510,7 +526,14 @@ def main(argv: list[str] | None = None) -> int:
         )
         print(
             "results: "
-            + ", ".join(f"{k} {v:.0f}" for k, v in results.items() if k != "queue_dropped")
+            + ", ".join(
+                f"{k} {v:.0f}"
+                for k, v in results.items()
+                if k != "queue_dropped" and not k.startswith("receive")
+            )
+            + "; collector receive -> applied (all messages, histogram bucket bounds): "
+            f"p50 <= {results.get('receive_to_applied_p50_le_ms', math.nan):g} ms, "
+            f"p99 <= {results.get('receive_to_applied_p99_le_ms', math.nan):g} ms"
         )
         print(
             f"{'paced' if args.rate else 'saturated'} window {window:.1f} s: publisher "
@@ -527,22 +550,35 @@ def main(argv: list[str] | None = None) -> int:
         )
         grew = backlog_end - backlog_start
         dropped = results.get("queue_dropped", 0)
+        saturated = [
+            f"{name} ({pct(name):.0f}% of a core)"
+            for name in ("collector", "mosquitto")
+            if pct(name) >= 90
+        ]
+        if busy >= 100 * cores - 10:
+            saturated.append(f"the machine ({100 * cores - busy:.0f}% idle)")
         if dropped or grew > 0.02 * max(1.0, at_pub_end["published"] - start["published"]):
             limit = (
-                f"the collector (backlog grew by {grew:.0f} while publishing; {dropped:.0f} shed)"
+                f"the collector (backlog {backlog_start:.0f} -> {backlog_end:.0f} while "
+                f"publishing; {dropped:.0f} shed by its full queue)"
             )
         elif args.rate and pub_rate < 0.97 * args.rate:
             limit = f"the publisher (it reached {pub_rate:.0f} of {args.rate:.0f} msgs/s)"
         elif args.rate:
             limit = "the requested rate (the collector kept up)"
         else:
-            limit = "the publisher/broker (the collector kept up)"
+            limit = "the publisher/broker (the collector's backlog did not grow)"
+        if saturated:
+            limit += "; saturated: " + ", ".join(saturated)
+            if any(x.startswith("collector") for x in saturated):
+                limit += " (one Python process: its threads share the GIL, about one core)"
         print(f"limit: {limit}")
         lat_ms = [x * 1000 for x in prober.latencies]
         print(
             f"probe latency publish -> API over {len(lat_ms)} samples ({prober.lost} lost): "
             f"p50 {statistics.median(lat_ms):.0f} ms, p99 {p99(lat_ms):.0f} ms, "
-            f"max {max(lat_ms):.0f} ms"
+            f"max {max(lat_ms):.0f} ms (one API poll took p50 "
+            f"{1000 * statistics.median(prober.polls):.1f} ms, {len(prober.polls)} polls)"
         )
         print(f"msgs_per_s={rate:.0f} p99_ms={p99(lat_ms):.0f}")
         return 0

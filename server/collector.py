@@ -473,7 +473,7 @@ class Collector:
                     nkey = out.node_key
                     assert nkey is not None
                     if msg.type == "status":
-                        touched[nkey] = msg  # type: ignore[assignment]
+                        touched[nkey] = msg
                     elif nkey not in touched:
                         touched[nkey] = None
                 zkey = out.zone_key

@@ -240,21 +240,21 @@ class StateCollector(Collector):
                 last_ts.add_metric(ld, d.last_ts)
                 age.add_metric(ld, max(0.0, now - d.last_ts))
                 with_cameras.add((d.branch, d.device))
-            for n in s.nodes.values():
-                if n.status != "unknown":
-                    online.add_metric([n.branch, n.device], 1 if n.status == "online" else 0)
-                if (n.branch, n.device) in with_cameras:
+            for node in s.nodes.values():
+                if node.status != "unknown":
+                    online.add_metric([node.branch, node.device], int(node.status == "online"))
+                if (node.branch, node.device) in with_cameras:
                     continue
                 # only the device status is known (e.g. its retained last will)
-                ld = [n.branch, "", n.device]
-                is_up = n.status != "offline" and now - n.last_ts < timeout
+                ld = [node.branch, "", node.device]
+                is_up = node.status != "offline" and now - node.last_ts < timeout
                 up.add_metric(ld, 1 if is_up else 0)
-                last_ts.add_metric(ld, n.last_ts)
-                age.add_metric(ld, max(0.0, now - n.last_ts))
+                last_ts.add_metric(ld, node.last_ts)
+                age.add_metric(ld, max(0.0, now - node.last_ts))
             for result in RESULTS:
                 messages.add_metric([result], s.results.get(result, 0))
-            for (result, reason), n_ in sorted(s.invalid.items()):
-                invalid.add_metric([result, reason], n_)
+            for (result, reason), count in sorted(s.invalid.items()):
+                invalid.add_metric([result, reason], count)
         for sev, n in sorted(sev_count.items()):
             active.add_metric([sev], n)
 

@@ -16,6 +16,8 @@ import pytest
 from test_server_support import (  # noqa: F401 - fixtures
     Publisher,
     alertmanager,
+    device_status_msg,
+    raw,
     sample,
     scrape,
     server_config,
@@ -303,6 +305,142 @@ def test_flood_of_hostile_messages_is_counted_and_valid_state_survives(
         assert [(z["zone"], z["people"]) for z in detail["zone_states"]] == [("W1", 20)]
         assert c._thread is not None and c._thread.is_alive()
         assert httpx.get(f"http://127.0.0.1:{c.http_port}/healthz").status_code == 200
+    finally:
+        c.stop()
+        pub.close()
+
+
+def test_device_last_will_takes_the_device_offline_and_raises_the_offline_alert(
+    mosquitto: Any, tmp_path: Path, webhook: Any
+) -> None:
+    """An edge connection dies: the broker publishes its last will (device status,
+    camera null, ``will: true``, composed at connect time) on
+    ``{root}/v1/{branch}/_device/{device}/status``; the collector takes the device and
+    its cameras down at once, keeps them down whatever late zone state arrives, fires
+    ``device_offline`` and resolves it when the device says online again."""
+    import paho.mqtt.client as mqtt
+
+    broker = mosquitto()
+    cfg = server_config(
+        mqtt_port=broker.port,
+        db_url=f"sqlite:///{tmp_path / 'c.db'}",
+        sinks={"hook": {"type": "webhook", "url": webhook.url}},
+        alerts={"offline_after_s": 1, "heartbeat_timeout_s": 600},
+    )
+    c = start(cfg)
+    pub = Publisher(broker.port)
+    now = time.time()
+    will = device_status_msg(3, now - 3, "offline", will=True)  # seq before this connect
+    edge = mqtt.Client(
+        mqtt.CallbackAPIVersion.VERSION2, client_id="edge-1-test", protocol=mqtt.MQTTv5
+    )
+    will_topic, will_payload = raw(will)
+    assert will_topic == "lobbywatch/v1/b1/_device/edge-1/status"
+    edge.will_set(will_topic, will_payload, qos=1, retain=True)
+    edge.connect("127.0.0.1", broker.port)
+    edge.loop_start()
+    try:
+        for msg in (
+            device_status_msg(4, now - 2, "online"),
+            status_msg(5, now - 2, "online"),
+            zone_msg(6, now - 1, people=2, arrivals=2),
+        ):
+            topic, payload = raw(msg)
+            edge.publish(topic, payload, qos=1, retain=True).wait_for_publish(10)
+        dev = {"branch": "b1", "camera": "cam1", "device": "edge-1"}
+        node = {"branch": "b1", "device": "edge-1"}
+        wait_until(lambda: sample(scrape(c.http_port), "lobbywatch_device_up", **dev) == 1)
+        m = scrape(c.http_port)
+        assert sample(m, "lobbywatch_device_online", **node) == 1
+        assert sample(m, "lobbywatch_collector_messages_total", result="malformed") == 0
+        assert sample(m, "lobbywatch_collector_messages_total", result="ok") == 3
+
+        # the connection dies without DISCONNECT: the broker publishes the will
+        edge.loop_stop()
+        sock = edge.socket()
+        assert sock is not None
+        sock.close()
+        wait_until(lambda: sample(scrape(c.http_port), "lobbywatch_device_up", **dev) == 0)
+        m = scrape(c.http_port)
+        assert sample(m, "lobbywatch_device_online", **node) == 0
+        assert sample(m, "lobbywatch_collector_messages_total", result="ok") == 4
+        detail = api(c, "/api/v1/branches/b1")
+        assert detail["devices_up"] == 0
+        assert [
+            (d["camera"], d["status"], d["device_status"], d["up"]) for d in detail["devices"]
+        ] == [("cam1", "online", "offline", False)]
+        # a late retained zone state (an outbox replay) does not bring the device back
+        pub.send(zone_msg(7, now - 0.5, people=3, arrivals=3))
+        wait_until(
+            lambda: (
+                sample(
+                    scrape(c.http_port),
+                    "lobbywatch_zone_people",
+                    kind="waiting",
+                    branch="b1",
+                    camera="cam1",
+                    zone="W1",
+                )
+                == 3
+            )
+        )
+        assert sample(scrape(c.http_port), "lobbywatch_device_up", **dev) == 0
+        # offline for offline_after_s during business hours -> device_offline fires
+        fired = wait_until(lambda: events(webhook, "fire"), 15)
+        assert [(e["kind"], e["device"], e["severity"]) for e in fired] == [
+            ("device_offline", "edge-1", "critical")
+        ]
+        # the box is back: its device status says online -> up again, alert resolved
+        pub.send(device_status_msg(8, time.time(), "online"))
+        wait_until(lambda: sample(scrape(c.http_port), "lobbywatch_device_up", **dev) == 1)
+        resolved = wait_until(lambda: events(webhook, "resolve"), 15)
+        assert resolved[0]["alert_id"] == fired[0]["alert_id"]
+    finally:
+        c.stop()
+        pub.close()
+
+
+def test_topic_payload_mismatch_over_the_broker_is_counted_with_its_reason(
+    mosquitto: Any, tmp_path: Path
+) -> None:
+    broker = mosquitto()
+    c = start(server_config(mqtt_port=broker.port, db_url=f"sqlite:///{tmp_path / 'c.db'}"))
+    pub = Publisher(broker.port)
+    now = time.time()
+    try:
+        bad = [
+            # another camera's zone state on cam2's topic
+            ("lobbywatch/v1/b1/cam2/zones/W1", zone_msg(1, now - 5, people=9)),
+            # a device status published on another device's device topic
+            ("lobbywatch/v1/b1/_device/edge-9/status", device_status_msg(2, now - 5)),
+            # a camera status on the device topic, a device status on a camera topic
+            ("lobbywatch/v1/b1/_device/edge-1/status", status_msg(3, now - 5)),
+            ("lobbywatch/v1/b1/cam1/status", device_status_msg(4, now - 5)),
+            # another branch's will
+            (
+                "lobbywatch/v1/b2/_device/edge-1/status",
+                device_status_msg(5, now - 5, "offline", will=True),
+            ),
+        ]
+        for topic, msg in bad:
+            pub.send_raw(topic, msg.model_dump_json().encode())
+        good = zone_msg(6, now - 1, people=1)
+        pub.send(good)
+        people = {"branch": "b1", "camera": "cam1", "zone": "W1", "kind": "waiting"}
+        wait_until(lambda: sample(scrape(c.http_port), "lobbywatch_zone_people", **people) == 1)
+        m = scrape(c.http_port)
+        assert sample(m, "lobbywatch_collector_messages_total", result="malformed") == len(bad)
+        assert sample(m, "lobbywatch_collector_messages_total", result="ok") == 1
+        assert sample(
+            m,
+            "lobbywatch_collector_invalid_messages_total",
+            result="malformed",
+            reason="topic_mismatch",
+        ) == len(bad)
+        # nothing of the refused messages reached the state
+        assert sample(m, "lobbywatch_device_online", branch="b1", device="edge-9") is None
+        assert sample(m, "lobbywatch_device_online", branch="b2", device="edge-1") is None
+        assert [d["camera"] for d in api(c, "/api/v1/branches/b1")["devices"]] == ["cam1"]
     finally:
         c.stop()
         pub.close()

@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from lobbywatch.edge.state import ZoneKind
-from lobbywatch.protocol import ZoneMessage, parse_message
+from lobbywatch.protocol import ZoneMessage, parse_message, topic_for
 from lobbywatch.server.config import IngestSettings
 from lobbywatch.server.ingest import Ingestor
 from lobbywatch.server.state import RESULTS, CollectorState, ZoneKey
@@ -57,8 +57,39 @@ def valid_zone(draw: st.DrawFn) -> dict[str, Any]:
 
 
 @st.composite
+def device_status(draw: st.DrawFn) -> tuple[str, bytes]:
+    """Device-level statuses and last wills, on their own or on a wrong topic."""
+    device = draw(st.sampled_from(["edge-1", "edge-2"]))
+    body: dict[str, Any] = {
+        "v": 1,
+        "type": "status",
+        "device": device,
+        "seq": draw(st.integers(0, 40)),
+        "ts": datetime.fromtimestamp(NOW - draw(st.integers(0, 600)), UTC).isoformat(),
+        "branch": "b1",
+        "camera": draw(st.sampled_from([None, None, "cam1"])),
+        "state": draw(st.sampled_from(["online", "offline"])),
+        "will": draw(st.booleans()),
+        "cameras": ["cam1"],
+    }
+    topic = draw(
+        st.sampled_from(
+            [
+                f"lobbywatch/v1/b1/_device/{device}/status",
+                "lobbywatch/v1/b1/_device/edge-2/status",
+                "lobbywatch/v1/b1/cam1/status",
+                "lobbywatch/v1/b1/_device/status",
+            ]
+        )
+    )
+    return topic, json.dumps(body).encode()
+
+
+@st.composite
 def message(draw: st.DrawFn) -> tuple[str, bytes]:
-    choice = draw(st.integers(0, 4))
+    choice = draw(st.integers(0, 5))
+    if choice == 5:
+        return draw(device_status())
     if choice == 0:  # arbitrary bytes on an arbitrary topic
         topic = "/".join(draw(st.lists(IDS, min_size=1, max_size=7)))
         return topic, draw(st.binary(max_size=300))
@@ -96,14 +127,23 @@ def test_fuzzed_stream_never_raises_and_state_stays_consistent(
     for topic, payload in stream:
         out = ing.handle(topic, payload, NOW)
         assert out.result in RESULTS
+        if out.result in ("ok", "stale"):
+            # only payloads that really are valid protocol messages, on the topic the
+            # protocol puts them on, get this far
+            assert out.msg is not None and parse_message(payload) == out.msg
+            assert topic == topic_for(out.msg)
         if out.result in ("ok", "stale") and isinstance(out.msg, ZoneMessage):
-            # only payloads that really are valid protocol messages get this far
-            assert parse_message(payload) == out.msg
-            assert topic.endswith(f"/zones/{out.msg.zone}")
             accepted.setdefault(ZoneKey(out.msg.branch, out.msg.zone), []).append(out.msg)
         elif out.result not in ("ok", "stale", "duplicate"):
             assert out.msg is None
     assert sum(state.results.values()) == len(stream)
+    for key, node in state.nodes.items():
+        assert node.status in ("online", "offline", "unknown") and key.branch == "b1"
+        # a camera of an offline device is never up
+        if node.status == "offline":
+            assert not any(
+                d.is_up(NOW, 1e9) for k, d in state.devices.items() if k.device == key.device
+            )
     assert set(state.zones) == set(accepted)
     for key, rec in state.zones.items():
         msgs = accepted[key]
