@@ -92,6 +92,20 @@ class DetectorSettings(BaseModel):
         description="a box cut by an inner tile border is dropped when this fraction of it "
         "lies inside another box",
     )
+    tile_merge_ios: float = Field(
+        0.6,
+        gt=0,
+        le=1,
+        description="boxes from different regions (whole frame / tiles) are one person when "
+        "this fraction of the smaller lies inside the larger (matched one-to-one)",
+    )
+    tile_max_upscale: float = Field(
+        1.0,
+        gt=0,
+        le=4,
+        description="largest magnification of a tile (1 = native resolution); replaces "
+        "max_upscale when tiling, since tiles exist to give people more pixels",
+    )
     max_candidates: int = Field(
         2000, ge=1, description="top-scoring boxes kept before NMS (bounds the IoU matrix)"
     )
@@ -215,7 +229,7 @@ def plan_tiles(frame_hw: tuple[int, int], settings: DetectorSettings) -> TilePla
         (rh, rw),
         settings.input_size,
         settings.fit_aspect,
-        max_upscale=settings.max_upscale,
+        max_upscale=settings.tile_max_upscale if cols * rows > 1 else settings.max_upscale,
         min_size=settings.min_input_size,
     )
     geo = [letterbox_ratio((int(b[3] - b[1]), int(b[2] - b[0])), input_hw) for b in boxes]
@@ -381,6 +395,105 @@ def suppress_partials(
     other = source[idx][:, None] != source[None, :]
     keep[idx] = ~((ios > ios_threshold) & other).any(axis=1)
     return keep
+
+
+def _mutual_best(score: FloatArray) -> tuple[IntArray, IntArray]:
+    """Greedy one-to-one matching maximising ``score`` (``-inf`` = not allowed).
+
+    Rounds of mutually-best pairs, vectorised inside (equals the sorted greedy).
+    """
+    s = score.copy()
+    rows: list[IntArray] = []
+    cols: list[IntArray] = []
+    while s.size and np.isfinite(s).any():
+        best_col = s.argmax(axis=1)
+        best_row = s.argmax(axis=0)
+        r = np.arange(s.shape[0])
+        mutual = (best_row[best_col] == r) & np.isfinite(s[r, best_col])
+        rows.append(r[mutual])
+        cols.append(best_col[mutual])
+        s[r[mutual], :] = -np.inf
+        s[:, best_col[mutual]] = -np.inf
+    if not rows:
+        return np.zeros(0, np.intp), np.zeros(0, np.intp)
+    return np.concatenate(rows), np.concatenate(cols)
+
+
+def merge_regions(
+    xyxy: FloatArray,
+    scores: FloatArray,
+    source: IntArray,
+    cut: BoolArray,
+    nms_iou: float,
+    merge_ios: float,
+    partial_ios: float,
+) -> IntArray:
+    """Merge the detections of several regions (whole frame and/or tiles) of one frame.
+
+    1. Greedy NMS at ``nms_iou`` *within* each region: the network's own duplicates.
+    2. Across regions, one person seen by two regions gives two boxes that can
+       differ a lot in IoU (a tile sees the person at another scale, or only the
+       part inside the tile) but one lies mostly inside the other. Regions are
+       folded in one at a time; the new region's boxes are matched one-to-one
+       to the boxes kept so far, pairs allowed when the intersection over the
+       *smaller* box (IoS) exceeds ``merge_ios``, best IoU first. A matched
+       pair is one person: the box not cut by an inner tile border wins, else
+       the higher score. One-to-one is what keeps two real people who overlap
+       (a seated customer behind another: IoS near 1 on the shared ground
+       truth) — each region reports both, and each pairs with its own twin.
+    3. An unmatched box cut by an inner tile border (``cut``) that lies mostly
+       (``partial_ios`` of it) inside a kept box is a fragment and is dropped.
+
+    Args:
+        xyxy: ``(K, 4)`` boxes in frame pixels.
+        scores: ``(K,)``.
+        source: ``(K,)`` region index of each box (0 = first region).
+        cut: ``(K,)`` box touches an inner border of its region.
+
+    Returns:
+        Indices of kept boxes, highest score first.
+    """
+    per_region = []
+    for r in np.unique(source):
+        idx = np.flatnonzero(source == r)
+        per_region.append(idx[nms(xyxy[idx], scores[idx], nms_iou)])
+    if not per_region:
+        return np.zeros(0, np.intp)
+    kept = per_region[0]
+    for new in per_region[1:]:
+        if len(kept) == 0 or len(new) == 0:
+            kept = np.concatenate((kept, new))
+            continue
+        a, b = xyxy[kept], xyxy[new]
+        inter = intersection(a, b)
+        area_a, area_b = box_area(a), box_area(b)
+        smaller = np.minimum(area_a[:, None], area_b[None, :])
+        ios = inter / np.maximum(smaller, 1e-9)
+        iou = inter / np.maximum(area_a[:, None] + area_b[None, :] - inter, 1e-9)
+        r, c = _mutual_best(np.where(ios > merge_ios, iou, -np.inf))
+        # The new box replaces its twin when it is whole and the twin cut, or
+        # when both are equally whole and it scores higher.
+        ka, kb = kept[r], new[c]
+        better = (cut[ka] & ~cut[kb]) | ((cut[ka] == cut[kb]) & (scores[kb] > scores[ka]))
+        kept = kept.copy()
+        kept[r[better]] = kb[better]
+        rest = np.setdiff1d(np.arange(len(new)), c)
+        fresh = new[rest]
+        if len(fresh):
+            cover = inter[:, rest] / np.maximum(area_b[rest], 1e-9)[None, :]
+            fragment = cut[fresh] & (cover > partial_ios).any(axis=0)
+            fresh = fresh[~fragment]
+        kept = np.concatenate((kept, fresh))
+    # Fragments among the first region's boxes (a tile-only plan) against the rest.
+    frag = cut[kept]
+    if frag.any():
+        inter = intersection(xyxy[kept[frag]], xyxy[kept])
+        cover = inter / np.maximum(box_area(xyxy[kept[frag]]), 1e-9)[:, None]
+        # Covered by a whole (uncut) box of another region.
+        other = (source[kept[frag]][:, None] != source[kept][None, :]) & ~cut[kept][None, :]
+        drop = ((cover > partial_ios) & other).any(axis=1)
+        kept = np.concatenate((kept[~frag], kept[frag][~drop]))
+    return kept[np.argsort(-scores[kept], kind="stable")]
 
 
 # --------------------------------------------------------------------------- graph / session
@@ -587,9 +700,11 @@ class Detector:
                 axis=1,
             )
             cut: BoolArray = np.asarray((touches & plan.inner_edges[src]).any(axis=1))
-            keep = suppress_partials(xyxy, cut, src, s.partial_ios)
-            xyxy, scores = xyxy[keep], scores[keep]
-        kept = nms(xyxy, scores, s.nms_iou)
+            kept = merge_regions(
+                xyxy, scores, src, cut, s.nms_iou, s.tile_merge_ios, s.partial_ios
+            )
+        else:
+            kept = nms(xyxy, scores, s.nms_iou)
         return Detections(
             np.ascontiguousarray(xyxy[kept], np.float32), np.ascontiguousarray(scores[kept])
         )

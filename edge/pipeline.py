@@ -70,6 +70,11 @@ class PipelineSettings(BaseModel):
         description="seconds a still (seated, queuing) person may go unseen and still be "
         "counted, e.g. while someone walks in front of them",
     )
+    count_warmup: bool = Field(
+        default=True,
+        description="for the tracker's first confirm_hits - 1 frames after a (re)start, when no "
+        "track can be confirmed yet, count tentative tracks too (no empty lobby at start-up)",
+    )
     zone_entry_s: float = Field(
         default=1.0,
         ge=0,
@@ -132,6 +137,7 @@ class PipelineSettings(BaseModel):
             stationary_max_missed_s=self.stationary_max_missed_s,
             count_grace_s=self.count_grace_s,
             count_stationary_grace_s=self.count_stationary_grace_s,
+            count_warmup=self.count_warmup,
         )
 
     def occupancy_settings(self) -> OccupancySettings:

@@ -101,6 +101,12 @@ class TrackerSettings:
             this many consecutive frames as well (one sampling interval at any rate).
         count_stationary_grace_s: the same for a confirmed still track (a seated
             person occluded for a few frames); time only.
+        count_warmup: during the tracker's first ``confirm_hits - 1`` updates (after
+            creation or :meth:`Tracker.reset`), when no track can have been
+            confirmed yet, count tentative tracks seen within the count grace too,
+            so a restarted box does not report an empty lobby for its first
+            frames (~1 s at 2 fps). From update ``confirm_hits`` on, only
+            confirmed tracks count.
         stationary_speed: below this speed, in box heights per second, a
             confirmed track counts as still (walking is about 0.8 heights/s).
         min_missed_frames: a track is deleted only after at least this many
@@ -130,6 +136,7 @@ class TrackerSettings:
     count_grace_s: float = 0.5
     count_grace_frames: int = 1
     count_stationary_grace_s: float = 2.0
+    count_warmup: bool = True
     min_missed_frames: int = 2
     predict: bool = True
     max_predict_s: float = 1.0
@@ -310,6 +317,7 @@ class Tracker:
         self.settings = settings or TrackerSettings()
         self._next_id = 1
         self._last_ts: float | None = None
+        self._updates = 0  # updates since creation / reset (start-up warm-up)
         self._clear()
 
     def _clear(self) -> None:
@@ -327,6 +335,7 @@ class Tracker:
         """Drop every track (e.g. the stream changed resolution). Ids keep increasing."""
         self._clear()
         self._last_ts = None
+        self._updates = 0
 
     def __len__(self) -> int:
         """Number of live tracks, confirmed or not."""
@@ -363,6 +372,11 @@ class Tracker:
                 "use a monotonic clock for live sources"
             )
         self._last_ts = ts
+        self._updates += 1
+        # Start-up: before the confirm_hits-th update no track can be confirmed,
+        # so the confirmed count would be 0 whatever the scene. Until then the
+        # tentative tracks (seen within the grace) stand in for the count.
+        warmup = st.count_warmup and self._updates < st.confirm_hits
 
         det_boxes = detections.xyxy.astype(np.float64, copy=False)
         det_scores = detections.scores
@@ -429,7 +443,7 @@ class Tracker:
         # one missed frame is 0.5 s, at 25 fps it is 40 ms (a walker lost for
         # half a second at 25 fps has long reappeared under a new id).
         recent = (unseen <= grace) & (still | (self._missed <= st.count_grace_frames))
-        counted = self._confirmed & recent
+        counted = (self._confirmed | warmup) & recent
         # Unmatched survivors report their predicted box (where the person should be now).
         self._shown = np.where(unmatched[:, None], predicted, self._boxes)
         keep = ~dead
@@ -444,7 +458,7 @@ class Tracker:
         if len(fresh):
             self._spawn(det_boxes[fresh], det_scores[fresh], ts)
             track_det = np.concatenate([track_det, fresh.astype(np.int64)])
-            counted = np.concatenate([counted, self._confirmed[-len(fresh) :]])
+            counted = np.concatenate([counted, self._confirmed[-len(fresh) :] | warmup])
 
         return TrackedObjects(
             ids=self._ids.copy(),

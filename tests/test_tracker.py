@@ -111,7 +111,9 @@ class TestLifecycle:
         # Walking 40 px/s (0.4 heights/s): counted while confirmed and unseen <= 0.5 s.
         t = Tracker(TrackerSettings(confirm_hits=2, count_grace_s=0.5))
         seen = [t.update(dets([box(20.0 * i)]), 0.5 * i) for i in range(3)]
-        assert [s.counted.tolist() for s in seen] == [[False], [True], [True]]
+        # first update: start-up warm-up (no track can be confirmed yet) counts it tentatively
+        assert [s.counted.tolist() for s in seen] == [[True], [True], [True]]
+        assert [s.confirmed.tolist() for s in seen] == [[False], [True], [True]]
         miss = [t.update(Detections.empty(), ts) for ts in (1.5, 2.0, 2.5)]
         assert [m.counted.tolist() for m in miss] == [[True], [False], [False]]
         assert [len(m) for m in miss] == [1, 1, 1]  # alive: identity kept for max_missed_s
@@ -132,6 +134,33 @@ class TestLifecycle:
             t.update(dets([box(100 + (i % 2))]), 0.5 * i)  # seated, last seen at 1.5
         counted = [t.update(Detections.empty(), ts).counted.tolist() for ts in (2.5, 3.5, 4.0)]
         assert counted == [[True], [True], [False]]
+
+    def test_warmup_counts_tentative_tracks_until_confirmation_is_possible(self) -> None:
+        # confirm_hits=3: updates 1 and 2 cannot confirm anyone, so tentative tracks
+        # seen within the grace count; from update 3 only confirmed ones do.
+        t = Tracker(TrackerSettings(confirm_hits=3))
+        a, b = box(100), box(300)
+        first = t.update(dets([a]), 0.0)
+        second = t.update(dets([a, b]), 0.5)
+        third = t.update(dets([a, b]), 1.0)
+        assert first.counted.tolist() == [True] and not first.confirmed.any()
+        assert second.counted.tolist() == [True, True] and not second.confirmed.any()
+        # A has 3 hits (confirmed, counted); B only 2: tentative, no longer counted.
+        assert third.confirmed.tolist() == [True, False]
+        assert third.counted.tolist() == [True, False]
+
+    def test_warmup_restarts_after_reset_and_can_be_disabled(self) -> None:
+        t = Tracker(TrackerSettings(confirm_hits=3))
+        for i in range(4):
+            t.update(dets([box(100)]), 0.5 * i)
+        t.reset()
+        assert t.update(dets([box(100)]), 10.0).counted.tolist() == [True]
+        # A track seen at start-up and then lost is not counted beyond the grace.
+        assert t.update(Detections.empty(), 10.5).counted.tolist() == [True]
+        assert t.update(Detections.empty(), 11.0).counted.tolist() == [False]
+        off = Tracker(TrackerSettings(confirm_hits=3, count_warmup=False))
+        assert off.update(dets([box(100)]), 0.0).counted.tolist() == [False]
+        assert off.update(dets([box(100)]), 0.5).counted.tolist() == [False]
 
     def test_tentative_track_is_not_stationary(self) -> None:
         t = Tracker(TrackerSettings(confirm_hits=3, max_missed_s=2.0, stationary_max_missed_s=10))
