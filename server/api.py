@@ -370,6 +370,11 @@ def create_app(collector: Collector) -> FastAPI:
         """Prometheus text exposition (see server/metrics.py for the names)."""
         return Response(generate_latest(collector.registry), media_type=CONTENT_TYPE_LATEST)
 
+    # The lobby board for branches without Grafana: static files polling the
+    # JSON API above, served by every collector (not only the demo).
+    from lobbywatch.server.board import install_board
+
+    install_board(app)
     return app
 
 

@@ -768,17 +768,15 @@ class Demo:
 
     def _start_collector(self, host: str, port: int) -> None:
         from lobbywatch.server.api import create_app
-        from lobbywatch.server.board import install_board
         from lobbywatch.server.collector import Collector
 
         cfg = self._server_config(host, port)
-        # the API is served below with the board added, so the collector's own
-        # HTTP server stays off
+        # the API (with the board) is served below on the demo's port, so the
+        # collector's own HTTP server stays off
         self.collector = Collector(cfg, clock=self.clock.now, with_http=False)
         self.collector.start()
         self._cleanups.append(self.collector.stop)
         app = create_app(self.collector)
-        install_board(app)
         self.http = HttpServer(app, self.opts.http_host, self.opts.http_port)
         self.http.start()
         self._cleanups.append(self.http.stop)

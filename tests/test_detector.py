@@ -16,6 +16,7 @@ from lobbywatch.edge.detector import (
     iou_matrix,
     letterbox_ratio,
     make_grids,
+    merge_regions,
     nms,
     plan_tiles,
     suppress_partials,
@@ -131,6 +132,61 @@ def test_tiles_plan_and_partial_suppression() -> None:
     # Same boxes from the same region are left to NMS.
     keep = suppress_partials(xyxy, np.array([True, False]), np.array([1, 1]), 0.6)
     assert keep.tolist() == [True, True]
+
+
+def test_merge_regions_one_person_seen_by_frame_and_tile() -> None:
+    # Region 0 (whole frame) sees the person whole; region 1 (a tile) at another
+    # scale gives a tighter box: IoU 0.6 * 0.8 = 0.48... here 0.4 < NMS 0.45, but the
+    # tile box lies entirely inside the frame box (IoS 1): one person, one box.
+    xyxy = np.array([[100, 100, 200, 400], [110, 100, 190, 250]], np.float32)
+    assert iou_matrix(xyxy[:1], xyxy[1:])[0, 0] < 0.45
+    scores = np.array([0.5, 0.8], np.float32)
+    src = np.array([0, 1])
+    kept = merge_regions(xyxy, scores, src, np.array([False, False]), 0.45, 0.6, 0.6)
+    assert kept.tolist() == [1]  # both whole: the higher score wins
+    # The tile box touches an inner tile border: the whole frame's box wins.
+    kept = merge_regions(xyxy, scores, src, np.array([False, True]), 0.45, 0.6, 0.6)
+    assert kept.tolist() == [0]
+
+
+def test_merge_regions_keeps_two_overlapping_people() -> None:
+    # A seated person (small box) mostly hidden behind a standing one: IoS 1 between
+    # them, yet both regions report both. One-to-one matching pairs each box with its
+    # own twin, so two people remain; a containment "NMS" would drop one.
+    front, back = [100, 100, 200, 400], [120, 150, 180, 300]
+    xyxy = np.array([front, back, [102, 98, 203, 404], [118, 152, 181, 298]], np.float32)
+    scores = np.array([0.9, 0.5, 0.8, 0.6], np.float32)
+    src = np.array([0, 0, 1, 1])
+    kept = merge_regions(xyxy, scores, src, np.zeros(4, bool), 0.45, 0.6, 0.6)
+    assert sorted(kept.tolist()) == [0, 3]
+
+
+def test_merge_regions_drops_unmatched_border_fragment() -> None:
+    # Tiles 1 and 2 both cut one person at their shared border; the whole frame (0)
+    # sees them whole: each cut half pairs with the whole box, which wins.
+    xyxy = np.array([[540, 100, 620, 300], [540, 100, 572, 300], [560, 100, 620, 300]], np.float32)
+    scores = np.array([0.6, 0.7, 0.7], np.float32)
+    cut = np.array([False, True, True])
+    kept = merge_regions(xyxy, scores, np.array([0, 1, 2]), cut, 0.45, 0.6, 0.6)
+    assert kept.tolist() == [0]
+    # A tile reporting the person whole *and* a cut fragment of them: the whole box
+    # takes the one-to-one match, the fragment is left over but lies inside a kept
+    # box and touches the tile border: dropped.
+    xyxy = np.array([[100, 100, 200, 400], [101, 100, 200, 401], [150, 100, 200, 200]], np.float32)
+    cut = np.array([False, False, True])
+    kept = merge_regions(xyxy, scores, np.array([0, 1, 1]), cut, 0.45, 0.6, 0.6)
+    assert len(kept) == 1 and kept[0] in (0, 1)
+    # The same leftover box *not* at a border is a person of its own (kept).
+    kept = merge_regions(xyxy, scores, np.array([0, 1, 1]), np.zeros(3, bool), 0.45, 0.6, 0.6)
+    assert len(kept) == 2
+
+
+def test_tiles_run_at_native_scale_by_default() -> None:
+    # Full-HD, 2x2 tiles, overlap 0.25: tiles of 1098x618 run at 960x544 (scale
+    # 0.87, tile_max_upscale=1), not at half resolution like the whole-frame rule.
+    plan = plan_tiles((1080, 1920), DetectorSettings(tiles=(2, 2)))
+    assert plan.input_hw == (544, 960) and len(plan.boxes) == 5
+    assert plan.ratios[1] == pytest.approx(960 / 1098, abs=1e-3)
 
 
 def test_settings_reject_bad_values() -> None:

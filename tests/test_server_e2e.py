@@ -181,6 +181,10 @@ def test_edge_states_become_metrics_api_state_and_notifications(
         wait_until(lambda: not alertmanager.alerts(filter='alertname="LobbywatchW1Wait"'))
         health = httpx.get(f"http://127.0.0.1:{c.http_port}/healthz").json()
         assert health["status"] == "ok" and health["mqtt_connected"] and health["database"]
+        # every collector serves the lobby board, not only the demo
+        board = httpx.get(f"http://127.0.0.1:{c.http_port}/board/")
+        assert board.status_code == 200 and "Lobby board" in board.text
+        assert "Content-Security-Policy" in board.headers
     finally:
         c.stop()
         pub.close()
