@@ -700,9 +700,7 @@ class Detector:
                 axis=1,
             )
             cut: BoolArray = np.asarray((touches & plan.inner_edges[src]).any(axis=1))
-            kept = merge_regions(
-                xyxy, scores, src, cut, s.nms_iou, s.tile_merge_ios, s.partial_ios
-            )
+            kept = merge_regions(xyxy, scores, src, cut, s.nms_iou, s.tile_merge_ios, s.partial_ios)
         else:
             kept = nms(xyxy, scores, s.nms_iou)
         return Detections(

@@ -38,6 +38,11 @@ Why this shape:
   for a still one. A walker whose track is lost usually reappears at once
   under a new id, so counting the coasting old track would count them twice;
   a seated person hidden for a few frames by someone passing has not left.
+* **No empty lobby at start-up.** Before the ``confirm_hits``-th update after
+  creation or :meth:`Tracker.reset` no track can be confirmed, so a
+  confirmed-only count would read 0 for the first ~1 s after every restart.
+  During that warm-up tentative tracks (seen within the grace) are counted;
+  from then on only confirmed ones (``count_warmup``).
 * **Constant-velocity prediction** (smoothed centre velocity, horizon capped) is
   enough at these speeds; a Kalman filter would add state and tuning for little.
 
@@ -198,7 +203,9 @@ class TrackedObjects:
             :class:`Detections`, -1 when not seen.
         counted: ``(M,)`` bool, the track is a person present now: confirmed and
             seen within the count grace (``TrackerSettings.count_grace_s``, or
-            ``count_stationary_grace_s`` when still). This is the product's count.
+            ``count_stationary_grace_s`` when still); during the start-up
+            warm-up (the first ``confirm_hits - 1`` updates, ``count_warmup``)
+            tentative tracks within the grace count too. This is the product's count.
     """
 
     ids: IntArray

@@ -23,11 +23,12 @@ def test_beats_the_plain_baseline(report) -> None:  # type: ignore[no-untyped-de
     # the 416 baseline reproduces the shared README within subsampling noise
     assert 2.8 <= o.baseline["mae"] <= 3.8
     # Achieved on this every-3rd-frame subset (docs/accuracy.md): raw MAE 2.06 vs
-    # baseline 3.22, P 0.77, R 0.77; counted (tracker) MAE 2.70 — the tracker sees
-    # frames 3x further apart here, so its full-set figure (1.87) is not reachable.
+    # baseline 3.22, P 0.77, R 0.77; counted (tracker) MAE 1.97 with the start-up
+    # warm-up (2.70 without) — the tracker sees frames 3x further apart here, so
+    # its full-set figure (1.61) is not reachable.
     assert o.raw_mae <= 0.7 * o.baseline["mae"]
     assert o.precision >= 0.74 and o.recall >= 0.74
-    assert o.mae <= 3.0 and o.mae < o.baseline["mae"]
+    assert o.mae <= 2.2 and o.mae <= 0.65 * o.baseline["mae"]
     room = next(s for s in report.sequences if s.name.endswith("20231014"))
     assert room.recall >= 0.66 and room.baseline["recall"] <= 0.52
     assert room.raw_mae <= 0.55 * room.baseline["mae"]
@@ -36,6 +37,23 @@ def test_beats_the_plain_baseline(report) -> None:  # type: ignore[no-untyped-de
         seq = next(s for s in report.sequences if s.name == name)
         assert seq.raw_mae <= limit, (name, seq.raw_mae)
     assert o.fps > 0
+
+
+def test_count_is_not_zero_at_start_up(model_path: Path, people_dir: Path) -> None:
+    """The first frames after a (re)start, before any track can be confirmed,
+    report the tentative tracks instead of an empty lobby."""
+    from lobbywatch.edge.detector import Detector
+    from lobbywatch.edge.evaluation import load_sequence, read_frame, tracker_counter
+
+    seq = load_sequence(people_dir / "cctv_cam11_waitingroom_20231014")
+    detector, count = Detector.from_settings(), tracker_counter()
+    for i in range(2):  # confirm_hits = 3: updates 1 and 2 cannot confirm anyone
+        det = detector.detect(read_frame(seq.frames[i]))
+        n = count(det, i / seq.fps)
+        # frame 1: every detection is a fresh tentative track; frame 2: plus the
+        # tentative tracks unmatched now but seen within the count grace
+        assert n == len(det) if i == 0 else n >= len(det), (i, n, len(det))
+        assert n >= 0.6 * len(seq.gt[i]), (i, n, len(seq.gt[i]))
 
 
 def test_json_shape(report) -> None:  # type: ignore[no-untyped-def]
