@@ -42,7 +42,9 @@ class Detections:
     def __len__(self) -> int:
         return int(self.xyxy.shape[0])
 
-    def __getitem__(self, index: npt.NDArray[np.bool_] | npt.NDArray[np.intp] | slice) -> Detections:
+    def __getitem__(
+        self, index: npt.NDArray[np.bool_] | npt.NDArray[np.intp] | slice
+    ) -> Detections:
         return Detections(self.xyxy[index], self.scores[index])
 
     def foot_points(self) -> FloatArray:

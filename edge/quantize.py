@@ -17,10 +17,10 @@ from typing import Any
 
 import cv2
 import numpy as np
-from lobbywatch.edge.detector import DetectorSettings, letterbox_ratio, rewrite_input_shape
-from lobbywatch.models.registry import ResolvedModel, write_provenance
 
+from lobbywatch.edge.detector import DetectorSettings, letterbox_ratio, rewrite_input_shape
 from lobbywatch.errors import ModelError, SourceError
+from lobbywatch.models.registry import ResolvedModel, write_provenance
 
 DEFAULT_CALIBRATION = (
     Path(__file__).resolve().parents[2] / "shared" / "data" / "video" / "vtest.avi"

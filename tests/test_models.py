@@ -8,9 +8,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from lobbywatch.models import registry
 
 from lobbywatch.errors import ModelError
+from lobbywatch.models import registry
 
 
 def tiny_onnx(path: Path, out_width: int = 85, input_name: str = "images") -> Path:
