@@ -112,6 +112,14 @@ def target(
     }
 
 
+def alarm_at_one(color: str) -> dict[str, Any]:
+    """Thresholds for a count: green at 0, ``color`` from 1 on."""
+    return {
+        "mode": "absolute",
+        "steps": [{"color": "green", "value": None}, {"color": color, "value": 1}],
+    }
+
+
 def stat(
     title: str,
     targets: list[dict[str, Any]],
@@ -411,10 +419,7 @@ def fleet_overview() -> dict[str, Any]:
             ],
             description="Branches where a customer joining now is predicted to wait longer "
             "than the zone's W1 threshold.",
-            thresholds={
-                "mode": "absolute",
-                "steps": [{"color": "green", "value": None}, {"color": "red", "value": 1}],
-            },
+            thresholds=alarm_at_one("red"),
             color_mode="background",
         ),
         4,
@@ -431,10 +436,7 @@ def fleet_overview() -> dict[str, Any]:
             ],
             description="(zone, kind) pairs in warning or critical: W1 wait, service "
             "stalled, device offline.",
-            thresholds={
-                "mode": "absolute",
-                "steps": [{"color": "green", "value": None}, {"color": "orange", "value": 1}],
-            },
+            thresholds=alarm_at_one("orange"),
             color_mode="background",
         ),
         4,
@@ -1171,10 +1173,7 @@ def edge_health() -> dict[str, Any]:
                     instant=True,
                 )
             ],
-            thresholds={
-                "mode": "absolute",
-                "steps": [{"color": "green", "value": None}, {"color": "red", "value": 1}],
-            },
+            thresholds=alarm_at_one("red"),
             color_mode="background",
         ),
         6,
@@ -1189,10 +1188,7 @@ def edge_health() -> dict[str, Any]:
                     instant=True,
                 )
             ],
-            thresholds={
-                "mode": "absolute",
-                "steps": [{"color": "green", "value": None}, {"color": "red", "value": 1}],
-            },
+            thresholds=alarm_at_one("red"),
             color_mode="background",
         ),
         6,
