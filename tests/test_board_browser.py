@@ -8,6 +8,7 @@ zone rows from the API, update by itself, and fetch nothing but the collector.
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import shutil
@@ -34,7 +35,11 @@ class DevTools:
     """A minimal DevTools-protocol client for one page target."""
 
     def __init__(self, ws_url: str) -> None:
-        self.ws = websockets_sync.connect(ws_url, max_size=None, open_timeout=10)
+        # entered as a context manager: newer websockets releases deprecate a bare connect()
+        self._stack = contextlib.ExitStack()
+        self.ws = self._stack.enter_context(
+            websockets_sync.connect(ws_url, max_size=None, open_timeout=10)
+        )
         self.next_id = 0
         self.events: list[dict[str, Any]] = []
 
@@ -68,7 +73,7 @@ class DevTools:
         raise AssertionError(f"timed out waiting for {expression}")
 
     def close(self) -> None:
-        self.ws.close()
+        self._stack.close()
 
 
 def start_chromium(profile: Path, url: str) -> tuple[subprocess.Popen[bytes], str]:
