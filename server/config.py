@@ -479,7 +479,32 @@ def load_server_config(path: Path) -> ServerConfig:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: invalid YAML: {exc}") from None
-    return parse_server_config(data, str(path))
+    return parse_server_config(resolve_relative_files(data, path.parent), str(path))
+
+
+def resolve_relative_files(data: Any, base: Path) -> Any:
+    """Make every relative ``*_file`` path relative to the config file's folder.
+
+    As on the edge: a config and the files it names (CA, certificates, password
+    and secret files) travel together, whatever the working directory of the
+    process that reads them.
+    """
+    if isinstance(data, dict):
+        return {
+            key: (
+                str(base / value)
+                if isinstance(key, str)
+                and key.endswith("_file")
+                and isinstance(value, str)
+                and value
+                and not Path(value).is_absolute()
+                else resolve_relative_files(value, base)
+            )
+            for key, value in data.items()
+        }
+    if isinstance(data, list):
+        return [resolve_relative_files(item, base) for item in data]
+    return data
 
 
 # ------------------------------------------- adapters to the estimator/alerts models

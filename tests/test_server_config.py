@@ -108,3 +108,24 @@ def test_cli_check_config_reports_field_and_exit_code(tmp_path: Path) -> None:
         app, ["server", "check-config", str(REPO / "deploy/server.example.yaml")]
     )
     assert result.exit_code == 0 and "2 branches" in result.output
+
+
+def test_relative_file_paths_resolve_against_the_config_folder(tmp_path: Path) -> None:
+    """TLS, password and secret files are found wherever the collector is started."""
+    conf_dir = tmp_path / "etc"
+    conf_dir.mkdir()
+    (conf_dir / "server.yaml").write_text(
+        "mqtt:\n"
+        "  password_file: secrets/mqtt.password\n"
+        "  tls: {ca_file: certs/ca.pem, cert_file: /abs/client.pem, key_file: certs/c.key}\n"
+        "notify:\n"
+        "  sinks:\n"
+        "    ops: {type: webhook, url: 'http://127.0.0.1:9/hook', secret_file: hook.secret}\n"
+    )
+    cfg = load_server_config(conf_dir / "server.yaml")
+    assert cfg.mqtt.password_file == conf_dir / "secrets/mqtt.password"
+    assert cfg.mqtt.tls is not None
+    assert cfg.mqtt.tls.ca_file == conf_dir / "certs/ca.pem"
+    assert cfg.mqtt.tls.cert_file == Path("/abs/client.pem")  # absolute stays as written
+    assert cfg.mqtt.tls.key_file == conf_dir / "certs/c.key"
+    assert cfg.notify.sinks["ops"].secret_file == conf_dir / "hook.secret"  # type: ignore[union-attr]
