@@ -213,9 +213,9 @@ class AlertPolicy(BaseModel):
         return AlertPolicy.model_validate({**self.model_dump(), **dict(overrides)})
 
 
-@dataclass(frozen=True, slots=True)
-class Alert:
-    """One alert episode. ``alert_id`` is stable for the episode's whole life."""
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _AlertFacts:
+    """What an alert says: shared by the alert and each notification about it."""
 
     alert_id: str
     kind: str
@@ -230,12 +230,21 @@ class Alert:
     value: float | None
     threshold: float | None
     escalated: bool = False
+
+
+_FACT_FIELDS = tuple(f.name for f in dataclasses.fields(_AlertFacts))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Alert(_AlertFacts):
+    """One alert episode. ``alert_id`` is stable for the episode's whole life."""
+
     last_notified_at: float | None = None
     revision: int = 0
 
 
-@dataclass(frozen=True, slots=True)
-class AlertEvent:
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AlertEvent(_AlertFacts):
     """A notification to deliver: the alert as of the event, and what happened.
 
     ``event_id`` is ``{alert_id}#{revision}``: unique per event and the same if
@@ -245,19 +254,6 @@ class AlertEvent:
     event_id: str
     event: str
     at: float
-    alert_id: str
-    kind: str
-    severity: str
-    state: str
-    branch: str
-    subject: str
-    region: str | None
-    started_at: float
-    ended_at: float | None
-    summary: str
-    value: float | None
-    threshold: float | None
-    escalated: bool = False
 
     @classmethod
     def of(cls, alert: Alert, event: str, at: float) -> AlertEvent:
@@ -265,19 +261,7 @@ class AlertEvent:
             event_id=f"{alert.alert_id}#{alert.revision}",
             event=event,
             at=at,
-            alert_id=alert.alert_id,
-            kind=alert.kind,
-            severity=alert.severity,
-            state=alert.state,
-            branch=alert.branch,
-            subject=alert.subject,
-            region=alert.region,
-            started_at=alert.started_at,
-            ended_at=alert.ended_at,
-            summary=alert.summary,
-            value=alert.value,
-            threshold=alert.threshold,
-            escalated=alert.escalated,
+            **{name: getattr(alert, name) for name in _FACT_FIELDS},
         )
 
 
