@@ -9,7 +9,7 @@ from pathlib import Path
 import typer
 
 from lobbywatch.edge.detector import DetectorSettings
-from lobbywatch.edge.evaluation import DEFAULT_FPS, KNOWN_FPS, evaluate
+from lobbywatch.edge.evaluation import DEFAULT_FPS, evaluate
 
 
 def register(app: typer.Typer) -> None:
@@ -31,9 +31,10 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Run detector + tracker on every sequence; report count MAE, P/R@0.5, fps.
 
-        Tracker time axis: pets09_s2l1 3.5 fps, tud_campus 25 fps (real rates);
-        the waiting-room time-lapses and unknown sequences at 2 fps (the product's
-        sampling rate), unless --fps is given.
+        Tracker time axis: each sequence's real frame rate as its SOURCE.md states
+        it (effective rate after subsampling); time-lapses and sequences whose
+        SOURCE.md gives no rate at 2 fps (the product's sampling rate), unless
+        --fps is given.
         """
         overrides: dict[str, object] = {"variant": variant}
         if model is not None:
@@ -78,9 +79,9 @@ def register(app: typer.Typer) -> None:
             )  # fmt: skip
         console = Console(width=max(Console().width, 120))  # keep sequence names readable
         console.print(table)
-        rates = ", ".join(f"{k} {v:g}" for k, v in KNOWN_FPS.items())
+        rates = ", ".join(f"{k} {v:g}" for k, v in report.rates.items())
         console.print(
             f"overall pools frames; mean of per-sequence MAE: {report.mae_sequence_mean:.2f} "
-            f"(baseline {report.baseline_mae_sequence_mean:.2f}). Tracker fps: {rates}, "
-            f"others {DEFAULT_FPS:g}."
+            f"(baseline {report.baseline_mae_sequence_mean:.2f}). Tracker fps (SOURCE.md; "
+            f"{DEFAULT_FPS:g} for time-lapses and unstated rates): {rates}."
         )

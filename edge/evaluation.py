@@ -24,6 +24,7 @@ consecutive frames, which is what those samples show.
 from __future__ import annotations
 
 import csv
+import re
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -38,14 +39,45 @@ from lobbywatch.edge.detections import Detections, FloatArray
 from lobbywatch.edge.detector import Detector, DetectorSettings, iou_matrix
 from lobbywatch.errors import SourceError
 
-#: Frame rate fed to the tracker per known sequence (see module docstring).
-KNOWN_FPS: dict[str, float] = {
-    "pets09_s2l1": 3.5,  # 7 fps source, every 2nd frame kept
-    "tud_campus": 25.0,
-    "cctv_cam11_waitingroom_20231014": 2.0,  # time-lapse: fed at the product's rate
-    "cctv_cam11_waitingroom_20231221": 2.0,
-}
 DEFAULT_FPS = 2.0  # the edge box's detection rate per camera
+
+_FPS = r"(\d+(?:\.\d+)?)\s*(?:fps|frames?\s*(?:/|per)\s*s)"
+_EFFECTIVE = re.compile(r"effective\s+(?:frame\s+)?rate(?:\s+is|:)?\s*(?:about\s+)?" + _FPS, re.I)
+_RATE = re.compile(r"frame\s+rate[^\n]*?" + _FPS, re.I)
+_EVERY = re.compile(r"every\s+(\d+)(?:st|nd|rd|th)\b", re.I)
+_TIMELAPSE = re.compile(r"time-?lapse|not a video", re.I)
+
+
+def source_fps(text: str) -> float | None:
+    """Rate at which a sequence's stored frames were taken, from its ``SOURCE.md``.
+
+    The dataset layout documents timing in prose (``- frame rate: ...``,
+    ``- subsampling: ...``). In order of trust: an explicit effective rate; a
+    time-lapse (frames seconds to minutes apart) is fed at the product's own
+    sampling rate (:data:`DEFAULT_FPS`), as a 2 fps camera watching the same
+    scene would see it; a source frame rate, divided by the ``every N-th``
+    subsampling when one is stated. ``None`` when the text says nothing usable.
+
+    Example:
+        >>> source_fps("- frame rate 25 fps\\n- subsampling: none")
+        25.0
+        >>> source_fps("- frame rate 7 fps\\n- subsampling: every 2nd frame kept")
+        3.5
+    """
+    if m := _EFFECTIVE.search(text):
+        return float(m.group(1))
+    rate_lines = [ln for ln in text.splitlines() if re.search(r"frame\s+rate", ln, re.I)]
+    if any(_TIMELAPSE.search(ln) for ln in rate_lines):
+        return DEFAULT_FPS
+    if not (m := _RATE.search(text)):
+        return None
+    rate = float(m.group(1))
+    sub = next((ln for ln in text.splitlines() if re.search(r"subsampl", ln, re.I)), "")
+    if every := _EVERY.search(sub):
+        rate /= int(every.group(1))
+    return rate if rate > 0 else None
+
+
 IOU_MATCH = 0.5
 
 
@@ -112,8 +144,16 @@ def load_sequence(folder: Path, fps: float | None = None) -> Sequence:
     if not frames:
         raise SourceError(f"{folder}: no frames/*.jpg")
     gt = read_gt(folder / "gt.csv", len(frames))
-    rate = fps or KNOWN_FPS.get(folder.name, DEFAULT_FPS)
+    rate = fps or _folder_fps(folder)
     return Sequence(folder.name, frames, gt, rate)
+
+
+def _folder_fps(folder: Path) -> float:
+    try:
+        text = (folder / "SOURCE.md").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return DEFAULT_FPS
+    return source_fps(text) or DEFAULT_FPS
 
 
 def find_sequences(dataset: Path) -> list[Path]:
@@ -318,6 +358,7 @@ class EvalReport:
     mae_sequence_mean: float
     baseline_mae_sequence_mean: float
     counter: str
+    rates: dict[str, float] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         overall = self.overall.to_json()
@@ -326,6 +367,9 @@ class EvalReport:
         if overall["baseline"]:
             overall["baseline"]["mae_sequence_mean"] = self.baseline_mae_sequence_mean
         seqs = [s.to_json() for s in self.sequences]
+        for seq in seqs:
+            if seq["name"] in self.rates:
+                seq["tracker_fps"] = self.rates[seq["name"]]
         return {"sequences": seqs, "overall": overall}
 
 
@@ -347,7 +391,8 @@ def evaluate(
         tracker_settings: passed to ``Tracker`` (default: its defaults).
         with_baseline: also run the plain 416 baseline.
         step: frame subsampling (1 = every frame).
-        fps: override the per-sequence tracker rate.
+        fps: override the per-sequence tracker rate (default: from each
+            sequence's ``SOURCE.md``, see :func:`source_fps`).
         use_tracker: ``None`` = use the tracker when ``edge/tracker.py`` exists.
         progress: optional callback for a status line per sequence.
     """
@@ -358,8 +403,10 @@ def evaluate(
     results: list[SequenceResult] = []
     pooled, pooled_base = Tally(), Tally()
     busy_total = 0.0
+    rates: dict[str, float] = {}
     for folder in find_sequences(dataset):
         seq = load_sequence(folder, fps)
+        rates[seq.name] = seq.fps
         counter = tracker_counter(tracker_settings) if use_tracker else raw_counter()
         res, ours, bt, busy = evaluate_sequence(seq, detector, counter, base, step)
         if progress:
@@ -375,4 +422,5 @@ def evaluate(
     )  # fmt: skip
     seq_mean = round(float(np.mean([r.mae for r in results])), 4)
     base_mean = round(float(np.mean([r.baseline.get("mae", 0.0) for r in results])), 4)
-    return EvalReport(results, overall, seq_mean, base_mean, "tracker" if use_tracker else "raw")
+    counter_name = "tracker" if use_tracker else "raw"
+    return EvalReport(results, overall, seq_mean, base_mean, counter_name, rates)

@@ -366,6 +366,11 @@ class ZoneMap:
         """
         p = np.asarray(points, dtype=np.float64).reshape(-1, 2)
         finite = np.asarray(np.isfinite(p).all(axis=1), dtype=bool)
+        if finite.all():
+            # The per-frame case (tracker boxes are finite): clip then truncate,
+            # which equals floor on the clipped, non-negative coordinates.
+            xy = np.clip(p, 0.0, (self.width - 1, self.height - 1)).astype(np.intp)
+            return self.labels[xy[:, 1], xy[:, 0]].astype(np.int64)
         p = np.where(finite[:, None], p, 0.0)
         x = np.clip(np.floor(p[:, 0]), 0, self.width - 1).astype(np.intp)
         y = np.clip(np.floor(p[:, 1]), 0, self.height - 1).astype(np.intp)

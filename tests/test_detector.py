@@ -16,9 +16,11 @@ from lobbywatch.edge.detector import (
     iou_matrix,
     letterbox_ratio,
     make_grids,
+    make_session,
     merge_regions,
     nms,
     plan_tiles,
+    rewrite_input_shape,
     suppress_partials,
 )
 from lobbywatch.errors import ModelError, SourceError
@@ -46,11 +48,14 @@ def test_fit_input_shape() -> None:
     half = {"max_upscale": 0.5, "min_size": 416}
     assert fit_input_shape((1080, 1920), 960, True, **half) == (544, 960)
     assert fit_input_shape((2160, 3840), 960, True, **half) == (544, 960)
-    assert fit_input_shape((576, 768), 960, True, **half) == (320, 416)  # 384 -> floor
-    assert fit_input_shape((480, 640), 960, True, **half) == (320, 416)
+    # 384 -> floor; at the training size the canvas stays square, as in training
+    assert fit_input_shape((576, 768), 960, True, **half) == (416, 416)
+    assert fit_input_shape((480, 640), 960, True, **half) == (416, 416)
     assert fit_input_shape((1440, 2560), 960, True, **half) == (544, 960)
     assert fit_input_shape((720, 1280), 960, True, **half) == (384, 640)
-    assert fit_input_shape((480, 640), 320, True, **half) == (256, 320)  # floor <= input_size
+    assert fit_input_shape((480, 640), 320, True, **half) == (320, 320)  # floor <= input_size
+    # without a floor the fitted canvas applies at any size
+    assert fit_input_shape((480, 640), 416, True) == (320, 416)
     s = DetectorSettings()
     assert (s.input_size, s.max_upscale, s.min_input_size) == (960, 0.5, 416)
 
@@ -265,3 +270,49 @@ def test_nms_equals_textbook_greedy_on_random_clusters() -> None:
             if all(iou[i, j] <= 0.45 for j in keep):
                 keep.append(int(i))
         assert nms(boxes, scores, 0.45).tolist() == keep
+
+
+def test_person_only_graph_returns_the_published_person_columns(
+    model_path: Path, vtest_video: Path
+) -> None:
+    import cv2
+
+    det = Detector.from_settings(DetectorSettings(path=model_path))
+    full = make_session(rewrite_input_shape(model_path.read_bytes(), det.model.spec), 1, 1)
+    cap = cv2.VideoCapture(str(vtest_video))
+    ok, frame = cap.read()
+    cap.release()
+    assert ok
+    prepared = det.preprocess(frame)
+    ours = det.infer(prepared)
+    published = full.run(None, {det.model.spec.input.name: prepared.batch})[0]
+    assert published.shape[2] == 85 and ours.shape == (*published.shape[:2], 6)
+    np.testing.assert_array_equal(ours, published[:, :, :6])
+    assert len(det.postprocess(ours, prepared)) == len(det.postprocess(published, prepared)) > 0
+
+
+def test_person_columns_are_cut_after_any_graph_tail(tmp_path: Path) -> None:
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    from lobbywatch.models import registry
+
+    # A graph whose output is not produced by the exporter's final Transpose.
+    value = np.random.default_rng(1).random((1, 21, 85)).astype(np.float32)
+    node = helper.make_node("Constant", [], ["output"], value=numpy_helper.from_array(value))
+    graph = helper.make_graph(
+        [node],
+        "tiny",
+        [helper.make_tensor_value_info("images", TensorProto.FLOAT, [1, 3, 32, 32])],
+        [helper.make_tensor_value_info("output", TensorProto.FLOAT, [1, 21, 85])],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    spec = registry.get_spec("yolox_nano")
+    cut = rewrite_input_shape(model.SerializeToString(), spec, person_only=True)
+    assert [
+        d.dim_value for d in onnx.load_from_string(cut).graph.output[0].type.tensor_type.shape.dim
+    ][2] == 6
+    session = make_session(cut, 1, 1)
+    out = session.run(None, {"images": np.zeros((1, 3, 32, 32), np.float32)})[0]
+    np.testing.assert_array_equal(out, value[:, :, :6])

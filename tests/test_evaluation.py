@@ -4,16 +4,19 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 
 from lobbywatch.edge.evaluation import (
+    DEFAULT_FPS,
     Tally,
     find_sequences,
     load_sequence,
     match_count,
     read_frame,
     read_gt,
+    source_fps,
 )
 from lobbywatch.errors import SourceError
 
@@ -83,3 +86,40 @@ def test_sequence_loading_and_corrupt_frame(tmp_path: Path) -> None:
         read_frame(s.frames[0])
     with pytest.raises(SourceError, match="no sequence folders"):
         find_sequences(tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("text", "fps"),
+    [
+        # The shapes the shared dataset's SOURCE.md files use.
+        ("- resolution: 640 x 480, frame rate 25 fps (MOT15 seqinfo)\n- subsampling: none\n", 25.0),
+        (
+            "- resolution: 768 x 576, original frame rate 7 fps (MOT15 seqinfo)\n"
+            "- subsampling: every 2nd of those was kept, so the effective rate is 3.5 fps\n",
+            3.5,
+        ),
+        ("- frame rate 30 fps\n- subsampling: every 3rd frame kept\n", 10.0),
+        (
+            "- frame rate: sparse time-lapse sample of a longer recording, not a video; "
+            "the source runs at about 15 fps\n",
+            DEFAULT_FPS,
+        ),
+        ("- frame rate: 12.5 frames/s\n", 12.5),
+        ("no timing here", None),
+    ],
+)
+def test_source_fps_reads_the_stated_rate(text: str, fps: float | None) -> None:
+    assert source_fps(text) == fps
+
+
+def test_sequence_rate_comes_from_source_md(tmp_path: Path) -> None:
+    seq = tmp_path / "seq"
+    (seq / "frames").mkdir(parents=True)
+    ok, jpg = cv2.imencode(".jpg", np.zeros((16, 16, 3), np.uint8))
+    assert ok
+    (seq / "frames" / "000001.jpg").write_bytes(jpg.tobytes())
+    (seq / "gt.csv").write_text("frame,x,y,w,h\n1,0,0,4,8\n")
+    assert load_sequence(seq).fps == DEFAULT_FPS  # no SOURCE.md
+    (seq / "SOURCE.md").write_text("- resolution: 16 x 16, frame rate 14 fps\n")
+    assert load_sequence(seq).fps == 14.0
+    assert load_sequence(seq, fps=5.0).fps == 5.0  # --fps wins
