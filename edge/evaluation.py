@@ -15,7 +15,8 @@ plain baseline (YOLOX-Nano once at 416x416 on the whole frame, score 0.3, NMS
 0.45, raw detections counted) runs in the same pass for comparison.
 
 Timing: the tracker needs a time axis. Sequences that are real video use their
-real rate; the waiting-room sets are sparse time-lapses (7 s - 4 min apart),
+real rate, as their ``SOURCE.md`` states it (:func:`source_fps`); the
+waiting-room sets are sparse time-lapses (7 s - 4 min apart),
 far beyond any track timeout, so they are fed at the product's sampling rate
 (2 frames/s): a 2 fps camera watching seated people sees the same scene in
 consecutive frames, which is what those samples show.
