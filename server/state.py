@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from lobbywatch.edge.state import ZoneKind
+from lobbywatch.server.flows import FlowCounts
 
 #: Message results counted in ``lobbywatch_collector_messages_total{result}``.
 RESULTS = (
@@ -117,6 +118,8 @@ class ZoneRecord:
     estimate: Any | None = None
     #: W1 threshold in force for this zone (policy), seconds.
     threshold_s: float | None = None
+    #: arrivals, service starts, walk-outs as the collector has counted them
+    flows: FlowCounts = field(default_factory=FlowCounts)
 
 
 @dataclass(slots=True)
