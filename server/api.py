@@ -124,6 +124,16 @@ class MinuteOut(BaseModel):
     served_within_threshold: int
     served_within_threshold_ratio: float | None
     threshold_s: float | None
+    arrivals: int | None = Field(None, description="confirmed entries into the zone")
+    service_starts: int | None = Field(
+        None, description="departures into a service point (null: the edge does not classify)"
+    )
+    walk_outs: int | None = Field(
+        None, description="departures through an exit without service (abandonment)"
+    )
+    departures_unseen: int | None = Field(
+        None, description="departures whose destination the camera did not see"
+    )
 
 
 class Health(BaseModel):
