@@ -3,15 +3,15 @@
 What runs, in start order (stopped in reverse):
 
 1. an MQTT 5 broker: a private Mosquitto on a free loopback port
-   (:mod:`lobbywatch.server.broker`), unless ``--broker`` names one;
+   (:mod:`lobbywatch.demo.broker`), unless ``--broker`` names one;
 2. when the model and the sample video are present, one real edge agent
    (``lobbywatch edge run``, a subprocess) on ``vtest.avi``, looped, with the
    zones of ``firmware_config/examples/branch-demo.yaml``;
 3. the collector, in this process, on SQLite in a temporary folder, with its
    HTTP API, ``/metrics`` and the lobby board (``/board/``) on one port;
-4. a simulated fleet: :mod:`lobbywatch.server.simulator` branch-days published
+4. a simulated fleet: :mod:`lobbywatch.demo.simulator` branch-days published
    over MQTT exactly as edge devices would;
-5. a live terminal view (:mod:`lobbywatch.server.tui`).
+5. a live terminal view (:mod:`lobbywatch.demo.tui`).
 
 One clock
 ---------
@@ -171,7 +171,7 @@ def report_interval(speed: float) -> float:
 
 def fleet_scenarios(branches: int, speed: float, day: int = 0, seed: int = 0) -> list[Any]:
     """The simulated branches of one branch-day (day ``day`` of the demo)."""
-    from lobbywatch.server import simulator
+    from lobbywatch.demo import simulator
 
     interval = report_interval(speed)
     return [
@@ -207,7 +207,7 @@ def fleet_messages(
     skipped) and each device's ``seq`` continues, as a real device's does.
     Returns when ``stop`` is set.
     """
-    from lobbywatch.server import simulator
+    from lobbywatch.demo import simulator
 
     shift: float | None = None
     seq_offset: dict[str, int] = {}
@@ -290,7 +290,7 @@ class Fleet:
         self.scenarios = fleet_scenarios(branches, clock.speed, 0, seed)
 
     def _run(self) -> None:
-        from lobbywatch.server import simulator
+        from lobbywatch.demo import simulator
 
         def count(msgs: Iterator[ZoneMessage | StatusMessage]) -> Iterator[Any]:
             for m in msgs:
@@ -414,7 +414,7 @@ def edge_config(
     publish["heartbeat_s"] = heartbeat_s
     publish["message_expiry_s"] = max(int(publish.get("message_expiry_s", 300)), 300)
     data["publish"] = publish
-    from lobbywatch.server.broker import free_port
+    from lobbywatch.demo.broker import free_port
 
     data["metrics"] = {"enabled": True, "bind": "127.0.0.1", "port": free_port()}
     data["buffer"] = {"path": str(workdir / "edge-outbox.sqlite"), "max_messages": 100_000}
@@ -440,7 +440,7 @@ class EdgeProcess:
     _log: Any = None
 
     def start(self) -> None:
-        from lobbywatch.server.broker import die_with_parent
+        from lobbywatch.demo.broker import die_with_parent
 
         self._log = self.log_path.open("ab")
         self.process = subprocess.Popen(
@@ -651,7 +651,7 @@ class Demo:
 
     # ------------------------------------------------------------- parts
     def _start_broker(self) -> tuple[str, int]:
-        from lobbywatch.server.broker import EmbeddedBroker, parse_address, port_open
+        from lobbywatch.demo.broker import EmbeddedBroker, parse_address, port_open
 
         if self.opts.broker:
             host, port = parse_address(self.opts.broker)
@@ -875,7 +875,7 @@ class Demo:
         c.go_live()
 
     def _show(self) -> None:
-        from lobbywatch.server.tui import LiveView
+        from lobbywatch.demo.tui import LiveView
 
         deadline = time.monotonic() + self.opts.duration if self.opts.duration is not None else None
         view = LiveView(self, file=self.out)
