@@ -50,6 +50,7 @@ from types import FrameType
 from typing import Any, TextIO
 
 from lobbywatch.errors import LobbywatchError
+from lobbywatch.locate import SHARED_ENV, NotLocatedError, locate
 from lobbywatch.protocol import (
     DEFAULT_ROOT,
     StatusMessage,
@@ -62,8 +63,11 @@ from lobbywatch.protocol import (
 
 log = logging.getLogger(__name__)
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-EXAMPLE_EDGE_CONFIG = REPO_ROOT / "firmware_config" / "examples" / "branch-demo.yaml"
+#: the demo branch's zones (package data; the same branch as
+#: ``firmware_config/examples/branch-demo.yaml``, a test keeps them equal)
+DEMO_BRANCH = Path(__file__).resolve().parent / "branch.yaml"
+#: the sample clip below the shared data folder
+SAMPLE_VIDEO = "data/video/vtest.avi"
 #: topic root of the edge agent's raw (wall-clock) stream when it is time-lapsed
 EDGE_RAW_ROOT = "lobbywatch-edge-raw"
 #: simulated local hour that coincides with the demo's start
@@ -336,17 +340,20 @@ class Fleet:
 # --------------------------------------------------------------------------- edge
 
 
-def find_video() -> Path | None:
-    """``vtest.avi`` in the shared data folder (``LOBBYWATCH_SHARED`` or ../shared)."""
-    candidates = []
-    if os.environ.get("LOBBYWATCH_SHARED"):
-        candidates.append(Path(os.environ["LOBBYWATCH_SHARED"]))
-    candidates += [REPO_ROOT.parent / "shared", Path.cwd() / "shared", Path.cwd().parent / "shared"]
-    for base in candidates:
-        path = base / "data" / "video" / "vtest.avi"
-        if path.is_file():
-            return path.resolve()
-    return None
+def find_video(explicit: Path | None = None) -> Path:
+    """The sample video: ``explicit`` (``--video``), else ``data/video/vtest.avi``
+    below ``$LOBBYWATCH_SHARED``, ``./shared`` or ``../shared``.
+
+    Raises:
+        NotLocatedError: not found (one line naming ``--video`` and the variable).
+    """
+    return locate(
+        SAMPLE_VIDEO,
+        what="the sample video",
+        explicit=explicit,
+        option="--video",
+        env_var=SHARED_ENV,
+    ).resolve()
 
 
 def find_model() -> tuple[Path | None, str]:
@@ -367,41 +374,12 @@ def edge_config(
     *,
     root: str,
     heartbeat_s: float,
-    example: Path = EXAMPLE_EDGE_CONFIG,
+    example: Path = DEMO_BRANCH,
 ) -> Path:
     """Write the demo edge device's config: the example's zones on the sample video."""
     import yaml
 
-    if example.is_file():
-        data: dict[str, Any] = yaml.safe_load(example.read_text())
-    else:  # installed without the repository's examples: the same branch, inline
-        data = {
-            "device_id": "demo-edge-01",
-            "branch_id": "demo-branch",
-            "region": "demo",
-            "timezone": "Europe/Berlin",
-            "cameras": [
-                {
-                    "id": "lobby",
-                    "zones": [
-                        {
-                            "id": "W1",
-                            "kind": "waiting",
-                            "blueprint": "W1",
-                            "wait_threshold_s": 600,
-                            "polygon": [[0.25, 0.35], [0.75, 0.35], [0.75, 1.0], [0.25, 1.0]],
-                        },
-                        {
-                            "id": "cash-1",
-                            "kind": "cash_counter",
-                            "blueprint": "F1",
-                            "polygon": [[0.0, 0.35], [0.25, 0.35], [0.25, 1.0], [0.0, 1.0]],
-                        },
-                    ],
-                }
-            ],
-            "model": {"name": "yolox_nano", "threads": 1},
-        }
+    data: dict[str, Any] = yaml.safe_load(example.read_text())
     cam = data["cameras"][0]
     cam.update(source=str(video), loop=True)
     data["cameras"] = [cam]
@@ -674,17 +652,15 @@ class Demo:
         if not self.opts.edge:
             self.notes.append("edge pipeline: off (--no-edge)")
             return
-        video = self.opts.video or find_video()
         model, why = find_model()
         missing = []
         if model is None:
             missing.append(f"the YOLOX-Nano model ({why.strip().rstrip('.')}; run `make model`)")
-        if video is None or not video.is_file():
-            where = self.opts.video or (REPO_ROOT.parent / "shared/data/video/vtest.avi")
-            missing.append(
-                f"the sample video {where} (put vtest.avi there, set LOBBYWATCH_SHARED "
-                "to the folder holding data/video/vtest.avi, or pass --video)"
-            )
+        video: Path | None = None
+        try:
+            video = find_video(self.opts.video)
+        except NotLocatedError as exc:
+            missing.append(str(exc))
         if missing:
             self.notes.append("edge pipeline: SKIPPED, missing " + " and ".join(missing))
             return
