@@ -36,7 +36,6 @@ import math
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -60,6 +59,7 @@ from lobbywatch.protocol import (
     subscription,
     topic_for,
 )
+from lobbywatch.server.http import HttpServer
 
 log = logging.getLogger(__name__)
 
@@ -526,50 +526,6 @@ class EdgeRelay:
 # --------------------------------------------------------------------------- http
 
 
-class HttpServer:
-    """The collector's FastAPI app plus the lobby board, served by uvicorn on a thread."""
-
-    def __init__(self, app: Any, host: str, port: int) -> None:
-        import uvicorn
-
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            self.sock.bind((host, port))
-        except OSError as exc:
-            self.sock.close()
-            raise LobbywatchError(
-                f"cannot serve HTTP on {host}:{port}: {exc.strerror or exc} "
-                "(choose another with --http-port, 0 = any free port)"
-            ) from None
-        self.host = host
-        self.port = int(self.sock.getsockname()[1])
-        config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off")
-        self.server = uvicorn.Server(config)
-        self._thread = threading.Thread(
-            target=self.server.run, kwargs={"sockets": [self.sock]}, name="demo-http", daemon=True
-        )
-
-    def start(self, timeout: float = 10.0) -> None:
-        self._thread.start()
-        deadline = time.monotonic() + timeout
-        while not self.server.started and time.monotonic() < deadline:
-            time.sleep(0.02)
-        if not self.server.started:
-            raise LobbywatchError("the HTTP server did not start")
-
-    def stop(self, timeout: float = 10.0) -> None:
-        self.server.should_exit = True
-        if self._thread.is_alive():
-            self._thread.join(timeout)
-        self.sock.close()
-
-    @property
-    def base_url(self) -> str:
-        host = "127.0.0.1" if self.host in ("0.0.0.0", "") else self.host
-        return f"http://{host}:{self.port}"
-
-
 # --------------------------------------------------------------------------- demo
 
 
@@ -753,7 +709,13 @@ class Demo:
         self.collector.start()
         self._cleanups.append(self.collector.stop)
         app = create_app(self.collector)
-        self.http = HttpServer(app, self.opts.http_host, self.opts.http_port)
+        self.http = HttpServer(
+            app,
+            self.opts.http_host,
+            self.opts.http_port,
+            hint="choose another with --http-port, 0 = any free port",
+            name="demo-http",
+        )
         self.http.start()
         self._cleanups.append(self.http.stop)
 

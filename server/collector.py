@@ -39,6 +39,7 @@ from lobbywatch.server.config import (
     business_hours,
     estimator_settings,
 )
+from lobbywatch.server.http import HttpServer
 from lobbywatch.server.ingest import Ingestor, MessageQueue, MqttIngest
 from lobbywatch.server.metrics import LatencyHistogram, StateCollector, make_registry
 from lobbywatch.server.notify import Dispatcher, build_sinks, iso
@@ -307,8 +308,7 @@ class Collector:
         )
         self.with_http = with_http
         self.http_port: int | None = None
-        self._http_server: Any = None
-        self._http_thread: threading.Thread | None = None
+        self._http: HttpServer | None = None
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store-writer")
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -368,10 +368,8 @@ class Collector:
             self.mqtt.stop()
         if self._thread is not None:
             self._thread.join(timeout=10)
-        if self._http_server is not None:
-            self._http_server.should_exit = True
-            if self._http_thread is not None:
-                self._http_thread.join(timeout=10)
+        if self._http is not None:
+            self._http.stop()
         self.dispatcher.stop()
         # flush the partial minute so a restart does not lose it
         rows = self.aggregator.roll(self.clock() + 60)
@@ -381,27 +379,16 @@ class Collector:
         self.store.close()
 
     def _start_http(self) -> None:
-        import socket
-
-        import uvicorn
-
         from lobbywatch.server.api import create_app
 
-        app = create_app(self)
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((self.cfg.http.host, self.cfg.http.port))
-        self.http_port = sock.getsockname()[1]
-        config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off")
-        server = uvicorn.Server(config)
-        self._http_server = server
-        self._http_thread = threading.Thread(
-            target=server.run, kwargs={"sockets": [sock]}, name="http", daemon=True
+        self._http = HttpServer(
+            create_app(self),
+            self.cfg.http.host,
+            self.cfg.http.port,
+            hint="set http.host/http.port in the server config",
         )
-        self._http_thread.start()
-        deadline = time.monotonic() + 10
-        while not server.started and time.monotonic() < deadline:
-            time.sleep(0.02)
+        self.http_port = self._http.port
+        self._http.start()
 
     def restore(self) -> None:
         """Reload firing alerts into the engine and state: a restart loses none."""
