@@ -38,13 +38,8 @@ from lobbywatch.server.alert_records import (
     event_row,
     row_to_alert,
 )
-from lobbywatch.server.alerts import AlertEvent
-from lobbywatch.server.config import (
-    ServerConfig,
-    alert_policy,
-    business_hours,
-    estimator_settings,
-)
+from lobbywatch.server.alerts import AlertEvent, AlertPolicy, BusinessHours
+from lobbywatch.server.config import ServerConfig
 from lobbywatch.server.http import HttpServer
 from lobbywatch.server.ingest import Ingestor, MessageQueue, MqttIngest
 from lobbywatch.server.metrics import LatencyHistogram, StateCollector, make_registry
@@ -173,9 +168,7 @@ class Collector:
         self.cfg = cfg
         self.clock = clock
         # one knob for liveness: the alert policy's heartbeat timeout also drives device_up
-        self.state = CollectorState(
-            heartbeat_timeout_s=alert_policy(cfg.alerts).heartbeat_timeout_s
-        )
+        self.state = CollectorState(heartbeat_timeout_s=cfg.alerts.heartbeat_timeout_s)
         for b in cfg.branches:
             self.state.branches[b.id] = BranchRecord(b.id, b.region, b.timezone)
         self.store = Store(cfg.database.url)
@@ -183,7 +176,7 @@ class Collector:
         self.ingestor = Ingestor(
             self.state, cfg.ingest, cfg.mqtt.root, {b.id: b.region for b in cfg.branches}
         )
-        self._est_settings = estimator_settings(cfg.estimator)
+        self._est_settings = cfg.estimator
         self._zones: dict[ZoneKey, _ZoneRuntime] = {}
         #: waiting zones touched by the current batch; those evaluated less than
         #: evaluate_interval_s ago wait in _pending until the next flush
@@ -191,7 +184,7 @@ class Collector:
         self._pending: set[ZoneKey] = set()
         self._next_flush = math.inf
         self._eval_interval = cfg.ingest.evaluate_interval_s
-        self._policies: dict[tuple[str, str | None], Any] = {}
+        self._policies: dict[tuple[str, str | None], AlertPolicy] = {}
         self.engine = self._make_engine()
         self.sinks = build_sinks(cfg.notify)
         self.dispatcher = Dispatcher(
@@ -224,20 +217,18 @@ class Collector:
         self.started_at = clock()
 
     # ------------------------------------------------------------- policies
-    def policy_for(self, branch: str, zone: str | None) -> Any:
+    def policy_for(self, branch: str, zone: str | None) -> AlertPolicy:
         """Merged global <- branch <- zone AlertPolicy (zone "" = branch level), cached."""
         zone = zone or None
         key = (branch, zone)
         policy = self._policies.get(key)
         if policy is None:
-            policy = self._policies[key] = alert_policy(self.cfg.alert_policy_mapping(branch, zone))
+            policy = self._policies[key] = self.cfg.policy_for(branch, zone)
         return policy
 
-    def business_hours_for(self, branch: str) -> Any:
+    def business_hours_for(self, branch: str) -> BusinessHours | None:
         b = self.cfg.branch(branch)
-        if b is None or b.business_hours is None:
-            return None
-        return business_hours(b.business_hours, b.timezone)
+        return None if b is None else b.business_hours
 
     def threshold_for(self, branch: str, zone: str) -> float:
         return float(self.policy_for(branch, zone).w1_threshold_s)
