@@ -6,7 +6,7 @@ What runs, in start order (stopped in reverse):
    (:mod:`lobbywatch.demo.broker`), unless ``--broker`` names one;
 2. when the model and the sample video are present, one real edge agent
    (``lobbywatch edge run``, a subprocess) on ``vtest.avi``, looped, with the
-   zones of ``firmware_config/examples/branch-demo.yaml``;
+   zones of the packaged ``branch.yaml`` (= ``firmware_config/examples/branch-demo.yaml``);
 3. the collector, in this process, on SQLite in a temporary folder, with its
    HTTP API, ``/metrics`` and the lobby board (``/board/``) on one port;
 4. a simulated fleet: :mod:`lobbywatch.demo.simulator` branch-days published

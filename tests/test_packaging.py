@@ -39,3 +39,23 @@ def test_demo_tooling_is_its_own_package_outside_the_collector() -> None:
     for name in ("demo", "tui", "broker", "simulator", "sim_cli", "demo_cli"):
         assert not (REPO / "server" / f"{name}.py").exists(), f"server/{name}.py is demo tooling"
         assert (REPO / "demo" / f"{name}.py").is_file()
+
+
+def test_every_data_file_is_package_data() -> None:
+    """A non-Python file the code reads must be installed (a wheel has no repository)."""
+    import fnmatch
+
+    uncovered = []
+    for package, folder in SETUPTOOLS["package-dir"].items():
+        root = REPO / folder
+        for f in root.rglob("*"):
+            if not f.is_file() or f.suffix in (".py", ".pyc") or "__pycache__" in f.parts:
+                continue
+            if "weights" in f.relative_to(root).parts:
+                continue  # git-ignored, fetched by `lobbywatch model pull`
+            rel = f.relative_to(root)
+            owner = ".".join([package, *rel.parent.parts])
+            globs = SETUPTOOLS["package-data"].get(owner, [])
+            if not any(fnmatch.fnmatch(rel.name, g) for g in globs):
+                uncovered.append(str(f.relative_to(REPO)))
+    assert not uncovered, f"not installed as package data: {uncovered}"
