@@ -83,6 +83,25 @@ class TestErrors:
         config.write_text("device_id: dev1\n")
         result = runner.invoke(app, ["count", "x.mp4", "-c", str(config)])
         assert isinstance(result.exception, ConfigError)
+        msg = str(result.exception)
+        assert "bad.yaml" in msg
+        assert "branch_id (line 1): required field is missing" in msg
+        assert "cameras (line 1): required field is missing" in msg
+
+    def test_config_errors_one_per_line(
+        self, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        config = tmp_path / "bad.yaml"
+        config.write_text("device_id: dev1\n")
+        with pytest.raises(SystemExit) as info:
+            main(["count", "x.mp4", "-c", str(config)])
+        assert info.value.code == 2
+        lines = capsys.readouterr().err.strip().splitlines()
+        assert len(lines) == 2, lines
+        assert lines[0].startswith("error: ") and lines[0].endswith(
+            "branch_id (line 1): required field is missing"
+        )
+        assert lines[1].endswith("cameras (line 1): required field is missing")
 
     def test_corrupt_image_source(self, tmp_path: Path) -> None:
         config = write_config(tmp_path)

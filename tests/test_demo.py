@@ -179,9 +179,13 @@ def test_parse_broker_address(value: str, expected: tuple[str, int]) -> None:
     assert parse_address(value) == expected
 
 
-@pytest.mark.parametrize("value", ["host:port", "host:0", ":1883"])
-def test_parse_broker_address_rejects(value: str) -> None:
-    with pytest.raises(LobbywatchError):
+@pytest.mark.parametrize(
+    ("value", "why"),
+    [("host:port", "port must be a number"), ("host:0", "expected HOST:PORT"),
+     (":1883", "expected HOST:PORT")],
+)  # fmt: skip
+def test_parse_broker_address_rejects(value: str, why: str) -> None:
+    with pytest.raises(LobbywatchError, match=f"--broker '{value}': {why}"):
         parse_address(value)
 
 
