@@ -196,3 +196,41 @@ class TestWithModel:
         assert "frame 3 of" in result.output
         assert "left: " in result.output and " detected" in result.output
         assert cv2.imread(str(out)).shape == (576, 768, 3)
+
+    def test_count_creates_output_folders_and_writes_browser_playable_webm(
+        self, tmp_path: Path, vtest_video: Path, model_path: Path
+    ) -> None:
+        config = write_config(tmp_path, model=model_path)
+        out_csv = tmp_path / "new" / "csv" / "counts.csv"
+        out_video = tmp_path / "new" / "video" / "annotated.webm"
+        result = runner.invoke(
+            app,
+            ["count", str(vtest_video), "-c", str(config), "--csv", str(out_csv),
+             "--out", str(out_video), "--fps-sample", "0", "--max-frames", "5"],
+        )  # fmt: skip
+        assert result.exit_code == 0, result.output
+        assert len(read_csv(out_csv)) == 5
+        assert out_video.read_bytes()[:4] == b"\x1a\x45\xdf\xa3"  # EBML: Matroska/WebM
+        cap = cv2.VideoCapture(str(out_video))
+        fourcc = int(cap.get(cv2.CAP_PROP_FOURCC)).to_bytes(4, "little").decode().upper()
+        frames = 0
+        while cap.read()[0]:
+            frames += 1
+        cap.release()
+        assert fourcc == "VP80" and frames == 5
+
+    def test_count_with_the_production_example_needs_no_camera_secrets(
+        self, tmp_path: Path, vtest_video: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        # Stream passwords, TLS and credential files are for the box's streams and
+        # broker; counting a local video needs none of them.
+        for name in ("CAM_LOBBY_EAST_PASSWORD", "CAM_COUNTERS_PASSWORD", "CREDENTIALS_DIRECTORY"):
+            monkeypatch.delenv(name, raising=False)
+        example = Path(__file__).resolve().parents[1] / "firmware_config" / "examples"
+        result = runner.invoke(
+            app,
+            ["count", str(vtest_video), "-c", str(example / "branch-rtsp-production.yaml"),
+             "--camera", "lobby-east", "--max-frames", "2"],
+        )  # fmt: skip
+        assert result.exit_code == 0, result.output
+        assert "2 frame(s)" in result.output and "camera lobby-east" in result.output
