@@ -56,8 +56,15 @@ FILE_OPTIONS = [
     pytest.param("--out", _schema, ".json", id="config schema --out"),
     pytest.param("--truth", _truth, ".csv", id="simulate --truth"),
 ]
+
+
+def _model_dest(tmp: Path, out: Path) -> list[str]:
+    return ["model", "pull", "--dest", str(out)]
+
+
 FOLDER_OPTIONS = [
     pytest.param("--out", _provision, id="device provision --out"),
+    pytest.param("--dest", _model_dest, id="model pull --dest"),
     pytest.param("--workdir", _demo, id="demo --workdir"),
 ]
 
@@ -138,3 +145,44 @@ def test_count_missing_video_folder_does_not_blame_the_codec(
     assert "codec" not in err and "mp4v" not in err
     assert "v.avi does not exist" in err
     assert out.parent.is_dir()
+
+
+#: Path options that are read, not written (command, option).
+INPUT_PATHS = {
+    ("count", "--config"), ("zones preview", "--config"), ("config check", "file"),
+    ("edge run", "--config"), ("server run", "--config"), ("server check-config", "config"),
+    ("simulate", "--password-file"), ("demo", "--video"), ("eval", "dataset"),
+    ("eval", "--model"), ("model pull", "--calibration"), ("model verify", "--path"),
+}  # fmt: skip
+OUTPUT_PATHS = {
+    ("count", "--out"), ("count", "--csv"), ("zones preview", "--out"),
+    ("config schema", "--out"), ("simulate", "--truth"), ("device provision", "--out"),
+    ("demo", "--workdir"), ("model pull", "--dest"),
+}  # fmt: skip
+
+
+def test_every_path_option_is_classified() -> None:
+    # A new output option fails here until it is checked and added to the tests above.
+    import inspect
+    import typing
+
+    import typer
+
+    from lobbywatch.cli import app
+
+    found: set[tuple[str, str]] = set()
+
+    def walk(cmd: typing.Any, prefix: str) -> None:
+        for name, sub in (getattr(cmd, "commands", None) or {}).items():
+            walk(sub, f"{prefix} {name}".strip())
+        if cmd.callback is None:
+            return
+        hints = typing.get_type_hints(inspect.unwrap(cmd.callback))
+        for p in cmd.params:
+            if Path in (hints.get(p.name), *typing.get_args(hints.get(p.name))):
+                opts = [o for o in p.opts if o.startswith("--")]
+                found.add((prefix, max(opts, key=len) if opts else str(p.name)))
+
+    walk(typer.main.get_command(app), "")
+    assert ("count", "--config") in found  # the walk sees the commands
+    assert found - INPUT_PATHS == OUTPUT_PATHS, found - INPUT_PATHS
