@@ -263,7 +263,8 @@ def preview(
     from lobbywatch.edge.video import open_source
     from lobbywatch.edge.zones import ZoneMap
 
-    cfg = load_device_config(config)
+    # With --source, like `count`: the camera's stream secrets and broker files are not needed.
+    cfg = load_device_config(config, check_files=source is None)
     cam = _camera(cfg, camera)
     if out.suffix.lower() not in {".png", ".jpg", ".jpeg"}:
         raise LobbywatchError(f"--out {out}: use a .png or .jpg file name")

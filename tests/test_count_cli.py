@@ -133,6 +133,24 @@ def test_zones_preview_without_detector(tmp_path: Path) -> None:
     assert not np.array_equal(drawn[90, 20], drawn[90, 180])  # one colour per zone
 
 
+def test_zones_preview_of_the_production_example_needs_no_camera_secrets(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("CAM_LOBBY_EAST_PASSWORD", "CAM_COUNTERS_PASSWORD", "CREDENTIALS_DIRECTORY"):
+        monkeypatch.delenv(name, raising=False)
+    example = Path(__file__).resolve().parents[1] / "firmware_config" / "examples"
+    image = tmp_path / "view.png"
+    cv2.imwrite(str(image), np.zeros((90, 160, 3), np.uint8))
+    out = tmp_path / "preview.png"
+    result = runner.invoke(
+        app,
+        ["zones", "preview", "-c", str(example / "branch-rtsp-production.yaml"), "--camera",
+         "lobby-east", "--source", str(image), "--out", str(out), "--no-detect"],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert cv2.imread(str(out)).shape == (90, 160, 3)
+
+
 @pytest.mark.model
 class TestWithModel:
     def test_count_writes_sensible_csv_and_video(
