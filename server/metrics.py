@@ -236,7 +236,7 @@ class StateCollector(Collector):
             levels: dict[tuple[str, str, str], int] = {}
             sev_count = {"warning": 0, "critical": 0}
             for a in s.alerts.values():
-                sev = str(getattr(a, "severity", "warning"))
+                sev = a.severity
                 sev_count[sev] = sev_count.get(sev, 0) + 1
                 if str(a.kind) not in ZONE_ALERT_KINDS:
                     continue  # device alerts: see lobbywatch_device_up

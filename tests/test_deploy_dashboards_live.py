@@ -89,7 +89,7 @@ def _feed_simulated_branches(broker: Broker) -> int:
     Counters, sequence numbers and dwells are the simulator's own. Customers
     give up after 4-8 min, so the walk-out panels have something to show.
     """
-    from lobbywatch.server import simulator
+    from lobbywatch.demo import simulator
 
     patience = simulator.PatienceSettings(share=0.8, min_s=240.0, max_s=480.0)
     scenarios = [

@@ -11,9 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from lobbywatch.protocol import StatusMessage, ZoneMessage, parse_message, subscription
-from lobbywatch.server.estimator import EstimatorSettings, ZoneEstimator
-from lobbywatch.server.simulator import (
+from lobbywatch.demo.simulator import (
     HARD_SCENARIO_KINDS,
     BalkSettings,
     BranchScenario,
@@ -29,6 +27,8 @@ from lobbywatch.server.simulator import (
     simulate_customers,
     simulate_day,
 )
+from lobbywatch.protocol import StatusMessage, ZoneMessage, parse_message, subscription
+from lobbywatch.server.estimator import EstimatorSettings, ZoneEstimator
 
 QUIET = NoiseSettings.none()
 
