@@ -3,29 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import StrEnum
 
+from lobbywatch.zone_state import ZoneKind
 
-class ZoneKind(StrEnum):
-    """What a zone is for, in the branch's service blueprint."""
-
-    WAITING = "waiting"
-    CASH_COUNTER = "cash_counter"
-    NON_CASH_COUNTER = "non_cash_counter"
-    WEALTH_DESK = "wealth_desk"
-    SELF_SERVICE = "self_service"
-    CONSULTATION = "consultation"
-    ENTRANCE = "entrance"
-
-    @property
-    def is_service_point(self) -> bool:
-        """A place where staff serve customers (its occupancy says a counter is open)."""
-        return self in {
-            ZoneKind.CASH_COUNTER,
-            ZoneKind.NON_CASH_COUNTER,
-            ZoneKind.WEALTH_DESK,
-            ZoneKind.CONSULTATION,
-        }
+__all__ = ["ZoneKind", "ZoneState"]
 
 
 @dataclass(frozen=True, slots=True)

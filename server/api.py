@@ -12,10 +12,10 @@ from fastapi import FastAPI, HTTPException, Query, Response
 from pydantic import BaseModel, Field
 
 from lobbywatch import __version__
-from lobbywatch.edge.state import ZoneKind
 from lobbywatch.server.notify import iso
 from lobbywatch.server.state import DeviceRecord, ZoneRecord
 from lobbywatch.server.store import AlertRow, MinuteRow
+from lobbywatch.zone_state import ZoneKind
 
 if TYPE_CHECKING:
     from lobbywatch.server.collector import Collector

@@ -31,7 +31,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from lobbywatch.edge.state import ZoneKind
 from lobbywatch.protocol import StatusMessage
 from lobbywatch.server.config import (
     ServerConfig,
@@ -44,6 +43,7 @@ from lobbywatch.server.metrics import LatencyHistogram, StateCollector, make_reg
 from lobbywatch.server.notify import Dispatcher, build_sinks, iso
 from lobbywatch.server.state import BranchRecord, CollectorState, NodeKey, ZoneKey
 from lobbywatch.server.store import AlertRow, EventRecord, MinuteRow, Store
+from lobbywatch.zone_state import ZoneKind
 
 log = logging.getLogger(__name__)
 

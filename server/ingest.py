@@ -41,7 +41,6 @@ from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
 
-from lobbywatch.edge.state import ZoneKind
 from lobbywatch.protocol import (
     MAX_PAYLOAD_BYTES,
     PROTOCOL_VERSION,
@@ -61,6 +60,7 @@ from lobbywatch.server.state import (
     ZoneKey,
     ZoneRecord,
 )
+from lobbywatch.zone_state import ZoneKind
 
 log = logging.getLogger(__name__)
 

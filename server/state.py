@@ -11,7 +11,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-from lobbywatch.edge.state import ZoneKind
+from lobbywatch.zone_state import ZoneKind
 
 #: Message results counted in ``lobbywatch_collector_messages_total{result}``.
 RESULTS = (

@@ -7,7 +7,6 @@ import json
 import pytest
 from test_server_support import device_status_msg, raw, status_msg, zone_msg
 
-from lobbywatch.edge.state import ZoneKind
 from lobbywatch.protocol import MAX_PAYLOAD_BYTES, TopicParts, device_status_topic
 from lobbywatch.server.collector import MinuteAggregator
 from lobbywatch.server.config import IngestSettings
@@ -19,6 +18,7 @@ from lobbywatch.server.ingest import (
     subscription_ids,
 )
 from lobbywatch.server.state import CollectorState, DeviceKey, NodeKey, ZoneKey
+from lobbywatch.zone_state import ZoneKind
 
 NOW = 1_750_000_000.0
 W1 = ZoneKey("b1", "W1")
