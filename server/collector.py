@@ -38,11 +38,12 @@ from lobbywatch.server.config import (
     business_hours,
     estimator_settings,
 )
-from lobbywatch.server.ingest import Ingestor, MessageQueue, MqttIngest
+from lobbywatch.server.ingest import Ingestor
 from lobbywatch.server.metrics import LatencyHistogram, StateCollector, make_registry
 from lobbywatch.server.notify import Dispatcher, build_sinks, iso
 from lobbywatch.server.state import BranchRecord, CollectorState, NodeKey, ZoneKey
 from lobbywatch.server.store import AlertRow, EventRecord, MinuteRow, Store
+from lobbywatch.server.transport import MessageQueue, MqttIngest
 from lobbywatch.zone_state import ZoneKind
 
 log = logging.getLogger(__name__)

@@ -14,7 +14,9 @@ branch (or global) policy.
 
 from __future__ import annotations
 
+import logging
 import os
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -34,6 +36,8 @@ from pydantic import (
 
 from lobbywatch.errors import ConfigError
 from lobbywatch.protocol import DEFAULT_ROOT, ID_PATTERN
+
+_log = logging.getLogger(__name__)
 
 
 class _Strict(BaseModel):
@@ -127,14 +131,40 @@ class IngestSettings(_Strict):
         1024, description="per-device window of recent sequence numbers kept for de-duplication"
     )
     max_clock_skew_s: PositiveFloat = Field(
-        300.0, description="message timestamps further in the future than this are clamped"
+        300.0,
+        description="messages stamped further in the future than this are rejected "
+        "(counted malformed/future_timestamp), not clamped",
     )
     unknown_branches: Literal["accept", "reject"] = Field(
         "accept", description="messages for branches not in this config"
     )
-    max_zones: PositiveInt = Field(
-        100_000, description="hard cap on tracked zones/devices (bounds memory and labels)"
+    max_zones_and_devices: PositiveInt = Field(
+        100_000,
+        description="hard cap applied separately to tracked zones, cameras and edge devices "
+        "(bounds memory and metric labels); messages beyond it are rejected/limit",
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _renamed_max_zones(cls, data: Any) -> Any:
+        # ``max_zones`` was the name until the cap was documented as covering devices too;
+        # old configs keep working with a warning naming the new key.
+        if isinstance(data, dict) and "max_zones" in data:
+            if "max_zones_and_devices" in data:
+                raise ValueError(
+                    "max_zones is the old name of max_zones_and_devices: give only one"
+                )
+            data = dict(data)
+            data["max_zones_and_devices"] = data.pop("max_zones")
+            warnings.warn(
+                "ingest.max_zones is deprecated: rename it to ingest.max_zones_and_devices",
+                DeprecationWarning,
+                stacklevel=2,
+            )
+            _log.warning(
+                "ingest.max_zones is deprecated: rename it to ingest.max_zones_and_devices"
+            )
+        return data
 
 
 class DatabaseSettings(_Strict):

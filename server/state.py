@@ -36,7 +36,7 @@ REASONS = (
     "oversized",
     "wrong_version",
     "unknown_branch",
-    "limit",  # max_zones cap on zones/devices
+    "limit",  # ingest.max_zones_and_devices cap on zones/cameras/devices
 )
 
 
