@@ -52,6 +52,7 @@ from lobbywatch.protocol import (
     status_topic,
     zone_topic,
 )
+from lobbywatch.zone_state import ZONE_DURATION_FIELDS, ZONE_STATE_FIELDS
 
 log = logging.getLogger(__name__)
 
@@ -450,21 +451,11 @@ class EdgeAgent:
         topic = zone_topic(self.config.mqtt.root, self.config.branch_id, zt.camera, zt.zone)
 
         def build(seq: int) -> Draft:
-            msg = ZoneMessage(
+            msg = zone_message(
+                state,
                 **self._base(seq),
-                ts=datetime.fromtimestamp(state.ts, UTC),
                 camera=zt.camera,
-                zone=zt.zone,
-                kind=state.kind,
-                blueprint=state.blueprint,
-                people=state.people,
-                raw_count=state.raw_count,
-                dwell_p50_s=_round(state.dwell_p50_s),
-                dwell_p90_s=_round(state.dwell_p90_s),
-                dwell_max_s=_round(state.dwell_max_s),
-                arrivals_total=state.arrivals_total,
-                departures_total=state.departures_total,
-                completed_dwells_s=[round(d, 3) for d in dwells],
+                completed_dwells_s=dwells,
                 wait_threshold_s=zt.wait_threshold_s,
             )
             return Draft(topic, encode_message(msg), True, self.config.publish.message_expiry_s)
@@ -584,6 +575,42 @@ class EdgeAgent:
 
 def _round(value: float | None) -> float | None:
     return None if value is None else round(value, 3)
+
+
+def zone_message(
+    state: ZoneState,
+    *,
+    device: str,
+    branch: str,
+    seq: int,
+    camera: str,
+    completed_dwells_s: Sequence[float],
+    wait_threshold_s: float | None,
+) -> ZoneMessage:
+    """The MQTT payload of one zone's state: the one edge -> protocol conversion.
+
+    Copies every field named in ``zone_state.ZONE_STATE_FIELDS`` from ``state``;
+    durations (seconds) are rounded to milliseconds, the capture time ``state.ts``
+    (epoch seconds) becomes a UTC datetime. ``completed_dwells_s`` are the dwells
+    drained from the zone since its previous message (at most
+    ``MAX_COMPLETED_DWELLS``); ``wait_threshold_s`` comes from the device config.
+    Raises pydantic ``ValidationError`` for values the protocol forbids (negative counts).
+    """
+    values: dict[str, Any] = {}
+    for name in ZONE_STATE_FIELDS:
+        value = getattr(state, name)
+        values[name] = _round(value) if name in ZONE_DURATION_FIELDS else value
+    return ZoneMessage(
+        device=device,
+        branch=branch,
+        seq=seq,
+        ts=datetime.fromtimestamp(state.ts, UTC),
+        camera=camera,
+        zone=state.zone,
+        completed_dwells_s=[round(d, 3) for d in completed_dwells_s],
+        wait_threshold_s=wait_threshold_s,
+        **values,
+    )
 
 
 def _model_name(config: DeviceConfig) -> str:

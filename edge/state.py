@@ -13,8 +13,10 @@ __all__ = ["ZoneKind", "ZoneState"]
 class ZoneState:
     """The queue state of one zone at one pipeline step.
 
-    Field set is stable and documented in ``docs/protocol.md``; the MQTT payload
-    carries exactly these fields.
+    Field set is stable and documented in ``docs/protocol.md``. The per-zone values
+    named in ``lobbywatch.zone_state.ZONE_STATE_FIELDS`` are copied by name into the
+    MQTT payload (``edge.agent.zone_message``), the collector's record
+    (``server.ingest.zone_record``) and the API (``server.api.zone_out``).
 
     Attributes:
         zone: zone id from the device config.
