@@ -42,6 +42,7 @@ from lobbywatch.edge.config import CameraConfig, DeviceConfig
 from lobbywatch.edge.metrics import DROP_BUFFER_FULL, EdgeMetrics
 from lobbywatch.edge.publisher import MqttPublisher, Will
 from lobbywatch.edge.state import ZoneState
+from lobbywatch.edge.zones import ZoneSpec
 from lobbywatch.protocol import (
     MAX_COMPLETED_DWELLS,
     CameraHealth,
@@ -556,21 +557,30 @@ class EdgeAgent:
         if rt is None or rt.worker is None or rt.worker.debug_frame is None:
             return None
         frame, result = rt.worker.debug_frame
-        image = frame.image.copy()
-        h, w = image.shape[:2]
-        people = {z.zone: z.people for z in getattr(result, "zones", ())}
-        for spec in rt.cfg.zones:
-            pts = np.array([[x * w, y * h] for x, y in spec.polygon], np.int32)
-            cv2.polylines(image, [pts], True, (0, 200, 255), 2)
-            label = f"{spec.id}: {people.get(spec.id, 0)}"
-            cv2.putText(image, label, tuple(int(v) for v in pts[0]), 0, 0.6, (0, 200, 255), 2)
-        detections = getattr(result, "detections", None)
-        boxes = getattr(detections, "xyxy", None)
-        if boxes is not None:
-            for x1, y1, x2, y2 in np.asarray(boxes).astype(int):
-                cv2.rectangle(image, (x1, y1), (x2, y2), (0, 255, 0), 2)
+        image = annotate_debug_frame(frame.image, rt.cfg.zones, result)
         ok, jpeg = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 80])
         return jpeg.tobytes() if ok else None
+
+
+def annotate_debug_frame(
+    image: npt.NDArray[np.uint8], zones: Sequence[ZoneSpec], result: FrameResultLike
+) -> npt.NDArray[np.uint8]:
+    """A copy of one processed BGR frame ``(H, W, 3)`` uint8 drawn by ``annotate.Annotator``.
+
+    A real pipeline step (``pipeline.FrameResult``) gets zones, counts, tracks and
+    detection boxes, as ``lobbywatch count --out`` draws them; any other result (a
+    stand-in pipeline) only its zones and counts. Raises ``ConfigError`` if the zones
+    do not fit the frame.
+    """
+    from lobbywatch.edge.annotate import Annotator
+    from lobbywatch.edge.pipeline import FrameResult
+    from lobbywatch.edge.zones import ZoneMap  # rasterised per snapshot: debug view only
+
+    h, w = image.shape[:2]
+    annotator = Annotator(ZoneMap.from_specs(zones, w, h))
+    if isinstance(result, FrameResult):
+        return annotator.draw_detections(annotator.draw_result(image, result), result.detections)
+    return annotator.draw_zones(image.copy(), tuple(result.zones))
 
 
 def _round(value: float | None) -> float | None:
