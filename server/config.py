@@ -172,7 +172,11 @@ class DatabaseSettings(_Strict):
         "sqlite:///lobbywatch-server.db",
         description="SQLAlchemy URL: sqlite:///path.db or postgresql+psycopg://user@host/db",
     )
-    retention_days: PositiveInt = Field(400, description="minute aggregates kept this long")
+    retention_days: PositiveInt = Field(
+        400,
+        description="minute aggregates older than this many days are deleted once a day "
+        "(alert history is kept)",
+    )
 
     @field_validator("url")
     @classmethod
