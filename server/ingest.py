@@ -21,8 +21,11 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from operator import attrgetter
+from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
 
@@ -178,6 +181,28 @@ def _validation_failure(exc: ValidationError) -> tuple[str, str, str]:
     return "malformed", "schema", f"{len(errors)} validation errors ({where}: {errors[0]['msg']})"
 
 
+#: the shared zone values of a message as a tuple, in ZONE_STATE_FIELDS order (one C call)
+_ZONE_VALUES = attrgetter(*ZONE_STATE_FIELDS)
+
+
+def _field_copier(names: tuple[str, ...]) -> Callable[[Any, Any], None]:
+    """``copy(dst, src)`` assigning ``dst.<name> = src.<name>`` for every name.
+
+    Generated once from the field list (as ``dataclasses`` generates ``__init__``):
+    a loop of ``setattr`` costs about 0.7 us more per zone message, some 5% of the
+    ingest core's time per message; the names are identifiers from our own constant.
+    """
+    assert all(name.isidentifier() for name in names)
+    body = "".join(f"    dst.{name} = src.{name}\n" for name in names) or "    pass\n"
+    scope: dict[str, Any] = {}
+    exec(f"def copy(dst, src):\n{body}", scope)
+    copy: Callable[[Any, Any], None] = scope["copy"]
+    return copy
+
+
+_COPY_ZONE_FIELDS = _field_copier(ZONE_STATE_FIELDS)
+
+
 def zone_record(
     msg: ZoneMessage, ts: float, received_at: float, rec: ZoneRecord | None = None
 ) -> ZoneRecord:
@@ -187,7 +212,6 @@ def zone_record(
     by the names in ``zone_state.ZONE_STATE_FIELDS``; ``ts`` is the message's
     observation time (epoch seconds, UTC), ``received_at`` the collector's clock.
     """
-    values = {name: getattr(msg, name) for name in ZONE_STATE_FIELDS}
     if rec is None:
         return ZoneRecord(
             branch=msg.branch,
@@ -198,10 +222,9 @@ def zone_record(
             ts=ts,
             seq=msg.seq,
             received_at=received_at,
-            **values,
+            **dict(zip(ZONE_STATE_FIELDS, _ZONE_VALUES(msg), strict=True)),
         )
-    for name, value in values.items():
-        setattr(rec, name, value)
+    _COPY_ZONE_FIELDS(rec, msg)
     rec.camera = msg.camera
     rec.device = msg.device
     rec.device_wait_threshold_s = msg.wait_threshold_s
@@ -344,11 +367,19 @@ class Ingestor:
             assert isinstance(msg, StatusMessage)
             return self._apply_device_status(msg, ts, now, node, nkey)
 
+        # zone and camera status messages both update their camera's record
         dkey = keys[2]
         assert dkey is not None
-        dev = self._camera(msg, ts, now, node, dkey)
+        dev = self.state.devices.get(dkey)
         if dev is None:
-            return self._reject("rejected", "limit", "device limit reached", topic, now)
+            if len(self.state.devices) >= self.settings.max_zones_and_devices:
+                return self._reject("rejected", "limit", "device limit reached", topic, now)
+            dev = DeviceRecord(branch, dkey.camera, msg.device, node=node)
+            self.state.add_device(dkey, dev)
+        if ts >= dev.last_ts:
+            dev.last_ts = ts
+            dev.last_seq = msg.seq
+            dev.received_at = now
         if kind == "status":
             assert isinstance(msg, StatusMessage)
             return self._apply_camera_status(msg, ts, dev, dkey, nkey)
@@ -378,29 +409,6 @@ class Ingestor:
         node.model = msg.model
         node.software = msg.software
         return Outcome(_OK, msg, None, None, nkey)
-
-    def _camera(
-        self,
-        msg: ZoneMessage | StatusMessage,
-        ts: float,
-        now: float,
-        node: NodeRecord,
-        dkey: DeviceKey,
-    ) -> DeviceRecord | None:
-        """The record of the camera a zone or camera status message comes from (created on
-        first sight), with its newest observation; None at the record limit."""
-        state = self.state
-        dev = state.devices.get(dkey)
-        if dev is None:
-            if len(state.devices) >= self.settings.max_zones_and_devices:
-                return None
-            dev = DeviceRecord(dkey.branch, dkey.camera, msg.device, node=node)
-            state.add_device(dkey, dev)
-        if ts >= dev.last_ts:
-            dev.last_ts = ts
-            dev.last_seq = msg.seq
-            dev.received_at = now
-        return dev
 
     @staticmethod
     def _apply_camera_status(
