@@ -44,6 +44,8 @@ import numpy as np
 import numpy.typing as npt
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from lobbywatch.zone_state import ZoneKind
+
 __all__ = [
     "SERVICE_START",
     "UNSEEN",
@@ -101,8 +103,6 @@ def validate_zone_flows(zones: Sequence[Any]) -> None:
     Raises:
         ValueError: every problem found, ``"; "``-joined, each naming its zone.
     """
-    from lobbywatch.edge.state import ZoneKind
-
     kinds = {z.id: ZoneKind(z.kind) for z in zones}
     problems: list[str] = []
     for z in zones:

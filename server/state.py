@@ -11,8 +11,8 @@ import threading
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from lobbywatch.edge.state import ZoneKind
 from lobbywatch.server.flows import FlowCounts
+from lobbywatch.zone_state import ZoneKind
 
 if TYPE_CHECKING:  # the engine's value type only; state holds no engine
     from lobbywatch.server.alerts import Alert
@@ -40,7 +40,7 @@ REASONS = (
     "oversized",
     "wrong_version",
     "unknown_branch",
-    "limit",  # max_zones cap on zones/devices
+    "limit",  # ingest.max_zones_and_devices cap on zones/cameras/devices
 )
 
 
@@ -121,6 +121,10 @@ class ZoneRecord:
     estimate: Any | None = None
     #: W1 threshold in force for this zone (policy), seconds.
     threshold_s: float | None = None
+    #: departures by destination as the edge last reported them (None: not classified)
+    service_starts_total: int | None = None
+    walk_outs_total: int | None = None
+    departures_unseen_total: int | None = None
     #: arrivals, service starts, walk-outs as the collector has counted them
     flows: FlowCounts = field(default_factory=FlowCounts)
 
