@@ -13,10 +13,11 @@ field) only sets the baseline: nothing before it is known.
 :class:`FlowCounts` keeps, per zone, collector-lifetime counters (exported as
 ``lobbywatch_zone_*_total``) and a window of recent increases by observation
 time, from which :meth:`FlowCounts.walk_out_ratio` gives the walk-out
-(abandonment) share: walk-outs / (service starts + walk-outs) over the window.
-Unseen departures are left out of it: their destination is unknown, and a
-ratio over known destinations is unbiased if unseen departures split like the
-seen ones (lost tracks and phantoms are unrelated to where a person goes).
+(abandonment) share: walk-outs / classified departures (service starts +
+walk-outs + unseen) over the window. Unseen departures stay in the denominator:
+with the counters on another camera every service start is unseen, and a share
+over known destinations only would read 100 %. Phantom and lost tracks (a few
+per cent of departures) make it a slight under-estimate, never an absurd one.
 """
 
 from __future__ import annotations
@@ -78,14 +79,14 @@ class FlowCounts:
     #: last totals and their source ``(device, camera)``: the baseline of the next delta
     last: _Totals | None = None
     source: tuple[str, str] | None = None
-    #: ``(ts, service starts, walk-outs)`` increases within ``window_s`` of the newest
+    #: ``(ts, classified departures, walk-outs)`` increases within ``window_s`` of the
+    #: newest message
     recent: deque[tuple[float, int, int]] = field(default_factory=deque)
 
     def walk_out_ratio(self) -> float | None:
-        """Walk-outs / (service starts + walk-outs) in the window; None without any."""
-        starts = sum(r[1] for r in self.recent)
+        """Walk-outs / classified departures in the window; None without any."""
+        total = sum(r[1] for r in self.recent)
         walks = sum(r[2] for r in self.recent)
-        total = starts + walks
         return walks / total if total else None
 
 
@@ -120,8 +121,9 @@ def observe(counts: FlowCounts, msg: ZoneMessage, ts: float) -> FlowDelta:
     counts.walk_outs += delta.walk_outs
     counts.departures_unseen += delta.departures_unseen
     recent = counts.recent
-    if delta.service_starts or delta.walk_outs:
-        recent.append((ts, delta.service_starts, delta.walk_outs))
+    classified = delta.service_starts + delta.walk_outs + delta.departures_unseen
+    if classified:
+        recent.append((ts, classified, delta.walk_outs))
     while recent and recent[0][0] < ts - counts.window_s:
         recent.popleft()
     return delta

@@ -27,8 +27,8 @@ Names (dashboards depend on them; change only with a deprecation):
   ``lobbywatch_zone_departures_unseen_total{branch,zone}`` (waiting zones whose edge
   classifies departures by destination; absent otherwise, so a missing walk-out
   counter never reads as "no walk-outs")
-* ``lobbywatch_zone_walk_out_ratio{branch,zone}`` (walk-outs / (service starts +
-  walk-outs) over the last 30 min of observations: the abandonment share)
+* ``lobbywatch_zone_walk_out_ratio{branch,zone}`` (walk-outs / classified departures
+  over the last 30 min of observations: the abandonment share)
 * ``lobbywatch_device_up{branch,camera,device}`` (per camera; 0 while the device is
   offline by its device status / last will; ``camera=""`` for a device whose cameras
   are not known yet)
@@ -191,7 +191,7 @@ class StateCollector(Collector):
         )
         walk_out_ratio = GaugeMetricFamily(
             "lobbywatch_zone_walk_out_ratio",
-            "Walk-outs / (service starts + walk-outs) over the recent window (abandonment).",
+            "Walk-outs / classified departures over the recent window (abandonment).",
             labels=bz,
         )
         alert_state = GaugeMetricFamily(

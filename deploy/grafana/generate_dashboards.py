@@ -961,7 +961,7 @@ def branch_detail() -> dict[str, Any]:
             max_=1,
             description="Share of the customers who left the waiting zone over the last "
             "30 min that walked out through an exit instead of going to a counter "
-            "(walk-outs / (service starts + walk-outs)). Only zones whose edge has "
+            "(walk-outs / departures classified by the edge). Only zones whose edge has "
             "service points and exits configured (flows) report it.",
         ),
         12,
