@@ -107,23 +107,35 @@ def observe(counts: FlowCounts, msg: ZoneMessage, ts: float) -> FlowDelta:
         msg.walk_outs_total,
         msg.departures_unseen_total,
     )
-    source = (msg.device, msg.camera)
-    last = counts.last if counts.source == source else None
+    recent = counts.recent
+    if recent and recent[0][0] < ts - counts.window_s:
+        while recent and recent[0][0] < ts - counts.window_s:
+            recent.popleft()
+    source = counts.source
+    if source is None or source[0] != msg.device or source[1] != msg.camera:
+        # first message, or the zone moved to another device or camera: baseline only
+        counts.source = (msg.device, msg.camera)
+        counts.last = totals
+        counts.classified = counts.classified or totals[1] is not None or totals[2] is not None
+        return NO_DELTA
+    last = counts.last
+    if totals == last:  # the common case: a heartbeat or a change of people only
+        return NO_DELTA
     counts.last = totals
-    counts.source = source
     if totals[1] is not None or totals[2] is not None:
         counts.classified = True
-    if last is None:
-        return NO_DELTA
-    delta = FlowDelta(*(increase(new, old) for new, old in zip(totals, last, strict=True)))
+    assert last is not None
+    delta = FlowDelta(
+        increase(totals[0], last[0]),
+        increase(totals[1], last[1]),
+        increase(totals[2], last[2]),
+        increase(totals[3], last[3]),
+    )
     counts.arrivals += delta.arrivals
     counts.service_starts += delta.service_starts
     counts.walk_outs += delta.walk_outs
     counts.departures_unseen += delta.departures_unseen
-    recent = counts.recent
     classified = delta.service_starts + delta.walk_outs + delta.departures_unseen
     if classified:
         recent.append((ts, classified, delta.walk_outs))
-    while recent and recent[0][0] < ts - counts.window_s:
-        recent.popleft()
     return delta

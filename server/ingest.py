@@ -49,7 +49,7 @@ from lobbywatch.server.state import (
     ZoneKey,
     ZoneRecord,
 )
-from lobbywatch.zone_state import ZONE_STATE_FIELDS
+from lobbywatch.zone_state import ZONE_STATE_FIELDS, ZoneKind
 
 log = logging.getLogger(__name__)
 
@@ -140,6 +140,8 @@ class Outcome:
 
 
 _VERSION_LEVEL = re.compile(r"^v[0-9]+$")
+#: flows (server.flows) are counted for waiting zones only
+_WAITING = ZoneKind.WAITING
 _OK = "ok"
 
 
@@ -452,12 +454,16 @@ class Ingestor:
                 # device/camera with an older observation: keep the newest)
                 return Outcome("stale", msg, zkey, dkey, nkey)
             zone_record(msg, ts, now, rec)
+            if msg.kind is not _WAITING:
+                return Outcome(_OK, msg, zkey, dkey, nkey)
             return Outcome(_OK, msg, zkey, dkey, nkey, flows=observe(rec.flows, msg, ts))
         if len(state.zones) >= self.settings.max_zones_and_devices:
             return self._reject("rejected", "limit", "zone limit reached", topic, now)
         state.ensure_branch(msg.branch, self.known.get(msg.branch, "unknown"))
         rec = zone_record(msg, ts, now)
         state.add_zone(zkey, rec)
+        if msg.kind is not _WAITING:
+            return Outcome(_OK, msg, zkey, dkey, nkey)
         # the zone's first message: its totals are the baseline of the next increase
         return Outcome(_OK, msg, zkey, dkey, nkey, flows=observe(rec.flows, msg, ts))
 
