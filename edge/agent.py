@@ -72,7 +72,12 @@ class FrameResultLike(Protocol):
 class PipelineLike(Protocol):
     """What the agent needs of ``lobbywatch.edge.pipeline.CameraPipeline``."""
 
-    def process(self, frame_bgr: npt.NDArray[np.uint8], ts: float) -> FrameResultLike: ...
+    def process(
+        self, frame_bgr: npt.NDArray[np.uint8], ts: float, wall_ts: float | None = None
+    ) -> FrameResultLike:
+        """``ts``: monotonic capture time (all measurements); ``wall_ts``: epoch time
+        of the capture, only for the published ``ZoneState.ts``."""
+        ...
 
 
 PipelineFactory = Callable[[CameraConfig, DeviceConfig], PipelineLike]
@@ -228,7 +233,8 @@ class CameraWorker:
         start = time.perf_counter()
         self.busy_since = time.monotonic()
         try:
-            result = self.rt.pipeline.process(frame.image, frame.ts)
+            # measure on the monotonic clock; the wall clock only stamps what is published
+            result = self.rt.pipeline.process(frame.image, frame.mono, frame.ts)
         except Exception as exc:
             self.errors += 1
             self.last_error = f"pipeline error: {type(exc).__name__}: {exc}"[:200]

@@ -64,6 +64,7 @@ __all__ = [
     "Tracker",
     "TrackerSettings",
     "buffered",
+    "distance_affinity",
     "greedy_match",
     "iou_matrix",
 ]
@@ -91,6 +92,16 @@ class TrackerSettings:
             width/height, for the buffered second pass of stage one (0: off).
         buffer_max_missed_frames: only tracks missed in at most this many
             consecutive frames take part in the buffered pass.
+        max_speed: fastest plausible person, box heights per second (brisk
+            walking; normal walking is about 0.8), for the distance gate.
+        gate_base: distance allowed whatever the time, box heights (detection
+            jitter, a lean, a step taken from standing still).
+        gate_max_dt_s: the distance gate grows with the time since the track was
+            seen up to this many seconds (a person unseen for minutes could be
+            anywhere; beyond the cap only nearby boxes are taken for them).
+        max_scale_change: a detection whose height differs from the track's by
+            more than this factor (either way) is not the same person in the
+            distance stage.
         low_match_iou: minimum IoU in stage two; stricter than stage one, as
             low-score boxes are less reliable, but below ByteTrack's 0.5 because a
             partly hidden person's box covers only part of their track box.
@@ -133,6 +144,10 @@ class TrackerSettings:
     match_iou: float = 0.2
     buffer_scale: float = 0.3
     buffer_max_missed_frames: int = 1
+    max_speed: float = 1.5
+    gate_base: float = 0.25
+    gate_max_dt_s: float = 1.0
+    max_scale_change: float = 1.5
     low_match_iou: float = 0.4
     confirm_hits: int = 3
     max_missed_s: float = 2.0
@@ -140,8 +155,11 @@ class TrackerSettings:
     stationary_speed: float = 0.2
     count_grace_s: float = 0.5
     count_grace_frames: int = 1
-    count_stationary_grace_s: float = 2.0
+    count_stationary_grace_s: float = 0.5
     count_warmup: bool = True
+    confirm_span_s: float | None = 1.0
+    taken_iou: float = 0.5
+    occluded_cover: float = 0.3
     min_missed_frames: int = 2
     predict: bool = True
     max_predict_s: float = 1.0
@@ -310,6 +328,53 @@ def greedy_match(score: npt.ArrayLike, threshold: float) -> tuple[IntArray, IntA
     return np.concatenate(rows).astype(np.int64), np.concatenate(cols).astype(np.int64)
 
 
+def distance_affinity(
+    tracks: npt.ArrayLike,
+    dets: npt.ArrayLike,
+    dt: npt.ArrayLike,
+    max_speed: float,
+    base: float,
+    max_scale_change: float,
+) -> FloatArray:
+    """Affinity of track and detection boxes by centre distance in box heights.
+
+    The gate of each track is ``base + max_speed * dt`` box heights (the
+    track's height), i.e. how far a person can have gone since last seen; the
+    affinity falls linearly from 1 (same centre) to 0 at the gate, and is 0
+    beyond it or when the heights differ by more than ``max_scale_change``.
+    Distances are normalised by box size so the same gate holds for a person
+    near the camera and one far away (the scale-normalised gating of
+    SORT/DeepSORT-style trackers, without a Kalman covariance).
+
+    Args:
+        tracks: ``(T, 4)`` predicted track boxes, xyxy pixels.
+        dets: ``(D, 4)`` detection boxes, xyxy pixels.
+        dt: ``(T,)`` seconds since each track was last seen (already capped).
+        max_speed: box heights per second.
+        base: box heights allowed at ``dt = 0``.
+        max_scale_change: largest height ratio accepted (>= 1).
+
+    Returns:
+        ``(T, D)`` float64 affinities in ``[0, 1]``.
+
+    Example:
+        >>> distance_affinity([[0, 0, 60, 150]], [[72, 0, 132, 150], [300, 0, 360, 150]],
+        ...                   [0.5], 1.5, 0.25, 1.5).round(2).tolist()
+        [[0.52, 0.0]]
+    """
+    t = np.asarray(tracks, np.float64).reshape(-1, 4)
+    d = np.asarray(dets, np.float64).reshape(-1, 4)
+    th = np.maximum(t[:, 3] - t[:, 1], 1.0)
+    dh = np.maximum(d[:, 3] - d[:, 1], 1.0)
+    tc = (t[:, :2] + t[:, 2:]) * 0.5
+    dc = (d[:, :2] + d[:, 2:]) * 0.5
+    dist = np.hypot(*(dc[None, :, :] - tc[:, None, :]).transpose(2, 0, 1)) / th[:, None]
+    gate = base + max_speed * np.asarray(dt, np.float64).reshape(-1)[:, None]
+    ratio = dh[None, :] / th[:, None]
+    same_scale = (ratio <= max_scale_change) & (ratio >= 1.0 / max_scale_change)
+    return np.where(same_scale, np.clip(1.0 - dist / gate, 0.0, 1.0), 0.0)
+
+
 class Tracker:
     """Assigns persistent ids to person detections across frames.
 
@@ -324,6 +389,7 @@ class Tracker:
         self.settings = settings or TrackerSettings()
         self._next_id = 1
         self._last_ts: float | None = None
+        self._prev_ts: float | None = None
         self._updates = 0  # updates since creation / reset (start-up warm-up)
         self._clear()
 
@@ -332,6 +398,7 @@ class Tracker:
         self._boxes = np.zeros((0, 4), np.float64)  # last matched box
         self._vel = np.zeros((0, 2), np.float64)  # smoothed centre velocity, px/s
         self._last_seen = np.zeros(0, np.float64)
+        self._first_seen = np.zeros(0, np.float64)
         self._hits = np.zeros(0, np.int64)
         self._missed = np.zeros(0, np.int64)  # consecutive missed frames
         self._confirmed = np.zeros(0, bool)
@@ -356,7 +423,9 @@ class Tracker:
         shift = self._vel * dt[:, None]
         return self._boxes + np.concatenate([shift, shift], axis=1)
 
-    def update(self, detections: Detections, ts: float) -> TrackedObjects:
+    def update(
+        self, detections: Detections, ts: float, frame_size: tuple[int, int] | None = None
+    ) -> TrackedObjects:
         """Associate one frame's detections with the live tracks.
 
         Args:
@@ -378,12 +447,18 @@ class Tracker:
                 f"frame timestamps must not go backwards ({ts} after {self._last_ts}); "
                 "use a monotonic clock for live sources"
             )
+        self._prev_ts = self._last_ts
         self._last_ts = ts
         self._updates += 1
         # Start-up: before the confirm_hits-th update no track can be confirmed,
         # so the confirmed count would be 0 whatever the scene. Until then the
         # tentative tracks (seen within the grace) stand in for the count.
         warmup = st.count_warmup and self._updates < st.confirm_hits
+        # The same holds after a gap longer than the confirmation window (a stalled
+        # stream, a sparse sampling): the history that would confirm a new person
+        # does not exist, so the people seen now stand in for the count.
+        if st.count_warmup and st.confirm_span_s is not None and self._prev_ts is not None:
+            warmup = warmup or ts - self._prev_ts > st.confirm_span_s
 
         det_boxes = detections.xyxy.astype(np.float64, copy=False)
         det_scores = detections.scores
@@ -406,6 +481,26 @@ class Tracker:
                     buffered(det_boxes[free], st.buffer_scale),
                 )
                 r, c = greedy_match(iou, st.match_iou)
+                track_det[open_tracks[r]] = free[c]
+            # Stage 1c: what overlap could not resolve, by scale-normalised distance.
+            open_tracks = np.flatnonzero(track_det < 0)
+            # Only confirmed tracks seen in the last frame or two, tentative ones seen
+            # in the last frame: the predicted position of a track lost for longer is
+            # too uncertain to hand it whoever appears nearby, and a one-frame ghost
+            # must not capture the next person to walk in.
+            recent_enough = np.where(self._confirmed, st.buffer_max_missed_frames, 0)
+            open_tracks = open_tracks[self._missed[open_tracks] <= recent_enough[open_tracks]]
+            free = high[~np.isin(high, track_det)]
+            if st.max_speed > 0 and len(open_tracks) and len(free):
+                aff = distance_affinity(
+                    predicted[open_tracks],
+                    det_boxes[free],
+                    np.minimum(ts - self._last_seen[open_tracks], st.gate_max_dt_s),
+                    st.max_speed,
+                    st.gate_base,
+                    st.max_scale_change,
+                )
+                r, c = greedy_match(aff, np.nextafter(0.0, 1.0))
                 track_det[open_tracks[r]] = free[c]
         # Stage 2: low-score detections extend confirmed tracks left unmatched.
         low = np.flatnonzero((det_scores >= st.low_score) & (det_scores < st.high_score))
@@ -434,6 +529,9 @@ class Tracker:
             self._hits[m] += 1
             self._missed[m] = 0
             self._confirmed[m] |= self._hits[m] >= st.confirm_hits
+            if st.confirm_span_s is not None:
+                span = self._last_seen[m] - self._first_seen[m]
+                self._confirmed[m] |= (self._hits[m] >= 2) & (span >= st.confirm_span_s)
 
         # Unmatched tracks: count the miss, delete when unseen for too long.
         unmatched = track_det < 0
@@ -445,11 +543,17 @@ class Tracker:
         limit = np.where(still, st.stationary_max_missed_s, st.max_missed_s)
         unseen = ts - self._last_seen
         dead = unmatched & (unseen > limit) & (self._missed >= st.min_missed_frames)
-        grace = np.where(still, st.count_stationary_grace_s, st.count_grace_s)
-        # A moving track must satisfy both the time and the frame limit: at 2 fps
-        # one missed frame is 0.5 s, at 25 fps it is 40 ms (a walker lost for
-        # half a second at 25 fps has long reappeared under a new id).
-        recent = (unseen <= grace) & (still | (self._missed <= st.count_grace_frames))
+        # Counting a track nobody sees now (see _coast_counted): within one sampling
+        # interval (time and frame limit: 0.5 s is one frame at 2 fps, 12 at 25 fps)
+        # or, if still, while someone stands in front of it; never when its box is
+        # taken by a detection or has left the frame.
+        coast = np.flatnonzero(unmatched & (self._confirmed | warmup))
+        recent = ~unmatched
+        if len(coast):
+            recent[coast] = self._coast_counted(
+                predicted[coast], det_boxes[det_scores >= st.low_score], still[coast],
+                unseen[coast], self._missed[coast], frame_size,
+            )  # fmt: skip
         counted = (self._confirmed | warmup) & recent
         # Unmatched survivors report their predicted box (where the person should be now).
         self._shown = np.where(unmatched[:, None], predicted, self._boxes)
@@ -477,11 +581,72 @@ class Tracker:
             counted=counted,
         )
 
+    def _coast_counted(
+        self,
+        boxes: FloatArray,
+        d: FloatArray,
+        still: BoolArray,
+        unseen: FloatArray,
+        missed: IntArray,
+        frame_size: tuple[int, int] | None,
+    ) -> BoolArray:
+        """Whether each confirmed track not seen this frame still counts as a person.
+
+        A miss has three explanations, and the image says which:
+
+        * **taken**: a detection of this frame overlaps the predicted box at IoU >=
+          ``taken_iou`` (the same-person IoU). Whoever is there is counted through
+          that detection; counting the track too would count them twice (the
+          double count of a walker re-found under a new id).
+        * **left**: the predicted box crosses the image border. People leave
+          through the border, and a person cut by it is detected unreliably.
+        * **occluded**: a detection whose foot point is nearer the camera (lower
+          in the image) covers at least ``occluded_cover`` of a *still* track's
+          box: someone stands or walks in front of a seated/queuing person. Such
+          a track counts for as long as it lives (``stationary_max_missed_s``).
+
+        Taken or left: not counted. Occluded: counted. Otherwise the miss is
+        unexplained (the detector lost the person, or they went unseen), and the
+        track counts only within one sampling interval (``count_grace_s`` /
+        ``count_stationary_grace_s`` and ``count_grace_frames``).
+
+        Args:
+            boxes: ``(K, 4)`` predicted boxes of the coasting tracks.
+            d: ``(D, 4)`` this frame's detection boxes (score >= ``low_score``).
+            still: ``(K,)`` the tracks are still (speed below ``stationary_speed``).
+            unseen: ``(K,)`` seconds since each was seen.
+            missed: ``(K,)`` consecutive missed frames, this one included.
+            frame_size: ``(width, height)``, or None when unknown (no border test).
+
+        Returns:
+            ``(K,)`` bool.
+        """
+        st = self.settings
+        grace = np.where(still, st.count_stationary_grace_s, st.count_grace_s)
+        ok = (unseen <= grace) & (missed <= st.count_grace_frames)
+        if len(d):
+            tl = np.maximum(boxes[:, None, :2], d[None, :, :2])
+            br = np.minimum(boxes[:, None, 2:], d[None, :, 2:])
+            inter = np.clip(br - tl, 0.0, None).prod(axis=2)
+            area = np.maximum((boxes[:, 2:] - boxes[:, :2]).prod(axis=1), 1.0)
+            area_d = (d[:, 2:] - d[:, :2]).prod(axis=1)
+            union = area[:, None] + area_d[None, :] - inter
+            taken = (inter >= st.taken_iou * union).any(axis=1)
+            in_front = d[None, :, 3] >= boxes[:, None, 3]
+            cover = (np.where(in_front, inter, 0.0) / area[:, None]).max(axis=1)
+            ok = (ok | (still & (cover >= st.occluded_cover))) & ~taken
+        if frame_size is not None:
+            w, h = float(frame_size[0]), float(frame_size[1])
+            left = (boxes[:, :2] < 0.0).any(axis=1) | (boxes[:, 2] > w) | (boxes[:, 3] > h)
+            ok &= ~left
+        return ok
+
     def _select(self, keep: BoolArray) -> None:
         self._ids = self._ids[keep]
         self._boxes = self._boxes[keep]
         self._vel = self._vel[keep]
         self._last_seen = self._last_seen[keep]
+        self._first_seen = self._first_seen[keep]
         self._hits = self._hits[keep]
         self._missed = self._missed[keep]
         self._confirmed = self._confirmed[keep]
@@ -496,6 +661,7 @@ class Tracker:
         self._boxes = np.concatenate([self._boxes, boxes])
         self._vel = np.concatenate([self._vel, np.zeros((n, 2))])
         self._last_seen = np.concatenate([self._last_seen, np.full(n, ts)])
+        self._first_seen = np.concatenate([self._first_seen, np.full(n, ts)])
         self._hits = np.concatenate([self._hits, np.ones(n, np.int64)])
         self._missed = np.concatenate([self._missed, np.zeros(n, np.int64)])
         self._confirmed = np.concatenate(
