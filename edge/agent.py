@@ -265,8 +265,12 @@ class EdgeAgent:
         pipeline_factory: PipelineFactory | None = None,
         metrics: EdgeMetrics | None = None,
         software: str = __version__,
+        wall_clock: Callable[[], float] = time.time,
     ) -> None:
+        """``wall_clock`` stamps frames for publishing only (injectable for tests);
+        everything measured runs on the monotonic clock."""
         self.config = config
+        self._wall_clock = wall_clock
         self.software = f"lobbywatch {software}"
         self.model_name = _model_name(config)
         self.metrics = metrics or EdgeMetrics()
@@ -297,6 +301,7 @@ class EdgeAgent:
                 cam.capture_source,
                 loop=cam.loop,
                 stale_after_s=max(3.0, 3.0 / cam.fps),
+                wall_clock=self._wall_clock,
             )
             zones = {z.id: ZoneTrack(cam.id, z.id, z.wait_threshold_s) for z in cam.zones}
             self.cameras.append(CameraRuntime(cam, capture, pipeline, zones))

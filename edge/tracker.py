@@ -26,23 +26,41 @@ Why this shape:
   after standing still, before any velocity is known. Recently seen tracks
   (missed at most ``buffer_max_missed_frames`` frames) and confident detections
   left unmatched by plain IoU are matched again with every box enlarged by
-  ``buffer_scale`` of its size on each side. Plain IoU goes first, so the
-  wider gate only resolves what exact overlap could not; tracks missing for
-  longer rely on their predicted box instead, so a false positive near where
-  someone just left does not revive their track.
-* **Counting is not the same as remembering.** A track is kept alive (so the
-  person keeps their id when seen again) for ``max_missed_s`` /
-  ``stationary_max_missed_s``, but it is *counted* as a person present only
-  while confirmed and seen recently: within ``count_grace_s`` (about one
-  sampling interval) for a moving track, within ``count_stationary_grace_s``
-  for a still one. A walker whose track is lost usually reappears at once
-  under a new id, so counting the coasting old track would count them twice;
-  a seated person hidden for a few frames by someone passing has not left.
+  ``buffer_scale`` of its size on each side.
+* **Scale-normalised distance gate for what overlap cannot resolve.** A
+  customer stepping forward 1.2 box widths in a queue, or a walker at 1 fps
+  (0.8 box heights per frame), has no overlap even buffered. The remaining
+  recent tracks and confident detections are matched greedily by centre
+  distance in box heights, gated at ``gate_base + max_speed * dt`` (how far a
+  person can have gone since last seen, ``dt`` capped at ``gate_max_dt_s``) and
+  by height ratio (``max_scale_change``). Only confirmed tracks missed at most
+  ``buffer_max_missed_frames`` frames and tentative ones seen in the previous
+  frame take part: a track lost for longer has no reliable position, and a
+  one-frame ghost must not capture the next person to walk in. Plain and
+  buffered IoU go first, so the gate only decides what overlap could not.
+* **Counting is not the same as remembering; a miss is counted by evidence.**
+  A track is kept alive (so the person keeps their id, zone and dwell when seen
+  again) for ``max_missed_s`` / ``stationary_max_missed_s``, but it is
+  *counted* as a person present only while confirmed and seen now, or while
+  the image explains why it is not seen (:meth:`Tracker._coast_counted`): a
+  still track with someone in front of it counts; a track whose predicted box
+  is *taken* by a detection (the person is counted through that detection) or
+  has *left* the frame does not; an unexplained miss counts for one sampling
+  interval only. Measured on the shared sequences, counting coasting tracks by
+  time alone was what made the product count worse than the raw detections
+  on real-rate video (docs/accuracy.md).
 * **No empty lobby at start-up.** Before the ``confirm_hits``-th update after
   creation or :meth:`Tracker.reset` no track can be confirmed, so a
   confirmed-only count would read 0 for the first ~1 s after every restart.
   During that warm-up tentative tracks (seen within the grace) are counted;
-  from then on only confirmed ones (``count_warmup``).
+  from then on only confirmed ones (``count_warmup``). A frame more than
+  ``confirm_span_s`` after the previous one (a stalled stream, a sparse
+  sampling) is a warm-up frame too: no history exists that could confirm the
+  people it shows. Two sightings at least ``confirm_span_s`` apart confirm a
+  track, as ``confirm_hits`` sightings do.
+* **Time, and only time, decides.** No rule depends on the frame rate as such
+  or on which data set is fed: every limit is in seconds, box sizes, or
+  "one frame", and the evaluation feeds every sequence at its real time stamps.
 * **Constant-velocity prediction** (smoothed centre velocity, horizon capped) is
   enough at these speeds; a Kalman filter would add state and tuning for little.
 
@@ -109,20 +127,36 @@ class TrackerSettings:
             person). Hits need not be consecutive.
         max_missed_s: seconds unseen before a moving or tentative track is deleted.
         stationary_max_missed_s: the same for a confirmed track that is still.
-        count_grace_s: seconds unseen during which a confirmed *moving* track is
-            still counted as present (``TrackedObjects.counted``); about one
-            sampling interval at the product's 2 fps, so one missed detection
-            does not drop a count, but a lost walker is not counted twice.
-        count_grace_frames: a moving track is counted only while missed in at most
+        count_grace_s: seconds a confirmed *moving* track whose miss nothing in the
+            image explains (not taken, not left, not occluded) is still counted
+            (``TrackedObjects.counted``); about one sampling interval at the
+            product's 2 fps, so one missed detection does not drop a count.
+        count_grace_frames: such a track is counted only while missed in at most
             this many consecutive frames as well (one sampling interval at any rate).
-        count_stationary_grace_s: the same for a confirmed still track (a seated
-            person occluded for a few frames); time only.
+        count_stationary_grace_s: the same time limit for a still track. A still
+            track whose miss is explained by someone in front of it
+            (``occluded_cover``) counts for as long as it lives instead.
         count_warmup: during the tracker's first ``confirm_hits - 1`` updates (after
             creation or :meth:`Tracker.reset`), when no track can have been
             confirmed yet, count tentative tracks seen within the count grace too,
             so a restarted box does not report an empty lobby for its first
             frames (~1 s at 2 fps). From update ``confirm_hits`` on, only
-            confirmed tracks count.
+            confirmed tracks count. The same applies to an update that comes
+            more than ``confirm_span_s`` after the previous one (a stalled
+            stream, a sparse sampling): the history that would confirm a person
+            seen now does not exist.
+        confirm_span_s: a track matched at least twice over at least this many
+            seconds is confirmed too (None: hits only). At 2 fps this is what
+            ``confirm_hits`` = 3 takes anyway; at sparser sampling two sightings
+            seconds apart are at least as strong evidence. None also disables
+            the gap warm-up above.
+        taken_iou: a track not seen now whose predicted box overlaps one of this
+            frame's detections at this IoU or more is not counted: the person
+            there is counted through that detection (0.5, the usual same-object
+            IoU, as in the evaluation's matching).
+        occluded_cover: a still track not seen now is counted while a detection
+            whose foot point is nearer the camera (lower in the image) covers at
+            least this fraction of its box: someone stands in front of it.
         stationary_speed: below this speed, in box heights per second, a
             confirmed track counts as still (walking is about 0.8 heights/s).
         min_missed_frames: a track is deleted only after at least this many
@@ -196,6 +230,19 @@ class TrackerSettings:
             raise ValueError(f"count_grace_frames must be >= 0, got {self.count_grace_frames}")
         if not 0.0 <= self.buffer_scale <= 2.0:
             raise ValueError(f"buffer_scale must be in [0, 2], got {self.buffer_scale}")
+        for name in ("taken_iou", "occluded_cover"):
+            value = getattr(self, name)
+            if not 0.0 < value <= 1.0:
+                raise ValueError(f"{name} must be in (0, 1], got {value}")
+        if self.confirm_span_s is not None and not self.confirm_span_s > 0:
+            raise ValueError(f"confirm_span_s must be > 0 or None, got {self.confirm_span_s}")
+        for name in ("max_speed", "gate_base"):
+            if not getattr(self, name) >= 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if not self.gate_max_dt_s > 0:
+            raise ValueError(f"gate_max_dt_s must be > 0, got {self.gate_max_dt_s}")
+        if not self.max_scale_change >= 1.0:
+            raise ValueError(f"max_scale_change must be >= 1, got {self.max_scale_change}")
         if self.max_predict_s < 0:
             raise ValueError(f"max_predict_s must be >= 0, got {self.max_predict_s}")
         if not 0.0 < self.velocity_smoothing <= 1.0:
