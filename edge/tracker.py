@@ -54,7 +54,7 @@ Why this shape:
   confirmed-only count would read 0 for the first ~1 s after every restart.
   During that warm-up tentative tracks (seen within the grace) are counted;
   from then on only confirmed ones (``count_warmup``). A frame more than
-  ``confirm_span_s`` after the previous one (a stalled stream, a sparse
+  ``max_missed_s`` after the previous one (a stalled stream, a sparse
   sampling) is a warm-up frame too: no history exists that could confirm the
   people it shows. Two sightings at least ``confirm_span_s`` apart confirm a
   track, as ``confirm_hits`` sightings do.
@@ -142,14 +142,14 @@ class TrackerSettings:
             so a restarted box does not report an empty lobby for its first
             frames (~1 s at 2 fps). From update ``confirm_hits`` on, only
             confirmed tracks count. The same applies to an update that comes
-            more than ``confirm_span_s`` after the previous one (a stalled
-            stream, a sparse sampling): the history that would confirm a person
-            seen now does not exist.
-        confirm_span_s: a track matched at least twice over at least this many
-            seconds is confirmed too (None: hits only). At 2 fps this is what
+            more than ``max_missed_s`` after the previous one (a stalled
+            stream, a sparse sampling): a restart in all but name, the history
+            that would confirm a person seen now does not exist.
+        confirm_span_s: a track matched in every frame since its birth, at least
+            twice and over at least this many seconds, is confirmed too (None:
+            hits only). At 2 fps this is what
             ``confirm_hits`` = 3 takes anyway; at sparser sampling two sightings
-            seconds apart are at least as strong evidence. None also disables
-            the gap warm-up above.
+            seconds apart are at least as strong evidence.
         taken_iou: a track not seen now whose predicted box overlaps one of this
             frame's detections at this IoU or more is not counted: the person
             there is counted through that detection (0.5, the usual same-object
@@ -446,6 +446,7 @@ class Tracker:
         self._vel = np.zeros((0, 2), np.float64)  # smoothed centre velocity, px/s
         self._last_seen = np.zeros(0, np.float64)
         self._first_seen = np.zeros(0, np.float64)
+        self._age = np.zeros(0, np.int64)  # frames since birth, this one included
         self._hits = np.zeros(0, np.int64)
         self._missed = np.zeros(0, np.int64)  # consecutive missed frames
         self._confirmed = np.zeros(0, bool)
@@ -501,11 +502,13 @@ class Tracker:
         # so the confirmed count would be 0 whatever the scene. Until then the
         # tentative tracks (seen within the grace) stand in for the count.
         warmup = st.count_warmup and self._updates < st.confirm_hits
-        # The same holds after a gap longer than the confirmation window (a stalled
-        # stream, a sparse sampling): the history that would confirm a new person
-        # does not exist, so the people seen now stand in for the count.
-        if st.count_warmup and st.confirm_span_s is not None and self._prev_ts is not None:
-            warmup = warmup or ts - self._prev_ts > st.confirm_span_s
+        # The same holds after a gap longer than a moving track's memory (a stalled
+        # stream, a sparse sampling): it is a restart in all but name, the history
+        # that would confirm a new person does not exist, so the people seen now
+        # stand in for the count. Far from any camera's frame interval (1-5 fps), so
+        # timing jitter does not flip it.
+        if st.count_warmup and self._prev_ts is not None:
+            warmup = warmup or ts - self._prev_ts > st.max_missed_s
 
         det_boxes = detections.xyxy.astype(np.float64, copy=False)
         det_scores = detections.scores
@@ -557,6 +560,7 @@ class Tracker:
             r, c = greedy_match(iou, st.low_match_iou)
             track_det[open_tracks[r]] = low[c]
 
+        self._age += 1
         # Matched tracks: take the detection's box, update the smoothed velocity.
         m = np.flatnonzero(track_det >= 0)
         if len(m):
@@ -577,8 +581,10 @@ class Tracker:
             self._missed[m] = 0
             self._confirmed[m] |= self._hits[m] >= st.confirm_hits
             if st.confirm_span_s is not None:
+                # Seen in every frame of its life, twice or more, over the window.
                 span = self._last_seen[m] - self._first_seen[m]
-                self._confirmed[m] |= (self._hits[m] >= 2) & (span >= st.confirm_span_s)
+                steady = (self._hits[m] >= 2) & (self._hits[m] == self._age[m])
+                self._confirmed[m] |= steady & (span >= st.confirm_span_s)
 
         # Unmatched tracks: count the miss, delete when unseen for too long.
         unmatched = track_det < 0
@@ -694,6 +700,7 @@ class Tracker:
         self._vel = self._vel[keep]
         self._last_seen = self._last_seen[keep]
         self._first_seen = self._first_seen[keep]
+        self._age = self._age[keep]
         self._hits = self._hits[keep]
         self._missed = self._missed[keep]
         self._confirmed = self._confirmed[keep]
@@ -709,6 +716,7 @@ class Tracker:
         self._vel = np.concatenate([self._vel, np.zeros((n, 2))])
         self._last_seen = np.concatenate([self._last_seen, np.full(n, ts)])
         self._first_seen = np.concatenate([self._first_seen, np.full(n, ts)])
+        self._age = np.concatenate([self._age, np.ones(n, np.int64)])
         self._hits = np.concatenate([self._hits, np.ones(n, np.int64)])
         self._missed = np.concatenate([self._missed, np.zeros(n, np.int64)])
         self._confirmed = np.concatenate(

@@ -441,7 +441,7 @@ class TestCountEvidence:
         # predicted box x 640-680 (wider frame: inside; 640-px frame: crossing the border)
         assert inside.counted.tolist() == [True] and left.counted.tolist() == [False]
 
-    def test_gap_longer_than_the_confirmation_window_counts_new_people(self) -> None:
+    def test_gap_longer_than_a_moving_tracks_memory_counts_new_people(self) -> None:
         # Frames 10 s apart (a stalled stream or a sparse sampling): nobody can be
         # confirmed by 3 hits in time, so the people seen now stand in for the count.
         t = Tracker(TrackerSettings(confirm_hits=3))
@@ -464,3 +464,12 @@ class TestCountEvidence:
         t = Tracker(TrackerSettings(confirm_hits=3, confirm_span_s=None))
         t.update(dets([box(100)]), 0.0)
         assert t.update(dets([box(100)]), 6.7).confirmed.tolist() == [False]
+
+    def test_a_flickering_track_is_not_confirmed_by_its_span(self) -> None:
+        # Seen at 0, missed at 0.5, seen at 1.0: two sightings over 1 s, but the frame
+        # in between had the chance and did not see it. Hits decide (3rd at 1.5).
+        t = Tracker(TrackerSettings(confirm_hits=3, confirm_span_s=1.0))
+        t.update(dets([box(100)]), 0.0)
+        t.update(Detections.empty(), 0.5)
+        assert t.update(dets([box(100)]), 1.0).confirmed.tolist() == [False]
+        assert t.update(dets([box(100)]), 1.5).confirmed.tolist() == [True]
