@@ -524,7 +524,7 @@ class Tracker:
             # Stage 1b: the leftovers again, with buffered (enlarged) boxes.
             recent = self._missed <= st.buffer_max_missed_frames
             open_tracks = np.flatnonzero((track_det < 0) & recent)
-            free = high[~np.isin(high, track_det)]
+            free = high[~self._claimed(track_det, len(det_scores))[high]]
             if st.buffer_scale > 0 and len(open_tracks) and len(free):
                 iou = iou_matrix(
                     buffered(predicted[open_tracks], st.buffer_scale),
@@ -540,7 +540,7 @@ class Tracker:
             # must not capture the next person to walk in.
             recent_enough = np.where(self._confirmed, st.buffer_max_missed_frames, 0)
             open_tracks = open_tracks[self._missed[open_tracks] <= recent_enough[open_tracks]]
-            free = high[~np.isin(high, track_det)]
+            free = high[~self._claimed(track_det, len(det_scores))[high]]
             if st.max_speed > 0 and len(open_tracks) and len(free):
                 aff = distance_affinity(
                     predicted[open_tracks],
@@ -633,6 +633,13 @@ class Tracker:
             det_index=track_det,
             counted=counted,
         )
+
+    @staticmethod
+    def _claimed(track_det: IntArray, n_dets: int) -> BoolArray:
+        """``(N,)`` mask of the detections already assigned (cheaper than ``np.isin``)."""
+        claimed = np.zeros(n_dets, bool)
+        claimed[track_det[track_det >= 0]] = True
+        return claimed
 
     def _coast_counted(
         self,
