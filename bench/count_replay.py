@@ -38,12 +38,12 @@ from typing import Any
 
 import numpy as np
 
-from lobbywatch.edge.detections import Detections
+from lobbywatch.edge.detections import Detections, iou_matrix
 from lobbywatch.edge.detector import Detector
 from lobbywatch.edge.evaluation import find_sequences, load_sequence, read_frame
 from lobbywatch.edge.id_switches import IdSwitchCounter
 from lobbywatch.edge.pipeline import PipelineSettings
-from lobbywatch.edge.tracker import Tracker, iou_matrix
+from lobbywatch.edge.tracker import Tracker
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATASET = REPO.parent / "shared" / "data" / "people"

@@ -31,7 +31,8 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from lobbywatch.edge.tracker import TrackedObjects, greedy_match, iou_matrix
+from lobbywatch.edge.detections import iou_matrix
+from lobbywatch.edge.tracker import TrackedObjects, greedy_match
 
 __all__ = ["IdSwitchCounter", "IdSwitchTally"]
 
