@@ -152,6 +152,13 @@ def main() -> None:
     ap.add_argument("dataset", nargs="?", type=Path, default=DEFAULT_DATASET)
     ap.add_argument("--tracker", type=Path, help="another tracker module file to compare")
     ap.add_argument(
+        "--subsample",
+        default="",
+        help="comma-separated N: also replay every N-th frame of each real-rate "
+        "sequence (every phase, so all frames count), i.e. the same scene at 1/N "
+        "of its rate",
+    )
+    ap.add_argument(
         "--why",
         action="store_true",
         help="only classify the coasting tracks of frames counted worse than raw "
@@ -195,6 +202,31 @@ def main() -> None:
         print("|---|---|---|---|---|")
         for rec in recs:
             print(why(rec, make))
+        return
+    if args.subsample:
+        rows = rows[: 2 if other is not None else 1]  # the compared tracker and shipped
+        print(
+            "| sequence | rate | " + " | ".join(label for label, _, _ in rows) + " | single-frame |"
+        )
+        print("|---" * (len(rows) + 3) + "|")
+        for rec in (r for r in recs if r.spacing_s < 1.0):
+            for n in [1] + [int(v) for v in args.subsample.split(",")]:
+                tot = {label: [0.0, 0] for label, _, _ in rows}
+                single = 0.0
+                for phase in range(n):
+                    sub = Recorded(
+                        rec.name, rec.spacing_s * n, rec.size,
+                        rec.detections[phase::n], rec.gt[phase::n],
+                    )  # fmt: skip
+                    for label, make, with_size in rows:
+                        r = replay(sub, make, with_size)
+                        tot[label][0] += r["abs_err"]
+                        tot[label][1] += r["frames"]
+                    single += r["single_abs_err"]
+                frames = tot[rows[0][0]][1]
+                cells = " | ".join(f"{e / f:.2f}" for e, f in tot.values())
+                print(f"| {rec.name} | {1.0 / (rec.spacing_s * n):.2f} fps | {cells} | "
+                      f"{single / frames:.2f} |")  # fmt: skip
         return
     names = [r.name for r in recs]
     print("| variant | " + " | ".join(names) + " | overall |")

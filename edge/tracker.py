@@ -52,7 +52,7 @@ Why this shape:
 * **No empty lobby at start-up.** Before the ``confirm_hits``-th update after
   creation or :meth:`Tracker.reset` no track can be confirmed, so a
   confirmed-only count would read 0 for the first ~1 s after every restart.
-  During that warm-up tentative tracks (seen within the grace) are counted;
+  During that warm-up the tentative tracks seen now are counted;
   from then on only confirmed ones (``count_warmup``). A frame more than
   ``max_missed_s`` after the previous one (a stalled stream, a sparse
   sampling) is a warm-up frame too: no history exists that could confirm the
@@ -137,7 +137,7 @@ class TrackerSettings:
             (``occluded_cover``) counts for as long as it lives instead.
         count_warmup: during the tracker's first ``confirm_hits - 1`` updates (after
             creation or :meth:`Tracker.reset`), when no track can have been
-            confirmed yet, count tentative tracks seen within the count grace too,
+            confirmed yet, count the tentative tracks seen now too,
             so a restarted box does not report an empty lobby for its first
             frames (~1 s at 2 fps). From update ``confirm_hits`` on, only
             confirmed tracks count. The same applies to an update that comes
@@ -266,10 +266,12 @@ class TrackedObjects:
         det_index: ``(M,)`` int64 index of the matched detection in this frame's
             :class:`Detections`, -1 when not seen.
         counted: ``(M,)`` bool, the track is a person present now: confirmed and
-            seen within the count grace (``TrackerSettings.count_grace_s``, or
-            ``count_stationary_grace_s`` when still); during the start-up
-            warm-up (the first ``confirm_hits - 1`` updates, ``count_warmup``)
-            tentative tracks within the grace count too. This is the product's count.
+            seen now, or not seen but with the miss explained by the image
+            (:meth:`Tracker._coast_counted`: occluded, or within one sampling
+            interval unless taken or gone over the border); during a warm-up
+            (the first ``confirm_hits - 1`` updates, or an update after a gap
+            longer than ``max_missed_s``, ``count_warmup``) tentative tracks seen
+            now count too. This is the product's count.
     """
 
     ids: IntArray
@@ -481,7 +483,7 @@ class Tracker:
         self._updates += 1
         # Start-up: before the confirm_hits-th update no track can be confirmed,
         # so the confirmed count would be 0 whatever the scene. Until then the
-        # tentative tracks (seen within the grace) stand in for the count.
+        # tentative tracks seen now stand in for the count.
         warmup = st.count_warmup and self._updates < st.confirm_hits
         # The same holds after a gap longer than a moving track's memory (a stalled
         # stream, a sparse sampling): it is a restart in all but name, the history
@@ -581,12 +583,13 @@ class Tracker:
         # interval (time and frame limit: 0.5 s is one frame at 2 fps, 12 at 25 fps)
         # or, if still, while someone stands in front of it; never when its box is
         # taken by a detection or has left the frame.
-        coast = np.flatnonzero(unmatched & (self._confirmed | warmup))
+        coast = np.flatnonzero(unmatched & self._confirmed)
         recent = ~unmatched
         if len(coast):
+            seen_for = self._last_seen[coast] - self._first_seen[coast]
             recent[coast] = self._coast_counted(
                 predicted[coast], det_boxes[det_scores >= st.low_score], still[coast],
-                unseen[coast], self._missed[coast], frame_size,
+                unseen[coast], self._missed[coast], frame_size, seen_for,
             )  # fmt: skip
         counted = (self._confirmed | warmup) & recent
         # Unmatched survivors report their predicted box (where the person should be now).
@@ -630,6 +633,7 @@ class Tracker:
         unseen: FloatArray,
         missed: IntArray,
         frame_size: tuple[int, int] | None,
+        seen_for: FloatArray | None = None,
     ) -> BoolArray:
         """Whether each confirmed track not seen this frame still counts as a person.
 
@@ -644,7 +648,9 @@ class Tracker:
         * **occluded**: a detection whose foot point is nearer the camera (lower
           in the image) covers at least ``occluded_cover`` of a *still* track's
           box: someone stands or walks in front of a seated/queuing person. Such
-          a track counts for as long as it lives (``stationary_max_missed_s``).
+          a track counts while it lives (``stationary_max_missed_s``) and has been
+          unseen for no longer than it had been seen (``seen_for``): a seated
+          customer seen for minutes, not a background box seen for 0.2 s.
 
         Taken or left: not counted. Occluded: counted. Otherwise the miss is
         unexplained (the detector lost the person, or they went unseen), and the
@@ -658,6 +664,8 @@ class Tracker:
             unseen: ``(K,)`` seconds since each was seen.
             missed: ``(K,)`` consecutive missed frames, this one included.
             frame_size: ``(width, height)``, or None when unknown (no border test).
+            seen_for: ``(K,)`` seconds from each track's first to its last sighting
+                (None: no such bound).
 
         Returns:
             ``(K,)`` bool.
@@ -675,7 +683,12 @@ class Tracker:
             taken = (inter >= st.taken_iou * union).any(axis=1)
             in_front = d[None, :, 3] >= boxes[:, None, 3]
             cover = (np.where(in_front, inter, 0.0) / area[:, None]).max(axis=1)
-            ok = (ok | (still & (cover >= st.occluded_cover))) & ~taken
+            hidden = still & (cover >= st.occluded_cover)
+            if seen_for is not None:
+                # Believe a person hidden for no longer than they have been seen: a
+                # seated customer seen for minutes, not a box seen for 0.2 s.
+                hidden &= unseen <= seen_for
+            ok = (ok | hidden) & ~taken
         if frame_size is not None:
             w, h = float(frame_size[0]), float(frame_size[1])
             left = (boxes[:, :2] < 0.0).any(axis=1) | (boxes[:, 2] > w) | (boxes[:, 3] > h)

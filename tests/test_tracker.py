@@ -137,7 +137,7 @@ class TestLifecycle:
 
     def test_warmup_counts_tentative_tracks_until_confirmation_is_possible(self) -> None:
         # confirm_hits=3: updates 1 and 2 cannot confirm anyone, so tentative tracks
-        # seen within the grace count; from update 3 only confirmed ones do.
+        # seen now count; from update 3 only confirmed ones do.
         t = Tracker(TrackerSettings(confirm_hits=3))
         a, b = box(100), box(300)
         first = t.update(dets([a]), 0.0)
@@ -155,9 +155,11 @@ class TestLifecycle:
             t.update(dets([box(100)]), 0.5 * i)
         t.reset()
         assert t.update(dets([box(100)]), 10.0).counted.tolist() == [True]
-        # A track seen at start-up and then lost is not counted beyond the grace.
-        assert t.update(Detections.empty(), 10.5).counted.tolist() == [True]
-        assert t.update(Detections.empty(), 11.0).counted.tolist() == [False]
+        # A tentative track seen at start-up and then not seen is not counted: during
+        # the warm-up the people seen now stand in for the count (a walker at 2 fps
+        # is usually re-found under a new tentative id, so its old one would count
+        # them twice; measured on TUD subsampled to 4 fps: 1.20 -> 1.03).
+        assert t.update(Detections.empty(), 10.5).counted.tolist() == [False]
         off = Tracker(TrackerSettings(confirm_hits=3, count_warmup=False))
         assert off.update(dets([box(100)]), 0.0).counted.tolist() == [False]
         assert off.update(dets([box(100)]), 0.5).counted.tolist() == [False]
@@ -399,15 +401,17 @@ class TestCountEvidence:
             x_other = max(480.0 - 60.0 * i, 120.0)
             t.update(dets([box(100 + (i % 2)), box(x_other, y, h=120)]), 0.5 * i)
 
-    def test_occluded_still_track_counts_while_alive(self) -> None:
-        # The other person stands in front (foot 250 > 200) and the seated one is no
-        # longer detected for 5 s: someone in front explains the miss.
+    def test_occluded_still_track_counts_while_hidden_no_longer_than_seen(self) -> None:
+        # Seen 0 - 4.5 s; then the other person stands in front (foot 250 > 200) and
+        # the seated one is no longer detected: someone in front explains the miss,
+        # for as long as the person had been seen (unseen <= 4.5 s, i.e. to t = 9.0).
         t = Tracker(TrackerSettings(confirm_hits=2, stationary_max_missed_s=10.0))
         self._other_arrives(t, y=130.0)
-        out = [t.update(dets([box(120, 130, h=120)]), 5.0 + 0.5 * i) for i in range(10)]
-        assert [o.ids.tolist() for o in out] == [[1, 2]] * 10
-        assert [o.matched.tolist() for o in out] == [[False, True]] * 10
-        assert all(o.counted.tolist() == [True, True] for o in out)
+        out = [t.update(dets([box(120, 130, h=120)]), 5.0 + 0.5 * i) for i in range(12)]
+        assert [o.ids.tolist() for o in out] == [[1, 2]] * 12
+        assert [o.matched.tolist() for o in out] == [[False, True]] * 12
+        assert [bool(o.counted[0]) for o in out] == [True] * 9 + [False] * 3
+        assert all(bool(o.counted[1]) for o in out)
 
     def test_occluder_behind_does_not_explain_the_miss(self) -> None:
         # Same overlap, but the other person's foot (y 180) is higher: further away.
