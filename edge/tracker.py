@@ -52,8 +52,9 @@ Why this shape:
 * **No empty lobby at start-up.** Before the ``confirm_hits``-th update after
   creation or :meth:`Tracker.reset` no track can be confirmed, so a
   confirmed-only count would read 0 for the first ~1 s after every restart.
-  During that warm-up the tentative tracks seen now are counted;
-  from then on only confirmed ones (``count_warmup``). A frame more than
+  During that warm-up the tentative tracks seen now are counted, and a track
+  the warm-up started keeps counting while seen until it has had its
+  ``confirm_hits`` frames; from then on only confirmed ones (``count_warmup``). A frame more than
   ``max_missed_s`` after the previous one (a stalled stream, a sparse
   sampling) is a warm-up frame too: no history exists that could confirm the
   people it shows. Two sightings at least ``confirm_span_s`` apart confirm a
@@ -137,7 +138,9 @@ class TrackerSettings:
             (``occluded_cover``) counts for as long as it lives instead.
         count_warmup: during the tracker's first ``confirm_hits - 1`` updates (after
             creation or :meth:`Tracker.reset`), when no track can have been
-            confirmed yet, count the tentative tracks seen now too,
+            confirmed yet, count the tentative tracks seen now too (and a track
+            started then while it is seen, until it has had ``confirm_hits``
+            frames),
             so a restarted box does not report an empty lobby for its first
             frames (~1 s at 2 fps). From update ``confirm_hits`` on, only
             confirmed tracks count. The same applies to an update that comes
@@ -430,6 +433,7 @@ class Tracker:
         self._last_seen = np.zeros(0, np.float64)
         self._first_seen = np.zeros(0, np.float64)
         self._age = np.zeros(0, np.int64)  # frames since birth, this one included
+        self._warm_born = np.zeros(0, bool)  # started during a warm-up
         self._hits = np.zeros(0, np.int64)
         self._missed = np.zeros(0, np.int64)  # consecutive missed frames
         self._confirmed = np.zeros(0, bool)
@@ -591,7 +595,10 @@ class Tracker:
                 predicted[coast], det_boxes[det_scores >= st.low_score], still[coast],
                 unseen[coast], self._missed[coast], frame_size, seen_for,
             )  # fmt: skip
-        counted = (self._confirmed | warmup) & recent
+        # A track the warm-up started keeps counting while seen until it has had the
+        # frames it needs to be confirmed (born in update 2, it has 2 hits in update 3).
+        early = self._warm_born & (self._age < st.confirm_hits)
+        counted = (self._confirmed | warmup | early) & recent
         # Unmatched survivors report their predicted box (where the person should be now).
         self._shown = np.where(unmatched[:, None], predicted, self._boxes)
         keep = ~dead
@@ -607,6 +614,7 @@ class Tracker:
             self._spawn(det_boxes[fresh], det_scores[fresh], ts)
             track_det = np.concatenate([track_det, fresh.astype(np.int64)])
             counted = np.concatenate([counted, self._confirmed[-len(fresh) :] | warmup])
+            self._warm_born[-len(fresh) :] = warmup
 
         return TrackedObjects(
             ids=self._ids.copy(),
@@ -702,6 +710,7 @@ class Tracker:
         self._last_seen = self._last_seen[keep]
         self._first_seen = self._first_seen[keep]
         self._age = self._age[keep]
+        self._warm_born = self._warm_born[keep]
         self._hits = self._hits[keep]
         self._missed = self._missed[keep]
         self._confirmed = self._confirmed[keep]
@@ -718,6 +727,7 @@ class Tracker:
         self._last_seen = np.concatenate([self._last_seen, np.full(n, ts)])
         self._first_seen = np.concatenate([self._first_seen, np.full(n, ts)])
         self._age = np.concatenate([self._age, np.ones(n, np.int64)])
+        self._warm_born = np.concatenate([self._warm_born, np.zeros(n, bool)])
         self._hits = np.concatenate([self._hits, np.ones(n, np.int64)])
         self._missed = np.concatenate([self._missed, np.zeros(n, np.int64)])
         self._confirmed = np.concatenate(

@@ -145,9 +145,21 @@ class TestLifecycle:
         third = t.update(dets([a, b]), 1.0)
         assert first.counted.tolist() == [True] and not first.confirmed.any()
         assert second.counted.tolist() == [True, True] and not second.confirmed.any()
-        # A has 3 hits (confirmed, counted); B only 2: tentative, no longer counted.
+        # A has 3 hits (confirmed, counted); B only 2: tentative, but started by the
+        # warm-up and not yet able to have 3 hits, so it still counts while seen ...
         assert third.confirmed.tolist() == [True, False]
-        assert third.counted.tolist() == [True, False]
+        assert third.counted.tolist() == [True, True]
+        # ... unlike C, born after the warm-up, which waits for its confirmation.
+        c = box(500)
+        fourth = t.update(dets([a, b, c]), 1.5)
+        assert fourth.confirmed.tolist() == [True, True, False]
+        assert fourth.counted.tolist() == [True, True, False]
+        # B seen again but not yet confirmed would no longer count: it had its frames.
+        t2 = Tracker(TrackerSettings(confirm_hits=3, confirm_span_s=None))
+        t2.update(dets([a]), 0.0)
+        t2.update(dets([a, b]), 0.5)
+        t2.update(dets([a]), 1.0)  # B missed: 2 frames old, 1 hit
+        assert t2.update(dets([a, b]), 1.5).counted.tolist() == [True, False]
 
     def test_warmup_restarts_after_reset_and_can_be_disabled(self) -> None:
         t = Tracker(TrackerSettings(confirm_hits=3))
