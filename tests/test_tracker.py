@@ -377,11 +377,17 @@ class TestSparseFrames:
             ids.update(out.ids[out.det_index == 0].tolist())
         assert len(ids) == 2
 
-    @pytest.mark.parametrize("fps", [1.0, 2.0])
-    def test_walkers_at_normal_speed_keep_ids(self, fps: float) -> None:
+    @pytest.mark.parametrize(
+        ("fps", "speed", "ids_each"), [(1.0, 1.5, 1), (2.0, 1.5, 1), (1.0, 0.0, 10)]
+    )
+    def test_walkers_at_normal_speed_keep_ids(
+        self, fps: float, speed: float, ids_each: int
+    ) -> None:
         # Three people 0.8 box heights/s (80 px/s at 100 px tall), lanes 200 px apart,
-        # two walking right and one left, from standing start at frame 0.
-        t = Tracker()
+        # two walking right and one left. At 1 fps each step is 2 box widths (no
+        # overlap, even buffered): without the distance gate (speed 0) every frame
+        # starts a new id, the report; with it each keeps one.
+        t = Tracker(TrackerSettings(max_speed=speed))
         lanes = [(0.0, 100.0, 1.0), (900.0, 300.0, -1.0), (100.0, 500.0, 1.0)]
         per_person: list[set[int]] = [set(), set(), set()]
         for i in range(int(10 * fps)):
@@ -390,7 +396,8 @@ class TestSparseFrames:
             out = t.update(dets(boxes), ts)
             for k in range(3):
                 per_person[k].update(out.ids[out.det_index == k].tolist())
-        assert per_person == [{1}, {2}, {3}]
+        assert [len(ids) for ids in per_person] == [ids_each] * 3
+        assert not per_person[0] & per_person[1] and not per_person[1] & per_person[2]
 
     def test_a_one_frame_ghost_does_not_capture_the_next_person(self) -> None:
         # A ghost at t=0 (tentative, never seen again); at t=1 a person appears
