@@ -37,6 +37,10 @@ def register(app: typer.Typer) -> None:
         single-frame count MAE (same detections, no history) and an
         identity-switch proxy (docs/accuracy.md).
         """
+        if fps is not None and not fps > 0:
+            from lobbywatch.errors import ConfigError
+
+            raise ConfigError(f"--fps must be > 0 (frames per second of real time), got {fps}")
         overrides: dict[str, object] = {"variant": variant}
         if model is not None:
             overrides["path"] = model

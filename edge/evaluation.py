@@ -77,7 +77,8 @@ class SourceTiming:
 
     Attributes:
         spacing_s: seconds from one stored frame to the next (> 0).
-        kind: ``"video"`` (a stated frame rate) or ``"time-lapse"``.
+        kind: ``"video"`` (a stated frame rate), ``"time-lapse"``, or
+            ``"override"`` (``lobbywatch eval --fps``).
         stated: False when the spacing is an assumption (no usable statement:
             :data:`DEFAULT_FPS` for an unstated rate,
             :data:`TIMELAPSE_FALLBACK_S` for a time-lapse without a spacing).

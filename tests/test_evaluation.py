@@ -148,3 +148,17 @@ def test_sequence_rate_comes_from_source_md(tmp_path: Path) -> None:
     (seq / "SOURCE.md").write_text("- resolution: 16 x 16, frame rate 14 fps\n")
     assert load_sequence(seq).fps == 14.0
     assert load_sequence(seq, fps=5.0).fps == 5.0  # --fps wins
+
+
+def test_eval_cli_rejects_a_non_positive_fps(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from lobbywatch.cli import main
+
+    with pytest.raises(SystemExit) as info:
+        main(["eval", str(tmp_path), "--fps", "-2", "--json"])
+    assert info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.splitlines() == [
+        "error: --fps must be > 0 (frames per second of real time), got -2.0"
+    ]
