@@ -61,7 +61,8 @@ class PipelineSettings(BaseModel):
         ge=0,
         le=3600,
         description="seconds (and at most one frame) a moving person may go unseen and still "
-        "be counted; about one sampling interval at 2 fps",
+        "be counted when nothing in the image explains the miss; about one sampling interval "
+        "at 2 fps (never when their box is taken by another detection or has left the frame)",
     )
     count_stationary_grace_s: float = Field(
         default=0.5,
@@ -73,8 +74,9 @@ class PipelineSettings(BaseModel):
     )
     count_warmup: bool = Field(
         default=True,
-        description="for the tracker's first confirm_hits - 1 frames after a (re)start, when no "
-        "track can be confirmed yet, count tentative tracks too (no empty lobby at start-up)",
+        description="for the tracker's first confirm_hits - 1 frames after a (re)start or a gap "
+        "longer than max_missed_s, when no track can be confirmed yet, count the tentative "
+        "tracks seen now too (no empty lobby at start-up)",
     )
     zone_entry_s: float = Field(
         default=1.0,
