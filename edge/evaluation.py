@@ -59,14 +59,14 @@ _EFFECTIVE = re.compile(r"effective\s+(?:frame\s+)?rate(?:\s+is|:)?\s*(?:about\s
 _RATE = re.compile(r"frame\s+rate[^\n]*?" + _FPS, re.I)
 _EVERY = re.compile(r"every\s+(\d+)(?:st|nd|rd|th)\b", re.I)
 _TIMELAPSE = re.compile(r"time-?lapse|not a video", re.I)
-_DUR = r"(\d+(?:\.\d+)?)\s*(s|secs?|seconds?|min|mins|minutes?|h|hours?)\b"
+_DUR = r"(\d+(?:\.\d+)?)[\s-]*(s|secs?|seconds?|min|mins|minutes?|h|hours?)\b"
 # Spacing of a time-lapse, in order of trust: a stated median, a stated period
 # ("one frame every 2 min"), a stated gap ("frames 30 s apart").
 _SPACING = (
     re.compile(r"median\s*(?:of\s*)?(?:about\s*)?" + _DUR, re.I),
     re.compile(_DUR + r"[^,;()\n]{0,20}\(\s*median\s*\)", re.I),
     re.compile(r"every\s+" + _DUR, re.I),
-    re.compile(r"(?:about\s*)?" + _DUR + r"\s*(?:apart|between|per\s+frame)", re.I),
+    re.compile(r"(?:about\s*)?" + _DUR + r"\s*(?:apart|between|per\s+frame|intervals?)", re.I),
 )
 _UNIT_S = {"s": 1.0, "m": 60.0, "h": 3600.0}
 
@@ -125,8 +125,9 @@ def source_timing(text: str) -> SourceTiming | None:
     if not (m := _RATE.search(text)):
         return None
     rate = float(m.group(1))
-    sub = next((ln for ln in text.splitlines() if re.search(r"subsampl", ln, re.I)), "")
-    if every := _EVERY.search(sub):
+    # "every N-th frame kept", on the subsampling line or on the rate line itself
+    lines = [ln for ln in text.splitlines() if re.search(r"subsampl", ln, re.I)] + rate_lines
+    if every := next((e for ln in lines if (e := _EVERY.search(ln))), None):
         rate /= int(every.group(1))
     return SourceTiming(1.0 / rate, "video", True) if rate > 0 else None
 

@@ -121,6 +121,8 @@ def test_sequence_loading_and_corrupt_frame(tmp_path: Path) -> None:
         ),
         ("- frame rate: time-lapse, one frame every 2 min\n", 1.0 / 120.0),
         ("- frame rate: time-lapse; frames 30 s apart\n", 1.0 / 30.0),
+        ("- frame rate: time-lapse at 20-second intervals\n", 1.0 / 20.0),
+        ("- frame rate: 30 fps, every 5th frame kept\n", 6.0),
         ("- frame rate: 12.5 frames/s\n", 12.5),
         ("no timing here", None),
     ],
