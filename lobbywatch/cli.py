@@ -17,7 +17,7 @@ from lobbywatch.edge import cli as edge_cli
 from lobbywatch.errors import LobbywatchError
 from lobbywatch.models import cli as models_cli
 from lobbywatch.server import cli as server_cli
-from lobbywatch.server import demo_cli, sim_cli
+from lobbywatch.server import demo_cli, report_cli, sim_cli
 
 app = typer.Typer(
     name="lobbywatch",
@@ -50,6 +50,7 @@ eval_cli.register(app)
 server_cli.register(app)
 sim_cli.register(app)
 demo_cli.register(app)
+report_cli.register(app)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -197,13 +197,15 @@ def notice(p: dict[str, Any], tr: Translator, now: float) -> Notice:
             if ctx.get("counters_source") == "configured"
             else tr.gettext("{counters} counters open.", counters=counters)
         )
+        lines.append(text)
         more = ctx.get("wait_with_one_more_s")
         if more is not None:
-            text += " " + tr.gettext(
-                "One more counter would bring the predicted wait to about {wait}.",
-                wait=tr.wait(more),
+            lines.append(
+                tr.gettext(
+                    "One more counter would bring the predicted wait to about {wait}.",
+                    wait=tr.wait(more),
+                )
             )
-        lines.append(text)
     if ctx.get("oldest_wait_s") is not None:
         lines.append(
             tr.gettext("Longest current wait: {wait}.", wait=tr.wait(ctx["oldest_wait_s"]))

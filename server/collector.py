@@ -591,8 +591,20 @@ class Collector:
             rows = self.aggregator.roll(now)
         if rows:
             self._writer.submit(self._write_minutes, rows)
+            if self.cfg.report.sink is not None:
+                # once a minute, after the minute is written: daily reports due now
+                self._writer.submit(self._queue_reports, now)
         if events:
             self._handle_events(events, now)
+
+    def _queue_reports(self, now: float) -> None:
+        from lobbywatch.server.report_schedule import enqueue_due
+
+        try:
+            if enqueue_due(self.cfg, self.store, now):
+                self.dispatcher.wake()
+        except Exception:
+            log.exception("queueing the daily reports failed")
 
     def _write_minutes(self, rows: list[MinuteRow]) -> None:
         try:

@@ -28,7 +28,7 @@ from zoneinfo import ZoneInfo
 
 from babel import Locale
 from babel.core import UnknownLocaleError, negotiate_locale
-from babel.dates import format_date, format_time, format_timedelta
+from babel.dates import format_date, format_skeleton, format_time, format_timedelta
 from babel.numbers import format_decimal, format_percent
 
 LOCALE_DIR = Path(__file__).resolve().parent / "locale"
@@ -184,7 +184,8 @@ class Translator:
         m, s = divmod(total, 60)
         if m == 0:
             return self.gettext("{s} s", s=s)
-        return self.gettext("{m} min {s} s", m=self.number(m), s=f"{s:02d}")
+        secs = str(s).zfill(2)
+        return self.gettext("{m} min {s} s", m=self.number(m), s=secs)
 
     def duration(self, seconds: float) -> str:
         """A coarse duration (``25 minutes``, ``1 hour`` / ``25分钟``) from CLDR."""
@@ -203,10 +204,11 @@ class Translator:
         today = datetime.fromtimestamp(now, zone).date()
         clock = format_time(at, format="HH:mm", locale=self.locale)
         abbrev = at.tzname() or tz
+        stamp = clock + " " + abbrev
         if at.date() == today:
-            return f"{clock} {abbrev}"
-        day = format_date(at.date(), format="MMMd", locale=self.locale)
-        return self.gettext("{day}, {time}", day=day, time=f"{clock} {abbrev}")
+            return stamp
+        day = format_skeleton("MMMd", at, locale=self.locale)
+        return self.gettext("{day}, {time}", day=day, time=stamp)
 
     def date(self, ts: float, tz: str) -> str:
         at = datetime.fromtimestamp(ts, ZoneInfo(tz))
@@ -217,7 +219,7 @@ class Translator:
 #: sources of visible texts: Python modules (gettext/ngettext calls), board scripts
 #: (t(...) and N_(...) calls) and board pages (data-i18n* attributes)
 SOURCE_DIR = Path(__file__).resolve().parent
-PY_SOURCES = ("alert_texts.py", "i18n.py", "report.py", "board.py")
+PY_SOURCES = ("alert_texts.py", "i18n.py", "report.py", "report_schedule.py", "board.py")
 JS_SOURCES = ("static/board.js", "static/branch.js", "static/i18n.js")
 HTML_SOURCES = ("static/board.html", "static/branch.html")
 
@@ -239,7 +241,7 @@ def extract() -> dict[str, list[str]]:
         path = SOURCE_DIR / name
         if path.is_file():
             for line, msg, _c, _ctx in extract_from_file(
-                "python", path, keywords={"gettext": None, "ngettext": (1, 2)}
+                "python", path, keywords={"gettext": None, "ngettext": (1, 2), "g": None}
             ):
                 add(msg, f"{name}:{line}")
     for name in JS_SOURCES:
@@ -298,4 +300,5 @@ def update_catalogues() -> dict[str, int]:
 
 if __name__ == "__main__":  # python -m lobbywatch.server.i18n: refresh the catalogues
     for loc, missing in update_catalogues().items():
-        print(f"{loc}: {missing} untranslated")
+        if loc != DEFAULT_LOCALE:  # English is the source language: msgids are the texts
+            print(f"{loc}: {missing} untranslated")

@@ -189,8 +189,30 @@ class SmtpNotifier:
         msg.set_content("\n".join(lines) + "\n")
         return msg
 
+    def report_message(self, payload: dict[str, Any]) -> EmailMessage:
+        """The daily report e-mail: HTML with its PNG charts as inline (cid) parts."""
+        from lobbywatch.server.report import report_email
+
+        digest = hashlib.sha256(str(payload["event_id"]).encode()).hexdigest()[:32]
+        images = {k: base64.b64decode(v) for k, v in (payload.get("images") or {}).items()}
+        msg = report_email(
+            str(payload["html"]),
+            images,
+            f"{self.cfg.subject_prefix} {payload.get('subject')}",
+            self.cfg.sender,
+            list(payload.get("to") or self.cfg.to),
+            f"<{digest}@lobbywatch>",
+        )
+        msg["X-Lobbywatch-Event-Id"] = str(payload["event_id"])
+        return msg
+
     def send(self, payload: dict[str, Any]) -> None:
         cfg = self.cfg
+        message = (
+            self.report_message(payload)
+            if payload.get("event") == "report"
+            else self.message(payload)
+        )
         cls = smtplib.SMTP_SSL if cfg.ssl else smtplib.SMTP
         try:
             with cls(cfg.host, cfg.port, timeout=cfg.timeout_s) as smtp:
@@ -198,7 +220,7 @@ class SmtpNotifier:
                     smtp.starttls()
                 if cfg.username:
                     smtp.login(cfg.username, self.password or "")
-                smtp.send_message(self.message(payload))
+                smtp.send_message(message)
         except (OSError, smtplib.SMTPException) as exc:
             raise SinkError(f"{type(exc).__name__}: {exc}") from exc
 

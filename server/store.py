@@ -298,6 +298,52 @@ class Store:
                 )
         return True
 
+    def record_message(
+        self, event_id: str, subject: str, payload: dict[str, Any], sinks: Iterable[str], now: float
+    ) -> bool:
+        """Store a non-alert message (a daily report) and its pending deliveries, once.
+
+        ``subject`` groups its deliveries like an alert id does. Returns False (and
+        changes nothing) when ``event_id`` was already stored: a report is sent once.
+        """
+        with self.engine.begin() as conn:
+            inserted = _insert_ignore(
+                conn,
+                alert_events,
+                {
+                    "event_id": event_id,
+                    "alert_id": subject,
+                    "event": str(payload.get("event", "message")),
+                    "created_at": now,
+                    "payload": json.dumps(payload, sort_keys=True),
+                },
+            )
+            if not inserted:
+                return False
+            for sink in sinks:
+                _insert_ignore(
+                    conn,
+                    deliveries,
+                    {
+                        "event_id": event_id,
+                        "sink": sink,
+                        "status": "pending",
+                        "attempts": 0,
+                        "next_attempt_at": now,
+                        "created_at": now,
+                    },
+                )
+        return True
+
+    def has_event(self, event_id: str) -> bool:
+        with self.engine.connect() as conn:
+            return (
+                conn.execute(
+                    select(alert_events.c.event_id).where(alert_events.c.event_id == event_id)
+                ).first()
+                is not None
+            )
+
     def due_deliveries(
         self, now: float, limit: int = 100, sink: str | None = None
     ) -> list[Delivery]:

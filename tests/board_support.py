@@ -23,6 +23,14 @@ from lobbywatch.server.store import MinuteRow
 TZ = "Asia/Shanghai"
 
 
+def afternoon_tz(now: float) -> str:
+    """A fixed-offset zone where ``now`` is about 15:00, so "today" has an afternoon."""
+    hour = datetime.fromtimestamp(now, UTC).hour
+    offset = (15 - hour + 12) % 24 - 12  # -12..+11 hours east of UTC
+    # POSIX sign: Etc/GMT+8 is eight hours *behind* UTC
+    return "Etc/GMT" + (f"{-offset:+d}" if offset else "")
+
+
 @dataclass
 class Clock:
     """Settable clock: ``now`` until :meth:`follow_real_time`, then the wall clock."""
@@ -95,7 +103,7 @@ class Feed:
         return topic_for(msg, "lobbywatch"), msg.model_dump_json().encode(), at
 
 
-def board_config(db_url: str, extra_branches: int = 0, **top: Any) -> dict[str, Any]:
+def board_config(db_url: str, extra_branches: int = 0, tz: str = TZ, **top: Any) -> dict[str, Any]:
     """Three named branches (near W1, stale, in breach) plus ``extra_branches`` quiet ones.
 
     Every branch has counters=2 and 240 s service, so the fallback estimate of a
@@ -109,7 +117,7 @@ def board_config(db_url: str, extra_branches: int = 0, **top: Any) -> dict[str, 
     branches = [
         {
             **b,
-            "timezone": TZ,
+            "timezone": tz,
             "counters": 2,
             "mean_service_s": 240.0,
             "zones": {"W1": {"name": "Main hall queue"}},
@@ -117,7 +125,7 @@ def board_config(db_url: str, extra_branches: int = 0, **top: Any) -> dict[str, 
         for b in named
     ]
     branches += [
-        {"id": f"br-{i:05d}", "region": f"r{i % 20:02d}", "timezone": TZ}
+        {"id": f"br-{i:05d}", "region": f"r{i % 20:02d}", "timezone": tz}
         for i in range(extra_branches)
     ]
     return {
@@ -146,8 +154,8 @@ def feed_scenario(collector: Any, clock: Clock, feed: Feed, now: float) -> None:
         if t <= start + 1:
             batch.append(feed.zone(t, "br-stale", "W1", 2))
             batch.append(feed.zone(t, "br-stale", "C1", 1, ZoneKind.CASH_COUNTER))
-        batch.append(feed.zone(t, "br-near", "W1", 4, dwell_max=300.0))
-        batch.append(feed.zone(t, "br-breach", "W1", 7 if t >= now - 300 else 3, dwell_max=700.0))
+        batch.append(feed.zone(t, "br-near", "W1", 3, dwell_max=200.0))
+        batch.append(feed.zone(t, "br-breach", "W1", 7 if t >= now - 300 else 3, dwell_max=400.0))
         for b in ("br-near", "br-breach"):
             batch.append(feed.zone(t, b, "C1", 1, ZoneKind.CASH_COUNTER))
             batch.append(feed.zone(t, b, "C2", 1, ZoneKind.NON_CASH_COUNTER))
@@ -201,7 +209,12 @@ def history_rows(
 
 
 def write_history(
-    store: Any, branches: list[str], today: date, days: int, tz: str = TZ, until: float | None = None
+    store: Any,
+    branches: list[str],
+    today: date,
+    days: int,
+    tz: str = TZ,
+    until: float | None = None,
 ) -> int:
     """Minute rows for ``days`` days before ``today`` and today up to ``until``."""
     n = 0
