@@ -22,10 +22,10 @@ from datetime import date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from lobbywatch.edge.state import ZoneKind
 from lobbywatch.server.notify import iso
 from lobbywatch.server.state import CollectorState, DeviceRecord, ZoneRecord
 from lobbywatch.server.store import MinuteRow
+from lobbywatch.zone_state import ZoneKind
 
 #: share of the threshold at which a wait is "near W1" (AlertPolicy.warn_fraction default)
 NEAR_FRACTION = 0.8

@@ -16,9 +16,9 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from lobbywatch.edge.state import ZoneKind
 from lobbywatch.protocol import StatusMessage, ZoneMessage, topic_for
 from lobbywatch.server.store import MinuteRow
+from lobbywatch.zone_state import ZoneKind
 
 TZ = "Asia/Shanghai"
 
