@@ -238,7 +238,9 @@ def board_page(
             )
         ]
         rows = [branch_row(state, bid, meta.get(bid) or empty, now) for bid in ids]
-        alerts = [a for a in state.alerts.values() if a.branch in set(ids)]
+        wanted = set(ids)
+        alerts = [a for a in state.alerts.values() if a.branch in wanted]
+        newest = max((z.ts for z in state.zones.values()), default=None)
     rows.sort(key=risk_key)
     counts = {
         "branches": len(rows),
@@ -253,6 +255,7 @@ def board_page(
         del r["_alert_rank"]
     return {
         "now": iso(now),
+        "data_time": iso(newest),
         "page": page,
         "per_page": per_page,
         "total": len(rows),

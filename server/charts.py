@@ -26,8 +26,26 @@ CHARTS: dict[str, tuple[tuple[str, ...], str | None, float, bool]] = {
     "counters": (("counters_open",), "counters_open", 1.0, False),
 }
 LINE_COLOURS = ("#1f5fa8", "#2e8b57")
+LINE_STYLES = ("-", ":")
+#: per-minute ratios jump between 0 and 1 with one or two customers served: the
+#: service-level line is drawn as 15-minute means
+SMOOTH_S = {"service": 900}
 BAND_COLOUR = "#1f5fa8"
 THRESHOLD_COLOUR = "#b3261e"
+
+
+def _smoothed(
+    t: list[float], values: list[float | None], bucket_s: float | None
+) -> tuple[list[float], list[float | None]]:
+    """Means of the non-missing values per ``bucket_s`` (unchanged when None)."""
+    if not bucket_s:
+        return t, values
+    sums: dict[int, list[float]] = {}
+    for x, v in zip(t, values, strict=True):
+        if v is not None:
+            sums.setdefault(int(x // bucket_s), []).append(v)
+    keys = sorted(sums)
+    return [k * bucket_s + bucket_s / 2 for k in keys], [sum(sums[k]) / len(sums[k]) for k in keys]
 
 
 def has_data(series: dict[str, Any], chart: str) -> bool:
@@ -59,16 +77,22 @@ def render(series: dict[str, Any], chart: str, fmt: str = "svg", size=(6.4, 2.2)
             [v * scale for v in band["hi"]],
             step="post",
             color=BAND_COLOUR,
-            alpha=0.12,
+            alpha=0.22,
             linewidth=0,
         )
-    t = [x / 3600 for x in series.get("t", [])]
-    for colour, key in zip(LINE_COLOURS, keys, strict=False):
+    raw_t = list(series.get("t", []))
+    for colour, style, key in zip(LINE_COLOURS, LINE_STYLES, keys, strict=False):
         values = series.get(key)
         if not values:
             continue
-        ys = [v * scale if v is not None else float("nan") for v in values]
-        ax.plot(t, ys, color=colour, linewidth=1.6)
+        t, ys = _smoothed(raw_t, values, SMOOTH_S.get(chart))
+        ax.plot(
+            [x / 3600 for x in t],
+            [v * scale if v is not None else float("nan") for v in ys],
+            color=colour,
+            linestyle=style,
+            linewidth=1.6 if style == "-" else 1.3,
+        )
     thr = series.get("threshold_s")
     if threshold and thr:
         ax.axhline(thr * scale, color=THRESHOLD_COLOUR, linestyle="--", linewidth=1.2)

@@ -56,6 +56,8 @@ class Feed:
     """Sequence numbers per device, and the raw messages of one batch."""
 
     seq: dict[str, int] = field(default_factory=dict)
+    #: cumulative (arrivals, departures) per (branch, zone), as an edge counts them
+    flow: dict[tuple[str, str], list[int]] = field(default_factory=dict)
 
     def _next(self, device: str) -> int:
         self.seq[device] = self.seq.get(device, 0) + 1
@@ -71,8 +73,12 @@ class Feed:
         dwells: list[float] | None = None,
         dwell_max: float | None = None,
         camera: str = "cam1",
+        served: int = 0,
     ) -> tuple[str, bytes, float]:
         device = f"{branch}-edge"
+        flow = self.flow.setdefault((branch, zone), [people, 0])
+        flow[0] += served
+        flow[1] += served
         msg = ZoneMessage(
             device=device,
             seq=self._next(device),
@@ -84,8 +90,8 @@ class Feed:
             people=people,
             raw_count=people,
             dwell_max_s=dwell_max,
-            arrivals_total=0,
-            departures_total=0,
+            arrivals_total=flow[0],
+            departures_total=flow[1],
             completed_dwells_s=dwells or [],
         )
         return topic_for(msg, "lobbywatch"), msg.model_dump_json().encode(), at
@@ -154,8 +160,11 @@ def feed_scenario(collector: Any, clock: Clock, feed: Feed, now: float) -> None:
         if t <= start + 1:
             batch.append(feed.zone(t, "br-stale", "W1", 2))
             batch.append(feed.zone(t, "br-stale", "C1", 1, ZoneKind.CASH_COUNTER))
-        batch.append(feed.zone(t, "br-near", "W1", 3, dwell_max=200.0))
-        batch.append(feed.zone(t, "br-breach", "W1", 7 if t >= now - 300 else 3, dwell_max=400.0))
+        # one customer served per counter every 4 minutes: departures every 2 minutes
+        served = 1 if int(t - start) % 120 == 0 else 0
+        batch.append(feed.zone(t, "br-near", "W1", 4, dwell_max=200.0, served=served))
+        people = 7 if t >= now - 300 else 3
+        batch.append(feed.zone(t, "br-breach", "W1", people, dwell_max=400.0, served=served))
         for b in ("br-near", "br-breach"):
             batch.append(feed.zone(t, b, "C1", 1, ZoneKind.CASH_COUNTER))
             batch.append(feed.zone(t, b, "C2", 1, ZoneKind.NON_CASH_COUNTER))

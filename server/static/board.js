@@ -170,6 +170,11 @@
     renderAlerts(data.alerts, tzOf);
     renderRegions(data.regions);
     renderPager(data);
+    const dt = $("data-time");
+    if (data.data_time) {
+      dt.setAttribute("datetime", data.data_time);
+      dt.textContent = new Date(data.data_time).toLocaleString(window.LW.locale, { timeZone: "UTC", timeZoneName: "short" });
+    }
     const c = data.counts;
     $("counts").textContent = t("{branches} branches: {over} over W1, {near} near W1, {alerts} open alerts, {stale} without fresh data", c);
   }
@@ -194,7 +199,7 @@
       render(data);
       polls += 1;
       document.body.dataset.polls = String(polls);
-      setStatus(t("Live: {n} branches, updated {time}.", { n: num(data.total), time: new Date().toLocaleTimeString(window.LW.locale) }), false);
+      setStatus(t("Live: {n} branches, updated {time}.", { n: num(data.total), time: new Date().toLocaleTimeString(window.LW.locale, { timeZone: "UTC", timeZoneName: "short" }) }), false);
     } catch (err) {
       setStatus(t("Collector unreachable ({error}); retrying.", { error: err.message }), true);
     } finally {
