@@ -19,8 +19,15 @@ from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
-from board_support import Clock, Feed, afternoon_tz, board_config, feed_scenario, make_collector
-from board_support import write_history
+from board_support import (
+    Clock,
+    Feed,
+    afternoon_tz,
+    board_config,
+    feed_scenario,
+    make_collector,
+    write_history,
+)
 from test_board_browser import CHROMIUM, DevTools, start_chromium, stop_chromium
 
 pytestmark = pytest.mark.slow
@@ -62,7 +69,7 @@ def fleet(tmp_path: Path) -> Any:
 
 @pytest.mark.skipif(CHROMIUM is None, reason="chromium not installed (apt-get install -y chromium)")
 def test_board_risk_order_rows_and_branch_charts(fleet: Any, tmp_path: Path) -> None:
-    collector, base = fleet
+    _collector, base = fleet
     # the API: one request for the whole board, riskiest first
     data = httpx.get(base + "/api/v1/board", params={"lang": "en"}).json()
     assert [b["id"] for b in data["branches"]] == ["br-breach", "br-near", "br-stale"]
@@ -121,7 +128,8 @@ def test_board_risk_order_rows_and_branch_charts(fleet: Any, tmp_path: Path) -> 
 
         # active alerts first, with what the notification says and how long it is open
         alerts = devtools.js(
-            "[...document.querySelectorAll('#alerts li')].map(li => [li.dataset.branch, li.innerText])"
+            "[...document.querySelectorAll('#alerts li')]"
+            ".map(li => [li.dataset.branch, li.innerText])"
         )
         breach_alerts = [text for b, text in alerts if b == "br-breach"]
         assert any(
@@ -155,7 +163,8 @@ def test_board_risk_order_rows_and_branch_charts(fleet: Any, tmp_path: Path) -> 
         # not recorded by this collector: said so, no empty chart
         assert charts["walkouts"] == 0 and charts["counters"] == 0
         devtools.wait_js(
-            "[...document.querySelectorAll('figure.chart img')].every(i => i.complete && i.naturalWidth > 0)"
+            "[...document.querySelectorAll('figure.chart img')]"
+            ".every(i => i.complete && i.naturalWidth > 0)"
         )
         assert devtools.js("document.querySelectorAll('figure.chart img').length") == 3
         svg = httpx.get(base + "/board/charts/br-breach/W1/wait.svg").text
