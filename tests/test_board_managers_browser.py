@@ -145,8 +145,10 @@ def test_board_risk_order_rows_and_branch_charts(fleet: Any, tmp_path: Path) -> 
         board_png = shoot(devtools, "board.png")
 
         # search and region filters: one request, only matching branches
-        devtools.js("document.querySelector('#search').value = 'river';"
-                    "document.querySelector('#search').dispatchEvent(new Event('input'))")  # fmt: skip
+        devtools.js(
+            "document.querySelector('#search').value = 'river';"
+            "document.querySelector('#search').dispatchEvent(new Event('input'))"
+        )
         devtools.wait_js("document.querySelectorAll('tbody[data-branch]').length === 1")
         assert (
             devtools.js("document.querySelector('tbody[data-branch]').dataset.branch") == "br-near"
@@ -177,7 +179,8 @@ def test_board_risk_order_rows_and_branch_charts(fleet: Any, tmp_path: Path) -> 
         assert devtools.js("document.querySelector('h1').textContent") == "大堂看板"
         assert devtools.js("document.documentElement.lang") == "zh-CN"
         near_zh = devtools.js(
-            'document.querySelector(\'tbody[data-branch="br-near"] tr[data-kind="waiting"] .wait\').innerText'
+            'document.querySelector(\'tbody[data-branch="br-near"]'
+            ' tr[data-kind="waiting"] .wait\').innerText'
         )
         assert re.fullmatch(r"[89]分\d\d秒 / 10分00秒", near_zh), near_zh
         shoot(devtools, "board-zh.png")
