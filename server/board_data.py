@@ -136,14 +136,22 @@ class BranchMeta:
 
 
 def branch_row(
-    state: CollectorState, branch_id: str, meta: BranchMeta, now: float
+    state: CollectorState,
+    branch_id: str,
+    meta: BranchMeta,
+    now: float,
+    alerts: list[Any] | None = None,
 ) -> dict[str, Any]:
-    """One branch of the board (call with ``state.lock`` held)."""
+    """One branch of the board (call with ``state.lock`` held).
+
+    ``alerts``: the branch's open alerts when the caller has them indexed.
+    """
     b = state.branches[branch_id]
     timeout = state.heartbeat_timeout_s
     zones = state.zones_of(branch_id)
     devices = {(d.camera, d.device): d for d in state.devices_of(branch_id)}
-    alerts = state.alerts_of(branch_id)
+    if alerts is None:
+        alerts = state.alerts_of(branch_id)
     by_subject: dict[str, list[str]] = {}
     for a in alerts:
         by_subject.setdefault(str(a.subject), []).append(str(a.alert_id))
@@ -197,6 +205,31 @@ def branch_row(
     }
 
 
+def risk_of(
+    state: CollectorState, branch_id: str, alerts: list[Any], now: float
+) -> tuple[float, int, int, str]:
+    """The :func:`risk_key` of a branch without building its row (every branch, each poll)."""
+    timeout = state.heartbeat_timeout_s
+    worst: float | None = None
+    stale = False
+    for z in state.branch_zones.get(branch_id, {}).values():
+        if z.kind != ZoneKind.WAITING:
+            continue
+        thr = z.threshold_s
+        est = z.estimate
+        if thr and est is not None:
+            vals = [v for v in (est.predicted_wait_s, est.forecast_wait_s) if v is not None]
+            if vals:
+                r = max(vals) / thr
+                worst = r if worst is None or r > worst else worst
+        if now - z.ts >= timeout or getattr(z, "stale", False):
+            stale = True
+    if not stale:
+        stale = any(not d.is_up(now, timeout) for d in state.devices_of(branch_id))
+    rank = max((SEVERITY_RANK.get(str(a.severity), 1) for a in alerts), default=0)
+    return (-(worst if worst is not None else -1.0), -rank, -int(stale), branch_id)
+
+
 def risk_key(row: dict[str, Any]) -> tuple[float, int, int, str]:
     """Sort key: worst projected wait/threshold, alerts, stale, id (riskiest first)."""
     ratio = row["worst_ratio"]
@@ -237,28 +270,35 @@ def board_page(
                 or needle in ((meta.get(bid) or empty).name or "").casefold()
             )
         ]
-        rows = [branch_row(state, bid, meta.get(bid) or empty, now) for bid in ids]
         wanted = set(ids)
-        alerts = [a for a in state.alerts.values() if a.branch in wanted]
+        by_branch: dict[str, list[Any]] = {}
+        for a in state.alerts.values():
+            if a.branch in wanted:
+                by_branch.setdefault(a.branch, []).append(a)
+        alerts = [a for group in by_branch.values() for a in group]
+        keys = sorted(risk_of(state, bid, by_branch.get(bid, []), now) for bid in ids)
+        start = (page - 1) * per_page
+        shown = [
+            branch_row(state, k[3], meta.get(k[3]) or empty, now, by_branch.get(k[3], []))
+            for k in keys[start : start + per_page]
+        ]
         newest = max((z.ts for z in state.zones.values()), default=None)
-    rows.sort(key=risk_key)
-    counts = {
-        "branches": len(rows),
-        "over": sum(r["level"] == "over" for r in rows),
-        "near": sum(r["level"] == "near" for r in rows),
-        "alerts": len(alerts),
-        "stale": sum(r["stale"] for r in rows),
-    }
-    start = (page - 1) * per_page
-    shown = rows[start : start + per_page]
     for r in shown:
         del r["_alert_rank"]
+    counts = {
+        "branches": len(keys),
+        # projected wait (now or forecast) against the threshold
+        "over": sum(-k[0] >= 1.0 for k in keys),
+        "near": sum(NEAR_FRACTION <= -k[0] < 1.0 for k in keys),
+        "alerts": len(alerts),
+        "stale": sum(k[2] != 0 for k in keys),
+    }
     return {
         "now": iso(now),
         "data_time": iso(newest),
         "page": page,
         "per_page": per_page,
-        "total": len(rows),
+        "total": len(keys),
         "regions": regions,
         "counts": counts,
         "alerts": alerts,
