@@ -68,6 +68,12 @@ class BranchDay:
     day: date
     zones: list[ZoneDay]
     alerts: list[dict[str, Any]]
+    zone_names: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def noon(self) -> float:
+        """Midday of the day: times of the day are shown without their date."""
+        return local_day_bounds(self.day, self.timezone)[0] + 12 * 3600
 
 
 def _hour(ts: float, tz: str) -> int:
@@ -186,7 +192,8 @@ def branch_day(cfg: ServerConfig, store: Store, branch: str, day: date) -> Branc
                 "back_under_s": back_under(a, zone_rows) if a.kind == "w1_wait" else None,
             }
         )
-    return BranchDay(branch, b.name if b else None, tz, day, zones, alerts)
+    names = {z: o.name for z, o in b.zones.items() if o.name} if b else {}
+    return BranchDay(branch, b.name if b else None, tz, day, zones, alerts, names)
 
 
 # ----------------------------------------------------------------- rendering
@@ -254,7 +261,7 @@ def _zone_html(
     if z.longest:
         heading = g("Longest waits (90th percentile of a minute):")
         items = [
-            _tag("li", g("{wait} at {time}", wait=tr.wait(w), time=tr.time(t, d.timezone, now)))
+            _tag("li", g("{wait} at {time}", wait=tr.wait(w), time=tr.time(t, d.timezone, d.noon)))
             for t, w in z.longest
         ]
         parts.append(_tag("p", heading) + "<ul>" + "".join(items) + "</ul>")
@@ -357,7 +364,7 @@ def _alerts_html(d: BranchDay, tr: Translator, now: float) -> list[str]:
     if not d.alerts:
         return [*parts, _tag("p", g("No alert this day."))]
     kinds = {
-        "w1_wait": g("W1 wait"),
+        "w1_wait": g("long wait"),
         "service_stalled": g("service stalled"),
         "device_offline": g("camera offline"),
     }
@@ -366,23 +373,21 @@ def _alerts_html(d: BranchDay, tr: Translator, now: float) -> list[str]:
         a: AlertRow = item["row"]
         text = g(
             "{time}: {kind} ({severity}) at {where}",
-            time=tr.time(a.started_at, d.timezone, now),
+            time=tr.time(a.started_at, d.timezone, d.noon),
             kind=kinds.get(a.kind, a.kind),
             severity=g("critical") if a.severity == "critical" else g("warning"),
-            where=a.zone or a.subject,
+            where=d.zone_names.get(a.zone or "", a.zone or a.subject),
         )
         if item["back_under_s"] is not None:
-            text += "; " + g(
+            outcome = g(
                 "back under the threshold after {duration}",
                 duration=tr.duration(item["back_under_s"]),
             )
         elif a.ended_at is not None:
-            text += "; " + g(
-                "ended after {duration}", duration=tr.duration(a.ended_at - a.started_at)
-            )
+            outcome = g("ended after {duration}", duration=tr.duration(a.ended_at - a.started_at))
         else:
-            text += "; " + g("still open")
-        items.append(_tag("li", text))
+            outcome = g("still open")
+        items.append(_tag("li", g("{first}; {then}", first=text, then=outcome)))
     return [*parts, "<ul>" + "".join(items) + "</ul>"]
 
 
