@@ -20,6 +20,7 @@ and requests, so a board left open on a branch screen can never reach out.
 from __future__ import annotations
 
 from datetime import date, datetime, timedelta
+from datetime import date as _date
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
@@ -236,6 +237,49 @@ def install_board(app: FastAPI, collector: Collector | None = None, path: str = 
             "typical_weeks": TYPICAL_WEEKS,
             "zones": zones,
         }
+
+    @app.get(f"{path}/report", include_in_schema=False)
+    def report_page(
+        request: Request,
+        date: str | None = None,
+        branch: str | None = None,
+        region: str | None = None,
+        lang: str | None = None,
+    ) -> Response:
+        """The daily service report as a board page (yesterday by default)."""
+        from lobbywatch.server.report import branch_day, branches_for, render_report
+
+        cfg = collector.cfg
+        try:
+            ids = branches_for(cfg, branch, region)
+        except ValueError as exc:
+            raise HTTPException(404, str(exc)) from None
+        tz = cfg.branch(ids[0]).timezone if cfg.branch(ids[0]) else "UTC"  # type: ignore[union-attr]
+        if date is None:
+            day = datetime.fromtimestamp(collector.clock(), ZoneInfo(tz)).date() - timedelta(days=1)
+        else:
+            try:
+                day = _date.fromisoformat(date)
+            except ValueError:
+                raise HTTPException(422, f"date: {date!r} is not YYYY-MM-DD") from None
+        tr = (
+            Translator.of(lang)
+            if lang
+            else Translator(negotiate(request.headers.get("accept-language")))
+        )
+        days = [branch_day(cfg, collector.store, b, day) for b in ids]
+        page, _ = render_report(days, tr, collector.clock())
+        return Response(
+            page,
+            media_type="text/html; charset=utf-8",
+            # the report page has no script; its one inline style sheet is allowed
+            headers={
+                "Content-Security-Policy": CSP.replace(
+                    "style-src 'self'", "style-src 'self' 'unsafe-inline'"
+                ),
+                "Cache-Control": "no-cache",
+            },
+        )
 
     @app.get(f"{path}/charts/{{branch_id}}/{{zone}}/{{chart}}.svg", include_in_schema=False)
     def chart_svg(branch_id: str, zone: str, chart: str, date: str | None = None) -> Response:

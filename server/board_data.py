@@ -329,6 +329,14 @@ SERIES = (
 BAND_BUCKET_S = 900
 
 
+def _pct(values: list[float], q: float) -> float:
+    """Linear-interpolated quantile of sorted ``values`` (numpy's default method)."""
+    pos = (len(values) - 1) * q
+    lo = int(pos)
+    hi = min(lo + 1, len(values) - 1)
+    return values[lo] + (values[hi] - values[lo]) * (pos - lo)
+
+
 def _bucket_rows(rows: Iterable[MinuteRow], start: float) -> dict[str, dict[int, list[float]]]:
     out: dict[str, dict[int, list[float]]] = {k: {} for k in SERIES}
     for r in rows:
@@ -355,7 +363,8 @@ def day_series(
     Returns:
         ``{"t": [minute offsets, s], <series>: [values or None], "band": {<series>:
         {"t": [bucket start offsets], "lo": [...], "hi": [...]}}, "threshold_s"}``;
-        the band is the min-max over the earlier weeks of their 15-minute means.
+        the band spans the 10th to 90th percentile of the earlier weeks' minute
+        values in each 15-minute slot of the day (where a typical day lies).
     """
     rows = sorted(rows_today, key=lambda r: r.minute)
     out: dict[str, Any] = {"t": [r.minute - start for r in rows]}
@@ -373,9 +382,9 @@ def day_series(
                 continue
             lo, hi = [], []
             for b in buckets:
-                means = [sum(w[k][b]) / len(w[k][b]) for w in weeks if b in w[k]]
-                lo.append(min(means))
-                hi.append(max(means))
+                values = sorted(v for w in weeks for v in w[k].get(b, []))
+                lo.append(_pct(values, 0.1))
+                hi.append(_pct(values, 0.9))
             band[k] = {"t": [b * BAND_BUCKET_S for b in buckets], "lo": lo, "hi": hi}
     out["band"] = band
     out["points"] = len(rows)

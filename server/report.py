@@ -218,10 +218,14 @@ def _change(now: float | None, before: list[float], tr: Translator, pct: bool) -
         return "—"
     mean = sum(before) / len(before)
     if pct:
-        return tr.gettext("{value} points", value=tr.number(100 * (now - mean), 1))
+        points = 100 * (now - mean)
+        return tr.gettext(
+            "{value} points", value=tr.number(0.0 if abs(points) < 0.05 else points, 1)
+        )
     if mean == 0:
         return "—"
-    return tr.percent((now - mean) / mean)
+    change = (now - mean) / mean
+    return tr.percent(0.0 if abs(change) < 0.005 else change)
 
 
 def _tag(name: str, text: str, attrs: str = "") -> str:
@@ -265,7 +269,7 @@ def _zone_html(
             for t, w in z.longest
         ]
         parts.append(_tag("p", heading) + "<ul>" + "".join(items) + "</ul>")
-    band = g("faint band: same weekday, last 4 weeks")
+    band = g("faint band: typical day (same weekday, last 4 weeks, 10th–90th percentile)")
     for chart, caption in (
         ("queue", g("Queue length (people)")),
         ("wait", g("Predicted and realised wait (min) against the W1 threshold")),

@@ -83,7 +83,7 @@ def test_board_risk_order_rows_and_branch_charts(fleet: Any, tmp_path: Path) -> 
         devtools.call("Emulation.setDeviceMetricsOverride", width=1280, height=900,
                       deviceScaleFactor=1, mobile=False)  # fmt: skip
         goto(devtools, base + "/board/?lang=en")
-        devtools.wait_js("document.querySelectorAll('tbody[data-branch]').length === 3")
+        devtools.wait_js("document.body && document.querySelectorAll('tbody[data-branch]').length === 3")
 
         order = devtools.js(
             "[...document.querySelectorAll('tbody[data-branch]')].map(b => b.dataset.branch)"
@@ -156,7 +156,7 @@ def test_board_risk_order_rows_and_branch_charts(fleet: Any, tmp_path: Path) -> 
 
         # the branch page: today's charts have data
         goto(devtools, base + "/board/branch?id=br-breach&lang=en")
-        devtools.wait_js("document.body.dataset.ready === '1'")
+        devtools.wait_js("document.body && document.body.dataset.ready === '1'")
         charts = devtools.js(
             "Object.fromEntries([...document.querySelectorAll('figure.chart')].map("
             "f => [f.dataset.chart, Number(f.dataset.points)]))"
@@ -173,9 +173,21 @@ def test_board_risk_order_rows_and_branch_charts(fleet: Any, tmp_path: Path) -> 
         assert svg.count("<path") > 5  # lines, band and threshold drawn
         shoot(devtools, "branch.png")
 
+        # the daily report is a page of the board too (yesterday by default)
+        devtools.js("document.querySelector('#report-link').click()")
+        devtools.wait_js("location.pathname.endsWith('/board/report')")
+        devtools.wait_js(
+            "document.readyState === 'complete' && document.images.length === 2"
+            " && [...document.images].every(i => i.complete && i.naturalWidth > 0)"
+        )
+        text = devtools.js("document.body.innerText")
+        assert "Daily service report" in text and "Harbour (br-breach)" in text
+        assert "Served within the W1 threshold (10 min 00 s):" in text
+        shoot(devtools, "report.png")
+
         # the same board in Chinese
         goto(devtools, base + "/board/?lang=zh-CN")
-        devtools.wait_js("document.querySelectorAll('tbody[data-branch]').length === 3")
+        devtools.wait_js("document.body && document.querySelectorAll('tbody[data-branch]').length === 3")
         assert devtools.js("document.querySelector('h1').textContent") == "大堂看板"
         assert devtools.js("document.documentElement.lang") == "zh-CN"
         near_zh = devtools.js(

@@ -26,6 +26,7 @@
     const id = params.get("id");
     if (!id) { $("status").textContent = t("No branch given."); return; }
     const date = params.get("date");
+    $("report-link").href = "report?branch=" + encodeURIComponent(id) + "&lang=" + encodeURIComponent(window.LW.locale);
     const q = date ? "?date=" + encodeURIComponent(date) : "";
     const res = await fetch(new URL("branches/" + encodeURIComponent(id) + "/day" + q, API), { cache: "no-store" });
     if (!res.ok) {
