@@ -106,7 +106,7 @@ def zone_day(
     hours: dict[int, list[MinuteRow]] = {}
     for r in rows:
         hours.setdefault(_hour(r.minute, tz), []).append(r)
-    by_hour = []
+    by_hour: list[dict[str, Any]] = []
     for h in sorted(hours):
         hr = hours[h]
         counters = [float(v) for r in hr if (v := getattr(r, "counters_open", None)) is not None]
@@ -466,7 +466,8 @@ def report_email(
     msg["Message-ID"] = msg_id
     msg.set_content("This report is HTML; open it in a mail client that shows HTML.\n")
     msg.add_alternative(html_text, subtype="html")
-    html_part = msg.get_payload()[1]
+    html_part = msg.get_body(("html",))
+    assert isinstance(html_part, EmailMessage)
     for name, data in images.items():
         html_part.add_related(data, maintype="image", subtype="png", cid=f"<{name}>", filename=name)
     return msg
