@@ -9,6 +9,7 @@ from pathlib import Path
 import typer
 
 from lobbywatch.errors import ConfigError
+from lobbywatch.outputs import output_file
 
 report_app = typer.Typer(
     name="report", help="Service reports for branch and region managers.", no_args_is_help=True
@@ -38,10 +39,6 @@ def daily(
         raise ConfigError(f"--date: {day!r} is not a date (YYYY-MM-DD)") from None
     if branch is not None and region is not None:
         raise ConfigError("--branch and --region: give at most one")
-    if out.exists() and out.is_dir():
-        raise ConfigError(f"--out: {out} is a directory")
-    if not out.parent.is_dir():
-        raise ConfigError(f"--out: folder {out.parent} does not exist")
     cfg = load_server_config(config)
     try:
         ids = branches_for(cfg, branch, region)
@@ -50,6 +47,7 @@ def daily(
         raise ConfigError(
             f"{'--lang' if lang and 'locale' in str(exc) else 'report'}: {exc}"
         ) from None
+    output_file(out, "--out")
     if locale is None:
         rc = cfg.regions.get(region or "")
         locale = (rc.locale if rc and rc.locale else None) or cfg.locale_for(ids[0])

@@ -83,7 +83,9 @@ def test_board_risk_order_rows_and_branch_charts(fleet: Any, tmp_path: Path) -> 
         devtools.call("Emulation.setDeviceMetricsOverride", width=1280, height=900,
                       deviceScaleFactor=1, mobile=False)  # fmt: skip
         goto(devtools, base + "/board/?lang=en")
-        devtools.wait_js("document.body && document.querySelectorAll('tbody[data-branch]').length === 3")
+        devtools.wait_js(
+            "document.body && document.querySelectorAll('tbody[data-branch]').length === 3"
+        )
 
         order = devtools.js(
             "[...document.querySelectorAll('tbody[data-branch]')].map(b => b.dataset.branch)"
@@ -187,7 +189,9 @@ def test_board_risk_order_rows_and_branch_charts(fleet: Any, tmp_path: Path) -> 
 
         # the same board in Chinese
         goto(devtools, base + "/board/?lang=zh-CN")
-        devtools.wait_js("document.body && document.querySelectorAll('tbody[data-branch]').length === 3")
+        devtools.wait_js(
+            "document.body && document.querySelectorAll('tbody[data-branch]').length === 3"
+        )
         assert devtools.js("document.querySelector('h1').textContent") == "大堂看板"
         assert devtools.js("document.documentElement.lang") == "zh-CN"
         near_zh = devtools.js(

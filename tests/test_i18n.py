@@ -59,7 +59,12 @@ def test_html_pages_have_no_untranslatable_text() -> None:
         def handle_data(self, data: str) -> None:
             text = data.strip()
             inside = [t for t, _ in self.stack]
-            if not any(ch.isalpha() for ch in text) or "script" in inside or "style" in inside or "noscript" in inside:
+            if (
+                not any(ch.isalpha() for ch in text)
+                or "script" in inside
+                or "style" in inside
+                or "noscript" in inside
+            ):
                 return
             if not (self.stack and self.stack[-1][1]):
                 self.bad.append(text)
