@@ -89,6 +89,10 @@ def main() -> None:
                         f"(sequential, one client)"
                     )
                     print(f"ratio old/new time: {old / statistics.median(times):.0f}x")
+                print(
+                    f"branches={total} requests_per_refresh=1 "
+                    f"board_ms={statistics.median(times) * 1000:.0f}"
+                )
         finally:
             collector.stop()
 
