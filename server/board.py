@@ -110,6 +110,27 @@ def alert_view(collector: Collector, a: Any, tr: Translator, now: float) -> dict
     }
 
 
+def no_alert_reason(
+    collector: Collector, branch: str, zone: dict[str, Any], now: float
+) -> str | None:
+    """Why a zone at or over its threshold has no W1 alert (None when it has one or is below).
+
+    ``closed`` (outside business hours), ``disabled`` (alerts off for the zone),
+    ``stale`` (the figure is not fresh) or ``waiting`` (the rule holds the condition
+    for ``min_duration_s`` before firing, so one high reading does not alert).
+    """
+    if zone["level"] != "over" or zone["alerts"]:
+        return None
+    if zone["trust"] in ("stale", "offline"):
+        return "stale"
+    policy = collector.policy_for(branch, zone["zone"])
+    if not policy.enabled:
+        return "disabled"
+    if not collector.engine.is_open(branch, now):
+        return "closed"
+    return "waiting"
+
+
 def install_board(app: FastAPI, collector: Collector | None = None, path: str = "/board") -> None:
     """Serve the board under ``path`` on ``app`` (and redirect ``/`` to it if free)."""
     path = "/" + path.strip("/")
@@ -179,7 +200,8 @@ def install_board(app: FastAPI, collector: Collector | None = None, path: str = 
         alerts.sort(key=lambda a: (rank.get(a["severity"], 2), a["started_at"] or ""))
         out["alerts"] = alerts[:100]
         for row in out["branches"]:
-            row["name"] = row["name"] or None
+            for z in row["waiting"]:
+                z["no_alert_reason"] = no_alert_reason(collector, row["id"], z, now)
         return out
 
     def _branch_tz(branch_id: str) -> str:

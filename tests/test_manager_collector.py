@@ -82,3 +82,30 @@ def test_the_daily_report_is_queued_by_the_minute_tick_once(tmp_path: Path) -> N
         assert "<h1>Daily service report, " in payload["html"]
     finally:
         collector.stop()
+
+
+def test_board_says_why_a_zone_over_its_threshold_has_no_alert(tmp_path: Path) -> None:
+    import httpx
+
+    now = time.time()
+    clock = Clock(now - 700)
+    cfg = board_config(f"sqlite:///{tmp_path / 'c.db'}")
+    cfg["branches"][0]["alerts"] = {"enabled": False}  # br-near: alerts off
+    collector = make_collector(cfg, clock)
+    collector.start()
+    try:
+        feed = Feed()
+        feed_scenario(collector, clock, feed, now)
+        # br-near jumps over its threshold now; br-breach has an alert
+        clock.now = now + 1
+        collector.process_batch([feed.zone(clock.now, "br-near", "W1", 9)])
+        collector.flush(clock.now)
+        clock.follow_real_time()
+        data = httpx.get(f"http://127.0.0.1:{collector.http_port}/api/v1/board").json()
+        zones = {b["id"]: b["waiting"][0] for b in data["branches"]}
+        assert zones["br-near"]["level"] == "over"
+        assert zones["br-near"]["no_alert_reason"] == "disabled"
+        assert zones["br-breach"]["alerts"] and zones["br-breach"]["no_alert_reason"] is None
+        assert zones["br-stale"]["no_alert_reason"] is None  # below its threshold
+    finally:
+        collector.stop()

@@ -23,6 +23,13 @@
     offline: N_("offline since {time}"),
     none: N_("no estimate yet"),
   };
+  // why a zone over its threshold shows no alert
+  const NO_ALERT = {
+    closed: N_("no alert: outside business hours"),
+    disabled: N_("no alert: alerts are off for this zone"),
+    stale: N_("no alert: the figure is not fresh"),
+    waiting: N_("no alert yet: the rule waits for the wait to stay over the threshold"),
+  };
   const ARROW = { up: "↑", down: "↓", flat: "→" };
   const TREND = { up: N_("rising"), down: N_("falling"), flat: N_("steady") };
   const SEVERITY = { warning: N_("warning"), critical: N_("critical") };
@@ -66,7 +73,11 @@
       const sev = a ? a.severity : "warning";
       alertCell.append(el("span", { class: "pill sev-" + sev }, t(SEVERITY[sev] || sev)), " ");
     }
-    if (!z.alerts.length) alertCell.append("—");
+    if (!z.alerts.length) {
+      alertCell.append(z.no_alert_reason
+        ? el("span", { class: "no-alert", "data-reason": z.no_alert_reason }, t(NO_ALERT[z.no_alert_reason]))
+        : "—");
+    }
     return el("tr", { "data-zone": z.zone, "data-kind": "waiting", "data-level": z.level, "data-trust": z.trust },
       el("th", { scope: "row", headers: "branch-" + b.id }, label),
       el("td", { class: "num people" }, num(z.people)),
