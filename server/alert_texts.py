@@ -67,8 +67,9 @@ def alert_context(
 ) -> dict[str, Any]:
     """The JSON-safe facts stored with an alert event (``payload["context"]``).
 
-    ``estimate`` is the zone's WaitEstimate (or None); fields other engineers add
-    later (``counters_open``, ``expected_breach_at``) are read when present.
+    ``estimate`` is the zone's WaitEstimate (or None); fields a later estimator
+    provides (``counters_open``/``counters_method``, ``breach_expected_at``,
+    ``predicted_wait_one_more_counter_s``) are read when present.
     Counters open come from the estimate when it measures them, else the configured
     number (``counters_source`` says which).
     """
@@ -85,10 +86,18 @@ def alert_context(
         return ctx
     predicted = getattr(estimate, "predicted_wait_s", None)
     counters = getattr(estimate, "counters_open", None)
-    source = "measured"
+    source = (
+        "configured" if getattr(estimate, "counters_method", None) == "configured" else "measured"
+    )
     if counters is None:
         counters, source = counters_configured, "configured"
-    breach_at = getattr(estimate, "expected_breach_at", None)
+    # the estimator's own one-more-counter figure when it has one
+    one_more = getattr(estimate, "predicted_wait_one_more_counter_s", None)
+    if one_more is None:
+        one_more = one_more_counter_wait(predicted, counters)
+    breach_at = getattr(estimate, "breach_expected_at", None)
+    if breach_at is None:
+        breach_at = getattr(estimate, "expected_breach_at", None)
     if breach_at is None and threshold_s is not None and hasattr(estimate, "seconds_to_wait"):
         try:
             ahead = estimate.seconds_to_wait(threshold_s)
@@ -104,7 +113,7 @@ def alert_context(
         method=getattr(estimate, "method", None),
         counters_open=counters,
         counters_source=source if counters is not None else None,
-        wait_with_one_more_s=one_more_counter_wait(predicted, counters),
+        wait_with_one_more_s=one_more,
         expected_breach_at=breach_at,
     )
     return ctx

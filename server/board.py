@@ -110,6 +110,24 @@ def alert_view(collector: Collector, a: Any, tr: Translator, now: float) -> dict
     }
 
 
+def _walk_outs_today(collector: Collector, rows: list[dict[str, Any]], now: float) -> None:
+    """Fill ``walkouts_today`` from the stored minutes (since local midnight) when recorded."""
+    since = {
+        r["id"]: local_day_bounds(
+            datetime.fromtimestamp(now, ZoneInfo(r["timezone"])).date(), r["timezone"]
+        )[0]
+        for r in rows
+    }
+    try:
+        totals = collector.store.walk_outs_since(since)
+    except Exception:  # the board must render even when the store is down
+        return
+    for r in rows:
+        for z in r["waiting"]:
+            if z["walkouts_today"] is None and (r["id"], z["zone"]) in totals:
+                z["walkouts_today"] = totals[(r["id"], z["zone"])]
+
+
 def no_alert_reason(
     collector: Collector, branch: str, zone: dict[str, Any], now: float
 ) -> str | None:
@@ -199,6 +217,7 @@ def install_board(app: FastAPI, collector: Collector | None = None, path: str = 
         rank = {"critical": 0, "warning": 1}
         alerts.sort(key=lambda a: (rank.get(a["severity"], 2), a["started_at"] or ""))
         out["alerts"] = alerts[:100]
+        _walk_outs_today(collector, out["branches"], now)
         for row in out["branches"]:
             for z in row["waiting"]:
                 z["no_alert_reason"] = no_alert_reason(collector, row["id"], z, now)

@@ -60,7 +60,10 @@ def trend_of(
 
 
 def _breach_at(est: Any, threshold: float | None, now: float) -> float | None:
-    at = getattr(est, "expected_breach_at", None)
+    """The estimator's expected breach time when it has one, else from the trend."""
+    at = getattr(est, "breach_expected_at", None)
+    if at is None:
+        at = getattr(est, "expected_breach_at", None)
     if at is not None:
         return float(at)
     if threshold is None or not hasattr(est, "seconds_to_wait"):
@@ -76,7 +79,7 @@ def _zone_trust(
     if dev is not None and not dev.is_up(now, timeout_s):
         since = dev.node.offline_since if dev.node is not None else None
         return "offline", since if since is not None else (dev.last_ts or None)
-    if getattr(z, "stale", False) or now - z.ts >= timeout_s:
+    if getattr(z.estimate, "stale", False) or getattr(z, "stale", False) or now - z.ts >= timeout_s:
         return "stale", z.ts
     method = str(getattr(z.estimate, "method", "") or "")
     if method == "fallback":
@@ -101,6 +104,8 @@ def _waiting_zone(
     forecast = getattr(est, "forecast_wait_s", None)
     projected = max((v for v in (predicted, forecast) if v is not None), default=None)
     counters = getattr(est, "counters_open", None)
+    # an estimator that reports counters says whether it observed or configured them
+    measured = counters is not None and getattr(est, "counters_method", "observed") != "configured"
     trust, since = _zone_trust(z, dev, now, timeout_s)
     return {
         "zone": z.zone,
@@ -116,8 +121,9 @@ def _waiting_zone(
         "expected_breach_at": iso(_breach_at(est, thr, now)) if est is not None else None,
         "oldest_wait_s": getattr(est, "oldest_wait_s", None),
         "counters_open": counters if counters is not None else counters_configured,
-        "counters_source": "measured" if counters is not None else "configured",
+        "counters_source": "measured" if measured else "configured",
         "walkouts_today": getattr(est, "walkouts_today", getattr(z, "walkouts_today", None)),
+        "stale_reason": getattr(est, "stale_reason", None),
         "method": getattr(est, "method", None),
         "trust": trust,
         "since": iso(since),
@@ -222,7 +228,7 @@ def risk_of(
             if vals:
                 r = max(vals) / thr
                 worst = r if worst is None or r > worst else worst
-        if now - z.ts >= timeout or getattr(z, "stale", False):
+        if now - z.ts >= timeout or getattr(est, "stale", False):
             stale = True
     if not stale:
         stale = any(not d.is_up(now, timeout) for d in state.devices_of(branch_id))
@@ -317,13 +323,14 @@ def local_day_bounds(day: date, tz: str) -> tuple[float, float]:
     return start.timestamp(), end.timestamp()
 
 
-#: minute-row fields charted on the branch page (a later collector may add the last two)
+#: minute-row fields charted on the branch page (``walk_outs`` and ``counters_open`` only
+#: when the collector records them)
 SERIES = (
     "queue_length_avg",
     "predicted_wait_s_avg",
     "realised_wait_p50_s",
     "served_within_threshold_ratio",
-    "walkouts",
+    "walk_outs",
     "counters_open",
 )
 BAND_BUCKET_S = 900

@@ -22,7 +22,7 @@ CHARTS: dict[str, tuple[tuple[str, ...], str | None, float, bool]] = {
     "queue": (("queue_length_avg",), "queue_length_avg", 1.0, False),
     "wait": (("predicted_wait_s_avg", "realised_wait_p50_s"), "predicted_wait_s_avg", 1 / 60, True),
     "service": (("served_within_threshold_ratio",), "served_within_threshold_ratio", 100.0, False),
-    "walkouts": (("walkouts",), "walkouts", 1.0, False),
+    "walkouts": (("walk_outs",), "walk_outs", 1.0, False),
     "counters": (("counters_open",), "counters_open", 1.0, False),
 }
 LINE_COLOURS = ("#1f5fa8", "#2e8b57")

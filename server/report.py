@@ -13,7 +13,7 @@ Figures and their sources:
 * peaks = the hours with the highest mean queue length;
 * longest waits = the minutes with the highest 90th-percentile realised wait;
 * walk-outs and counters open: from minute fields a collector may record
-  (``walkouts``, ``counters_open``); shown as "not measured" when absent, and
+  (``walk_outs``, ``counters_open``); shown as "not measured" when absent, and
   counters then fall back to the configured number (marked as such);
 * time back under threshold: from an alert's start to the first later minute
   whose mean predicted wait is below the threshold (else the alert's end);
@@ -124,7 +124,7 @@ def zone_day(
         ((float(r.minute), float(r.realised_wait_p90_s)) for r in rows if r.realised_wait_p90_s),
         key=lambda x: -x[1],
     )[:5]
-    walk = [getattr(r, "walkouts", None) for r in rows]
+    walk = [getattr(r, "walk_outs", None) for r in rows]
     thr = [r.threshold_s for r in rows if r.threshold_s is not None]
     return ZoneDay(
         zone=zone,

@@ -497,6 +497,39 @@ class Store:
             rows = conn.execute(q).all()
         return [MinuteRow(**r._mapping) for r in rows]
 
+    def walk_outs_since(self, since_by_branch: dict[str, float]) -> dict[tuple[str, str], int]:
+        """(branch, zone) -> walk-outs in the stored minutes since each branch's start time.
+
+        One query per distinct start time (branches sharing a time zone share local
+        midnight). Empty when this schema has no ``walk_outs`` column (a collector
+        whose edges do not classify departures).
+        """
+        from sqlalchemy import func
+
+        col = zone_minutes.c.get("walk_outs")
+        if col is None or not since_by_branch:
+            return {}
+        groups: dict[float, list[str]] = {}
+        for branch, since in since_by_branch.items():
+            groups.setdefault(since, []).append(branch)
+        out: dict[tuple[str, str], int] = {}
+        with self.engine.connect() as conn:
+            for since, branches in groups.items():
+                q = (
+                    select(zone_minutes.c.branch, zone_minutes.c.zone, func.sum(col))
+                    .where(
+                        and_(
+                            zone_minutes.c.branch.in_(branches),
+                            zone_minutes.c.minute >= int(since),
+                            col.is_not(None),
+                        )
+                    )
+                    .group_by(zone_minutes.c.branch, zone_minutes.c.zone)
+                )
+                for branch, zone, total in conn.execute(q):
+                    out[(branch, zone)] = int(total or 0)
+        return out
+
     def prune_minutes(self, before: float) -> int:
         """Delete minute aggregates whose minute starts before ``before`` (epoch seconds);
         returns how many rows went. Called daily by the collector (``server/retention.py``)."""

@@ -161,3 +161,32 @@ def test_markdown_for_chat_robots() -> None:
     n = Notice("W1 warning: Harbour, W1", ["a", "b"], "https://x/b")
     assert n.markdown() == "**W1 warning: Harbour, W1**\n> a\n> b\n[https://x/b](https://x/b)"
     assert n.plain() == "W1 warning: Harbour, W1\n\na\nb\n\nhttps://x/b\n"
+
+
+def test_fields_of_a_forecasting_estimator_are_used_when_present() -> None:
+    class Forecasting:
+        """Fields the forecasting estimator adds: its breach time, counters, one-more figure."""
+
+        queue_length = 6
+        predicted_wait_s = 517.0
+        forecast_wait_s = 640.0
+        oldest_wait_s = None
+        method = "observed"
+        counters_open = 3
+        counters_method = "observed"
+        predicted_wait_one_more_counter_s = 401.0
+        breach_expected_at = NOW + 1200
+
+    p = warning_payload(Forecasting(), "en")  # type: ignore[arg-type]
+    assert notice(p, Translator("en"), NOW).lines == [
+        "Predicted wait 8 min 37 s against a threshold of 10 min 00 s; 6 waiting.",
+        "Expected to reach the threshold at 14:20 CST.",
+        "3 counters open.",
+        "One more counter would bring the predicted wait to about 6 min 41 s.",
+    ]
+    Forecasting.counters_method = "configured"
+    p = warning_payload(Forecasting(), "zh_CN")  # type: ignore[arg-type]
+    assert notice(p, Translator("zh_CN"), NOW).lines[1:3] == [
+        "预计于 14:20 CST 达到阈值。",
+        "开放柜台 3 个（配置值）。",
+    ]

@@ -11,7 +11,7 @@
     ["queue", "queue_length_avg", N_("Queue length (people)")],
     ["wait", "predicted_wait_s_avg", N_("Predicted and realised wait (min) against the W1 threshold")],
     ["service", "served_within_threshold_ratio", N_("Served within the W1 threshold (%)")],
-    ["walkouts", "walkouts", N_("Walk-outs")],
+    ["walkouts", "walk_outs", N_("Walk-outs")],
     ["counters", "counters_open", N_("Counters open")],
   ];
 
