@@ -59,7 +59,7 @@ def branch_meta(collector: Collector) -> dict[str, BranchMeta]:
     }
 
 
-def alert_view(collector: Collector, a: Any, tr: Translator, now: float) -> dict[str, Any]:
+def board_alert(collector: Collector, a: Any, tr: Translator, now: float) -> dict[str, Any]:
     """An open alert as the board lists it, with what its notification says."""
     cfg = collector.cfg
     branch = str(a.branch)
@@ -213,7 +213,7 @@ def install_board(app: FastAPI, collector: Collector | None = None, path: str = 
         )
         out = board_page(state, meta, now, region=region, search=q, page=page, per_page=per_page)
         with state.lock:
-            alerts = [alert_view(collector, a, tr, now) for a in out["alerts"]]
+            alerts = [board_alert(collector, a, tr, now) for a in out["alerts"]]
         rank = {"critical": 0, "warning": 1}
         alerts.sort(key=lambda a: (rank.get(a["severity"], 2), a["started_at"] or ""))
         out["alerts"] = alerts[:100]
@@ -295,7 +295,8 @@ def install_board(app: FastAPI, collector: Collector | None = None, path: str = 
             ids = branches_for(cfg, branch, region)
         except ValueError as exc:
             raise HTTPException(404, str(exc)) from None
-        tz = cfg.branch(ids[0]).timezone if cfg.branch(ids[0]) else "UTC"  # type: ignore[union-attr]
+        first = cfg.branch(ids[0])
+        tz = first.timezone if first is not None else "UTC"
         if date is None:
             day = datetime.fromtimestamp(collector.clock(), ZoneInfo(tz)).date() - timedelta(days=1)
         else:

@@ -283,6 +283,9 @@ def update_catalogues() -> dict[str, int]:
             with po.open("rb") as f:
                 old = read_po(f, locale=loc)
         cat = Catalog(locale=loc, project="lobbywatch", domain=DOMAIN, fuzzy=False)
+        if old is not None:  # keep the header dates: a refresh changes only what changed
+            cat.creation_date = old.creation_date
+            cat.revision_date = old.revision_date
         for msgid in sorted(found):
             prev = old.get(msgid) if old is not None else None
             cat.add(
