@@ -1,6 +1,6 @@
 """Translations and locale-aware formats for what managers read (board, reports, notifications).
 
-One gettext catalogue per language in ``server/locale/<locale>/LC_MESSAGES/lobbywatch.po``
+One gettext catalogue per language in ``server/locale/<locale>.po``
 (English is the source language: its msgids are the English texts, so an empty
 English msgstr falls back to the id as gettext does). The ``.po`` files are read
 with Babel at first use, so there is no compile step and no ``.mo`` in git; the
@@ -100,7 +100,7 @@ def _messages(locale: str) -> dict[str | tuple[str, int], str]:
     """Translated, non-fuzzy entries of one catalogue: msgid (or (msgid, form)) -> text."""
     from babel.messages.pofile import read_po
 
-    po = LOCALE_DIR / locale / "LC_MESSAGES" / f"{DOMAIN}.po"
+    po = LOCALE_DIR / f"{locale}.po"
     if not po.is_file():
         raise FileNotFoundError(f"{po} is missing (server/locale is package data)")
     with po.open("rb") as f:
@@ -277,7 +277,7 @@ def update_catalogues() -> dict[str, int]:
     found = extract()
     out = {}
     for loc in LOCALES:
-        po = LOCALE_DIR / loc / "LC_MESSAGES" / f"{DOMAIN}.po"
+        po = LOCALE_DIR / f"{loc}.po"
         old = None
         if po.is_file():
             with po.open("rb") as f:
