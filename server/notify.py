@@ -154,16 +154,20 @@ class SmtpNotifier:
     def message(self, payload: dict[str, Any]) -> EmailMessage:
         cfg = self.cfg
         msg = EmailMessage()
-        sev = str(payload.get("severity", "")).upper()
-        what = "RESOLVED" if payload.get("state") == "resolved" else sev
-        msg["Subject"] = f"{cfg.subject_prefix} {what}: {payload.get('summary')}"
+        tr = Translator.of((payload.get("context") or {}).get("locale"))
+        text = notice(payload, tr, time.time())
+        if payload.get("context"):
+            # the manager's title in the branch's language ("W1 warning: Harbour, Hall")
+            msg["Subject"] = f"{cfg.subject_prefix} {text.title}"
+        else:
+            sev = str(payload.get("severity", "")).upper()
+            what = "RESOLVED" if payload.get("state") == "resolved" else sev
+            msg["Subject"] = f"{cfg.subject_prefix} {what}: {payload.get('summary')}"
         msg["From"] = cfg.sender
         msg["To"] = ", ".join(cfg.to)
         digest = hashlib.sha256(str(payload["event_id"]).encode()).hexdigest()[:32]
         msg["Message-ID"] = f"<{digest}@lobbywatch>"
         msg["X-Lobbywatch-Event-Id"] = str(payload["event_id"])
-        tr = Translator.of((payload.get("context") or {}).get("locale"))
-        text = notice(payload, tr, time.time())
         lines = [
             text.plain(),
             str(payload.get("summary")),
