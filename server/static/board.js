@@ -145,7 +145,7 @@
         el("span", { class: "open-for" }, t("open for {duration}, since {time}", {
           duration: duration(a.open_s), time: time(a.started_at, tzOf[a.branch] || "UTC") })),
         el("br", {}),
-        el("span", { class: "said" }, a.lines.join(" "))));
+        el("span", { class: "said" }, a.lines.join(window.LW.locale.startsWith("zh") ? "" : " "))));
     }
     box.append(list);
   }
