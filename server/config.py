@@ -506,7 +506,12 @@ class ReportSettings(_Strict):
         None, description="smtp sink that mails the daily report; null: no report e-mail"
     )
     send_at: str = Field(
-        "19:30", pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$", description="local time, HH:MM"
+        "19:30",
+        pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$",
+        description="local time, HH:MM, for branches without business_hours",
+    )
+    after_closing_min: NonNegativeInt = Field(
+        30, description="branches with business_hours: minutes after the day's last closing"
     )
 
 

@@ -1,7 +1,9 @@
 """When the daily report e-mails go out, and putting them into the outbox once.
 
-After ``report.send_at`` (local time of the branch; a region's report uses its
-first configured branch's clock) the collector renders the day's report for each
+After closing (``report.after_closing_min`` after the end of the day's last
+business-hours interval; ``report.send_at`` local time for a branch without
+business hours; no report on a day it does not open; a region's report once all
+its branches' reports are due) the collector renders the day's report for each
 branch with ``managers`` and each region with ``managers`` and stores it as one
 outbox message keyed ``report:daily:<scope>:<date>``: the SMTP sink delivers it
 with retries like an alert, and the key makes a second render (a restart, another
@@ -13,10 +15,10 @@ from __future__ import annotations
 import base64
 import logging
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, time
 from zoneinfo import ZoneInfo
 
-from lobbywatch.server.config import ServerConfig
+from lobbywatch.server.config import BranchConfig, ServerConfig
 from lobbywatch.server.i18n import Translator
 from lobbywatch.server.store import Store
 
@@ -34,19 +36,31 @@ class DueReport:
     day: date
 
 
+def send_time(cfg: ServerConfig, branch: BranchConfig, day: date) -> float | None:
+    """When ``branch``'s report for its local ``day`` is due (None: closed that day)."""
+    if branch.business_hours is not None:
+        # intervals of the day in Unix seconds (BusinessHours' own calendar: DST, holidays)
+        intervals = branch.business_hours._intervals(day)
+        if not intervals:
+            return None
+        return max(end for _, end in intervals) + 60.0 * cfg.report.after_closing_min
+    hh, mm = (int(x) for x in cfg.report.send_at.split(":"))
+    return datetime.combine(day, time(hh, mm), ZoneInfo(branch.timezone)).timestamp()
+
+
 def due_reports(cfg: ServerConfig, now: float) -> list[DueReport]:
     """Reports whose send time has passed today (pure: the outbox decides what is new)."""
     if cfg.report.sink is None:
         return []
-    hh, mm = (int(x) for x in cfg.report.send_at.split(":"))
     out = []
 
-    def passed(tz: str) -> date | None:
-        local = datetime.fromtimestamp(now, ZoneInfo(tz))
-        return local.date() if (local.hour, local.minute) >= (hh, mm) else None
+    def due_day(b: BranchConfig) -> date | None:
+        day = datetime.fromtimestamp(now, ZoneInfo(b.timezone)).date()
+        at = send_time(cfg, b, day)
+        return day if at is not None and now >= at else None
 
     for b in cfg.branches:
-        day = passed(b.timezone)
+        day = due_day(b)
         if b.managers and day is not None:
             out.append(
                 DueReport(
@@ -61,9 +75,16 @@ def due_reports(cfg: ServerConfig, now: float) -> list[DueReport]:
         members = [b for b in cfg.branches if b.region == region]
         if not rc.managers or not members:
             continue
-        day = passed(members[0].timezone)
-        if day is None:
-            continue
+        days = [due_day(b) for b in members]
+        opened = [
+            d
+            for b, d in zip(members, days, strict=True)
+            if send_time(cfg, b, datetime.fromtimestamp(now, ZoneInfo(b.timezone)).date())
+        ]
+        if not opened or None in opened:
+            continue  # a branch that opened today is not closed yet
+        day = opened[0]
+        assert day is not None
         out.append(
             DueReport(
                 f"report:daily:region:{region}:{day.isoformat()}",

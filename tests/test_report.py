@@ -240,3 +240,21 @@ def test_report_mail_arrives_once_with_its_images(
     zh_page = zh.get_body(("html",)).get_content()  # type: ignore[union-attr]
     assert zh_page.count('src="cid:') == 4  # two branches with history, two charts each
     store.close()
+
+
+def test_report_is_due_after_closing(tmp_path: Path) -> None:
+    raw = config(tmp_path)
+    raw["regions"] = {}
+    raw["branches"][0]["business_hours"] = {
+        "weekly": {d: [["09:00", "12:00"], ["13:00", "17:00"]] for d in ("mon", "tue", "wed")},
+        "holidays": ["2026-11-24"],
+    }
+    raw["report"]["after_closing_min"] = 30
+    cfg = parse_server_config(raw)
+    # Wednesday: closes 17:00, report at 17:30 local (send_at is for branches without hours)
+    assert due_reports(cfg, local(17, 29)) == []
+    (due,) = due_reports(cfg, local(17, 30))
+    assert due.key == "report:daily:br-breach:2026-11-25" and due.branches == ("br-breach",)
+    # a holiday (Tuesday 24th) and a closed weekday (Thursday 26th): no report
+    assert due_reports(cfg, local(23, 0, date(2026, 11, 24))) == []
+    assert due_reports(cfg, local(23, 0, date(2026, 11, 26))) == []
