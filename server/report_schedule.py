@@ -15,7 +15,7 @@ from __future__ import annotations
 import base64
 import logging
 from dataclasses import dataclass
-from datetime import date, datetime, time
+from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from lobbywatch.server.config import BranchConfig, ServerConfig
@@ -23,6 +23,10 @@ from lobbywatch.server.i18n import Translator
 from lobbywatch.server.store import Store
 
 log = logging.getLogger(__name__)
+
+
+#: how long after its send time a report is still sent (a collector down longer skips it)
+DUE_WINDOW_S = 12 * 3600.0
 
 
 @dataclass(frozen=True)
@@ -55,9 +59,13 @@ def due_reports(cfg: ServerConfig, now: float) -> list[DueReport]:
     out = []
 
     def due_day(b: BranchConfig) -> date | None:
-        day = datetime.fromtimestamp(now, ZoneInfo(b.timezone)).date()
-        at = send_time(cfg, b, day)
-        return day if at is not None and now >= at else None
+        today = datetime.fromtimestamp(now, ZoneInfo(b.timezone)).date()
+        # yesterday too: an interval that closes after midnight makes its report due today
+        for day in (today, today - timedelta(days=1)):
+            at = send_time(cfg, b, day)
+            if at is not None and at <= now < at + DUE_WINDOW_S:
+                return day
+        return None
 
     for b in cfg.branches:
         day = due_day(b)
@@ -75,16 +83,12 @@ def due_reports(cfg: ServerConfig, now: float) -> list[DueReport]:
         members = [b for b in cfg.branches if b.region == region]
         if not rc.managers or not members:
             continue
-        days = [due_day(b) for b in members]
-        opened = [
-            d
-            for b, d in zip(members, days, strict=True)
-            if send_time(cfg, b, datetime.fromtimestamp(now, ZoneInfo(b.timezone)).date())
-        ]
-        if not opened or None in opened:
-            continue  # a branch that opened today is not closed yet
-        day = opened[0]
-        assert day is not None
+        days = {d for d in (due_day(b) for b in members) if d is not None}
+        if len(days) != 1:
+            continue  # none due yet (or members on different days: wait for one day)
+        (day,) = days
+        if any((at := send_time(cfg, b, day)) is not None and now < at for b in members):
+            continue  # a branch that opened that day has not closed yet
         out.append(
             DueReport(
                 f"report:daily:region:{region}:{day.isoformat()}",

@@ -258,3 +258,15 @@ def test_report_is_due_after_closing(tmp_path: Path) -> None:
     # a holiday (Tuesday 24th) and a closed weekday (Thursday 26th): no report
     assert due_reports(cfg, local(23, 0, date(2026, 11, 24))) == []
     assert due_reports(cfg, local(23, 0, date(2026, 11, 26))) == []
+
+
+def test_report_after_a_closing_past_midnight_and_not_days_late(tmp_path: Path) -> None:
+    raw = config(tmp_path)
+    raw["regions"] = {}
+    raw["branches"][0]["business_hours"] = {"weekly": {"wed": [["18:00", "01:00"]]}}
+    cfg = parse_server_config(raw)
+    thursday = date(2026, 11, 26)
+    assert due_reports(cfg, local(1, 29, thursday)) == []
+    (due,) = due_reports(cfg, local(1, 30, thursday))
+    assert due.day == DAY  # Wednesday's report, due on Thursday morning
+    assert due_reports(cfg, local(14, 0, thursday)) == []  # more than 12 h overdue
