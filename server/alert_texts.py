@@ -162,6 +162,25 @@ def notice(p: dict[str, Any], tr: Translator, now: float) -> Notice:
             [tr.gettext("No data from this camera since {time}.", time=since)],
             link,
         )
+    if kind == "closing_backlog":
+        # from the forecasting alert engine: payload["details"] (read when present)
+        det = p.get("details") or {}
+        closes = det.get("closes_at_ts")
+        lines = []
+        if det.get("unserved") is not None:
+            lines.append(
+                tr.gettext(
+                    "{unserved} of {waiting} waiting are not expected to be served before "
+                    "closing at {time}.",
+                    unserved=det["unserved"],
+                    waiting=det.get("waiting", "—"),
+                    time=tr.time(float(closes), tz, now) if closes is not None else "—",
+                )
+            )
+        return Notice(tr.gettext("Closing backlog: {where}", where=where), lines, link)
+    if kind not in ("w1_wait", "service_stalled"):
+        # a kind this module does not know yet: its engine summary, untranslated
+        return Notice(f"{kind}: {where}", [str(p.get("summary") or "")], link)
     if kind == "service_stalled":
         value = p.get("value")
         lines = [

@@ -83,6 +83,8 @@ def board_alert(collector: Collector, a: Any, tr: Translator, now: float) -> dic
         "value": getattr(a, "value", None),
         "threshold": getattr(a, "threshold", None),
         "started_at_ts": started,
+        "details": getattr(a, "details", None),
+        "summary": getattr(a, "summary", None),
         "context": alert_context(
             branch_name=b.name if b else None,
             zone_name=cfg.zone_name(branch, zone) if zone else None,

@@ -190,3 +190,27 @@ def test_fields_of_a_forecasting_estimator_are_used_when_present() -> None:
         "预计于 14:20 CST 达到阈值。",
         "开放柜台 3 个（配置值）。",
     ]
+
+
+def test_closing_backlog_and_unknown_kinds() -> None:
+    p = {
+        "kind": "closing_backlog",
+        "severity": "warning",
+        "state": "firing",
+        "branch": "br-7",
+        "zone": "W1",
+        "details": {"unserved": 4, "waiting": 11, "closes_at_ts": NOW + 3 * 3600},
+        "context": {"branch_name": "Harbour", "zone_name": "Hall", "timezone": "Asia/Shanghai"},
+    }
+    assert notice(p, Translator("en"), NOW) == Notice(
+        "Closing backlog: Harbour, Hall",
+        ["4 of 11 waiting are not expected to be served before closing at 17:00 CST."],
+    )
+    assert notice(p, Translator("zh_CN"), NOW) == Notice(
+        "闭店前积压：Harbour，Hall",
+        ["11 位等候客户中预计有 4 位无法在 17:00 CST 闭店前办理。"],
+    )
+    p.update(kind="future_kind", summary="engine summary")
+    assert notice(p, Translator("en"), NOW) == Notice(
+        "future_kind: Harbour, Hall", ["engine summary"]
+    )
