@@ -183,10 +183,11 @@ def event_payload(ev: Any, event_id: str) -> dict[str, Any]:
         "started_at_ts": started,
         "ended_at_ts": ended,
     }
+    # Only an escalation that changed the severity names the previous one: a time-based
+    # escalation of an alert that was critical from the start must not make a sink end a
+    # "warning" that never existed.
     prev = getattr(ev, "previous_severity", None)
-    if prev is None and str(ev.event) == "escalate" and str(ev.severity) == "critical":
-        prev = "warning"
-    if prev is not None:
+    if prev is not None and str(prev) != str(ev.severity):
         payload["previous_severity"] = str(prev)
     return payload
 

@@ -240,7 +240,12 @@ class AlertmanagerNotifier:
     def send(self, payload: dict[str, Any]) -> None:
         now = time.time()
         batch = [self.to_am(payload, now)]
-        if payload.get("event") == "escalate" and payload.get("previous_severity"):
+        prev_severity = payload.get("previous_severity")
+        if (
+            payload.get("event") == "escalate"
+            and prev_severity
+            and prev_severity != payload.get("severity")
+        ):
             # severity is a label, so the escalated alert is a new Alertmanager alert;
             # end the lower-severity one or it lingers until its endsAt.
             prev = self.to_am(payload, now, severity=str(payload["previous_severity"]))
