@@ -131,6 +131,8 @@ class Health(BaseModel):
     version: str
     mqtt_connected: bool
     database: bool
+    reason: str | None = Field(None, description="why the status is degraded")
+    alert_events_spooled: int = Field(0, description="alert events waiting for the database")
     queue_messages: int
     messages_total: int = Field(description="MQTT messages processed so far (all results)")
     last_batch_age_s: float | None
@@ -345,13 +347,24 @@ def create_app(collector: Collector) -> FastAPI:
 
     @app.get("/healthz", response_model=Health, tags=["ops"])
     def healthz(response: Response) -> Health:
-        """200 when MQTT is connected, the database answers and processing keeps up."""
+        """200 when MQTT is connected, database calls succeed and processing keeps up.
+
+        Never touches the database itself (it answers while the database hangs): the
+        database writer's last result and a watchdog on calls in progress decide.
+        """
         now = collector.clock()
         mqtt_ok = collector.mqtt.connected.is_set() if collector.mqtt is not None else True
-        db_ok = collector.store.ping()
+        db_problem = collector.db_health.problem(collector.cfg.database.statement_timeout_s + 5)
+        db_ok = db_problem is None
         last = collector.last_batch_at
         depth = len(collector.queue)
-        ok = mqtt_ok and db_ok and depth < collector.cfg.ingest.queue_max // 2
+        queue_ok = depth < collector.cfg.ingest.queue_max // 2
+        ok = mqtt_ok and db_ok and queue_ok
+        reasons = [
+            *([] if mqtt_ok else ["MQTT not connected"]),
+            *([] if db_problem is None else [db_problem]),
+            *([] if queue_ok else [f"processing queue {depth} messages deep"]),
+        ]
         if not ok:
             response.status_code = 503
         return Health(
@@ -359,6 +372,8 @@ def create_app(collector: Collector) -> FastAPI:
             version=__version__,
             mqtt_connected=mqtt_ok,
             database=db_ok,
+            reason="; ".join(reasons) or None,
+            alert_events_spooled=len(collector.spool),
             queue_messages=depth,
             messages_total=sum(list(collector.state.results.values())),
             last_batch_age_s=(now - last) if last else None,

@@ -28,16 +28,33 @@ def run(
     logging.basicConfig(
         level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    # Alembic announces its plugins at INFO on every start: noise in front of what matters
+    logging.getLogger("alembic").setLevel(max(logging.WARNING, logging.getLogger().level))
     cfg = load_server_config(config)
     collector = Collector(cfg)
     stop = threading.Event()
+    starting = True
 
     def _signal(signum: int, _frame: object) -> None:
         stop.set()
+        if starting:
+            # honoured during start-up too (a database that never answers): the
+            # exception unwinds whatever start() is waiting in
+            raise _Terminated(signum)
 
     signal.signal(signal.SIGTERM, _signal)
     signal.signal(signal.SIGINT, _signal)
-    collector.start()
+    try:
+        collector.start()
+    except _Terminated:
+        typer.echo("collector stopped by a signal during start-up", err=True)
+        _stop_quietly(collector)
+        raise typer.Exit(0) from None
+    except Exception as exc:
+        typer.echo(f"error: {startup_error(cfg, exc)}", err=True)
+        _stop_quietly(collector)
+        raise typer.Exit(2) from None
+    starting = False
     typer.echo(
         f"collector running: MQTT {cfg.mqtt.host}:{cfg.mqtt.port}, "
         f"HTTP http://{cfg.http.host}:{collector.http_port}"
@@ -46,6 +63,40 @@ def run(
         stop.wait()
     finally:
         collector.stop()
+
+
+class _Terminated(Exception):
+    """SIGTERM/SIGINT arrived while the collector was starting."""
+
+
+def _stop_quietly(collector: object) -> None:
+    try:
+        collector.stop()  # type: ignore[attr-defined]
+    except Exception as exc:  # best effort after a failed start; the cause is printed
+        logging.getLogger(__name__).debug("stop after a failed start: %s", exc)
+
+
+def startup_error(cfg: object, exc: BaseException) -> str:
+    """One line: what failed at start, where (password masked), and the fix."""
+    from sqlalchemy.exc import DBAPIError, OperationalError
+
+    from lobbywatch.server.spool import SpoolError
+    from lobbywatch.server.store import mask_url
+
+    db = cfg.database  # type: ignore[attr-defined]
+    url = mask_url(db.url)
+    first = (str(getattr(exc, "orig", None) or exc).strip().splitlines() or [""])[0][:300]
+    if isinstance(exc, SpoolError):
+        return str(exc)
+    if isinstance(exc, OperationalError | DBAPIError) or "sqlite" in type(exc).__module__:
+        return (
+            f"database {url} unusable: {first}. Fix: check database.url and that the "
+            f"database server is running and reachable (gave up after "
+            f"database.connect_timeout_s={db.connect_timeout_s:g} s)"
+        )
+    if isinstance(exc, OSError):
+        return f"{type(exc).__name__}: {first}. Fix: check http.host/http.port and file paths"
+    return f"start-up failed: {type(exc).__name__}: {first} (database {url})"
 
 
 @server_app.command("check-config")

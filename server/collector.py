@@ -8,8 +8,10 @@ Threads and what they own:
   waiting-zone messages to their estimator, re-estimates each touched waiting
   zone once (a zone touched by 50 messages in one batch is evaluated once: the
   same answer as per message, at a fraction of the cost) and evaluates the alert
-  engine. Alert events (rare) are written to the outbox synchronously, so an
-  event is stored before any sink can see it.
+  engine. Alert events (rare) are spooled (memory + local file) for the
+  database writer thread, which stores them in order, retrying while the
+  database fails, and only then wakes the sinks: an event is durable before any
+  sink can see it, and ingest never waits for the database.
 * once a second, :meth:`tick`: alert timeouts/renotify/escalation, device
   heartbeat timeouts, a sweep re-evaluating quiet waiting zones (waits grow
   while nobody reports), minute-aggregate sampling and, at each minute
@@ -40,8 +42,9 @@ from lobbywatch.server.config import (
     estimator_settings,
 )
 from lobbywatch.server.ingest import Ingestor, MessageQueue, MqttIngest
-from lobbywatch.server.metrics import LatencyHistogram, StateCollector, make_registry
+from lobbywatch.server.metrics import DbStats, LatencyHistogram, StateCollector, make_registry
 from lobbywatch.server.notify import Dispatcher, build_sinks, iso
+from lobbywatch.server.spool import AlertSpool, DbHealth, DbWriter, Spooled
 from lobbywatch.server.state import BranchRecord, CollectorState, NodeKey, ZoneKey
 from lobbywatch.server.store import AlertRow, EventRecord, MinuteRow, Store
 
@@ -272,7 +275,10 @@ class Collector:
         )
         for b in cfg.branches:
             self.state.branches[b.id] = BranchRecord(b.id, b.region, b.timezone)
-        self.store = Store(cfg.database.url)
+        db = cfg.database
+        self.store = Store(db.url, db.connect_timeout_s, db.statement_timeout_s)
+        self.db_health = DbHealth()
+        self.spool = AlertSpool(db.spool_path(), db.spool_max_events)
         self.queue = MessageQueue(cfg.ingest.queue_max)
         self.ingestor = Ingestor(
             self.state, cfg.ingest, cfg.mqtt.root, {b.id: b.region for b in cfg.branches}
@@ -289,8 +295,22 @@ class Collector:
         self.engine = self._make_engine()
         self.sinks = build_sinks(cfg.notify)
         self.dispatcher = Dispatcher(
-            self.store, self.sinks, cfg.notify, firing_payloads=self.firing_payloads, clock=clock
+            self.store,
+            self.sinks,
+            cfg.notify,
+            firing_payloads=self.firing_payloads,
+            clock=clock,
+            health=self.db_health,
         )
+        self.db_writer = DbWriter(
+            self.store,
+            self.spool,
+            self.db_health,
+            on_stored=self.dispatcher.wake,
+            clock=clock,
+        )
+        #: minute aggregates the database refused, written with the next minute
+        self._unwritten_minutes: list[MinuteRow] = []
         self.latency = LatencyHistogram()
         self.metrics = StateCollector(
             self.state,
@@ -298,6 +318,7 @@ class Collector:
             notification_counts=lambda: dict(self.dispatcher.counts),
             queue_stats=lambda: (len(self.queue), self.queue.dropped),
             clock=clock,
+            db_stats=self.db_stats,
         )
         self.registry = make_registry(self.metrics)
         self.aggregator = MinuteAggregator()
@@ -317,6 +338,11 @@ class Collector:
         self._last_sweep = 0.0
         self.last_batch_at = 0.0
         self.started_at = clock()
+
+    def db_stats(self) -> DbStats:
+        h = self.db_health
+        ok = h.problem(self.cfg.database.statement_timeout_s + 5) is None
+        return DbStats(ok, dict(h.errors), len(self.spool), self.spool.lost)
 
     # ------------------------------------------------------------- policies
     def policy_for(self, branch: str, zone: str | None) -> Any:
@@ -350,11 +376,17 @@ class Collector:
     # ------------------------------------------------------------- lifecycle
     def start(self) -> None:
         self.store.migrate()
+        # events a previous run could not store: into the outbox before anything else
+        # (one attempt each: a database that fails here fails the start, exit 2)
+        for item in self.spool.open():
+            self.store.record_event(item.record, item.sinks)
+            self.spool.pop(item)
         self.restore()
         # Everything allocated so far (config, models, FastAPI, SQLAlchemy...) lives as
         # long as the process: keep it out of the collector's generational scans.
         gc.collect()
         gc.freeze()
+        self.db_writer.start()
         self.dispatcher.start()
         self._thread = threading.Thread(target=self._run, name="collector", daemon=True)
         self._thread.start()
@@ -373,12 +405,14 @@ class Collector:
             self._http_server.should_exit = True
             if self._http_thread is not None:
                 self._http_thread.join(timeout=10)
+        self.db_writer.stop()
         self.dispatcher.stop()
+        self.spool.close()
         # flush the partial minute so a restart does not lose it
         rows = self.aggregator.roll(self.clock() + 60)
         self._writer.shutdown(wait=True)
         if rows:
-            self.store.write_minutes(rows)
+            self._write_minutes(rows)
         self.store.close()
 
     def _start_http(self) -> None:
@@ -596,14 +630,24 @@ class Collector:
             self._handle_events(events, now)
 
     def _write_minutes(self, rows: list[MinuteRow]) -> None:
+        """One upsert (writer thread); rows the database refuses wait for the next minute.
+
+        Bounded: at most a day of one minute per zone is kept back.
+        """
+        rows = self._unwritten_minutes + rows
+        self._unwritten_minutes = []
         try:
-            self.store.write_minutes(rows)
-        except Exception:
-            log.exception("writing %d minute aggregates failed", len(rows))
+            with self.db_health.call("write_minutes"):
+                self.store.write_minutes(rows)
+        except Exception as exc:
+            self.db_health.failed("write_minutes", exc, self.clock())
+            keep = max(len(self._zones), 1) * 1440
+            self._unwritten_minutes = rows[-keep:]
+            log.warning("writing %d minute aggregates failed: %s", len(rows), exc)
 
     def _handle_events(self, events: list[Any], now: float) -> None:
-        """Outbox first, then wake the sinks; update the in-memory active set."""
-        stored = 0
+        """Spool the events for the outbox (the writer thread stores them, then wakes
+        the sinks); update the in-memory active set. Never touches the database."""
         for ev in events:
             eid = event_id_of(ev)
             payload = event_payload(ev, eid)
@@ -613,17 +657,12 @@ class Collector:
                 str(ev.branch), region, str(ev.kind), str(ev.severity)
             )
             row = dataclasses.replace(alert_row(ev, now, str(ev.event)), region=region)
-            try:
-                if self.store.record_event(
-                    EventRecord(eid, row, str(ev.event), now, payload), sinks
-                ):
-                    stored += 1
-            except Exception:
-                log.exception("storing alert event %s failed", eid)
+            record = EventRecord(eid, row, str(ev.event), now, payload)
+            self.spool.put(Spooled(record, tuple(sinks)))
         with self.state.lock:
             self.state.alerts = {str(a.alert_id): a for a in self.engine.snapshot()}
-        if stored:
-            self.dispatcher.wake()
+        if events:
+            self.db_writer.wake()
 
     def firing_payloads(self) -> list[dict[str, Any]]:
         """Payloads of the open alerts (for the Alertmanager re-send loop)."""

@@ -143,6 +143,27 @@ class DatabaseSettings(_Strict):
         description="SQLAlchemy URL: sqlite:///path.db or postgresql+psycopg://user@host/db",
     )
     retention_days: PositiveInt = Field(400, description="minute aggregates kept this long")
+    connect_timeout_s: PositiveFloat = Field(
+        5.0, le=300, description="give up connecting after this (start-up fails after it)"
+    )
+    statement_timeout_s: PositiveFloat = Field(
+        10.0, le=300, description="a statement running longer is cancelled (and retried)"
+    )
+    spool_file: Path | None = Field(
+        None,
+        description="local file keeping alert events the database has not stored yet "
+        "(replayed at start); default: beside a SQLite database, memory only for PostgreSQL",
+    )
+    spool_max_events: PositiveInt = Field(
+        10_000, description="alert events kept while the database fails; beyond: lost, counted"
+    )
+
+    def spool_path(self) -> Path | None:
+        if self.spool_file is not None:
+            return self.spool_file
+        if self.url.startswith("sqlite:///") and ":memory:" not in self.url:
+            return Path(self.url.removeprefix("sqlite:///") + ".alert-spool.jsonl")
+        return None
 
     @field_validator("url")
     @classmethod
