@@ -21,6 +21,10 @@ if TYPE_CHECKING:
     from lobbywatch.server.collector import Collector
 
 SEVERITY_RANK = {"warning": 1, "critical": 2}
+#: largest epoch a time parameter may name (year 2100): beyond it the databases overflow
+MAX_EPOCH_S = 4_102_444_800.0
+#: largest history offset (a 64-bit OFFSET overflowed SQLite's and psycopg's integers)
+MAX_OFFSET = 1_000_000_000
 _WORST: dict[int, Literal["warning", "critical"] | None] = {0: None, 1: "warning", 2: "critical"}
 
 
@@ -71,6 +75,9 @@ class DeviceOut(BaseModel):
     error: str | None
     model: str | None
     software: str | None
+    seq_gaps: int = Field(
+        0, description="sequence numbers of this device never received (lost messages)"
+    )
 
 
 class AlertOut(BaseModel):
@@ -193,6 +200,7 @@ def device_out(d: DeviceRecord, now: float, timeout_s: float) -> DeviceOut:
         error=d.error,
         model=d.model,
         software=d.software,
+        seq_gaps=d.node.seq_gaps if d.node is not None else 0,
     )
 
 
@@ -290,7 +298,9 @@ def create_app(collector: Collector) -> FastAPI:
     def branch_minutes(
         branch_id: str,
         zone: str | None = None,
-        since: float | None = Query(None, description="UTC epoch seconds"),
+        since: float | None = Query(
+            None, description="UTC epoch seconds", ge=0, le=MAX_EPOCH_S, allow_inf_nan=False
+        ),
         limit: int = Query(1440, ge=1, le=100_000),
     ) -> list[MinuteOut]:
         """Per-zone minute aggregates, newest first."""
@@ -328,10 +338,22 @@ def create_app(collector: Collector) -> FastAPI:
         branch: str | None = None,
         region: str | None = None,
         kind: Literal["w1_wait", "service_stalled", "device_offline"] | None = None,
-        since: float | None = Query(None, description="started at or after (UTC epoch s)"),
-        until: float | None = Query(None, description="started before (UTC epoch s)"),
+        since: float | None = Query(
+            None,
+            description="started at or after (UTC epoch s)",
+            ge=0,
+            le=MAX_EPOCH_S,
+            allow_inf_nan=False,
+        ),
+        until: float | None = Query(
+            None,
+            description="started before (UTC epoch s)",
+            ge=0,
+            le=MAX_EPOCH_S,
+            allow_inf_nan=False,
+        ),
         limit: int = Query(100, ge=1, le=10_000),
-        offset: int = Query(0, ge=0),
+        offset: int = Query(0, ge=0, le=MAX_OFFSET),
     ) -> list[AlertOut]:
         """All stored alerts (firing and resolved), newest first."""
         rows = collector.store.alert_history(

@@ -281,7 +281,11 @@ class Collector:
         self.spool = AlertSpool(db.spool_path(), db.spool_max_events)
         self.queue = MessageQueue(cfg.ingest.queue_max)
         self.ingestor = Ingestor(
-            self.state, cfg.ingest, cfg.mqtt.root, {b.id: b.region for b in cfg.branches}
+            self.state,
+            cfg.ingest,
+            cfg.mqtt.root,
+            {b.id: b.region for b in cfg.branches},
+            devices={b.id: frozenset(b.devices) for b in cfg.branches if b.devices is not None},
         )
         self._est_settings = estimator_settings(cfg.estimator)
         self._zones: dict[ZoneKey, _ZoneRuntime] = {}
@@ -338,6 +342,15 @@ class Collector:
         self._last_sweep = 0.0
         self.last_batch_at = 0.0
         self.started_at = clock()
+
+    def notifies(self, branch: str, zone: str | None) -> bool:
+        """Whether an alert of ``zone`` at ``branch`` reaches managers: zones not in the
+        configuration only if the branch allows unconfigured zones (a device inventing
+        zone ids must not page anyone); device alerts of configured branches always."""
+        b = self.cfg.branch(branch)
+        if b is None:
+            return zone is None and self.cfg.ingest.unknown_branches == "accept"
+        return b.notifies_zone(zone)
 
     def db_stats(self) -> DbStats:
         h = self.db_health
@@ -634,11 +647,26 @@ class Collector:
 
         Bounded: at most a day of one minute per zone is kept back.
         """
+        from sqlalchemy.exc import DataError, IntegrityError
+
         rows = self._unwritten_minutes + rows
         self._unwritten_minutes = []
         try:
             with self.db_health.call("write_minutes"):
                 self.store.write_minutes(rows)
+        except (DataError, IntegrityError, OverflowError) as exc:
+            # a value the database refuses: one branch's row must never cost the other
+            # branches their minute, so write branch by branch and drop only the bad one
+            log.warning("minute aggregates refused (%s); writing branch by branch", exc)
+            by_branch: dict[str, list[MinuteRow]] = {}
+            for r in rows:
+                by_branch.setdefault(r.branch, []).append(r)
+            for branch, brows in by_branch.items():
+                try:
+                    self.store.write_minutes(brows)
+                except (DataError, IntegrityError, OverflowError) as bexc:
+                    self.db_health.refused("write_minutes_refused")
+                    log.error("minute aggregates of branch %s dropped: %s", branch, bexc)
         except Exception as exc:
             self.db_health.failed("write_minutes", exc, self.clock())
             keep = max(len(self._zones), 1) * 1440
@@ -653,8 +681,10 @@ class Collector:
             payload = event_payload(ev, eid)
             region = payload["region"] or self.region_of(str(ev.branch))
             payload["region"] = region
-            sinks = self.cfg.notify.sinks_for(
-                str(ev.branch), region, str(ev.kind), str(ev.severity)
+            sinks = (
+                self.cfg.notify.sinks_for(str(ev.branch), region, str(ev.kind), str(ev.severity))
+                if self.notifies(str(ev.branch), zone_of(ev))
+                else []  # stored and visible in the API, but no manager is notified
             )
             row = dataclasses.replace(alert_row(ev, now, str(ev.event)), region=region)
             record = EventRecord(eid, row, str(ev.event), now, payload)

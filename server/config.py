@@ -135,6 +135,17 @@ class IngestSettings(_Strict):
     max_zones: PositiveInt = Field(
         100_000, description="hard cap on tracked zones/devices (bounds memory and labels)"
     )
+    max_zones_per_device: PositiveInt = Field(
+        64, description="zones one device may create; more are refused (reason zone_limit)"
+    )
+    max_new_zones_per_minute: PositiveInt = Field(
+        30, description="new zones one device may create per minute; more are refused"
+    )
+    rebind_after_s: PositiveFloat = Field(
+        900.0,
+        description="a device bound to a branch, or a camera bound to a device, on first "
+        "sight may be taken over after the bound device was silent this long",
+    )
 
 
 class DatabaseSettings(_Strict):
@@ -198,6 +209,23 @@ class BranchConfig(_Strict):
     mean_service_s: PositiveFloat = Field(240.0, description="mean service time per customer")
     alerts: dict[str, Any] = Field(default_factory=dict, description="partial AlertPolicy")
     zones: dict[str, ZoneOverride] = Field(default_factory=dict)
+    devices: list[Annotated[str, Field(pattern=ID_PATTERN)]] | None = Field(
+        None,
+        description="edge devices allowed to publish for this branch (and only for it); "
+        "null: bound on first sight",
+    )
+    allow_unconfigured_zones: bool | None = Field(
+        None,
+        description="notify managers about zones not listed in `zones`; default: true when "
+        "`zones` is empty, false when it lists zones",
+    )
+
+    def notifies_zone(self, zone: str | None) -> bool:
+        """Whether alerts of ``zone`` (None: device alerts) reach managers."""
+        if zone is None or zone in self.zones:
+            return True
+        allow = self.allow_unconfigured_zones
+        return not self.zones if allow is None else allow
 
     @field_validator("timezone")
     @classmethod

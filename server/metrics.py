@@ -180,6 +180,13 @@ class StateCollector(Collector):
             "Seconds since the device's newest message was observed.",
             labels=dl,
         )
+        gaps = CounterMetricFamily(
+            "lobbywatch_device_seq_gaps",
+            "Sequence numbers of the device never received: messages lost between the edge "
+            "and this collector (counts only when one collector receives all of a device's "
+            "messages, i.e. without a shared subscription split across replicas).",
+            labels=["branch", "device"],
+        )
         online = GaugeMetricFamily(
             "lobbywatch_device_online",
             "Device-level status: 1 online, 0 offline (device status topic / last will).",
@@ -246,6 +253,7 @@ class StateCollector(Collector):
             for node in s.nodes.values():
                 if node.status != "unknown":
                     online.add_metric([node.branch, node.device], int(node.status == "online"))
+                gaps.add_metric([node.branch, node.device], node.seq_gaps)
                 if (node.branch, node.device) in with_cameras:
                     continue
                 # only the device status is known (e.g. its retained last will)
@@ -306,6 +314,7 @@ class StateCollector(Collector):
             last_ts,
             age,
             online,
+            gaps,
             messages,
             invalid,
             hist,

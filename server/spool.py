@@ -224,6 +224,11 @@ class DbHealth:
             if self.failing_since is None:
                 self.failing_since = now
 
+    def refused(self, op: str) -> None:
+        """Count a call the database refused for its data (it is up: health unchanged)."""
+        with self._lock:
+            self.errors[op] = self.errors.get(op, 0) + 1
+
     def succeeded(self, now: float) -> bool:
         """Record a success; True if this ends a failure period."""
         with self._lock:
