@@ -6,6 +6,7 @@ aggregates from the store. Times are ISO 8601 UTC strings; durations seconds.
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING, Any, Literal
 
 from fastapi import FastAPI, HTTPException, Query, Response
@@ -143,7 +144,10 @@ class Health(BaseModel):
     queue_messages: int
     messages_total: int = Field(description="MQTT messages processed so far (all results)")
     last_batch_age_s: float | None
-    uptime_s: float
+    uptime_s: float = Field(
+        description="real seconds since the API started (a monotonic clock, not the "
+        "collector's clock, which a replay or the demo's warm-up may run fast)"
+    )
 
 
 def _f(v: Any) -> float | None:
@@ -240,6 +244,7 @@ def create_app(collector: Collector) -> FastAPI:
         "Prometheus metrics at /metrics.",
     )
     state = collector.state
+    booted = time.monotonic()
 
     def summary(branch_id: str, now: float) -> BranchDetail:
         b = state.branches[branch_id]
@@ -399,7 +404,7 @@ def create_app(collector: Collector) -> FastAPI:
             queue_messages=depth,
             messages_total=sum(list(collector.state.results.values())),
             last_batch_age_s=(now - last) if last else None,
-            uptime_s=now - collector.started_at,
+            uptime_s=time.monotonic() - booted,
         )
 
     @app.get("/metrics", tags=["ops"], response_class=Response)

@@ -436,6 +436,7 @@ class EdgeProcess:
     branch: str
     device: str
     metrics_url: str
+    timezone: str = "UTC"
     process: subprocess.Popen[bytes] | None = None
     _log: Any = None
 
@@ -713,6 +714,7 @@ class Demo:
             cfg.branch_id,
             cfg.device_id,
             f"http://{cfg.metrics.bind}:{cfg.metrics.port}/metrics",
+            timezone=cfg.timezone or "UTC",
         )
         how = (
             f"time-lapsed x{self.opts.speed:g} by a relay onto the demo clock"
@@ -753,7 +755,15 @@ class Demo:
             for i, sc in enumerate(fleet_scenarios(self.opts.branches, self.opts.speed))
         ]
         if self.edge is not None:
-            branches.append({"id": self.edge.branch, "region": "demo", "counters": 2})
+            # the edge branch keeps the time zone its config gives (branch-demo.yaml)
+            branches.append(
+                {
+                    "id": self.edge.branch,
+                    "region": "demo",
+                    "counters": 2,
+                    "timezone": self.edge.timezone,
+                }
+            )
         data: dict[str, Any] = {
             "mqtt": {"host": host, "port": port, "client_id": "lobbywatch-demo-collector"},
             "database": {"url": f"sqlite:///{self.workdir / 'collector.db'}"},

@@ -49,6 +49,11 @@ def demo(
     """
     from lobbywatch.server.demo import DemoOptions, run_demo
 
+    if workdir is not None:
+        from lobbywatch.outputs import output_folder
+
+        output_folder(workdir, "--workdir")
+
     code = run_demo(
         DemoOptions(
             broker=broker,

@@ -94,7 +94,9 @@ def test_mqtt_password_from_file_or_env(tmp_path: Path, monkeypatch: pytest.Monk
         cfg.mqtt.password()
 
 
-def test_cli_check_config_reports_field_and_exit_code(tmp_path: Path) -> None:
+def test_cli_check_config_reports_field_and_exit_code(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     from lobbywatch.cli import main
 
     bad = tmp_path / "s.yaml"
@@ -102,6 +104,9 @@ def test_cli_check_config_reports_field_and_exit_code(tmp_path: Path) -> None:
     with pytest.raises(SystemExit) as exc:
         main(["server", "check-config", str(bad)])
     assert exc.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"error: {bad}: ") and len(err.splitlines()) == 1, err
+    assert "http.port" in err and "65535" in err
     from lobbywatch.cli import app
 
     result = CliRunner().invoke(
