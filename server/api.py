@@ -14,6 +14,7 @@ from pydantic import BaseModel, Field
 
 from lobbywatch import __version__
 from lobbywatch.edge.state import ZoneKind
+from lobbywatch.server.auth import Authenticator, install_auth
 from lobbywatch.server.notify import iso
 from lobbywatch.server.state import DeviceRecord, ZoneRecord
 from lobbywatch.server.store import AlertRow, MinuteRow
@@ -417,7 +418,29 @@ def create_app(collector: Collector) -> FastAPI:
     from lobbywatch.server.board import install_board
 
     install_board(app)
+    install_auth(app, authenticator(collector.cfg.http), collector.cfg.http.host_names())
     return app
+
+
+def authenticator(http: Any) -> Authenticator | None:
+    """The configured :class:`Authenticator`, or None when no credentials are configured."""
+    import secrets
+
+    from lobbywatch.server.auth import load_credentials
+
+    if http.credentials_file is None:
+        return None
+    creds = load_credentials(http.credentials_file)
+    if http.session_secret_file is not None:
+        key = http.session_secret_file.read_bytes().strip()
+    else:
+        key = secrets.token_bytes(32)  # sessions end with the process
+    return Authenticator(
+        creds,
+        key,
+        cookie_secure=http.cookie_secure,
+        session_max_age_s=http.session_max_age_s,
+    )
 
 
 def _row_out(r: AlertRow) -> AlertOut:

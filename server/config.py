@@ -187,6 +187,54 @@ class DatabaseSettings(_Strict):
 class HttpSettings(_Strict):
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=0, le=65535, description="0 picks a free port")
+    credentials_file: Path | None = Field(
+        None,
+        description="API tokens and board users, hashed (server/auth.py; `lobbywatch server "
+        "add-credential`); set: everything but /healthz and /login needs credentials",
+    )
+    allow_anonymous: bool = Field(
+        False,
+        description="serve without credentials on a non-loopback address (not recommended)",
+    )
+    allowed_hosts: list[str] = Field(
+        default_factory=list,
+        description="Host header names accepted besides localhost, 127.0.0.1, ::1 and "
+        "the bind address (e.g. the collector's DNS name)",
+    )
+    session_secret_file: Path | None = Field(
+        None, description="key signing board sessions; default: random per start"
+    )
+    cookie_secure: bool = Field(False, description="board cookie only over HTTPS")
+    session_max_age_s: PositiveInt = Field(43_200, description="board session lifetime")
+
+    def is_loopback(self) -> bool:
+        return is_loopback_host(self.host)
+
+    def host_names(self) -> list[str]:
+        names = {"localhost", "127.0.0.1", "::1", "[::1]", *self.allowed_hosts}
+        if self.host not in ("0.0.0.0", "::", ""):
+            names.add(self.host)
+        return sorted(names)
+
+    @model_validator(mode="after")
+    def _exposed_needs_auth(self) -> HttpSettings:
+        if not self.is_loopback() and self.credentials_file is None and not self.allow_anonymous:
+            raise ValueError(
+                f"http.host {self.host} is not a loopback address: set http.credentials_file "
+                "(docs/operations.md, authentication) or, knowingly, allow_anonymous: true"
+            )
+        return self
+
+
+def is_loopback_host(host: str) -> bool:
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 # ----------------------------------------------------------------------- branches
