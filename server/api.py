@@ -141,6 +141,9 @@ class Health(BaseModel):
     mqtt_connected: bool
     database: bool
     reason: str | None = Field(None, description="why the status is degraded")
+    role: Literal["single", "active", "standby"] = Field(
+        "single", description="active/standby within the collector's cluster.partition"
+    )
     alert_events_spooled: int = Field(0, description="alert events waiting for the database")
     queue_messages: int
     messages_total: int = Field(description="MQTT messages processed so far (all results)")
@@ -401,6 +404,7 @@ def create_app(collector: Collector) -> FastAPI:
             mqtt_connected=mqtt_ok,
             database=db_ok,
             reason="; ".join(reasons) or None,
+            role=collector.role,
             alert_events_spooled=len(collector.spool),
             queue_messages=depth,
             messages_total=sum(list(collector.state.results.values())),

@@ -31,7 +31,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from lobbywatch.edge.state import ZoneKind
 from lobbywatch.protocol import StatusMessage
@@ -42,6 +42,7 @@ from lobbywatch.server.config import (
     estimator_settings,
 )
 from lobbywatch.server.ingest import Ingestor, MessageQueue, MqttIngest
+from lobbywatch.server.leadership import Leadership
 from lobbywatch.server.metrics import DbStats, LatencyHistogram, StateCollector, make_registry
 from lobbywatch.server.notify import Dispatcher, build_sinks, iso
 from lobbywatch.server.spool import AlertSpool, DbHealth, DbWriter, Spooled
@@ -305,7 +306,19 @@ class Collector:
             firing_payloads=self.firing_payloads,
             clock=clock,
             health=self.db_health,
+            active=self.is_active,
+            branches=[b.id for b in cfg.branches] if cfg.partitioned() else None,
         )
+        self.leadership: Leadership | None = None
+        if cfg.cluster.partition is not None:
+            self.leadership = Leadership(
+                db.url,
+                cfg.cluster.partition,
+                on_acquire=self._took_over,
+                on_lose=self._stood_down,
+                check_interval_s=cfg.cluster.check_interval_s,
+                connect_timeout_s=db.connect_timeout_s,
+            )
         self.db_writer = DbWriter(
             self.store,
             self.spool,
@@ -342,6 +355,35 @@ class Collector:
         self._last_sweep = 0.0
         self.last_batch_at = 0.0
         self.started_at = clock()
+
+    def is_active(self) -> bool:
+        """True unless this collector is a standby of its partition."""
+        return self.leadership is None or self.leadership.active.is_set()
+
+    @property
+    def role(self) -> Literal["single", "active", "standby"]:
+        if self.leadership is None:
+            return "single"
+        return "active" if self.is_active() else "standby"
+
+    def _took_over(self) -> None:
+        """Became the partition's active collector: adopt the alerts in the database.
+
+        The warm engine's own alerts (a standby derives them but stores nothing) are
+        replaced by a fresh engine restored from the shared ``alerts`` table, so every
+        later event continues the revisions the previous active stored: nothing is
+        notified twice, and a condition still holding fires or resolves as usual.
+        """
+        with self.state.lock:
+            self.engine = self._make_engine()
+            self.restore()
+            for rt in self._zones.values():
+                rt.evaluated_at = 0.0  # re-evaluate everything with the adopted alerts
+            self._dirty.update(self._zones)
+        self.dispatcher.wake()
+
+    def _stood_down(self) -> None:
+        log.error("standing down: events are no longer stored or sent by this collector")
 
     def notifies(self, branch: str, zone: str | None) -> bool:
         """Whether an alert of ``zone`` at ``branch`` reaches managers: zones not in the
@@ -401,6 +443,8 @@ class Collector:
         gc.freeze()
         self.db_writer.start()
         self.dispatcher.start()
+        if self.leadership is not None:
+            self.leadership.start()
         self._thread = threading.Thread(target=self._run, name="collector", daemon=True)
         self._thread.start()
         if self.mqtt is not None:
@@ -410,6 +454,8 @@ class Collector:
 
     def stop(self) -> None:
         self._stop.set()
+        if self.leadership is not None:
+            self.leadership.stop()
         if self.mqtt is not None:
             self.mqtt.stop()
         if self._thread is not None:
@@ -452,8 +498,11 @@ class Collector:
             time.sleep(0.02)
 
     def restore(self) -> None:
-        """Reload firing alerts into the engine and state: a restart loses none."""
-        rows = self.store.active_alerts()
+        """Reload firing alerts into the engine and state: a restart loses none.
+
+        A partitioned collector adopts only its own branches' alerts."""
+        mine = [b.id for b in self.cfg.branches] if self.cfg.partitioned() else None
+        rows = self.store.active_alerts(mine)
         if not rows:
             return
         alerts = [row_to_alert(r) for r in rows]
@@ -675,8 +724,10 @@ class Collector:
 
     def _handle_events(self, events: list[Any], now: float) -> None:
         """Spool the events for the outbox (the writer thread stores them, then wakes
-        the sinks); update the in-memory active set. Never touches the database."""
-        for ev in events:
+        the sinks); update the in-memory active set. Never touches the database.
+
+        A standby stores nothing: the active collector of its partition does."""
+        for ev in events if self.is_active() else ():
             eid = event_id_of(ev)
             payload = event_payload(ev, eid)
             region = payload["region"] or self.region_of(str(ev.branch))

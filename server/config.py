@@ -429,7 +429,20 @@ class NotifySettings(_Strict):
 # ------------------------------------------------------------------------- root
 
 
+class ClusterSettings(_Strict):
+    partition: str | None = Field(
+        None,
+        pattern=ID_PATTERN,
+        description="active/standby: collectors with the same partition share one "
+        "PostgreSQL advisory lock; the holder notifies, the others stay warm (null: alone)",
+    )
+    check_interval_s: PositiveFloat = Field(
+        1.0, le=30, description="how often the standby tries the lock and the active checks it"
+    )
+
+
 class ServerConfig(_Strict):
+    cluster: ClusterSettings = Field(default_factory=ClusterSettings)  # type: ignore[arg-type]
     mqtt: MqttSettings = Field(default_factory=MqttSettings)  # type: ignore[arg-type]
     ingest: IngestSettings = Field(default_factory=IngestSettings)  # type: ignore[arg-type]
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)  # type: ignore[arg-type]
@@ -442,6 +455,16 @@ class ServerConfig(_Strict):
     )
     branches: list[BranchConfig] = Field(default_factory=list)
     notify: NotifySettings = Field(default_factory=NotifySettings)  # type: ignore[arg-type]
+
+    @model_validator(mode="after")
+    def _cluster_needs_postgres(self) -> ServerConfig:
+        if self.cluster.partition is not None and not self.database.url.startswith("postgresql"):
+            raise ValueError("cluster.partition needs a PostgreSQL database.url (shared lock)")
+        return self
+
+    def partitioned(self) -> bool:
+        """Whether this collector owns only its configured branches' alerts."""
+        return self.mqtt.subscribe == "configured_branches" or self.cluster.partition is not None
 
     @model_validator(mode="after")
     def _unique_branches(self) -> ServerConfig:

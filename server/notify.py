@@ -302,8 +302,14 @@ class Dispatcher:
         firing_payloads: Callable[[], list[dict[str, Any]]] = list,
         clock: Callable[[], float] = time.time,
         health: DbHealth | None = None,
+        active: Callable[[], bool] = lambda: True,
+        branches: list[str] | None = None,
     ) -> None:
         self.store = store
+        #: False on a standby collector: it delivers nothing (the active one does)
+        self.active = active
+        #: a partitioned collector delivers only its own branches' events
+        self.branches = branches
         self.health = health or DbHealth()
         #: (event_id, sink) -> delivered_at: sent, but the database did not record it.
         #: They are never sent again by this process (the database is told later), so a
@@ -357,7 +363,7 @@ class Dispatcher:
         self._record_unrecorded(name)
         try:
             with self.health.call("due_deliveries"):
-                due = self.store.due_deliveries(now, sink=name)
+                due = self.store.due_deliveries(now, sink=name, branches=self.branches)
         except Exception as exc:
             self.health.failed("due_deliveries", exc, now)
             raise
@@ -425,6 +431,10 @@ class Dispatcher:
         wake = self._wake[name]
         last_resend = 0.0
         while not self._stop.is_set():
+            if not self.active():
+                wake.wait(1.0)
+                wake.clear()
+                continue
             try:
                 self.deliver_due(name)
                 if isinstance(sink, AlertmanagerNotifier):

@@ -377,8 +377,14 @@ class Store:
         return True
 
     def due_deliveries(
-        self, now: float, limit: int = 100, sink: str | None = None
+        self,
+        now: float,
+        limit: int = 100,
+        sink: str | None = None,
+        branches: Sequence[str] | None = None,
     ) -> list[Delivery]:
+        """Pending deliveries due by ``now``, oldest first; only of alerts of ``branches``
+        when given (collectors partitioned by region share one outbox)."""
         q = (
             select(
                 deliveries.c.event_id,
@@ -394,6 +400,10 @@ class Store:
         )
         if sink is not None:
             q = q.where(deliveries.c.sink == sink)
+        if branches is not None:
+            q = q.join(alerts, alerts.c.alert_id == alert_events.c.alert_id).where(
+                alerts.c.branch.in_(list(branches))
+            )
         with self.engine.connect() as conn:
             rows = conn.execute(q).all()
         return [Delivery(r[0], r[1], r[2], r[3], json.loads(r[4])) for r in rows]
@@ -462,11 +472,12 @@ class Store:
         return {r[0]: r[1] for r in rows}
 
     # ------------------------------------------------------------- alerts
-    def active_alerts(self) -> list[AlertRow]:
+    def active_alerts(self, branches: Sequence[str] | None = None) -> list[AlertRow]:
+        q = select(alerts).where(alerts.c.state == "firing").order_by(alerts.c.started_at)
+        if branches is not None:
+            q = q.where(alerts.c.branch.in_(list(branches)))
         with self.engine.connect() as conn:
-            rows = conn.execute(
-                select(alerts).where(alerts.c.state == "firing").order_by(alerts.c.started_at)
-            ).all()
+            rows = conn.execute(q).all()
         return [AlertRow(**r._mapping) for r in rows]
 
     def alert_history(
