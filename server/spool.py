@@ -293,6 +293,9 @@ class DbWriter:
         self.ping_interval_s = ping_interval_s
         self.clock = clock
         self.stored = 0
+        #: failure periods that ended, and SQLite's answer to the checkpoint after the last
+        self.recoveries = 0
+        self.last_checkpoint: tuple[int, int, int] | None = None
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -384,7 +387,8 @@ class DbWriter:
 
     def _recovered(self) -> None:
         log.warning("database writes work again")
+        self.recoveries += 1
         try:
-            self.store.checkpoint()
+            self.last_checkpoint = self.store.checkpoint()
         except Exception as exc:  # the next failure period reports it
             log.warning("WAL checkpoint after recovery failed: %s", exc)

@@ -333,12 +333,20 @@ class Store:
             if conn.dialect.name == "sqlite":
                 conn.exec_driver_sql("PRAGMA user_version = 0")
 
-    def checkpoint(self) -> None:
-        """SQLite: checkpoint and truncate the WAL (after a full disk it held the space)."""
+    def checkpoint(self) -> tuple[int, int, int] | None:
+        """SQLite: checkpoint and truncate the WAL (after a full disk it held the space).
+
+        Returns SQLite's ``(busy, wal frames, checkpointed frames)``; None elsewhere.
+        """
         if self.engine.dialect.name != "sqlite":
-            return
-        with self.engine.connect() as conn:
-            conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+            return None
+        # outside any transaction, or SQLite refuses the checkpoint (busy) silently
+        with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            row = conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)").one()
+        result = (int(row[0]), int(row[1]), int(row[2]))
+        if result[0]:
+            log.warning("WAL checkpoint incomplete: a reader held the WAL")
+        return result
 
     # ------------------------------------------------------------- outbox
     def record_event(self, ev: EventRecord, sinks: Iterable[str]) -> bool:

@@ -303,3 +303,103 @@ def test_sigterm_during_a_hung_start_is_honoured(tmp_path: Path) -> None:
         proxy.close()
     assert proc.returncode == 0, err
     assert "stopped by a signal during start-up" in err
+
+
+def test_sqlite_refusing_writes_delays_but_never_repeats_a_notification(tmp_path: Path) -> None:
+    """SQLite refusing every write (each new connection is made read-only with SQLite's
+    own ``PRAGMA query_only``: the refused-write path a full disk takes; a real full
+    file system cannot be made on this shared machine). The alert event waits in the
+    spool and nobody is told before it is stored; /healthz says why; a notification
+    delivered while its state cannot be recorded is not POSTed again (it was re-POSTed
+    187 times in 188 s before); when writes work again the delivery is recorded and the
+    WAL is checkpointed and truncated (SQLite's answer checked; closing the last
+    connection also removes the WAL, so its size proves nothing here)."""
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from sqlalchemy import event
+
+    from lobbywatch.server.alerts import AlertEngine, AlertPolicy
+    from lobbywatch.server.estimator import WaitEstimate
+
+    full = {"on": False}
+    posts: list[str] = []
+    db = tmp_path / "c.db"
+
+    class Hook(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            import json
+
+            body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            posts.append(json.loads(body)["event_id"])
+            # the disk fills while the notification is on its way: it is sent, but
+            # its delivery cannot be recorded
+            full["on"] = True
+            c.store.engine.dispose()
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Hook)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    cfg = server_config(
+        mqtt_port=1,
+        db_url=f"sqlite:///{db}",
+        sinks={"hook": {"type": "webhook", "url": f"http://127.0.0.1:{server.server_port}/"}},
+    )
+    cfg["notify"].update(retry_initial_s=0.1, retry_max_s=0.2)
+    c = Collector(parse_server_config(cfg), with_mqtt=False)
+
+    @event.listens_for(c.store.engine, "connect")
+    def _refuse_writes(dbapi_conn: Any, _record: Any) -> None:
+        if full["on"]:
+            dbapi_conn.execute("PRAGMA query_only = 1")
+
+    def set_full(on: bool) -> None:
+        full["on"] = on
+        c.store.engine.dispose()  # every new connection follows the switch
+
+    c.start()
+    base = f"http://127.0.0.1:{c.http_port}"
+    try:
+        eng = AlertEngine(lambda b, z: AlertPolicy(min_duration_s=0), lambda b: None,
+                          lambda b: "north")  # fmt: skip
+        est = WaitEstimate(queue_length=9, predicted_wait_s=5000.0, service_rate_per_s=0.01,
+                           method="observed", realised_wait_p50_s=None, realised_wait_p90_s=None,
+                           oldest_wait_s=None, forecast_wait_s=None, forecast_horizon_s=300.0,
+                           served_within_threshold_ratio=None)  # fmt: skip
+        set_full(True)
+        events = [e for e in eng.evaluate("b1", "W1", est, time.time()) if e.kind == "w1_wait"]
+        assert [e.event for e in events] == ["fire"]
+        eid = events[0].event_id
+        c._handle_events(events, time.time())
+        h = wait_until(lambda: (r := httpx.get(f"{base}/healthz", timeout=5)).status_code == 503
+                       and r.json(), 20)  # fmt: skip
+        assert "database write failing" in h["reason"] and "readonly" in h["reason"], h
+        assert h["alert_events_spooled"] == 1
+        assert posts == []  # not durable yet: nobody is told
+        set_full(False)
+        wait_until(lambda: posts == [eid], 20)  # stored, sent; the hook made the DB refuse
+        wait_until(lambda: c.dispatcher.counts[("hook", "unrecorded")] == 1, 10)
+        time.sleep(3)  # three dispatcher passes
+        assert posts == [eid], posts
+        assert c.store.delivery_status(eid) == {"hook": "pending"}
+        h = httpx.get(f"{base}/healthz", timeout=5).json()
+        assert "mark_delivered" in h["reason"], h
+        full["on"] = False
+        c.store.engine.dispose()
+        wait_until(lambda: c.store.delivery_status(eid) == {"hook": "delivered"}, 20)
+        wait_until(lambda: httpx.get(f"{base}/healthz", timeout=5).status_code == 200, 20)
+        # the recovery checkpoint truncated the WAL (later writes start it again, small)
+        # the end of each failure period checkpointed the WAL, completely (not busy)
+        wait_until(lambda: c.db_writer.recoveries == 2, 20)
+        assert c.db_writer.last_checkpoint is not None
+        assert c.db_writer.last_checkpoint[0] == 0, c.db_writer.last_checkpoint
+        assert posts == [eid]
+        m = httpx.get(f"{base}/metrics", timeout=5).text
+        assert 'lobbywatch_collector_database_errors_total{op="record_event"}' in m
+        assert 'lobbywatch_notifications_total{result="unrecorded",sink="hook"} 1.0' in m
+    finally:
+        c.stop()
+        server.shutdown()
