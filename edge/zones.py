@@ -23,9 +23,9 @@ import numpy as np
 import numpy.typing as npt
 from pydantic import BaseModel, ConfigDict, Field
 
-from lobbywatch.edge.state import ZoneKind
 from lobbywatch.errors import ConfigError
 from lobbywatch.protocol import ID_PATTERN
+from lobbywatch.zone_state import ZoneKind
 
 __all__ = [
     "GEOMETRY_CHECK_RESOLUTION",

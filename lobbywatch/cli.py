@@ -12,12 +12,12 @@ import sys
 import typer
 
 from lobbywatch import __version__
+from lobbywatch.demo import demo_cli, sim_cli
 from lobbywatch.edge import agent_cli, eval_cli
 from lobbywatch.edge import cli as edge_cli
 from lobbywatch.errors import LobbywatchError
 from lobbywatch.models import cli as models_cli
 from lobbywatch.server import cli as server_cli
-from lobbywatch.server import demo_cli, sim_cli
 
 app = typer.Typer(
     name="lobbywatch",

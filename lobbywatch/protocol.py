@@ -40,7 +40,6 @@ from typing import Annotated, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictBool, field_validator
 
-from lobbywatch.edge.state import ZoneKind
 from lobbywatch.protocol_bounds import (
     TS_PATTERN,
     TS_YEARS,
@@ -54,6 +53,7 @@ from lobbywatch.protocol_bounds import (
     Seq,
     ThresholdS,
 )
+from lobbywatch.zone_state import ZoneKind
 
 PROTOCOL_VERSION: Literal[1] = 1
 DEFAULT_ROOT = "lobbywatch"

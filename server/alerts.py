@@ -254,6 +254,8 @@ class AlertEvent(_AlertFacts):
     event_id: str
     event: str
     at: float
+    #: the alert's revision as of this event (persisted, so a restart re-derives the same id)
+    revision: int
     #: the severity before this event, only when the event changed it (an escalation
     #: from warning to critical); a time-based escalation keeps the severity, so None
     previous_severity: str | None = None
@@ -266,6 +268,7 @@ class AlertEvent(_AlertFacts):
             event_id=f"{alert.alert_id}#{alert.revision}",
             event=event,
             at=at,
+            revision=alert.revision,
             previous_severity=previous_severity,
             **{name: getattr(alert, name) for name in _FACT_FIELDS},
         )
@@ -559,9 +562,6 @@ class AlertEngine:
                 continue
             rule = self._rules.setdefault((alert.kind, alert.branch, alert.subject), _RuleState())
             rule.alert = alert
-
-    def open_alerts(self) -> list[Alert]:
-        return self.snapshot()
 
     # --- mechanics ----------------------------------------------------------
 

@@ -13,11 +13,13 @@ from fastapi import FastAPI, HTTPException, Query, Response
 from pydantic import BaseModel, Field
 
 from lobbywatch import __version__
-from lobbywatch.edge.state import ZoneKind
+from lobbywatch.server.alert_records import alert_view, row_view
+from lobbywatch.server.alerts import Alert
 from lobbywatch.server.auth import Authenticator, install_auth
 from lobbywatch.server.notify import iso
 from lobbywatch.server.state import DeviceRecord, ZoneRecord
 from lobbywatch.server.store import AlertRow, MinuteRow
+from lobbywatch.zone_state import ZONE_STATE_FIELDS, ZoneKind
 
 if TYPE_CHECKING:
     from lobbywatch.server.collector import Collector
@@ -174,22 +176,15 @@ def zone_out(z: ZoneRecord) -> ZoneOut:
             oldest_wait_s=_f(e.oldest_wait_s),
             served_within_threshold_ratio=_f(e.served_within_threshold_ratio),
         )
+    # the one collector -> API conversion: the shared zone fields by name
     return ZoneOut(
         zone=z.zone,
         camera=z.camera,
-        kind=str(z.kind),
-        blueprint=z.blueprint,
         device=z.device,
-        people=z.people,
-        raw_count=z.raw_count,
-        dwell_p50_s=z.dwell_p50_s,
-        dwell_p90_s=z.dwell_p90_s,
-        dwell_max_s=z.dwell_max_s,
-        arrivals_total=z.arrivals_total,
-        departures_total=z.departures_total,
         observed_at=iso(z.ts),
         wait_threshold_s=z.threshold_s,
         estimate=est,
+        **{name: getattr(z, name) for name in ZONE_STATE_FIELDS},
     )
 
 
@@ -212,25 +207,8 @@ def device_out(d: DeviceRecord, now: float, timeout_s: float) -> DeviceOut:
     )
 
 
-def alert_out(a: Any) -> AlertOut:
-    started = a.started_at
-    ended = getattr(a, "ended_at", None)
-    is_device = str(a.kind) == "device_offline"
-    return AlertOut(
-        alert_id=str(a.alert_id),
-        kind=str(a.kind),
-        severity=str(a.severity),
-        state=str(a.state),
-        branch=str(a.branch),
-        region=getattr(a, "region", None),
-        zone=None if is_device else str(a.subject),
-        device=str(a.subject) if is_device else None,
-        started_at=iso(float(started)) if started is not None else None,
-        ended_at=iso(float(ended)) if ended is not None else None,
-        summary=getattr(a, "summary", None),
-        value=_f(getattr(a, "value", None)),
-        threshold=_f(getattr(a, "threshold", None)),
-    )
+def alert_out(a: Alert) -> AlertOut:
+    return AlertOut(**alert_view(a, a.region))
 
 
 def minute_out(r: MinuteRow) -> MinuteOut:
@@ -329,9 +307,9 @@ def create_app(collector: Collector) -> FastAPI:
                     a
                     for a in state.alerts.values()
                     if branch in (None, a.branch)
-                    and region in (None, getattr(a, "region", None) or _region(a.branch))
+                    and region in (None, a.region or _region(a.branch))
                 ]
-            alerts.sort(key=lambda a: (float(a.started_at), str(a.alert_id)))
+            alerts.sort(key=lambda a: (a.started_at, a.alert_id))
             return [alert_out(a) for a in alerts[:limit]]
         rows = collector.store.alert_history(
             branch=branch, region=region, active=False, limit=limit
@@ -448,18 +426,4 @@ def authenticator(http: Any) -> Authenticator | None:
 
 
 def _row_out(r: AlertRow) -> AlertOut:
-    return AlertOut(
-        alert_id=r.alert_id,
-        kind=r.kind,
-        severity=r.severity,
-        state=r.state,
-        branch=r.branch,
-        region=r.region,
-        zone=r.zone,
-        device=r.subject if r.kind == "device_offline" else None,
-        started_at=iso(r.started_at),
-        ended_at=iso(r.ended_at),
-        summary=r.summary,
-        value=r.value,
-        threshold=r.threshold,
-    )
+    return AlertOut(**row_view(r))

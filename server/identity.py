@@ -13,7 +13,7 @@ device could publish, on its own topic, a payload naming another branch's device
   ``ingest.rebind_after_s`` (a replaced box takes over its camera).
 
 A refused message is counted (``reason="identity"``) and never touches state.
-Memory is bounded by the collector's ``max_zones`` cap on devices.
+Memory is bounded by the collector.s ``max_zones_and_devices`` cap.
 """
 
 from __future__ import annotations

@@ -20,9 +20,9 @@ from test_demo_support import (
     processes_mentioning,
 )
 
+from lobbywatch.demo.broker import EmbeddedBroker, parse_address
+from lobbywatch.demo.demo import DemoOptions, run_demo
 from lobbywatch.errors import LobbywatchError
-from lobbywatch.server.broker import EmbeddedBroker, parse_address
-from lobbywatch.server.demo import DemoOptions, run_demo
 
 pytestmark = pytest.mark.slow
 

@@ -78,7 +78,7 @@ def simulate(
     Arrivals with morning and lunch peaks, several counters, FCFS or VIP
     priority, and detection noise (missed and extra people).
     """
-    from lobbywatch.server import simulator
+    from lobbywatch.demo import simulator
 
     if password_file is not None:
         try:
