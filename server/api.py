@@ -363,7 +363,7 @@ def create_app(collector: Collector) -> FastAPI:
         """
         now = collector.clock()
         mqtt_ok = collector.mqtt.connected.is_set() if collector.mqtt is not None else True
-        db_problem = collector.db_health.problem(collector.cfg.database.statement_timeout_s + 5)
+        db_problem = collector.db_health.problem(collector.cfg.database.statement_timeout_s + 2)
         db_ok = db_problem is None
         last = collector.last_batch_at
         depth = len(collector.queue)

@@ -49,7 +49,7 @@ from lobbywatch.server.notify import Dispatcher, build_sinks
 from lobbywatch.server.retention import RetentionSchedule
 from lobbywatch.server.spool import AlertSpool, DbHealth, DbWriter, Spooled
 from lobbywatch.server.state import BranchRecord, CollectorState, NodeKey, ZoneKey
-from lobbywatch.server.store import EventRecord, MinuteRow, Store
+from lobbywatch.server.store import AlertRow, EventRecord, MinuteRow, Store
 from lobbywatch.server.transport import MessageQueue, MqttIngest
 from lobbywatch.zone_state import ZoneKind
 
@@ -226,6 +226,7 @@ class Collector:
             self.db_health,
             on_stored=self.dispatcher.wake,
             clock=clock,
+            cut_after_s=db.statement_timeout_s + 5,
         )
         #: minute aggregates the database refused, written with the next minute
         self._unwritten_minutes: list[MinuteRow] = []
@@ -275,9 +276,10 @@ class Collector:
         later event continues the revisions the previous active stored: nothing is
         notified twice, and a condition still holding fires or resolves as usual.
         """
+        rows = self._own_active_alerts()  # the query runs before the lock: ingest goes on
         with self.state.lock:
             self.engine = self._make_engine()
-            self.restore()
+            self._adopt(rows)
             for rt in self._zones.values():
                 rt.evaluated_at = 0.0  # re-evaluate everything with the adopted alerts
             self._dirty.update(self._zones)
@@ -297,7 +299,7 @@ class Collector:
 
     def db_stats(self) -> DbStats:
         h = self.db_health
-        ok = h.problem(self.cfg.database.statement_timeout_s + 5) is None
+        ok = h.problem(self.cfg.database.statement_timeout_s + 2) is None
         return DbStats(ok, dict(h.errors), len(self.spool), self.spool.lost)
 
     # ------------------------------------------------------------- policies
@@ -384,11 +386,15 @@ class Collector:
         self._http.start()
 
     def restore(self) -> None:
-        """Reload firing alerts into the engine and state: a restart loses none.
+        """Reload firing alerts into the engine and state: a restart loses none."""
+        self._adopt(self._own_active_alerts())
 
-        A partitioned collector adopts only its own branches' alerts."""
+    def _own_active_alerts(self) -> list[AlertRow]:
+        """Firing alerts in the database; a partitioned collector's own branches only."""
         mine = [b.id for b in self.cfg.branches] if self.cfg.partitioned() else None
-        rows = self.store.active_alerts(mine)
+        return self.store.active_alerts(mine)
+
+    def _adopt(self, rows: list[AlertRow]) -> None:
         if not rows:
             return
         alerts = [row_to_alert(r) for r in rows]

@@ -271,6 +271,8 @@ class DbWriter:
         retry_initial_s, retry_max_s: backoff between attempts (jittered, doubling).
         ping_interval_s: while idle, a ``SELECT 1`` this often keeps :class:`DbHealth`
             current (a dead database shows in ``/healthz`` before an alert needs it).
+        cut_after_s: a watchdog cuts the connection of any database call (this thread's,
+            the sinks', the minute writer's) running longer than this (``Store.cut``).
     """
 
     def __init__(
@@ -283,6 +285,7 @@ class DbWriter:
         retry_max_s: float = 10.0,
         ping_interval_s: float = 5.0,
         clock: Callable[[], float] = time.time,
+        cut_after_s: float = 15.0,
     ) -> None:
         self.store = store
         self.spool = spool
@@ -292,6 +295,8 @@ class DbWriter:
         self.retry_max_s = retry_max_s
         self.ping_interval_s = ping_interval_s
         self.clock = clock
+        #: a database call running this long (statement timeout + margin) is cut
+        self.cut_after_s = cut_after_s
         self.stored = 0
         #: failure periods that ended, and SQLite's answer to the checkpoint after the last
         self.recoveries = 0
@@ -304,6 +309,18 @@ class DbWriter:
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="db-writer", daemon=True)
         self._thread.start()
+        threading.Thread(target=self._watchdog, name="db-watchdog", daemon=True).start()
+
+    def _watchdog(self) -> None:
+        """Cut database calls (any thread's) hung for longer than ``cut_after_s``."""
+        while not self._stop.wait(1.0):
+            now = time.monotonic()
+            for tid, (op, started) in list(self.health.busy.items()):
+                waited = now - started
+                if waited > self.cut_after_s and self.store.cut(tid):
+                    why = TimeoutError(f"{op} cut after {waited:.0f} s")
+                    self.health.failed("hung", why, self.clock())
+                    log.warning("database call %s hung for %.0f s: connection cut", op, waited)
 
     def wake(self) -> None:
         self._wake.set()

@@ -19,6 +19,9 @@ import contextlib
 import fcntl
 import json
 import logging
+import os
+import socket
+import threading
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -282,6 +285,41 @@ class Store:
     ) -> None:
         self.url = url
         self.engine = make_engine(url, connect_timeout_s, statement_timeout_s)
+        #: thread id -> the DBAPI connection that thread has checked out (for cut())
+        self._in_use: dict[int, Any] = {}
+        event.listen(self.engine, "checkout", self._checked_out)
+        event.listen(self.engine, "checkin", self._checked_in)
+
+    def _checked_out(self, dbapi_conn: Any, _record: Any, _proxy: Any) -> None:
+        self._in_use[threading.get_ident()] = dbapi_conn
+
+    def _checked_in(self, dbapi_conn: Any, _record: Any) -> None:
+        for tid, conn in list(self._in_use.items()):
+            if conn is dbapi_conn:
+                self._in_use.pop(tid, None)
+
+    def cut(self, thread_id: int) -> bool:
+        """Shut down the socket of the PostgreSQL connection ``thread_id`` is using.
+
+        A server that accepts but never answers keeps a call waiting for ever: neither
+        ``statement_timeout`` (enforced by that very server) nor TCP timeouts (the peer
+        acknowledges) end it. Shutting the socket down makes the call fail at once, so
+        the caller retries on a new connection. True if a socket was shut down.
+        """
+        conn = self._in_use.get(thread_id)
+        pgconn = getattr(conn, "pgconn", None)
+        if pgconn is None:
+            return False
+        try:
+            fd = os.dup(pgconn.socket)
+        except (OSError, ValueError, AttributeError):
+            return False
+        with socket.socket(fileno=fd) as sock:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                return False
+        return True
 
     def close(self) -> None:
         self.engine.dispose()

@@ -182,6 +182,8 @@ def test_postgres_refusing_then_hanging_during_an_alert_burst(
     reasons = [h[3] or "" for h in fault_health if h[1] == 503]
     assert any("database" in r for r in reasons), fault_health
     assert any("has not returned" in r for r in reasons), "the hang was not reported"
+    # the watchdog cut the hung calls (before the proxy came back)
+    assert c.db_health.errors.get("hung", 0) >= 1, c.db_health.errors
     # the database holds every event once
     with psycopg.connect(_pg_direct(pg_url)) as conn:
         stored = conn.execute("SELECT count(*), count(DISTINCT event_id) FROM alert_events")
