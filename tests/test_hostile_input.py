@@ -366,3 +366,20 @@ def test_api_parameters_are_validated_with_the_field_named(
         assert ok.status_code == 200
     finally:
         c.stop()
+
+
+def test_the_edge_caps_durations_at_the_protocol_bound() -> None:
+    """A track older than a day (a static object) must not make the edge's message
+    invalid: durations are capped at the bound, everything else passes unchanged."""
+    from lobbywatch.edge.agent import zone_message
+    from lobbywatch.edge.state import ZoneState
+    from lobbywatch.zone_state import ZoneKind
+
+    two_days = 2 * 86_400.0
+    state = ZoneState("W1", ZoneKind.WAITING, "W1", NOW, 2, 2, 60.0, two_days, two_days, 9, 7)
+    msg = zone_message(state, device="edge-1", branch="b1", seq=1, camera="cam1",
+                       completed_dwells_s=[30.0, two_days], wait_threshold_s=600.0)  # fmt: skip
+    assert (msg.dwell_p90_s, msg.dwell_max_s) == (86_400.0, 86_400.0)
+    assert list(msg.completed_dwells_s) == [30.0, 86_400.0]
+    assert (msg.people, msg.dwell_p50_s, msg.arrivals_total) == (2, 60.0, 9)
+    assert parse_message(raw(msg)[1]) == msg
