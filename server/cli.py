@@ -116,10 +116,14 @@ def add_credential_cmd(
     """Append a credential (scrypt-hashed) to FILE; its secret is shown (or written) once."""
     import os
 
-    from lobbywatch.errors import ConfigError
+    from lobbywatch.errors import LobbywatchError
+    from lobbywatch.outputs import output_file
     from lobbywatch.server.auth import add_credential, load_credentials
 
     try:
+        output_file(file, "--file")
+        if token_out is not None:
+            output_file(token_out, "--token-out")
         if if_missing and file.exists() and name in load_credentials(file):
             typer.echo(f"{name} already in {file}")
             return
@@ -133,7 +137,7 @@ def add_credential_cmd(
             for path in (file, token_out):
                 if path is not None:
                     os.chown(path, int(uid), int(gid or uid))
-    except (ConfigError, OSError, ValueError) as exc:
+    except (LobbywatchError, OSError, ValueError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
     if token_out is None:
