@@ -400,6 +400,22 @@ def create_app(collector: Collector) -> FastAPI:
     from lobbywatch.server.board import install_board
 
     install_board(app)
+
+    from fastapi import Request
+    from fastapi.responses import JSONResponse
+    from sqlalchemy.exc import DBAPIError
+
+    @app.exception_handler(DBAPIError)
+    def database_unavailable(_request: Request, exc: DBAPIError) -> JSONResponse:
+        # history and aggregates come from the database: while it fails, say so (503,
+        # retry later) instead of a 500 with a stack trace in the log
+        first = (str(exc.orig or exc).strip().splitlines() or [""])[0][:200]
+        return JSONResponse(
+            {"detail": f"database unavailable: {first}"},
+            status_code=503,
+            headers={"Retry-After": "10"},
+        )
+
     install_auth(app, authenticator(collector.cfg.http), collector.cfg.http.host_names())
     return app
 

@@ -405,3 +405,29 @@ def test_sqlite_refusing_writes_delays_but_never_repeats_a_notification(tmp_path
     finally:
         c.stop()
         server.shutdown()
+
+
+def test_history_while_postgres_refuses_is_503_naming_the_database(
+    pg_url: str, tmp_path: Path
+) -> None:
+    proxy = FaultProxy(5432)
+    url = pg_url.replace("127.0.0.1:5432", f"127.0.0.1:{proxy.port}")
+    cfg = server_config(mqtt_port=1, db_url=url)
+    cfg["database"].update(connect_timeout_s=2, statement_timeout_s=2)
+    c = Collector(parse_server_config(cfg), with_mqtt=False)
+    c.start()
+    try:
+        base = f"http://127.0.0.1:{c.http_port}"
+        assert httpx.get(f"{base}/api/v1/alerts/history", timeout=10).json() == []
+        proxy.refuse()
+        r = httpx.get(f"{base}/api/v1/alerts/history", timeout=10)
+        assert r.status_code == 503, r.text
+        assert r.json()["detail"].startswith("database unavailable: ")
+        assert r.headers["retry-after"] == "10"
+        # the in-memory state still answers
+        assert httpx.get(f"{base}/api/v1/branches", timeout=10).status_code == 200
+        proxy.restore()
+        assert httpx.get(f"{base}/api/v1/alerts/history", timeout=10).status_code == 200
+    finally:
+        c.stop()
+        proxy.close()
