@@ -431,3 +431,28 @@ def test_history_while_postgres_refuses_is_503_naming_the_database(
     finally:
         c.stop()
         proxy.close()
+
+
+def test_one_branchs_unstorable_minute_does_not_cost_the_others_theirs(pg_url: str) -> None:
+    """A value PostgreSQL refuses (integer out of range) in one branch's minute row: the
+    other branches' rows of the same minute are stored, the bad one is dropped and
+    counted (it failed the whole batch, for every branch, for 10 minutes before)."""
+    from lobbywatch.server.store import MinuteRow
+
+    cfg = server_config(mqtt_port=1, db_url=pg_url)
+    c = Collector(parse_server_config(cfg), with_mqtt=False, with_http=False)
+    c.start()
+    try:
+
+        def row(branch: str, served: int) -> MinuteRow:
+            return MinuteRow(branch, "W1", 1_750_000_020, 6, 2.0, 3, 60.0, None, None, None,
+                             served, served, 1.0, 600.0)  # fmt: skip
+
+        c._write_minutes([row("good-1", 4), row("bad", 10**12), row("good-2", 5)])
+        assert [r.served for r in c.store.minutes("good-1")] == [4]
+        assert [r.served for r in c.store.minutes("good-2")] == [5]
+        assert c.store.minutes("bad") == []
+        assert c.db_health.errors == {"write_minutes_refused": 1}
+        assert c.db_health.ok  # the database is fine; one row was not
+    finally:
+        c.stop()
