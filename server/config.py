@@ -167,6 +167,17 @@ class IngestSettings(_Strict):
         description="hard cap applied separately to tracked zones, cameras and edge devices "
         "(bounds memory and metric labels); messages beyond it are rejected/limit",
     )
+    max_zones_per_device: PositiveInt = Field(
+        64, description="zones one device may create; more are refused (reason zone_limit)"
+    )
+    max_new_zones_per_minute: PositiveInt = Field(
+        30, description="new zones one device may create per minute; more are refused"
+    )
+    rebind_after_s: PositiveFloat = Field(
+        900.0,
+        description="a device bound to a branch, or a camera bound to a device, on first "
+        "sight may be taken over after the bound device was silent this long",
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -201,6 +212,27 @@ class DatabaseSettings(_Strict):
         description="minute aggregates older than this many days are deleted once a day "
         "(alert history is kept)",
     )
+    connect_timeout_s: PositiveFloat = Field(
+        5.0, le=300, description="give up connecting after this (start-up fails after it)"
+    )
+    statement_timeout_s: PositiveFloat = Field(
+        10.0, le=300, description="a statement running longer is cancelled (and retried)"
+    )
+    spool_file: Path | None = Field(
+        None,
+        description="local file keeping alert events the database has not stored yet "
+        "(replayed at start); default: beside a SQLite database, memory only for PostgreSQL",
+    )
+    spool_max_events: PositiveInt = Field(
+        10_000, description="alert events kept while the database fails; beyond: lost, counted"
+    )
+
+    def spool_path(self) -> Path | None:
+        if self.spool_file is not None:
+            return self.spool_file
+        if self.url.startswith("sqlite:///") and ":memory:" not in self.url:
+            return Path(self.url.removeprefix("sqlite:///") + ".alert-spool.jsonl")
+        return None
 
     @field_validator("url")
     @classmethod
@@ -213,6 +245,54 @@ class DatabaseSettings(_Strict):
 class HttpSettings(_Strict):
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=0, le=65535, description="0 picks a free port")
+    credentials_file: Path | None = Field(
+        None,
+        description="API tokens and board users, hashed (server/auth.py; `lobbywatch server "
+        "add-credential`); set: everything but /healthz and /login needs credentials",
+    )
+    allow_anonymous: bool = Field(
+        False,
+        description="serve without credentials on a non-loopback address (not recommended)",
+    )
+    allowed_hosts: list[str] = Field(
+        default_factory=list,
+        description="Host header names accepted besides localhost, 127.0.0.1, ::1 and "
+        "the bind address (e.g. the collector's DNS name)",
+    )
+    session_secret_file: Path | None = Field(
+        None, description="key signing board sessions; default: random per start"
+    )
+    cookie_secure: bool = Field(False, description="board cookie only over HTTPS")
+    session_max_age_s: PositiveInt = Field(43_200, description="board session lifetime")
+
+    def is_loopback(self) -> bool:
+        return is_loopback_host(self.host)
+
+    def host_names(self) -> list[str]:
+        names = {"localhost", "127.0.0.1", "::1", "[::1]", *self.allowed_hosts}
+        if self.host not in ("0.0.0.0", "::", ""):
+            names.add(self.host)
+        return sorted(names)
+
+    @model_validator(mode="after")
+    def _exposed_needs_auth(self) -> HttpSettings:
+        if not self.is_loopback() and self.credentials_file is None and not self.allow_anonymous:
+            raise ValueError(
+                f"http.host {self.host} is not a loopback address: set http.credentials_file "
+                "(docs/operations.md, authentication) or, knowingly, allow_anonymous: true"
+            )
+        return self
+
+
+def is_loopback_host(host: str) -> bool:
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 # ----------------------------------------------------------------------- branches
@@ -258,6 +338,23 @@ class BranchConfig(_Strict):
         default_factory=AlertOverrides, description="partial AlertPolicy"
     )
     zones: dict[str, ZoneOverride] = Field(default_factory=dict)
+    devices: list[Annotated[str, Field(pattern=ID_PATTERN)]] | None = Field(
+        None,
+        description="edge devices allowed to publish for this branch (and only for it); "
+        "null: bound on first sight",
+    )
+    allow_unconfigured_zones: bool | None = Field(
+        None,
+        description="notify managers about zones not listed in `zones`; default: true when "
+        "`zones` is empty, false when it lists zones",
+    )
+
+    def notifies_zone(self, zone: str | None) -> bool:
+        """Whether alerts of ``zone`` (None: device alerts) reach managers."""
+        if zone is None or zone in self.zones:
+            return True
+        allow = self.allow_unconfigured_zones
+        return not self.zones if allow is None else allow
 
     @model_validator(mode="before")
     @classmethod
@@ -518,7 +615,20 @@ class ReportSettings(_Strict):
 # ------------------------------------------------------------------------- root
 
 
+class ClusterSettings(_Strict):
+    partition: str | None = Field(
+        None,
+        pattern=ID_PATTERN,
+        description="active/standby: collectors with the same partition share one "
+        "PostgreSQL advisory lock; the holder notifies, the others stay warm (null: alone)",
+    )
+    check_interval_s: PositiveFloat = Field(
+        1.0, le=30, description="how often the standby tries the lock and the active checks it"
+    )
+
+
 class ServerConfig(_Strict):
+    cluster: ClusterSettings = Field(default_factory=ClusterSettings)  # type: ignore[arg-type]
     mqtt: MqttSettings = Field(default_factory=MqttSettings)  # type: ignore[arg-type]
     ingest: IngestSettings = Field(default_factory=IngestSettings)  # type: ignore[arg-type]
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)  # type: ignore[arg-type]
@@ -536,6 +646,16 @@ class ServerConfig(_Strict):
     report: ReportSettings = Field(default_factory=ReportSettings)  # type: ignore[arg-type]
 
     _check_locale = field_validator("locale")(classmethod(lambda cls, v: _locale(v)))
+
+    @model_validator(mode="after")
+    def _cluster_needs_postgres(self) -> ServerConfig:
+        if self.cluster.partition is not None and not self.database.url.startswith("postgresql"):
+            raise ValueError("cluster.partition needs a PostgreSQL database.url (shared lock)")
+        return self
+
+    def partitioned(self) -> bool:
+        """Whether this collector owns only its configured branches' alerts."""
+        return self.mqtt.subscribe == "configured_branches" or self.cluster.partition is not None
 
     @model_validator(mode="after")
     def _unique_branches(self) -> ServerConfig:

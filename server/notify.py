@@ -61,6 +61,7 @@ from lobbywatch.server.config import (
     WeComSink,
 )
 from lobbywatch.server.i18n import Translator
+from lobbywatch.server.spool import DbHealth
 from lobbywatch.server.store import Delivery, Store
 
 log = logging.getLogger(__name__)
@@ -391,7 +392,12 @@ class AlertmanagerNotifier:
     def send(self, payload: dict[str, Any]) -> None:
         now = time.time()
         batch = [self.to_am(payload, now)]
-        if payload.get("event") == "escalate" and payload.get("previous_severity"):
+        prev_severity = payload.get("previous_severity")
+        if (
+            payload.get("event") == "escalate"
+            and prev_severity
+            and prev_severity != payload.get("severity")
+        ):
             # severity is a label, so the escalated alert is a new Alertmanager alert;
             # end the lower-severity one or it lingers until its endsAt.
             prev = self.to_am(payload, now, severity=str(payload["previous_severity"]))
@@ -450,8 +456,21 @@ class Dispatcher:
         settings: NotifySettings,
         firing_payloads: Callable[[], list[dict[str, Any]]] = list,
         clock: Callable[[], float] = time.time,
+        health: DbHealth | None = None,
+        active: Callable[[], bool] = lambda: True,
+        branches: list[str] | None = None,
     ) -> None:
         self.store = store
+        #: False on a standby collector: it delivers nothing (the active one does)
+        self.active = active
+        #: a partitioned collector delivers only its own branches' events
+        self.branches = branches
+        self.health = health or DbHealth()
+        #: (event_id, sink) -> delivered_at: sent, but the database did not record it.
+        #: They are never sent again by this process (the database is told later), so a
+        #: database that cannot record a delivery does not make a sink get it again and
+        #: again; across a crash at most one more send, with the same idempotency key.
+        self._unrecorded: dict[tuple[str, str], float] = {}
         self.sinks = sinks
         self.settings = settings
         self.firing_payloads = firing_payloads
@@ -459,7 +478,7 @@ class Dispatcher:
         #: (sink, result) -> count; result in delivered, error, expired
         self.counts: dict[tuple[str, str], int] = {}
         for name in sinks:
-            for result in ("delivered", "error", "expired"):
+            for result in ("delivered", "error", "expired", "unrecorded"):
                 self.counts[(name, result)] = 0
         self._stop = threading.Event()
         self._wake = {name: threading.Event() for name in sinks}
@@ -496,11 +515,20 @@ class Dispatcher:
         now = self.clock()
         ok = 0
         blocked: set[str] = set()
-        ready_in = getattr(sink, "ready_in", None)
-        for d in self.store.due_deliveries(now, sink=name):
+        self._record_unrecorded(name)
+        try:
+            with self.health.call("due_deliveries"):
+                due = self.store.due_deliveries(now, sink=name, branches=self.branches)
+        except Exception as exc:
+            self.health.failed("due_deliveries", exc, now)
+            raise
+        for d in due:
             aid = str(d.payload.get("alert_id"))
             if aid in blocked:
                 continue  # keep per-alert order: no resolve before its fire went out
+            if (d.event_id, name) in self._unrecorded:
+                continue  # delivered; only the database does not know yet
+            ready_in = getattr(sink, "ready_in", None)
             if ready_in is not None and ready_in() > 0:
                 break  # rate limit reached: the rest stays pending for the next pass
             if self._send_one(sink, d, now):
@@ -511,14 +539,30 @@ class Dispatcher:
                 break
         return ok
 
+    def _record_unrecorded(self, name: str) -> None:
+        """Tell the database about deliveries it could not record before."""
+        for (eid, sink), at in list(self._unrecorded.items()):
+            if sink != name:
+                continue
+            try:
+                with self.health.call("mark_delivered"):
+                    self.store.mark_delivered(eid, sink, at)
+            except Exception as exc:
+                self.health.failed("mark_delivered", exc, self.clock())
+                return
+            del self._unrecorded[(eid, sink)]
+
     def _send_one(self, sink: Sink, d: Delivery, now: float) -> bool:
         try:
             sink.send(d.payload)
         except Exception as exc:
             expire = now - d.created_at > self.settings.give_up_after_s
-            self.store.mark_failed(
-                d.event_id, sink.name, str(exc), now + self.backoff(d.attempts), expire=expire
-            )
+            try:
+                self.store.mark_failed(
+                    d.event_id, sink.name, str(exc), now + self.backoff(d.attempts), expire=expire
+                )
+            except Exception as db_exc:
+                self.health.failed("mark_failed", db_exc, now)
             self._count(sink.name, "expired" if expire else "error")
             log.warning(
                 "notification %s via %s failed (attempt %d): %s",
@@ -528,8 +572,16 @@ class Dispatcher:
                 exc,
             )
             return False
-        self.store.mark_delivered(d.event_id, sink.name, self.clock())
         self._count(sink.name, "delivered")
+        at = self.clock()
+        try:
+            with self.health.call("mark_delivered"):
+                self.store.mark_delivered(d.event_id, sink.name, at)
+        except Exception as exc:
+            self.health.failed("mark_delivered", exc, at)
+            self._unrecorded[(d.event_id, sink.name)] = at
+            self._count(sink.name, "unrecorded")
+            log.warning("notification %s via %s sent, not recorded: %s", d.event_id, sink.name, exc)
         return True
 
     def _run(self, name: str) -> None:
@@ -537,6 +589,10 @@ class Dispatcher:
         wake = self._wake[name]
         last_resend = 0.0
         while not self._stop.is_set():
+            if not self.active():
+                wake.wait(1.0)
+                wake.clear()
+                continue
             try:
                 self.deliver_due(name)
                 if isinstance(sink, AlertmanagerNotifier):
@@ -548,7 +604,8 @@ class Dispatcher:
                         except SinkError as exc:
                             self._count(name, "error")
                             log.warning("Alertmanager re-send failed: %s", exc)
-            except Exception:
-                log.exception("notification loop of %s failed; retrying", name)
+            except Exception as exc:
+                # the database is down (counted in DbHealth) or a bug: one line, retry
+                log.warning("notification loop of %s failed; retrying: %s", name, exc)
             wake.wait(1.0)
             wake.clear()

@@ -54,6 +54,15 @@ def _report(tmp: Path, out: Path) -> list[str]:
     return ["report", "daily", "--date", "2026-11-25", "-c", str(cfg), "--out", str(out)]
 
 
+def _credential(option: str) -> Argv:
+    def argv(tmp: Path, out: Path) -> list[str]:
+        paths = {"--file": tmp / "creds", "--token-out": tmp / "token", option: out}
+        return ["server", "add-credential", "--name", "n", "--file", str(paths["--file"]),
+                "--token-out", str(paths["--token-out"])]  # fmt: skip
+
+    return argv
+
+
 #: (option, argv, file name suffix, the option names a file (not a folder))
 FILE_OPTIONS = [
     pytest.param("--out", _count("--out"), ".avi", id="count --out"),
@@ -62,6 +71,10 @@ FILE_OPTIONS = [
     pytest.param("--out", _schema, ".json", id="config schema --out"),
     pytest.param("--truth", _truth, ".csv", id="simulate --truth"),
     pytest.param("--out", _report, ".html", id="report daily --out"),
+    pytest.param("--file", _credential("--file"), "", id="server add-credential --file"),
+    pytest.param(
+        "--token-out", _credential("--token-out"), "", id="server add-credential --token-out"
+    ),
 ]
 
 
@@ -110,7 +123,13 @@ def test_a_parent_that_is_a_file_is_refused(
 
 @pytest.mark.parametrize(
     ("argv", "suffix"),
-    [(_preview, ".png"), (_schema, ".json"), (_truth, ".csv"), (_report, ".html")],
+    [
+        (_preview, ".png"),
+        (_schema, ".json"),
+        (_truth, ".csv"),
+        (_report, ".html"),
+        (_credential("--token-out"), ""),
+    ],
 )
 def test_missing_folders_are_created(tmp_path: Path, argv: Argv, suffix: str) -> None:
     # `count` writes with the model: covered in test_count_cli's model tests.
@@ -167,6 +186,7 @@ OUTPUT_PATHS = {
     ("count", "--out"), ("count", "--csv"), ("zones preview", "--out"),
     ("config schema", "--out"), ("simulate", "--truth"), ("device provision", "--out"),
     ("demo", "--workdir"), ("model pull", "--dest"), ("report daily", "--out"),
+    ("server add-credential", "--file"), ("server add-credential", "--token-out"),
 }  # fmt: skip
 
 
