@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import random
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -17,6 +18,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from lobbywatch.protocol import StatusMessage, ZoneMessage, topic_for
+from lobbywatch.server.collector import Collector
 from lobbywatch.server.store import MinuteRow
 from lobbywatch.zone_state import ZoneKind
 
@@ -173,6 +175,18 @@ def feed_scenario(collector: Any, clock: Clock, feed: Feed, now: float) -> None:
         collector.flush(t)
         collector.tick(t)
         t += 15
+    wait_stored(collector)
+
+
+def wait_stored(collector: Collector, timeout_s: float = 20.0) -> None:
+    """Block until the alert spool is written to the database and minute writes are done:
+    alert events reach the store through the spool's writer thread, not synchronously."""
+    deadline = time.monotonic() + timeout_s
+    while len(collector.spool) and time.monotonic() < deadline:
+        collector.db_writer.wake()
+        time.sleep(0.05)
+    assert not len(collector.spool), f"{len(collector.spool)} alert events still unstored"
+    collector.wait_for_store_writes()
 
 
 def history_rows(

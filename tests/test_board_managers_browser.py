@@ -10,6 +10,7 @@ have data, and saves screenshots under ``test-output/`` (git-ignored).
 from __future__ import annotations
 
 import base64
+import json
 import re
 import time
 from datetime import datetime
@@ -29,6 +30,8 @@ from board_support import (
     write_history,
 )
 from test_board_browser import CHROMIUM, DevTools, start_chromium, stop_chromium
+
+from lobbywatch.server.auth import add_credential
 
 pytestmark = pytest.mark.slow
 
@@ -55,23 +58,30 @@ def fleet(tmp_path: Path) -> Any:
     now = time.time()
     tz = afternoon_tz(now)
     clock = Clock(now - 700)
-    collector = make_collector(board_config(f"sqlite:///{tmp_path / 'b.db'}", tz=tz), clock)
+    cfg = board_config(f"sqlite:///{tmp_path / 'b.db'}", tz=tz)
+    # the board is behind a login (issue 12): a manager's read-only credential
+    creds = tmp_path / "credentials"
+    secret = add_credential(creds, "manager", "read")
+    cfg.setdefault("http", {})["credentials_file"] = str(creds)
+    collector = make_collector(cfg, clock)
     collector.start()
     try:
         feed_scenario(collector, clock, Feed(), now)
         today = datetime.fromtimestamp(now, ZoneInfo(tz)).date()
         write_history(collector.store, ["br-near", "br-stale", "br-breach"], today, 28, tz, now)
         clock.follow_real_time()
-        yield collector, f"http://127.0.0.1:{collector.http_port}"
+        yield collector, f"http://127.0.0.1:{collector.http_port}", ("manager", secret)
     finally:
         collector.stop()
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="chromium not installed (apt-get install -y chromium)")
 def test_board_risk_order_rows_and_branch_charts(fleet: Any, tmp_path: Path) -> None:
-    _collector, base = fleet
-    # the API: one request for the whole board, riskiest first
-    data = httpx.get(base + "/api/v1/board", params={"lang": "en"}).json()
+    _collector, base, (user, secret) = fleet
+    # the API: one request for the whole board, riskiest first; anonymous is refused
+    assert httpx.get(base + "/api/v1/board").status_code == 401
+    bearer = {"Authorization": f"Bearer {user}.{secret}"}
+    data = httpx.get(base + "/api/v1/board", params={"lang": "en"}, headers=bearer).json()
     assert [b["id"] for b in data["branches"]] == ["br-breach", "br-near", "br-stale"]
 
     chromium, devtools_url = start_chromium(tmp_path / "profile", "about:blank")
@@ -82,6 +92,16 @@ def test_board_risk_order_rows_and_branch_charts(fleet: Any, tmp_path: Path) -> 
         devtools.call("Network.enable")
         devtools.call("Emulation.setDeviceMetricsOverride", width=1280, height=900,
                       deviceScaleFactor=1, mobile=False)  # fmt: skip
+        # log in through the form (a POST: nothing secret in any URL), then the board
+        goto(devtools, base + "/board/?lang=en")
+        devtools.wait_js("document.querySelector('#password') !== null")
+        assert devtools.js("location.pathname") == "/login"
+        devtools.js(
+            f"document.querySelector('#user').value = {json.dumps(user)};"
+            f"document.querySelector('#password').value = {json.dumps(secret)};"
+            "document.querySelector('form').submit(); true"
+        )
+        devtools.wait_js("location.pathname === '/board/' && document.readyState === 'complete'")
         goto(devtools, base + "/board/?lang=en")
         devtools.wait_js(
             "document.body && document.querySelectorAll('tbody[data-branch]').length === 3"
@@ -171,7 +191,7 @@ def test_board_risk_order_rows_and_branch_charts(fleet: Any, tmp_path: Path) -> 
             ".every(i => i.complete && i.naturalWidth > 0)"
         )
         assert devtools.js("document.querySelectorAll('figure.chart img').length") == 3
-        svg = httpx.get(base + "/board/charts/br-breach/W1/wait.svg").text
+        svg = httpx.get(base + "/board/charts/br-breach/W1/wait.svg", headers=bearer).text
         assert svg.count("<path") > 5  # lines, band and threshold drawn
         shoot(devtools, "branch.png")
 
