@@ -10,7 +10,7 @@ an alert is converted in one place.
 
 from __future__ import annotations
 
-from typing import NotRequired, TypedDict
+from typing import Any, NotRequired, TypedDict
 
 from lobbywatch.server.alerts import Alert, AlertEvent
 from lobbywatch.server.notify import iso
@@ -56,6 +56,9 @@ class AlertPayload(AlertView):
     #: on an escalation to critical: the severity before it (Alertmanager
     #: resolves that alert so the warning does not linger)
     previous_severity: NotRequired[str]
+    #: facts a manager acts on (alert_texts.alert_context): zone in words, counters,
+    #: expected breach, board link, locale
+    context: NotRequired[dict[str, Any]]
 
 
 def zone_of(a: Facts | AlertRow) -> str | None:

@@ -399,7 +399,7 @@ def create_app(collector: Collector) -> FastAPI:
     # JSON API above, served by every collector (not only the demo).
     from lobbywatch.server.board import install_board
 
-    install_board(app)
+    install_board(app, collector)
 
     from fastapi import Request
     from fastapi.responses import JSONResponse

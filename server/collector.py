@@ -27,7 +27,7 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -581,11 +581,23 @@ class Collector:
             rows = self.aggregator.roll(now)
         if rows:
             self._writer.submit(self._write_minutes, rows)
+            if self.cfg.report.sink is not None:
+                # once a minute, after the minute is written: daily reports due now
+                self._writer.submit(self._queue_reports, now)
         cutoff = self.retention.due(now)
         if cutoff is not None:
             self._writer.submit(self._prune_minutes, cutoff)
         if events:
             self._handle_events(events, now)
+
+    def _queue_reports(self, now: float) -> None:
+        from lobbywatch.server.report_schedule import enqueue_due
+
+        try:
+            if enqueue_due(self.cfg, self.store, now):
+                self.dispatcher.wake()
+        except Exception:
+            log.exception("queueing the daily reports failed")
 
     def wait_for_store_writes(self) -> None:
         """Block until every minute write and prune submitted so far is done."""
@@ -645,6 +657,7 @@ class Collector:
                 if self.notifies(ev.branch, payload["zone"])
                 else []  # stored and visible in the API, but no manager is notified
             )
+            payload["context"] = self.alert_context(payload, now)
             row = event_row(ev, now, region)
             record = EventRecord(eid, row, ev.event, now, dict(payload))
             self.spool.put(Spooled(record, tuple(sinks)))
@@ -652,6 +665,51 @@ class Collector:
             self.state.alerts = {str(a.alert_id): a for a in self.engine.snapshot()}
         if events:
             self.db_writer.wake()
+
+    def alert_context(self, payload: Mapping[str, Any], now: float) -> dict[str, Any]:
+        """Facts a manager acts on, stored with the event (see ``alert_texts``)."""
+        from lobbywatch.server.alert_texts import alert_context
+
+        branch, zone = str(payload["branch"]), payload.get("zone")
+        cfg_branch = self.cfg.branch(branch)
+        estimate = None
+        threshold = payload.get("threshold")
+        if zone is not None:
+            with self.state.lock:
+                rec = self.state.zones.get(ZoneKey(branch, zone))
+                estimate = rec.estimate if rec is not None else None
+        worst = None
+        if payload.get("state") == "resolved" and zone is not None:
+            worst = self._worst_wait(branch, zone, payload.get("started_at_ts"), payload)
+        base = self.cfg.board.public_url
+        return alert_context(
+            branch_name=cfg_branch.name if cfg_branch else None,
+            zone_name=self.cfg.zone_name(branch, zone) if zone else None,
+            timezone=cfg_branch.timezone if cfg_branch else "UTC",
+            locale=self.cfg.locale_for(branch),
+            estimate=estimate,
+            threshold_s=float(threshold) if threshold is not None else None,
+            counters_configured=self.cfg.service_for(branch, zone)[0] if zone else None,
+            board_url=(
+                f"{base.rstrip('/')}/board/branch?id={branch}" if base is not None else None
+            ),
+            now=now,
+            worst_wait_s=worst,
+        )
+
+    def _worst_wait(
+        self, branch: str, zone: str, since: float | None, payload: Mapping[str, Any]
+    ) -> float | None:
+        """Worst predicted wait of an episode: its minute averages and the last value."""
+        values = [float(payload["value"])] if payload.get("value") is not None else []
+        if since is not None:
+            try:
+                rows = self.store.minutes(branch, zone, since=since - 60, limit=24 * 60)
+            except Exception:
+                log.exception("reading minutes for the worst wait of %s/%s failed", branch, zone)
+                rows = []
+            values += [r.predicted_wait_s_avg for r in rows if r.predicted_wait_s_avg is not None]
+        return max(values) if values else None
 
     def firing_payloads(self) -> list[dict[str, Any]]:
         """Payloads of the open alerts (for the Alertmanager re-send loop), as the

@@ -298,7 +298,19 @@ def is_loopback_host(host: str) -> bool:
 # ----------------------------------------------------------------------- branches
 
 
+def _locale(v: str | None) -> str | None:
+    from lobbywatch.server.i18n import validate_locale
+
+    return None if v is None else validate_locale(v)
+
+
+_Email = Annotated[str, Field(pattern=r".+@.+")]
+
+
 class ZoneOverride(_Strict):
+    name: str | None = Field(
+        None, max_length=80, description='the zone in words for managers ("Main hall queue")'
+    )
     counters: PositiveInt | None = None
     mean_service_s: PositiveFloat | None = None
     alerts: AlertOverrides = Field(
@@ -308,8 +320,15 @@ class ZoneOverride(_Strict):
 
 class BranchConfig(_Strict):
     id: str = Field(pattern=ID_PATTERN)
+    name: str | None = Field(None, max_length=120, description="branch name for managers")
     region: str = Field("default", pattern=ID_PATTERN)
     timezone: str = "UTC"
+    locale: str | None = Field(
+        None, description="en | zh-CN for this branch's notifications and reports (region's)"
+    )
+    managers: list[_Email] = Field(
+        default_factory=list, description="e-mail addresses receiving the daily report"
+    )
     business_hours: BusinessHours | None = Field(
         None, description="opening hours (time zone: the branch's by default); null = always open"
     )
@@ -356,6 +375,8 @@ class BranchConfig(_Strict):
         except (ZoneInfoNotFoundError, ValueError) as exc:
             raise ValueError(f"unknown time zone {v!r}") from exc
         return v
+
+    _check_locale = field_validator("locale")(classmethod(lambda cls, v: _locale(v)))
 
     @field_validator("zones")
     @classmethod
@@ -437,7 +458,65 @@ class AlertmanagerSink(_Strict):
         return self
 
 
-Sink = Annotated[LogSink | WebhookSink | SmtpSink | AlertmanagerSink, Field(discriminator="type")]
+def _read_secret(what: str, env: str | None, file: Path | None) -> str | None:
+    if env:
+        value = os.environ.get(env)
+        if value is None:
+            raise ConfigError(f"{what}_env: ${env} is not set")
+        return value.strip()
+    if file:
+        try:
+            return file.read_text().strip()
+        except OSError as exc:
+            raise ConfigError(f"{what}_file: cannot read {file}: {exc.strerror or exc}") from None
+    return None
+
+
+class _RobotSink(_Strict):
+    """A chat group robot: its webhook URL carries the access key, so it is a secret."""
+
+    url_env: str | None = Field(None, description="env var holding the robot's webhook URL")
+    url_file: Path | None = Field(None, description="file holding the robot's webhook URL")
+    locale: str | None = Field(None, description="en | zh-CN; default: the branch's locale")
+    per_minute: PositiveInt = Field(20, description="the service's documented rate limit")
+    timeout_s: PositiveFloat = 5.0
+
+    _check_locale = field_validator("locale")(classmethod(lambda cls, v: _locale(v)))
+
+    @model_validator(mode="after")
+    def _one_url(self) -> _RobotSink:
+        if (self.url_env is None) == (self.url_file is None):
+            raise ValueError("give exactly one of url_env and url_file")
+        return self
+
+    def url(self) -> str:
+        url = _read_secret(f"{self.__class__.__name__} url", self.url_env, self.url_file) or ""
+        if not url.startswith(("https://", "http://")):
+            raise ConfigError(f"{type(self).__name__}: the webhook URL must start with https://")
+        return url
+
+
+class WeComSink(_RobotSink):
+    """WeCom (企业微信) group robot: ``https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=...``."""
+
+    type: Literal["wecom"] = "wecom"
+
+
+class DingTalkSink(_RobotSink):
+    """DingTalk robot: ``https://oapi.dingtalk.com/robot/send?access_token=...``, signed."""
+
+    type: Literal["dingtalk"] = "dingtalk"
+    secret_env: str | None = Field(None, description="env var holding the robot's SEC... secret")
+    secret_file: Path | None = Field(None, description="file holding the robot's secret")
+
+    def secret(self) -> str | None:
+        return _read_secret("dingtalk secret", self.secret_env, self.secret_file)
+
+
+Sink = Annotated[
+    LogSink | WebhookSink | SmtpSink | AlertmanagerSink | WeComSink | DingTalkSink,
+    Field(discriminator="type"),
+]
 
 
 class Route(_Strict):
@@ -499,6 +578,40 @@ class NotifySettings(_Strict):
         return out
 
 
+# ------------------------------------------------------------------ managers
+
+
+class RegionConfig(_Strict):
+    locale: str | None = Field(None, description="en | zh-CN for the region's branches")
+    managers: list[_Email] = Field(
+        default_factory=list, description="e-mail addresses receiving the region's daily report"
+    )
+
+    _check_locale = field_validator("locale")(classmethod(lambda cls, v: _locale(v)))
+
+
+class BoardSettings(_Strict):
+    public_url: str | None = Field(
+        None,
+        pattern=r"^https?://",
+        description="the board's address as managers reach it (links in notifications)",
+    )
+
+
+class ReportSettings(_Strict):
+    sink: str | None = Field(
+        None, description="smtp sink that mails the daily report; null: no report e-mail"
+    )
+    send_at: str = Field(
+        "19:30",
+        pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$",
+        description="local time, HH:MM, for branches without business_hours",
+    )
+    after_closing_min: NonNegativeInt = Field(
+        30, description="branches with business_hours: minutes after the day's last closing"
+    )
+
+
 # ------------------------------------------------------------------------- root
 
 
@@ -527,6 +640,12 @@ class ServerConfig(_Strict):
     )
     branches: list[BranchConfig] = Field(default_factory=list)
     notify: NotifySettings = Field(default_factory=NotifySettings)  # type: ignore[arg-type]
+    locale: str = Field("en", description="en | zh-CN: default for branches and regions")
+    regions: dict[str, RegionConfig] = Field(default_factory=dict)
+    board: BoardSettings = Field(default_factory=BoardSettings)  # type: ignore[arg-type]
+    report: ReportSettings = Field(default_factory=ReportSettings)  # type: ignore[arg-type]
+
+    _check_locale = field_validator("locale")(classmethod(lambda cls, v: _locale(v)))
 
     @model_validator(mode="after")
     def _cluster_needs_postgres(self) -> ServerConfig:
@@ -545,7 +664,24 @@ class ServerConfig(_Strict):
             if b.id in seen:
                 raise ValueError(f"branches[{i}].id: duplicate branch {b.id!r}")
             seen.add(b.id)
+        if self.report.sink is not None and not isinstance(
+            self.notify.sinks.get(self.report.sink), SmtpSink
+        ):
+            raise ValueError(f"report.sink: {self.report.sink!r} is not an smtp sink")
         return self
+
+    def locale_for(self, branch_id: str) -> str:
+        """Locale of a branch's texts: the branch's, else its region's, else the default."""
+        b = self.branch(branch_id)
+        if b is not None and b.locale:
+            return b.locale
+        region = self.regions.get(b.region if b else "")
+        return (region.locale if region and region.locale else None) or self.locale
+
+    def zone_name(self, branch_id: str, zone: str) -> str | None:
+        b = self.branch(branch_id)
+        z = b.zones.get(zone) if b else None
+        return z.name if z else None
 
     def branch(self, branch_id: str) -> BranchConfig | None:
         return self._by_id().get(branch_id)

@@ -422,6 +422,52 @@ class Store:
                 )
         return True
 
+    def record_message(
+        self, event_id: str, subject: str, payload: dict[str, Any], sinks: Iterable[str], now: float
+    ) -> bool:
+        """Store a non-alert message (a daily report) and its pending deliveries, once.
+
+        ``subject`` groups its deliveries like an alert id does. Returns False (and
+        changes nothing) when ``event_id`` was already stored: a report is sent once.
+        """
+        with self.engine.begin() as conn:
+            inserted = _insert_ignore(
+                conn,
+                alert_events,
+                {
+                    "event_id": event_id,
+                    "alert_id": subject,
+                    "event": str(payload.get("event", "message")),
+                    "created_at": now,
+                    "payload": json.dumps(payload, sort_keys=True),
+                },
+            )
+            if not inserted:
+                return False
+            for sink in sinks:
+                _insert_ignore(
+                    conn,
+                    deliveries,
+                    {
+                        "event_id": event_id,
+                        "sink": sink,
+                        "status": "pending",
+                        "attempts": 0,
+                        "next_attempt_at": now,
+                        "created_at": now,
+                    },
+                )
+        return True
+
+    def has_event(self, event_id: str) -> bool:
+        with self.engine.connect() as conn:
+            return (
+                conn.execute(
+                    select(alert_events.c.event_id).where(alert_events.c.event_id == event_id)
+                ).first()
+                is not None
+            )
+
     def due_deliveries(
         self,
         now: float,
@@ -585,6 +631,39 @@ class Store:
         with self.engine.connect() as conn:
             rows = conn.execute(q).all()
         return [MinuteRow(**r._mapping) for r in rows]
+
+    def walk_outs_since(self, since_by_branch: dict[str, float]) -> dict[tuple[str, str], int]:
+        """(branch, zone) -> walk-outs in the stored minutes since each branch's start time.
+
+        One query per distinct start time (branches sharing a time zone share local
+        midnight). Empty when this schema has no ``walk_outs`` column (a collector
+        whose edges do not classify departures).
+        """
+        from sqlalchemy import func
+
+        col = zone_minutes.c.get("walk_outs")
+        if col is None or not since_by_branch:
+            return {}
+        groups: dict[float, list[str]] = {}
+        for branch, since in since_by_branch.items():
+            groups.setdefault(since, []).append(branch)
+        out: dict[tuple[str, str], int] = {}
+        with self.engine.connect() as conn:
+            for since, branches in groups.items():
+                q = (
+                    select(zone_minutes.c.branch, zone_minutes.c.zone, func.sum(col))
+                    .where(
+                        and_(
+                            zone_minutes.c.branch.in_(branches),
+                            zone_minutes.c.minute >= int(since),
+                            col.is_not(None),
+                        )
+                    )
+                    .group_by(zone_minutes.c.branch, zone_minutes.c.zone)
+                )
+                for branch, zone, total in conn.execute(q):
+                    out[(branch, zone)] = int(total or 0)
+        return out
 
     def prune_minutes(self, before: float) -> int:
         """Delete minute aggregates whose minute starts before ``before`` (epoch seconds);
