@@ -1,11 +1,16 @@
 """YOLOX person detector on onnxruntime.
 
-Pre-processing follows the YOLOX export exactly (see ``models/catalogue.yaml``):
-BGR, float32 0..255, no mean/std, resized keeping aspect ratio and pasted at
-the top-left of a canvas padded with 114, NCHW. Only the person column of the
-output is decoded (score = objectness x class 0): at load time the graph's
-output is cut to box, objectness and person, so the other 79 classes are never
-copied out of onnxruntime, let alone scored.
+Pre-processing follows each export exactly (see ``models/catalogue.yaml``):
+resized keeping aspect ratio and pasted at the top-left of a canvas padded
+with 114, NCHW float32. ``yolox_nano`` takes raw BGR 0..255;
+``bytetrack_nano`` takes RGB scaled to 0..1 and ImageNet-normalised, which is
+folded into the first convolution at load time (channel swap and per-channel
+scale in its weights, the per-channel shift in the uint8 -> float cast the
+preprocessing does anyway), so it costs no extra pass per frame. Only the
+person column of the output is decoded (score = objectness x class 0): at
+load time the graph's output is cut to box, objectness and person, so the
+other 79 classes of a COCO model are never copied out of onnxruntime, let
+alone scored; a 1-class model's output already is exactly that.
 
 The exported network is fully convolutional, so at load time the graph's input
 is rewritten to symbolic ``(batch, height, width)``. That lets one session run
@@ -505,13 +510,18 @@ def merge_regions(
 # --------------------------------------------------------------------------- graph / session
 
 
-def rewrite_input_shape(model_bytes: bytes, spec: ModelSpec, person_only: bool = False) -> bytes:
+def rewrite_input_shape(
+    model_bytes: bytes, spec: ModelSpec, person_only: bool = False, fold: bool = False
+) -> bytes:
     """Make the graph's batch, height and width symbolic so any multiple of 32 runs.
 
     With ``person_only`` the output also keeps only the columns the person
     decode reads (4 box, objectness, class 0 = person; the catalogue enforces
-    class 0), see :func:`_keep_person_columns`. Files written to disk (the
-    derived INT8 model) keep the published 85-column output.
+    class 0), see :func:`_keep_person_columns`; a 1-class model already has
+    exactly those. Files written to disk (the derived INT8 model) keep the
+    published output. With ``fold`` the input normalisation goes into the first
+    convolution (:func:`fold_input_normalisation`); the graph then expects
+    frame-ordered channels minus :func:`input_shift`.
     """
     import onnx
 
@@ -530,8 +540,10 @@ def rewrite_input_shape(model_bytes: bytes, spec: ModelSpec, person_only: bool =
             if sym is not None:
                 d.ClearField("dim_value")
                 d.dim_param = sym
-    if person_only:
+    if person_only and 5 + len(spec.classes) > PERSON_COLUMNS:
         _keep_person_columns(graph, spec)
+    if fold:
+        fold_input_normalisation(graph, spec)
     # Intermediate shapes were recorded for 416x416; stale ones would make
     # onnxruntime's shape inference reject other sizes.
     del graph.value_info[:]
@@ -573,6 +585,105 @@ def _keep_person_columns(graph: Any, spec: ModelSpec) -> None:
     graph.node.insert(at, helper.make_node("Slice", [source, *consts], [target]))
     out = next(o for o in graph.output if o.name == out_name)
     out.type.tensor_type.shape.dim[2].dim_value = PERSON_COLUMNS
+
+
+def input_shift(spec: ModelSpec) -> npt.NDArray[np.float32]:
+    """Per frame-channel (B, G, R) value subtracted while the frame is cast to float.
+
+    The network wants ``(x * scale - mean) / std`` per channel (in its own
+    channel order). Written as ``(scale / std) * (x - mean / scale)``, the
+    multiplier goes into the first convolution's weights
+    (:func:`fold_input_normalisation`) and the shift ``mean / scale`` (0..255
+    units) into the uint8 -> float32 cast the preprocessing does anyway (one
+    pass either way). Zeros for a raw-input model such as ``yolox_nano``.
+
+    Returns:
+        ``(3,)`` float32, in the frame's BGR order.
+    """
+    shift = np.asarray(spec.input.mean, np.float64) / spec.input.scale
+    if spec.input.colour == "RGB":
+        shift = shift[::-1]  # network channel m reads frame channel 2 - m
+    return shift.astype(np.float32)
+
+
+def _first_conv_groups(graph: Any, input_name: str) -> tuple[Any, int]:
+    """The convolution that reads the image and how many 3-channel copies it sees.
+
+    Either a ``Conv`` on the input itself (1 copy) or YOLOX's Focus stem: a
+    ``Concat`` along channels of ``Slice`` s of the input that cut only the
+    spatial axes (``k`` copies, channel ``3 j + c`` = image channel ``c``).
+    """
+    from onnx import numpy_helper
+
+    consts = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
+    producers = {o: n for n in graph.node for o in n.output}
+    consumers = [n for n in graph.node if input_name in n.input]
+
+    def fail(why: str) -> ModelError:
+        return ModelError(f"cannot fold the input normalisation into the first convolution: {why}")
+
+    convs = [n for n in consumers if n.op_type == "Conv"]
+    if convs and len(consumers) == 1:
+        return convs[0], 1
+    if not consumers or any(n.op_type != "Slice" for n in consumers):
+        raise fail("the image feeds neither one Conv nor a Focus stem of Slices")
+    for n in consumers:
+        axes = consts.get(n.input[3]) if len(n.input) > 3 else None
+        if axes is None or not set(int(a) for a in np.ravel(axes)) <= {2, 3, -1, -2}:
+            raise fail(f"stem slice {n.name or n.output[0]} does not cut only height/width")
+    slice_outs = {n.output[0] for n in consumers}
+    concat = [n for n in graph.node if n.op_type == "Concat" and set(n.input) == slice_outs]
+    if len(concat) != 1 or len(concat[0].input) != len(slice_outs):
+        raise fail("the stem slices are not concatenated once")
+    axis = next((a.i for a in concat[0].attribute if a.name == "axis"), None)
+    if axis != 1:
+        raise fail("the stem concatenates along an axis other than channels")
+    nxt = [n for n in graph.node if concat[0].output[0] in n.input]
+    if len(nxt) != 1 or nxt[0].op_type != "Conv" or producers.get(nxt[0].input[0]) is not concat[0]:
+        raise fail("the stem concatenation does not feed exactly one Conv")
+    return nxt[0], len(concat[0].input)
+
+
+def fold_input_normalisation(graph: Any, spec: ModelSpec) -> None:
+    """Fold channel order and per-channel scale into the first convolution, in place.
+
+    After this, the graph reads frame-ordered (BGR) channels from which only
+    :func:`input_shift` has been subtracted, and computes exactly what the
+    published graph computes on ``(x * scale - mean) / std`` in its own channel
+    order: weights of image channel ``c`` are multiplied by ``scale / std`` of
+    the network channel it feeds and moved to frame channel order. Bias and
+    padding are untouched; zero padding means "the mean colour" in both
+    graphs, which is why the shift is not folded into the bias (that would be
+    exact only away from the image border). No-op for raw BGR models.
+
+    Raises:
+        ModelError: the graph's stem is not a Conv (or Focus + Conv) on the input.
+    """
+    from onnx import numpy_helper
+
+    inp = spec.input
+    gain = inp.scale / np.asarray(inp.std, np.float64)  # per network channel
+    if inp.colour == "BGR" and np.allclose(gain, 1.0):
+        return
+    conv, copies = _first_conv_groups(graph, inp.name)
+    group = next((a.i for a in conv.attribute if a.name == "group"), 1)
+    init = next((i for i in graph.initializer if i.name == conv.input[1]), None)
+    if init is None or group != 1:
+        raise ModelError(
+            "cannot fold the input normalisation: the first Conv has no constant weights "
+            "or is grouped"
+        )
+    w = numpy_helper.to_array(init).astype(np.float64)
+    if w.shape[1] != 3 * copies:
+        raise ModelError(
+            f"cannot fold the input normalisation: first Conv has {w.shape[1]} input "
+            f"channels, expected {3 * copies}"
+        )
+    # Frame channel c feeds network channel m(c); for RGB networks m = 2 - c.
+    src = np.array([2, 1, 0] if inp.colour == "RGB" else [0, 1, 2])
+    cols = (3 * np.arange(copies)[:, None] + src[None, :]).reshape(-1)
+    folded = w[:, cols] * np.tile(gain[src], copies)[None, :, None, None]
+    init.CopyFrom(numpy_helper.from_array(folded.astype(np.float32), init.name))
 
 
 def make_session(model_bytes: bytes, threads: int, inter_threads: int) -> Any:
@@ -637,11 +748,16 @@ class Detector:
                 f"cannot read {model.path}: {exc}; run `lobbywatch model pull`"
             ) from exc
         self._session = make_session(
-            rewrite_input_shape(raw, spec, person_only=True),
+            rewrite_input_shape(raw, spec, person_only=True, fold=True),
             settings.threads,
             settings.inter_threads,
         )
         self._input_name = spec.input.name
+        # Normalisation: scale and channel order live in the first convolution;
+        # the per-channel shift is subtracted during the float cast (and from
+        # the padding, once per buffer), see input_shift.
+        self._shift = input_shift(spec)
+        self._shifted = bool(np.any(self._shift != 0))
         self._pad = spec.input.pad_value
         self._stride_multiple = spec.input.stride_multiple
         self._buffers: dict[tuple[int, int], _Buffers] = {}
@@ -658,7 +774,8 @@ class Detector:
         if buf is None:
             plan = plan_tiles(frame_hw, self.settings)
             grid, stride = make_grids(plan.input_hw, self.model.spec.output.strides)
-            batch = np.full((len(plan.boxes), 3, *plan.input_hw), self._pad, np.float32)
+            batch = np.empty((len(plan.boxes), 3, *plan.input_hw), np.float32)
+            batch[:] = (self._pad - self._shift)[None, :, None, None]
             resized = [np.empty((int(h), int(w), 3), np.uint8) for h, w in plan.resized]
             planes = [
                 [np.empty((int(h), int(w)), np.uint8) for _ in range(3)] for h, w in plan.resized
@@ -703,8 +820,15 @@ class Detector:
             nh, nw = dst.shape[:2]
             planes = buf.planes[t]
             cv2.split(src, planes)
-            for c in range(3):
-                np.copyto(batch[t, c, :nh, :nw], planes[c])
+            if self._shifted:
+                # Same single casting pass as the copy below, with the shift.
+                for c in range(3):
+                    np.subtract(
+                        planes[c], self._shift[c], out=batch[t, c, :nh, :nw], casting="unsafe"
+                    )
+            else:
+                for c in range(3):
+                    np.copyto(batch[t, c, :nh, :nw], planes[c])
         return Prepared(batch, buf, hw)
 
     def infer(self, prepared: Prepared) -> FloatArray:

@@ -316,3 +316,57 @@ def test_person_columns_are_cut_after_any_graph_tail(tmp_path: Path) -> None:
     session = make_session(cut, 1, 1)
     out = session.run(None, {"images": np.zeros((1, 3, 32, 32), np.float32)})[0]
     np.testing.assert_array_equal(out, value[:, :, :6])
+
+
+def test_folded_normalisation_equals_published_graph_on_normalised_input(
+    people_dir: Path,
+) -> None:
+    """bytetrack_nano: channel swap, /255 and ImageNet mean/std folded at load time
+    give the same output as the published graph fed the normalised frame."""
+    import cv2
+
+    from lobbywatch.models.registry import resolve_model
+
+    try:
+        model = resolve_model("bytetrack_nano")
+    except ModelError as exc:
+        pytest.skip(f"bytetrack_nano not pulled: {exc}")
+    det = Detector(model, DetectorSettings(name="bytetrack_nano", input_size=736, max_upscale=4))
+    frame = cv2.imread(str(sorted((people_dir / "pets09_s2l1" / "frames").glob("*.jpg"))[0]))
+    prepared = det.preprocess(frame)
+    folded = det.infer(prepared)
+    # Reference: the textbook pre-processing on the published (unfolded) graph.
+    h, w = prepared.batch.shape[2:]
+    r = min(h / frame.shape[0], w / frame.shape[1])
+    canvas = np.full((h, w, 3), 114, np.uint8)
+    rh, rw = int(frame.shape[0] * r), int(frame.shape[1] * r)
+    canvas[:rh, :rw] = cv2.resize(frame, (rw, rh), interpolation=cv2.INTER_LINEAR)
+    rgb = canvas[:, :, ::-1].astype(np.float32) / 255.0
+    norm = (rgb - np.array([0.485, 0.456, 0.406], np.float32)) / np.array(
+        [0.229, 0.224, 0.225], np.float32
+    )
+    published = make_session(rewrite_input_shape(model.path.read_bytes(), model.spec), 1, 1)
+    ref = published.run(None, {"images": norm.transpose(2, 0, 1)[None].copy()})[0]
+    assert ref.shape == folded.shape == (1, (h * w) // 64 + (h * w) // 256 + (h * w) // 1024, 6)
+    # Box columns are in grid units (up to ~5), scores 0..1: float32 rounding only.
+    np.testing.assert_allclose(folded, ref, rtol=1e-3, atol=2e-3)
+    assert np.abs(folded[0, :, 4] - ref[0, :, 4]).max() < 1e-3
+    # ... and the unnormalised frame on the published graph is far off (the test can fail).
+    raw = published.run(None, {"images": canvas.transpose(2, 0, 1)[None].astype(np.float32)})[0]
+    assert np.abs(raw[0, :, 4] - ref[0, :, 4]).max() > 0.1
+    people = det.postprocess(folded, prepared)
+    assert len(people) == len(det.postprocess(ref, prepared)) > 3
+
+
+def test_fold_refuses_a_graph_without_a_conv_stem(tmp_path: Path) -> None:
+    import onnx
+    from onnx import TensorProto, helper
+
+    from lobbywatch.edge.detector import fold_input_normalisation
+    from lobbywatch.models.registry import get_spec
+
+    x = helper.make_tensor_value_info("images", TensorProto.FLOAT, [1, 3, 32, 32])
+    y = helper.make_tensor_value_info("output", TensorProto.FLOAT, [1, 3, 32, 32])
+    graph = helper.make_graph([helper.make_node("Relu", ["images"], ["output"])], "g", [x], [y])
+    with pytest.raises(ModelError, match="neither one Conv nor a Focus stem"):
+        fold_input_normalisation(onnx.helper.make_model(graph).graph, get_spec("bytetrack_nano"))
