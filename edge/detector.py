@@ -616,7 +616,6 @@ def _first_conv_groups(graph: Any, input_name: str) -> tuple[Any, int]:
     from onnx import numpy_helper
 
     consts = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
-    producers = {o: n for n in graph.node for o in n.output}
     consumers = [n for n in graph.node if input_name in n.input]
 
     def fail(why: str) -> ModelError:
@@ -632,14 +631,16 @@ def _first_conv_groups(graph: Any, input_name: str) -> tuple[Any, int]:
         if axes is None or not set(int(a) for a in np.ravel(axes)) <= {2, 3, -1, -2}:
             raise fail(f"stem slice {n.name or n.output[0]} does not cut only height/width")
     slice_outs = {n.output[0] for n in consumers}
-    concat = [n for n in graph.node if n.op_type == "Concat" and set(n.input) == slice_outs]
+    concat: list[Any] = [
+        n for n in graph.node if n.op_type == "Concat" and set(n.input) == slice_outs
+    ]
     if len(concat) != 1 or len(concat[0].input) != len(slice_outs):
         raise fail("the stem slices are not concatenated once")
     axis = next((a.i for a in concat[0].attribute if a.name == "axis"), None)
     if axis != 1:
         raise fail("the stem concatenates along an axis other than channels")
-    nxt = [n for n in graph.node if concat[0].output[0] in n.input]
-    if len(nxt) != 1 or nxt[0].op_type != "Conv" or producers.get(nxt[0].input[0]) is not concat[0]:
+    nxt: list[Any] = [n for n in graph.node if concat[0].output[0] in n.input]
+    if len(nxt) != 1 or nxt[0].op_type != "Conv" or nxt[0].input[0] != concat[0].output[0]:
         raise fail("the stem concatenation does not feed exactly one Conv")
     return nxt[0], len(concat[0].input)
 
