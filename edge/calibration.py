@@ -39,6 +39,9 @@ SIZES: tuple[str, ...] = ("416", "576", "736", "896", "1088", "rule")
 #: dominated by misses or by duplicates on every development scene).
 THRESHOLDS: tuple[float, ...] = tuple(round(0.15 + 0.05 * i, 2) for i in range(10))
 NO_CAP = 4.0  # max_upscale that never binds for the fixed sizes
+#: The scale rule of earlier rounds (docs/accuracy.md "Input scale rule"): half
+#: the camera's resolution, floor 416, cap 960.
+RULE_INPUT_SIZE, RULE_MAX_UPSCALE = 960, 0.5
 
 
 def size_fields(size: str) -> dict[str, int | float]:
@@ -48,8 +51,7 @@ def size_fields(size: str) -> dict[str, int | float]:
         ValueError: not ``rule`` nor a multiple of 32 in 160..2048.
     """
     if size == "rule":
-        d = DetectorSettings()  # type: ignore[call-arg]
-        return {"input_size": d.input_size, "max_upscale": d.max_upscale}
+        return {"input_size": RULE_INPUT_SIZE, "max_upscale": RULE_MAX_UPSCALE}
     try:
         side = int(size)
     except ValueError:
@@ -61,8 +63,7 @@ def size_fields(size: str) -> dict[str, int | float]:
 
 def size_label(settings: DetectorSettings) -> str:
     """Inverse of :func:`size_fields` for settings it produced (else ``custom``)."""
-    d = DetectorSettings()  # type: ignore[call-arg]
-    if settings.input_size == d.input_size and settings.max_upscale == d.max_upscale:
+    if settings.input_size == RULE_INPUT_SIZE and settings.max_upscale == RULE_MAX_UPSCALE:
         return "rule"
     if settings.max_upscale >= NO_CAP:
         return str(settings.input_size)

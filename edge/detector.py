@@ -49,13 +49,15 @@ class DetectorSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field("yolox_nano", description="model name in models/catalogue.yaml")
+    # Chosen by measurement on the development set (docs/accuracy.md, "Model and
+    # input size"): bytetrack_nano at a 512-px long side, threshold 0.4.
+    name: str = Field("bytetrack_nano", description="model name in models/catalogue.yaml")
     path: Path | None = Field(None, description="explicit weights file; overrides the resolver")
     variant: Literal["fp32", "int8"] = Field(
         "fp32", description="published fp32 weights or the INT8 file derived at set-up"
     )
     input_size: int = Field(
-        960, ge=160, le=2048, multiple_of=32, description="network input side (long side if fit)"
+        512, ge=160, le=2048, multiple_of=32, description="network input side (long side if fit)"
     )
     fit_aspect: bool = Field(
         True,
@@ -64,12 +66,12 @@ class DetectorSettings(BaseModel):
         "the input stays square, as the network was trained)",
     )
     max_upscale: float = Field(
-        0.5,
+        4.0,
         gt=0,
         le=4,
         description="largest magnification of the frame (0.5 = at most half the camera's "
         "resolution): the input side shrinks (to a multiple of 32) rather than exceed it, "
-        "down to min_input_size",
+        "down to min_input_size; the default 4 never binds, so the input is input_size",
     )
     min_input_size: int = Field(
         416,
@@ -79,7 +81,7 @@ class DetectorSettings(BaseModel):
         description="floor of the input side when max_upscale shrinks it (416 = the side "
         "YOLOX-Nano was trained and exported at); never above input_size",
     )
-    score_threshold: float = Field(0.3, gt=0, lt=1, description="person score to keep a box")
+    score_threshold: float = Field(0.4, gt=0, lt=1, description="person score to keep a box")
     nms_iou: float = Field(0.45, gt=0, lt=1, description="IoU above which NMS suppresses a box")
     threads: int = Field(1, ge=1, le=64, description="onnxruntime intra-op threads")
     inter_threads: int = Field(1, ge=1, le=64, description="onnxruntime inter-op threads")

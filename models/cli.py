@@ -55,7 +55,7 @@ def register(app: typer.Typer) -> None:
 
     @group.command("verify")
     def verify(
-        name: str = typer.Argument("yolox_nano"),
+        name: str = typer.Argument("bytetrack_nano", help="catalogue model name"),
         path: Path | None = typer.Option(None, "--path", help="check this file instead"),
         variant: str = typer.Option("fp32", help="fp32 or int8"),
     ) -> None:

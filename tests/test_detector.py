@@ -57,12 +57,17 @@ def test_fit_input_shape() -> None:
     # without a floor the fitted canvas applies at any size
     assert fit_input_shape((480, 640), 416, True) == (320, 416)
     s = DetectorSettings()
-    assert (s.input_size, s.max_upscale, s.min_input_size) == (960, 0.5, 416)
+    # The shipped default (measured, docs/accuracy.md): a fixed 512 long side.
+    assert (s.name, s.input_size, s.max_upscale, s.min_input_size) == (
+        "bytetrack_nano", 512, 4.0, 416
+    )
+    assert fit_input_shape((1080, 1920), 512, True, max_upscale=4.0, min_size=416) == (288, 512)
+    assert fit_input_shape((576, 768), 512, True, max_upscale=4.0, min_size=416) == (384, 512)
 
 
 def test_preprocess_pastes_top_left_and_pads_114(model_path: Path) -> None:
     det = Detector.from_settings(
-        DetectorSettings(input_size=416, fit_aspect=False, max_upscale=4.0)
+        DetectorSettings(name="yolox_nano", input_size=416, fit_aspect=False, max_upscale=4.0)
     )
     frame = np.zeros((100, 200, 3), np.uint8)
     frame[..., 0], frame[..., 2] = 10, 200  # B=10, R=200
@@ -71,6 +76,20 @@ def test_preprocess_pastes_top_left_and_pads_114(model_path: Path) -> None:
     # r = 416/200 = 2.08 -> 208 rows of image, the rest padding
     assert batch[0, 0, :208].min() == 10 and batch[0, 2, :208].max() == 200  # BGR kept
     assert (batch[0, :, 208:] == 114).all()
+    # bytetrack_nano: frame order kept, ImageNet mean (x 255) subtracted in the cast,
+    # also from the padding; scale, std and RGB order live in the first convolution.
+    try:
+        bt = Detector.from_settings(
+            DetectorSettings(input_size=416, fit_aspect=False, max_upscale=4.0)
+        )
+    except ModelError as exc:
+        pytest.skip(f"bytetrack_nano not pulled: {exc}")
+    batch = bt.preprocess(frame).batch
+    shift = np.array([0.406, 0.456, 0.485]) * 255  # B, G, R
+    np.testing.assert_allclose(batch[0, 0, :208], 10 - shift[0], atol=1e-4)
+    np.testing.assert_allclose(batch[0, 2, :208], 200 - shift[2], atol=1e-4)
+    for c in range(3):
+        np.testing.assert_allclose(batch[0, c, 208:], 114 - shift[c], atol=1e-4)
 
 
 def test_make_grids_order() -> None:
@@ -189,7 +208,7 @@ def test_merge_regions_drops_unmatched_border_fragment() -> None:
 def test_tiles_run_at_native_scale_by_default() -> None:
     # Full-HD, 2x2 tiles, overlap 0.25: tiles of 1098x618 run at 960x544 (scale
     # 0.87, tile_max_upscale=1), not at half resolution like the whole-frame rule.
-    plan = plan_tiles((1080, 1920), DetectorSettings(tiles=(2, 2)))
+    plan = plan_tiles((1080, 1920), DetectorSettings(tiles=(2, 2), input_size=960))
     assert plan.input_hw == (544, 960) and len(plan.boxes) == 5
     assert plan.ratios[1] == pytest.approx(960 / 1098, abs=1e-3)
 
@@ -277,7 +296,7 @@ def test_person_only_graph_returns_the_published_person_columns(
 ) -> None:
     import cv2
 
-    det = Detector.from_settings(DetectorSettings(path=model_path))
+    det = Detector.from_settings(DetectorSettings(name="yolox_nano", path=model_path))
     full = make_session(rewrite_input_shape(model_path.read_bytes(), det.model.spec), 1, 1)
     cap = cv2.VideoCapture(str(vtest_video))
     ok, frame = cap.read()
