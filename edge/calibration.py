@@ -143,6 +143,12 @@ class Setting:
         return cls(settings.name, size_label(settings), round(settings.score_threshold, 4))
 
 
+#: One-sided 95 % quantiles of Student's t for 1..30 degrees of freedom.
+_T95 = (6.314, 2.920, 2.353, 2.132, 2.015, 1.943, 1.895, 1.860, 1.833, 1.812,
+        1.796, 1.782, 1.771, 1.761, 1.753, 1.746, 1.740, 1.734, 1.729, 1.725,
+        1.721, 1.717, 1.714, 1.711, 1.708, 1.706, 1.703, 1.701, 1.699, 1.697)  # fmt: skip
+
+
 @dataclass(frozen=True, slots=True)
 class CalibrationRule:
     """The prior that keeps the shipped default unless the snapshots clearly disagree.
@@ -153,9 +159,11 @@ class CalibrationRule:
     per snapshot: ``model_penalty`` for another model, ``size_penalty`` for
     another input size, ``threshold_penalty`` per 0.05 of threshold. The
     lowest ``J`` wins (ties: the nearer to the default). It is then adopted
-    only if its gain over the default, ``E(default) - E(c)``, also exceeds the
-    standard error of the per-snapshot gains (``std / sqrt(K)``, ``K`` >= 2):
-    a gain within its own noise on a handful of snapshots is not evidence.
+    only if its gain over the default is significant: a one-sided paired
+    t-test on the per-snapshot gains ``g_i = e_i(default) - e_i(c)`` at the
+    ``confidence`` level, i.e. ``mean(g) > t(confidence, K - 1) * std(g) /
+    sqrt(K)`` (``K`` >= 2; e.g. t = 2.13 for K = 5). A gain within its own
+    noise on a handful of snapshots is not evidence.
 
     The penalties are priors, not fitted values: about a fifth of a person
     per snapshot to switch model, a tenth to change size or threshold by a
@@ -167,6 +175,15 @@ class CalibrationRule:
     size_penalty: float = 0.1
     threshold_penalty: float = 0.1
     threshold_step: float = 0.05
+    confidence: float = 0.95
+
+    def t_quantile(self, df: int) -> float:
+        """One-sided Student-t quantile at ``confidence`` (0.95 tabulated, else normal)."""
+        if self.confidence != 0.95:
+            from statistics import NormalDist
+
+            return NormalDist().inv_cdf(self.confidence)
+        return _T95[df - 1] if df <= len(_T95) else 1.645
 
     def penalty(self, c: Setting, default: Setting) -> float:
         steps = abs(c.threshold - default.threshold) / self.threshold_step
@@ -274,16 +291,17 @@ def calibrate(
         )
     gain = base - errors[best]
     se = float(gain.std(ddof=1) / math.sqrt(k)) if k >= 2 else math.inf
-    if e0 - e1 <= se:
+    need = rule.t_quantile(k - 1) * se if k >= 2 else math.inf
+    if e0 - e1 <= need:
         return CalibrationResult(
             default, default, e0, e0, k,
-            f"best candidate gains {e0 - e1:.2f} per snapshot, within its noise "
-            f"(standard error {se:.2f}): keeping the default",
+            f"best candidate gains {e0 - e1:.2f} per snapshot, not significant "
+            f"(needs > {need:.2f}, t-test on {k} snapshots): keeping the default",
             table,
         )  # fmt: skip
     return CalibrationResult(
         best, default, e0, e1, k,
-        f"gain {e0 - e1:.2f} per snapshot exceeds its standard error {se:.2f} and the prior",
+        f"gain {e0 - e1:.2f} per snapshot is significant (> {need:.2f}) and beats the prior",
         table,
     )  # fmt: skip
 

@@ -59,7 +59,10 @@ def test_fit_input_shape() -> None:
     s = DetectorSettings()
     # The shipped default (measured, docs/accuracy.md): a fixed 512 long side.
     assert (s.name, s.input_size, s.max_upscale, s.min_input_size) == (
-        "bytetrack_nano", 512, 4.0, 416
+        "bytetrack_nano",
+        512,
+        4.0,
+        416,
     )
     assert fit_input_shape((1080, 1920), 512, True, max_upscale=4.0, min_size=416) == (288, 512)
     assert fit_input_shape((576, 768), 512, True, max_upscale=4.0, min_size=416) == (384, 512)
