@@ -24,12 +24,22 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from pydantic import BaseModel, Field
 
 from lobbywatch.edge.calibrate_cli import CountedSnapshot
 from lobbywatch.edge.zones import ZoneMap, ZoneSpec
 from lobbywatch.errors import ConfigError, SourceError
 
 BIND = "127.0.0.1"
+
+
+class Clicks(BaseModel):
+    """``POST /api/counts`` body."""
+
+    clicks: list[list[tuple[float, float]]] = Field(
+        description="per snapshot, the clicked foot points in image pixels"
+    )
+
 
 PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
@@ -100,12 +110,6 @@ def build_app(
     """
     from fastapi import FastAPI, HTTPException
     from fastapi.responses import FileResponse, HTMLResponse
-    from pydantic import BaseModel, Field
-
-    class Clicks(BaseModel):
-        clicks: list[list[tuple[float, float]]] = Field(
-            description="per snapshot, the clicked foot points in image pixels"
-        )
 
     app = FastAPI(title="lobbywatch calibrate", docs_url=None, redoc_url=None, openapi_url=None)
 
