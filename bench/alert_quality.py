@@ -42,15 +42,15 @@ import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-from lobbywatch.server.alerts import AlertEngine, AlertPolicy
-from lobbywatch.server.estimator import EstimatorSettings, ZoneEstimator
-from lobbywatch.server.simulator import (
+from lobbywatch.demo.simulator import (
     SCENARIO_KINDS,
     BranchScenario,
     branch_messages,
     scenario,
     simulate_customers,
 )
+from lobbywatch.server.alerts import AlertEngine, AlertPolicy
+from lobbywatch.server.estimator import EstimatorSettings, ZoneEstimator
 
 EPISODE_GAP_S = 1800.0
 PRECISION_SLACK_S = 300.0

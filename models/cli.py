@@ -32,6 +32,10 @@ def register(app: typer.Typer) -> None:
         ),
     ) -> None:
         """Fetch a model (default: all), check its size and sha256, store it atomically."""
+        if dest is not None:
+            from lobbywatch.outputs import output_folder
+
+            output_folder(dest, "--dest")
         names = [name] if name is not None else list(registry.load_catalogue())
         for each in names:
             path = registry.pull(each, source=source, dest=dest)

@@ -254,6 +254,8 @@ class AlertEvent(_AlertFacts):
     event_id: str
     event: str
     at: float
+    #: the alert's revision as of this event (persisted, so a restart re-derives the same id)
+    revision: int
 
     @classmethod
     def of(cls, alert: Alert, event: str, at: float) -> AlertEvent:
@@ -261,6 +263,7 @@ class AlertEvent(_AlertFacts):
             event_id=f"{alert.alert_id}#{alert.revision}",
             event=event,
             at=at,
+            revision=alert.revision,
             **{name: getattr(alert, name) for name in _FACT_FIELDS},
         )
 
@@ -553,9 +556,6 @@ class AlertEngine:
                 continue
             rule = self._rules.setdefault((alert.kind, alert.branch, alert.subject), _RuleState())
             rule.alert = alert
-
-    def open_alerts(self) -> list[Alert]:
-        return self.snapshot()
 
     # --- mechanics ----------------------------------------------------------
 

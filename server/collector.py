@@ -20,7 +20,6 @@ Threads and what they own:
 
 from __future__ import annotations
 
-import dataclasses
 import gc
 import logging
 import math
@@ -31,19 +30,24 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from lobbywatch.edge.state import ZoneKind
 from lobbywatch.protocol import StatusMessage
-from lobbywatch.server.config import (
-    ServerConfig,
-    alert_policy,
-    business_hours,
-    estimator_settings,
+from lobbywatch.server.alert_records import (
+    AlertPayload,
+    event_payload,
+    event_row,
+    row_to_alert,
 )
-from lobbywatch.server.ingest import Ingestor, MessageQueue, MqttIngest
+from lobbywatch.server.alerts import AlertEvent, AlertPolicy, BusinessHours
+from lobbywatch.server.config import ServerConfig
+from lobbywatch.server.http import HttpServer
+from lobbywatch.server.ingest import Ingestor
 from lobbywatch.server.metrics import LatencyHistogram, StateCollector, make_registry
-from lobbywatch.server.notify import Dispatcher, build_sinks, iso
+from lobbywatch.server.notify import Dispatcher, build_sinks
+from lobbywatch.server.retention import RetentionSchedule
 from lobbywatch.server.state import BranchRecord, CollectorState, NodeKey, ZoneKey
-from lobbywatch.server.store import AlertRow, EventRecord, MinuteRow, Store
+from lobbywatch.server.store import EventRecord, MinuteRow, Store
+from lobbywatch.server.transport import MessageQueue, MqttIngest
+from lobbywatch.zone_state import ZoneKind
 
 log = logging.getLogger(__name__)
 
@@ -142,106 +146,6 @@ class MinuteAggregator:
         return rows
 
 
-# ------------------------------------------------------------ alert engine adapter
-
-
-def event_id_of(ev: Any) -> str:
-    """Idempotency key of an alert event: ``{alert_id}#{revision}`` from alerts.py.
-
-    The revision is persisted with the alert and restored, so a restart that
-    re-derives an event produces the same id and the outbox ignores it.
-    """
-    return str(ev.event_id)
-
-
-def zone_of(a: Any) -> str | None:
-    """Zone of a zone alert; device alerts (``device_offline``) have none."""
-    return None if str(a.kind) == "device_offline" else str(a.subject)
-
-
-def event_payload(ev: Any, event_id: str) -> dict[str, Any]:
-    """The JSON every sink receives (webhook body; source of e-mail and Alertmanager)."""
-    started = _f(getattr(ev, "started_at", None))
-    ended = _f(getattr(ev, "ended_at", None))
-    payload = {
-        "event_id": event_id,
-        "event": str(ev.event),
-        "alert_id": str(ev.alert_id),
-        "kind": str(ev.kind),
-        "severity": str(ev.severity),
-        "state": str(ev.state),
-        "branch": str(ev.branch),
-        "region": getattr(ev, "region", None),
-        "zone": zone_of(ev),
-        "subject": str(ev.subject),
-        "device": str(ev.subject) if str(ev.kind) == "device_offline" else None,
-        "summary": getattr(ev, "summary", None),
-        "value": _f(getattr(ev, "value", None)),
-        "threshold": _f(getattr(ev, "threshold", None)),
-        "started_at": iso(started),
-        "ended_at": iso(ended),
-        "started_at_ts": started,
-        "ended_at_ts": ended,
-    }
-    prev = getattr(ev, "previous_severity", None)
-    if prev is None and str(ev.event) == "escalate" and str(ev.severity) == "critical":
-        prev = "warning"
-    if prev is not None:
-        payload["previous_severity"] = str(prev)
-    return payload
-
-
-def _f(v: Any) -> float | None:
-    if v is None:
-        return None
-    if hasattr(v, "timestamp"):
-        return float(v.timestamp())
-    return float(v)
-
-
-def alert_row(a: Any, now: float, last_event: str | None = None) -> AlertRow:
-    return AlertRow(
-        alert_id=str(a.alert_id),
-        kind=str(a.kind),
-        severity=str(a.severity),
-        state=str(a.state),
-        branch=str(a.branch),
-        zone=zone_of(a),
-        subject=str(a.subject),
-        region=getattr(a, "region", None),
-        started_at=_f(a.started_at) or now,
-        ended_at=_f(getattr(a, "ended_at", None)),
-        summary=getattr(a, "summary", None),
-        value=_f(getattr(a, "value", None)),
-        threshold=_f(getattr(a, "threshold", None)),
-        last_event=last_event or getattr(a, "event", None),
-        escalated=bool(getattr(a, "escalated", False)),
-        last_notified_at=_f(getattr(a, "last_notified_at", None) or getattr(a, "at", None)),
-        revision=_revision(a),
-        updated_at=now,
-    )
-
-
-def _revision(a: Any) -> int:
-    rev = getattr(a, "revision", None)
-    if rev is not None:
-        return int(rev)
-    # events carry it in their id: "{alert_id}#{revision}"
-    eid = str(getattr(a, "event_id", ""))
-    _, _, tail = eid.rpartition("#")
-    return int(tail) if tail.isdigit() else 0
-
-
-def row_to_alert(row: AlertRow) -> Any:
-    """Rebuild an ``alerts.Alert`` from its stored row (for ``AlertEngine.restore``)."""
-    from lobbywatch.server.alerts import Alert
-
-    names = {f.name for f in dataclasses.fields(Alert)}
-    values = dataclasses.asdict(row)
-    values.setdefault("event", row.last_event)
-    return Alert(**{k: v for k, v in values.items() if k in names})
-
-
 # ----------------------------------------------------------------------- collector
 
 
@@ -266,9 +170,7 @@ class Collector:
         self.cfg = cfg
         self.clock = clock
         # one knob for liveness: the alert policy's heartbeat timeout also drives device_up
-        self.state = CollectorState(
-            heartbeat_timeout_s=alert_policy(cfg.alerts).heartbeat_timeout_s
-        )
+        self.state = CollectorState(heartbeat_timeout_s=cfg.alerts.heartbeat_timeout_s)
         for b in cfg.branches:
             self.state.branches[b.id] = BranchRecord(b.id, b.region, b.timezone)
         self.store = Store(cfg.database.url)
@@ -276,7 +178,7 @@ class Collector:
         self.ingestor = Ingestor(
             self.state, cfg.ingest, cfg.mqtt.root, {b.id: b.region for b in cfg.branches}
         )
-        self._est_settings = estimator_settings(cfg.estimator)
+        self._est_settings = cfg.estimator
         self._zones: dict[ZoneKey, _ZoneRuntime] = {}
         #: waiting zones touched by the current batch; those evaluated less than
         #: evaluate_interval_s ago wait in _pending until the next flush
@@ -284,7 +186,7 @@ class Collector:
         self._pending: set[ZoneKey] = set()
         self._next_flush = math.inf
         self._eval_interval = cfg.ingest.evaluate_interval_s
-        self._policies: dict[tuple[str, str | None], Any] = {}
+        self._policies: dict[tuple[str, str | None], AlertPolicy] = {}
         self.engine = self._make_engine()
         self.sinks = build_sinks(cfg.notify)
         self.dispatcher = Dispatcher(
@@ -300,6 +202,7 @@ class Collector:
         )
         self.registry = make_registry(self.metrics)
         self.aggregator = MinuteAggregator()
+        self.retention = RetentionSchedule(cfg.database.retention_days)
         self.mqtt = (
             MqttIngest(cfg.mqtt, self.queue, [b.id for b in cfg.branches], clock=clock)
             if with_mqtt
@@ -307,8 +210,7 @@ class Collector:
         )
         self.with_http = with_http
         self.http_port: int | None = None
-        self._http_server: Any = None
-        self._http_thread: threading.Thread | None = None
+        self._http: HttpServer | None = None
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store-writer")
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -318,20 +220,18 @@ class Collector:
         self.started_at = clock()
 
     # ------------------------------------------------------------- policies
-    def policy_for(self, branch: str, zone: str | None) -> Any:
+    def policy_for(self, branch: str, zone: str | None) -> AlertPolicy:
         """Merged global <- branch <- zone AlertPolicy (zone "" = branch level), cached."""
         zone = zone or None
         key = (branch, zone)
         policy = self._policies.get(key)
         if policy is None:
-            policy = self._policies[key] = alert_policy(self.cfg.alert_policy_mapping(branch, zone))
+            policy = self._policies[key] = self.cfg.policy_for(branch, zone)
         return policy
 
-    def business_hours_for(self, branch: str) -> Any:
+    def business_hours_for(self, branch: str) -> BusinessHours | None:
         b = self.cfg.branch(branch)
-        if b is None or b.business_hours is None:
-            return None
-        return business_hours(b.business_hours, b.timezone)
+        return None if b is None else b.business_hours
 
     def threshold_for(self, branch: str, zone: str) -> float:
         return float(self.policy_for(branch, zone).w1_threshold_s)
@@ -368,10 +268,8 @@ class Collector:
             self.mqtt.stop()
         if self._thread is not None:
             self._thread.join(timeout=10)
-        if self._http_server is not None:
-            self._http_server.should_exit = True
-            if self._http_thread is not None:
-                self._http_thread.join(timeout=10)
+        if self._http is not None:
+            self._http.stop()
         self.dispatcher.stop()
         # flush the partial minute so a restart does not lose it
         rows = self.aggregator.roll(self.clock() + 60)
@@ -381,27 +279,16 @@ class Collector:
         self.store.close()
 
     def _start_http(self) -> None:
-        import socket
-
-        import uvicorn
-
         from lobbywatch.server.api import create_app
 
-        app = create_app(self)
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((self.cfg.http.host, self.cfg.http.port))
-        self.http_port = sock.getsockname()[1]
-        config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off")
-        server = uvicorn.Server(config)
-        self._http_server = server
-        self._http_thread = threading.Thread(
-            target=server.run, kwargs={"sockets": [sock]}, name="http", daemon=True
+        self._http = HttpServer(
+            create_app(self),
+            self.cfg.http.host,
+            self.cfg.http.port,
+            hint="set http.host/http.port in the server config",
         )
-        self._http_thread.start()
-        deadline = time.monotonic() + 10
-        while not server.started and time.monotonic() < deadline:
-            time.sleep(0.02)
+        self.http_port = self._http.port
+        self._http.start()
 
     def restore(self) -> None:
         """Reload firing alerts into the engine and state: a restart loses none."""
@@ -528,7 +415,7 @@ class Collector:
         if not dirty:
             return []
         self._dirty = set()
-        events: list[Any] = []
+        events: list[AlertEvent] = []
         due_before = now - self._eval_interval
         zones = self._zones
         pending = self._pending
@@ -543,7 +430,7 @@ class Collector:
 
     def _flush_pending(self, now: float) -> list[Any]:
         """Evaluate parked zones whose interval is over (a few times per interval)."""
-        events: list[Any] = []
+        events: list[AlertEvent] = []
         due_before = now - self._eval_interval
         keep: set[ZoneKey] = set()
         zones = self._zones
@@ -575,9 +462,10 @@ class Collector:
         return list(self.engine.evaluate(key.branch, key.zone, est, now))
 
     def tick(self, now: float) -> None:
-        """Once a second: timeouts, renotify/escalate, sweeps, minute roll-over."""
+        """Once a second: timeouts, renotify/escalate, sweeps, minute roll-over, and once a
+        day the prune of minute aggregates older than ``database.retention_days``."""
         self._last_tick = now
-        events: list[Any] = []
+        events: list[AlertEvent] = []
         with self.state.lock:
             events.extend(self.engine.tick(now) or [])
             if now - self._last_sweep >= 10.0:
@@ -591,8 +479,24 @@ class Collector:
             rows = self.aggregator.roll(now)
         if rows:
             self._writer.submit(self._write_minutes, rows)
+        cutoff = self.retention.due(now)
+        if cutoff is not None:
+            self._writer.submit(self._prune_minutes, cutoff)
         if events:
             self._handle_events(events, now)
+
+    def wait_for_store_writes(self) -> None:
+        """Block until every minute write and prune submitted so far is done."""
+        self._writer.submit(lambda: None).result()
+
+    def _prune_minutes(self, before: float) -> None:
+        try:
+            n = self.store.prune_minutes(before)
+        except Exception:
+            log.exception("pruning minute aggregates older than retention_days failed")
+            return
+        if n:
+            log.info("pruned %d minute aggregates older than retention_days", n)
 
     def _write_minutes(self, rows: list[MinuteRow]) -> None:
         try:
@@ -600,21 +504,18 @@ class Collector:
         except Exception:
             log.exception("writing %d minute aggregates failed", len(rows))
 
-    def _handle_events(self, events: list[Any], now: float) -> None:
+    def _handle_events(self, events: list[AlertEvent], now: float) -> None:
         """Outbox first, then wake the sinks; update the in-memory active set."""
         stored = 0
         for ev in events:
-            eid = event_id_of(ev)
-            payload = event_payload(ev, eid)
-            region = payload["region"] or self.region_of(str(ev.branch))
-            payload["region"] = region
-            sinks = self.cfg.notify.sinks_for(
-                str(ev.branch), region, str(ev.kind), str(ev.severity)
-            )
-            row = dataclasses.replace(alert_row(ev, now, str(ev.event)), region=region)
+            eid = ev.event_id
+            region = ev.region or self.region_of(ev.branch)
+            payload = event_payload(ev, region)
+            sinks = self.cfg.notify.sinks_for(ev.branch, region, ev.kind, ev.severity)
+            row = event_row(ev, now, region)
             try:
                 if self.store.record_event(
-                    EventRecord(eid, row, str(ev.event), now, payload), sinks
+                    EventRecord(eid, row, ev.event, now, dict(payload)), sinks
                 ):
                     stored += 1
             except Exception:
@@ -625,18 +526,14 @@ class Collector:
             self.dispatcher.wake()
 
     def firing_payloads(self) -> list[dict[str, Any]]:
-        """Payloads of the open alerts (for the Alertmanager re-send loop)."""
-        from lobbywatch.server.alerts import AlertEvent
-
+        """Payloads of the open alerts (for the Alertmanager re-send loop), as the
+        plain dicts the sinks also read back from the outbox."""
         now = self.clock()
         with self.state.lock:
             alerts = list(self.state.alerts.values())
-        out = []
-        for a in alerts:
-            if str(a.state) != "firing":
-                continue
-            ev = AlertEvent.of(a, "renotify", now)
-            p = event_payload(ev, ev.event_id)
-            p["region"] = p["region"] or self.region_of(str(a.branch))
-            out.append(p)
-        return out
+        payloads: list[AlertPayload] = [
+            event_payload(AlertEvent.of(a, "renotify", now), a.region or self.region_of(a.branch))
+            for a in alerts
+            if a.state == "firing"
+        ]
+        return [dict(p) for p in payloads]

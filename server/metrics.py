@@ -50,8 +50,8 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
-from lobbywatch.edge.state import ZoneKind
 from lobbywatch.server.state import RESULTS, CollectorState
+from lobbywatch.zone_state import ZoneKind
 
 ALERT_LEVEL = {"warning": 1, "critical": 2}
 ZONE_ALERT_KINDS = ("w1_wait", "service_stalled")
@@ -202,7 +202,7 @@ class StateCollector(Collector):
             levels: dict[tuple[str, str, str], int] = {}
             sev_count = {"warning": 0, "critical": 0}
             for a in s.alerts.values():
-                sev = str(getattr(a, "severity", "warning"))
+                sev = a.severity
                 sev_count[sev] = sev_count.get(sev, 0) + 1
                 if str(a.kind) not in ZONE_ALERT_KINDS:
                     continue  # device alerts: see lobbywatch_device_up

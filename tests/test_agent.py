@@ -24,6 +24,7 @@ from test_agent_support import (
     validator,
     write_video,
 )
+from test_server_support import parse_metrics, sample
 
 from lobbywatch.edge.agent import EdgeAgent
 from lobbywatch.edge.config import DeviceConfig
@@ -288,19 +289,24 @@ def test_metrics_and_debug_view_endpoints(tmp_path: Path, mosquitto) -> None:
         text = (
             urllib.request.urlopen(f"http://127.0.0.1:{mport}/metrics", timeout=5).read().decode()
         )
-        for name in [
-            'lobbywatch_edge_frames_processed_total{camera="cam1"}',
-            'lobbywatch_edge_frames_dropped_total{camera="cam1"}',
-            'lobbywatch_edge_inference_seconds_bucket{camera="cam1"',
-            'lobbywatch_edge_zone_people{camera="cam1",zone="W1"}',
-            'lobbywatch_edge_camera_up{camera="cam1"} 1.0',
-            'lobbywatch_edge_camera_fps{camera="cam1"}',
-            "lobbywatch_edge_mqtt_connected 1.0",
-            "lobbywatch_edge_buffer_depth",
-            "lobbywatch_edge_messages_published_total",
-            'lobbywatch_edge_messages_dropped_total{reason="buffer_full"} 0.0',
-        ]:
-            assert name in text, name
+        # Parsed, not substring-matched: a substring also matches the HELP/TYPE lines.
+        samples = parse_metrics(text)
+        cam = {"camera": "cam1"}
+        assert (sample(samples, "lobbywatch_edge_frames_processed_total", **cam) or 0) > 0
+        assert sample(samples, "lobbywatch_edge_frames_dropped_total", **cam) is not None
+        assert (sample(samples, "lobbywatch_edge_inference_seconds_count", **cam) or 0) > 0
+        assert sample(samples, "lobbywatch_edge_zone_people", camera="cam1", zone="W1") is not None
+        assert sample(samples, "lobbywatch_edge_camera_up", **cam) == 1.0
+        assert (sample(samples, "lobbywatch_edge_camera_fps", **cam) or 0) > 0
+        assert sample(samples, "lobbywatch_edge_mqtt_connected") == 1.0
+        assert sample(samples, "lobbywatch_edge_buffer_depth") is not None
+        published = [
+            v for (n, _), v in samples.items() if n == "lobbywatch_edge_messages_published_total"
+        ]
+        assert published and sum(published) > 0
+        assert (
+            sample(samples, "lobbywatch_edge_messages_dropped_total", reason="buffer_full") == 0.0
+        )
         assert agent.metrics.value("lobbywatch_edge_frames_processed_total", {"camera": "cam1"})
         jpeg = urllib.request.urlopen(
             f"http://127.0.0.1:{dport}/snapshot/cam1.jpg", timeout=5
@@ -312,7 +318,8 @@ def test_metrics_and_debug_view_endpoints(tmp_path: Path, mosquitto) -> None:
 def test_zone_message_carries_pipeline_state(tmp_path: Path) -> None:
     """Message building alone: a ZoneState becomes a schema-valid ZoneMessage."""
     from lobbywatch.edge.agent import ZoneTrack
-    from lobbywatch.edge.state import ZoneKind, ZoneState
+    from lobbywatch.edge.state import ZoneState
+    from lobbywatch.zone_state import ZoneKind
 
     video = write_video(tmp_path / "v.avi")
     cfg = device_config(video=video, port=free_port(), tmp=tmp_path)

@@ -84,7 +84,7 @@ def _feed_simulated_branches(broker: Broker) -> int:
     shifted so the hour ends now, as if the edge boxes had published it live.
     Counters, sequence numbers and dwells are the simulator's own.
     """
-    from lobbywatch.server import simulator
+    from lobbywatch.demo import simulator
 
     scenarios = [
         simulator.scenario("normal", int(b.removeprefix("sim-b")), seed=3, report_interval_s=5.0)

@@ -6,7 +6,6 @@ from datetime import UTC, datetime
 
 import pytest
 
-from lobbywatch.edge.state import ZoneKind
 from lobbywatch.protocol import ZoneMessage
 from lobbywatch.server.estimator import (
     EstimatorSettings,
@@ -14,6 +13,7 @@ from lobbywatch.server.estimator import (
     ZoneEstimator,
     wait_for_queue,
 )
+from lobbywatch.zone_state import ZoneKind
 
 T0 = 1_750_000_000.0
 
@@ -240,7 +240,7 @@ def test_seconds_to_wait_edges() -> None:
 
 
 def test_invalid_configuration() -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="counters must be >= 1 and mean_service_s > 0"):
         ZoneEstimator(RAW, counters=0, mean_service_s=60)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="unknown\n  Extra inputs are not permitted"):
         EstimatorSettings(unknown=1)  # type: ignore[call-arg]

@@ -10,9 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from lobbywatch.protocol import StatusMessage, ZoneMessage, parse_message, subscription
-from lobbywatch.server.estimator import EstimatorSettings, ZoneEstimator
-from lobbywatch.server.simulator import (
+from lobbywatch.demo.simulator import (
     BranchScenario,
     NoiseSettings,
     Peak,
@@ -23,6 +21,8 @@ from lobbywatch.server.simulator import (
     scenario,
     simulate_customers,
 )
+from lobbywatch.protocol import StatusMessage, ZoneMessage, parse_message, subscription
+from lobbywatch.server.estimator import EstimatorSettings, ZoneEstimator
 
 QUIET = NoiseSettings.none()
 

@@ -34,7 +34,6 @@ from zoneinfo import ZoneInfo
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from lobbywatch.edge.state import ZoneKind
 from lobbywatch.protocol import (
     DEFAULT_ROOT,
     StatusMessage,
@@ -42,6 +41,7 @@ from lobbywatch.protocol import (
     encode_message,
     topic_for,
 )
+from lobbywatch.zone_state import ZoneKind
 
 
 class Peak(BaseModel):

@@ -68,7 +68,9 @@ def simulate(
         False, "--dry-run", help="print the messages as JSON lines instead of publishing"
     ),
     truth: Path | None = typer.Option(
-        None, "--truth", help="write every simulated customer's true wait to this CSV"
+        None,
+        "--truth",
+        help="write every simulated customer's true wait to this CSV (missing folders are created)",
     ),
 ) -> None:
     """Simulate bank branches and publish their zone states as edge devices would.
@@ -76,7 +78,7 @@ def simulate(
     Arrivals with morning and lunch peaks, several counters, FCFS or VIP
     priority, and detection noise (missed and extra people).
     """
-    from lobbywatch.server import simulator
+    from lobbywatch.demo import simulator
 
     if password_file is not None:
         try:
@@ -99,7 +101,14 @@ def simulate(
     except ValueError as exc:
         raise LobbywatchError(str(exc)) from exc
     if truth is not None:
-        with truth.open("w", newline="") as f:
+        from lobbywatch.outputs import output_file, write_error
+
+        output_file(truth, "--truth")
+        try:
+            f = truth.open("w", newline="")
+        except OSError as exc:
+            raise write_error(truth, "--truth", exc) from None
+        with f:
             out = csv.writer(f)
             out.writerow(["branch", "customer", "arrival", "vip", "wait_s", "service_s", "counter"])
             for sc in scenarios:
