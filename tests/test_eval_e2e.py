@@ -22,17 +22,18 @@ def test_beats_the_plain_baseline(report) -> None:  # type: ignore[no-untyped-de
     assert o.frames == 21 + 10 + 50 + 24
     # the 416 baseline reproduces the shared README within subsampling noise
     assert 2.8 <= o.baseline["mae"] <= 3.8
-    # Achieved on this every-3rd-frame subset (docs/accuracy.md): raw MAE 2.06 vs
-    # baseline 3.22, P 0.77, R 0.77; counted (tracker) MAE 1.97 with the start-up
-    # warm-up (2.70 without) — the tracker sees frames 3x further apart here, so
-    # its full-set figure (1.61) is not reachable.
+    # Achieved on this every-3rd-frame subset with the shipped default
+    # (bytetrack_nano, 512, 0.4; docs/accuracy.md round 6): raw MAE 1.88 vs
+    # baseline 3.22, P 0.77, R 0.70; counted (tracker) MAE 1.93 — the tracker
+    # sees frames 3x further apart here, so its full-set figure (1.25) is not
+    # reachable.
     assert o.raw_mae <= 0.7 * o.baseline["mae"]
-    assert o.precision >= 0.74 and o.recall >= 0.74
+    assert o.precision >= 0.74 and o.recall >= 0.68
     assert o.mae <= 2.2 and o.mae <= 0.65 * o.baseline["mae"]
     room = next(s for s in report.sequences if s.name.endswith("20231014"))
-    assert room.recall >= 0.66 and room.baseline["recall"] <= 0.52
+    assert room.recall >= 0.58 and room.baseline["recall"] <= 0.52
     assert room.raw_mae <= 0.55 * room.baseline["mae"]
-    # Small frames run at 416 (half-resolution rule, floor 416): no regression vs baseline.
+    # The small 4:3 frames: no regression of the raw count vs the baseline.
     for name, limit in (("pets09_s2l1", 1.8), ("tud_campus", 1.4)):
         seq = next(s for s in report.sequences if s.name == name)
         assert seq.raw_mae <= limit, (name, seq.raw_mae)
