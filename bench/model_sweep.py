@@ -39,10 +39,15 @@ MODELS = ("yolox_nano", "bytetrack_nano")
 LOW = 0.1
 
 
-def detect(dataset: Path, cache: Path, models: list[str], sizes: list[str]) -> None:
+def detect(dataset: Path, cache: Path, models: list[str], sizes: list[str], nms: float) -> None:
     cache.mkdir(parents=True, exist_ok=True)
     configs = [(m, s) for m in models for s in sizes]
-    dets = {c: Detector.from_settings(size_settings(c[0], c[1], LOW)) for c in configs}
+    dets = {
+        c: Detector.from_settings(
+            size_settings(c[0], c[1], LOW).model_copy(update={"nms_iou": nms})
+        )
+        for c in configs
+    }
     for folder in find_sequences(dataset):
         seq = load_sequence(folder)
         out: dict[tuple[str, str], dict[str, list[np.ndarray]]] = {
@@ -135,9 +140,10 @@ def main() -> None:
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--models", default=",".join(MODELS))
     ap.add_argument("--sizes", default=",".join(SIZES), help="long sides or 'rule'")
+    ap.add_argument("--nms", type=float, default=0.45, help="NMS IoU (cache per value)")
     args = ap.parse_args()
     if args.detect:
-        detect(args.dataset, args.cache, args.models.split(","), args.sizes.split(","))
+        detect(args.dataset, args.cache, args.models.split(","), args.sizes.split(","), args.nms)
         return
     replay(
         args.dataset,

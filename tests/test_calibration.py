@@ -261,3 +261,41 @@ def test_eval_calibrate_scores_only_the_frames_after_k(tmp_path: Path, people_di
     result = runner.invoke(app, ["eval", str(data), "--calibrate", "9", "--json"])
     assert result.exit_code != 0
     assert "need more than --calibrate 9" in str(result.exception)
+
+
+@pytest.mark.model
+def test_agent_builds_each_camera_with_its_calibrated_setting(tmp_path: Path) -> None:
+    """A camera's model section reaches its detector and its tracker; others keep the device's."""
+    from lobbywatch.edge.agent import default_pipeline_factory
+
+    text = CONFIG.replace(
+        "    source: 0\n",
+        "    source: 0\n    model: {name: yolox_nano, input_size: 736, max_upscale: 4.0,"
+        " score_threshold: 0.25}\n",
+        1,
+    )
+    text += "  score_threshold: 0.45\n"
+    second = """\
+  - id: door
+    source: 1
+    zones:
+      - {id: all, kind: entrance, polygon: [[0, 0], [1, 0], [1, 1], [0, 1]]}
+"""
+    text = text.replace("model:\n  threads: 1", second + "model:\n  threads: 1")
+    cfg_path = tmp_path / "device.yaml"
+    cfg_path.write_text(text)
+    cfg = load_device_config(cfg_path, check_files=False)
+    hall = default_pipeline_factory(cfg.cameras[0], cfg)
+    door = default_pipeline_factory(cfg.cameras[1], cfg)
+    assert hall.detector.settings.name == "yolox_nano"  # type: ignore[attr-defined]
+    assert hall.detector.settings.input_size == 736  # type: ignore[attr-defined]
+    assert hall.detector.settings.score_threshold == 0.25  # type: ignore[attr-defined]
+    assert hall.settings.track_high_score == 0.25  # type: ignore[attr-defined]
+    assert door.detector.settings.name == "bytetrack_nano"  # type: ignore[attr-defined]
+    assert door.detector.settings.score_threshold == 0.45  # type: ignore[attr-defined]
+    assert door.settings.track_high_score == 0.3  # type: ignore[attr-defined]
+    # a bad override is a config error naming the field
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(text.replace("input_size: 736", "input_size: 700"))
+    with pytest.raises(Exception, match=r"cameras\[0\]\.model\.input_size"):
+        load_device_config(bad, check_files=False)
