@@ -153,6 +153,10 @@ INPUT_PATHS = {
     ("edge run", "--config"), ("server run", "--config"), ("server check-config", "config"),
     ("simulate", "--password-file"), ("demo", "--video"), ("eval", "dataset"),
     ("eval", "--model"), ("model pull", "--calibration"), ("model verify", "--path"),
+    # calibrate reads these; it rewrites the existing --config in place (atomic,
+    # schema-validated, tests/test_calibration.py) and --web saves counts.csv
+    # into the existing --snapshots folder
+    ("calibrate", "--config"), ("calibrate", "--snapshots"), ("calibrate", "--counts"),
 }  # fmt: skip
 OUTPUT_PATHS = {
     ("count", "--out"), ("count", "--csv"), ("zones preview", "--out"),
