@@ -48,6 +48,9 @@ PAGE = """<!doctype html>
  body{font-family:system-ui,sans-serif;margin:1rem;background:#f6f6f6}
  #wrap{position:relative;display:inline-block}
  #img{max-width:96vw;max-height:78vh;display:block;cursor:crosshair}
+ #zones{position:absolute;left:0;top:0;pointer-events:none}
+ #zones polygon{fill:rgba(0,120,255,.12);stroke:#0078ff;stroke-width:2}
+ #zones text{fill:#0078ff;font:bold 14px system-ui}
  .dot{position:absolute;width:14px;height:14px;margin:-7px 0 0 -7px;border-radius:50%;
       background:#e4002b;border:2px solid #fff;pointer-events:auto;cursor:pointer}
  button{font-size:1rem;margin-right:.5rem}
@@ -57,13 +60,19 @@ PAGE = """<!doctype html>
  people clicked: <b id="count">0</b>. Click a dot again to remove it.</p>
 <p><button id="prev">&larr; previous</button><button id="next">next &rarr;</button>
  <button id="done">done: calibrate</button> <span id="status"></span></p>
-<div id="wrap"><img id="img" alt="snapshot"></div>
+<div id="wrap"><img id="img" alt="snapshot"><svg id="zones"></svg></div>
 <script>
-let snaps=[], clicks=[], cur=0;
+let snaps=[], zones=[], clicks=[], cur=0;
 const img=document.getElementById('img'), wrap=document.getElementById('wrap');
 function draw(){
   document.querySelectorAll('.dot').forEach(d=>d.remove());
   const s=snaps[cur], sx=img.clientWidth/s.width, sy=img.clientHeight/s.height;
+  const svg=document.getElementById('zones'), W=img.clientWidth, H=img.clientHeight;
+  svg.setAttribute('width',W); svg.setAttribute('height',H);
+  // zone ids match the protocol's id pattern (letters, digits, - and _): safe as text
+  svg.innerHTML=zones.map(z=>'<polygon points="'+
+    z.polygon.map(p=>(p[0]*W)+','+(p[1]*H)).join(' ')+'"></polygon><text x="'+
+    (z.polygon[0][0]*W+4)+'" y="'+(z.polygon[0][1]*H+16)+'">'+z.id+'</text>').join('');
   clicks[cur].forEach((p,i)=>{
     const d=document.createElement('div'); d.className='dot';
     d.style.left=(p[0]*sx)+'px'; d.style.top=(p[1]*sy)+'px';
@@ -89,7 +98,7 @@ document.getElementById('done').onclick=async()=>{
     ('saved: '+j.counts.join(', ')+' people; calibrating, see the terminal'):('error: '+j.detail);
 };
 fetch('/api/snapshots').then(r=>r.json()).then(j=>{
-  snaps=j.snapshots; clicks=snaps.map(()=>[]); show(0);});
+  snaps=j.snapshots; zones=j.zones; clicks=snaps.map(()=>[]); show(0);});
 </script></body></html>
 """
 

@@ -81,6 +81,8 @@ def test_installer_clicks_people_and_the_choice_is_written(
             " return !!i && i.complete && i.naturalWidth === 640})()"
         )
         page.wait_js(loaded)
+        # the camera's zones are drawn over the snapshot (clicks pass through them)
+        assert page.wait_js("document.querySelectorAll('#zones polygon').length === 2")
 
         def click_image(x: float, y: float) -> None:
             """Click image pixel (x, y) as a mouse would, through the real page."""
