@@ -227,6 +227,9 @@ def run_calibration(
         f"  error {res.error_after:.2f} {unit}"
     )
     echo(f"why     : {res.reason}")
+    for c, err, j in res.table[:3]:
+        echo(f"  ranked: {c.model} size {c.size} threshold {c.threshold:g}  error {err:.2f}, "
+             f"with prior {j:.2f}")  # fmt: skip
     if write:
         fields: dict[str, Any] = {}
         if res.chosen != default:
