@@ -222,8 +222,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"video {args.video.name} {w}x{h}, {n} frames, model {settings.name}, "
           f"input {input_hw}, threads {settings.threads}")  # fmt: skip
     print(
-        "ours: resize into a preallocated buffer, split into preallocated planes, cast into "
-        "a preallocated CHW batch; graph output cut to the 6 person columns; decode the cells "
+        "ours: resize into a preallocated uint8 batch (layout change, cast and normalisation "
+        "are the graph's first nodes); graph output cut to the 6 person columns; decode the cells "
         "whose objectness passes through a per-size cached affine map; OpenCV's native greedy "
         "NMS; label-mask zone lookup"
     )
