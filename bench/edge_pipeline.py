@@ -188,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
                 t2 = clock()
                 dets = det.postprocess(raw, prep)
                 t3 = clock()
-                tracks = tracker.update(dets, ts)
+                tracks = tracker.update(dets, ts, (w, h))
                 t4 = clock()
                 fp = tracks.foot_points()[tracks.counted]
                 ours_counts.append(zone_map.counts(zone_map.zone_of(fp)).tolist())
@@ -202,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
                 t2 = clock()
                 ref_dets = ref_postprocess(ref_raw, input_hw, ratio, thr, iou)
                 t3 = clock()
-                rt = ref_tracker.update(ref_dets, ts)
+                rt = ref_tracker.update(ref_dets, ts, (w, h))
                 t4 = clock()
                 ref_counts.append(ref_zone_counts(rt.foot_points()[rt.counted], polygons))
                 t5 = clock()

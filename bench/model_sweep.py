@@ -91,6 +91,10 @@ def replay(
     from lobbywatch.edge.calibration import above, product_counts
 
     seqs = [load_sequence(f) for f in find_sequences(dataset)]
+    sizes_wh = {}
+    for seq in seqs:
+        h, w = read_frame(seq.frames[0]).shape[:2]
+        sizes_wh[seq.name] = (int(w), int(h))
     rows = []
     for m in models:
         for s in sizes:
@@ -101,7 +105,7 @@ def replay(
                 for seq in seqs:
                     dets, ms = load(cache, m, s, seq.name)
                     dets = [above(d, thr) for d in dets]
-                    counts = product_counts(dets, seq.fps, thr)
+                    counts = product_counts(dets, seq.fps, thr, frame_size=sizes_wh[seq.name])
                     t = Tally()
                     for c, d, gt in zip(counts, dets, seq.gt, strict=True):
                         t.add(int(c), d.xyxy, gt)

@@ -95,8 +95,9 @@ def count_mae(dataset: Path) -> tuple[float, float, dict[str, tuple[float, float
                 poly = np.array([[0, 0], [w - 1, 0], [w - 1, h - 1], [0, h - 1]], np.int64)
                 zone = sv.PolygonZone(polygon=poly)
             d = det.detect(frame)
-            ts = i / seq.fps
-            n_ours = int(np.count_nonzero(ours.update(d, ts).counted))
+            ts = i * (1.0 / seq.fps)  # as lobbywatch eval stamps frames
+            size = (frame.shape[1], frame.shape[0])
+            n_ours = int(np.count_nonzero(ours.update(d, ts, size).counted))
             tracked = peer.update(to_sv(d.xyxy, d.scores), timestamp=ts)
             tracked = tracked[tracked.tracker_id != -1] if len(tracked) else tracked
             n_peer = int(np.count_nonzero(zone.trigger(tracked))) if len(tracked) else 0
@@ -145,7 +146,7 @@ def noninference_ms(video: Path, frames: int) -> tuple[float, float, float, floa
                 t1 = clock()
                 raw = det.infer(prep)
                 t2 = clock()
-                tracks = ours_trk.update(det.postprocess(raw, prep), ts)
+                tracks = ours_trk.update(det.postprocess(raw, prep), ts, (w, h))
                 zmap.counts(zmap.zone_of(tracks.foot_points()[tracks.counted]))
                 t3 = clock()
                 t["o_non"] += (t1 - t0) + (t3 - t2)

@@ -101,15 +101,26 @@ def product_counts(
     fps: float,
     threshold: float,
     pipeline: PipelineSettings | None = None,
+    frame_size: tuple[int, int] | None = None,
 ) -> npt.NDArray[np.int64]:
-    """Tracker counts (``TrackedObjects.counted``) of a detection sequence at ``fps``."""
+    """Tracker counts (``TrackedObjects.counted``) of a detection sequence at ``fps``.
+
+    ``frame_size`` ``(width, height)`` lets the count rules tell a person who
+    left over the border from one who is hidden (as ``lobbywatch eval`` does).
+    """
     from lobbywatch.edge.pipeline import PipelineSettings
     from lobbywatch.edge.tracker import Tracker
 
     base = pipeline if pipeline is not None else PipelineSettings()
     tracker = Tracker(pipeline_for_threshold(base, threshold).tracker_settings())
+    spacing = 1.0 / fps
     return np.array(
-        [np.count_nonzero(tracker.update(d, i / fps).counted) for i, d in enumerate(dets)],
+        [
+            # i * spacing, exactly as lobbywatch eval stamps frames (rules compare
+            # gaps with one sampling interval; i / fps can differ in the last bit)
+            np.count_nonzero(tracker.update(d, i * spacing, frame_size).counted)
+            for i, d in enumerate(dets)
+        ],
         np.int64,
     )
 
@@ -434,10 +445,9 @@ def evaluate_calibrated(
         pooled_base.merge(bt)
         busy_total += busy
     n_all = sum(r.frames for r in results)
-    overall = ev.SequenceResult(
-        "overall", n_all, **pooled.summary(),
-        fps=round(n_all / busy_total, 2) if busy_total else 0.0,
-        baseline=pooled_base.summary() if baseline is not None else {},
+    overall = ev._result(
+        "overall", n_all, pooled, busy_total,
+        pooled_base.summary() if baseline is not None else {},
     )  # fmt: skip
     seq_mean = round(float(np.mean([r.mae for r in results])), 4)
     base_mean = round(float(np.mean([r.baseline.get("mae", 0.0) for r in results])), 4)
