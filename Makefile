@@ -56,6 +56,7 @@ bench: $(BIN)/lobbywatch
 	$(BIN)/python bench/edge_agent.py
 	$(BIN)/python bench/alert_quality.py
 	$(BIN)/python bench/collector_throughput.py
+	$(BIN)/python bench/board_refresh.py --branches 5000 --skip-old
 
 # Pinned peer libraries for bench/peer_pipeline.py, without the GUI OpenCV
 # they declare (see pyproject.toml, [project.optional-dependencies] peer).

@@ -10,7 +10,7 @@ an alert is converted in one place.
 
 from __future__ import annotations
 
-from typing import NotRequired, TypedDict
+from typing import Any, NotRequired, TypedDict
 
 from lobbywatch.server.alerts import Alert, AlertEvent
 from lobbywatch.server.notify import iso
@@ -56,6 +56,9 @@ class AlertPayload(AlertView):
     #: on an escalation to critical: the severity before it (Alertmanager
     #: resolves that alert so the warning does not linger)
     previous_severity: NotRequired[str]
+    #: facts a manager acts on (alert_texts.alert_context): zone in words, counters,
+    #: expected breach, board link, locale
+    context: NotRequired[dict[str, Any]]
 
 
 def zone_of(a: Facts | AlertRow) -> str | None:
@@ -107,11 +110,14 @@ def row_view(r: AlertRow) -> AlertView:
 
 
 def previous_severity(ev: AlertEvent) -> str | None:
-    """The severity before ``ev``: ``"warning"`` for an escalation to critical
-    (the engine escalates only warning to critical), else None."""
-    if ev.event == "escalate" and ev.severity == "critical":
-        return "warning"
-    return None
+    """The severity before ``ev`` when ``ev`` changed it, else None.
+
+    Only the engine knows (``AlertEvent.previous_severity``): a time-based escalation
+    of an alert that was critical from the start keeps its severity, and inferring
+    "warning" there made the Alertmanager sink end a warning that never existed.
+    """
+    prev = ev.previous_severity
+    return prev if prev is not None and prev != ev.severity else None
 
 
 def event_payload(ev: AlertEvent, region: str | None) -> AlertPayload:

@@ -40,6 +40,7 @@ import bisect
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import (
@@ -100,11 +101,13 @@ class StateCollector(Collector):
         notification_counts: Callable[[], dict[tuple[str, str], int]] = dict,
         queue_stats: Callable[[], tuple[int, int]] = lambda: (0, 0),
         clock: Callable[[], float] = time.time,
+        db_stats: Callable[[], DbStats] | None = None,
     ) -> None:
         self.state = state
         self.latency = latency
         self.notification_counts = notification_counts
         self.queue_stats = queue_stats
+        self.db_stats = db_stats
         self.clock = clock
 
     def describe(self) -> list[Metric]:
@@ -177,6 +180,13 @@ class StateCollector(Collector):
             "Seconds since the device's newest message was observed.",
             labels=dl,
         )
+        gaps = CounterMetricFamily(
+            "lobbywatch_device_seq_gaps",
+            "Sequence numbers of the device never received: messages lost between the edge "
+            "and this collector (counts only when one collector receives all of a device's "
+            "messages, i.e. without a shared subscription split across replicas).",
+            labels=["branch", "device"],
+        )
         online = GaugeMetricFamily(
             "lobbywatch_device_online",
             "Device-level status: 1 online, 0 offline (device status topic / last will).",
@@ -243,6 +253,7 @@ class StateCollector(Collector):
             for node in s.nodes.values():
                 if node.status != "unknown":
                     online.add_metric([node.branch, node.device], int(node.status == "online"))
+                gaps.add_metric([node.branch, node.device], node.seq_gaps)
                 if (node.branch, node.device) in with_cameras:
                     continue
                 # only the device status is known (e.g. its retained last will)
@@ -284,6 +295,9 @@ class StateCollector(Collector):
         )
         qdrop.add_metric([], dropped)
 
+        if self.db_stats is not None:
+            yield from self._db_families(self.db_stats())
+
         yield from (
             branch_info,
             people,
@@ -300,6 +314,7 @@ class StateCollector(Collector):
             last_ts,
             age,
             online,
+            gaps,
             messages,
             invalid,
             hist,
@@ -308,6 +323,42 @@ class StateCollector(Collector):
             qd,
             qdrop,
         )
+
+    @staticmethod
+    def _db_families(d: DbStats) -> Iterator[Metric]:
+        up = GaugeMetricFamily(
+            "lobbywatch_collector_database_up",
+            "1 while database calls succeed, 0 while they fail or hang (see /healthz).",
+        )
+        up.add_metric([], 1.0 if d.ok else 0.0)
+        errors = CounterMetricFamily(
+            "lobbywatch_collector_database_errors",
+            "Failed database calls by operation.",
+            labels=["op"],
+        )
+        for op, n in sorted(d.errors.items()):
+            errors.add_metric([op], n)
+        spooled = GaugeMetricFamily(
+            "lobbywatch_collector_alert_events_spooled",
+            "Alert events waiting for the database (memory + spool file).",
+        )
+        spooled.add_metric([], d.spooled)
+        lost = CounterMetricFamily(
+            "lobbywatch_collector_alert_events_lost",
+            "Alert events dropped because the spool was full (database down for long).",
+        )
+        lost.add_metric([], d.lost)
+        yield from (up, errors, spooled, lost)
+
+
+@dataclass(frozen=True, slots=True)
+class DbStats:
+    """The database's health as the collector sees it (no database call)."""
+
+    ok: bool
+    errors: dict[str, int]
+    spooled: int
+    lost: int
 
 
 def _add(family: GaugeMetricFamily, labels: list[str], value: float | None) -> None:

@@ -40,6 +40,9 @@ REASONS = (
     "wrong_version",
     "unknown_branch",
     "limit",  # ingest.max_zones_and_devices cap on zones/cameras/devices
+    "identity",  # the device may not publish for this branch/camera (server/identity.py)
+    "zone_limit",  # per-device cap on zones, or on new zones per minute
+    "implausible",  # a cumulative counter jumped further than physically possible
 )
 
 
@@ -79,6 +82,8 @@ class NodeRecord:
     device: str
     status: str = "unknown"
     status_ts: float = 0.0
+    #: sequence numbers skipped so far (messages lost between edge and collector)
+    seq_gaps: int = 0
     #: receive time of the offline status / will (drives the offline alert's clock)
     offline_since: float | None = None
     will: bool = False

@@ -48,6 +48,21 @@ def _demo(tmp: Path, out: Path) -> list[str]:
     return ["demo", "--no-edge", "--duration", "0.1", "--workdir", str(out)]
 
 
+def _report(tmp: Path, out: Path) -> list[str]:
+    cfg = tmp / "server.yaml"
+    cfg.write_text(f"database: {{url: 'sqlite:///{tmp / 'r.db'}'}}\nbranches: [{{id: b1}}]\n")
+    return ["report", "daily", "--date", "2026-11-25", "-c", str(cfg), "--out", str(out)]
+
+
+def _credential(option: str) -> Argv:
+    def argv(tmp: Path, out: Path) -> list[str]:
+        paths = {"--file": tmp / "creds", "--token-out": tmp / "token", option: out}
+        return ["server", "add-credential", "--name", "n", "--file", str(paths["--file"]),
+                "--token-out", str(paths["--token-out"])]  # fmt: skip
+
+    return argv
+
+
 #: (option, argv, file name suffix, the option names a file (not a folder))
 FILE_OPTIONS = [
     pytest.param("--out", _count("--out"), ".avi", id="count --out"),
@@ -55,6 +70,11 @@ FILE_OPTIONS = [
     pytest.param("--out", _preview, ".png", id="zones preview --out"),
     pytest.param("--out", _schema, ".json", id="config schema --out"),
     pytest.param("--truth", _truth, ".csv", id="simulate --truth"),
+    pytest.param("--out", _report, ".html", id="report daily --out"),
+    pytest.param("--file", _credential("--file"), "", id="server add-credential --file"),
+    pytest.param(
+        "--token-out", _credential("--token-out"), "", id="server add-credential --token-out"
+    ),
 ]
 
 
@@ -102,7 +122,14 @@ def test_a_parent_that_is_a_file_is_refused(
 
 
 @pytest.mark.parametrize(
-    ("argv", "suffix"), [(_preview, ".png"), (_schema, ".json"), (_truth, ".csv")]
+    ("argv", "suffix"),
+    [
+        (_preview, ".png"),
+        (_schema, ".json"),
+        (_truth, ".csv"),
+        (_report, ".html"),
+        (_credential("--token-out"), ""),
+    ],
 )
 def test_missing_folders_are_created(tmp_path: Path, argv: Argv, suffix: str) -> None:
     # `count` writes with the model: covered in test_count_cli's model tests.
@@ -157,11 +184,13 @@ INPUT_PATHS = {
     # schema-validated, tests/test_calibration.py) and --web saves counts.csv
     # into the existing --snapshots folder
     ("calibrate", "--config"), ("calibrate", "--snapshots"), ("calibrate", "--counts"),
+    ("report daily", "--config"),
 }  # fmt: skip
 OUTPUT_PATHS = {
     ("count", "--out"), ("count", "--csv"), ("zones preview", "--out"),
     ("config schema", "--out"), ("simulate", "--truth"), ("device provision", "--out"),
-    ("demo", "--workdir"), ("model pull", "--dest"),
+    ("demo", "--workdir"), ("model pull", "--dest"), ("report daily", "--out"),
+    ("server add-credential", "--file"), ("server add-credential", "--token-out"),
 }  # fmt: skip
 
 
