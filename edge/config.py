@@ -513,7 +513,14 @@ class DeviceConfig(BaseModel):
         # Like every path in the config, a relative weights file is relative to the config.
         if value.path is None:
             return value
-        return value.model_copy(update={"path": _resolve(value.path, info)})
+        path = _resolve(value.path, info)
+        if _checking_files(info) and not path.is_file():
+            # an explicit file: `model pull` would not help, so say what to fix
+            raise ValueError(
+                f"model file {path} does not exist (fix model.path, or remove it to use "
+                "the catalogue model that `lobbywatch model pull` fetches)"
+            )
+        return value.model_copy(update={"path": path})
 
     @field_validator("timezone")
     @classmethod
