@@ -182,6 +182,10 @@ INPUT_PATHS = {
     ("server check-config", "--config"),
     ("simulate", "--password-file"), ("demo", "--video"), ("eval", "dataset"),
     ("eval", "--model"), ("model pull", "--calibration"), ("model verify", "--path"),
+    # calibrate reads these; it rewrites the existing --config in place (atomic,
+    # schema-validated, tests/test_calibration.py) and --web saves counts.csv
+    # into the existing --snapshots folder
+    ("calibrate", "--config"), ("calibrate", "--snapshots"), ("calibrate", "--counts"),
     ("report daily", "--config"),
 }  # fmt: skip
 OUTPUT_PATHS = {
