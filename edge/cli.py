@@ -224,9 +224,15 @@ def count(
         for k, s in enumerate(last.zones):
             done = completed[k]
             mean = f", mean completed dwell {sum(done) / len(done):.1f} s" if done else ""
+            flows = (
+                f" ({s.service_starts_total} service starts, {s.walk_outs_total} walk-outs, "
+                f"{s.departures_unseen_total} unseen)"
+                if s.service_starts_total is not None
+                else ""
+            )
             typer.echo(
                 f"  {s.zone} ({s.kind.value}): {s.people} now, {s.arrivals_total} arrivals, "
-                f"{s.departures_total} departures{mean}"
+                f"{s.departures_total} departures{flows}{mean}"
             )
     if csv_path is not None:
         typer.echo(f"counts: {csv_path}")

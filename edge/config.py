@@ -38,6 +38,7 @@ from pydantic import (
 )
 
 from lobbywatch.edge.detector import DetectorSettings
+from lobbywatch.edge.flows import validate_zone_flows
 from lobbywatch.edge.pipeline import PipelineSettings
 from lobbywatch.edge.zones import ZoneSpec, validate_zone_geometry
 from lobbywatch.errors import ConfigError
@@ -151,6 +152,15 @@ def _zone_loc(zones: list[ZoneSpec], message: str) -> tuple[str | int, ...]:
         for i, zone in enumerate(zones):
             if zone.id == zone_id:
                 return (i, "polygon")
+    return ()
+
+
+def _flows_loc(zones: list[ZoneSpec], message: str) -> tuple[str | int, ...]:
+    """Point a flows message at the waiting zone it names first, relative to ``zones``."""
+    named = re.findall(r"'([^']+)'", message)
+    for i, zone in enumerate(zones):
+        if named and zone.id == named[0]:
+            return (i, "flows")
     return ()
 
 
@@ -292,6 +302,11 @@ class CameraConfig(BaseModel):
             validate_zone_geometry(zones)
         except ValueError as exc:
             items = [(_zone_loc(zones, part), part) for part in str(exc).split("; ")]
+            raise PathValueError(items[0][0], items[0][1], items[1:]) from exc
+        try:  # service points and exits name zones of this camera
+            validate_zone_flows(zones)
+        except ValueError as exc:
+            items = [(_flows_loc(zones, part), part) for part in str(exc).split("; ")]
             raise PathValueError(items[0][0], items[0][1], items[1:]) from exc
         return zones
 

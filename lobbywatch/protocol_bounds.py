@@ -53,7 +53,13 @@ BOUNDS: dict[str, Bound] = {
 #: cumulative counters of a zone message. Between two messages of a zone from the
 #: same device they may restart from a lower value (the pipeline restarted) but not
 #: grow faster than :data:`MAX_COUNTER_RATE_PER_S` (plus one zone's worth of people).
-CUMULATIVE_COUNTERS: tuple[str, ...] = ("arrivals_total", "departures_total")
+CUMULATIVE_COUNTERS: tuple[str, ...] = (
+    "arrivals_total",
+    "departures_total",
+    "service_starts_total",
+    "walk_outs_total",
+    "departures_unseen_total",
+)
 MAX_COUNTER_RATE_PER_S = 10.0
 
 #: oldest and newest acceptable ``ts`` year (the future is bounded by the

@@ -58,6 +58,15 @@ class ZoneOut(BaseModel):
     dwell_max_s: float | None
     arrivals_total: int
     departures_total: int
+    service_starts_total: int | None = Field(
+        None, description="waiting zones with flows: departures into a service point"
+    )
+    walk_outs_total: int | None = Field(
+        None, description="waiting zones with flows: departures through an exit, unserved"
+    )
+    departures_unseen_total: int | None = Field(
+        None, description="waiting zones with flows: departures to an unseen destination"
+    )
     observed_at: str | None
     wait_threshold_s: float | None = Field(description="W1 threshold in force (policy)")
     estimate: EstimateOut | None = Field(None, description="waiting zones only")
@@ -135,6 +144,16 @@ class MinuteOut(BaseModel):
     served_within_threshold: int
     served_within_threshold_ratio: float | None
     threshold_s: float | None
+    arrivals: int | None = Field(None, description="confirmed entries into the zone")
+    service_starts: int | None = Field(
+        None, description="departures into a service point (null: the edge does not classify)"
+    )
+    walk_outs: int | None = Field(
+        None, description="departures through an exit without service (abandonment)"
+    )
+    departures_unseen: int | None = Field(
+        None, description="departures whose destination the camera did not see"
+    )
 
 
 class Health(BaseModel):

@@ -41,6 +41,7 @@ from lobbywatch.server.alert_records import (
 )
 from lobbywatch.server.alerts import AlertEvent, AlertPolicy, BusinessHours
 from lobbywatch.server.config import ServerConfig
+from lobbywatch.server.flows import FlowDelta
 from lobbywatch.server.http import HttpServer
 from lobbywatch.server.ingest import Ingestor
 from lobbywatch.server.leadership import Leadership
@@ -70,6 +71,11 @@ class _Acc:
     forecast_n: int = 0
     dwells: list[float] = field(default_factory=list)
     threshold_s: float | None = None
+    arrivals: int = 0
+    #: departures by destination; None unless the zone's edge classifies them
+    service_starts: int | None = None
+    walk_outs: int | None = None
+    departures_unseen: int | None = None
 
 
 def _quantile(values: list[float], q: float) -> float:
@@ -97,8 +103,28 @@ class MinuteAggregator:
         if dwells:
             self._get(key).dwells.extend(dwells)
 
-    def sample(self, key: ZoneKey, people: int, estimate: Any, threshold_s: float | None) -> None:
+    def add_flows(self, key: ZoneKey, delta: FlowDelta, classified: bool) -> None:
+        """Count one message's increases of arrivals and departures by destination."""
         acc = self._get(key)
+        acc.arrivals += delta.arrivals
+        if classified:
+            acc.service_starts = (acc.service_starts or 0) + delta.service_starts
+            acc.walk_outs = (acc.walk_outs or 0) + delta.walk_outs
+            acc.departures_unseen = (acc.departures_unseen or 0) + delta.departures_unseen
+
+    def sample(
+        self,
+        key: ZoneKey,
+        people: int,
+        estimate: Any,
+        threshold_s: float | None,
+        classified: bool = False,
+    ) -> None:
+        acc = self._get(key)
+        if classified:  # a minute without departures has 0 of each, not "unknown"
+            acc.service_starts = acc.service_starts or 0
+            acc.walk_outs = acc.walk_outs or 0
+            acc.departures_unseen = acc.departures_unseen or 0
         acc.samples += 1
         acc.queue_sum += people
         acc.queue_max = max(acc.queue_max, people)
@@ -143,6 +169,10 @@ class MinuteAggregator:
                         within / len(a.dwells) if a.dwells and thr is not None else None
                     ),
                     threshold_s=thr,
+                    arrivals=a.arrivals,
+                    service_starts=a.service_starts,
+                    walk_outs=a.walk_outs,
+                    departures_unseen=a.departures_unseen,
                 )
             )
         self.minute = minute
@@ -467,6 +497,9 @@ class Collector:
                         touched[nkey] = None
                 zkey = out.zone_key
                 if zkey is not None and msg.kind is waiting:  # type: ignore[union-attr]
+                    if out.flows is not None and out.flows.any:
+                        zrec = state.zones[zkey]
+                        aggregator.add_flows(zkey, out.flows, zrec.flows.classified)
                     rt = zones.get(zkey) or self._runtime(zkey)
                     # stale messages too: the estimator keeps only their dwells
                     rt.estimator.observe(msg, now)
@@ -577,7 +610,9 @@ class Collector:
                         events.extend(self._evaluate(key, now))
                     zone = self.state.zones.get(key)
                     if zone is not None:
-                        self.aggregator.sample(key, zone.people, zone.estimate, rt.threshold_s)
+                        self.aggregator.sample(
+                            key, zone.people, zone.estimate, rt.threshold_s, zone.flows.classified
+                        )
             rows = self.aggregator.roll(now)
         if rows:
             self._writer.submit(self._write_minutes, rows)

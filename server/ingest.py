@@ -41,6 +41,7 @@ from lobbywatch.protocol import (
 )
 from lobbywatch.protocol_bounds import BOUNDS, CUMULATIVE_COUNTERS, MAX_COUNTER_RATE_PER_S
 from lobbywatch.server.config import IngestSettings
+from lobbywatch.server.flows import FlowDelta, observe
 from lobbywatch.server.identity import IdentityBook
 from lobbywatch.server.state import (
     CollectorState,
@@ -51,7 +52,7 @@ from lobbywatch.server.state import (
     ZoneKey,
     ZoneRecord,
 )
-from lobbywatch.zone_state import ZONE_STATE_FIELDS
+from lobbywatch.zone_state import ZONE_STATE_FIELDS, ZoneKind
 
 log = logging.getLogger(__name__)
 
@@ -143,9 +144,14 @@ class Outcome:
     node_key: NodeKey | None = None
     #: why a message was not applied (one of ``state.REASONS``), None when applied
     reason: str | None = None
+    #: an applied zone message: the increases of its cumulative flows since the
+    #: zone's previous message (``server.flows``)
+    flows: FlowDelta | None = None
 
 
 _VERSION_LEVEL = re.compile(r"^v[0-9]+$")
+#: flows (server.flows) are counted for waiting zones only
+_WAITING = ZoneKind.WAITING
 _OK = "ok"
 
 
@@ -477,7 +483,9 @@ class Ingestor:
                 if why is not None:
                     return self._reject("rejected", "implausible", why, topic, now)
             zone_record(msg, ts, now, rec)
-            return Outcome(_OK, msg, zkey, dkey, nkey)
+            if msg.kind is not _WAITING:
+                return Outcome(_OK, msg, zkey, dkey, nkey)
+            return Outcome(_OK, msg, zkey, dkey, nkey, flows=observe(rec.flows, msg, ts))
         if len(state.zones) >= self.settings.max_zones_and_devices:
             return self._reject("rejected", "limit", "zone limit reached", topic, now)
         wkey = (msg.branch, msg.device)
@@ -486,8 +494,12 @@ class Ingestor:
             return self._reject("rejected", "zone_limit", why, topic, now)
         self._count_new_zone(wkey, now)
         state.ensure_branch(msg.branch, self.known.get(msg.branch, "unknown"))
-        state.add_zone(zkey, zone_record(msg, ts, now))
-        return Outcome(_OK, msg, zkey, dkey, nkey)
+        rec = zone_record(msg, ts, now)
+        state.add_zone(zkey, rec)
+        if msg.kind is not _WAITING:
+            return Outcome(_OK, msg, zkey, dkey, nkey)
+        # the zone's first message: its totals are the baseline of the next increase
+        return Outcome(_OK, msg, zkey, dkey, nkey, flows=observe(rec.flows, msg, ts))
 
     def _zone_quota(self, wkey: tuple[str, str], zone: str, now: float) -> str | None:
         """Why ``wkey``'s device may not create zone ``zone`` now, or None.

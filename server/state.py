@@ -11,6 +11,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from lobbywatch.server.flows import FlowCounts
 from lobbywatch.zone_state import ZoneKind
 
 if TYPE_CHECKING:  # the engine's value type only; state holds no engine
@@ -125,6 +126,12 @@ class ZoneRecord:
     estimate: Any | None = None
     #: W1 threshold in force for this zone (policy), seconds.
     threshold_s: float | None = None
+    #: departures by destination as the edge last reported them (None: not classified)
+    service_starts_total: int | None = None
+    walk_outs_total: int | None = None
+    departures_unseen_total: int | None = None
+    #: arrivals, service starts, walk-outs as the collector has counted them
+    flows: FlowCounts = field(default_factory=FlowCounts)
 
 
 @dataclass(slots=True)

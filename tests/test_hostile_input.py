@@ -79,6 +79,10 @@ HOSTILE_ZONE: list[tuple[str, str, str]] = [
     ("dwell longer than a day", "dwell_max_s", "86401"),
     ("dwell as a string", "dwell_max_s", '"60"'),
     ("counter beyond the bound", "arrivals_total", "1000000000000"),
+    ("walk-outs beyond the bound", "walk_outs_total", "1000000000000"),
+    ("walk-outs as a string", "walk_outs_total", '"3"'),
+    ("service starts negative", "service_starts_total", "-1"),
+    ("unseen departures as a float", "departures_unseen_total", "2.5"),
     ("seq beyond JSON-safe integers", "seq", "9223372036854775808"),
     ("seq as a string", "seq", '"7"'),
     ("numeric ts", "ts", "1750000000"),
@@ -228,6 +232,20 @@ def test_counters_jumping_beyond_physics_are_refused() -> None:
     # a restart of the pipeline (counters lower) is fine, and so is normal growth
     assert handle(ing, zone_msg(3, NOW - 8, arrivals=2, departures=1)) == "ok"
     assert handle(ing, zone_msg(4, NOW - 2, arrivals=40, departures=30)) == "ok"
+
+
+def test_departure_classes_jumping_beyond_physics_are_refused() -> None:
+    ing, state = make()
+
+    def flows(seq: int, at: float, walk_outs: int) -> Any:
+        return zone_msg(seq, at, arrivals=100, departures=90).model_copy(
+            update={"service_starts_total": 80, "walk_outs_total": walk_outs}
+        )
+
+    assert handle(ing, flows(1, NOW - 10, 9)) == "ok"
+    assert handle(ing, flows(2, NOW - 9, 10**6)) == "rejected"
+    assert state.invalid[("rejected", "implausible")] == 1
+    assert handle(ing, flows(3, NOW - 8, 10)) == "ok"
 
 
 def test_sequence_gaps_are_counted_per_device() -> None:
