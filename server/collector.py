@@ -188,6 +188,9 @@ class _ZoneRuntime:
     estimator: Any
     threshold_s: float | None
     evaluated_at: float = 0.0
+    #: highest predicted wait since the zone's latest alert fired (the resolve message's
+    #: "worst wait"), kept in memory so that no event waits on a database read
+    peak_wait_s: float = 0.0
 
 
 class Collector:
@@ -594,6 +597,8 @@ class Collector:
             zone.estimate = est
             zone.threshold_s = rt.threshold_s
         rt.evaluated_at = now
+        if est.predicted_wait_s is not None:
+            rt.peak_wait_s = max(rt.peak_wait_s, est.predicted_wait_s)
         return list(self.engine.evaluate(key.branch, key.zone, est, now))
 
     def tick(self, now: float) -> None:
@@ -714,8 +719,16 @@ class Collector:
                 rec = self.state.zones.get(ZoneKey(branch, zone))
                 estimate = rec.estimate if rec is not None else None
         worst = None
+        rt = self._zones.get(ZoneKey(branch, zone)) if zone is not None else None
+        value = payload.get("value")
+        if rt is not None and payload.get("event") == "fire":
+            # a new episode: its worst wait starts from what fired it
+            rt.peak_wait_s = float(value) if value is not None else 0.0
         if payload.get("state") == "resolved" and zone is not None:
-            worst = self._worst_wait(branch, zone, payload.get("started_at_ts"), payload)
+            values = [float(value)] if value is not None else []
+            if rt is not None and rt.peak_wait_s > 0:
+                values.append(rt.peak_wait_s)
+            worst = max(values) if values else None
         base = self.cfg.board.public_url
         return alert_context(
             branch_name=cfg_branch.name if cfg_branch else None,
@@ -731,20 +744,6 @@ class Collector:
             now=now,
             worst_wait_s=worst,
         )
-
-    def _worst_wait(
-        self, branch: str, zone: str, since: float | None, payload: Mapping[str, Any]
-    ) -> float | None:
-        """Worst predicted wait of an episode: its minute averages and the last value."""
-        values = [float(payload["value"])] if payload.get("value") is not None else []
-        if since is not None:
-            try:
-                rows = self.store.minutes(branch, zone, since=since - 60, limit=24 * 60)
-            except Exception:
-                log.exception("reading minutes for the worst wait of %s/%s failed", branch, zone)
-                rows = []
-            values += [r.predicted_wait_s_avg for r in rows if r.predicted_wait_s_avg is not None]
-        return max(values) if values else None
 
     def firing_payloads(self) -> list[dict[str, Any]]:
         """Payloads of the open alerts (for the Alertmanager re-send loop), as the
