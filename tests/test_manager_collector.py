@@ -8,7 +8,7 @@ from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from board_support import Clock, Feed, board_config, feed_scenario, make_collector
+from board_support import Clock, Feed, board_config, feed_scenario, make_collector, wait_stored
 
 from lobbywatch.server.alert_texts import notice
 from lobbywatch.server.i18n import Translator
@@ -40,6 +40,24 @@ def test_alert_events_carry_the_manager_context(tmp_path: Path) -> None:
         n = notice(fire, Translator(ctx["locale"]), now)
         assert n.title.startswith("W1 ") and n.title.endswith("：Harbour，Main hall queue")
         assert n.link == ctx["board_url"]
+
+        # the queue empties: the resolve says the episode's worst wait, which is at least
+        # what fired it (taken from memory, so no event ever waits on the database)
+        feed = Feed()
+        t = now
+        for _ in range(80):
+            t += 15
+            clock.now = t
+            collector.process_batch([feed.zone(t, "br-breach", "W1", 0, served=1)])
+            collector.flush(t)
+            collector.tick(t)
+        wait_stored(collector)
+        events = collector.store.events_of(rows[0].alert_id)
+        resolves = [e for e in events if e.get("state") == "resolved"]
+        assert resolves, [e.get("event") for e in events]
+        worst = resolves[-1]["context"]["worst_wait_s"]
+        fired = max(float(e["value"]) for e in events if e.get("value") is not None)
+        assert worst is not None and worst >= fired > 600.0, (worst, fired)
     finally:
         collector.stop()
 
