@@ -60,6 +60,44 @@ def check_config(config: Path = typer.Argument(..., help="SERVER.yaml")) -> None
     )
 
 
+@server_app.command("replay")
+def replay(
+    config: Path = typer.Option(..., "--config", "-c", help="SERVER.yaml"),
+    messages: Path = typer.Option(
+        ..., "--messages", help="recorded stream: one {received_at, topic, payload} per line"
+    ),
+    out: Path = typer.Option(..., "--out", help="output JSON lines (alert events, estimates)"),
+    estimates_every: float | None = typer.Option(
+        None,
+        "--estimates-every",
+        help="also write every waiting zone's estimate every S seconds of simulated time",
+    ),
+) -> None:
+    """Run the collector's ingest, estimator, alerts and timers over a recorded stream.
+
+    Same code and scheduling as `server run`, in simulated time, as fast as it can;
+    nothing is notified and the configured database is not touched. Formats:
+    docs/collector.md ("Replay").
+    """
+    from lobbywatch.errors import LobbywatchError
+    from lobbywatch.server.config import load_server_config
+    from lobbywatch.server.replay import replay_files
+
+    cfg = load_server_config(config)
+    if estimates_every is not None and estimates_every <= 0:
+        raise LobbywatchError("--estimates-every must be > 0 seconds")
+    try:
+        f = out.open("w", encoding="utf-8")
+    except OSError as exc:
+        raise LobbywatchError(f"cannot write {out}: {exc.strerror or exc}") from None
+    with f:
+        summary = replay_files(cfg, messages, f, estimates_every_s=estimates_every)
+    typer.echo(
+        f"replayed {summary.messages} messages: {summary.alert_events} alert events, "
+        f"{summary.estimates} estimates -> {out}"
+    )
+
+
 def register(app: typer.Typer) -> None:
     """Attach this module's commands and groups to the root app."""
     app.add_typer(server_app, name="server")

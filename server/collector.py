@@ -316,6 +316,9 @@ class Collector:
         self._last_sweep = 0.0
         self.last_batch_at = 0.0
         self.started_at = clock()
+        #: called with the payloads of every batch of alert events, after the outbox
+        #: write (``lobbywatch server replay`` writes them to its output)
+        self.event_listeners: list[Callable[[list[dict[str, Any]]], None]] = []
 
     # ------------------------------------------------------------- policies
     def policy_for(self, branch: str, zone: str | None) -> Any:
@@ -422,14 +425,29 @@ class Collector:
                 batch = self.queue.get_batch(batch_max, timeout=0.1)
                 if batch:
                     self.process_batch(batch)
-                now = self.clock()
-                if now >= self._next_flush:
-                    self.flush(now)
-                if now - self._last_tick >= 1.0:
-                    self.tick(now)
+                self.run_timers(self.clock())
             except Exception:
                 log.exception("processing batch failed")
                 time.sleep(0.1)
+
+    #: seconds between two :meth:`tick` calls of the processing loop
+    TICK_S = 1.0
+
+    def run_timers(self, now: float) -> None:
+        """The processing loop's timers, due at ``now``: pending evaluations, then the tick.
+
+        The live loop calls this after every batch (and at least every 0.1 s);
+        ``lobbywatch server replay`` calls it at every instant a timer falls due
+        in simulated time (:meth:`next_timer_at`), so both run the same schedule.
+        """
+        if now >= self._next_flush:
+            self.flush(now)
+        if now - self._last_tick >= self.TICK_S:
+            self.tick(now)
+
+    def next_timer_at(self) -> float:
+        """Earliest time at which :meth:`run_timers` has work (flush or tick)."""
+        return min(self._next_flush, self._last_tick + self.TICK_S)
 
     def _runtime(self, key: ZoneKey) -> _ZoneRuntime:
         rt = self._zones.get(key)
@@ -564,9 +582,27 @@ class Collector:
         if events:
             self._handle_events(events, now)
 
+    def estimate_zone(self, key: ZoneKey, now: float) -> Any:
+        """The waiting zone's estimate at ``now`` (what the API shows and alerts judge)."""
+        rt = self._runtime(key)
+        return rt.estimator.estimate(now, rt.threshold_s)
+
+    def zone_estimates(self, now: float) -> list[tuple[ZoneKey, Any]]:
+        """Every known waiting zone's estimate at ``now``, sorted by key (for replay output)."""
+        with self.state.lock:
+            return [(key, self.estimate_zone(key, now)) for key in sorted(self._zones)]
+
+    def close_offline(self) -> None:
+        """Release what a collector that was never :meth:`start`-ed holds (replay)."""
+        rows = self.aggregator.roll(self.clock() + 60)
+        self._writer.shutdown(wait=True)
+        if rows:
+            self.store.write_minutes(rows)
+        self.store.close()
+
     def _evaluate(self, key: ZoneKey, now: float) -> list[Any]:
         rt = self._runtime(key)
-        est = rt.estimator.estimate(now, rt.threshold_s)
+        est = self.estimate_zone(key, now)
         zone = self.state.zones.get(key)
         if zone is not None:
             zone.estimate = est
@@ -603,11 +639,13 @@ class Collector:
     def _handle_events(self, events: list[Any], now: float) -> None:
         """Outbox first, then wake the sinks; update the in-memory active set."""
         stored = 0
+        payloads: list[dict[str, Any]] = []
         for ev in events:
             eid = event_id_of(ev)
             payload = event_payload(ev, eid)
             region = payload["region"] or self.region_of(str(ev.branch))
             payload["region"] = region
+            payloads.append(payload)
             sinks = self.cfg.notify.sinks_for(
                 str(ev.branch), region, str(ev.kind), str(ev.severity)
             )
@@ -621,6 +659,8 @@ class Collector:
                 log.exception("storing alert event %s failed", eid)
         with self.state.lock:
             self.state.alerts = {str(a.alert_id): a for a in self.engine.snapshot()}
+        for listener in self.event_listeners:
+            listener(payloads)
         if stored:
             self.dispatcher.wake()
 
