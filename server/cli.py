@@ -20,6 +20,11 @@ server_app = typer.Typer(
 def run(
     config: Path = typer.Option(..., "--config", "-c", help="SERVER.yaml"),
     log_level: str = typer.Option("INFO", help="DEBUG, INFO, WARNING..."),
+    record: Path | None = typer.Option(
+        None,
+        "--record",
+        help="append every received message to this file (input of `server replay`)",
+    ),
 ) -> None:
     """Run the collector until SIGINT/SIGTERM."""
     from lobbywatch.server.collector import Collector
@@ -29,7 +34,7 @@ def run(
         level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     cfg = load_server_config(config)
-    collector = Collector(cfg)
+    collector = Collector(cfg, record_to=record)
     stop = threading.Event()
 
     def _signal(signum: int, _frame: object) -> None:

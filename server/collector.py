@@ -29,9 +29,11 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import IO, Any
 
 from lobbywatch.edge.state import ZoneKind
+from lobbywatch.errors import ConfigError
 from lobbywatch.protocol import StatusMessage
 from lobbywatch.server.config import (
     ServerConfig,
@@ -262,9 +264,17 @@ class Collector:
         clock: Callable[[], float] = time.time,
         with_mqtt: bool = True,
         with_http: bool = True,
+        record_to: Path | None = None,
     ) -> None:
         self.cfg = cfg
         self.clock = clock
+        #: every received message is appended here as a ``server replay`` input line
+        self._record: IO[str] | None = None
+        if record_to is not None:
+            try:
+                self._record = record_to.open("a", encoding="utf-8")
+            except OSError as exc:
+                raise ConfigError(f"--record: cannot write {record_to}: {exc.strerror}") from None
         # one knob for liveness: the alert policy's heartbeat timeout also drives device_up
         self.state = CollectorState(
             heartbeat_timeout_s=alert_policy(cfg.alerts).heartbeat_timeout_s
@@ -376,6 +386,8 @@ class Collector:
             if self._http_thread is not None:
                 self._http_thread.join(timeout=10)
         self.dispatcher.stop()
+        if self._record is not None:
+            self._record.close()
         # flush the partial minute so a restart does not lose it
         rows = self.aggregator.roll(self.clock() + 60)
         self._writer.shutdown(wait=True)
@@ -424,6 +436,8 @@ class Collector:
             try:
                 batch = self.queue.get_batch(batch_max, timeout=0.1)
                 if batch:
+                    if self._record is not None:
+                        self._record_batch(batch)
                     self.process_batch(batch)
                 self.run_timers(self.clock())
             except Exception:
@@ -448,6 +462,14 @@ class Collector:
     def next_timer_at(self) -> float:
         """Earliest time at which :meth:`run_timers` has work (flush or tick)."""
         return min(self._next_flush, self._last_tick + self.TICK_S)
+
+    def _record_batch(self, batch: list[tuple[str, bytes, float]]) -> None:
+        """Append the batch to the recording (``lobbywatch server replay`` input)."""
+        from lobbywatch.server.replay import record_line
+
+        assert self._record is not None
+        self._record.write("".join(record_line(r, t, p) + "\n" for t, p, r in batch))
+        self._record.flush()
 
     def _runtime(self, key: ZoneKey) -> _ZoneRuntime:
         rt = self._zones.get(key)

@@ -138,7 +138,11 @@ class ReplaySummary:
 
 def estimate_record(branch: str, zone: str, ts: float, estimate: Any) -> dict[str, Any]:
     """The ``{"type": "estimate", ...}`` output line of one zone's estimate."""
-    fields = dataclasses.asdict(estimate) if dataclasses.is_dataclass(estimate) else {}
+    fields = (
+        dataclasses.asdict(estimate)
+        if dataclasses.is_dataclass(estimate) and not isinstance(estimate, type)
+        else {}
+    )
     return {"type": "estimate", "ts": ts, "branch": branch, "zone": zone, **fields}
 
 
@@ -149,6 +153,7 @@ def replay(
     *,
     estimates_every_s: float | None = None,
     database_url: str | None = None,
+    until: float | None = None,
 ) -> ReplaySummary:
     """Run the collector over ``records`` (in receive order) and ``emit`` what it produces.
 
@@ -161,6 +166,8 @@ def replay(
         database_url: store for the outbox and minute aggregates; default a
             temporary SQLite file (deleted afterwards), so a replay never writes
             into a live collector's database.
+        until: keep running the timers up to this time after the last record
+            (default: stop at the last record).
 
     Raises:
         ReplayInputError: records out of order.
@@ -173,7 +180,9 @@ def replay(
     with tempfile.TemporaryDirectory(prefix="lobbywatch-replay-") as tmp:
         url = database_url or f"sqlite:///{Path(tmp) / 'replay.db'}"
         run_cfg = cfg.model_copy(
-            update={"database": DatabaseSettings(url=url, retention_days=cfg.database.retention_days)}
+            update={
+                "database": DatabaseSettings(url=url, retention_days=cfg.database.retention_days)
+            }
         )
         collector: Collector | None = None
         clock = SimClock(0.0)
@@ -234,7 +243,7 @@ def replay(
             if collector is not None:
                 if batch:
                     collector.process_batch(batch)
-                advance(clock.now)
+                advance(max(clock.now, until if until is not None else clock.now))
                 summary.last_at = clock.now
         finally:
             if collector is not None:
