@@ -35,6 +35,7 @@ from typing import IO, Any
 from lobbywatch.edge.state import ZoneKind
 from lobbywatch.errors import ConfigError
 from lobbywatch.protocol import StatusMessage
+from lobbywatch.server.arrivals import ArrivalHistory
 from lobbywatch.server.config import (
     ServerConfig,
     alert_policy,
@@ -44,7 +45,7 @@ from lobbywatch.server.config import (
 from lobbywatch.server.ingest import Ingestor, MessageQueue, MqttIngest
 from lobbywatch.server.metrics import LatencyHistogram, StateCollector, make_registry
 from lobbywatch.server.notify import Dispatcher, build_sinks, iso
-from lobbywatch.server.state import BranchRecord, CollectorState, NodeKey, ZoneKey
+from lobbywatch.server.state import BranchRecord, CollectorState, DeviceKey, NodeKey, ZoneKey
 from lobbywatch.server.store import AlertRow, EventRecord, MinuteRow, Store
 
 log = logging.getLogger(__name__)
@@ -180,6 +181,7 @@ def event_payload(ev: Any, event_id: str) -> dict[str, Any]:
         "summary": getattr(ev, "summary", None),
         "value": _f(getattr(ev, "value", None)),
         "threshold": _f(getattr(ev, "threshold", None)),
+        "details": dict(details) if (details := getattr(ev, "details", None)) else None,
         "started_at": iso(started),
         "ended_at": iso(ended),
         "started_at_ts": started,
@@ -252,6 +254,10 @@ class _ZoneRuntime:
     estimator: Any
     threshold_s: float | None
     evaluated_at: float = 0.0
+    #: per-minute arrivals by local day: the forecast's weekday x time-of-day profile
+    history: ArrivalHistory | None = None
+    #: ``estimator.arrivals_seen`` at the last minute boundary
+    arrivals_mark: int = 0
 
 
 class Collector:
@@ -287,6 +293,11 @@ class Collector:
             self.state, cfg.ingest, cfg.mqtt.root, {b.id: b.region for b in cfg.branches}
         )
         self._est_settings = estimator_settings(cfg.estimator)
+        #: service-point zone -> the waiting zones it serves (counters seen, not configured)
+        self._service_links = {
+            ZoneKey(branch, point): served
+            for (branch, point), served in cfg.service_links().items()
+        }
         self._zones: dict[ZoneKey, _ZoneRuntime] = {}
         #: waiting zones touched by the current batch; those evaluated less than
         #: evaluate_interval_s ago wait in _pending until the next flush
@@ -477,9 +488,18 @@ class Collector:
             from lobbywatch.server.estimator import ZoneEstimator
 
             counters, mean_s = self.cfg.service_for(key.branch, key.zone)
+            points, priority_share = self.cfg.queue_setup(key.branch, key.zone)
+            branch = self.cfg.branch(key.branch)
             rt = self._zones[key] = _ZoneRuntime(
-                ZoneEstimator(self._est_settings, counters, mean_s),
+                ZoneEstimator(
+                    self._est_settings,
+                    counters,
+                    mean_s,
+                    service_points=points,
+                    priority_share=priority_share,
+                ),
                 self.threshold_for(key.branch, key.zone),
+                history=ArrivalHistory(branch.timezone if branch else "UTC"),
             )
         return rt
 
@@ -503,6 +523,7 @@ class Collector:
         zones = self._zones
         aggregator = self.aggregator
         waiting = ZoneKind.WAITING
+        links = self._service_links
         with state.lock:
             for topic, payload, received in batch:
                 out = handle(topic, payload, received)
@@ -525,6 +546,12 @@ class Collector:
                         aggregator.add_dwells(zkey, list(msg.completed_dwells_s))  # type: ignore[union-attr]
                     if zkey not in pending:
                         dirty.add(zkey)
+                elif zkey is not None and out.result == "ok" and zkey in links:
+                    for served in links[zkey]:
+                        wkey = ZoneKey(zkey.branch, served)
+                        (zones.get(wkey) or self._runtime(wkey)).estimator.observe_service_point(
+                            msg
+                        )
             events = self._evaluate_dirty(now)
             self._apply_liveness(touched, now)
             done = self.clock()
@@ -605,9 +632,43 @@ class Collector:
             self._handle_events(events, now)
 
     def estimate_zone(self, key: ZoneKey, now: float) -> Any:
-        """The waiting zone's estimate at ``now`` (what the API shows and alerts judge)."""
+        """The waiting zone's estimate at ``now`` (what the API shows and alerts judge).
+
+        With the arrival forecast of its history, and marked stale when the
+        zone's source (device or camera) is offline or down.
+        """
         rt = self._runtime(key)
-        return rt.estimator.estimate(now, rt.threshold_s)
+        est = rt.estimator
+        settings = self._est_settings
+        lam = None
+        if rt.history is not None:
+            steps = max(1, math.ceil(settings.projection_horizon_s / settings.projection_step_s))
+            lam = rt.history.forecast(now, steps, settings.projection_step_s, est.arrival_trend())
+        estimate = est.estimate(now, rt.threshold_s, lam, "history" if lam is not None else None)
+        reason = self.stale_reason(key, now)
+        if reason is not None:
+            estimate = dataclasses.replace(estimate, stale=True, stale_reason=reason)
+        return estimate
+
+    def stale_reason(self, key: ZoneKey, now: float) -> str | None:
+        """Why the zone's numbers are not current (its device or camera is offline or
+        down, or silent past the heartbeat timeout), or ``None``."""
+        zone = self.state.zones.get(key)
+        if zone is None:
+            return None
+        node = self.state.nodes.get(NodeKey(zone.branch, zone.device))
+        if node is not None and node.status == "offline":
+            return f"device {zone.device} offline" + (" (last will)" if node.will else "")
+        dev = self.state.devices.get(DeviceKey(zone.branch, zone.camera, zone.device))
+        if dev is not None:
+            if dev.status == "offline":
+                return f"camera {zone.camera} offline"
+            if dev.camera_up is False:
+                return f"camera {zone.camera} down" + (f": {dev.error}" if dev.error else "")
+        silent = now - max(zone.ts, dev.last_ts if dev is not None else zone.ts)
+        if silent >= self.state.heartbeat_timeout_s:
+            return f"no data from {zone.device}/{zone.camera} for {silent:.0f} s"
+        return None
 
     def zone_estimates(self, now: float) -> list[tuple[ZoneKey, Any]]:
         """Every known waiting zone's estimate at ``now``, sorted by key (for replay output)."""
@@ -646,11 +707,22 @@ class Collector:
                     zone = self.state.zones.get(key)
                     if zone is not None:
                         self.aggregator.sample(key, zone.people, zone.estimate, rt.threshold_s)
+            closing = self.aggregator.minute
             rows = self.aggregator.roll(now)
+            if closing is not None and self.aggregator.minute != closing:
+                self._close_minute(float(closing))
         if rows:
             self._writer.submit(self._write_minutes, rows)
         if events:
             self._handle_events(events, now)
+
+    def _close_minute(self, minute_start: float) -> None:
+        """Each waiting zone's arrivals of the closed minute go into its history."""
+        for rt in self._zones.values():
+            seen = rt.estimator.arrivals_seen
+            if rt.history is not None and rt.estimator.updated_recently(minute_start):
+                rt.history.add(minute_start, seen - rt.arrivals_mark)
+            rt.arrivals_mark = seen
 
     def _write_minutes(self, rows: list[MinuteRow]) -> None:
         try:

@@ -138,11 +138,12 @@ class ReplaySummary:
 
 def estimate_record(branch: str, zone: str, ts: float, estimate: Any) -> dict[str, Any]:
     """The ``{"type": "estimate", ...}`` output line of one zone's estimate."""
-    fields = (
-        dataclasses.asdict(estimate)
-        if dataclasses.is_dataclass(estimate) and not isinstance(estimate, type)
-        else {}
-    )
+    fields: dict[str, Any] = {}
+    if dataclasses.is_dataclass(estimate) and not isinstance(estimate, type):
+        # a shallow copy: asdict() deep-copies every value (10x slower, same result)
+        for f in dataclasses.fields(estimate):
+            value = getattr(estimate, f.name)
+            fields[f.name] = list(value) if isinstance(value, tuple) else value
     return {"type": "estimate", "ts": ts, "branch": branch, "zone": zone, **fields}
 
 
