@@ -47,12 +47,14 @@ from lobbywatch.protocol import DEFAULT_ROOT, encode_message, topic_for
 from lobbywatch.server.config import ServerConfig, parse_server_config
 from lobbywatch.server.replay import Recorded, replay
 from lobbywatch.server.simulator import (
+    HARD_SCENARIO_KINDS,
     SCENARIO_KINDS,
     BranchScenario,
     Customer,
+    SimulatedDay,
     branch_messages,
     scenario,
-    simulate_customers,
+    simulate_day,
 )
 
 EPISODE_GAP_S = 1800.0
@@ -98,16 +100,24 @@ def stream(sc: BranchScenario, customers: list[Customer]) -> list[Recorded]:
     ]
 
 
-def server_config(sc: BranchScenario, threshold_s: float) -> ServerConfig:
-    """The collector's config for one simulated branch: nominal service, true counter count."""
+def server_config(sc: BranchScenario, threshold_s: float, counter_zones: bool) -> ServerConfig:
+    """The collector's config for one simulated branch: the counters its configuration
+    lists (absent ones included), a nominal 5 min service (not the true, unknown one),
+    the branch's priority share, and (with counter zones) the counters as the waiting
+    zone's service points."""
+    zone: dict[str, Any] = {}
+    if counter_zones:
+        zone["service_points"] = [f"counter{c + 1}" for c in range(sc.configured_counters)]
     return parse_server_config(
         {
             "branches": [
                 {
                     "id": sc.branch,
                     "timezone": sc.timezone,
-                    "counters": sc.counters,
+                    "counters": sc.configured_counters,
                     "mean_service_s": CONFIGURED_MEAN_SERVICE_S,
+                    "priority_share": sc.vip_share if sc.discipline == "vip" else 0.0,
+                    "zones": {sc.waiting_zone: zone},
                 }
             ],
             "alerts": {"w1_threshold_s": threshold_s},
@@ -116,22 +126,15 @@ def server_config(sc: BranchScenario, threshold_s: float) -> ServerConfig:
     )
 
 
-def true_capacity_per_s(sc: BranchScenario, t: float) -> float:
-    """Open counters at ``t`` (staffing schedule) / the true mean service time."""
-    hour = (t - sc.midnight()) / 3600.0
-    counters = sc.counters
-    for change in sc.staffing:
-        if change.at_h <= hour:
-            counters = change.counters
-    return counters / sc.service.mean_s
-
-
-def run_day(sc: BranchScenario, kind: str, threshold_s: float) -> DayResult:
+def run_day(
+    sc: BranchScenario, kind: str, threshold_s: float, counter_zones: bool = True
+) -> DayResult:
     """Replay one simulated branch-day through the collector and score it against the truth."""
-    customers = simulate_customers(sc)
+    day: SimulatedDay = simulate_day(sc)
+    customers = day.customers
     outputs: list[dict[str, Any]] = []
     replay(
-        server_config(sc, threshold_s),
+        server_config(sc, threshold_s, counter_zones),
         stream(sc, customers),
         outputs.append,
         estimates_every_s=ESTIMATE_EVERY_S,
@@ -147,18 +150,24 @@ def run_day(sc: BranchScenario, kind: str, threshold_s: float) -> DayResult:
         elif o["event"] == "resolve" and o["alert_id"] in alerts:
             alerts[o["alert_id"]][1] = o["ended_at_ts"]
 
-    result = DayResult(kind=kind, customers=len(customers))
-    result.observed_share = sum(o["method"] == "observed" for o in estimates) / max(
+    # balkers never joined: they count nowhere; walk-outs count in breaches (they
+    # waited) but not in the MAE (their wait to service is censored)
+    joined = [cu for cu in customers if cu.outcome != "balked"]
+    result = DayResult(kind=kind, customers=len(joined))
+    result.observed_share = sum(o["method"] != "fallback" for o in estimates) / max(
         1, len(estimates)
     )
     # true queue (people waiting, by the simulation) at each estimate: service-rate check
-    starts = sorted(cu.service_start for cu in customers)
-    arrivals = sorted(cu.arrival for cu in customers)
+    entered = sorted(cu.arrival for cu in joined)
+    left = sorted(cu.left_queue for cu in joined)
     for o in estimates:
-        waiting = bisect.bisect_right(arrivals, o["ts"]) - bisect.bisect_right(starts, o["ts"])
-        if waiting > 0 and o["service_rate_per_s"]:
-            result.rate_ratios.append(o["service_rate_per_s"] / true_capacity_per_s(sc, o["ts"]))
-    for cu in customers:
+        waiting = bisect.bisect_right(entered, o["ts"]) - bisect.bisect_right(left, o["ts"])
+        capacity = day.capacity_per_s(o["ts"])
+        if waiting > 0 and o["service_rate_per_s"] and capacity > 0:
+            result.rate_ratios.append(o["service_rate_per_s"] / capacity)
+    for cu in joined:
+        if not cu.served:
+            continue
         i = bisect.bisect_right(times, cu.arrival) - 1
         predicted = predicted_for(estimates[i], cu.vip) if i >= 0 else 0.0
         err = predicted - cu.wait_s
@@ -167,7 +176,7 @@ def run_day(sc: BranchScenario, kind: str, threshold_s: float) -> DayResult:
         (result.errors_priority if cu.vip else result.errors_ordinary).append(err)
 
     threshold = threshold_s
-    breaches = sorted(cu.arrival + threshold for cu in customers if cu.wait_s > threshold)
+    breaches = sorted(cu.arrival + threshold for cu in joined if cu.wait_s > threshold)
     result.breaching = len(breaches)
     firsts = [b for k, b in enumerate(breaches) if k == 0 or b - breaches[k - 1] > EPISODE_GAP_S]
     intervals = sorted((s, e) for s, e in alerts.values() if s is not None)
@@ -180,7 +189,7 @@ def run_day(sc: BranchScenario, kind: str, threshold_s: float) -> DayResult:
         ahead = first - WARNED_AHEAD_S
         if any(s <= ahead and (e is None or e >= ahead) for s, e in intervals):
             result.warned_ahead += 1
-    late = [cu for cu in customers if cu.wait_s > threshold]
+    late = [cu for cu in joined if cu.wait_s > threshold]
     for start, end in intervals:
         result.fires += 1
         until = start + threshold + PRECISION_SLACK_S
@@ -189,9 +198,7 @@ def run_day(sc: BranchScenario, kind: str, threshold_s: float) -> DayResult:
         k = bisect.bisect_left(breaches, start)
         if k < len(breaches) and breaches[k] <= until:
             result.true_fires += 1
-        if any(
-            cu.arrival <= start + PRECISION_SLACK_S and cu.service_start >= start for cu in late
-        ):
+        if any(cu.arrival <= start + PRECISION_SLACK_S and cu.left_queue >= start for cu in late):
             result.strict_true_fires += 1
     return result
 
@@ -252,18 +259,28 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--first-seed", type=int, default=2000)
     ap.add_argument("--threshold-min", type=float, default=10.0, help="W1 threshold, minutes")
     ap.add_argument(
-        "--families", default=",".join(SCENARIO_KINDS), help="comma-separated scenario families"
+        "--families",
+        default="hard",
+        help="'hard' (the harder simulator's families), 'classic', or a comma-separated list",
+    )
+    ap.add_argument(
+        "--no-counter-zones",
+        action="store_true",
+        help="the edge publishes no counter zones (no service points configured)",
     )
     args = ap.parse_args(argv)
 
     threshold = args.threshold_min * 60
-    families = [f for f in args.families.split(",") if f]
+    families = {"hard": list(HARD_SCENARIO_KINDS), "classic": list(SCENARIO_KINDS)}.get(
+        args.families, [f for f in args.families.split(",") if f]
+    )
     t0 = time.monotonic()
     results: list[DayResult] = []
     for kind in families:
         for k in range(args.seeds):
-            sc = scenario(kind, k, args.first_seed + k, counter_zones=False)
-            results.append(run_day(sc, kind, threshold))
+            counter_zones = not args.no_counter_zones
+            sc = scenario(kind, k, args.first_seed + k, counter_zones=counter_zones)
+            results.append(run_day(sc, kind, threshold, counter_zones))
     by_kind: dict[str, list[DayResult]] = defaultdict(list)
     for r in results:
         by_kind[r.kind].append(r)
@@ -274,7 +291,7 @@ def main(argv: list[str] | None = None) -> int:
         f"replayed through the collector in {time.monotonic() - t0:.1f} s"
     )
     header = (
-        f"{'family':<13}{'customers':>10}{'breach%':>8}{'MAE':>6}{'bias':>6}{'b.ord':>6}"
+        f"{'family':<18}{'customers':>10}{'breach%':>8}{'MAE':>6}{'bias':>6}{'b.ord':>6}"
         f"{'b.prio':>7}{'mu/true':>8}{'episodes':>9}{'recall':>7}{'>=1min':>7}{'warn3':>6}"
         f"{'fires':>6}{'prec':>6}{'strict':>7}{'lead':>6}{'obs':>5}"
     )
@@ -285,7 +302,7 @@ def main(argv: list[str] | None = None) -> int:
         ahead1, _ = lead_shares(rs)
         ratios = [x for r in rs for x in r.rate_ratios]
         print(
-            f"{kind:<13}{customers:>10}{100 * sum(r.breaching for r in rs) / customers:>8.1f}"
+            f"{kind:<18}{customers:>10}{100 * sum(r.breaching for r in rs) / customers:>8.1f}"
             f"{mae:>6.2f}{_mean_min([e for r in rs for e in r.errors]):>6.2f}"
             f"{_mean_min([e for r in rs for e in r.errors_ordinary]):>6.2f}"
             f"{_mean_min([e for r in rs for e in r.errors_priority]):>7.2f}"

@@ -135,7 +135,7 @@ class ZoneTrack:
     wait_threshold_s: float | None
     state: ZoneState | None = None
     pending_dwells: list[float] = field(default_factory=list)
-    published_key: tuple[int, int, int] | None = None
+    published_key: tuple[int | None, ...] | None = None
     last_pub: float = -math.inf  # monotonic
     dirty: bool = False
 
@@ -148,10 +148,17 @@ class ZoneTrack:
             self.dirty = True
 
     @staticmethod
-    def _key(state: ZoneState) -> tuple[int, int, int]:
+    def _key(state: ZoneState) -> tuple[int | None, ...]:
         # what counts as a change: confirmed occupancy and flows. raw_count and
         # dwell stats move every frame and ride along on changes and heartbeats.
-        return (state.people, state.arrivals_total, state.departures_total)
+        return (
+            state.people,
+            state.arrivals_total,
+            state.departures_total,
+            state.service_starts_total,
+            state.walk_outs_total,
+            state.departures_unseen_total,
+        )
 
 
 @dataclass
@@ -466,6 +473,9 @@ class EdgeAgent:
                 departures_total=state.departures_total,
                 completed_dwells_s=[round(d, 3) for d in dwells],
                 wait_threshold_s=zt.wait_threshold_s,
+                service_starts_total=state.service_starts_total,
+                walk_outs_total=state.walk_outs_total,
+                departures_unseen_total=state.departures_unseen_total,
             )
             return Draft(topic, encode_message(msg), True, self.config.publish.message_expiry_s)
 

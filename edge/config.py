@@ -38,6 +38,7 @@ from pydantic import (
 )
 
 from lobbywatch.edge.detector import DetectorSettings
+from lobbywatch.edge.flows import validate_zone_flows
 from lobbywatch.edge.pipeline import PipelineSettings
 from lobbywatch.edge.zones import ZoneSpec, validate_zone_geometry
 from lobbywatch.errors import ConfigError
@@ -213,7 +214,20 @@ class CameraConfig(BaseModel):
         except ValueError as exc:
             items = [(self._zone_loc(part), part) for part in str(exc).split("; ")]
             raise PathValueError(items[0][0], items[0][1], items[1:]) from exc
+        try:  # service points and exits name zones of this camera
+            validate_zone_flows(self.zones)
+        except ValueError as exc:
+            items = [(self._flows_loc(part), part) for part in str(exc).split("; ")]
+            raise PathValueError(items[0][0], items[0][1], items[1:]) from exc
         return self
+
+    def _flows_loc(self, message: str) -> tuple[str | int, ...]:
+        """Point a flows message at the waiting zone it names first."""
+        named = re.findall(r"'([^']+)'", message)
+        for i, zone in enumerate(self.zones):
+            if named and zone.id == named[0]:
+                return ("zones", i, "flows")
+        return ("zones",)
 
     def _zone_loc(self, message: str) -> tuple[str | int, ...]:
         """Point a geometry message at the polygon it names (the last zone named)."""

@@ -5,6 +5,9 @@ BGR frame and its capture time; :meth:`CameraPipeline.step` takes detections
 directly (tests, simulation, replay). Each call returns a :class:`FrameResult`
 whose ``zones`` hold one :class:`ZoneState` per configured zone, in config order.
 
+Waiting zones with ``flows`` also carry their departures by destination
+(service starts, walk-outs, unseen: :mod:`lobbywatch.edge.flows`).
+
 ``ZoneState.completed_dwells_s`` holds the dwells completed **at this step only**
 (usually empty). A consumer that reports less often than it steps (the MQTT
 agent publishes every few seconds) must accumulate them until its next report;
@@ -22,6 +25,7 @@ import numpy.typing as npt
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from lobbywatch.edge.detections import Detections
+from lobbywatch.edge.flows import SERVICE_START, UNSEEN, WALK_OUT, DepartureClassifier
 from lobbywatch.edge.occupancy import OccupancySettings, ZoneEvent, ZoneOccupancy
 from lobbywatch.edge.state import ZoneState
 from lobbywatch.edge.tracker import TrackedObjects, Tracker, TrackerSettings
@@ -186,6 +190,15 @@ def _opt(value: float) -> float | None:
     return None if np.isnan(value) else float(value)
 
 
+def _flow_fields(totals: IntArray) -> dict[str, int]:
+    """``ZoneState`` departure classes from one row of ``DepartureClassifier.totals``."""
+    return {
+        "service_starts_total": int(totals[SERVICE_START]),
+        "walk_outs_total": int(totals[WALK_OUT]),
+        "departures_unseen_total": int(totals[UNSEEN]),
+    }
+
+
 class CameraPipeline:
     """Detector, tracker, zone map and occupancy of one camera.
 
@@ -217,6 +230,7 @@ class CameraPipeline:
             raise ConfigError("a camera needs at least one zone")
         try:
             validate_zone_geometry(zones)
+            self.flows = DepartureClassifier(zones)
         except ValueError as exc:
             raise ConfigError(str(exc)) from exc
         self.specs = tuple(zones)
@@ -279,6 +293,8 @@ class CameraPipeline:
         occ = self.occupancy.update(
             tracks.ids, track_zone, tracks.matched, tracks.confirmed, ts, tracks.counted
         )
+        flows = self.flows.update(occ.events, tracks.ids, track_zone, tracks.matched, ts)
+        classified = self.flows.enabled
         raw = zm.counts(det_zone)
         ts = float(ts)
         states = tuple(
@@ -295,6 +311,7 @@ class CameraPipeline:
                 arrivals_total=int(occ.arrivals_total[k]),
                 departures_total=int(occ.departures_total[k]),
                 completed_dwells_s=occ.completed_dwells_s[k],
+                **(_flow_fields(flows[k]) if classified[k] else {}),
             )
             for k, spec in enumerate(self.specs)
         )

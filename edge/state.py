@@ -49,6 +49,10 @@ class ZoneState:
         departures_total: cumulative confirmed exits since the pipeline started.
         completed_dwells_s: dwells of occupants who left since the previous report
             (for a waiting zone: realised waits), seconds.
+        service_starts_total: waiting zone with configured flows: cumulative
+            departures into one of its service points; None when not classified.
+        walk_outs_total: same, departures through one of its exits (abandonment).
+        departures_unseen_total: same, departures whose destination was not seen.
     """
 
     zone: str
@@ -63,3 +67,6 @@ class ZoneState:
     arrivals_total: int
     departures_total: int
     completed_dwells_s: tuple[float, ...] = ()
+    service_starts_total: int | None = None
+    walk_outs_total: int | None = None
+    departures_unseen_total: int | None = None

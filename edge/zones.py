@@ -23,6 +23,7 @@ import numpy as np
 import numpy.typing as npt
 from pydantic import BaseModel, ConfigDict, Field
 
+from lobbywatch.edge.flows import ZoneFlows
 from lobbywatch.edge.state import ZoneKind
 from lobbywatch.errors import ConfigError
 from lobbywatch.protocol import ID_PATTERN
@@ -67,6 +68,11 @@ class ZoneSpec(BaseModel):
     blueprint: str | None = Field(None, max_length=16, description="service blueprint tag, e.g. W1")
     polygon: list[tuple[float, float]] = Field(min_length=3, description="vertices, relative 0..1")
     wait_threshold_s: float | None = Field(None, gt=0, description="per-zone W1 threshold")
+    flows: ZoneFlows | None = Field(
+        None,
+        description="waiting zones: its service points and exits, to tell service starts "
+        "from walk-outs (see docs/protocol.md)",
+    )
 
 
 # --------------------------------------------------------------------------- geometry

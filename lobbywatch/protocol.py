@@ -96,6 +96,25 @@ class ZoneMessage(_Message):
     wait_threshold_s: NonNegativeFloat | None = Field(
         None, description="per-zone W1 threshold from the device config, if set"
     )
+    # Departures from a waiting zone by destination (optional, added in v1.1: an edge
+    # configured with the zone's service points and exits sends them; older edges and
+    # other zone kinds omit them). Cumulative since the pipeline started, like
+    # departures_total, and reset with it.
+    service_starts_total: NonNegativeInt | None = Field(
+        None,
+        description="cumulative departures from this waiting zone into one of its "
+        "service-point zones (service starts)",
+    )
+    walk_outs_total: NonNegativeInt | None = Field(
+        None,
+        description="cumulative departures from this waiting zone through one of its exit "
+        "zones without being served (abandonment)",
+    )
+    departures_unseen_total: NonNegativeInt | None = Field(
+        None,
+        description="cumulative departures from this waiting zone whose destination the "
+        "camera did not see (track lost, frame edge, counters on another camera)",
+    )
 
 
 class CameraHealth(BaseModel):

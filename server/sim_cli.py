@@ -37,7 +37,9 @@ def simulate(
     scenario_kind: str = typer.Option(
         "normal",
         "--scenario",
-        help="scenario family: normal, lunch_break, understaffed, vip, restart",
+        help="scenario family: normal, lunch_break, understaffed, vip, restart (classic) or "
+        "hard_normal, hard_lunch, hard_absent, hard_understaffed, hard_priority, hard_restart "
+        "(walk-outs, balking, staff breaks, occlusions, publish on change + heartbeat)",
     ),
     seed: int = typer.Option(0, "--seed", help="seed of the whole run (deterministic)"),
     host: str = typer.Option("127.0.0.1", "--host", help="MQTT broker host"),
@@ -46,7 +48,12 @@ def simulate(
     speed: float = typer.Option(
         1.0, "--speed", min=0, help="simulated seconds per real second; 0 = as fast as possible"
     ),
-    interval: float = typer.Option(5.0, "--interval", min=0.1, help="seconds between reports"),
+    interval: float = typer.Option(
+        5.0,
+        "--interval",
+        min=0.1,
+        help="seconds between reports (classic families; hard_* publish on change + heartbeat)",
+    ),
     counters_zones: bool = typer.Option(
         True, "--counter-zones/--no-counter-zones", help="also publish one zone per counter"
     ),
@@ -74,7 +81,10 @@ def simulate(
     """Simulate bank branches and publish their zone states as edge devices would.
 
     Arrivals with morning and lunch peaks, several counters, FCFS or VIP
-    priority, and detection noise (missed and extra people).
+    priority, and detection noise (missed and extra people); the hard_* families
+    add walk-outs, balking, staff breaks and absent counters, high-variance
+    service times, occlusion spells, phantom and lost tracks, and publish on
+    change plus heartbeat.
     """
     from lobbywatch.server import simulator
 
@@ -101,7 +111,22 @@ def simulate(
     if truth is not None:
         with truth.open("w", newline="") as f:
             out = csv.writer(f)
-            out.writerow(["branch", "customer", "arrival", "vip", "wait_s", "service_s", "counter"])
+            # columns after "counter" were added with the harder simulator (append only)
+            out.writerow(
+                [
+                    "branch",
+                    "customer",
+                    "arrival",
+                    "vip",
+                    "wait_s",
+                    "service_s",
+                    "counter",
+                    "outcome",
+                    "class",
+                    "left_queue",
+                    "service_start",
+                ]
+            )
             for sc in scenarios:
                 for cu in simulator.simulate_customers(sc):
                     out.writerow(
@@ -112,7 +137,11 @@ def simulate(
                             int(cu.vip),
                             f"{cu.wait_s:.3f}",
                             f"{cu.service_s:.3f}",
-                            cu.counter + 1,
+                            cu.counter + 1 if cu.served else "",
+                            cu.outcome,
+                            cu.klass,
+                            f"{cu.left_queue:.3f}",
+                            f"{cu.service_start:.3f}" if cu.served else "",
                         ]
                     )
     messages: Iterable[ZoneMessage | StatusMessage] = simulator.merged_messages(
