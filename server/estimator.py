@@ -28,6 +28,7 @@ increase since the reset.
 
 from __future__ import annotations
 
+import bisect
 import math
 from collections import deque
 from dataclasses import dataclass
@@ -106,6 +107,26 @@ class EstimatorSettings(BaseModel):
     )
     projection_step_s: float = Field(
         default=60.0, gt=0, description="grid step of the projection, seconds"
+    )
+    calibration_max: float = Field(
+        default=1.0,
+        ge=1,
+        le=3,
+        description="largest correction factor from realised waits (1 = no calibration)",
+    )
+    calibration_prior: float = Field(
+        default=10.0, ge=0, description="calibration: prior weight, in departures"
+    )
+    calibration_min_s: float = Field(
+        default=120.0,
+        gt=0,
+        description="calibration: only departures shown at least this prediction count",
+    )
+    calibration_window_s: float = Field(
+        default=3600.0, gt=0, description="calibration: time constant, seconds"
+    )
+    calibration_lookback_s: float = Field(
+        default=3600.0, gt=0, description="calibration: predictions kept this long, seconds"
     )
     abandon_window_s: float = Field(
         default=1800.0,
@@ -273,6 +294,14 @@ class ZoneEstimator:
         # walk-outs per waiting-person-second: decayed walk-outs / decayed person-seconds
         self._abandon_n = 0.0
         self._abandon_person_s = 0.0
+        # waiting person-seconds of the busy intervals (decayed like the departures)
+        self._busy_person_s = 0.0
+        # calibration from realised waits: the predictions shown at each time, and
+        # decayed sums of (realised wait, prediction at that person's arrival)
+        self._shown: deque[tuple[float, float]] = deque()
+        self._cal_realised = 0.0
+        self._cal_predicted = 0.0
+        self._cal_at: float | None = None
         self._ts: float | None = None
         self._people = 0
         self._arrivals: int | None = None
@@ -309,6 +338,7 @@ class ZoneEstimator:
         ts = msg.ts.timestamp()
         for dwell in msg.completed_dwells_s:
             self._realised.append((ts, float(dwell)))
+            self._calibrate(ts, float(dwell))
         self._expire(max(now, ts))
         if self._ts is not None and ts <= self._ts:
             return
@@ -344,6 +374,7 @@ class ZoneEstimator:
         decay = math.exp(-dt / s.rate_window_s)
         self._busy_departures *= decay
         self._busy_s *= decay
+        self._busy_person_s *= decay
         if self._people > 0 and (people > 0 or departures > 0):
             # Somebody waited throughout (or left, i.e. was served): every counter
             # was busy, so departures in it happened at full capacity. Requiring
@@ -351,6 +382,7 @@ class ZoneEstimator:
             # from counting idle time as busy time.
             self._busy_departures += departures
             self._busy_s += dt
+            self._busy_person_s += self._people * dt
         decay = math.exp(-dt / s.trend_window_s)
         self._trend_arrivals = self._trend_arrivals * decay + arrivals
         self._trend_departures = self._trend_departures * decay + departures
@@ -375,6 +407,56 @@ class ZoneEstimator:
         decay = math.exp(-dt / s.abandon_window_s)
         self._abandon_n = self._abandon_n * decay + walkouts
         self._abandon_person_s = self._abandon_person_s * decay + self._people * dt
+
+    def _calibrate(self, left_at: float, dwell: float) -> None:
+        """Fold one realised wait against the prediction shown when that person joined.
+
+        Departures whose prediction was under ``calibration_min_s`` (an empty or
+        one-person queue: the ratio is noise) are skipped, as are those who joined
+        before the oldest prediction kept.
+        """
+        s = self.settings
+        joined = left_at - dwell
+        shown = self._shown
+        if not shown or joined < shown[0][0]:
+            return
+        i = bisect.bisect_right(shown, (joined, math.inf)) - 1
+        if i < 0:
+            return
+        predicted = shown[i][1]
+        if predicted < s.calibration_min_s:
+            return
+        if self._cal_at is not None and left_at > self._cal_at:
+            f = math.exp(-(left_at - self._cal_at) / s.calibration_window_s)
+            self._cal_realised *= f
+            self._cal_predicted *= f
+        self._cal_at = left_at if self._cal_at is None else max(self._cal_at, left_at)
+        self._cal_realised += dwell
+        self._cal_predicted += predicted
+
+    def calibration(self) -> float:
+        """Realised / predicted waits of recent departures, shrunk to 1 and clipped.
+
+        ``(R + k P1) / (P + k P1)`` with ``R``, ``P`` the decayed sums of realised
+        waits and of the predictions shown at those people's arrivals, ``k =
+        calibration_prior`` pseudo-departures of ``P1 = calibration_min_s``, clipped
+        to ``[1 / calibration_max, calibration_max]``.
+        """
+        s = self.settings
+        if s.calibration_max <= 1:
+            return 1.0
+        prior = s.calibration_prior * s.calibration_min_s
+        k = (self._cal_realised + prior) / (self._cal_predicted + prior)
+        return min(max(k, 1.0 / s.calibration_max), s.calibration_max)
+
+    def _remember(self, now: float, predicted: float) -> None:
+        shown = self._shown
+        if shown and now <= shown[-1][0] + 5.0:
+            return
+        shown.append((now, predicted))
+        horizon = now - self.settings.calibration_lookback_s
+        while shown and shown[0][0] < horizon:
+            shown.popleft()
 
     def observe_service_point(self, msg: ZoneMessage) -> None:
         """A message of one of this queue's service points (counter/desk zones)."""
@@ -454,20 +536,33 @@ class ZoneEstimator:
             service = self._busy_service * decay
             walkouts = self._busy_walkouts * decay
             unknown = self._busy_unknown * decay
-            share = service / (service + walkouts) if service + walkouts > 0 else 1.0
-            departures = service + unknown * share
-            method = "service_starts"
+            # the split is trusted only when most exits were classified (counters on
+            # another camera: every service start is an unseen departure)
+            if service + walkouts >= 0.5 * (service + walkouts + unknown) and service > 0:
+                share = service / (service + walkouts)
+                departures = service + unknown * share
+                method = "service_starts"
         if departures >= s.min_departures and busy >= s.min_busy_s and departures > 0:
             rate = (departures + s.prior_departures) / (busy + s.prior_departures / prior)
             return rate, method
         return prior, "fallback"
 
-    def abandonment(self) -> tuple[float, float | None]:
-        """(walk-outs per waiting person per second, walk-out share of classified exits).
+    def abandonment(self, capacity_per_s: float) -> tuple[float, float | None]:
+        """(theta, walk-out share of the classified exits).
 
-        0 and ``None`` until the edge reports walk-outs.
+        ``theta``: exits beyond service per waiting person per second, while people
+        wait: ``(D - mu B) / integral L dt`` over the busy intervals (``D`` every
+        departure, ``mu`` the capacity), i.e. walk-outs and whatever else leaves
+        the queue without being served. It is the drain of the queue ahead of a
+        newcomer beyond the counters. 0 until ``min_departures`` / ``min_busy_s``
+        of evidence; capped at ``mu`` per waiting person.
         """
-        theta = self._abandon_n / self._abandon_person_s if self._abandon_person_s > 60 else 0.0
+        s = self.settings
+        theta = 0.0
+        departures, busy = self._busy_departures, self._busy_s
+        if departures >= s.min_departures and busy >= s.min_busy_s and self._busy_person_s > 0:
+            excess = departures - capacity_per_s * busy
+            theta = min(max(0.0, excess / self._busy_person_s), capacity_per_s)
         total = self._busy_service + self._busy_walkouts
         share = self._busy_walkouts / total if self._classified and total > 0 else None
         return theta, share
@@ -512,10 +607,12 @@ class ZoneEstimator:
         age = max(0.0, now - self._ts)
         mu, method = self.service_rate(now)
         counters, counters_method, _ = self.counters_now(now)
-        theta, walkout_share = self.abandonment()
+        theta, walkout_share = self.abandonment(mu)
         r = s.residual_factor
         queue = self._people
-        predicted = wait_behind(queue, mu, theta, r) if queue >= 1 else 0.0
+        kappa = self.calibration()
+        predicted = kappa * wait_behind(queue, mu, theta, r) if queue >= 1 else 0.0
+        self._remember(now, predicted)
         arrival_rate = departure_rate = net = None
         if self._trend_s >= s.min_trend_s:
             arrival_rate = self._trend_arrivals / self._trend_s
@@ -565,6 +662,7 @@ class ZoneEstimator:
             ordinary, priority = ordinary_and_priority_waits(
                 queue, mu, self.priority_share * lam_now, r, theta
             )
+            ordinary, priority = kappa * ordinary, kappa * priority
         return WaitEstimate(
             queue_length=queue,
             predicted_wait_s=predicted,

@@ -15,15 +15,21 @@ waiting-person-second). The arrival forecast is piecewise constant per
 clamped at 0 (the counters then idle).
 
 A customer joining behind ``A`` people starts service after the ``A`` ahead of
-them have either been served (rate ``mu``) or walked out (rate ``theta`` each):
-``dA/ds = -mu - theta A``, so ``A(s) = (A + mu/theta) e^{-theta s} - mu/theta``
-and the wait until ``A`` reaches 0 is
+them (plus the residual until the first counter frees, ``r``, in units of
+service completions; see ``estimator.wait_for_queue``) have left the queue. The
+queue ahead leaves at the rate it leaves now: served at ``mu``, walking out at
+``theta A`` (FCFS: the people who give up are the ones who have waited longest,
+i.e. ahead of a newcomer):
 
-    W(A) = ln(1 + theta A / mu) / theta      (-> A / mu as theta -> 0)
+    W(A) = (A + r) / (mu + theta A)
 
-plus the residual until the first counter frees, ``r / mu`` (see
-``estimator.wait_for_queue``). Why a fluid model and not a simulation: it is
-deterministic, costs microseconds per zone per evaluation, and its inputs
+(the Erlang-A queue-length predictor of Ibrahim and Whitt 2009 with the exit
+rate frozen at its current value; with exponential patience the exact form is
+``ln(1 + theta A / mu) / theta``, which drains slower because the queue ahead
+shrinks; patience in a bank lobby is closer to a deadline, 10-20 min, than
+exponential, and the people at the deadline are the ones ahead).
+
+Why a fluid model and not a simulation: it is deterministic, costs microseconds per zone per evaluation, and its inputs
 (``lambda``, ``mu``, ``theta``) are exactly what the collector estimates; a
 simulation would add sampling noise to an alert rule whose main error is the
 input estimates, not the queue's randomness (which the persistence clocks
@@ -41,19 +47,17 @@ import numpy as np
 def wait_behind(
     ahead: float, capacity_per_s: float, abandon_per_s: float, residual: float
 ) -> float:
-    """Expected wait (s) of a customer joining behind ``ahead`` people.
+    """Expected wait (s) of a customer joining behind ``ahead`` people:
+    ``(A + r) / (mu + theta A)``.
 
     ``ahead`` may be fractional (fluid); ``ahead <= 0`` gives 0 (a counter is
-    free), and the residual ``r / mu`` is phased in over the first person
-    (``min(ahead, 1) * r / mu``) so the wait is continuous in ``ahead``.
+    free), and the residual ``r`` is phased in over the first person
+    (``min(ahead, 1) * r``) so the wait is continuous in ``ahead``.
     """
     if ahead <= 0:
         return 0.0
-    mu = capacity_per_s
-    lead_in = min(ahead, 1.0) * residual / mu
-    if abandon_per_s <= 1e-12:
-        return ahead / mu + lead_in
-    return math.log1p(abandon_per_s * ahead / mu) / abandon_per_s + lead_in
+    drain = capacity_per_s + abandon_per_s * ahead
+    return (ahead + min(ahead, 1.0) * residual) / drain
 
 
 def fluid_queue(
@@ -92,11 +96,7 @@ def waits_behind(
 ) -> np.ndarray:
     """:func:`wait_behind` for an array of queue lengths (float64, seconds)."""
     a = np.maximum(np.asarray(ahead, dtype=np.float64), 0.0)
-    mu = capacity_per_s
-    lead_in = np.minimum(a, 1.0) * residual / mu
-    if abandon_per_s <= 1e-12:
-        return a / mu + lead_in
-    return np.log1p(abandon_per_s * a / mu) / abandon_per_s + lead_in
+    return (a + np.minimum(a, 1.0) * residual) / (capacity_per_s + abandon_per_s * a)
 
 
 @dataclass(frozen=True, slots=True)
