@@ -29,8 +29,9 @@ rate frozen at its current value; with exponential patience the exact form is
 shrinks; patience in a bank lobby is closer to a deadline, 10-20 min, than
 exponential, and the people at the deadline are the ones ahead).
 
-Why a fluid model and not a simulation: it is deterministic, costs microseconds per zone per evaluation, and its inputs
-(``lambda``, ``mu``, ``theta``) are exactly what the collector estimates; a
+Why a fluid model and not a simulation: it is deterministic, costs
+microseconds per zone per evaluation, and its inputs (``lambda``, ``mu``,
+``theta``) are exactly what the collector estimates; a
 simulation would add sampling noise to an alert rule whose main error is the
 input estimates, not the queue's randomness (which the persistence clocks
 absorb).
