@@ -109,7 +109,7 @@ class EstimatorSettings(BaseModel):
         default=60.0, gt=0, description="grid step of the projection, seconds"
     )
     calibration_max: float = Field(
-        default=1.0,
+        default=1.5,
         ge=1,
         le=3,
         description="largest correction factor from realised waits (1 = no calibration)",
@@ -296,6 +296,8 @@ class ZoneEstimator:
         self._abandon_person_s = 0.0
         # waiting person-seconds of the busy intervals (decayed like the departures)
         self._busy_person_s = 0.0
+        # decayed exits beyond service over the busy intervals
+        self._excess = 0.0
         # calibration from realised waits: the predictions shown at each time, and
         # decayed sums of (realised wait, prediction at that person's arrival)
         self._shown: deque[tuple[float, float]] = deque()
@@ -354,6 +356,12 @@ class ZoneEstimator:
         if self._ts is not None:
             dt = ts - self._ts
             if dt <= self.settings.max_gap_s:
+                busy = self._people > 0 and (msg.people > 0 or departures > 0)
+                if busy:
+                    # exits beyond service in this interval, judged against the
+                    # capacity as it was then (a lunch break must not turn into
+                    # "walk-outs" once the capacity estimate has caught up)
+                    self._fold_excess(dt, departures, starts, walkouts, ts)
                 self._fold_rates(dt, arrivals, departures, msg.people)
                 if starts is not None and walkouts is not None:
                     self._fold_exits(dt, departures, starts, walkouts, msg.people)
@@ -387,6 +395,26 @@ class ZoneEstimator:
         self._trend_arrivals = self._trend_arrivals * decay + arrivals
         self._trend_departures = self._trend_departures * decay + departures
         self._trend_s = self._trend_s * decay + dt
+
+    def _fold_excess(
+        self, dt: float, departures: int, starts: int | None, walkouts: int | None, ts: float
+    ) -> None:
+        decay = math.exp(-dt / self.settings.rate_window_s)
+        self._excess *= decay
+        if starts is not None and walkouts is not None and self._split_trusted():
+            unseen = max(0, departures - starts - walkouts)
+            service, walked = self._busy_service, self._busy_walkouts
+            share = service / (service + walked) if service + walked > 0 else 1.0
+            self._excess += walkouts + unseen * (1.0 - share)
+        elif self.counter_observer is not None:
+            mu, method = self.service_rate(ts)
+            if method == "counters":
+                self._excess += departures - mu * dt
+
+    def _split_trusted(self) -> bool:
+        """Most exits are classified (not a camera that sees no counters)."""
+        service, walked, unseen = self._busy_service, self._busy_walkouts, self._busy_unknown
+        return service > 0 and service + walked >= 0.5 * (service + walked + unseen)
 
     def _fold_exits(
         self, dt: float, departures: int, starts: int, walkouts: int, people: int
@@ -538,7 +566,7 @@ class ZoneEstimator:
             unknown = self._busy_unknown * decay
             # the split is trusted only when most exits were classified (counters on
             # another camera: every service start is an unseen departure)
-            if service + walkouts >= 0.5 * (service + walkouts + unknown) and service > 0:
+            if self._split_trusted():
                 share = service / (service + walkouts)
                 departures = service + unknown * share
                 method = "service_starts"
@@ -551,9 +579,11 @@ class ZoneEstimator:
         """(theta, walk-out share of the classified exits).
 
         ``theta``: exits beyond service per waiting person per second, while people
-        wait: ``(D - mu B) / integral L dt`` over the busy intervals (``D`` every
-        departure, ``mu`` the capacity), i.e. walk-outs and whatever else leaves
-        the queue without being served. It is the drain of the queue ahead of a
+        wait: ``X / integral L dt`` over the busy intervals, where ``X`` counts the
+        walk-outs (and the unseen exits times the walk-out share) when the edge
+        classifies exits, else, with counters seen, every departure minus the
+        capacity of that moment times the interval; otherwise 0 (every departure
+        is then a service in ``mu`` already). It is the drain of the queue ahead of a
         newcomer beyond the counters. 0 until ``min_departures`` / ``min_busy_s``
         of evidence; capped at ``mu`` per waiting person.
         """
@@ -561,8 +591,7 @@ class ZoneEstimator:
         theta = 0.0
         departures, busy = self._busy_departures, self._busy_s
         if departures >= s.min_departures and busy >= s.min_busy_s and self._busy_person_s > 0:
-            excess = departures - capacity_per_s * busy
-            theta = min(max(0.0, excess / self._busy_person_s), capacity_per_s)
+            theta = min(max(0.0, self._excess / self._busy_person_s), capacity_per_s)
         total = self._busy_service + self._busy_walkouts
         share = self._busy_walkouts / total if self._classified and total > 0 else None
         return theta, share
