@@ -140,7 +140,7 @@ class AlertPolicy(BaseModel):
     # fired on every queue that hovered near T (precision ~0.7): the queue rule
     # now needs the full threshold *and* a queue that has lasted.
     warn_fraction: float = Field(
-        default=1.0,
+        default=0.9,
         gt=0,
         le=1,
         description="queue rule: the predicted wait for a joining customer reaches "
@@ -167,7 +167,7 @@ class AlertPolicy(BaseModel):
         "they cross it before a counter frees (exponential residual); 0 = off",
     )
     head_min_duration_s: float = Field(
-        default=20.0,
+        default=10.0,
         ge=0,
         description="head rule: condition must hold this long to fire (absorbs one-message "
         "glitches; keep it well below 0.5 / service rate or the rule fires after the breach)",
@@ -213,7 +213,7 @@ class AlertPolicy(BaseModel):
     # minutes' waits, from the queue, the open counters, the service rate and the
     # arrival forecast.
     forecast_lead_s: float = Field(
-        default=300.0,
+        default=450.0,
         ge=0,
         description="forecast rule: a customer joining within this many seconds is projected "
         "to wait at least the threshold; 0 = off",
