@@ -65,6 +65,8 @@ class _Acc:
     forecast_n: int = 0
     dwells: list[float] = field(default_factory=list)
     threshold_s: float | None = None
+    #: (arrivals, service starts, walk-outs) of the minute, waiting zones only
+    flows: tuple[int, int | None, int | None] | None = None
 
 
 def _quantile(values: list[float], q: float) -> float:
@@ -87,6 +89,12 @@ class MinuteAggregator:
         if acc is None:
             acc = self.acc[key] = _Acc()
         return acc
+
+    def set_flows(
+        self, key: ZoneKey, arrivals: int, service_starts: int | None, walk_outs: int | None
+    ) -> None:
+        """The waiting zone's flows over the current minute (set just before it closes)."""
+        self._get(key).flows = (arrivals, service_starts, walk_outs)
 
     def add_dwells(self, key: ZoneKey, dwells: list[float]) -> None:
         if dwells:
@@ -138,6 +146,9 @@ class MinuteAggregator:
                         within / len(a.dwells) if a.dwells and thr is not None else None
                     ),
                     threshold_s=thr,
+                    arrivals=a.flows[0] if a.flows else None,
+                    service_starts=a.flows[1] if a.flows else None,
+                    walk_outs=a.flows[2] if a.flows else None,
                 )
             )
         self.minute = minute
@@ -256,8 +267,8 @@ class _ZoneRuntime:
     evaluated_at: float = 0.0
     #: per-minute arrivals by local day: the forecast's weekday x time-of-day profile
     history: ArrivalHistory | None = None
-    #: ``estimator.arrivals_seen`` at the last minute boundary
-    arrivals_mark: int = 0
+    #: the estimator's (arrivals, service starts, walk-outs) seen at the last minute
+    flows_mark: tuple[int, int, int] | None = None
 
 
 class Collector:
@@ -499,9 +510,28 @@ class Collector:
                     priority_share=priority_share,
                 ),
                 self.threshold_for(key.branch, key.zone),
-                history=ArrivalHistory(branch.timezone if branch else "UTC"),
+                history=self._stored_history(key, branch.timezone if branch else "UTC"),
             )
         return rt
+
+    #: days of stored minute aggregates the arrival profile is learned from
+    HISTORY_DAYS = 56
+
+    def _stored_history(self, key: ZoneKey, timezone: str) -> ArrivalHistory:
+        """The zone's arrival history, seeded from the stored minute aggregates."""
+        history = ArrivalHistory(timezone)
+        since = self.clock() - self.HISTORY_DAYS * 86400
+        try:
+            rows = self.store.minutes(
+                key.branch, key.zone, since=since, limit=self.HISTORY_DAYS * 1440
+            )
+        except Exception:
+            log.exception("loading the arrival history of %s/%s failed", *key)
+            return history
+        for row in reversed(rows):
+            if row.arrivals is not None:
+                history.add(float(row.minute), row.arrivals)
+        return history
 
     def process_batch(self, batch: list[tuple[str, bytes, float]]) -> None:
         """Apply one batch of ``(topic, payload, received_at)``; returns when metrics show it.
@@ -708,21 +738,34 @@ class Collector:
                     if zone is not None:
                         self.aggregator.sample(key, zone.people, zone.estimate, rt.threshold_s)
             closing = self.aggregator.minute
-            rows = self.aggregator.roll(now)
-            if closing is not None and self.aggregator.minute != closing:
+            if closing is not None and int(now // 60) * 60 != closing:
                 self._close_minute(float(closing))
+            rows = self.aggregator.roll(now)
         if rows:
             self._writer.submit(self._write_minutes, rows)
         if events:
             self._handle_events(events, now)
 
     def _close_minute(self, minute_start: float) -> None:
-        """Each waiting zone's arrivals of the closed minute go into its history."""
-        for rt in self._zones.values():
-            seen = rt.estimator.arrivals_seen
-            if rt.history is not None and rt.estimator.updated_recently(minute_start):
-                rt.history.add(minute_start, seen - rt.arrivals_mark)
-            rt.arrivals_mark = seen
+        """Each waiting zone's flows of the closing minute: into its arrival history
+        and its minute aggregate."""
+        for key, rt in self._zones.items():
+            est = rt.estimator
+            seen = (est.arrivals_seen, est.service_starts_seen, est.walk_outs_seen)
+            mark = rt.flows_mark or seen
+            rt.flows_mark = seen
+            if not est.updated_recently(minute_start):
+                continue  # not watched in that minute: no data, not zero arrivals
+            arrivals = seen[0] - mark[0]
+            if rt.history is not None:
+                rt.history.add(minute_start, arrivals)
+            classified = est.classifies_exits()
+            self.aggregator.set_flows(
+                key,
+                arrivals,
+                seen[1] - mark[1] if classified else None,
+                seen[2] - mark[2] if classified else None,
+            )
 
     def _write_minutes(self, rows: list[MinuteRow]) -> None:
         try:

@@ -281,8 +281,11 @@ class ZoneEstimator:
         self.counter_observer = (
             CounterObserver(service_points, mean_service_s) if service_points else None
         )
-        #: arrivals counted so far (sum of increments, resets handled): per-minute history
+        #: arrivals, service starts and walk-outs counted so far (sums of increments,
+        #: resets handled): the collector's per-minute aggregates and history
         self.arrivals_seen = 0
+        self.service_starts_seen = 0
+        self.walk_outs_seen = 0
         # edge-classified exits from the queue (optional protocol fields), decayed sums
         # over busy intervals: service starts, walk-outs, unclassified departures
         self._busy_service = 0.0
@@ -352,6 +355,8 @@ class ZoneEstimator:
         if starts_total is not None and walkouts_total is not None:
             starts = _increase(starts_total, self._service_starts)
             walkouts = _increase(walkouts_total, self._walk_outs)
+            self.service_starts_seen += starts
+            self.walk_outs_seen += walkouts
             self._service_starts, self._walk_outs = starts_total, walkouts_total
         if self._ts is not None:
             dt = ts - self._ts
@@ -497,6 +502,10 @@ class ZoneEstimator:
         horizon = now - self.settings.realised_window_s
         while self._realised and self._realised[0][0] < horizon:
             self._realised.popleft()
+
+    def classifies_exits(self) -> bool:
+        """Whether the edge sends service starts and walk-outs for this zone."""
+        return self._service_starts is not None
 
     def updated_recently(self, since: float) -> bool:
         """Whether a message observed at or after ``since`` has been folded in (the zone

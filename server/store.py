@@ -110,6 +110,10 @@ zone_minutes = Table(
     Column("served_within_threshold", Integer, nullable=False),
     Column("served_within_threshold_ratio", Float),
     Column("threshold_s", Float),
+    # 0002: waiting zones' flows per minute (null for other kinds / older rows)
+    Column("arrivals", Integer),
+    Column("service_starts", Integer),
+    Column("walk_outs", Integer),
 )
 
 
@@ -175,6 +179,11 @@ class MinuteRow:
     served_within_threshold: int
     served_within_threshold_ratio: float | None
     threshold_s: float | None
+    #: waiting zones: confirmed arrivals in the minute (the arrival forecast's history)
+    arrivals: int | None = None
+    #: waiting zones whose edge classifies exits: service starts and walk-outs
+    service_starts: int | None = None
+    walk_outs: int | None = None
 
 
 def make_engine(url: str) -> Engine:
