@@ -28,11 +28,12 @@ RUN python -m venv /opt/lobbywatch
 
 WORKDIR /src
 # Only what the package build needs (see [tool.setuptools] in pyproject.toml:
-# lobbywatch/, edge/, server/, models/ are installed as one namespace).
+# lobbywatch/, edge/, server/, demo/, models/ are installed as one namespace).
 COPY pyproject.toml README.md ./
 COPY lobbywatch ./lobbywatch
 COPY edge ./edge
 COPY server ./server
+COPY demo ./demo
 COPY models ./models
 # A plain (non-editable) install: the runtime stage gets no source tree.
 RUN /opt/lobbywatch/bin/pip install .

@@ -42,6 +42,7 @@ typecheck: $(BIN)/lobbywatch
 	for f in lobbywatch/*; do ln -s "$(CURDIR)/$$f" build/typecheck/lobbywatch/; done
 	ln -s "$(CURDIR)/edge" build/typecheck/lobbywatch/edge
 	ln -s "$(CURDIR)/server" build/typecheck/lobbywatch/server
+	ln -s "$(CURDIR)/demo" build/typecheck/lobbywatch/demo
 	ln -s "$(CURDIR)/models" build/typecheck/lobbywatch/models
 	cd build/typecheck && $(CURDIR)/$(BIN)/mypy --config-file $(CURDIR)/pyproject.toml -p lobbywatch
 

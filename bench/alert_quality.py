@@ -43,10 +43,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
-from lobbywatch.protocol import DEFAULT_ROOT, encode_message, topic_for
-from lobbywatch.server.config import ServerConfig, parse_server_config
-from lobbywatch.server.replay import Recorded, replay
-from lobbywatch.server.simulator import (
+from lobbywatch.demo.simulator import (
     HARD_SCENARIO_KINDS,
     SCENARIO_KINDS,
     BranchScenario,
@@ -56,6 +53,9 @@ from lobbywatch.server.simulator import (
     scenario,
     simulate_day,
 )
+from lobbywatch.protocol import DEFAULT_ROOT, encode_message, topic_for
+from lobbywatch.server.config import ServerConfig, parse_server_config
+from lobbywatch.server.replay import Recorded, replay
 
 EPISODE_GAP_S = 1800.0
 PRECISION_SLACK_S = 300.0

@@ -114,8 +114,8 @@ def publish_packet(topic: str, payload: bytes, qos: int, mid: int) -> bytes:
 
 def make_payloads(branches: int, rate: float, count: int) -> list[tuple[str, bytes]]:
     """``count`` simulated messages, rebased to start now, paced for ``rate`` msgs/s."""
+    from lobbywatch.demo.simulator import merged_messages, scenario
     from lobbywatch.protocol import encode_message, topic_for
-    from lobbywatch.server.simulator import merged_messages, scenario
 
     now = datetime.now(UTC)
     hour = now.hour + now.minute / 60 + now.second / 3600

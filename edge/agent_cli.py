@@ -62,7 +62,9 @@ def config_check(
 
 @config_app.command("schema")
 def config_schema(
-    out: Path | None = typer.Option(None, "--out", "-o", help="write to this file"),
+    out: Path | None = typer.Option(
+        None, "--out", "-o", help="write to this file (missing folders are created)"
+    ),
 ) -> None:
     """Print the device config's JSON Schema (for editors)."""
     from lobbywatch.edge.config import device_json_schema
@@ -71,7 +73,13 @@ def config_schema(
     if out is None:
         typer.echo(text, nl=False)
     else:
-        out.write_text(text)
+        from lobbywatch.outputs import output_file, write_error
+
+        output_file(out, "--out")
+        try:
+            out.write_text(text)
+        except OSError as exc:
+            raise write_error(out, "--out", exc) from None
 
 
 def edge_run(
@@ -103,7 +111,9 @@ def device_provision(
 ) -> None:
     """Create a device's broker credentials, its ACL block and a starter config."""
     from lobbywatch.edge.provision import provision_device
+    from lobbywatch.outputs import output_folder
 
+    output_folder(out, "--out")
     result = provision_device(
         branch=branch,
         device=device,

@@ -21,7 +21,10 @@ from lobbywatch.edge.state import ZoneState
 from lobbywatch.edge.tracker import TrackedObjects
 from lobbywatch.edge.zones import ZoneMap
 
-__all__ = ["Annotator"]
+__all__ = ["LEGEND", "Annotator"]
+
+#: How to read track labels; drawn on every annotated frame and quoted in ``count --help``.
+LEGEND = "#N track  #N? predicted, not seen  grey: unconfirmed"
 
 BgrImage = npt.NDArray[np.uint8]
 
@@ -29,6 +32,13 @@ _FONT = cv2.FONT_HERSHEY_SIMPLEX
 _GREY = (160, 160, 160)
 _WHITE = (255, 255, 255)
 _DETECTION = (0, 200, 255)
+
+
+def _label_height(image: BgrImage) -> int:
+    """Height in pixels of one :func:`_label` line on ``image``."""
+    scale = max(0.4, image.shape[0] / 1400)
+    (_, th), base = cv2.getTextSize("#", _FONT, scale, max(1, round(scale * 2)))
+    return th + base + 3
 
 
 def _label(image: BgrImage, text: str, org: tuple[int, int], color: tuple[int, ...]) -> None:
@@ -81,6 +91,7 @@ class Annotator:
         image: BgrImage,
         states: tuple[ZoneState, ...] | None = None,
         texts: Sequence[str] | None = None,
+        labels: bool = True,
     ) -> BgrImage:
         """Tint and outline every zone, labelled with its id. In place.
 
@@ -88,6 +99,8 @@ class Annotator:
             image: BGR frame of the zone map's size.
             states: per-zone states; adds "people (raw n)" to each label.
             texts: per-zone labels to use instead (wins over ``states``).
+            labels: draw the labels now; ``False`` leaves them to
+                :meth:`draw_zone_labels`, to draw them above boxes drawn later.
         """
         self._check(image)
         blended = cv2.addWeighted(image, 1.0 - self.alpha, self._tint, self.alpha, 0.0)
@@ -95,6 +108,18 @@ class Annotator:
         for k, poly in enumerate(self.zone_map.polygons_px):
             pts = np.round(poly).astype(np.int32).reshape(-1, 1, 2)
             cv2.polylines(image, [pts], True, self._color(k), 2, cv2.LINE_AA)
+        if labels:
+            self.draw_zone_labels(image, states, texts)
+        return image
+
+    def draw_zone_labels(
+        self,
+        image: BgrImage,
+        states: tuple[ZoneState, ...] | None = None,
+        texts: Sequence[str] | None = None,
+    ) -> BgrImage:
+        """Each zone's label below its top vertex (see :meth:`draw_zones`). In place."""
+        for k, poly in enumerate(self.zone_map.polygons_px):
             text = self.zone_map.specs[k].id
             if texts is not None:
                 text = texts[k]
@@ -130,7 +155,10 @@ class Annotator:
     def draw_result(self, image: BgrImage, result: FrameResult) -> BgrImage:
         """A copy of ``image`` with zones, counts and tracks of one pipeline step."""
         out = image.copy()
-        self.draw_zones(out, result.zones)
+        self.draw_zones(out, result.zones, labels=False)
         self.draw_tracks(out, result.tracks, result.zone_of_track)
+        # Zone labels last: a person's box label must not hide a zone's count.
+        self.draw_zone_labels(out, result.zones)
+        _label(out, LEGEND, (4, out.shape[0] - _label_height(out)), _WHITE)
         _label(out, f"t={result.ts:.1f}s  tracks={len(result.tracks)}", (4, out.shape[0]), _WHITE)
         return out

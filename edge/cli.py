@@ -20,13 +20,17 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from lobbywatch.errors import ConfigError, LobbywatchError
+from lobbywatch.outputs import output_file, write_error
 
 if TYPE_CHECKING:
     from lobbywatch.edge.config import CameraConfig, DeviceConfig
 
 zones_app = typer.Typer(help="Check a camera's zones.", no_args_is_help=True)
 
-_VIDEO_CODECS = {".mp4": "mp4v", ".avi": "MJPG", ".mkv": "MJPG"}
+#: Annotated-video container -> FourCC. VP8 in WebM is what this OpenCV build can
+#: write that browsers play; its FFmpeg has no H.264 encoder, and MPEG-4 Part 2
+#: (mp4v) in .mp4 plays in desktop players (VLC, mpv) but not in browsers.
+_VIDEO_CODECS = {".webm": "VP80", ".mp4": "mp4v", ".avi": "MJPG", ".mkv": "MJPG"}
 
 
 def _camera(cfg: DeviceConfig, camera_id: str | None) -> CameraConfig:
@@ -60,10 +64,18 @@ def count(
         None, "--camera", help="camera id whose zones to use (required if several)"
     ),
     out: Path | None = typer.Option(
-        None, "--out", help="write an annotated video here (.mp4 or .avi)"
+        None,
+        "--out",
+        help="write an annotated video here: .webm (VP8, plays in browsers), .mp4 (mp4v: "
+        "desktop players only, not browsers) or .avi (MJPG). Zones are tinted with their "
+        "counts; boxes are tracks labelled #N (track id), #N? (not seen this frame: "
+        "predicted box); grey boxes are not yet confirmed. Missing folders are created.",
     ),
     csv_path: Path | None = typer.Option(
-        None, "--csv", help="write per-frame counts here (one row per processed frame)"
+        None,
+        "--csv",
+        help="write per-frame counts here (one row per processed frame); missing folders "
+        "are created",
     ),
     fps_sample: float | None = typer.Option(
         None,
@@ -105,13 +117,19 @@ def count(
     from lobbywatch.edge.pipeline import CameraPipeline, FrameResult
     from lobbywatch.edge.video import open_source
 
-    cfg = load_device_config(config)
+    # The source is given on the command line: the camera streams' passwords, TLS and
+    # credential files the config names are not needed to count a video, so they are
+    # not required; the zones, pipeline and model settings still are validated.
+    cfg = load_device_config(config, check_files=False)
     cam = _camera(cfg, camera)
     codec = None
     if out is not None:
         codec = _VIDEO_CODECS.get(out.suffix.lower())
         if codec is None:
-            raise LobbywatchError(f"--out {out}: use a .mp4 or .avi file name")
+            raise LobbywatchError(f"--out {out}: use a .webm, .mp4 or .avi file name")
+        output_file(out, "--out")
+    if csv_path is not None:
+        output_file(csv_path, "--csv")
     sample = cam.fps if fps_sample is None else fps_sample
     zone_ids = tuple(z.id for z in cam.zones)
     console = Console(stderr=True)
@@ -131,7 +149,10 @@ def count(
             total = max_frames if total is None else min(total, max_frames)
         try:
             if csv_path is not None:
-                csv_file = csv_path.open("w", newline="")
+                try:
+                    csv_file = csv_path.open("w", newline="")
+                except OSError as exc:
+                    raise write_error(csv_path, "--csv", exc) from None
                 rows = csv.writer(csv_file)
                 rows.writerow(_csv_header(zone_ids))
             if out is not None and codec is not None:
@@ -140,7 +161,11 @@ def count(
                     str(out), cv2.VideoWriter.fourcc(*codec), out_fps, src.size
                 )
                 if not writer.isOpened():
-                    raise LobbywatchError(f"cannot write video {out} (codec {codec})")
+                    # The folder was checked above, so this is the encoder.
+                    raise LobbywatchError(
+                        f"--out {out}: this OpenCV build cannot encode {codec} video; "
+                        "use .avi (MJPG)"
+                    )
             progress = Progress(
                 TextColumn("[bold]{task.description}"),
                 BarColumn(),
@@ -199,9 +224,15 @@ def count(
         for k, s in enumerate(last.zones):
             done = completed[k]
             mean = f", mean completed dwell {sum(done) / len(done):.1f} s" if done else ""
+            flows = (
+                f" ({s.service_starts_total} service starts, {s.walk_outs_total} walk-outs, "
+                f"{s.departures_unseen_total} unseen)"
+                if s.service_starts_total is not None
+                else ""
+            )
             typer.echo(
                 f"  {s.zone} ({s.kind.value}): {s.people} now, {s.arrivals_total} arrivals, "
-                f"{s.departures_total} departures{mean}"
+                f"{s.departures_total} departures{flows}{mean}"
             )
     if csv_path is not None:
         typer.echo(f"counts: {csv_path}")
@@ -212,7 +243,9 @@ def count(
 @zones_app.command("preview")
 def preview(
     config: Path = typer.Option(..., "--config", "-c", help="device config (YAML)"),
-    out: Path = typer.Option(..., "--out", help="image to write (.png or .jpg)"),
+    out: Path = typer.Option(
+        ..., "--out", help="image to write (.png or .jpg); missing folders are created"
+    ),
     source: str | None = typer.Option(
         None,
         "--source",
@@ -236,10 +269,12 @@ def preview(
     from lobbywatch.edge.video import open_source
     from lobbywatch.edge.zones import ZoneMap
 
-    cfg = load_device_config(config)
+    # With --source, like `count`: the camera's stream secrets and broker files are not needed.
+    cfg = load_device_config(config, check_files=source is None)
     cam = _camera(cfg, camera)
     if out.suffix.lower() not in {".png", ".jpg", ".jpeg"}:
         raise LobbywatchError(f"--out {out}: use a .png or .jpg file name")
+    output_file(out, "--out")
     spec = source if source is not None else cam.source
     picked = None
     with open_source(spec) as src:
@@ -265,9 +300,8 @@ def preview(
     ]
     ann.draw_zones(image, texts=texts)
     ann.draw_detections(image, dets)
-    out.parent.mkdir(parents=True, exist_ok=True)
     if not cv2.imwrite(str(out), image):
-        raise LobbywatchError(f"cannot write image {out}")
+        raise LobbywatchError(f"--out {out}: cannot write image")
     summary = ", ".join(t for t in texts)
     typer.echo(f"{out}: frame {picked.index} of {described}, {picked.size[0]}x{picked.size[1]}")
     typer.echo(f"  {summary}")

@@ -144,6 +144,26 @@ def _is_loopback(host: str) -> bool:
 # --------------------------------------------------------------------------- sections
 
 
+def _zone_loc(zones: list[ZoneSpec], message: str) -> tuple[str | int, ...]:
+    """Point a geometry message at the polygon it names (the last zone named),
+    relative to the ``zones`` list."""
+    named = re.findall(r"'([^']+)'", message)
+    for zone_id in reversed(named):
+        for i, zone in enumerate(zones):
+            if zone.id == zone_id:
+                return (i, "polygon")
+    return ()
+
+
+def _flows_loc(zones: list[ZoneSpec], message: str) -> tuple[str | int, ...]:
+    """Point a flows message at the waiting zone it names first, relative to ``zones``."""
+    named = re.findall(r"'([^']+)'", message)
+    for i, zone in enumerate(zones):
+        if named and zone.id == named[0]:
+            return (i, "flows")
+    return ()
+
+
 class CameraConfig(BaseModel):
     """One camera: where frames come from, how often to sample them, and its zones."""
 
@@ -194,49 +214,49 @@ class CameraConfig(BaseModel):
             return expanded
         path = _resolve(Path(expanded), info)
         if _checking_files(info) and not path.is_file():
-            raise ValueError(f"video file {path} does not exist")
+            defaulted = [
+                m.group(1)
+                for m in _ENV_RE.finditer(raw)
+                if m.group(2) is not None and not os.environ.get(m.group(1))
+            ]
+            hint = (
+                f" ({', '.join(defaulted)} is not set, so the config's default was used; "
+                "set it to the folder that holds the data)"
+                if defaulted
+                else ""
+            )
+            raise ValueError(f"video file {path} does not exist{hint}")
         return str(path)
 
-    @model_validator(mode="after")
-    def _zones(self) -> CameraConfig:
+    @field_validator("zones", mode="after")
+    @classmethod
+    def _zone_rules(cls, zones: list[ZoneSpec]) -> list[ZoneSpec]:
+        # A field validator, not a model one: it runs even when another field (a
+        # missing video file, say) is invalid, so one check reports both.
         seen: dict[str, int] = {}
-        for i, zone in enumerate(self.zones):
+        for i, zone in enumerate(zones):
             if zone.id in seen:
                 raise PathValueError(
-                    ("zones", i, "id"),
-                    f"duplicate zone id {zone.id!r} (also zones[{seen[zone.id]}])",
+                    (i, "id"), f"duplicate zone id {zone.id!r} (also zones[{seen[zone.id]}])"
                 )
             seen[zone.id] = i
-        if self.loop and not self.is_file_source:
-            raise PathValueError(("loop",), "loop: true only applies to video file sources")
         try:  # the zones module's own geometry rules (inside frame, simple, no overlap)
-            validate_zone_geometry(self.zones)
+            validate_zone_geometry(zones)
         except ValueError as exc:
-            items = [(self._zone_loc(part), part) for part in str(exc).split("; ")]
+            items = [(_zone_loc(zones, part), part) for part in str(exc).split("; ")]
             raise PathValueError(items[0][0], items[0][1], items[1:]) from exc
         try:  # service points and exits name zones of this camera
-            validate_zone_flows(self.zones)
+            validate_zone_flows(zones)
         except ValueError as exc:
-            items = [(self._flows_loc(part), part) for part in str(exc).split("; ")]
+            items = [(_flows_loc(zones, part), part) for part in str(exc).split("; ")]
             raise PathValueError(items[0][0], items[0][1], items[1:]) from exc
+        return zones
+
+    @model_validator(mode="after")
+    def _loop(self) -> CameraConfig:
+        if self.loop and not self.is_file_source:
+            raise PathValueError(("loop",), "loop: true only applies to video file sources")
         return self
-
-    def _flows_loc(self, message: str) -> tuple[str | int, ...]:
-        """Point a flows message at the waiting zone it names first."""
-        named = re.findall(r"'([^']+)'", message)
-        for i, zone in enumerate(self.zones):
-            if named and zone.id == named[0]:
-                return ("zones", i, "flows")
-        return ("zones",)
-
-    def _zone_loc(self, message: str) -> tuple[str | int, ...]:
-        """Point a geometry message at the polygon it names (the last zone named)."""
-        named = re.findall(r"'([^']+)'", message)
-        for zone_id in reversed(named):
-            for i, zone in enumerate(self.zones):
-                if zone.id == zone_id:
-                    return ("zones", i, "polygon")
-        return ("zones",)
 
     @property
     def is_file_source(self) -> bool:
@@ -438,6 +458,14 @@ class DeviceConfig(BaseModel):
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)  # type: ignore[arg-type]
     buffer: BufferConfig = Field(default_factory=BufferConfig)  # type: ignore[arg-type]
     debug_view: DebugViewConfig = Field(default_factory=DebugViewConfig)  # type: ignore[arg-type]
+
+    @field_validator("model", mode="after")
+    @classmethod
+    def _model_path(cls, value: DetectorSettings, info: ValidationInfo) -> DetectorSettings:
+        # Like every path in the config, a relative weights file is relative to the config.
+        if value.path is None:
+            return value
+        return value.model_copy(update={"path": _resolve(value.path, info)})
 
     @field_validator("timezone")
     @classmethod

@@ -8,7 +8,10 @@ zone (:class:`~lobbywatch.edge.occupancy.ZoneOccupancy`, after its exit
 hysteresis) is classified by the **first zone other than the waiting zone in
 which the track is observed** (matched by the tracker, foot point in the zone),
 from the step the exit is counted until ``transit_s`` after the exit time (the
-first observation outside the waiting zone):
+first observation outside the waiting zone); the occupancy's own latest
+observation at the exit (``ZoneEvent.to_zone``) counts as the first, so a track
+that reached the entrance and vanished out of the frame before its exit was
+confirmed is still a walk-out:
 
 * one of the zone's service points: a **service start**;
 * one of its exits: a **walk-out** (abandonment);
@@ -206,18 +209,28 @@ class DepartureClassifier:
         """
         n = self.n_zones
         exits = [  # O(events): exits are rare
-            (e.track_id, e.zone, e.ts, e.lost)
+            (e.track_id, e.zone, e.ts, e.lost, e.to_zone)
             for e in events
             if e.kind == "exit" and self.enabled[e.zone]
         ]
         if exits:
-            eid, ezone, ets, elost = (np.asarray(c) for c in zip(*exits, strict=True))
-            lost = elost.astype(bool)
-            # a track deleted inside the queue: nobody saw where it went
-            self.totals[:, UNSEEN] += np.bincount(ezone[lost].astype(np.int64), minlength=n)
-            self._pid = np.concatenate([self._pid, eid[~lost].astype(np.int64)])
-            self._pzone = np.concatenate([self._pzone, ezone[~lost].astype(np.int64)])
-            self._pts = np.concatenate([self._pts, ets[~lost].astype(np.float64)])
+            cols = list(zip(*exits, strict=True))
+            eid = np.asarray(cols[0], np.int64)
+            ezone = np.asarray(cols[1], np.int64)
+            ets = np.asarray(cols[2], np.float64)
+            lost = np.asarray(cols[3], bool)
+            # where the occupancy last saw it decides at once if that is a zone
+            ecls = self._dest[ezone, np.asarray(cols[4], np.int64) + 1]
+            # a track deleted with no destination seen (e.g. inside the queue): unseen
+            ecls[lost & (ecls == _PENDING)] = UNSEEN
+            done = ecls != _PENDING
+            if done.any():
+                flat = np.bincount(ezone[done] * 3 + ecls[done], minlength=3 * n)
+                self.totals += flat.reshape(n, 3)
+            wait = ~done
+            self._pid = np.concatenate([self._pid, eid[wait]])
+            self._pzone = np.concatenate([self._pzone, ezone[wait]])
+            self._pts = np.concatenate([self._pts, ets[wait]])
         if not len(self._pid):
             return self.totals.copy()
         ids_a = np.asarray(ids, dtype=np.int64).reshape(-1)

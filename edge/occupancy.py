@@ -85,6 +85,8 @@ class ZoneEvent:
         ts: when it happened (see the module docstring), seconds.
         dwell_s: for an exit, the completed dwell in the zone; None for an entry.
         lost: for an exit, True when the track was deleted rather than seen leaving.
+        to_zone: for an exit, the zone of the track's latest observation (-1: none,
+            or still this zone for a track lost inside it): where it was heading.
     """
 
     kind: Literal["enter", "exit"]
@@ -93,6 +95,7 @@ class ZoneEvent:
     ts: float
     dwell_s: float | None = None
     lost: bool = False
+    to_zone: int = NO_ZONE
 
 
 @dataclass(frozen=True, slots=True)
@@ -353,8 +356,10 @@ class ZoneOccupancy:
         dwell = np.maximum(t_out - self._entered[rows], 0.0)
         self.departures_total += np.bincount(zones, minlength=self.n_zones)
         events.extend(  # O(events)
-            ZoneEvent("exit", int(i), int(z), float(t), float(d), lost)
-            for i, z, t, d in zip(self._ids[rows], zones, t_out, dwell, strict=True)
+            ZoneEvent("exit", int(i), int(z), float(t), float(d), lost, int(c))
+            for i, z, t, d, c in zip(
+                self._ids[rows], zones, t_out, dwell, self._cand[rows], strict=True
+            )
         )
 
     def _check(

@@ -20,11 +20,11 @@ import numpy as np
 
 from lobbywatch.edge.detector import DetectorSettings, letterbox_ratio, rewrite_input_shape
 from lobbywatch.errors import ModelError, SourceError
+from lobbywatch.locate import SHARED_ENV, NotLocatedError, locate
 from lobbywatch.models.registry import ResolvedModel, write_provenance
 
-DEFAULT_CALIBRATION = (
-    Path(__file__).resolve().parents[2] / "shared" / "data" / "video" / "vtest.avi"
-)
+#: default calibration clip below the shared data folder (found by :func:`locate`)
+DEFAULT_CALIBRATION = "data/video/vtest.avi"
 CALIBRATION_FRAMES = 24
 CALIBRATION_HW = (544, 960)
 
@@ -74,14 +74,18 @@ def derive_int8(model: ResolvedModel, dest: Path, calibration: Path | None = Non
         quantize_static,
     )
 
-    video = Path(
-        calibration or os.environ.get("LOBBYWATCH_CALIBRATION_VIDEO") or DEFAULT_CALIBRATION
-    )
-    if not video.is_file():
-        raise ModelError(
-            f"INT8 calibration video {video} not found; pass --calibration VIDEO "
-            "(any footage of people that is not in the evaluation set)"
+    env_video = os.environ.get("LOBBYWATCH_CALIBRATION_VIDEO")
+    try:
+        video = locate(
+            DEFAULT_CALIBRATION,
+            what="INT8 calibration video",
+            explicit=calibration or env_video or None,
+            option="--calibration",
+            env_var=SHARED_ENV,
+            hint="any footage of people that is not in the evaluation set",
         )
+    except NotLocatedError as exc:
+        raise ModelError(str(exc)) from None
     spec = model.spec
     batches = list(
         calibration_batches(video, CALIBRATION_HW, CALIBRATION_FRAMES, spec.input.pad_value)

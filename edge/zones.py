@@ -199,8 +199,8 @@ def _polygon_problems(spec: ZoneSpec) -> list[str]:
         return [f"zone '{spec.id}': polygon has a non-finite coordinate"]
     problems: list[str] = []
     outside = np.flatnonzero(((raw < 0.0) | (raw > 1.0)).any(axis=1))
-    if len(outside):
-        k = int(outside[0])
+    # Every bad vertex is named, so one run of `config check` lists all to fix.
+    for k in outside.tolist():
         problems.append(
             f"zone '{spec.id}': vertex {k} ({raw[k, 0]:g}, {raw[k, 1]:g}) is outside the "
             "frame (polygon coordinates are relative and must lie in [0, 1])"

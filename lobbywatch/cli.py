@@ -12,12 +12,12 @@ import sys
 import typer
 
 from lobbywatch import __version__
+from lobbywatch.demo import demo_cli, sim_cli
 from lobbywatch.edge import agent_cli, eval_cli
 from lobbywatch.edge import cli as edge_cli
 from lobbywatch.errors import LobbywatchError
 from lobbywatch.models import cli as models_cli
 from lobbywatch.server import cli as server_cli
-from lobbywatch.server import demo_cli, sim_cli
 
 app = typer.Typer(
     name="lobbywatch",
@@ -56,8 +56,19 @@ def main(argv: list[str] | None = None) -> None:
     try:
         app(args=argv, standalone_mode=True)
     except LobbywatchError as exc:
-        typer.secho(f"error: {exc}", err=True, fg=typer.colors.RED)
+        for line in error_lines(exc):
+            typer.secho(f"error: {line}", err=True, fg=typer.colors.RED)
         sys.exit(2)
+
+
+def error_lines(exc: LobbywatchError) -> list[str]:
+    """The user-facing lines of an error: one per problem of an invalid config, so
+    six problems are six readable lines rather than one long one."""
+    problems = getattr(exc, "problems", None)
+    source = getattr(exc, "source", None)
+    if isinstance(problems, list) and problems and isinstance(source, str):
+        return [f"{source}: {p}" for p in problems]
+    return [str(exc)]
 
 
 if __name__ == "__main__":  # pragma: no cover

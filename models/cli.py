@@ -30,6 +30,10 @@ def register(app: typer.Typer) -> None:
         ),
     ) -> None:
         """Fetch a model, check its size and sha256, and store it atomically."""
+        if dest is not None:
+            from lobbywatch.outputs import output_folder
+
+            output_folder(dest, "--dest")
         path = registry.pull(name, source=source, dest=dest)
         typer.echo(f"{name}: {path} (sha256 verified)")
         if int8:

@@ -32,12 +32,14 @@ from typing import Any, Literal
 
 import yaml
 
+from lobbywatch import locate
 from lobbywatch.errors import ModelError
 
 Variant = Literal["fp32", "int8"]
 VARIANTS: tuple[Variant, ...] = ("fp32", "int8")
 CATALOGUE_PATH = Path(__file__).resolve().parent / "catalogue.yaml"
 PROJECT_WEIGHTS = Path(__file__).resolve().parent / "weights"
+MODEL_DIR_ENV = "LOBBYWATCH_MODEL_DIR"
 PULL_HINT = "run `lobbywatch model pull` (or `make model`) to fetch and verify it"
 _CHUNK = 1 << 20
 
@@ -173,14 +175,9 @@ def user_cache_dir() -> Path:
 
 
 def search_dirs() -> list[Path]:
-    """Folders searched for weights, in priority order (explicit paths come first)."""
-    dirs: list[Path] = []
-    env = os.environ.get("LOBBYWATCH_MODEL_DIR")
-    if env:
-        dirs.append(Path(env))
-    dirs.append(PROJECT_WEIGHTS)
-    dirs.append(user_cache_dir())
-    return dirs
+    """Folders searched for weights, in priority order (explicit paths come first):
+    ``$LOBBYWATCH_MODEL_DIR``, the package's ``weights/``, the user cache."""
+    return locate.search_dirs(MODEL_DIR_ENV, [PROJECT_WEIGHTS, user_cache_dir()])
 
 
 def sha256_of(path: Path) -> str:
@@ -317,25 +314,24 @@ def resolve_model(
     spec = get_spec(name)
     if variant not in VARIANTS:
         raise ModelError(f"unknown model variant {variant!r}; use one of {', '.join(VARIANTS)}")
-    if explicit_path is not None:
-        path = Path(explicit_path).expanduser()
-        if not path.is_file():
-            raise ModelError(f"model file {path} (given explicitly) does not exist; {PULL_HINT}")
-        verify_model(path, spec, variant)
-        return ResolvedModel(name, path, spec, variant)
-    file = spec.file_for(variant)
-    dirs = search_dirs()
-    for folder in dirs:
-        path = folder / file
-        if path.is_file():
-            # The first file found wins and must be good: silently skipping a
-            # corrupt copy would hide it until the next machine picks it up.
-            verify_model(path, spec, variant)
-            return ResolvedModel(name, path, spec, variant)
     how = PULL_HINT if variant == "fp32" else "run `lobbywatch model pull --int8` to derive it"
-    raise ModelError(
-        f"model {name} ({variant}) not found: no {file} in {', '.join(str(d) for d in dirs)}; {how}"
-    )
+    try:
+        path = locate.locate(
+            spec.file_for(variant),
+            what=f"model {name} ({variant})",
+            explicit=explicit_path,
+            option="model.path",
+            env_var=MODEL_DIR_ENV,
+            defaults=[PROJECT_WEIGHTS, user_cache_dir()],
+            shared=None,
+            hint=how,
+        )
+    except locate.NotLocatedError as exc:
+        raise ModelError(str(exc)) from None
+    # The first file found wins and must be good: silently skipping a corrupt
+    # copy would hide it until the next machine picks it up.
+    verify_model(path, spec, variant)
+    return ResolvedModel(name, path, spec, variant)
 
 
 def _fetch_to(src: str, tmp: Path) -> None:

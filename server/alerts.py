@@ -294,6 +294,8 @@ class AlertEvent(_AlertFacts):
     event_id: str
     event: str
     at: float
+    #: the alert's revision as of this event (persisted, so a restart re-derives the same id)
+    revision: int
 
     @classmethod
     def of(cls, alert: Alert, event: str, at: float) -> AlertEvent:
@@ -301,6 +303,7 @@ class AlertEvent(_AlertFacts):
             event_id=f"{alert.alert_id}#{alert.revision}",
             event=event,
             at=at,
+            revision=alert.revision,
             **{name: getattr(alert, name) for name in _FACT_FIELDS},
         )
 

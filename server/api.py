@@ -6,6 +6,7 @@ aggregates from the store. Times are ISO 8601 UTC strings; durations seconds.
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING, Any, Literal
 
 from fastapi import FastAPI, HTTPException, Query, Response
@@ -13,6 +14,8 @@ from pydantic import BaseModel, Field
 
 from lobbywatch import __version__
 from lobbywatch.edge.state import ZoneKind
+from lobbywatch.server.alert_records import alert_view, row_view
+from lobbywatch.server.alerts import Alert
 from lobbywatch.server.notify import iso
 from lobbywatch.server.state import DeviceRecord, ZoneRecord
 from lobbywatch.server.store import AlertRow, MinuteRow
@@ -144,6 +147,16 @@ class MinuteOut(BaseModel):
     served_within_threshold: int
     served_within_threshold_ratio: float | None
     threshold_s: float | None
+    arrivals: int | None = Field(None, description="confirmed entries into the zone")
+    service_starts: int | None = Field(
+        None, description="departures into a service point (null: the edge does not classify)"
+    )
+    walk_outs: int | None = Field(
+        None, description="departures through an exit without service (abandonment)"
+    )
+    departures_unseen: int | None = Field(
+        None, description="departures whose destination the camera did not see"
+    )
 
 
 class Health(BaseModel):
@@ -154,7 +167,10 @@ class Health(BaseModel):
     queue_messages: int
     messages_total: int = Field(description="MQTT messages processed so far (all results)")
     last_batch_age_s: float | None
-    uptime_s: float
+    uptime_s: float = Field(
+        description="real seconds since the API started (a monotonic clock, not the "
+        "collector's clock, which a replay or the demo's warm-up may run fast)"
+    )
 
 
 def _f(v: Any) -> float | None:
@@ -228,25 +244,8 @@ def device_out(d: DeviceRecord, now: float, timeout_s: float) -> DeviceOut:
     )
 
 
-def alert_out(a: Any) -> AlertOut:
-    started = a.started_at
-    ended = getattr(a, "ended_at", None)
-    is_device = str(a.kind) == "device_offline"
-    return AlertOut(
-        alert_id=str(a.alert_id),
-        kind=str(a.kind),
-        severity=str(a.severity),
-        state=str(a.state),
-        branch=str(a.branch),
-        region=getattr(a, "region", None),
-        zone=None if is_device else str(a.subject),
-        device=str(a.subject) if is_device else None,
-        started_at=iso(float(started)) if started is not None else None,
-        ended_at=iso(float(ended)) if ended is not None else None,
-        summary=getattr(a, "summary", None),
-        value=_f(getattr(a, "value", None)),
-        threshold=_f(getattr(a, "threshold", None)),
-    )
+def alert_out(a: Alert) -> AlertOut:
+    return AlertOut(**alert_view(a, a.region))
 
 
 def minute_out(r: MinuteRow) -> MinuteOut:
@@ -264,6 +263,7 @@ def create_app(collector: Collector) -> FastAPI:
         "Prometheus metrics at /metrics.",
     )
     state = collector.state
+    booted = time.monotonic()
 
     def summary(branch_id: str, now: float) -> BranchDetail:
         b = state.branches[branch_id]
@@ -342,9 +342,9 @@ def create_app(collector: Collector) -> FastAPI:
                     a
                     for a in state.alerts.values()
                     if branch in (None, a.branch)
-                    and region in (None, getattr(a, "region", None) or _region(a.branch))
+                    and region in (None, a.region or _region(a.branch))
                 ]
-            alerts.sort(key=lambda a: (float(a.started_at), str(a.alert_id)))
+            alerts.sort(key=lambda a: (a.started_at, a.alert_id))
             return [alert_out(a) for a in alerts[:limit]]
         rows = collector.store.alert_history(
             branch=branch, region=region, active=False, limit=limit
@@ -396,7 +396,7 @@ def create_app(collector: Collector) -> FastAPI:
             queue_messages=depth,
             messages_total=sum(list(collector.state.results.values())),
             last_batch_age_s=(now - last) if last else None,
-            uptime_s=now - collector.started_at,
+            uptime_s=time.monotonic() - booted,
         )
 
     @app.get("/metrics", tags=["ops"], response_class=Response)
@@ -413,18 +413,4 @@ def create_app(collector: Collector) -> FastAPI:
 
 
 def _row_out(r: AlertRow) -> AlertOut:
-    return AlertOut(
-        alert_id=r.alert_id,
-        kind=r.kind,
-        severity=r.severity,
-        state=r.state,
-        branch=r.branch,
-        region=r.region,
-        zone=r.zone,
-        device=r.subject if r.kind == "device_offline" else None,
-        started_at=iso(r.started_at),
-        ended_at=iso(r.ended_at),
-        summary=r.summary,
-        value=r.value,
-        threshold=r.threshold,
-    )
+    return AlertOut(**row_view(r))

@@ -35,18 +35,22 @@ from typing import IO, Any
 from lobbywatch.edge.state import ZoneKind
 from lobbywatch.errors import ConfigError
 from lobbywatch.protocol import StatusMessage
-from lobbywatch.server.arrivals import ArrivalHistory
-from lobbywatch.server.config import (
-    ServerConfig,
-    alert_policy,
-    business_hours,
-    estimator_settings,
+from lobbywatch.server.alert_records import (
+    AlertPayload,
+    event_payload,
+    event_row,
+    row_to_alert,
 )
+from lobbywatch.server.alerts import AlertEvent, AlertPolicy, BusinessHours
+from lobbywatch.server.arrivals import ArrivalHistory
+from lobbywatch.server.config import ServerConfig
+from lobbywatch.server.flows import FlowDelta
+from lobbywatch.server.http import HttpServer
 from lobbywatch.server.ingest import Ingestor, MessageQueue, MqttIngest
 from lobbywatch.server.metrics import LatencyHistogram, StateCollector, make_registry
-from lobbywatch.server.notify import Dispatcher, build_sinks, iso
+from lobbywatch.server.notify import Dispatcher, build_sinks
 from lobbywatch.server.state import BranchRecord, CollectorState, DeviceKey, NodeKey, ZoneKey
-from lobbywatch.server.store import AlertRow, EventRecord, MinuteRow, Store
+from lobbywatch.server.store import EventRecord, MinuteRow, Store
 
 log = logging.getLogger(__name__)
 
@@ -65,8 +69,11 @@ class _Acc:
     forecast_n: int = 0
     dwells: list[float] = field(default_factory=list)
     threshold_s: float | None = None
-    #: (arrivals, service starts, walk-outs) of the minute, waiting zones only
-    flows: tuple[int, int | None, int | None] | None = None
+    arrivals: int = 0
+    #: departures by destination; None unless the zone's edge classifies them
+    service_starts: int | None = None
+    walk_outs: int | None = None
+    departures_unseen: int | None = None
 
 
 def _quantile(values: list[float], q: float) -> float:
@@ -90,18 +97,32 @@ class MinuteAggregator:
             acc = self.acc[key] = _Acc()
         return acc
 
-    def set_flows(
-        self, key: ZoneKey, arrivals: int, service_starts: int | None, walk_outs: int | None
-    ) -> None:
-        """The waiting zone's flows over the current minute (set just before it closes)."""
-        self._get(key).flows = (arrivals, service_starts, walk_outs)
-
     def add_dwells(self, key: ZoneKey, dwells: list[float]) -> None:
         if dwells:
             self._get(key).dwells.extend(dwells)
 
-    def sample(self, key: ZoneKey, people: int, estimate: Any, threshold_s: float | None) -> None:
+    def add_flows(self, key: ZoneKey, delta: FlowDelta, classified: bool) -> None:
+        """Count one message's increases of arrivals and departures by destination."""
         acc = self._get(key)
+        acc.arrivals += delta.arrivals
+        if classified:
+            acc.service_starts = (acc.service_starts or 0) + delta.service_starts
+            acc.walk_outs = (acc.walk_outs or 0) + delta.walk_outs
+            acc.departures_unseen = (acc.departures_unseen or 0) + delta.departures_unseen
+
+    def sample(
+        self,
+        key: ZoneKey,
+        people: int,
+        estimate: Any,
+        threshold_s: float | None,
+        classified: bool = False,
+    ) -> None:
+        acc = self._get(key)
+        if classified:  # a minute without departures has 0 of each, not "unknown"
+            acc.service_starts = acc.service_starts or 0
+            acc.walk_outs = acc.walk_outs or 0
+            acc.departures_unseen = acc.departures_unseen or 0
         acc.samples += 1
         acc.queue_sum += people
         acc.queue_max = max(acc.queue_max, people)
@@ -146,115 +167,15 @@ class MinuteAggregator:
                         within / len(a.dwells) if a.dwells and thr is not None else None
                     ),
                     threshold_s=thr,
-                    arrivals=a.flows[0] if a.flows else None,
-                    service_starts=a.flows[1] if a.flows else None,
-                    walk_outs=a.flows[2] if a.flows else None,
+                    arrivals=a.arrivals,
+                    service_starts=a.service_starts,
+                    walk_outs=a.walk_outs,
+                    departures_unseen=a.departures_unseen,
                 )
             )
         self.minute = minute
         self.acc = {}
         return rows
-
-
-# ------------------------------------------------------------ alert engine adapter
-
-
-def event_id_of(ev: Any) -> str:
-    """Idempotency key of an alert event: ``{alert_id}#{revision}`` from alerts.py.
-
-    The revision is persisted with the alert and restored, so a restart that
-    re-derives an event produces the same id and the outbox ignores it.
-    """
-    return str(ev.event_id)
-
-
-def zone_of(a: Any) -> str | None:
-    """Zone of a zone alert; device alerts (``device_offline``) have none."""
-    return None if str(a.kind) == "device_offline" else str(a.subject)
-
-
-def event_payload(ev: Any, event_id: str) -> dict[str, Any]:
-    """The JSON every sink receives (webhook body; source of e-mail and Alertmanager)."""
-    started = _f(getattr(ev, "started_at", None))
-    ended = _f(getattr(ev, "ended_at", None))
-    payload = {
-        "event_id": event_id,
-        "event": str(ev.event),
-        "alert_id": str(ev.alert_id),
-        "kind": str(ev.kind),
-        "severity": str(ev.severity),
-        "state": str(ev.state),
-        "branch": str(ev.branch),
-        "region": getattr(ev, "region", None),
-        "zone": zone_of(ev),
-        "subject": str(ev.subject),
-        "device": str(ev.subject) if str(ev.kind) == "device_offline" else None,
-        "summary": getattr(ev, "summary", None),
-        "value": _f(getattr(ev, "value", None)),
-        "threshold": _f(getattr(ev, "threshold", None)),
-        "details": dict(details) if (details := getattr(ev, "details", None)) else None,
-        "started_at": iso(started),
-        "ended_at": iso(ended),
-        "started_at_ts": started,
-        "ended_at_ts": ended,
-    }
-    prev = getattr(ev, "previous_severity", None)
-    if prev is None and str(ev.event) == "escalate" and str(ev.severity) == "critical":
-        prev = "warning"
-    if prev is not None:
-        payload["previous_severity"] = str(prev)
-    return payload
-
-
-def _f(v: Any) -> float | None:
-    if v is None:
-        return None
-    if hasattr(v, "timestamp"):
-        return float(v.timestamp())
-    return float(v)
-
-
-def alert_row(a: Any, now: float, last_event: str | None = None) -> AlertRow:
-    return AlertRow(
-        alert_id=str(a.alert_id),
-        kind=str(a.kind),
-        severity=str(a.severity),
-        state=str(a.state),
-        branch=str(a.branch),
-        zone=zone_of(a),
-        subject=str(a.subject),
-        region=getattr(a, "region", None),
-        started_at=_f(a.started_at) or now,
-        ended_at=_f(getattr(a, "ended_at", None)),
-        summary=getattr(a, "summary", None),
-        value=_f(getattr(a, "value", None)),
-        threshold=_f(getattr(a, "threshold", None)),
-        last_event=last_event or getattr(a, "event", None),
-        escalated=bool(getattr(a, "escalated", False)),
-        last_notified_at=_f(getattr(a, "last_notified_at", None) or getattr(a, "at", None)),
-        revision=_revision(a),
-        updated_at=now,
-    )
-
-
-def _revision(a: Any) -> int:
-    rev = getattr(a, "revision", None)
-    if rev is not None:
-        return int(rev)
-    # events carry it in their id: "{alert_id}#{revision}"
-    eid = str(getattr(a, "event_id", ""))
-    _, _, tail = eid.rpartition("#")
-    return int(tail) if tail.isdigit() else 0
-
-
-def row_to_alert(row: AlertRow) -> Any:
-    """Rebuild an ``alerts.Alert`` from its stored row (for ``AlertEngine.restore``)."""
-    from lobbywatch.server.alerts import Alert
-
-    names = {f.name for f in dataclasses.fields(Alert)}
-    values = dataclasses.asdict(row)
-    values.setdefault("event", row.last_event)
-    return Alert(**{k: v for k, v in values.items() if k in names})
 
 
 # ----------------------------------------------------------------------- collector
@@ -267,8 +188,8 @@ class _ZoneRuntime:
     evaluated_at: float = 0.0
     #: per-minute arrivals by local day: the forecast's weekday x time-of-day profile
     history: ArrivalHistory | None = None
-    #: the estimator's (arrivals, service starts, walk-outs) seen at the last minute
-    flows_mark: tuple[int, int, int] | None = None
+    #: ``estimator.arrivals_seen`` at the last minute boundary
+    arrivals_mark: int | None = None
 
 
 class Collector:
@@ -293,9 +214,7 @@ class Collector:
             except OSError as exc:
                 raise ConfigError(f"--record: cannot write {record_to}: {exc.strerror}") from None
         # one knob for liveness: the alert policy's heartbeat timeout also drives device_up
-        self.state = CollectorState(
-            heartbeat_timeout_s=alert_policy(cfg.alerts).heartbeat_timeout_s
-        )
+        self.state = CollectorState(heartbeat_timeout_s=cfg.alerts.heartbeat_timeout_s)
         for b in cfg.branches:
             self.state.branches[b.id] = BranchRecord(b.id, b.region, b.timezone)
         self.store = Store(cfg.database.url)
@@ -303,7 +222,7 @@ class Collector:
         self.ingestor = Ingestor(
             self.state, cfg.ingest, cfg.mqtt.root, {b.id: b.region for b in cfg.branches}
         )
-        self._est_settings = estimator_settings(cfg.estimator)
+        self._est_settings = cfg.estimator
         #: service-point zone -> the waiting zones it serves (counters seen, not configured)
         self._service_links = {
             ZoneKey(branch, point): served
@@ -316,7 +235,7 @@ class Collector:
         self._pending: set[ZoneKey] = set()
         self._next_flush = math.inf
         self._eval_interval = cfg.ingest.evaluate_interval_s
-        self._policies: dict[tuple[str, str | None], Any] = {}
+        self._policies: dict[tuple[str, str | None], AlertPolicy] = {}
         self.engine = self._make_engine()
         self.sinks = build_sinks(cfg.notify)
         self.dispatcher = Dispatcher(
@@ -339,8 +258,7 @@ class Collector:
         )
         self.with_http = with_http
         self.http_port: int | None = None
-        self._http_server: Any = None
-        self._http_thread: threading.Thread | None = None
+        self._http: HttpServer | None = None
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store-writer")
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -350,23 +268,21 @@ class Collector:
         self.started_at = clock()
         #: called with the payloads of every batch of alert events, after the outbox
         #: write (``lobbywatch server replay`` writes them to its output)
-        self.event_listeners: list[Callable[[list[dict[str, Any]]], None]] = []
+        self.event_listeners: list[Callable[[list[AlertPayload]], None]] = []
 
     # ------------------------------------------------------------- policies
-    def policy_for(self, branch: str, zone: str | None) -> Any:
+    def policy_for(self, branch: str, zone: str | None) -> AlertPolicy:
         """Merged global <- branch <- zone AlertPolicy (zone "" = branch level), cached."""
         zone = zone or None
         key = (branch, zone)
         policy = self._policies.get(key)
         if policy is None:
-            policy = self._policies[key] = alert_policy(self.cfg.alert_policy_mapping(branch, zone))
+            policy = self._policies[key] = self.cfg.policy_for(branch, zone)
         return policy
 
-    def business_hours_for(self, branch: str) -> Any:
+    def business_hours_for(self, branch: str) -> BusinessHours | None:
         b = self.cfg.branch(branch)
-        if b is None or b.business_hours is None:
-            return None
-        return business_hours(b.business_hours, b.timezone)
+        return None if b is None else b.business_hours
 
     def threshold_for(self, branch: str, zone: str) -> float:
         return float(self.policy_for(branch, zone).w1_threshold_s)
@@ -403,10 +319,8 @@ class Collector:
             self.mqtt.stop()
         if self._thread is not None:
             self._thread.join(timeout=10)
-        if self._http_server is not None:
-            self._http_server.should_exit = True
-            if self._http_thread is not None:
-                self._http_thread.join(timeout=10)
+        if self._http is not None:
+            self._http.stop()
         self.dispatcher.stop()
         if self._record is not None:
             self._record.close()
@@ -418,27 +332,16 @@ class Collector:
         self.store.close()
 
     def _start_http(self) -> None:
-        import socket
-
-        import uvicorn
-
         from lobbywatch.server.api import create_app
 
-        app = create_app(self)
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((self.cfg.http.host, self.cfg.http.port))
-        self.http_port = sock.getsockname()[1]
-        config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off")
-        server = uvicorn.Server(config)
-        self._http_server = server
-        self._http_thread = threading.Thread(
-            target=server.run, kwargs={"sockets": [sock]}, name="http", daemon=True
+        self._http = HttpServer(
+            create_app(self),
+            self.cfg.http.host,
+            self.cfg.http.port,
+            hint="set http.host/http.port in the server config",
         )
-        self._http_thread.start()
-        deadline = time.monotonic() + 10
-        while not server.started and time.monotonic() < deadline:
-            time.sleep(0.02)
+        self.http_port = self._http.port
+        self._http.start()
 
     def restore(self) -> None:
         """Reload firing alerts into the engine and state: a restart loses none."""
@@ -569,6 +472,9 @@ class Collector:
                         touched[nkey] = None
                 zkey = out.zone_key
                 if zkey is not None and msg.kind is waiting:  # type: ignore[union-attr]
+                    if out.flows is not None and out.flows.any:
+                        zrec = state.zones[zkey]
+                        aggregator.add_flows(zkey, out.flows, zrec.flows.classified)
                     rt = zones.get(zkey) or self._runtime(zkey)
                     # stale messages too: the estimator keeps only their dwells
                     rt.estimator.observe(msg, now)
@@ -625,7 +531,7 @@ class Collector:
         if not dirty:
             return []
         self._dirty = set()
-        events: list[Any] = []
+        events: list[AlertEvent] = []
         due_before = now - self._eval_interval
         zones = self._zones
         pending = self._pending
@@ -640,7 +546,7 @@ class Collector:
 
     def _flush_pending(self, now: float) -> list[Any]:
         """Evaluate parked zones whose interval is over (a few times per interval)."""
-        events: list[Any] = []
+        events: list[AlertEvent] = []
         due_before = now - self._eval_interval
         keep: set[ZoneKey] = set()
         zones = self._zones
@@ -726,7 +632,7 @@ class Collector:
     def tick(self, now: float) -> None:
         """Once a second: timeouts, renotify/escalate, sweeps, minute roll-over."""
         self._last_tick = now
-        events: list[Any] = []
+        events: list[AlertEvent] = []
         with self.state.lock:
             events.extend(self.engine.tick(now) or [])
             if now - self._last_sweep >= 10.0:
@@ -736,7 +642,9 @@ class Collector:
                         events.extend(self._evaluate(key, now))
                     zone = self.state.zones.get(key)
                     if zone is not None:
-                        self.aggregator.sample(key, zone.people, zone.estimate, rt.threshold_s)
+                        self.aggregator.sample(
+                            key, zone.people, zone.estimate, rt.threshold_s, zone.flows.classified
+                        )
             closing = self.aggregator.minute
             if closing is not None and int(now // 60) * 60 != closing:
                 self._close_minute(float(closing))
@@ -747,25 +655,14 @@ class Collector:
             self._handle_events(events, now)
 
     def _close_minute(self, minute_start: float) -> None:
-        """Each waiting zone's flows of the closing minute: into its arrival history
-        and its minute aggregate."""
-        for key, rt in self._zones.items():
-            est = rt.estimator
-            seen = (est.arrivals_seen, est.service_starts_seen, est.walk_outs_seen)
-            mark = rt.flows_mark or seen
-            rt.flows_mark = seen
-            if not est.updated_recently(minute_start):
-                continue  # not watched in that minute: no data, not zero arrivals
-            arrivals = seen[0] - mark[0]
-            if rt.history is not None:
-                rt.history.add(minute_start, arrivals)
-            classified = est.classifies_exits()
-            self.aggregator.set_flows(
-                key,
-                arrivals,
-                seen[1] - mark[1] if classified else None,
-                seen[2] - mark[2] if classified else None,
-            )
+        """Each waiting zone's arrivals of the closing minute go into its history."""
+        for rt in self._zones.values():
+            seen = rt.estimator.arrivals_seen
+            mark = rt.arrivals_mark if rt.arrivals_mark is not None else seen
+            rt.arrivals_mark = seen
+            # a zone not watched in that minute has no data, not zero arrivals
+            if rt.history is not None and rt.estimator.updated_recently(minute_start):
+                rt.history.add(minute_start, seen - mark)
 
     def _write_minutes(self, rows: list[MinuteRow]) -> None:
         try:
@@ -773,23 +670,20 @@ class Collector:
         except Exception:
             log.exception("writing %d minute aggregates failed", len(rows))
 
-    def _handle_events(self, events: list[Any], now: float) -> None:
+    def _handle_events(self, events: list[AlertEvent], now: float) -> None:
         """Outbox first, then wake the sinks; update the in-memory active set."""
         stored = 0
-        payloads: list[dict[str, Any]] = []
+        payloads: list[AlertPayload] = []
         for ev in events:
-            eid = event_id_of(ev)
-            payload = event_payload(ev, eid)
-            region = payload["region"] or self.region_of(str(ev.branch))
-            payload["region"] = region
+            eid = ev.event_id
+            region = ev.region or self.region_of(ev.branch)
+            payload = event_payload(ev, region)
+            sinks = self.cfg.notify.sinks_for(ev.branch, region, ev.kind, ev.severity)
+            row = event_row(ev, now, region)
             payloads.append(payload)
-            sinks = self.cfg.notify.sinks_for(
-                str(ev.branch), region, str(ev.kind), str(ev.severity)
-            )
-            row = dataclasses.replace(alert_row(ev, now, str(ev.event)), region=region)
             try:
                 if self.store.record_event(
-                    EventRecord(eid, row, str(ev.event), now, payload), sinks
+                    EventRecord(eid, row, ev.event, now, dict(payload)), sinks
                 ):
                     stored += 1
             except Exception:
@@ -802,18 +696,14 @@ class Collector:
             self.dispatcher.wake()
 
     def firing_payloads(self) -> list[dict[str, Any]]:
-        """Payloads of the open alerts (for the Alertmanager re-send loop)."""
-        from lobbywatch.server.alerts import AlertEvent
-
+        """Payloads of the open alerts (for the Alertmanager re-send loop), as the
+        plain dicts the sinks also read back from the outbox."""
         now = self.clock()
         with self.state.lock:
             alerts = list(self.state.alerts.values())
-        out = []
-        for a in alerts:
-            if str(a.state) != "firing":
-                continue
-            ev = AlertEvent.of(a, "renotify", now)
-            p = event_payload(ev, ev.event_id)
-            p["region"] = p["region"] or self.region_of(str(a.branch))
-            out.append(p)
-        return out
+        payloads: list[AlertPayload] = [
+            event_payload(AlertEvent.of(a, "renotify", now), a.region or self.region_of(a.branch))
+            for a in alerts
+            if a.state == "firing"
+        ]
+        return [dict(p) for p in payloads]

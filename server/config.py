@@ -5,19 +5,22 @@ Everything a user can get wrong is validated at load time and reported as one
 (``branches[2].zones.W1.counters: ...``), so a bad config fails at start and
 never at 9 a.m. when the first alert should fire.
 
-Alert policies are layered: ``alerts`` (global defaults) <- ``branches[].alerts``
-<- ``branches[].zones.<zone>.alerts``. Each layer is a partial mapping of
-:class:`~lobbywatch.server.alerts.AlertPolicy` fields; the merged result of every
-configured zone is validated at load, and zones not named in the config get the
-branch (or global) policy.
+Alert policies are layered: ``alerts`` (global defaults, a whole
+:class:`~lobbywatch.server.alerts.AlertPolicy`) <- ``branches[].alerts`` <-
+``branches[].zones.<zone>.alerts``. The lower layers are :data:`AlertOverrides`
+(every AlertPolicy field, optional); the merged policy of every configured zone
+is validated at load, and zones not named in the config get the branch (or
+global) policy. ``estimator`` is an
+:class:`~lobbywatch.server.estimator.EstimatorSettings` and a branch's
+``business_hours`` a :class:`~lobbywatch.server.alerts.BusinessHours` (its time
+zone defaults to the branch's), both validated with the rest of the file.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Optional
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
@@ -28,16 +31,37 @@ from pydantic import (
     PositiveFloat,
     PositiveInt,
     ValidationError,
+    create_model,
     field_validator,
     model_validator,
 )
 
 from lobbywatch.errors import ConfigError
 from lobbywatch.protocol import DEFAULT_ROOT, ID_PATTERN
+from lobbywatch.server.alerts import AlertPolicy, BusinessHours
+from lobbywatch.server.estimator import EstimatorSettings
 
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+
+def _overrides_of(model: type[BaseModel], name: str) -> type[_Strict]:
+    """A model with every field of ``model``, optional and unset by default: one
+    layer of overrides. Generated, so it cannot drift from ``model``; the value
+    ranges are checked on the merged result (:meth:`ServerConfig.policy_for`),
+    whose errors name the layer's path."""
+    fields: dict[str, Any] = {
+        field: (Optional[info.annotation], Field(None, description=info.description))  # noqa: UP045
+        for field, info in model.model_fields.items()
+    }
+    return create_model(name, __base__=_Strict, __doc__=f"partial {model.__name__}", **fields)
+
+
+if TYPE_CHECKING:  # only model_dump(exclude_unset=True) is read from a layer
+    AlertOverrides = _Strict
+else:
+    AlertOverrides = _overrides_of(AlertPolicy, "AlertOverrides")
 
 
 # --------------------------------------------------------------------------- MQTT
@@ -184,15 +208,17 @@ class ZoneOverride(_Strict):
             raise ValueError("service_points lists a zone twice")
         return v
 
-    alerts: dict[str, Any] = Field(default_factory=dict, description="partial AlertPolicy")
+    alerts: AlertOverrides = Field(
+        default_factory=AlertOverrides, description="partial AlertPolicy"
+    )
 
 
 class BranchConfig(_Strict):
     id: str = Field(pattern=ID_PATTERN)
     region: str = Field("default", pattern=ID_PATTERN)
     timezone: str = "UTC"
-    business_hours: dict[str, Any] | None = Field(
-        None, description="BusinessHours (alerts.py); null = always open"
+    business_hours: BusinessHours | None = Field(
+        None, description="opening hours (time zone: the branch's by default); null = always open"
     )
     counters: PositiveInt = Field(2, description="counters normally open")
     mean_service_s: PositiveFloat = Field(240.0, description="mean service time per customer")
@@ -203,8 +229,21 @@ class BranchConfig(_Strict):
         description="share of arrivals served before ordinary customers (VIP/priority "
         "class); the estimator then reports both classes' waits",
     )
-    alerts: dict[str, Any] = Field(default_factory=dict, description="partial AlertPolicy")
+    alerts: AlertOverrides = Field(
+        default_factory=AlertOverrides, description="partial AlertPolicy"
+    )
     zones: dict[str, ZoneOverride] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _hours_in_branch_zone(cls, data: Any) -> Any:
+        """Business hours follow the branch's time zone unless they name their own."""
+        if isinstance(data, dict):
+            hours = data.get("business_hours")
+            if isinstance(hours, dict) and "timezone" not in hours:
+                tz = data.get("timezone", cls.model_fields["timezone"].default)
+                data = {**data, "business_hours": {**hours, "timezone": tz}}
+        return data
 
     @field_validator("timezone")
     @classmethod
@@ -365,11 +404,10 @@ class ServerConfig(_Strict):
     ingest: IngestSettings = Field(default_factory=IngestSettings)  # type: ignore[arg-type]
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)  # type: ignore[arg-type]
     http: HttpSettings = Field(default_factory=HttpSettings)  # type: ignore[arg-type]
-    estimator: dict[str, Any] = Field(
-        default_factory=dict, description="EstimatorSettings (estimator.py)"
-    )
-    alerts: dict[str, Any] = Field(
-        default_factory=dict, description="global AlertPolicy defaults (alerts.py)"
+    estimator: EstimatorSettings = Field(default_factory=EstimatorSettings)
+    alerts: AlertPolicy = Field(
+        default_factory=AlertPolicy,
+        description="global alert policy defaults",
     )
     branches: list[BranchConfig] = Field(default_factory=list)
     notify: NotifySettings = Field(default_factory=NotifySettings)  # type: ignore[arg-type]
@@ -428,25 +466,20 @@ class ServerConfig(_Strict):
                     out.setdefault((b.id, point), []).append(zone)
         return out
 
-    def alert_policy_mapping(self, branch_id: str, zone: str | None) -> dict[str, Any]:
-        """The merged (global <- branch <- zone) AlertPolicy fields for one zone."""
-        merged = _deep_merge({}, self.alerts)
+    def policy_for(self, branch_id: str, zone: str | None) -> AlertPolicy:
+        """The merged (global <- branch <- zone) alert policy of one zone.
+
+        Raises:
+            ValidationError: the merged policy is invalid (checked for every
+                configured zone at load, see :func:`parse_server_config`).
+        """
+        policy = self.alerts
         b = self.branch(branch_id)
         if b is not None:
-            merged = _deep_merge(merged, b.alerts)
+            policy = policy.merged(b.alerts.model_dump(exclude_unset=True))
             if zone is not None and zone in b.zones:
-                merged = _deep_merge(merged, b.zones[zone].alerts)
-        return merged
-
-
-def _deep_merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
-    out = dict(base)
-    for k, v in over.items():
-        if isinstance(v, Mapping) and isinstance(out.get(k), Mapping):
-            out[k] = _deep_merge(out[k], v)
-        else:
-            out[k] = v
-    return out
+                policy = policy.merged(b.zones[zone].alerts.model_dump(exclude_unset=True))
+        return policy
 
 
 def format_validation_error(exc: ValidationError, prefix: str = "") -> str:
@@ -478,39 +511,15 @@ def parse_server_config(data: Any, source: str = "SERVER.yaml") -> ServerConfig:
 
 
 def _validate_nested(cfg: ServerConfig, source: str) -> None:
-    """Build every estimator/alert/business-hours object once so errors show at load."""
-    try:
-        estimator_settings(cfg.estimator)
-    except ValidationError as exc:
-        raise ConfigError(f"{source}: {format_validation_error(exc, 'estimator')}") from None
-    try:
-        alert_policy(cfg.alerts)
-    except ValidationError as exc:
-        raise ConfigError(f"{source}: {format_validation_error(exc, 'alerts')}") from None
+    """Merge every configured zone's alert policy once, so errors show at load."""
     for i, b in enumerate(cfg.branches):
-        where = f"branches[{i}]"
-        try:
-            alert_policy(cfg.alert_policy_mapping(b.id, None))
-        except ValidationError as exc:
-            raise ConfigError(
-                f"{source}: {format_validation_error(exc, where + '.alerts')}"
-            ) from None
-        for zone in b.zones:
+        layers: list[tuple[str | None, str]] = [(None, f"branches[{i}].alerts")]
+        layers += [(zone, f"branches[{i}].zones.{zone}.alerts") for zone in b.zones]
+        for zone, path in layers:
             try:
-                alert_policy(cfg.alert_policy_mapping(b.id, zone))
+                cfg.policy_for(b.id, zone)
             except ValidationError as exc:
-                path = f"{where}.zones.{zone}.alerts"
                 raise ConfigError(f"{source}: {format_validation_error(exc, path)}") from None
-        if b.business_hours is not None:
-            try:
-                business_hours(b.business_hours, b.timezone)
-            except (ValidationError, ValueError) as exc:
-                msg = (
-                    format_validation_error(exc, where + ".business_hours")
-                    if isinstance(exc, ValidationError)
-                    else f"{where}.business_hours: {exc}"
-                )
-                raise ConfigError(f"{source}: {msg}") from None
 
 
 def load_server_config(path: Path) -> ServerConfig:
@@ -552,29 +561,3 @@ def resolve_relative_files(data: Any, base: Path) -> Any:
     if isinstance(data, list):
         return [resolve_relative_files(item, base) for item in data]
     return data
-
-
-# ------------------------------------------- adapters to the estimator/alerts models
-# Imported lazily: those modules belong to the estimation side and this keeps the
-# config loadable (and its errors reportable) with one place to adapt if they change.
-
-
-def estimator_settings(mapping: Mapping[str, Any]) -> Any:
-    from lobbywatch.server.estimator import EstimatorSettings
-
-    return EstimatorSettings.model_validate(dict(mapping))
-
-
-def alert_policy(mapping: Mapping[str, Any]) -> Any:
-    from lobbywatch.server.alerts import AlertPolicy
-
-    return AlertPolicy.model_validate(dict(mapping))
-
-
-def business_hours(mapping: Mapping[str, Any], timezone: str) -> Any:
-    from lobbywatch.server.alerts import BusinessHours
-
-    data = dict(mapping)
-    if "timezone" in BusinessHours.model_fields:
-        data.setdefault("timezone", timezone)
-    return BusinessHours.model_validate(data)

@@ -52,6 +52,7 @@ from lobbywatch.protocol import (
     parse_topic,
 )
 from lobbywatch.server.config import IngestSettings, MqttSettings
+from lobbywatch.server.flows import FlowDelta, observe
 from lobbywatch.server.state import (
     CollectorState,
     DeviceKey,
@@ -150,6 +151,9 @@ class Outcome:
     node_key: NodeKey | None = None
     #: why a message was not applied (one of ``state.REASONS``), None when applied
     reason: str | None = None
+    #: an applied zone message: the increases of its cumulative flows since the
+    #: zone's previous message (``server.flows``)
+    flows: FlowDelta | None = None
 
 
 _VERSION_LEVEL = re.compile(r"^v[0-9]+$")
@@ -399,7 +403,7 @@ class Ingestor:
             rec.ts = ts
             rec.seq = msg.seq
             rec.received_at = now
-            return Outcome(_OK, msg, zkey, dkey, nkey)
+            return Outcome(_OK, msg, zkey, dkey, nkey, flows=observe(rec.flows, msg, ts))
         if len(state.zones) >= self.settings.max_zones:
             return self._reject("rejected", "limit", "zone limit reached", topic, now)
         state.ensure_branch(branch, self.known.get(branch, "unknown"))
@@ -425,7 +429,8 @@ class Ingestor:
                 received_at=now,
             ),
         )
-        return Outcome(_OK, msg, zkey, dkey, nkey)
+        # the zone's first message: its totals are the baseline of the next increase
+        return Outcome(_OK, msg, zkey, dkey, nkey, flows=observe(state.zones[zkey].flows, msg, ts))
 
     @staticmethod
     def _mismatch(parts: TopicParts, msg: ZoneMessage | StatusMessage) -> str | None:

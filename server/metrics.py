@@ -20,6 +20,15 @@ Names (dashboards depend on them; change only with a deprecation):
 * ``lobbywatch_zone_served_within_threshold_ratio{branch,zone}``
 * ``lobbywatch_zone_last_update_timestamp_seconds{branch,zone}``
 * ``lobbywatch_zone_alert_state{branch,zone,kind}`` (0 ok, 1 warning, 2 critical)
+* ``lobbywatch_zone_arrivals_total{branch,zone}`` (waiting zones: confirmed entries
+  counted by this collector since it started; ``rate()`` gives the arrival rate)
+* ``lobbywatch_zone_service_starts_total{branch,zone}``,
+  ``lobbywatch_zone_walk_outs_total{branch,zone}``,
+  ``lobbywatch_zone_departures_unseen_total{branch,zone}`` (waiting zones whose edge
+  classifies departures by destination; absent otherwise, so a missing walk-out
+  counter never reads as "no walk-outs")
+* ``lobbywatch_zone_walk_out_ratio{branch,zone}`` (walk-outs / (service starts +
+  walk-outs) over the last 30 min of observations: the abandonment share)
 * ``lobbywatch_device_up{branch,camera,device}`` (per camera; 0 while the device is
   offline by its device status / last will; ``camera=""`` for a device whose cameras
   are not known yet)
@@ -183,6 +192,31 @@ class StateCollector(Collector):
             "Observation time of the newest zone state.",
             labels=bz,
         )
+        arrivals = CounterMetricFamily(
+            "lobbywatch_zone_arrivals",
+            "Confirmed entries into the waiting zone counted since the collector started.",
+            labels=bz,
+        )
+        starts = CounterMetricFamily(
+            "lobbywatch_zone_service_starts",
+            "Departures from the waiting zone into one of its service points.",
+            labels=bz,
+        )
+        walk_outs = CounterMetricFamily(
+            "lobbywatch_zone_walk_outs",
+            "Departures from the waiting zone through an exit without service (abandonment).",
+            labels=bz,
+        )
+        unseen = CounterMetricFamily(
+            "lobbywatch_zone_departures_unseen",
+            "Departures from the waiting zone whose destination the camera did not see.",
+            labels=bz,
+        )
+        walk_out_ratio = GaugeMetricFamily(
+            "lobbywatch_zone_walk_out_ratio",
+            "Walk-outs / (service starts + walk-outs) over the recent window (abandonment).",
+            labels=bz,
+        )
         alert_state = GaugeMetricFamily(
             "lobbywatch_zone_alert_state",
             "Alert level per zone and kind: 0 ok, 1 warning, 2 critical.",
@@ -225,7 +259,7 @@ class StateCollector(Collector):
             levels: dict[tuple[str, str, str], int] = {}
             sev_count = {"warning": 0, "critical": 0}
             for a in s.alerts.values():
-                sev = str(getattr(a, "severity", "warning"))
+                sev = a.severity
                 sev_count[sev] = sev_count.get(sev, 0) + 1
                 if str(a.kind) not in ZONE_ALERT_KINDS:
                     continue  # device alerts: see lobbywatch_device_up
@@ -237,6 +271,13 @@ class StateCollector(Collector):
                     continue
                 lz = [z.branch, z.zone]
                 updated.add_metric(lz, z.ts)
+                flows = z.flows
+                arrivals.add_metric(lz, flows.arrivals)
+                if flows.classified:
+                    starts.add_metric(lz, flows.service_starts)
+                    walk_outs.add_metric(lz, flows.walk_outs)
+                    unseen.add_metric(lz, flows.departures_unseen)
+                    _add(walk_out_ratio, lz, flows.walk_out_ratio())
                 if z.threshold_s is not None:
                     threshold.add_metric(lz, z.threshold_s)
                 for kind in ZONE_ALERT_KINDS:
@@ -328,6 +369,11 @@ class StateCollector(Collector):
             breach_at,
             served,
             updated,
+            arrivals,
+            starts,
+            walk_outs,
+            unseen,
+            walk_out_ratio,
             alert_state,
             up,
             last_ts,

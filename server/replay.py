@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from lobbywatch.errors import LobbywatchError
+from lobbywatch.server.alert_records import AlertPayload
 from lobbywatch.server.config import DatabaseSettings, ServerConfig
 
 
@@ -189,7 +190,7 @@ def replay(
         clock = SimClock(0.0)
         next_estimate = math.inf
 
-        def alerts(payloads: list[dict[str, Any]]) -> None:
+        def alerts(payloads: list[AlertPayload]) -> None:
             for p in payloads:
                 summary.alert_events += 1
                 emit({"type": "alert", **p})

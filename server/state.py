@@ -9,9 +9,13 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from lobbywatch.edge.state import ZoneKind
+from lobbywatch.server.flows import FlowCounts
+
+if TYPE_CHECKING:  # the engine's value type only; state holds no engine
+    from lobbywatch.server.alerts import Alert
 
 #: Message results counted in ``lobbywatch_collector_messages_total{result}``.
 RESULTS = (
@@ -117,6 +121,8 @@ class ZoneRecord:
     estimate: Any | None = None
     #: W1 threshold in force for this zone (policy), seconds.
     threshold_s: float | None = None
+    #: arrivals, service starts, walk-outs as the collector has counted them
+    flows: FlowCounts = field(default_factory=FlowCounts)
 
 
 @dataclass(slots=True)
@@ -174,7 +180,7 @@ class CollectorState:
     devices: dict[DeviceKey, DeviceRecord] = field(default_factory=dict)
     nodes: dict[NodeKey, NodeRecord] = field(default_factory=dict)
     #: active alerts by alert_id (Alert objects from alerts.py)
-    alerts: dict[str, Any] = field(default_factory=dict)
+    alerts: dict[str, Alert] = field(default_factory=dict)
     results: dict[str, int] = field(default_factory=lambda: dict.fromkeys(RESULTS, 0))
     #: (result, reason) -> count for every non-ok, non-duplicate, non-stale message
     invalid: dict[tuple[str, str], int] = field(default_factory=dict)

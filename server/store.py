@@ -45,8 +45,8 @@ MIGRATIONS = Path(__file__).with_name("migrations")
 
 metadata = MetaData()
 
-# Mirrors migrations/versions/0001_initial.py (the migration is the source of truth
-# for DDL; these Table objects only build queries).
+# Mirrors migrations/versions/ (0001_initial.py, 0002_zone_minute_flows.py; the
+# migrations are the source of truth for DDL; these Table objects only build queries).
 alerts = Table(
     "alerts",
     metadata,
@@ -110,10 +110,12 @@ zone_minutes = Table(
     Column("served_within_threshold", Integer, nullable=False),
     Column("served_within_threshold_ratio", Float),
     Column("threshold_s", Float),
-    # 0002: waiting zones' flows per minute (null for other kinds / older rows)
+    # 0002: flows through the zone in the minute (null before the migration, and the
+    # departure classes null while the zone's edge does not classify departures)
     Column("arrivals", Integer),
     Column("service_starts", Integer),
     Column("walk_outs", Integer),
+    Column("departures_unseen", Integer),
 )
 
 
@@ -179,11 +181,14 @@ class MinuteRow:
     served_within_threshold: int
     served_within_threshold_ratio: float | None
     threshold_s: float | None
-    #: waiting zones: confirmed arrivals in the minute (the arrival forecast's history)
+    #: confirmed entries into the zone in the minute (the arrival history of forecasts)
     arrivals: int | None = None
-    #: waiting zones whose edge classifies exits: service starts and walk-outs
+    #: departures into a service point (service starts), None when not classified
     service_starts: int | None = None
+    #: departures through an exit without service (walk-outs), None when not classified
     walk_outs: int | None = None
+    #: departures whose destination the camera did not see, None when not classified
+    departures_unseen: int | None = None
 
 
 def make_engine(url: str) -> Engine:

@@ -24,6 +24,7 @@ from test_agent_support import (
     validator,
     write_video,
 )
+from test_server_support import parse_metrics, sample
 
 from lobbywatch.edge.agent import EdgeAgent
 from lobbywatch.edge.config import DeviceConfig
@@ -288,19 +289,24 @@ def test_metrics_and_debug_view_endpoints(tmp_path: Path, mosquitto) -> None:
         text = (
             urllib.request.urlopen(f"http://127.0.0.1:{mport}/metrics", timeout=5).read().decode()
         )
-        for name in [
-            'lobbywatch_edge_frames_processed_total{camera="cam1"}',
-            'lobbywatch_edge_frames_dropped_total{camera="cam1"}',
-            'lobbywatch_edge_inference_seconds_bucket{camera="cam1"',
-            'lobbywatch_edge_zone_people{camera="cam1",zone="W1"}',
-            'lobbywatch_edge_camera_up{camera="cam1"} 1.0',
-            'lobbywatch_edge_camera_fps{camera="cam1"}',
-            "lobbywatch_edge_mqtt_connected 1.0",
-            "lobbywatch_edge_buffer_depth",
-            "lobbywatch_edge_messages_published_total",
-            'lobbywatch_edge_messages_dropped_total{reason="buffer_full"} 0.0',
-        ]:
-            assert name in text, name
+        # Parsed, not substring-matched: a substring also matches the HELP/TYPE lines.
+        samples = parse_metrics(text)
+        cam = {"camera": "cam1"}
+        assert (sample(samples, "lobbywatch_edge_frames_processed_total", **cam) or 0) > 0
+        assert sample(samples, "lobbywatch_edge_frames_dropped_total", **cam) is not None
+        assert (sample(samples, "lobbywatch_edge_inference_seconds_count", **cam) or 0) > 0
+        assert sample(samples, "lobbywatch_edge_zone_people", camera="cam1", zone="W1") is not None
+        assert sample(samples, "lobbywatch_edge_camera_up", **cam) == 1.0
+        assert (sample(samples, "lobbywatch_edge_camera_fps", **cam) or 0) > 0
+        assert sample(samples, "lobbywatch_edge_mqtt_connected") == 1.0
+        assert sample(samples, "lobbywatch_edge_buffer_depth") is not None
+        published = [
+            v for (n, _), v in samples.items() if n == "lobbywatch_edge_messages_published_total"
+        ]
+        assert published and sum(published) > 0
+        assert (
+            sample(samples, "lobbywatch_edge_messages_dropped_total", reason="buffer_full") == 0.0
+        )
         assert agent.metrics.value("lobbywatch_edge_frames_processed_total", {"camera": "cam1"})
         jpeg = urllib.request.urlopen(
             f"http://127.0.0.1:{dport}/snapshot/cam1.jpg", timeout=5
@@ -341,4 +347,67 @@ def test_zone_message_carries_pipeline_state(tmp_path: Path) -> None:
     assert row.expiry_s == 60
     assert not zt.dirty and zt.pending_dwells == []
     validator().validate(msg.model_dump(mode="json"))
+    agent.outbox.close()
+
+
+def test_departure_classes_are_a_change_and_ride_in_the_message(tmp_path: Path) -> None:
+    """A new walk-out alone (same people and totals) is published, with its counts."""
+    import dataclasses
+
+    from lobbywatch.edge.agent import ZoneTrack
+    from lobbywatch.edge.buffer import Outbox
+    from lobbywatch.edge.state import ZoneKind, ZoneState
+
+    video = write_video(tmp_path / "v.avi")
+    cfg = device_config(video=video, port=free_port(), tmp=tmp_path)
+    agent = EdgeAgent(cfg, pipeline_factory=stub_factory())
+    agent.outbox = Outbox(tmp_path / "o.sqlite", 100)
+    zt = ZoneTrack("cam1", "W1", 600.0)
+    base = ZoneState(
+        "W1",
+        ZoneKind.WAITING,
+        "W1",
+        1_700_000_000.0,
+        2,
+        2,
+        10.0,
+        20.0,
+        30.0,
+        9,
+        7,
+        (),
+        service_starts_total=5,
+        walk_outs_total=1,
+        departures_unseen_total=0,
+    )
+    zt.update(base)
+    agent._enqueue_zone(zt, time.monotonic())
+    # the last departure in transit is classified a walk-out a few seconds later
+    zt.update(dataclasses.replace(base, ts=1_700_000_004.0, walk_outs_total=2))
+    assert zt.dirty
+    agent._enqueue_zone(zt, time.monotonic())
+    rows = agent.outbox.after(0, 10)
+    msgs = [parse_message(r.payload) for r in rows]
+    assert [
+        (m.service_starts_total, m.walk_outs_total, m.departures_unseen_total) for m in msgs
+    ] == [  # type: ignore[union-attr]
+        (5, 1, 0),
+        (5, 2, 0),
+    ]
+    for m in msgs:
+        validator().validate(m.model_dump(mode="json"))
+    # a zone without flows keeps omitting them
+    zt2 = ZoneTrack("cam1", "W2", None)
+    zt2.update(
+        dataclasses.replace(
+            base,
+            zone="W2",
+            service_starts_total=None,
+            walk_outs_total=None,
+            departures_unseen_total=None,
+        )
+    )
+    agent._enqueue_zone(zt2, time.monotonic())
+    last = parse_message(agent.outbox.after(0, 10)[-1].payload)
+    assert last.walk_outs_total is None and last.service_starts_total is None  # type: ignore[union-attr]
     agent.outbox.close()

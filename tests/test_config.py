@@ -327,3 +327,48 @@ def test_load_errors_are_config_errors(tmp_path: Path) -> None:
     empty.write_text("- just\n- a list\n")
     with pytest.raises(ConfigError, match="must be a YAML mapping"):
         load_device_config(empty)
+
+
+def test_missing_video_does_not_hide_zone_problems(tmp_path: Path) -> None:
+    # One run reports the missing file and every bad vertex of every polygon.
+    text = BASE.format(video="missing.avi").replace(
+        "[[0.0, 0.0], [0.5, 0.0], [0.5, 1.0], [0.0, 1.0]]",
+        "[[0.0, 0.0], [1.5, 0.0], [0.5, 1.0], [-0.2, 1.0]]",
+    )
+    problems = _problems(text, tmp_path)
+    assert any(
+        "cameras[0].source (line 5): video file" in p and "missing.avi" in p for p in problems
+    )
+    polygon = [p for p in problems if p.startswith("cameras[0].zones[0].polygon")]
+    assert any("vertex 1 (1.5, 0) is outside the frame" in p for p in polygon), problems
+    assert any("vertex 3 (-0.2, 1) is outside the frame" in p for p in polygon), problems
+
+
+def test_missing_sample_data_names_the_variable_that_moves_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The demo example copied elsewhere: its default sample-data folder is not there.
+    monkeypatch.delenv("LOBBYWATCH_SHARED", raising=False)
+    copy = tmp_path / "elsewhere" / "branch-demo.yaml"
+    copy.parent.mkdir()
+    copy.write_text((EXAMPLES / "branch-demo.yaml").read_text())
+    with pytest.raises(DeviceConfigError) as info:
+        load_device_config(copy)
+    (problem,) = (str(p) for p in info.value.problems)
+    assert "cameras[0].source" in problem and "vtest.avi does not exist" in problem
+    assert "LOBBYWATCH_SHARED is not set" in problem
+    # ... and setting it is the fix
+    shared = tmp_path / "data-home"
+    (shared / "data" / "video").mkdir(parents=True)
+    (shared / "data" / "video" / "vtest.avi").write_bytes(b"x")
+    monkeypatch.setenv("LOBBYWATCH_SHARED", str(shared))
+    assert load_device_config(copy).cameras[0].source == str(shared / "data/video/vtest.avi")
+
+
+def test_relative_model_path_resolves_against_the_config_folder(
+    tmp_path: Path, video: Path
+) -> None:
+    text = BASE.format(video="clip.avi") + "model:\n  path: weights/m.onnx\n"
+    (tmp_path / "weights").mkdir()
+    cfg = parse_device_config(text, base_dir=tmp_path)
+    assert cfg.model.path == tmp_path / "weights" / "m.onnx"

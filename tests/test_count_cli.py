@@ -83,6 +83,25 @@ class TestErrors:
         config.write_text("device_id: dev1\n")
         result = runner.invoke(app, ["count", "x.mp4", "-c", str(config)])
         assert isinstance(result.exception, ConfigError)
+        msg = str(result.exception)
+        assert "bad.yaml" in msg
+        assert "branch_id (line 1): required field is missing" in msg
+        assert "cameras (line 1): required field is missing" in msg
+
+    def test_config_errors_one_per_line(
+        self, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        config = tmp_path / "bad.yaml"
+        config.write_text("device_id: dev1\n")
+        with pytest.raises(SystemExit) as info:
+            main(["count", "x.mp4", "-c", str(config)])
+        assert info.value.code == 2
+        lines = capsys.readouterr().err.strip().splitlines()
+        assert len(lines) == 2, lines
+        assert lines[0].startswith("error: ") and lines[0].endswith(
+            "branch_id (line 1): required field is missing"
+        )
+        assert lines[1].endswith("cameras (line 1): required field is missing")
 
     def test_corrupt_image_source(self, tmp_path: Path) -> None:
         config = write_config(tmp_path)
@@ -112,6 +131,24 @@ def test_zones_preview_without_detector(tmp_path: Path) -> None:
     assert drawn[10, 100].sum() == 0
     assert drawn[90, 20].sum() > 0 and drawn[90, 180].sum() > 0
     assert not np.array_equal(drawn[90, 20], drawn[90, 180])  # one colour per zone
+
+
+def test_zones_preview_of_the_production_example_needs_no_camera_secrets(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("CAM_LOBBY_EAST_PASSWORD", "CAM_COUNTERS_PASSWORD", "CREDENTIALS_DIRECTORY"):
+        monkeypatch.delenv(name, raising=False)
+    example = Path(__file__).resolve().parents[1] / "firmware_config" / "examples"
+    image = tmp_path / "view.png"
+    cv2.imwrite(str(image), np.zeros((90, 160, 3), np.uint8))
+    out = tmp_path / "preview.png"
+    result = runner.invoke(
+        app,
+        ["zones", "preview", "-c", str(example / "branch-rtsp-production.yaml"), "--camera",
+         "lobby-east", "--source", str(image), "--out", str(out), "--no-detect"],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert cv2.imread(str(out)).shape == (90, 160, 3)
 
 
 @pytest.mark.model
@@ -177,3 +214,41 @@ class TestWithModel:
         assert "frame 3 of" in result.output
         assert "left: " in result.output and " detected" in result.output
         assert cv2.imread(str(out)).shape == (576, 768, 3)
+
+    def test_count_creates_output_folders_and_writes_browser_playable_webm(
+        self, tmp_path: Path, vtest_video: Path, model_path: Path
+    ) -> None:
+        config = write_config(tmp_path, model=model_path)
+        out_csv = tmp_path / "new" / "csv" / "counts.csv"
+        out_video = tmp_path / "new" / "video" / "annotated.webm"
+        result = runner.invoke(
+            app,
+            ["count", str(vtest_video), "-c", str(config), "--csv", str(out_csv),
+             "--out", str(out_video), "--fps-sample", "0", "--max-frames", "5"],
+        )  # fmt: skip
+        assert result.exit_code == 0, result.output
+        assert len(read_csv(out_csv)) == 5
+        assert out_video.read_bytes()[:4] == b"\x1a\x45\xdf\xa3"  # EBML: Matroska/WebM
+        cap = cv2.VideoCapture(str(out_video))
+        fourcc = int(cap.get(cv2.CAP_PROP_FOURCC)).to_bytes(4, "little").decode().upper()
+        frames = 0
+        while cap.read()[0]:
+            frames += 1
+        cap.release()
+        assert fourcc == "VP80" and frames == 5
+
+    def test_count_with_the_production_example_needs_no_camera_secrets(
+        self, tmp_path: Path, vtest_video: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        # Stream passwords, TLS and credential files are for the box's streams and
+        # broker; counting a local video needs none of them.
+        for name in ("CAM_LOBBY_EAST_PASSWORD", "CAM_COUNTERS_PASSWORD", "CREDENTIALS_DIRECTORY"):
+            monkeypatch.delenv(name, raising=False)
+        example = Path(__file__).resolve().parents[1] / "firmware_config" / "examples"
+        result = runner.invoke(
+            app,
+            ["count", str(vtest_video), "-c", str(example / "branch-rtsp-production.yaml"),
+             "--camera", "lobby-east", "--max-frames", "2"],
+        )  # fmt: skip
+        assert result.exit_code == 0, result.output
+        assert "2 frame(s)" in result.output and "camera lobby-east" in result.output

@@ -20,9 +20,9 @@ from test_demo_support import (
     processes_mentioning,
 )
 
+from lobbywatch.demo.broker import EmbeddedBroker, parse_address
+from lobbywatch.demo.demo import DemoOptions, run_demo
 from lobbywatch.errors import LobbywatchError
-from lobbywatch.server.broker import EmbeddedBroker, parse_address
-from lobbywatch.server.demo import DemoOptions, run_demo
 
 pytestmark = pytest.mark.slow
 
@@ -60,6 +60,7 @@ def assert_nothing_left(run: DemoRun, broker_pid: int, broker_port: int) -> None
 
 @needs_mosquitto
 def test_demo_fleet_api_metrics_and_clean_sigint(tmp_path: Path) -> None:
+    launched = time.monotonic()
     run = DemoRun(["--duration", "20", "--no-edge", "--branches", "3"], tmp_path / "wd").start()
     try:
         m = run.wait_for_line(BROKER_RE)
@@ -89,6 +90,10 @@ def test_demo_fleet_api_metrics_and_clean_sigint(tmp_path: Path) -> None:
         for b in branches:
             for z in b["zone_states"]:
                 assert (b["id"], z["zone"]) in series, f"no lobbywatch_zone_people for {z['zone']}"
+
+        # uptime is real time since start: the replayed warm-up (demo minutes) is not in it
+        health = run.get("/healthz")
+        assert 0 < health["uptime_s"] <= time.monotonic() - launched, health
 
         # the replayed warm-up shares the collector's clock: no device looked silent
         history = run.get("/api/v1/alerts/history?kind=device_offline")
@@ -135,6 +140,7 @@ def test_demo_with_real_edge_pipeline(tmp_path: Path, model_path: Path, vtest_vi
         assert branch["devices"][0]["last_message_age_s"] < 60, branch["devices"]
         waiting = next(z for z in branch["zone_states"] if z["zone"] == "W1")
         assert waiting["kind"] == "waiting" and waiting["estimate"] is not None
+        assert branch["timezone"] == "Europe/Berlin"  # as branch-demo.yaml says
         device = branch["devices"][0]
         assert device["device"] == "demo-edge-01" and device["camera_up"] is True
         assert device["model"].startswith("yolox_nano")
@@ -179,9 +185,13 @@ def test_parse_broker_address(value: str, expected: tuple[str, int]) -> None:
     assert parse_address(value) == expected
 
 
-@pytest.mark.parametrize("value", ["host:port", "host:0", ":1883"])
-def test_parse_broker_address_rejects(value: str) -> None:
-    with pytest.raises(LobbywatchError):
+@pytest.mark.parametrize(
+    ("value", "why"),
+    [("host:port", "port must be a number"), ("host:0", "expected HOST:PORT"),
+     (":1883", "expected HOST:PORT")],
+)  # fmt: skip
+def test_parse_broker_address_rejects(value: str, why: str) -> None:
+    with pytest.raises(LobbywatchError, match=f"--broker '{value}': {why}"):
         parse_address(value)
 
 

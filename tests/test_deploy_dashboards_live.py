@@ -77,17 +77,29 @@ def _get(url: str, timeout: float = 10) -> Any:
         return json.load(resp)
 
 
+#: walk-outs per branch in the fed hour, as the edge counted them (set by `stack`)
+FED_WALK_OUTS: dict[str, int] = {}
+
+
 def _feed_simulated_branches(broker: Broker) -> int:
     """Publish one simulated hour (the morning peak) of every branch.
 
     The simulator's branch-days are dated in the past; the timestamps are
     shifted so the hour ends now, as if the edge boxes had published it live.
-    Counters, sequence numbers and dwells are the simulator's own.
+    Counters, sequence numbers and dwells are the simulator's own. Customers
+    give up after 4-8 min, so the walk-out panels have something to show.
     """
-    from lobbywatch.server import simulator
+    from lobbywatch.demo import simulator
 
+    patience = simulator.PatienceSettings(share=0.8, min_s=240.0, max_s=480.0)
     scenarios = [
-        simulator.scenario("normal", int(b.removeprefix("sim-b")), seed=3, report_interval_s=5.0)
+        simulator.scenario(
+            "normal",
+            int(b.removeprefix("sim-b")),
+            seed=3,
+            report_interval_s=5.0,
+            patience=patience,
+        )
         for b in BRANCHES
     ]
     start_h, end_h = 9.5, 10.5
@@ -99,6 +111,11 @@ def _feed_simulated_branches(broker: Broker) -> int:
             break
         if hour >= start_h or msg.type == "status":
             messages.append(msg)
+    first: dict[str, int] = {}
+    for m in messages:
+        if m.type == "zone" and m.walk_outs_total is not None:
+            first.setdefault(m.branch, m.walk_outs_total)
+            FED_WALK_OUTS[m.branch] = m.walk_outs_total - first[m.branch]
     shift = time.time() - 1.0 - messages[-1].ts.timestamp()
     rebased = [m.model_copy(update={"ts": m.ts + timedelta(seconds=shift)}) for m in messages]
     return simulator.publish(rebased, host="127.0.0.1", port=broker.port, qos=1, speed=0)
@@ -296,3 +313,14 @@ def test_recorded_values_match_the_collector(stack: str) -> None:
         assert rec[0]["metric"]["region"] == BRANCHES[branch]
         # Recorded at most one evaluation (1 s) before the raw sample.
         assert float(rec[0]["value"][1]) == pytest.approx(float(raw[0]["value"][1]), abs=1.0)
+
+
+def test_walk_outs_reach_prometheus_as_counted_by_the_edge(stack: str) -> None:
+    # The collector counts increases from its first message of each zone on; the
+    # simulated edge's walk-out totals rose by FED_WALK_OUTS over the fed hour.
+    assert sum(FED_WALK_OUTS.values()) > 0
+    for branch, walk_outs in FED_WALK_OUTS.items():
+        got = _instant(stack, f'sum(lobbywatch_zone_walk_outs_total{{branch="{branch}"}})')
+        assert float(got[0]["value"][1]) == walk_outs, branch
+        ratio = _instant(stack, f'max(lobbywatch_zone_walk_out_ratio{{branch="{branch}"}})')
+        assert 0.0 <= float(ratio[0]["value"][1]) < 1.0

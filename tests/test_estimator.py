@@ -240,7 +240,7 @@ def test_seconds_to_wait_edges() -> None:
 
 
 def test_invalid_configuration() -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="counters must be >= 1 and mean_service_s > 0"):
         ZoneEstimator(RAW, counters=0, mean_service_s=60)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="unknown\n  Extra inputs are not permitted"):
         EstimatorSettings(unknown=1)  # type: ignore[call-arg]

@@ -36,8 +36,10 @@ def classifier() -> DepartureClassifier:
     return DepartureClassifier(zones(q=QUEUE_FLOWS))
 
 
-def exit_of(track: int, zone: int, ts: float, *, lost: bool = False) -> ZoneEvent:
-    return ZoneEvent("exit", track, zone, ts, 60.0, lost)
+def exit_of(
+    track: int, zone: int, ts: float, *, lost: bool = False, to_zone: int = -1
+) -> ZoneEvent:
+    return ZoneEvent("exit", track, zone, ts, 60.0, lost, to_zone)
 
 
 def step(
@@ -92,6 +94,18 @@ def test_track_lost_in_transit_or_in_the_queue_is_unseen() -> None:
     # a track deleted inside the queue: the occupancy reports a lost exit
     assert step(dc, 14.0, {}, [exit_of(8, Q, 13.5, lost=True)])[Q] == [0, 0, 2]
     assert dc.in_transit == 0
+
+
+def test_where_the_occupancy_last_saw_the_track_decides_at_once() -> None:
+    dc = classifier()
+    # reached the door and vanished out of the frame before the exit was confirmed:
+    # the occupancy reports a lost exit whose latest observation is the door
+    assert step(dc, 13.0, {}, [exit_of(4, Q, 11.0, lost=True, to_zone=D)])[Q] == [0, 1, 0]
+    # confirmed exit whose latest observation is the counter, unmatched this step
+    out = step(dc, 14.0, {}, [exit_of(5, Q, 11.0, to_zone=C)], unmatched=(5,))
+    assert out[Q] == [1, 1, 0] and dc.in_transit == 0
+    # lost inside the queue (latest observation still the queue): unseen
+    assert step(dc, 15.0, {}, [exit_of(6, Q, 14.0, lost=True, to_zone=Q)])[Q] == [1, 1, 1]
 
 
 def test_unmatched_prediction_is_not_an_observation() -> None:
@@ -237,6 +251,27 @@ def test_pipeline_counts_a_walk_out_through_the_door() -> None:
     path = [200.0] * 20 + walk(240, 900, 17) + [900.0] * 6
     last = run(path)[-1]
     assert (last.service_starts_total, last.walk_outs_total) == (0, 1)  # type: ignore[attr-defined]
+
+
+def test_pipeline_walk_out_leaving_the_frame_from_the_door() -> None:
+    # the door next to the queue: one step across the floor, a second in the door strip
+    # at the edge of the frame, then out of view, before any exit hysteresis is over
+    door_side = [
+        PIPE_ZONES[0],
+        ZoneSpec(id="door", kind="entrance", polygon=[(0.45, 0), (0.6, 0), (0.6, 1), (0.45, 1)]),
+        ZoneSpec(id="counter", kind="cash_counter", polygon=[(0.7, 0), (1, 0), (1, 1), (0.7, 1)]),
+    ]
+    pipe = CameraPipeline(door_side, PipelineSettings(confirm_hits=1, zone_entry_s=0.0))
+    path = [200.0] * 20 + walk(240, 480, 7) + [500.0, 520.0]
+    last = None
+    for k, x in enumerate(path):
+        d = Detections(np.asarray([box(x)], np.float32), np.array([0.9], np.float32))
+        last = pipe.step(d, k / 2, FRAME).zones[0]
+    for k in range(len(path), len(path) + 30):  # nobody in view for 15 s
+        empty = Detections(np.zeros((0, 4), np.float32), np.zeros(0, np.float32))
+        last = pipe.step(empty, k / 2, FRAME).zones[0]
+    assert last is not None and last.departures_total == 1
+    assert (last.walk_outs_total, last.departures_unseen_total) == (1, 0)
 
 
 def test_pipeline_too_slow_through_the_gap_is_unseen() -> None:

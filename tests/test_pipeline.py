@@ -51,7 +51,7 @@ class TestSettings:
             PipelineSettings(max_missed_s=5, stationary_max_missed_s=2)
 
     def test_unknown_knob_rejected(self) -> None:
-        with pytest.raises(ValidationError):
+        with pytest.raises(ValidationError, match="confirm_hit\n  Extra inputs are not permitted"):
             PipelineSettings(confirm_hit=3)  # type: ignore[call-arg]
 
 

@@ -103,10 +103,14 @@ def test_invalid_messages_rejected_by_model_and_schema(bad: dict[str, object]) -
 
     data = json.loads(encode_message(_zone()))
     data.update(bad)
-    with pytest.raises(ValidationError):
+    (field,) = bad
+    with pytest.raises(ValidationError, match=rf"(?m)(^|\.){field}$"):  # names the field
         parse_message(json.dumps(data).encode())
-    with pytest.raises(jsonschema.ValidationError):
+    with pytest.raises(jsonschema.ValidationError) as info:
         validator().validate(data)
+    assert field in (*info.value.absolute_path, info.value.message) or f"'{field}'" in (
+        info.value.message
+    ), info.value.message
 
 
 def test_oversized_payload_rejected() -> None:

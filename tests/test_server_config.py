@@ -16,17 +16,16 @@ REPO = Path(__file__).resolve().parents[1]
 def test_sample_config_loads_and_layers_policies() -> None:
     cfg = load_server_config(REPO / "deploy" / "server.example.yaml")
     assert [b.id for b in cfg.branches] == ["berlin-mitte", "munich-ost"]
-    from lobbywatch.server.config import alert_policy, business_hours
-
-    zone = alert_policy(cfg.alert_policy_mapping("berlin-mitte", "W1"))
-    branch = alert_policy(cfg.alert_policy_mapping("berlin-mitte", None))
-    other = alert_policy(cfg.alert_policy_mapping("munich-ost", "W1"))
+    zone = cfg.policy_for("berlin-mitte", "W1")
+    branch = cfg.policy_for("berlin-mitte", None)
+    other = cfg.policy_for("munich-ost", "W1")
     assert (zone.w1_threshold_s, branch.w1_threshold_s, other.w1_threshold_s) == (480, 600, 600)
     assert (other.renotify_s, zone.renotify_s) == (900, 1800)
     assert cfg.service_for("berlin-mitte", "VIP") == (1, 900)
     assert cfg.service_for("berlin-mitte", "W1") == (3, 240)
     assert cfg.service_for("unknown", "W1") == (2, 240.0)
-    hours = business_hours(cfg.branches[0].business_hours or {}, cfg.branches[0].timezone)
+    hours = cfg.branches[0].business_hours
+    assert hours is not None and hours.timezone == cfg.branches[0].timezone
     # Monday 2025-06-02 10:00 Berlin (08:00 UTC) open; 20:00 closed
     assert hours.is_open(1748851200.0) and not hours.is_open(1748887200.0)
 
@@ -45,6 +44,18 @@ def test_sample_config_loads_and_layers_policies() -> None:
         ({"alerts": {"w1_threshold_s": -5}}, "alerts.w1_threshold_s"),
         ({"alerts": {"no_such_knob": 1}}, "alerts.no_such_knob"),
         ({"estimator": {"rate_window_s": 0}}, "estimator.rate_window_s"),
+        (
+            {"branches": [{"id": "b1", "alerts": {"renotify_s": "often"}}]},
+            "branches[0].alerts.renotify_s",
+        ),
+        (
+            {"branches": [{"id": "b1", "alerts": {"no_such_knob": 1}}]},
+            "branches[0].alerts.no_such_knob",
+        ),
+        (
+            {"branches": [{"id": "b1", "business_hours": {"timezone": "Mars/Base"}}]},
+            "branches[0].business_hours.timezone",
+        ),
         (
             {"branches": [{"id": "b1", "zones": {"W1": {"alerts": {"warn_fraction": 2}}}}]},
             "branches[0].zones.W1.alerts.warn_fraction",
@@ -94,7 +105,9 @@ def test_mqtt_password_from_file_or_env(tmp_path: Path, monkeypatch: pytest.Monk
         cfg.mqtt.password()
 
 
-def test_cli_check_config_reports_field_and_exit_code(tmp_path: Path) -> None:
+def test_cli_check_config_reports_field_and_exit_code(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     from lobbywatch.cli import main
 
     bad = tmp_path / "s.yaml"
@@ -102,12 +115,52 @@ def test_cli_check_config_reports_field_and_exit_code(tmp_path: Path) -> None:
     with pytest.raises(SystemExit) as exc:
         main(["server", "check-config", str(bad)])
     assert exc.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"error: {bad}: ") and len(err.splitlines()) == 1, err
+    assert "http.port" in err and "65535" in err
     from lobbywatch.cli import app
 
     result = CliRunner().invoke(
         app, ["server", "check-config", str(REPO / "deploy/server.example.yaml")]
     )
     assert result.exit_code == 0 and "2 branches" in result.output
+
+
+def test_cli_check_config_names_a_nested_policy_field(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad = tmp_path / "s.yaml"
+    bad.write_text(
+        "alerts: {w1_threshold_s: 600}\n"
+        "branches:\n"
+        "  - id: b1\n"
+        "    zones: {W1: {alerts: {w1_threshold_s: -1}}}\n"
+    )
+    from lobbywatch.cli import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["server", "check-config", str(bad)])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "branches[0].zones.W1.alerts.w1_threshold_s" in err and "greater than 0" in err
+    assert "Traceback" not in err
+
+
+def test_policy_layers_override_only_what_they_set() -> None:
+    cfg = parse_server_config(
+        {
+            "alerts": {"w1_threshold_s": 500, "resolve_fraction": 0.5},
+            "branches": [
+                {"id": "b1", "alerts": {"warn_fraction": 0.6}},
+                {"id": "b2", "zones": {"W1": {"alerts": {"w1_threshold_s": 300}}}},
+            ],
+        }
+    )
+    b1 = cfg.policy_for("b1", "W1")
+    assert (b1.w1_threshold_s, b1.warn_fraction, b1.resolve_fraction) == (500, 0.6, 0.5)
+    assert cfg.policy_for("b2", "W1").w1_threshold_s == 300
+    assert cfg.policy_for("b2", "W2").w1_threshold_s == 500
+    assert cfg.policy_for("unknown", None) == cfg.alerts
 
 
 def test_relative_file_paths_resolve_against_the_config_folder(tmp_path: Path) -> None:

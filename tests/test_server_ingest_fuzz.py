@@ -127,6 +127,8 @@ def test_fuzzed_stream_never_raises_and_state_stays_consistent(
     for topic, payload in stream:
         out = ing.handle(topic, payload, NOW)
         assert out.result in RESULTS
+        # handle() turns any exception into malformed/internal: a bug would pass unnoticed
+        assert out.reason != "internal", (topic, payload)
         if out.result in ("ok", "stale"):
             # only payloads that really are valid protocol messages, on the topic the
             # protocol puts them on, get this far
@@ -137,6 +139,7 @@ def test_fuzzed_stream_never_raises_and_state_stays_consistent(
         elif out.result not in ("ok", "stale", "duplicate"):
             assert out.msg is None
     assert sum(state.results.values()) == len(stream)
+    assert not any(reason == "internal" for _, reason in state.invalid), state.invalid
     for key, node in state.nodes.items():
         assert node.status in ("online", "offline", "unknown") and key.branch == "b1"
         # a camera of an offline device is never up

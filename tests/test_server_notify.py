@@ -76,7 +76,7 @@ def test_webhook_posts_signed_json(webhook: Any, tmp_path: Path) -> None:
     with pytest.raises(SinkError, match="HTTP 500"):
         sink.send(payload())
     dead = WebhookNotifier("dead", WebhookSink(url=f"http://127.0.0.1:{free_port()}/", timeout_s=1))
-    with pytest.raises(SinkError):
+    with pytest.raises(SinkError, match=r"ConnectError: .*Connection refused"):
         dead.send(payload())
 
 
@@ -110,7 +110,7 @@ def test_smtp_sends_mail(smtp_server: tuple[int, list[Any]]) -> None:
     text = env.content.decode()
     assert "Subject: [lobbywatch] CRITICAL: W1 at b1" in text
     assert "X-Lobbywatch-Event-Id: w1_wait:b1:W1:1#0" in text
-    with pytest.raises(SinkError):
+    with pytest.raises(SinkError, match=r"ConnectionRefusedError: .*Connection refused"):
         SmtpNotifier("x", cfg.model_copy(update={"port": free_port(), "timeout_s": 1})).send(
             payload()
         )

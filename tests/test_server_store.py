@@ -144,3 +144,61 @@ def test_minute_aggregates_upsert_query_and_prune(store: Store) -> None:
     assert [r.minute for r in store.minutes("b1", since=100)] == [120, 120]
     assert store.prune_minutes(before=100) == 1
     assert len(store.minutes("b1")) == 2
+
+
+def test_minute_flows_round_trip(store: Store) -> None:
+    row = dataclasses.replace(
+        minute(180, 4), arrivals=7, service_starts=5, walk_outs=1, departures_unseen=1
+    )
+    store.write_minutes([row, minute(180, 2, zone="W2")])
+    got = {r.zone: r for r in store.minutes("b1", since=180)}
+    assert got["W1"] == row
+    # a zone whose edge does not classify departures keeps them unknown
+    assert (got["W2"].arrivals, got["W2"].walk_outs) == (None, None)
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_flows_migration_keeps_existing_minutes(
+    backend: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    from alembic import command
+    from alembic.config import Config
+    from sqlalchemy import text
+
+    from lobbywatch.server.store import MIGRATIONS
+
+    url = (
+        f"sqlite:///{tmp_path / 'old.db'}"
+        if backend == "sqlite"
+        else request.getfixturevalue("pg_url")
+    )
+    s = Store(url)
+    try:
+        cfg = Config()
+        cfg.set_main_option("script_location", str(MIGRATIONS))
+        with s.engine.begin() as conn:  # a database of the previous release
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, "0001")
+        with s.engine.begin() as conn:
+            conn.execute(
+                text(
+                    "INSERT INTO zone_minutes (branch, zone, minute, samples, queue_length_avg,"
+                    " queue_length_max, served, served_within_threshold)"
+                    " VALUES ('b1', 'W1', 60, 6, 1.5, 3, 2, 2)"
+                )
+            )
+        s.migrate()
+        (old,) = s.minutes("b1")
+        assert (old.minute, old.samples, old.served) == (60, 6, 2)
+        assert (old.arrivals, old.service_starts, old.walk_outs, old.departures_unseen) == (
+            None,
+            None,
+            None,
+            None,
+        )
+        cols = {c["name"] for c in inspect(s.engine).get_columns("zone_minutes")}
+        assert {"arrivals", "service_starts", "walk_outs", "departures_unseen"} <= cols
+        with s.engine.connect() as conn:
+            assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0002"
+    finally:
+        s.close()

@@ -11,9 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from lobbywatch.protocol import StatusMessage, ZoneMessage, parse_message, subscription
-from lobbywatch.server.estimator import EstimatorSettings, ZoneEstimator
-from lobbywatch.server.simulator import (
+from lobbywatch.demo.simulator import (
     HARD_SCENARIO_KINDS,
     BalkSettings,
     BranchScenario,
@@ -29,6 +27,8 @@ from lobbywatch.server.simulator import (
     simulate_customers,
     simulate_day,
 )
+from lobbywatch.protocol import StatusMessage, ZoneMessage, parse_message, subscription
+from lobbywatch.server.estimator import EstimatorSettings, ZoneEstimator
 
 QUIET = NoiseSettings.none()
 
@@ -438,3 +438,37 @@ def test_hard_families_are_deterministic_and_have_walk_outs() -> None:
     assert max(shares) > 0.02
     assert scenario("hard_absent", 1, seed=1000).counters == 3
     assert scenario("hard_absent", 1, seed=1000).configured_counters == 4
+
+
+def test_simulate_cli_hard_family_publishes_flows_and_writes_truth(tmp_path: Path) -> None:
+    import csv
+    import json
+
+    from typer.testing import CliRunner
+
+    from lobbywatch.cli import app
+
+    truth = tmp_path / "truth.csv"
+    result = CliRunner().invoke(
+        app, ["simulate", "--dry-run", "--scenario", "hard_absent", "--truth", str(truth)]
+    )
+    assert result.exit_code == 0, result.output
+    waiting = [
+        json.loads(line.split(" ", 1)[1])
+        for line in result.output.splitlines()
+        if "/zones/waiting " in line
+    ]
+    last = waiting[-1]
+    assert last["walk_outs_total"] > 0 and last["service_starts_total"] > 0
+    rows = list(csv.DictReader(truth.open()))
+    outcomes = Counter(r["outcome"] for r in rows)
+    assert outcomes["served"] and outcomes["walked_out"]
+    walked = [r for r in rows if r["outcome"] == "walked_out"]
+    assert all(r["counter"] == "" and r["service_start"] == "" for r in walked)
+    assert {r["class"] for r in rows} == {"ordinary"}
+    # the edge saw the visible walk-outs (10 % of them leave out of view: unseen)
+    visible = sum(float(r["wait_s"]) >= 2.0 for r in walked)
+    assert 0.7 * visible <= last["walk_outs_total"] <= visible
+    bad = CliRunner().invoke(app, ["simulate", "--dry-run", "--scenario", "hard_nope"])
+    assert bad.exit_code != 0  # the CLI's entry point turns this error into exit 2
+    assert "unknown scenario 'hard_nope'" in str(bad.exception) + bad.output

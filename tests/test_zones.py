@@ -102,14 +102,24 @@ class TestMembership:
         assert big.zone_of(np.array([[199.0, 10.0], [200.0, 10.0]])).tolist() == [0, NO_ZONE]
 
     def test_labels_are_read_only(self, two_zones: ZoneMap) -> None:
-        with pytest.raises(ValueError):
+        with pytest.raises(ValueError, match="read-only"):
             two_zones.labels[0, 0] = 5
 
 
 class TestGeometryValidation:
     def test_adjacent_and_closed_polygons_are_fine(self) -> None:
         closed = zone("c", [*rect(0.5, 0, 1, 1), (0.5, 0)])  # first vertex repeated at the end
-        validate_zone_geometry([LEFT, RIGHT, closed])
+        assert validate_zone_geometry([LEFT, RIGHT, closed]) is None
+        # the closing vertex is dropped, not counted as a repeat: the zone keeps its area
+        zm = ZoneMap.from_specs([LEFT, RIGHT, closed], 200, 100)
+        assert zm.pixels.tolist() == [50 * 100, 50 * 100, 100 * 100]
+
+    def test_every_vertex_outside_the_frame_is_named(self) -> None:
+        with pytest.raises(ValueError) as info:
+            validate_zone_geometry([zone("far", [(0, 0), (1.2, 0), (1, 1), (-0.5, 1)])])
+        msg = str(info.value)
+        assert "vertex 1 (1.2, 0) is outside" in msg
+        assert "vertex 3 (-0.5, 1) is outside" in msg
 
     def test_duplicate_ids(self) -> None:
         with pytest.raises(ValueError, match="zone id 'left' is used twice"):

@@ -947,6 +947,55 @@ def branch_detail() -> dict[str, Any]:
         12,
         8,
     )
+    b.add(
+        timeseries(
+            "Walk-outs (abandonment share)",
+            [
+                target(
+                    f"max by (zone) (lobbywatch_zone_walk_out_ratio{{{br}}})",
+                    legend="{{zone}}",
+                )
+            ],
+            unit="percentunit",
+            min_=0,
+            max_=1,
+            description="Share of the customers who left the waiting zone over the last "
+            "30 min that walked out through an exit instead of going to a counter "
+            "(walk-outs / (service starts + walk-outs)). Only zones whose edge has "
+            "service points and exits configured (flows) report it.",
+        ),
+        12,
+        8,
+    )
+    b.add(
+        timeseries(
+            "Arrivals, service starts and walk-outs (per minute)",
+            [
+                target(
+                    f"60 * sum by (zone) (rate(lobbywatch_zone_arrivals_total{{{br}}}"
+                    "[$__rate_interval]))",
+                    "A",
+                    "{{zone}} arrivals",
+                ),
+                target(
+                    f"60 * sum by (zone) (rate(lobbywatch_zone_service_starts_total{{{br}}}"
+                    "[$__rate_interval]))",
+                    "B",
+                    "{{zone}} service starts",
+                ),
+                target(
+                    f"60 * sum by (zone) (rate(lobbywatch_zone_walk_outs_total{{{br}}}"
+                    "[$__rate_interval]))",
+                    "C",
+                    "{{zone}} walk-outs",
+                ),
+            ],
+            description="Customers joining the queue, called to a counter, and giving up, "
+            "per minute, as counted by the edge.",
+        ),
+        12,
+        8,
+    )
 
     b.row("Alerts and service points")
     b.add(

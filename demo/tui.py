@@ -19,7 +19,7 @@ from rich.table import Table
 from rich.text import Text
 
 if TYPE_CHECKING:
-    from lobbywatch.server.demo import Demo
+    from lobbywatch.demo.demo import Demo
 
 #: colour a waiting zone amber from this fraction of the threshold on; a visual
 #: cue only; whether managers are warned is the alert engine's decision

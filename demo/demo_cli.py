@@ -47,7 +47,12 @@ def demo(
     A private Mosquitto, the collector on SQLite, simulated branches, one real
     edge pipeline on the sample video, a live terminal view and the lobby board.
     """
-    from lobbywatch.server.demo import DemoOptions, run_demo
+    from lobbywatch.demo.demo import DemoOptions, run_demo
+
+    if workdir is not None:
+        from lobbywatch.outputs import output_folder
+
+        output_folder(workdir, "--workdir")
 
     code = run_demo(
         DemoOptions(

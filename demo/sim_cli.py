@@ -75,7 +75,9 @@ def simulate(
         False, "--dry-run", help="print the messages as JSON lines instead of publishing"
     ),
     truth: Path | None = typer.Option(
-        None, "--truth", help="write every simulated customer's true wait to this CSV"
+        None,
+        "--truth",
+        help="write every simulated customer's true wait to this CSV (missing folders are created)",
     ),
 ) -> None:
     """Simulate bank branches and publish their zone states as edge devices would.
@@ -86,7 +88,7 @@ def simulate(
     service times, occlusion spells, phantom and lost tracks, and publish on
     change plus heartbeat.
     """
-    from lobbywatch.server import simulator
+    from lobbywatch.demo import simulator
 
     if password_file is not None:
         try:
@@ -109,7 +111,14 @@ def simulate(
     except ValueError as exc:
         raise LobbywatchError(str(exc)) from exc
     if truth is not None:
-        with truth.open("w", newline="") as f:
+        from lobbywatch.outputs import output_file, write_error
+
+        output_file(truth, "--truth")
+        try:
+            f = truth.open("w", newline="")
+        except OSError as exc:
+            raise write_error(truth, "--truth", exc) from None
+        with f:
             out = csv.writer(f)
             # columns after "counter" were added with the harder simulator (append only)
             out.writerow(

@@ -3,15 +3,15 @@
 What runs, in start order (stopped in reverse):
 
 1. an MQTT 5 broker: a private Mosquitto on a free loopback port
-   (:mod:`lobbywatch.server.broker`), unless ``--broker`` names one;
+   (:mod:`lobbywatch.demo.broker`), unless ``--broker`` names one;
 2. when the model and the sample video are present, one real edge agent
    (``lobbywatch edge run``, a subprocess) on ``vtest.avi``, looped, with the
-   zones of ``firmware_config/examples/branch-demo.yaml``;
+   zones of the packaged ``branch.yaml`` (= ``firmware_config/examples/branch-demo.yaml``);
 3. the collector, in this process, on SQLite in a temporary folder, with its
    HTTP API, ``/metrics`` and the lobby board (``/board/``) on one port;
-4. a simulated fleet: :mod:`lobbywatch.server.simulator` branch-days published
+4. a simulated fleet: :mod:`lobbywatch.demo.simulator` branch-days published
    over MQTT exactly as edge devices would;
-5. a live terminal view (:mod:`lobbywatch.server.tui`).
+5. a live terminal view (:mod:`lobbywatch.demo.tui`).
 
 One clock
 ---------
@@ -36,7 +36,6 @@ import math
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -50,6 +49,7 @@ from types import FrameType
 from typing import Any, TextIO
 
 from lobbywatch.errors import LobbywatchError
+from lobbywatch.locate import SHARED_ENV, NotLocatedError, locate
 from lobbywatch.protocol import (
     DEFAULT_ROOT,
     StatusMessage,
@@ -59,11 +59,15 @@ from lobbywatch.protocol import (
     subscription,
     topic_for,
 )
+from lobbywatch.server.http import HttpServer
 
 log = logging.getLogger(__name__)
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-EXAMPLE_EDGE_CONFIG = REPO_ROOT / "firmware_config" / "examples" / "branch-demo.yaml"
+#: the demo branch's zones (package data; the same branch as
+#: ``firmware_config/examples/branch-demo.yaml``, a test keeps them equal)
+DEMO_BRANCH = Path(__file__).resolve().parent / "branch.yaml"
+#: the sample clip below the shared data folder
+SAMPLE_VIDEO = "data/video/vtest.avi"
 #: topic root of the edge agent's raw (wall-clock) stream when it is time-lapsed
 EDGE_RAW_ROOT = "lobbywatch-edge-raw"
 #: simulated local hour that coincides with the demo's start
@@ -171,7 +175,7 @@ def report_interval(speed: float) -> float:
 
 def fleet_scenarios(branches: int, speed: float, day: int = 0, seed: int = 0) -> list[Any]:
     """The simulated branches of one branch-day (day ``day`` of the demo)."""
-    from lobbywatch.server import simulator
+    from lobbywatch.demo import simulator
 
     interval = report_interval(speed)
     return [
@@ -207,7 +211,7 @@ def fleet_messages(
     skipped) and each device's ``seq`` continues, as a real device's does.
     Returns when ``stop`` is set.
     """
-    from lobbywatch.server import simulator
+    from lobbywatch.demo import simulator
 
     shift: float | None = None
     seq_offset: dict[str, int] = {}
@@ -290,7 +294,7 @@ class Fleet:
         self.scenarios = fleet_scenarios(branches, clock.speed, 0, seed)
 
     def _run(self) -> None:
-        from lobbywatch.server import simulator
+        from lobbywatch.demo import simulator
 
         def count(msgs: Iterator[ZoneMessage | StatusMessage]) -> Iterator[Any]:
             for m in msgs:
@@ -336,17 +340,20 @@ class Fleet:
 # --------------------------------------------------------------------------- edge
 
 
-def find_video() -> Path | None:
-    """``vtest.avi`` in the shared data folder (``LOBBYWATCH_SHARED`` or ../shared)."""
-    candidates = []
-    if os.environ.get("LOBBYWATCH_SHARED"):
-        candidates.append(Path(os.environ["LOBBYWATCH_SHARED"]))
-    candidates += [REPO_ROOT.parent / "shared", Path.cwd() / "shared", Path.cwd().parent / "shared"]
-    for base in candidates:
-        path = base / "data" / "video" / "vtest.avi"
-        if path.is_file():
-            return path.resolve()
-    return None
+def find_video(explicit: Path | None = None) -> Path:
+    """The sample video: ``explicit`` (``--video``), else ``data/video/vtest.avi``
+    below ``$LOBBYWATCH_SHARED``, ``./shared`` or ``../shared``.
+
+    Raises:
+        NotLocatedError: not found (one line naming ``--video`` and the variable).
+    """
+    return locate(
+        SAMPLE_VIDEO,
+        what="the sample video",
+        explicit=explicit,
+        option="--video",
+        env_var=SHARED_ENV,
+    ).resolve()
 
 
 def find_model() -> tuple[Path | None, str]:
@@ -367,41 +374,12 @@ def edge_config(
     *,
     root: str,
     heartbeat_s: float,
-    example: Path = EXAMPLE_EDGE_CONFIG,
+    example: Path = DEMO_BRANCH,
 ) -> Path:
     """Write the demo edge device's config: the example's zones on the sample video."""
     import yaml
 
-    if example.is_file():
-        data: dict[str, Any] = yaml.safe_load(example.read_text())
-    else:  # installed without the repository's examples: the same branch, inline
-        data = {
-            "device_id": "demo-edge-01",
-            "branch_id": "demo-branch",
-            "region": "demo",
-            "timezone": "Europe/Berlin",
-            "cameras": [
-                {
-                    "id": "lobby",
-                    "zones": [
-                        {
-                            "id": "W1",
-                            "kind": "waiting",
-                            "blueprint": "W1",
-                            "wait_threshold_s": 600,
-                            "polygon": [[0.25, 0.35], [0.75, 0.35], [0.75, 1.0], [0.25, 1.0]],
-                        },
-                        {
-                            "id": "cash-1",
-                            "kind": "cash_counter",
-                            "blueprint": "F1",
-                            "polygon": [[0.0, 0.35], [0.25, 0.35], [0.25, 1.0], [0.0, 1.0]],
-                        },
-                    ],
-                }
-            ],
-            "model": {"name": "yolox_nano", "threads": 1},
-        }
+    data: dict[str, Any] = yaml.safe_load(example.read_text())
     cam = data["cameras"][0]
     cam.update(source=str(video), loop=True)
     data["cameras"] = [cam]
@@ -414,7 +392,7 @@ def edge_config(
     publish["heartbeat_s"] = heartbeat_s
     publish["message_expiry_s"] = max(int(publish.get("message_expiry_s", 300)), 300)
     data["publish"] = publish
-    from lobbywatch.server.broker import free_port
+    from lobbywatch.demo.broker import free_port
 
     data["metrics"] = {"enabled": True, "bind": "127.0.0.1", "port": free_port()}
     data["buffer"] = {"path": str(workdir / "edge-outbox.sqlite"), "max_messages": 100_000}
@@ -436,11 +414,12 @@ class EdgeProcess:
     branch: str
     device: str
     metrics_url: str
+    timezone: str = "UTC"
     process: subprocess.Popen[bytes] | None = None
     _log: Any = None
 
     def start(self) -> None:
-        from lobbywatch.server.broker import die_with_parent
+        from lobbywatch.demo.broker import die_with_parent
 
         self._log = self.log_path.open("ab")
         self.process = subprocess.Popen(
@@ -548,50 +527,6 @@ class EdgeRelay:
 # --------------------------------------------------------------------------- http
 
 
-class HttpServer:
-    """The collector's FastAPI app plus the lobby board, served by uvicorn on a thread."""
-
-    def __init__(self, app: Any, host: str, port: int) -> None:
-        import uvicorn
-
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            self.sock.bind((host, port))
-        except OSError as exc:
-            self.sock.close()
-            raise LobbywatchError(
-                f"cannot serve HTTP on {host}:{port}: {exc.strerror or exc} "
-                "(choose another with --http-port, 0 = any free port)"
-            ) from None
-        self.host = host
-        self.port = int(self.sock.getsockname()[1])
-        config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off")
-        self.server = uvicorn.Server(config)
-        self._thread = threading.Thread(
-            target=self.server.run, kwargs={"sockets": [self.sock]}, name="demo-http", daemon=True
-        )
-
-    def start(self, timeout: float = 10.0) -> None:
-        self._thread.start()
-        deadline = time.monotonic() + timeout
-        while not self.server.started and time.monotonic() < deadline:
-            time.sleep(0.02)
-        if not self.server.started:
-            raise LobbywatchError("the HTTP server did not start")
-
-    def stop(self, timeout: float = 10.0) -> None:
-        self.server.should_exit = True
-        if self._thread.is_alive():
-            self._thread.join(timeout)
-        self.sock.close()
-
-    @property
-    def base_url(self) -> str:
-        host = "127.0.0.1" if self.host in ("0.0.0.0", "") else self.host
-        return f"http://{host}:{self.port}"
-
-
 # --------------------------------------------------------------------------- demo
 
 
@@ -651,7 +586,7 @@ class Demo:
 
     # ------------------------------------------------------------- parts
     def _start_broker(self) -> tuple[str, int]:
-        from lobbywatch.server.broker import EmbeddedBroker, parse_address, port_open
+        from lobbywatch.demo.broker import EmbeddedBroker, parse_address, port_open
 
         if self.opts.broker:
             host, port = parse_address(self.opts.broker)
@@ -674,17 +609,15 @@ class Demo:
         if not self.opts.edge:
             self.notes.append("edge pipeline: off (--no-edge)")
             return
-        video = self.opts.video or find_video()
         model, why = find_model()
         missing = []
         if model is None:
             missing.append(f"the YOLOX-Nano model ({why.strip().rstrip('.')}; run `make model`)")
-        if video is None or not video.is_file():
-            where = self.opts.video or (REPO_ROOT.parent / "shared/data/video/vtest.avi")
-            missing.append(
-                f"the sample video {where} (put vtest.avi there, set LOBBYWATCH_SHARED "
-                "to the folder holding data/video/vtest.avi, or pass --video)"
-            )
+        video: Path | None = None
+        try:
+            video = find_video(self.opts.video)
+        except NotLocatedError as exc:
+            missing.append(str(exc))
         if missing:
             self.notes.append("edge pipeline: SKIPPED, missing " + " and ".join(missing))
             return
@@ -713,6 +646,7 @@ class Demo:
             cfg.branch_id,
             cfg.device_id,
             f"http://{cfg.metrics.bind}:{cfg.metrics.port}/metrics",
+            timezone=cfg.timezone or "UTC",
         )
         how = (
             f"time-lapsed x{self.opts.speed:g} by a relay onto the demo clock"
@@ -753,7 +687,15 @@ class Demo:
             for i, sc in enumerate(fleet_scenarios(self.opts.branches, self.opts.speed))
         ]
         if self.edge is not None:
-            branches.append({"id": self.edge.branch, "region": "demo", "counters": 2})
+            # the edge branch keeps the time zone its config gives (branch-demo.yaml)
+            branches.append(
+                {
+                    "id": self.edge.branch,
+                    "region": "demo",
+                    "counters": 2,
+                    "timezone": self.edge.timezone,
+                }
+            )
         data: dict[str, Any] = {
             "mqtt": {"host": host, "port": port, "client_id": "lobbywatch-demo-collector"},
             "database": {"url": f"sqlite:///{self.workdir / 'collector.db'}"},
@@ -777,7 +719,13 @@ class Demo:
         self.collector.start()
         self._cleanups.append(self.collector.stop)
         app = create_app(self.collector)
-        self.http = HttpServer(app, self.opts.http_host, self.opts.http_port)
+        self.http = HttpServer(
+            app,
+            self.opts.http_host,
+            self.opts.http_port,
+            hint="choose another with --http-port, 0 = any free port",
+            name="demo-http",
+        )
         self.http.start()
         self._cleanups.append(self.http.stop)
 
@@ -875,7 +823,7 @@ class Demo:
         c.go_live()
 
     def _show(self) -> None:
-        from lobbywatch.server.tui import LiveView
+        from lobbywatch.demo.tui import LiveView
 
         deadline = time.monotonic() + self.opts.duration if self.opts.duration is not None else None
         view = LiveView(self, file=self.out)

@@ -1,0 +1,1 @@
+"""Demo tooling beside the collector: demo, simulator, private broker, terminal view."""
