@@ -110,6 +110,11 @@
       if (downDevices.has(z.device)) {
         alertCell.append(" ", el("span", { class: "down" }, "device down"));
       }
+      if (est && est.stale) {
+        // the numbers are the last ones the source sent: say so, next to them
+        alertCell.append(" ", el("span", { class: "down stale", title: est.stale_reason || "" },
+          "stale data"));
+      }
       body.append(el("tr", { "data-zone": z.zone, "data-kind": z.kind },
         el("th", { scope: "row", headers: "branch-" + b.id }, z.zone),
         el("td", {}, z.kind.replace(/_/g, " ")),
