@@ -68,7 +68,6 @@ from zoneinfo import ZoneInfo
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from lobbywatch.edge.state import ZoneKind
 from lobbywatch.protocol import (
     DEFAULT_ROOT,
     MAX_COMPLETED_DWELLS,
@@ -77,6 +76,7 @@ from lobbywatch.protocol import (
     encode_message,
     topic_for,
 )
+from lobbywatch.zone_state import ZoneKind
 
 
 class Peak(BaseModel):

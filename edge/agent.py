@@ -42,6 +42,7 @@ from lobbywatch.edge.config import CameraConfig, DeviceConfig
 from lobbywatch.edge.metrics import DROP_BUFFER_FULL, EdgeMetrics
 from lobbywatch.edge.publisher import MqttPublisher, Will
 from lobbywatch.edge.state import ZoneState
+from lobbywatch.edge.zones import ZoneSpec
 from lobbywatch.protocol import (
     MAX_COMPLETED_DWELLS,
     CameraHealth,
@@ -52,6 +53,7 @@ from lobbywatch.protocol import (
     status_topic,
     zone_topic,
 )
+from lobbywatch.zone_state import ZONE_DURATION_FIELDS, ZONE_STATE_FIELDS
 
 log = logging.getLogger(__name__)
 
@@ -457,21 +459,11 @@ class EdgeAgent:
         topic = zone_topic(self.config.mqtt.root, self.config.branch_id, zt.camera, zt.zone)
 
         def build(seq: int) -> Draft:
-            msg = ZoneMessage(
+            msg = zone_message(
+                state,
                 **self._base(seq),
-                ts=datetime.fromtimestamp(state.ts, UTC),
                 camera=zt.camera,
-                zone=zt.zone,
-                kind=state.kind,
-                blueprint=state.blueprint,
-                people=state.people,
-                raw_count=state.raw_count,
-                dwell_p50_s=_round(state.dwell_p50_s),
-                dwell_p90_s=_round(state.dwell_p90_s),
-                dwell_max_s=_round(state.dwell_max_s),
-                arrivals_total=state.arrivals_total,
-                departures_total=state.departures_total,
-                completed_dwells_s=[round(d, 3) for d in dwells],
+                completed_dwells_s=dwells,
                 wait_threshold_s=zt.wait_threshold_s,
                 service_starts_total=state.service_starts_total,
                 walk_outs_total=state.walk_outs_total,
@@ -575,25 +567,77 @@ class EdgeAgent:
         if rt is None or rt.worker is None or rt.worker.debug_frame is None:
             return None
         frame, result = rt.worker.debug_frame
-        image = frame.image.copy()
-        h, w = image.shape[:2]
-        people = {z.zone: z.people for z in getattr(result, "zones", ())}
-        for spec in rt.cfg.zones:
-            pts = np.array([[x * w, y * h] for x, y in spec.polygon], np.int32)
-            cv2.polylines(image, [pts], True, (0, 200, 255), 2)
-            label = f"{spec.id}: {people.get(spec.id, 0)}"
-            cv2.putText(image, label, tuple(int(v) for v in pts[0]), 0, 0.6, (0, 200, 255), 2)
-        detections = getattr(result, "detections", None)
-        boxes = getattr(detections, "xyxy", None)
-        if boxes is not None:
-            for x1, y1, x2, y2 in np.asarray(boxes).astype(int):
-                cv2.rectangle(image, (x1, y1), (x2, y2), (0, 255, 0), 2)
+        image = annotate_debug_frame(frame.image, rt.cfg.zones, result)
         ok, jpeg = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 80])
         return jpeg.tobytes() if ok else None
 
 
+def annotate_debug_frame(
+    image: npt.NDArray[np.uint8], zones: Sequence[ZoneSpec], result: FrameResultLike
+) -> npt.NDArray[np.uint8]:
+    """A copy of one processed BGR frame ``(H, W, 3)`` uint8 drawn by ``annotate.Annotator``.
+
+    A real pipeline step (``pipeline.FrameResult``) gets zones, counts, tracks and
+    detection boxes, as ``lobbywatch count --out`` draws them; any other result (a
+    stand-in pipeline) only its zones and counts. Raises ``ConfigError`` if the zones
+    do not fit the frame.
+    """
+    from lobbywatch.edge.annotate import Annotator
+    from lobbywatch.edge.pipeline import FrameResult
+    from lobbywatch.edge.zones import ZoneMap  # rasterised per snapshot: debug view only
+
+    h, w = image.shape[:2]
+    annotator = Annotator(ZoneMap.from_specs(zones, w, h))
+    if isinstance(result, FrameResult):
+        return annotator.draw_detections(annotator.draw_result(image, result), result.detections)
+    return annotator.draw_zones(image.copy(), tuple(result.zones))
+
+
 def _round(value: float | None) -> float | None:
     return None if value is None else round(value, 3)
+
+
+def zone_message(
+    state: ZoneState,
+    *,
+    device: str,
+    branch: str,
+    seq: int,
+    camera: str,
+    completed_dwells_s: Sequence[float],
+    wait_threshold_s: float | None,
+    service_starts_total: int | None = None,
+    walk_outs_total: int | None = None,
+    departures_unseen_total: int | None = None,
+) -> ZoneMessage:
+    """The MQTT payload of one zone's state: the one edge -> protocol conversion.
+
+    Copies every field named in ``zone_state.ZONE_STATE_FIELDS`` from ``state``;
+    durations (seconds) are rounded to milliseconds, the capture time ``state.ts``
+    (epoch seconds) becomes a UTC datetime. ``completed_dwells_s`` are the dwells
+    drained from the zone since its previous message (at most
+    ``MAX_COMPLETED_DWELLS``); ``wait_threshold_s`` comes from the device config; the
+    departures by destination (optional protocol fields) from the zone's flows.
+    Raises pydantic ``ValidationError`` for values the protocol forbids (negative counts).
+    """
+    values: dict[str, Any] = {}
+    for name in ZONE_STATE_FIELDS:
+        value = getattr(state, name)
+        values[name] = _round(value) if name in ZONE_DURATION_FIELDS else value
+    return ZoneMessage(
+        device=device,
+        branch=branch,
+        seq=seq,
+        ts=datetime.fromtimestamp(state.ts, UTC),
+        camera=camera,
+        zone=state.zone,
+        completed_dwells_s=[round(d, 3) for d in completed_dwells_s],
+        wait_threshold_s=wait_threshold_s,
+        service_starts_total=service_starts_total,
+        walk_outs_total=walk_outs_total,
+        departures_unseen_total=departures_unseen_total,
+        **values,
+    )
 
 
 def _model_name(config: DeviceConfig) -> str:

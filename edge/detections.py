@@ -52,3 +52,25 @@ class Detections:
         return np.stack(
             ((self.xyxy[:, 0] + self.xyxy[:, 2]) * 0.5, self.xyxy[:, 3]), axis=1
         ).astype(np.float32, copy=False)
+
+
+def iou_matrix(a: npt.ArrayLike, b: npt.ArrayLike) -> npt.NDArray[np.float64]:
+    """Pairwise IoU of two box sets ``x1, y1, x2, y2`` (pixels, continuous convention).
+
+    The one IoU of the edge: the detector's evaluation, its tests and the tracker's
+    association all use it. Returns a float64 ``(len(a), len(b))`` matrix; boxes with
+    no area (and pairs with an empty union) give 0.
+
+    Example:
+        >>> iou_matrix([[0, 0, 2, 2]], [[1, 0, 3, 2], [5, 5, 6, 6]]).round(3).tolist()
+        [[0.333, 0.0]]
+    """
+    a = np.asarray(a, dtype=np.float64).reshape(-1, 4)
+    b = np.asarray(b, dtype=np.float64).reshape(-1, 4)
+    tl = np.maximum(a[:, None, :2], b[None, :, :2])
+    br = np.minimum(a[:, None, 2:], b[None, :, 2:])
+    inter = np.clip(br - tl, 0.0, None).prod(axis=2)
+    area_a = np.clip(a[:, 2:] - a[:, :2], 0.0, None).prod(axis=1)
+    area_b = np.clip(b[:, 2:] - b[:, :2], 0.0, None).prod(axis=1)
+    union = area_a[:, None] + area_b[None, :] - inter
+    return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)

@@ -344,13 +344,6 @@ def intersection(a: FloatArray, b: FloatArray) -> FloatArray:
     return wh[..., 0] * wh[..., 1]
 
 
-def iou_matrix(a: FloatArray, b: FloatArray) -> FloatArray:
-    """``(len(a), len(b))`` IoU of boxes ``x1, y1, x2, y2`` (continuous pixel convention)."""
-    inter = intersection(a, b)
-    union = box_area(a)[:, None] + box_area(b)[None, :] - inter
-    return np.where(union > 0, inter / np.maximum(union, 1e-9), 0.0).astype(np.float32)
-
-
 def nms(xyxy: FloatArray, scores: FloatArray, iou_threshold: float) -> IntArray:
     """Exact greedy NMS: keep a box unless a kept higher-scoring box overlaps it by IoU.
 

@@ -36,8 +36,8 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
-from lobbywatch.edge.detections import Detections, FloatArray
-from lobbywatch.edge.detector import Detector, DetectorSettings, iou_matrix
+from lobbywatch.edge.detections import Detections, FloatArray, iou_matrix
+from lobbywatch.edge.detector import Detector, DetectorSettings
 from lobbywatch.errors import SourceError
 
 DEFAULT_FPS = 2.0  # the edge box's detection rate per camera

@@ -3,37 +3,20 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import StrEnum
 
+from lobbywatch.zone_state import ZoneKind
 
-class ZoneKind(StrEnum):
-    """What a zone is for, in the branch's service blueprint."""
-
-    WAITING = "waiting"
-    CASH_COUNTER = "cash_counter"
-    NON_CASH_COUNTER = "non_cash_counter"
-    WEALTH_DESK = "wealth_desk"
-    SELF_SERVICE = "self_service"
-    CONSULTATION = "consultation"
-    ENTRANCE = "entrance"
-
-    @property
-    def is_service_point(self) -> bool:
-        """A place where staff serve customers (its occupancy says a counter is open)."""
-        return self in {
-            ZoneKind.CASH_COUNTER,
-            ZoneKind.NON_CASH_COUNTER,
-            ZoneKind.WEALTH_DESK,
-            ZoneKind.CONSULTATION,
-        }
+__all__ = ["ZoneKind", "ZoneState"]
 
 
 @dataclass(frozen=True, slots=True)
 class ZoneState:
     """The queue state of one zone at one pipeline step.
 
-    Field set is stable and documented in ``docs/protocol.md``; the MQTT payload
-    carries exactly these fields.
+    Field set is stable and documented in ``docs/protocol.md``. The per-zone values
+    named in ``lobbywatch.zone_state.ZONE_STATE_FIELDS`` are copied by name into the
+    MQTT payload (``edge.agent.zone_message``), the collector's record
+    (``server.ingest.zone_record``) and the API (``server.api.zone_out``).
 
     Attributes:
         zone: zone id from the device config.

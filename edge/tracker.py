@@ -57,7 +57,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from lobbywatch.edge.detections import Detections
+from lobbywatch.edge.detections import Detections, iou_matrix
 
 __all__ = [
     "TrackedObjects",
@@ -65,7 +65,6 @@ __all__ = [
     "TrackerSettings",
     "buffered",
     "greedy_match",
-    "iou_matrix",
 ]
 
 FloatArray = npt.NDArray[np.float64]
@@ -236,24 +235,6 @@ class TrackedObjects:
         return np.stack(
             ((self.xyxy[:, 0] + self.xyxy[:, 2]) * 0.5, self.xyxy[:, 3]), axis=1
         ).astype(np.float32, copy=False)
-
-
-def iou_matrix(a: npt.ArrayLike, b: npt.ArrayLike) -> FloatArray:
-    """Pairwise IoU of two box sets, ``(len(a), len(b))``; empty boxes give 0.
-
-    Example:
-        >>> iou_matrix([[0, 0, 2, 2]], [[1, 0, 3, 2], [5, 5, 6, 6]]).round(3).tolist()
-        [[0.333, 0.0]]
-    """
-    a = np.asarray(a, dtype=np.float64).reshape(-1, 4)
-    b = np.asarray(b, dtype=np.float64).reshape(-1, 4)
-    tl = np.maximum(a[:, None, :2], b[None, :, :2])
-    br = np.minimum(a[:, None, 2:], b[None, :, 2:])
-    inter = np.clip(br - tl, 0.0, None).prod(axis=2)
-    area_a = np.clip(a[:, 2:] - a[:, :2], 0.0, None).prod(axis=1)
-    area_b = np.clip(b[:, 2:] - b[:, :2], 0.0, None).prod(axis=1)
-    union = area_a[:, None] + area_b[None, :] - inter
-    return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
 
 
 def buffered(xyxy: npt.ArrayLike, scale: float) -> FloatArray:

@@ -24,9 +24,9 @@ import numpy.typing as npt
 from pydantic import BaseModel, ConfigDict, Field
 
 from lobbywatch.edge.flows import ZoneFlows
-from lobbywatch.edge.state import ZoneKind
 from lobbywatch.errors import ConfigError
 from lobbywatch.protocol import ID_PATTERN
+from lobbywatch.zone_state import ZoneKind
 
 __all__ = [
     "GEOMETRY_CHECK_RESOLUTION",

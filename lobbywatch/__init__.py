@@ -5,6 +5,7 @@ Subpackages:
     lobbywatch.server  the central collector (folder ``server/``)
     lobbywatch.models  model catalogue and weight resolution (folder ``models/``)
     lobbywatch.protocol  the MQTT contract shared by both sides
+    lobbywatch.zone_state  the zone vocabulary of that contract (ZoneKind, field set)
 """
 
 from importlib.metadata import PackageNotFoundError, version

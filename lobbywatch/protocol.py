@@ -40,7 +40,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, NonNegativeInt
 
-from lobbywatch.edge.state import ZoneKind
+from lobbywatch.zone_state import ZoneKind
 
 PROTOCOL_VERSION: Literal[1] = 1
 DEFAULT_ROOT = "lobbywatch"

@@ -726,9 +726,6 @@ class AlertEngine:
             rule = self._rules.setdefault((alert.kind, alert.branch, alert.subject), _RuleState())
             rule.alert = alert
 
-    def open_alerts(self) -> list[Alert]:
-        return self.snapshot()
-
     # --- mechanics ----------------------------------------------------------
 
     def _step(

@@ -13,12 +13,12 @@ from fastapi import FastAPI, HTTPException, Query, Response
 from pydantic import BaseModel, Field
 
 from lobbywatch import __version__
-from lobbywatch.edge.state import ZoneKind
 from lobbywatch.server.alert_records import alert_view, row_view
 from lobbywatch.server.alerts import Alert
 from lobbywatch.server.notify import iso
 from lobbywatch.server.state import DeviceRecord, ZoneRecord
 from lobbywatch.server.store import AlertRow, MinuteRow
+from lobbywatch.zone_state import ZONE_STATE_FIELDS, ZoneKind
 
 if TYPE_CHECKING:
     from lobbywatch.server.collector import Collector
@@ -207,22 +207,15 @@ def zone_out(z: ZoneRecord) -> ZoneOut:
             ),
             projection_step_s=_f(getattr(e, "projection_step_s", None)),
         )
+    # the one collector -> API conversion: the shared zone fields by name
     return ZoneOut(
         zone=z.zone,
         camera=z.camera,
-        kind=str(z.kind),
-        blueprint=z.blueprint,
         device=z.device,
-        people=z.people,
-        raw_count=z.raw_count,
-        dwell_p50_s=z.dwell_p50_s,
-        dwell_p90_s=z.dwell_p90_s,
-        dwell_max_s=z.dwell_max_s,
-        arrivals_total=z.arrivals_total,
-        departures_total=z.departures_total,
         observed_at=iso(z.ts),
         wait_threshold_s=z.threshold_s,
         estimate=est,
+        **{name: getattr(z, name) for name in ZONE_STATE_FIELDS},
     )
 
 

@@ -32,7 +32,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from lobbywatch.edge.state import ZoneKind
 from lobbywatch.errors import ConfigError
 from lobbywatch.protocol import StatusMessage
 from lobbywatch.server.alert_records import (
@@ -46,11 +45,14 @@ from lobbywatch.server.arrivals import ArrivalHistory
 from lobbywatch.server.config import ServerConfig
 from lobbywatch.server.flows import FlowDelta
 from lobbywatch.server.http import HttpServer
-from lobbywatch.server.ingest import Ingestor, MessageQueue, MqttIngest
+from lobbywatch.server.ingest import Ingestor
 from lobbywatch.server.metrics import LatencyHistogram, StateCollector, make_registry
 from lobbywatch.server.notify import Dispatcher, build_sinks
+from lobbywatch.server.retention import RetentionSchedule
 from lobbywatch.server.state import BranchRecord, CollectorState, DeviceKey, NodeKey, ZoneKey
 from lobbywatch.server.store import EventRecord, MinuteRow, Store
+from lobbywatch.server.transport import MessageQueue, MqttIngest
+from lobbywatch.zone_state import ZoneKind
 
 log = logging.getLogger(__name__)
 
@@ -251,6 +253,7 @@ class Collector:
         )
         self.registry = make_registry(self.metrics)
         self.aggregator = MinuteAggregator()
+        self.retention = RetentionSchedule(cfg.database.retention_days)
         self.mqtt = (
             MqttIngest(cfg.mqtt, self.queue, [b.id for b in cfg.branches], clock=clock)
             if with_mqtt
@@ -630,7 +633,8 @@ class Collector:
         return list(self.engine.evaluate(key.branch, key.zone, est, now))
 
     def tick(self, now: float) -> None:
-        """Once a second: timeouts, renotify/escalate, sweeps, minute roll-over."""
+        """Once a second: timeouts, renotify/escalate, sweeps, minute roll-over, and once a
+        day the prune of minute aggregates older than ``database.retention_days``."""
         self._last_tick = now
         events: list[AlertEvent] = []
         with self.state.lock:
@@ -651,6 +655,9 @@ class Collector:
             rows = self.aggregator.roll(now)
         if rows:
             self._writer.submit(self._write_minutes, rows)
+        cutoff = self.retention.due(now)
+        if cutoff is not None:
+            self._writer.submit(self._prune_minutes, cutoff)
         if events:
             self._handle_events(events, now)
 
@@ -663,6 +670,19 @@ class Collector:
             # a zone not watched in that minute has no data, not zero arrivals
             if rt.history is not None and rt.estimator.updated_recently(minute_start):
                 rt.history.add(minute_start, seen - mark)
+
+    def wait_for_store_writes(self) -> None:
+        """Block until every minute write and prune submitted so far is done."""
+        self._writer.submit(lambda: None).result()
+
+    def _prune_minutes(self, before: float) -> None:
+        try:
+            n = self.store.prune_minutes(before)
+        except Exception:
+            log.exception("pruning minute aggregates older than retention_days failed")
+            return
+        if n:
+            log.info("pruned %d minute aggregates older than retention_days", n)
 
     def _write_minutes(self, rows: list[MinuteRow]) -> None:
         try:

@@ -18,7 +18,9 @@ zone defaults to the branch's), both validated with the rest of the file.
 
 from __future__ import annotations
 
+import logging
 import os
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal, Optional
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -40,6 +42,8 @@ from lobbywatch.errors import ConfigError
 from lobbywatch.protocol import DEFAULT_ROOT, ID_PATTERN
 from lobbywatch.server.alerts import AlertPolicy, BusinessHours
 from lobbywatch.server.estimator import EstimatorSettings
+
+_log = logging.getLogger(__name__)
 
 
 class _Strict(BaseModel):
@@ -151,14 +155,40 @@ class IngestSettings(_Strict):
         1024, description="per-device window of recent sequence numbers kept for de-duplication"
     )
     max_clock_skew_s: PositiveFloat = Field(
-        300.0, description="message timestamps further in the future than this are clamped"
+        300.0,
+        description="messages stamped further in the future than this are rejected "
+        "(counted malformed/future_timestamp), not clamped",
     )
     unknown_branches: Literal["accept", "reject"] = Field(
         "accept", description="messages for branches not in this config"
     )
-    max_zones: PositiveInt = Field(
-        100_000, description="hard cap on tracked zones/devices (bounds memory and labels)"
+    max_zones_and_devices: PositiveInt = Field(
+        100_000,
+        description="hard cap applied separately to tracked zones, cameras and edge devices "
+        "(bounds memory and metric labels); messages beyond it are rejected/limit",
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _renamed_max_zones(cls, data: Any) -> Any:
+        # ``max_zones`` was the name until the cap was documented as covering devices too;
+        # old configs keep working with a warning naming the new key.
+        if isinstance(data, dict) and "max_zones" in data:
+            if "max_zones_and_devices" in data:
+                raise ValueError(
+                    "max_zones is the old name of max_zones_and_devices: give only one"
+                )
+            data = dict(data)
+            data["max_zones_and_devices"] = data.pop("max_zones")
+            warnings.warn(
+                "ingest.max_zones is deprecated: rename it to ingest.max_zones_and_devices",
+                DeprecationWarning,
+                stacklevel=2,
+            )
+            _log.warning(
+                "ingest.max_zones is deprecated: rename it to ingest.max_zones_and_devices"
+            )
+        return data
 
 
 class DatabaseSettings(_Strict):
@@ -166,7 +196,11 @@ class DatabaseSettings(_Strict):
         "sqlite:///lobbywatch-server.db",
         description="SQLAlchemy URL: sqlite:///path.db or postgresql+psycopg://user@host/db",
     )
-    retention_days: PositiveInt = Field(400, description="minute aggregates kept this long")
+    retention_days: PositiveInt = Field(
+        400,
+        description="minute aggregates older than this many days are deleted once a day "
+        "(alert history is kept)",
+    )
 
     @field_validator("url")
     @classmethod

@@ -59,8 +59,8 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
-from lobbywatch.edge.state import ZoneKind
 from lobbywatch.server.state import RESULTS, CollectorState
+from lobbywatch.zone_state import ZoneKind
 
 ALERT_LEVEL = {"warning": 1, "critical": 2}
 ZONE_ALERT_KINDS = ("w1_wait", "service_stalled")

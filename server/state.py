@@ -11,8 +11,8 @@ import threading
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from lobbywatch.edge.state import ZoneKind
 from lobbywatch.server.flows import FlowCounts
+from lobbywatch.zone_state import ZoneKind
 
 if TYPE_CHECKING:  # the engine's value type only; state holds no engine
     from lobbywatch.server.alerts import Alert
@@ -40,7 +40,7 @@ REASONS = (
     "oversized",
     "wrong_version",
     "unknown_branch",
-    "limit",  # max_zones cap on zones/devices
+    "limit",  # ingest.max_zones_and_devices cap on zones/cameras/devices
 )
 
 

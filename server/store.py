@@ -466,6 +466,8 @@ class Store:
         return [MinuteRow(**r._mapping) for r in rows]
 
     def prune_minutes(self, before: float) -> int:
+        """Delete minute aggregates whose minute starts before ``before`` (epoch seconds);
+        returns how many rows went. Called daily by the collector (``server/retention.py``)."""
         from sqlalchemy import delete
 
         with self.engine.begin() as conn:

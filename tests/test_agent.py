@@ -318,7 +318,8 @@ def test_metrics_and_debug_view_endpoints(tmp_path: Path, mosquitto) -> None:
 def test_zone_message_carries_pipeline_state(tmp_path: Path) -> None:
     """Message building alone: a ZoneState becomes a schema-valid ZoneMessage."""
     from lobbywatch.edge.agent import ZoneTrack
-    from lobbywatch.edge.state import ZoneKind, ZoneState
+    from lobbywatch.edge.state import ZoneState
+    from lobbywatch.zone_state import ZoneKind
 
     video = write_video(tmp_path / "v.avi")
     cfg = device_config(video=video, port=free_port(), tmp=tmp_path)

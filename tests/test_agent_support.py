@@ -24,8 +24,9 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from lobbywatch.edge.config import CameraConfig, DeviceConfig
-from lobbywatch.edge.state import ZoneKind, ZoneState
+from lobbywatch.edge.state import ZoneState
 from lobbywatch.protocol import json_schema
+from lobbywatch.zone_state import ZoneKind
 
 SCHEMA = json_schema()
 

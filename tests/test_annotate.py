@@ -10,9 +10,10 @@ from lobbywatch.cli import app
 from lobbywatch.edge.annotate import LEGEND, Annotator
 from lobbywatch.edge.detections import Detections
 from lobbywatch.edge.pipeline import FrameResult
-from lobbywatch.edge.state import ZoneKind, ZoneState
+from lobbywatch.edge.state import ZoneState
 from lobbywatch.edge.tracker import TrackedObjects
 from lobbywatch.edge.zones import ZoneMap, ZoneSpec
+from lobbywatch.zone_state import ZoneKind
 
 W, H = 240, 160
 

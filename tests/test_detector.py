@@ -8,12 +8,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from lobbywatch.edge.detections import iou_matrix
 from lobbywatch.edge.detector import (
     Detector,
     DetectorSettings,
     decode_person,
     fit_input_shape,
-    iou_matrix,
     letterbox_ratio,
     make_grids,
     make_session,

@@ -6,7 +6,6 @@ from datetime import UTC, datetime
 
 import pytest
 
-from lobbywatch.edge.state import ZoneKind
 from lobbywatch.protocol import ZoneMessage
 from lobbywatch.server.estimator import (
     EstimatorSettings,
@@ -14,6 +13,7 @@ from lobbywatch.server.estimator import (
     ZoneEstimator,
     wait_for_queue,
 )
+from lobbywatch.zone_state import ZoneKind
 
 T0 = 1_750_000_000.0
 

@@ -10,9 +10,9 @@ from pydantic import ValidationError
 
 from lobbywatch.edge.detections import Detections
 from lobbywatch.edge.pipeline import CameraPipeline, FrameResult, PipelineSettings
-from lobbywatch.edge.state import ZoneKind
 from lobbywatch.edge.zones import ZoneSpec
 from lobbywatch.errors import ConfigError
+from lobbywatch.zone_state import ZoneKind
 
 FRAME = (1000, 500)  # width, height
 QUEUE = ZoneSpec(

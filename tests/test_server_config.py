@@ -182,3 +182,22 @@ def test_relative_file_paths_resolve_against_the_config_folder(tmp_path: Path) -
     assert cfg.mqtt.tls.cert_file == Path("/abs/client.pem")  # absolute stays as written
     assert cfg.mqtt.tls.key_file == conf_dir / "certs/c.key"
     assert cfg.notify.sinks["ops"].secret_file == conf_dir / "hook.secret"  # type: ignore[union-attr]
+
+
+def test_old_max_zones_name_still_read_with_a_deprecation_message(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with pytest.warns(DeprecationWarning, match="rename it to ingest.max_zones_and_devices"):
+        cfg = parse_server_config({"ingest": {"max_zones": 7}})
+    assert cfg.ingest.max_zones_and_devices == 7
+    assert "ingest.max_zones is deprecated" in caplog.text
+    with pytest.raises(ConfigError, match="old name of max_zones_and_devices"):
+        parse_server_config({"ingest": {"max_zones": 7, "max_zones_and_devices": 8}})
+
+
+def test_max_clock_skew_description_says_reject() -> None:
+    from lobbywatch.server.config import IngestSettings
+
+    text = IngestSettings.model_fields["max_clock_skew_s"].description or ""
+    assert "rejected" in text
+    assert "not clamped" in text

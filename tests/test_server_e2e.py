@@ -27,11 +27,11 @@ from test_server_support import (  # noqa: F401 - fixtures
     zone_msg,
 )
 
-from lobbywatch.edge.state import ZoneKind
 from lobbywatch.protocol import MAX_PAYLOAD_BYTES
 from lobbywatch.server.collector import Collector
 from lobbywatch.server.config import parse_server_config
 from lobbywatch.server.notify import SIGNATURE_HEADER, verify
+from lobbywatch.zone_state import ZoneKind
 
 pytestmark = pytest.mark.slow
 

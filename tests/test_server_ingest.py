@@ -7,18 +7,13 @@ import json
 import pytest
 from test_server_support import device_status_msg, raw, status_msg, zone_msg
 
-from lobbywatch.edge.state import ZoneKind
 from lobbywatch.protocol import MAX_PAYLOAD_BYTES, TopicParts, device_status_topic
 from lobbywatch.server.collector import MinuteAggregator
 from lobbywatch.server.config import IngestSettings
-from lobbywatch.server.ingest import (
-    Ingestor,
-    MessageQueue,
-    RateLimitedLog,
-    classify_topic,
-    subscription_ids,
-)
+from lobbywatch.server.ingest import Ingestor, RateLimitedLog, classify_topic
 from lobbywatch.server.state import CollectorState, DeviceKey, NodeKey, ZoneKey
+from lobbywatch.server.transport import MessageQueue, subscription_ids
+from lobbywatch.zone_state import ZoneKind
 
 NOW = 1_750_000_000.0
 W1 = ZoneKey("b1", "W1")
@@ -127,7 +122,7 @@ def test_unknown_branch_policy() -> None:
 
 
 def test_zone_limit_bounds_memory() -> None:
-    ing, state = make(max_zones=3)
+    ing, state = make(max_zones_and_devices=3)
     results = [handle(ing, zone_msg(i + 1, NOW, zone=f"Z{i}")) for i in range(5)]
     assert results == ["ok", "ok", "ok", "rejected", "rejected"]
     assert len(state.zones) == 3

@@ -11,11 +11,11 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from lobbywatch.edge.state import ZoneKind
 from lobbywatch.protocol import ZoneMessage, parse_message, topic_for
 from lobbywatch.server.config import IngestSettings
 from lobbywatch.server.ingest import Ingestor
 from lobbywatch.server.state import RESULTS, CollectorState, ZoneKey
+from lobbywatch.zone_state import ZoneKind
 
 NOW = 1_750_000_000.0
 IDS = st.sampled_from(["b1", "b2", "W1", "W2", "cam1", "edge-1", "edge-2", "x y", "../", "#", ""])

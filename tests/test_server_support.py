@@ -20,8 +20,8 @@ import pytest
 from conftest import free_port, wait_for_port
 from prometheus_client.parser import text_string_to_metric_families
 
-from lobbywatch.edge.state import ZoneKind
 from lobbywatch.protocol import StatusMessage, ZoneMessage, topic_for
+from lobbywatch.zone_state import ZoneKind
 
 ROOT = "lobbywatch"
 

@@ -5,13 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from lobbywatch.edge.detections import Detections
+from lobbywatch.edge.detections import Detections, iou_matrix
 from lobbywatch.edge.tracker import (
     TrackedObjects,
     Tracker,
     TrackerSettings,
     greedy_match,
-    iou_matrix,
 )
 
 
