@@ -41,6 +41,7 @@ import sys
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 from lobbywatch.demo.simulator import (
@@ -126,19 +127,43 @@ def server_config(sc: BranchScenario, threshold_s: float, counter_zones: bool) -
     )
 
 
+def history(sc: BranchScenario, weeks: int) -> list[Recorded]:
+    """The same branch's previous ``weeks`` same-weekday days (same parameters, other
+    random draws), oldest first: the history the arrival forecast learns from."""
+    records: list[Recorded] = []
+    for w in range(weeks, 0, -1):
+        past = sc.model_copy(
+            update={"day": sc.day - timedelta(weeks=w), "seed": sc.seed + 7919 * w}
+        )
+        records += stream(past, simulate_day(past).customers)
+    return records
+
+
 def run_day(
-    sc: BranchScenario, kind: str, threshold_s: float, counter_zones: bool = True
+    sc: BranchScenario,
+    kind: str,
+    threshold_s: float,
+    counter_zones: bool = True,
+    history_weeks: int = 0,
 ) -> DayResult:
-    """Replay one simulated branch-day through the collector and score it against the truth."""
+    """Replay one simulated branch-day through the collector and score it against the truth.
+
+    With ``history_weeks``, the branch's previous same-weekday days are replayed first in
+    the same run (the collector learns their arrival profile); only the last day is scored.
+    """
     day: SimulatedDay = simulate_day(sc)
     customers = day.customers
     outputs: list[dict[str, Any]] = []
     replay(
         server_config(sc, threshold_s, counter_zones),
-        stream(sc, customers),
+        history(sc, history_weeks) + stream(sc, customers),
         outputs.append,
         estimates_every_s=ESTIMATE_EVERY_S,
     )
+    start = sc.midnight()
+    outputs = [
+        o for o in outputs if (o["ts"] if o["type"] == "estimate" else o["started_at_ts"]) >= start
+    ]
     estimates = [o for o in outputs if o["type"] == "estimate" and o["zone"] == sc.waiting_zone]
     times = [o["ts"] for o in estimates]
     alerts: dict[str, list[float | None]] = {}  # alert_id -> [start, end]
@@ -268,6 +293,13 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="the edge publishes no counter zones (no service points configured)",
     )
+    ap.add_argument(
+        "--history-weeks",
+        type=int,
+        default=0,
+        help="replay the branch's previous N same-weekday days first (arrival profile); "
+        "default 0: every day is a cold start, as a single-day stream would be",
+    )
     args = ap.parse_args(argv)
 
     threshold = args.threshold_min * 60
@@ -280,7 +312,7 @@ def main(argv: list[str] | None = None) -> int:
         for k in range(args.seeds):
             counter_zones = not args.no_counter_zones
             sc = scenario(kind, k, args.first_seed + k, counter_zones=counter_zones)
-            results.append(run_day(sc, kind, threshold, counter_zones))
+            results.append(run_day(sc, kind, threshold, counter_zones, args.history_weeks))
     by_kind: dict[str, list[DayResult]] = defaultdict(list)
     for r in results:
         by_kind[r.kind].append(r)
