@@ -51,6 +51,7 @@ pytest: $(BIN)/lobbywatch
 
 bench: $(BIN)/lobbywatch
 	$(BIN)/python bench/edge_pipeline.py
+	$(BIN)/python bench/count_replay.py
 	$(BIN)/python bench/edge_agent.py
 	$(BIN)/python bench/alert_quality.py
 	$(BIN)/python bench/collector_throughput.py

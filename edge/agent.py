@@ -74,7 +74,12 @@ class FrameResultLike(Protocol):
 class PipelineLike(Protocol):
     """What the agent needs of ``lobbywatch.edge.pipeline.CameraPipeline``."""
 
-    def process(self, frame_bgr: npt.NDArray[np.uint8], ts: float) -> FrameResultLike: ...
+    def process(
+        self, frame_bgr: npt.NDArray[np.uint8], ts: float, wall_ts: float | None = None
+    ) -> FrameResultLike:
+        """``ts``: monotonic capture time (all measurements); ``wall_ts``: epoch time
+        of the capture, only for the published ``ZoneState.ts``."""
+        ...
 
 
 PipelineFactory = Callable[[CameraConfig, DeviceConfig], PipelineLike]
@@ -237,7 +242,8 @@ class CameraWorker:
         start = time.perf_counter()
         self.busy_since = time.monotonic()
         try:
-            result = self.rt.pipeline.process(frame.image, frame.ts)
+            # measure on the monotonic clock; the wall clock only stamps what is published
+            result = self.rt.pipeline.process(frame.image, frame.mono, frame.ts)
         except Exception as exc:
             self.errors += 1
             self.last_error = f"pipeline error: {type(exc).__name__}: {exc}"[:200]
@@ -268,8 +274,12 @@ class EdgeAgent:
         pipeline_factory: PipelineFactory | None = None,
         metrics: EdgeMetrics | None = None,
         software: str = __version__,
+        wall_clock: Callable[[], float] = time.time,
     ) -> None:
+        """``wall_clock`` stamps frames for publishing only (injectable for tests);
+        everything measured runs on the monotonic clock."""
         self.config = config
+        self._wall_clock = wall_clock
         self.software = f"lobbywatch {software}"
         self.model_name = _model_name(config)
         self.metrics = metrics or EdgeMetrics()
@@ -300,6 +310,7 @@ class EdgeAgent:
                 cam.capture_source,
                 loop=cam.loop,
                 stale_after_s=max(3.0, 3.0 / cam.fps),
+                wall_clock=self._wall_clock,
             )
             zones = {z.id: ZoneTrack(cam.id, z.id, z.wait_threshold_s) for z in cam.zones}
             self.cameras.append(CameraRuntime(cam, capture, pipeline, zones))

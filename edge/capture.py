@@ -9,6 +9,12 @@ and reopens it with exponential backoff, without the agent restarting.
 Video *files* stand in for cameras in demos and tests, so they are read at
 their native frame rate (otherwise a file would be consumed in seconds), and
 ``loop=True`` restarts them at the end.
+
+Every frame carries two time stamps: ``mono``, the monotonic clock at capture,
+which the pipeline measures everything with (dwell, hysteresis, rates, ages),
+and ``ts``, the wall clock, used only for the published UTC time stamp. An NTP
+step of the wall clock, forwards or backwards, therefore changes no dwell and
+stops nothing. Both clocks are injectable for tests.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ import logging
 import re
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import cv2
@@ -37,8 +44,8 @@ def redact(source: str | int) -> str:
 class Frame:
     index: int  # increases by one per frame read since the capture started
     image: npt.NDArray[np.uint8]
-    ts: float  # wall-clock capture time, epoch seconds (UTC)
-    mono: float  # time.monotonic() at capture, for ages
+    ts: float  # wall-clock capture time, epoch seconds (UTC): only for what is published
+    mono: float  # monotonic clock at capture: everything measured (dwell, rates, ages)
 
 
 class LatestFrameCapture:
@@ -55,8 +62,12 @@ class LatestFrameCapture:
         stale_after_s: float = 3.0,
         open_timeout_s: float = 10.0,
         read_timeout_s: float = 5.0,
+        wall_clock: Callable[[], float] = time.time,
+        monotonic_clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.camera_id = camera_id
+        self._wall = wall_clock
+        self._mono = monotonic_clock
         self.source = source
         self.loop = loop
         self.backoff_min_s = backoff_min_s
@@ -92,13 +103,11 @@ class LatestFrameCapture:
     def up(self) -> bool:
         """Open and delivering: a stream that silently stalls counts as down too."""
         frame = self.latest()
-        return (
-            self._open and frame is not None and time.monotonic() - frame.mono <= self.stale_after_s
-        )
+        return self._open and frame is not None and self._mono() - frame.mono <= self.stale_after_s
 
     def frame_age(self) -> float | None:
         frame = self.latest()
-        return None if frame is None else time.monotonic() - frame.mono
+        return None if frame is None else self._mono() - frame.mono
 
     # ------------------------------------------------------------------ thread
 
@@ -153,10 +162,11 @@ class LatestFrameCapture:
             ok, image = cap.read()
             if not ok or image is None:
                 return count
-            now = time.monotonic()
             with self._lock:
                 self._index += 1
-                self._frame = Frame(self._index, np.asarray(image, np.uint8), time.time(), now)
+                self._frame = Frame(
+                    self._index, np.asarray(image, np.uint8), self._wall(), self._mono()
+                )
                 if not self._open:
                     log.info("camera %s up (%s)", self.camera_id, redact(self.source))
                 self._open = True

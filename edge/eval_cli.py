@@ -9,7 +9,7 @@ from pathlib import Path
 import typer
 
 from lobbywatch.edge.detector import DetectorSettings
-from lobbywatch.edge.evaluation import DEFAULT_FPS, evaluate
+from lobbywatch.edge.evaluation import evaluate
 
 
 def register(app: typer.Typer) -> None:
@@ -31,11 +31,16 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Run detector + tracker on every sequence; report count MAE, P/R@0.5, fps.
 
-        Tracker time axis: each sequence's real frame rate as its SOURCE.md states
-        it (effective rate after subsampling); time-lapses and sequences whose
-        SOURCE.md gives no rate at 2 fps (the product's sampling rate), unless
-        --fps is given.
+        Tracker time axis: each sequence's real frame spacing as its SOURCE.md
+        states it (a video's rate after subsampling, a time-lapse's stated
+        spacing), unless --fps is given. Each sequence also reports the
+        single-frame count MAE (same detections, no history) and an
+        identity-switch proxy (docs/accuracy.md).
         """
+        if fps is not None and not fps > 0:
+            from lobbywatch.errors import ConfigError
+
+            raise ConfigError(f"--fps must be > 0 (frames per second of real time), got {fps}")
         overrides: dict[str, object] = {"variant": variant}
         if model is not None:
             overrides["path"] = model
@@ -65,23 +70,28 @@ def register(app: typer.Typer) -> None:
         from rich.table import Table
 
         table = Table(title=f"lobbywatch eval {dataset} (count = {report.counter})")
-        for col in ("sequence", "frames", "MAE", "raw MAE", "P@.5", "R@.5", "fps",
-                    "base MAE", "base P", "base R"):  # fmt: skip
+        for col in ("sequence", "frames", "MAE", "1-frame MAE", "raw MAE", "P@.5", "R@.5",
+                    "id sw/links", "fps", "base MAE", "base P", "base R"):  # fmt: skip
             table.add_column(col, justify="left" if col == "sequence" else "right")
         rows = [*report.sequences, report.overall]
         for r in rows:
             b = r.baseline
             table.add_row(
-                r.name, str(r.frames), f"{r.mae:.2f}", f"{r.raw_mae:.2f}", f"{r.precision:.2f}",
-                f"{r.recall:.2f}", f"{r.fps:.1f}", f"{b.get('mae', float('nan')):.2f}",
+                r.name, str(r.frames), f"{r.mae:.2f}",
+                "-" if r.single_frame_mae is None else f"{r.single_frame_mae:.2f}",
+                f"{r.raw_mae:.2f}", f"{r.precision:.2f}", f"{r.recall:.2f}",
+                "-" if r.id_switches is None else f"{r.id_switches}/{r.id_links}",
+                f"{r.fps:.1f}", f"{b.get('mae', float('nan')):.2f}",
                 f"{b.get('precision', float('nan')):.2f}", f"{b.get('recall', float('nan')):.2f}",
                 end_section=r is report.sequences[-1],
             )  # fmt: skip
         console = Console(width=max(Console().width, 120))  # keep sequence names readable
         console.print(table)
-        rates = ", ".join(f"{k} {v:g}" for k, v in report.rates.items())
+        spacing = ", ".join(
+            f"{r.name} {r.frame_spacing_s:g} s ({r.timing})" for r in report.sequences
+        )
         console.print(
             f"overall pools frames; mean of per-sequence MAE: {report.mae_sequence_mean:.2f} "
-            f"(baseline {report.baseline_mae_sequence_mean:.2f}). Tracker fps (SOURCE.md; "
-            f"{DEFAULT_FPS:g} for time-lapses and unstated rates): {rates}."
+            f"(baseline {report.baseline_mae_sequence_mean:.2f}). Real frame spacing "
+            f"(SOURCE.md): {spacing}."
         )

@@ -14,12 +14,20 @@ precision / recall are measured on the raw detector output at IoU 0.5. The
 plain baseline (YOLOX-Nano once at 416x416 on the whole frame, score 0.3, NMS
 0.45, raw detections counted) runs in the same pass for comparison.
 
-Timing: the tracker needs a time axis. Sequences that are real video use their
-real rate, as their ``SOURCE.md`` states it (:func:`source_fps`); the
-waiting-room sets are sparse time-lapses (7 s - 4 min apart),
-far beyond any track timeout, so they are fed at the product's sampling rate
-(2 frames/s): a 2 fps camera watching seated people sees the same scene in
-consecutive frames, which is what those samples show.
+Timing: every sequence is fed with its real time stamps, frame ``i`` at
+``i * spacing`` seconds, the spacing its ``SOURCE.md`` states
+(:func:`source_timing`): the frame rate (after subsampling) of a video, the
+stated spacing of a time-lapse (the waiting rooms: 6.7 s and 50 s median). No
+rule of the tracker or the count depends on which data set it is fed; at
+time-lapse spacings no history survives between frames, which is what a real
+camera sampled that sparsely would give.
+
+Besides the product count (``mae``, also ``product_mae``) every sequence
+reports the **single-frame count** (``single_frame_mae``): the same detections
+through the count rules with no history, i.e. the detections that would start a
+track (score >= the tracker's start score). It is the bar the product count
+must clear on real-rate video. ``id_switches`` / ``id_links`` are the
+identity-switch proxy of :mod:`lobbywatch.edge.id_switches` (the GT has no ids).
 """
 
 from __future__ import annotations
@@ -40,24 +48,92 @@ from lobbywatch.edge.detections import Detections, FloatArray, iou_matrix
 from lobbywatch.edge.detector import Detector, DetectorSettings
 from lobbywatch.errors import SourceError
 
-DEFAULT_FPS = 2.0  # the edge box's detection rate per camera
+DEFAULT_FPS = 2.0  # the edge box's detection rate per camera; sequences that state no timing
+#: Spacing assumed for a time-lapse whose SOURCE.md states no spacing: longer than
+#: every track timeout, so no history survives between its frames, as with any
+#: stated time-lapse spacing above ~10 s. Reported as ``timing: "assumed"``.
+TIMELAPSE_FALLBACK_S = 60.0
 
 _FPS = r"(\d+(?:\.\d+)?)\s*(?:fps|frames?\s*(?:/|per)\s*s)"
 _EFFECTIVE = re.compile(r"effective\s+(?:frame\s+)?rate(?:\s+is|:)?\s*(?:about\s+)?" + _FPS, re.I)
 _RATE = re.compile(r"frame\s+rate[^\n]*?" + _FPS, re.I)
 _EVERY = re.compile(r"every\s+(\d+)(?:st|nd|rd|th)\b", re.I)
 _TIMELAPSE = re.compile(r"time-?lapse|not a video", re.I)
+_DUR = r"(\d+(?:\.\d+)?)[\s-]*(s|secs?|seconds?|min|mins|minutes?|h|hours?)\b"
+# Spacing of a time-lapse, in order of trust: a stated median, a stated period
+# ("one frame every 2 min"), a stated gap ("frames 30 s apart").
+_SPACING = (
+    re.compile(r"median\s*(?:of\s*)?(?:about\s*)?" + _DUR, re.I),
+    re.compile(_DUR + r"[^,;()\n]{0,20}\(\s*median\s*\)", re.I),
+    re.compile(r"every\s+" + _DUR, re.I),
+    re.compile(r"(?:about\s*)?" + _DUR + r"\s*(?:apart|between|per\s+frame|intervals?)", re.I),
+)
+_UNIT_S = {"s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+@dataclass(frozen=True, slots=True)
+class SourceTiming:
+    """Real time between a sequence's consecutive stored frames.
+
+    Attributes:
+        spacing_s: seconds from one stored frame to the next (> 0).
+        kind: ``"video"`` (a stated frame rate), ``"time-lapse"``, or
+            ``"override"`` (``lobbywatch eval --fps``).
+        stated: False when the spacing is an assumption (no usable statement:
+            :data:`DEFAULT_FPS` for an unstated rate,
+            :data:`TIMELAPSE_FALLBACK_S` for a time-lapse without a spacing).
+    """
+
+    spacing_s: float
+    kind: str
+    stated: bool
+
+    @property
+    def fps(self) -> float:
+        return 1.0 / self.spacing_s
+
+
+def source_timing(text: str) -> SourceTiming | None:
+    """Real frame spacing of a sequence, from its ``SOURCE.md`` prose.
+
+    The dataset layout documents timing in prose (``- frame rate: ...``,
+    ``- subsampling: ...``). In order of trust: an explicit effective rate; for
+    a time-lapse ("time-lapse" / "not a video" on a frame-rate line) the
+    spacing stated on that line (a median if given, else a period or gap, in
+    s / min / h); a source frame rate, divided by the ``every N-th``
+    subsampling when one is stated. ``None`` when the text says nothing usable.
+    No rule names a data set: a held-out sequence is read the same way.
+
+    Example:
+        >>> source_timing("- frame rate 7 fps\\n- subsampling: every 2nd frame kept").spacing_s
+        0.2857142857142857
+        >>> source_timing("- frame rate: time-lapse, not a video: frames 6.7 s apart (median)")
+        SourceTiming(spacing_s=6.7, kind='time-lapse', stated=True)
+    """
+    if m := _EFFECTIVE.search(text):
+        rate = float(m.group(1))
+        return SourceTiming(1.0 / rate, "video", True) if rate > 0 else None
+    rate_lines = [ln for ln in text.splitlines() if re.search(r"frame\s+rate", ln, re.I)]
+    lapse = [ln for ln in rate_lines if _TIMELAPSE.search(ln)]
+    if lapse:
+        for rx in _SPACING:
+            for line in lapse:
+                if (d := rx.search(line)) and float(d.group(1)) > 0:
+                    spacing = float(d.group(1)) * _UNIT_S[d.group(2)[0].lower()]
+                    return SourceTiming(spacing, "time-lapse", True)
+        return SourceTiming(TIMELAPSE_FALLBACK_S, "time-lapse", False)
+    if not (m := _RATE.search(text)):
+        return None
+    rate = float(m.group(1))
+    # "every N-th frame kept", on the subsampling line or on the rate line itself
+    lines = [ln for ln in text.splitlines() if re.search(r"subsampl", ln, re.I)] + rate_lines
+    if every := next((e for ln in lines if (e := _EVERY.search(ln))), None):
+        rate /= int(every.group(1))
+    return SourceTiming(1.0 / rate, "video", True) if rate > 0 else None
 
 
 def source_fps(text: str) -> float | None:
-    """Rate at which a sequence's stored frames were taken, from its ``SOURCE.md``.
-
-    The dataset layout documents timing in prose (``- frame rate: ...``,
-    ``- subsampling: ...``). In order of trust: an explicit effective rate; a
-    time-lapse (frames seconds to minutes apart) is fed at the product's own
-    sampling rate (:data:`DEFAULT_FPS`), as a 2 fps camera watching the same
-    scene would see it; a source frame rate, divided by the ``every N-th``
-    subsampling when one is stated. ``None`` when the text says nothing usable.
+    """``1 / spacing`` of :func:`source_timing` (frames per second of real time).
 
     Example:
         >>> source_fps("- frame rate 25 fps\\n- subsampling: none")
@@ -65,18 +141,8 @@ def source_fps(text: str) -> float | None:
         >>> source_fps("- frame rate 7 fps\\n- subsampling: every 2nd frame kept")
         3.5
     """
-    if m := _EFFECTIVE.search(text):
-        return float(m.group(1))
-    rate_lines = [ln for ln in text.splitlines() if re.search(r"frame\s+rate", ln, re.I)]
-    if any(_TIMELAPSE.search(ln) for ln in rate_lines):
-        return DEFAULT_FPS
-    if not (m := _RATE.search(text)):
-        return None
-    rate = float(m.group(1))
-    sub = next((ln for ln in text.splitlines() if re.search(r"subsampl", ln, re.I)), "")
-    if every := _EVERY.search(sub):
-        rate /= int(every.group(1))
-    return rate if rate > 0 else None
+    timing = source_timing(text)
+    return None if timing is None else timing.fps
 
 
 IOU_MATCH = 0.5
@@ -105,13 +171,15 @@ class Sequence:
         name: folder name.
         frames: JPEG paths in temporal order.
         gt: ground-truth boxes ``(n_i, 4)`` xyxy per frame, aligned with ``frames``.
-        fps: rate at which frames are fed to the tracker.
+        fps: rate at which frames are fed to the tracker (``1 / timing.spacing_s``).
+        timing: real spacing of the frames and where it came from.
     """
 
     name: str
     frames: tuple[Path, ...]
     gt: tuple[FloatArray, ...]
     fps: float
+    timing: SourceTiming = SourceTiming(1.0 / DEFAULT_FPS, "video", False)
 
 
 def read_gt(path: Path, n_frames: int) -> tuple[FloatArray, ...]:
@@ -145,16 +213,16 @@ def load_sequence(folder: Path, fps: float | None = None) -> Sequence:
     if not frames:
         raise SourceError(f"{folder}: no frames/*.jpg")
     gt = read_gt(folder / "gt.csv", len(frames))
-    rate = fps or _folder_fps(folder)
-    return Sequence(folder.name, frames, gt, rate)
+    timing = SourceTiming(1.0 / fps, "override", True) if fps else _folder_timing(folder)
+    return Sequence(folder.name, frames, gt, timing.fps, timing)
 
 
-def _folder_fps(folder: Path) -> float:
+def _folder_timing(folder: Path) -> SourceTiming:
     try:
         text = (folder / "SOURCE.md").read_text(encoding="utf-8", errors="replace")
     except OSError:
-        return DEFAULT_FPS
-    return source_fps(text) or DEFAULT_FPS
+        text = ""
+    return source_timing(text) or SourceTiming(1.0 / DEFAULT_FPS, "video", False)
 
 
 def find_sequences(dataset: Path) -> list[Path]:
@@ -212,13 +280,22 @@ class Tally:
 
     abs_err: list[float] = field(default_factory=list)
     raw_err: list[float] = field(default_factory=list)
+    single_err: list[float] = field(default_factory=list)
     tp: int = 0
     n_pred: int = 0
     n_gt: int = 0
+    id_switches: int = 0
+    id_links: int = 0
 
-    def add(self, count: int, pred: FloatArray, gt: FloatArray) -> None:
+    def add(
+        self, count: int, pred: FloatArray, gt: FloatArray, single_count: int | None = None
+    ) -> None:
+        """One frame: product count, raw detections, GT boxes, single-frame count
+        (``None``: the raw detection count)."""
         self.abs_err.append(abs(count - len(gt)))
         self.raw_err.append(abs(len(pred) - len(gt)))
+        single = len(pred) if single_count is None else single_count
+        self.single_err.append(abs(single - len(gt)))
         self.tp += match_count(pred, gt)
         self.n_pred += len(pred)
         self.n_gt += len(gt)
@@ -226,6 +303,9 @@ class Tally:
     def merge(self, other: Tally) -> None:
         self.abs_err.extend(other.abs_err)
         self.raw_err.extend(other.raw_err)
+        self.single_err.extend(other.single_err)
+        self.id_switches += other.id_switches
+        self.id_links += other.id_links
         self.tp += other.tp
         self.n_pred += other.n_pred
         self.n_gt += other.n_gt
@@ -238,6 +318,10 @@ class Tally:
             "recall": round(self.tp / self.n_gt if self.n_gt else 0.0, 4),
         }
 
+    def single_frame_mae(self) -> float:
+        """MAE of the single-frame count (detections through the count rules, no history)."""
+        return round(float(np.mean(self.single_err)) if self.single_err else 0.0, 4)
+
 
 # --------------------------------------------------------------------------- counting
 
@@ -248,22 +332,38 @@ class Counter(Protocol):
     def __call__(self, detections: Detections, ts: float) -> int: ...
 
 
-def tracker_counter(settings: Any = None) -> Counter:
+class TrackerCounter:
     """Count = tracks the tracker counts as present (``TrackedObjects.counted``).
 
-    That is the product's count, the one ``ZoneState.people`` is made of:
-    confirmed and seen within the count grace. ``settings`` defaults to the
-    tracker configuration of the default ``PipelineSettings``.
+    That is the product's count, the one ``ZoneState.people`` is made of.
+    ``last`` holds the latest :class:`TrackedObjects` (for the id-switch proxy);
+    :meth:`single_frame` is the same count rules with no history.
     """
-    from lobbywatch.edge.pipeline import PipelineSettings
-    from lobbywatch.edge.tracker import Tracker
 
-    tracker = Tracker(settings or PipelineSettings().tracker_settings())
+    def __init__(self, settings: Any = None) -> None:
+        from lobbywatch.edge.pipeline import PipelineSettings
+        from lobbywatch.edge.tracker import TrackedObjects, Tracker
 
-    def count(detections: Detections, ts: float) -> int:
-        return int(np.count_nonzero(tracker.update(detections, ts).counted))
+        self.tracker = Tracker(settings or PipelineSettings().tracker_settings())
+        self.last: TrackedObjects = TrackedObjects.empty()
 
-    return count
+    def __call__(
+        self, detections: Detections, ts: float, frame_size: tuple[int, int] | None = None
+    ) -> int:
+        self.last = self.tracker.update(detections, ts, frame_size)
+        return int(np.count_nonzero(self.last.counted))
+
+    def single_frame(self, detections: Detections) -> int:
+        """People the count rules see in this frame alone: the detections that
+        would start a track (with no history every track is new, and a new
+        track is what the start-up count shows)."""
+        return int(np.count_nonzero(detections.scores >= self.tracker.settings.start_score))
+
+
+def tracker_counter(settings: Any = None) -> TrackerCounter:
+    """The product's count (see :class:`TrackerCounter`); ``settings`` defaults to
+    the tracker configuration of the default ``PipelineSettings``."""
+    return TrackerCounter(settings)
 
 
 def raw_counter() -> Counter:
@@ -297,12 +397,39 @@ class SequenceResult:
     recall: float
     fps: float
     baseline: dict[str, float]
+    single_frame_mae: float | None = None
+    id_switches: int | None = None
+    id_links: int | None = None
+    frame_spacing_s: float | None = None
+    timing: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         out = asdict(self)
+        out["product_mae"] = self.mae
+        for key in ("single_frame_mae", "id_switches", "id_links", "frame_spacing_s", "timing"):
+            if out[key] is None:
+                out.pop(key)
         # The baseline counts raw detections, so its raw_mae is its mae.
         out["baseline"].pop("raw_mae", None)
         return out
+
+
+def _result(
+    name: str,
+    n: int,
+    tally: Tally,
+    busy: float,
+    baseline: dict[str, float],
+    frame_spacing_s: float | None = None,
+    timing: str | None = None,
+) -> SequenceResult:
+    sm = tally.summary()
+    return SequenceResult(
+        name, n, mae=sm["mae"], raw_mae=sm["raw_mae"], precision=sm["precision"],
+        recall=sm["recall"], fps=round(n / busy, 2) if busy else 0.0, baseline=baseline,
+        single_frame_mae=tally.single_frame_mae(), id_switches=tally.id_switches,
+        id_links=tally.id_links, frame_spacing_s=frame_spacing_s, timing=timing,
+    )  # fmt: skip
 
 
 def evaluate_sequence(
@@ -325,23 +452,37 @@ def evaluate_sequence(
     Returns:
         ``(result, tally, baseline tally, seconds spent in detector + counter)``.
     """
+    from lobbywatch.edge.id_switches import IdSwitchCounter
+
     ours, base = Tally(), Tally()
     busy = 0.0
     idx = range(0, len(seq.frames), step)
+    switches = IdSwitchCounter()
+    spacing = 1.0 / seq.fps
     for i in idx:
         frame = read_frame(seq.frames[i])
         t0 = time.perf_counter()
         det = detector.detect(frame)
-        count = counter(det, i / seq.fps)
+        if isinstance(counter, TrackerCounter):
+            count = counter(det, i * spacing, (frame.shape[1], frame.shape[0]))
+        else:
+            count = counter(det, i * spacing)
         busy += time.perf_counter() - t0
-        ours.add(count, det.xyxy, seq.gt[i])
+        single = None
+        if isinstance(counter, TrackerCounter):
+            single = counter.single_frame(det)
+            switches.add(seq.gt[i], counter.last)
+        ours.add(count, det.xyxy, seq.gt[i], single)
         if baseline is not None:
             bdet = baseline.detect(frame)
             base.add(len(bdet), bdet.xyxy, seq.gt[i])
+    tally = switches.tally()
+    ours.id_switches, ours.id_links = tally.switches, tally.links
     n = len(idx)
-    res = SequenceResult(
-        seq.name, n, **ours.summary(), fps=round(n / busy, 2) if busy else 0.0,
-        baseline=base.summary() if baseline is not None else {},
+    res = _result(
+        seq.name, n, ours, busy, base.summary() if baseline is not None else {},
+        frame_spacing_s=round(spacing * step, 4),
+        timing=seq.timing.kind if seq.timing.stated else f"{seq.timing.kind} (assumed)",
     )  # fmt: skip
     return res, ours, base, busy
 
@@ -417,10 +558,9 @@ def evaluate(
         pooled_base.merge(bt)
         busy_total += busy
     n = sum(r.frames for r in results)
-    overall = SequenceResult(
-        "overall", n, **pooled.summary(), fps=round(n / busy_total, 2) if busy_total else 0.0,
-        baseline=pooled_base.summary() if base is not None else {},
-    )  # fmt: skip
+    overall = _result(
+        "overall", n, pooled, busy_total, pooled_base.summary() if base is not None else {}
+    )
     seq_mean = round(float(np.mean([r.mae for r in results])), 4)
     base_mean = round(float(np.mean([r.baseline.get("mae", 0.0) for r in results])), 4)
     counter_name = "tracker" if use_tracker else "raw"

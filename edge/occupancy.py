@@ -107,9 +107,10 @@ class OccupancyUpdate:
         zone_of_track: ``(M,)`` counted zone of each input track, -1 for none.
         people: people counted in each zone: tracks whose counted zone it is and
             that are present (``counted`` input).
-        dwell_p50_s: median dwell of current occupants (NaN when empty).
-        dwell_p90_s: 90th percentile dwell of current occupants (NaN when empty).
-        dwell_max_s: longest current dwell (NaN when empty).
+        dwell_p50_s: median dwell of the zone's members (NaN when none): every
+            live track whose counted zone it is, counted now or briefly unseen.
+        dwell_p90_s: 90th percentile dwell of the members (NaN when none).
+        dwell_max_s: longest current dwell of the members (NaN when none).
         arrivals_total: cumulative entries.
         departures_total: cumulative exits (including lost tracks).
         completed_dwells_s: per zone, dwells of the exits that happened in this
@@ -221,10 +222,11 @@ class ZoneOccupancy:
             ts: time stamp, seconds, not earlier than the previous call's.
             counted: ``(M,)`` whether each track is a person present now
                 (``TrackedObjects.counted``: confirmed and seen within the count
-                grace). Only these make up ``people`` and the occupants' dwell
-                statistics; a track beyond its grace keeps its zone and entry
-                time (it is counted again, with its full dwell, if seen again) and
-                exits at its last sighting if it dies. ``None``: every track.
+                grace). Only these make up ``people``; a track not counted now
+                keeps its zone, its entry time and its place in the dwell
+                statistics (membership persists until it is seen leaving or its
+                track dies, when it exits at its last sighting). ``None``: every
+                track.
 
         Returns:
             The occupancy after this step.
@@ -321,11 +323,16 @@ class ZoneOccupancy:
         self._entered[go & (self._zone < 0)] = np.nan
 
         # 5. Per-zone statistics of current occupants.
-        # Same definition of "a person here now" as the tracker's count.
-        inside = (self._zone >= 0) & spresent
+        # The count uses the tracker's definition of "a person here now"; the dwell
+        # statistics cover every member of the zone, counted or briefly unseen: the
+        # longest-waiting person hidden for a few seconds is still the oldest wait
+        # (otherwise dwell_max_s drops to the next person and jumps back, and the
+        # collector's head-of-queue clock restarts).
+        member = self._zone >= 0
+        inside = member & spresent
         people = np.bincount(self._zone[inside], minlength=self.n_zones).astype(np.int64)
-        dwell = ts - self._entered[inside]
-        p50, p90, pmax = grouped_quantiles(self._zone[inside], dwell, self.n_zones, (0.5, 0.9, 1.0))
+        dwell = ts - self._entered[member]
+        p50, p90, pmax = grouped_quantiles(self._zone[member], dwell, self.n_zones, (0.5, 0.9, 1.0))
         completed: tuple[tuple[float, ...], ...] = ((),) * self.n_zones
         if events:
             done: dict[int, list[float]] = {}

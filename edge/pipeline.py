@@ -65,19 +65,22 @@ class PipelineSettings(BaseModel):
         ge=0,
         le=3600,
         description="seconds (and at most one frame) a moving person may go unseen and still "
-        "be counted; about one sampling interval at 2 fps",
+        "be counted when nothing in the image explains the miss; about one sampling interval "
+        "at 2 fps (never when their box is taken by another detection or has left the frame)",
     )
     count_stationary_grace_s: float = Field(
-        default=2.0,
+        default=0.5,
         ge=0,
         le=3600,
-        description="seconds a still (seated, queuing) person may go unseen and still be "
-        "counted, e.g. while someone walks in front of them",
+        description="seconds (and at most one frame) a still (seated, queuing) person may go "
+        "unseen with nobody in front of them and still be counted; while someone stands in "
+        "front of them they stay counted as long as their track lives",
     )
     count_warmup: bool = Field(
         default=True,
-        description="for the tracker's first confirm_hits - 1 frames after a (re)start, when no "
-        "track can be confirmed yet, count tentative tracks too (no empty lobby at start-up)",
+        description="for the tracker's first confirm_hits - 1 frames after a (re)start or a gap "
+        "longer than max_missed_s, when no track can be confirmed yet, count the tentative "
+        "tracks seen now too (no empty lobby at start-up)",
     )
     zone_entry_s: float = Field(
         default=1.0,
@@ -153,7 +156,7 @@ class FrameResult:
     """Everything one pipeline step produced.
 
     Attributes:
-        ts: capture time of the frame, seconds.
+        ts: capture time of the frame on the measuring (monotonic) clock, seconds.
         frame_size: ``(width, height)`` in pixels.
         detections: the frame's detections.
         tracks: live tracks after this frame.
@@ -256,8 +259,10 @@ class CameraPipeline:
             self._zone_map = zm
         return zm
 
-    def process(self, frame_bgr: npt.NDArray[np.uint8], ts: float) -> FrameResult:
-        """Detect people in a BGR frame and advance one step.
+    def process(
+        self, frame_bgr: npt.NDArray[np.uint8], ts: float, wall_ts: float | None = None
+    ) -> FrameResult:
+        """Detect people in a BGR frame and advance one step (see :meth:`step` for the times).
 
         Raises:
             ValueError: the pipeline has no detector, or ``frame_bgr`` is not an image.
@@ -268,15 +273,29 @@ class CameraPipeline:
             got = getattr(frame_bgr, "shape", type(frame_bgr))
             raise ValueError(f"expected a BGR image (H, W, 3), got {got}")
         detections = self.detector.detect(frame_bgr)
-        return self.step(detections, ts, (frame_bgr.shape[1], frame_bgr.shape[0]))
+        return self.step(detections, ts, (frame_bgr.shape[1], frame_bgr.shape[0]), wall_ts)
 
-    def step(self, detections: Detections, ts: float, frame_size: tuple[int, int]) -> FrameResult:
+    def step(
+        self,
+        detections: Detections,
+        ts: float,
+        frame_size: tuple[int, int],
+        wall_ts: float | None = None,
+    ) -> FrameResult:
         """Advance one step with given detections.
+
+        Two clocks: everything measured (dwell, hysteresis, track ages, speeds)
+        uses ``ts``, which for live cameras must be a **monotonic** clock
+        (``time.monotonic()`` at capture), so an NTP step of the wall clock
+        changes no dwell and never makes time run backwards. The published
+        ``ZoneState.ts`` is ``wall_ts`` (epoch seconds, UTC), used for nothing else.
 
         Args:
             detections: person boxes in pixels of a ``frame_size`` frame.
-            ts: capture time, seconds (epoch for live data); non-decreasing.
+            ts: capture time on a monotonic clock, seconds; non-decreasing.
             frame_size: ``(width, height)`` of the frame.
+            wall_ts: wall-clock capture time, epoch seconds, for ``ZoneState.ts``
+                (None: ``ts``, for replays whose ``ts`` already is epoch time).
 
         Returns:
             The step's :class:`FrameResult`.
@@ -287,7 +306,7 @@ class CameraPipeline:
         if len(frame_size) != 2 or min(int(frame_size[0]), int(frame_size[1])) <= 0:
             raise ValueError(f"frame_size must be (width, height) > 0, got {frame_size}")
         zm = self.zone_map_for(frame_size)
-        tracks = self.tracker.update(detections, ts)
+        tracks = self.tracker.update(detections, ts, (zm.width, zm.height))
         det_zone = zm.zone_of(detections.foot_points())
         track_zone = zm.zone_of(tracks.foot_points())
         occ = self.occupancy.update(
@@ -297,12 +316,13 @@ class CameraPipeline:
         classified = self.flows.enabled
         raw = zm.counts(det_zone)
         ts = float(ts)
+        stamp = ts if wall_ts is None else float(wall_ts)
         states = tuple(
             ZoneState(  # one value object per configured zone: the output contract
                 zone=spec.id,
                 kind=spec.kind,
                 blueprint=spec.blueprint,
-                ts=ts,
+                ts=stamp,
                 people=int(occ.people[k]),
                 raw_count=int(raw[k]),
                 dwell_p50_s=_opt(occ.dwell_p50_s[k]),

@@ -22,12 +22,15 @@ class ZoneState:
         zone: zone id from the device config.
         kind: the zone's :class:`ZoneKind`.
         blueprint: optional service-blueprint tag (``"W1"``, ``"F1"``...).
-        ts: capture time of the frame, seconds since the Unix epoch (UTC).
+        ts: capture time of the frame on the wall clock, seconds since the Unix epoch
+            (UTC); published only (dwell and hysteresis run on the monotonic clock).
         people: confirmed people in the zone (tracker-confirmed, with hysteresis).
         raw_count: raw detections whose foot point lies in the zone this frame.
-        dwell_p50_s: median dwell of current occupants, seconds (None when empty).
-        dwell_p90_s: 90th percentile dwell of current occupants, seconds.
-        dwell_max_s: longest current dwell, seconds (the oldest occupant).
+        dwell_p50_s: median dwell of the zone's current members, counted or briefly
+            unseen, seconds (None when there are none).
+        dwell_p90_s: 90th percentile dwell of the current members, seconds.
+        dwell_max_s: longest current dwell, seconds (the oldest member, also while
+            hidden for a few seconds).
         arrivals_total: cumulative confirmed entries since the pipeline started.
         departures_total: cumulative confirmed exits since the pipeline started.
         completed_dwells_s: dwells of occupants who left since the previous report

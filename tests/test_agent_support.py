@@ -51,7 +51,7 @@ class StubPipeline:
         self.steps = 0
         self.completed = 0  # dwells handed to the agent, per zone
 
-    def process(self, frame_bgr: Any, ts: float) -> StubResult:
+    def process(self, frame_bgr: Any, ts: float, wall_ts: float | None = None) -> StubResult:
         assert isinstance(frame_bgr, np.ndarray) and frame_bgr.ndim == 3
         n = self.steps = self.steps + 1
         dwells = (1.5,) if n % 2 == 0 else ()
@@ -61,7 +61,7 @@ class StubPipeline:
                 zone=zid,
                 kind=ZoneKind(kind),
                 blueprint=bp,
-                ts=ts,
+                ts=ts if wall_ts is None else wall_ts,
                 people=n % 3,
                 raw_count=n % 4,
                 dwell_p50_s=float(n) if n % 3 else None,

@@ -10,6 +10,8 @@ import pytest
 
 from lobbywatch.edge.evaluation import (
     DEFAULT_FPS,
+    TIMELAPSE_FALLBACK_S,
+    SourceTiming,
     Tally,
     find_sequences,
     load_sequence,
@@ -17,6 +19,7 @@ from lobbywatch.edge.evaluation import (
     read_frame,
     read_gt,
     source_fps,
+    source_timing,
 )
 from lobbywatch.errors import SourceError
 
@@ -99,17 +102,41 @@ def test_sequence_loading_and_corrupt_frame(tmp_path: Path) -> None:
             3.5,
         ),
         ("- frame rate 30 fps\n- subsampling: every 3rd frame kept\n", 10.0),
-        (
+        (  # a time-lapse that states no spacing: the documented fallback, not 15 fps
             "- frame rate: sparse time-lapse sample of a longer recording, not a video; "
             "the source runs at about 15 fps\n",
-            DEFAULT_FPS,
+            1.0 / TIMELAPSE_FALLBACK_S,
         ),
+        (  # the shared waiting rooms' wording: the stated median spacing
+            "- frame rate: sparse time-lapse sample, not a video: source index 1..100 along an "
+            "11-minute clip (about 6.7 s per index); consecutive kept frames are 6.7 s apart "
+            "(median) up to 4.4 min apart (one gap of 40 indices).\n",
+            1.0 / 6.7,
+        ),
+        (
+            "- frame rate: sparse time-lapse sample of a longer recording, not a video: the "
+            "source video runs at about 15 fps; consecutive kept frames are 250-1250 source "
+            "frames (about 17-83 s, median 50 s) apart.\n",
+            1.0 / 50.0,
+        ),
+        ("- frame rate: time-lapse, one frame every 2 min\n", 1.0 / 120.0),
+        ("- frame rate: time-lapse; frames 30 s apart\n", 1.0 / 30.0),
+        ("- frame rate: time-lapse at 20-second intervals\n", 1.0 / 20.0),
+        ("- frame rate: 30 fps, every 5th frame kept\n", 6.0),
         ("- frame rate: 12.5 frames/s\n", 12.5),
         ("no timing here", None),
     ],
 )
 def test_source_fps_reads_the_stated_rate(text: str, fps: float | None) -> None:
-    assert source_fps(text) == fps
+    assert source_fps(text) == (None if fps is None else pytest.approx(fps))
+
+
+def test_source_timing_says_whether_the_spacing_was_stated() -> None:
+    stated = source_timing("- frame rate: time-lapse, frames 30 s apart")
+    assert stated == SourceTiming(30.0, "time-lapse", True)
+    assumed = source_timing("- frame rate: time-lapse, not a video")
+    assert assumed == SourceTiming(TIMELAPSE_FALLBACK_S, "time-lapse", False)
+    assert source_timing("- frame rate 25 fps") == SourceTiming(0.04, "video", True)
 
 
 def test_sequence_rate_comes_from_source_md(tmp_path: Path) -> None:
@@ -123,3 +150,17 @@ def test_sequence_rate_comes_from_source_md(tmp_path: Path) -> None:
     (seq / "SOURCE.md").write_text("- resolution: 16 x 16, frame rate 14 fps\n")
     assert load_sequence(seq).fps == 14.0
     assert load_sequence(seq, fps=5.0).fps == 5.0  # --fps wins
+
+
+def test_eval_cli_rejects_a_non_positive_fps(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from lobbywatch.cli import main
+
+    with pytest.raises(SystemExit) as info:
+        main(["eval", str(tmp_path), "--fps", "-2", "--json"])
+    assert info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.splitlines() == [
+        "error: --fps must be > 0 (frames per second of real time), got -2.0"
+    ]

@@ -248,3 +248,40 @@ class TestInputs:
     def test_settings(self) -> None:
         with pytest.raises(ValueError, match="exit_s"):
             OccupancySettings(exit_s=-1)
+
+
+class TestDwellThroughOcclusion:
+    """Dwell statistics cover every member of a zone, counted or briefly unseen (issue 10, §6)."""
+
+    def test_hidden_longest_waiter_keeps_dwell_max_rising(self) -> None:
+        # Track 1 enters at 0, tracks 2 and 3 at 10 and 20. From 30 to 34 track 1 is
+        # hidden (alive, not seen, not counted); it is seen again at 34.5.
+        occ = ZoneOccupancy(1, OccupancySettings(entry_s=0.0, exit_s=3.0))
+        maxes, p50s, people = [], [], []
+        for i in range(81):
+            ts = 0.5 * i
+            ids = np.array([k for k, t0 in ((1, 0.0), (2, 10.0), (3, 20.0)) if ts >= t0])
+            hidden = (ids == 1) & (30.0 <= ts < 34.5)
+            u = occ.update(ids, np.zeros(len(ids), np.int64), ~hidden, np.ones(len(ids), bool),
+                           ts, counted=~hidden)  # fmt: skip
+            maxes.append(float(u.dwell_max_s[0]))
+            p50s.append(float(u.dwell_p50_s[0]))
+            people.append(int(u.people[0]))
+        hide = slice(60, 69)  # ts 30.0 .. 34.0
+        assert people[hide] == [2] * 9  # not counted while hidden ...
+        # ... but still the oldest wait: dwell_max_s is its dwell, rising 30 -> 34
+        assert maxes[hide] == [30.0 + 0.5 * k for k in range(9)]
+        assert maxes == [0.5 * i for i in range(81)]  # never drops, never jumps
+        assert p50s[hide] == [20.0 + 0.5 * k for k in range(9)]  # median of 30, 20, 10
+        assert u.departures_total.tolist() == [0] and u.arrivals_total.tolist() == [3]
+
+    def test_counted_only_statistics_would_drop(self) -> None:
+        # Guard: with the hidden track dead (absent), the oldest wait is the next one.
+        occ = ZoneOccupancy(1, OccupancySettings(entry_s=0.0, exit_s=3.0))
+        for ts in (0.0, 5.0):
+            occ.update(np.array([1, 2]) if ts else np.array([1]),
+                       np.zeros(2 if ts else 1, np.int64), np.ones(2 if ts else 1, bool),
+                       np.ones(2 if ts else 1, bool), ts)  # fmt: skip
+        u = occ.update(np.array([2]), np.array([0]), YES, YES, 6.0)
+        assert u.dwell_max_s.tolist() == [1.0]
+        assert [e.kind for e in u.events] == ["exit"]
