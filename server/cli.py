@@ -27,6 +27,7 @@ def run(
     ),
 ) -> None:
     """Run the collector until SIGINT/SIGTERM."""
+    from lobbywatch.outputs import output_file
     from lobbywatch.server.collector import Collector
     from lobbywatch.server.config import load_server_config
 
@@ -34,6 +35,8 @@ def run(
         level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     cfg = load_server_config(config)
+    if record is not None:
+        output_file(record, "--record")
     collector = Collector(cfg, record_to=record)
     stop = threading.Event()
 
@@ -85,16 +88,18 @@ def replay(
     docs/collector.md ("Replay").
     """
     from lobbywatch.errors import LobbywatchError
+    from lobbywatch.outputs import output_file, write_error
     from lobbywatch.server.config import load_server_config
     from lobbywatch.server.replay import replay_files
 
     cfg = load_server_config(config)
     if estimates_every is not None and estimates_every <= 0:
         raise LobbywatchError("--estimates-every must be > 0 seconds")
+    output_file(out, "--out")
     try:
         f = out.open("w", encoding="utf-8")
     except OSError as exc:
-        raise LobbywatchError(f"cannot write {out}: {exc.strerror or exc}") from None
+        raise write_error(out, "--out", exc) from None
     with f:
         summary = replay_files(cfg, messages, f, estimates_every_s=estimates_every)
     typer.echo(

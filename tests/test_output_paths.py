@@ -6,6 +6,7 @@ the option and exit 2 (no stack trace); missing parent folders are created.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 
@@ -48,6 +49,29 @@ def _demo(tmp: Path, out: Path) -> list[str]:
     return ["demo", "--no-edge", "--duration", "0.1", "--workdir", str(out)]
 
 
+def _replay(tmp: Path, out: Path) -> list[str]:
+    conf = tmp / "server.yaml"
+    conf.write_text(f"database: {{url: 'sqlite:///{tmp / 'unused.db'}'}}\n")
+    messages = tmp / "in.jsonl"
+    zone = {"v": 1, "type": "zone", "device": "d1", "seq": 0, "ts": "2026-01-01T09:00:00Z",
+            "branch": "b1", "camera": "cam1", "zone": "W1", "kind": "waiting", "people": 1,
+            "raw_count": 1, "arrivals_total": 1, "departures_total": 0}  # fmt: skip
+    line = {"received_at": 1767258000.0, "topic": "lobbywatch/v1/b1/cam1/zones/W1",
+            "payload": zone}  # fmt: skip
+    later = {**line, "received_at": 1767258002.0,
+             "payload": {**zone, "seq": 1, "ts": "2026-01-01T09:00:02Z"}}  # fmt: skip
+    messages.write_text(json.dumps(line) + "\n" + json.dumps(later) + "\n")
+    return ["server", "replay", "-c", str(conf), "--messages", str(messages), "--out", str(out),
+            "--estimates-every", "1"]  # fmt: skip
+
+
+def _record(tmp: Path, out: Path) -> list[str]:
+    # refused before the collector starts (a good path would run it: not tested here)
+    conf = tmp / "server.yaml"
+    conf.write_text(f"database: {{url: 'sqlite:///{tmp / 'unused.db'}'}}\n")
+    return ["server", "run", "-c", str(conf), "--record", str(out)]
+
+
 #: (option, argv, file name suffix, the option names a file (not a folder))
 FILE_OPTIONS = [
     pytest.param("--out", _count("--out"), ".avi", id="count --out"),
@@ -55,6 +79,8 @@ FILE_OPTIONS = [
     pytest.param("--out", _preview, ".png", id="zones preview --out"),
     pytest.param("--out", _schema, ".json", id="config schema --out"),
     pytest.param("--truth", _truth, ".csv", id="simulate --truth"),
+    pytest.param("--out", _replay, ".jsonl", id="server replay --out"),
+    pytest.param("--record", _record, ".jsonl", id="server run --record"),
 ]
 
 
@@ -102,7 +128,8 @@ def test_a_parent_that_is_a_file_is_refused(
 
 
 @pytest.mark.parametrize(
-    ("argv", "suffix"), [(_preview, ".png"), (_schema, ".json"), (_truth, ".csv")]
+    ("argv", "suffix"),
+    [(_preview, ".png"), (_schema, ".json"), (_truth, ".csv"), (_replay, ".jsonl")],
 )
 def test_missing_folders_are_created(tmp_path: Path, argv: Argv, suffix: str) -> None:
     # `count` writes with the model: covered in test_count_cli's model tests.
@@ -153,11 +180,13 @@ INPUT_PATHS = {
     ("edge run", "--config"), ("server run", "--config"), ("server check-config", "config"),
     ("simulate", "--password-file"), ("demo", "--video"), ("eval", "dataset"),
     ("eval", "--model"), ("model pull", "--calibration"), ("model verify", "--path"),
+    ("server replay", "--config"), ("server replay", "--messages"),
 }  # fmt: skip
 OUTPUT_PATHS = {
     ("count", "--out"), ("count", "--csv"), ("zones preview", "--out"),
     ("config schema", "--out"), ("simulate", "--truth"), ("device provision", "--out"),
-    ("demo", "--workdir"), ("model pull", "--dest"),
+    ("demo", "--workdir"), ("model pull", "--dest"), ("server replay", "--out"),
+    ("server run", "--record"),
 }  # fmt: skip
 
 
