@@ -55,6 +55,7 @@ bench: $(BIN)/lobbywatch
 	$(BIN)/python bench/edge_agent.py
 	$(BIN)/python bench/alert_quality.py
 	$(BIN)/python bench/collector_throughput.py
+	$(BIN)/python bench/board_refresh.py --branches 5000 --skip-old
 
 clean:
 	rm -rf build .mypy_cache .ruff_cache .pytest_cache

@@ -560,6 +560,8 @@ class Demo:
         self.relay: EdgeRelay | None = None
         self.collector: Any = None
         self.http: HttpServer | None = None
+        #: the generated password of the demo's board/API user (printed at start)
+        self.login_secret = ""
         self.fleet: Fleet | None = None
         self._own_workdir = self.opts.workdir is None
         self.workdir = Path(
@@ -699,7 +701,11 @@ class Demo:
         data: dict[str, Any] = {
             "mqtt": {"host": host, "port": port, "client_id": "lobbywatch-demo-collector"},
             "database": {"url": f"sqlite:///{self.workdir / 'collector.db'}"},
-            "http": {"host": self.opts.http_host, "port": self.opts.http_port},
+            "http": {
+                "host": self.opts.http_host,
+                "port": self.opts.http_port,
+                "credentials_file": str(self._demo_credentials()),
+            },
             "branches": branches,
         }
         if self.opts.speed > 1.0:
@@ -707,6 +713,15 @@ class Demo:
             # the future-timestamp guard compares them with the wall-clock receive time
             data["ingest"] = {"max_clock_skew_s": 10 * 365 * 86400.0}
         return parse_server_config(data, "demo configuration")
+
+    def _demo_credentials(self) -> Path:
+        """A fresh board/API credential for this run (zero set-up, never a fixed password)."""
+        from lobbywatch.server.auth import add_credential
+
+        path = self.workdir / "http-credentials"
+        path.unlink(missing_ok=True)
+        self.login_secret = add_credential(path, "demo", "read")
+        return path
 
     def _start_collector(self, host: str, port: int) -> None:
         from lobbywatch.server.api import create_app
@@ -785,6 +800,8 @@ class Demo:
         assert self.http is not None
         base = self.http.base_url
         self.say(f"lobby board:  {base}/board/")
+        self.say(f"board login:  user demo, password {self.login_secret}")
+        self.say(f"API token:    Authorization: Bearer demo.{self.login_secret}")
         self.say(f"HTTP API:     {base}/api/v1/branches   (OpenAPI docs: {base}/docs)")
         self.say(f"metrics:      {base}/metrics")
         if self.edge is not None:

@@ -868,7 +868,8 @@ def merged_messages(
 SCENARIO_KINDS = ("normal", "lunch_break", "understaffed", "vip", "restart")
 #: Families of the harder simulator: every branch-day has an opening burst, lunch and
 #: after-work peaks, service times with a mean of 3-8 min and CV 0.6-1.2 (unlike the
-#: configured 5 min), walk-outs after 8-20 min, balking at long queues, occlusion spells,
+#: configured 5 min), 5-15 % priority customers served first (20-35 % in
+#: hard_priority), walk-outs after 7-20 min, balking at long queues, occlusion spells,
 #: phantom and lost tracks, and publishes on change plus heartbeat.
 HARD_SCENARIO_KINDS = (
     "hard_normal",
@@ -1014,12 +1015,16 @@ def _hard_params(kind: str, index: int, rng: np.random.Generator) -> dict[str, o
         params["nominal_counters"] = nominal
         params["base_per_h"] = capacity_per_h * 0.75 * load
     elif kind == "hard_priority":
-        params["discipline"] = "vip"
-        params["vip_share"] = float(rng.uniform(0.1, 0.3))
+        params["vip_share"] = float(rng.uniform(0.2, 0.35))
     elif kind == "hard_restart":
         params["restart_at_h"] = float(rng.uniform(10.0, 16.0))
         params["counters_visible"] = False  # the counters are on another camera
     params.setdefault("base_per_h", capacity_per_h * load)
+    # every family has priority customers, served first (drawn last, so the draws
+    # above are the same with or without them)
+    priority_share = float(rng.uniform(0.05, 0.15))
+    params["discipline"] = "vip"
+    params.setdefault("vip_share", priority_share)
     params["counters"] = open_counters
     params["staffing"] = tuple(staffing)
     params["peaks"] = tuple(peaks)

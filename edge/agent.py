@@ -53,6 +53,7 @@ from lobbywatch.protocol import (
     status_topic,
     zone_topic,
 )
+from lobbywatch.protocol_bounds import BOUNDS
 from lobbywatch.zone_state import ZONE_DURATION_FIELDS, ZONE_STATE_FIELDS
 
 log = logging.getLogger(__name__)
@@ -476,9 +477,6 @@ class EdgeAgent:
                 camera=zt.camera,
                 completed_dwells_s=dwells,
                 wait_threshold_s=zt.wait_threshold_s,
-                service_starts_total=state.service_starts_total,
-                walk_outs_total=state.walk_outs_total,
-                departures_unseen_total=state.departures_unseen_total,
             )
             return Draft(topic, encode_message(msg), True, self.config.publish.message_expiry_s)
 
@@ -604,8 +602,14 @@ def annotate_debug_frame(
     return annotator.draw_zones(image.copy(), tuple(result.zones))
 
 
+_MAX_DURATION_S = BOUNDS["dwell_s"].hi
+
+
 def _round(value: float | None) -> float | None:
-    return None if value is None else round(value, 3)
+    """A duration rounded to milliseconds and capped at the protocol's bound (a day):
+    a track older than that is a tracker artefact (a static object), and an
+    out-of-bound value would make the whole message invalid."""
+    return None if value is None else min(round(value, 3), _MAX_DURATION_S)
 
 
 def zone_message(
@@ -642,7 +646,7 @@ def zone_message(
         ts=datetime.fromtimestamp(state.ts, UTC),
         camera=camera,
         zone=state.zone,
-        completed_dwells_s=[round(d, 3) for d in completed_dwells_s],
+        completed_dwells_s=[min(round(d, 3), _MAX_DURATION_S) for d in completed_dwells_s],
         wait_threshold_s=wait_threshold_s,
         service_starts_total=service_starts_total,
         walk_outs_total=walk_outs_total,

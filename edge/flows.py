@@ -17,8 +17,8 @@ confirmed is still a walk-out:
 * one of its exits: a **walk-out** (abandonment);
 * anything else is **unseen**, never guessed: no zone reached within
   ``transit_s`` (counters on another camera, the edge of the frame), the track
-  deleted first (or the exit itself was a lost track), or a zone that is neither
-  a service point nor an exit of this waiting zone.
+  deleted before any other zone was seen (also a track lost inside the queue), or
+  a zone that is neither a service point nor an exit of this waiting zone.
 
 Observations in no zone (the unzoned floor between the queue and a counter) or
 back in the waiting zone itself leave the departure in transit, so a person who
@@ -30,9 +30,10 @@ entrance zone at the edge of the frame in about a second; the raw observation of
 a confirmed track that has just left the queue is evidence enough.
 
 Totals are cumulative per zone since the pipeline started (like the occupancy's
-arrivals and departures). A departure is classified up to ``transit_s`` after it
-is counted, so ``service starts + walk-outs + unseen <= departures`` at any step,
-with equality once nothing is in transit.
+arrivals and departures). A departure is classified at the latest at the first
+step more than ``transit_s`` after its exit time, so ``service starts +
+walk-outs + unseen <= departures`` at any step, with equality once nothing is in
+transit.
 """
 
 from __future__ import annotations
@@ -43,6 +44,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from lobbywatch.zone_state import ZoneKind
 
 __all__ = [
     "SERVICE_START",
@@ -101,8 +104,6 @@ def validate_zone_flows(zones: Sequence[Any]) -> None:
     Raises:
         ValueError: every problem found, ``"; "``-joined, each naming its zone.
     """
-    from lobbywatch.edge.state import ZoneKind
-
     kinds = {z.id: ZoneKind(z.kind) for z in zones}
     problems: list[str] = []
     for z in zones:

@@ -9,7 +9,14 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    disable_created_metrics,
+    start_http_server,
+)
 
 #: reasons in lobbywatch_edge_messages_dropped_total
 DROP_BUFFER_FULL = "buffer_full"
@@ -21,6 +28,10 @@ _INFERENCE_BUCKETS = (0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 1
 
 class EdgeMetrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        # Same choice as the collector (server/metrics.py): no ``*_created`` series. They
+        # double the series count of every counter and no dashboard or rule uses them.
+        # prometheus_client's switch is process-wide and must precede metric creation.
+        disable_created_metrics()
         self.registry = registry or CollectorRegistry(auto_describe=True)
         r = self.registry
         self.frames_processed = Counter(

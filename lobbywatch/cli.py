@@ -18,6 +18,7 @@ from lobbywatch.edge import cli as edge_cli
 from lobbywatch.errors import LobbywatchError
 from lobbywatch.models import cli as models_cli
 from lobbywatch.server import cli as server_cli
+from lobbywatch.server import report_cli
 
 app = typer.Typer(
     name="lobbywatch",
@@ -50,6 +51,7 @@ eval_cli.register(app)
 server_cli.register(app)
 sim_cli.register(app)
 demo_cli.register(app)
+report_cli.register(app)
 
 
 def main(argv: list[str] | None = None) -> None:

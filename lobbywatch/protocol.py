@@ -38,8 +38,21 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, NonNegativeInt
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictBool, field_validator
 
+from lobbywatch.protocol_bounds import (
+    TS_PATTERN,
+    TS_YEARS,
+    AgeS,
+    Counter,
+    DwellS,
+    Fps,
+    IntervalS,
+    People,
+    RawCount,
+    Seq,
+    ThresholdS,
+)
 from lobbywatch.zone_state import ZoneKind
 
 PROTOCOL_VERSION: Literal[1] = 1
@@ -55,6 +68,7 @@ _ID_RE = re.compile(ID_PATTERN)
 DEVICE_LEVEL = "_device"
 
 Id = Annotated[str, Field(pattern=ID_PATTERN)]
+_TS_RE = re.compile(TS_PATTERN)
 
 
 def is_valid_id(value: str) -> bool:
@@ -66,11 +80,38 @@ class _Message(BaseModel):
 
     v: Literal[1] = Field(PROTOCOL_VERSION, description="protocol (schema) version")
     device: Id = Field(description="id of the publishing edge device")
-    seq: NonNegativeInt = Field(
+    seq: Seq = Field(
         description="per-device sequence number, +1 per message (a will repeats the last one)"
     )
-    ts: datetime = Field(description="UTC time the state was observed (ISO 8601)")
+    ts: AwareDatetime = Field(
+        description="UTC time the state was observed (RFC 3339 with T, seconds and Z or an offset)",
+        json_schema_extra={"pattern": TS_PATTERN},
+    )
     branch: Id
+
+    @field_validator("v", mode="before")
+    @classmethod
+    def _v_is_an_integer(cls, v: object) -> object:
+        if type(v) is not int:  # JSON true would otherwise equal 1
+            raise ValueError("v must be the integer 1")
+        return v
+
+    @field_validator("ts", mode="before")
+    @classmethod
+    def _ts_strict(cls, v: object) -> object:
+        if isinstance(v, str):
+            if not _TS_RE.match(v):
+                raise ValueError("ts must be RFC 3339 like 2026-11-29T09:30:00.25Z")
+        elif not isinstance(v, datetime):
+            raise ValueError("ts must be an RFC 3339 string")
+        return v
+
+    @field_validator("ts")
+    @classmethod
+    def _ts_range(cls, v: datetime) -> datetime:
+        if not TS_YEARS[0] <= v.year <= TS_YEARS[1]:
+            raise ValueError(f"ts year must be within {TS_YEARS[0]}..{TS_YEARS[1]}")
+        return v
 
 
 class ZoneMessage(_Message):
@@ -81,36 +122,36 @@ class ZoneMessage(_Message):
     zone: Id
     kind: ZoneKind
     blueprint: str | None = Field(None, max_length=16, description="service blueprint tag, e.g. W1")
-    people: NonNegativeInt = Field(description="confirmed people in the zone")
-    raw_count: NonNegativeInt = Field(description="raw detections in the zone this frame")
-    dwell_p50_s: NonNegativeFloat | None = None
-    dwell_p90_s: NonNegativeFloat | None = None
-    dwell_max_s: NonNegativeFloat | None = None
-    arrivals_total: NonNegativeInt
-    departures_total: NonNegativeInt
-    completed_dwells_s: list[NonNegativeFloat] = Field(
+    people: People = Field(description="confirmed people in the zone")
+    raw_count: RawCount = Field(description="raw detections in the zone this frame")
+    dwell_p50_s: DwellS | None = None
+    dwell_p90_s: DwellS | None = None
+    dwell_max_s: DwellS | None = None
+    arrivals_total: Counter
+    departures_total: Counter
+    completed_dwells_s: list[DwellS] = Field(
         default_factory=list,
         max_length=MAX_COMPLETED_DWELLS,
         description="dwells completed since the previous message of this zone",
     )
-    wait_threshold_s: NonNegativeFloat | None = Field(
+    wait_threshold_s: ThresholdS | None = Field(
         None, description="per-zone W1 threshold from the device config, if set"
     )
     # Departures from a waiting zone by destination (optional, added in v1.1: an edge
     # configured with the zone's service points and exits sends them; older edges and
     # other zone kinds omit them). Cumulative since the pipeline started, like
     # departures_total, and reset with it.
-    service_starts_total: NonNegativeInt | None = Field(
+    service_starts_total: Counter | None = Field(
         None,
         description="cumulative departures from this waiting zone into one of its "
         "service-point zones (service starts)",
     )
-    walk_outs_total: NonNegativeInt | None = Field(
+    walk_outs_total: Counter | None = Field(
         None,
         description="cumulative departures from this waiting zone through one of its exit "
         "zones without being served (abandonment)",
     )
-    departures_unseen_total: NonNegativeInt | None = Field(
+    departures_unseen_total: Counter | None = Field(
         None,
         description="cumulative departures from this waiting zone whose destination the "
         "camera did not see (track lost, frame edge, counters on another camera)",
@@ -120,10 +161,10 @@ class ZoneMessage(_Message):
 class CameraHealth(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    up: bool
-    fps: NonNegativeFloat = Field(0.0, description="frames processed per second, measured")
-    target_fps: NonNegativeFloat | None = Field(None, description="configured sampling rate")
-    last_frame_age_s: NonNegativeFloat | None = None
+    up: StrictBool
+    fps: Fps = Field(0.0, description="frames processed per second, measured")
+    target_fps: Fps | None = Field(None, description="configured sampling rate")
+    last_frame_age_s: AgeS | None = None
     error: str | None = Field(None, max_length=200)
 
 
@@ -140,8 +181,8 @@ class StatusMessage(_Message):
     cameras: list[Id] | None = Field(
         None, max_length=64, description="device status: the cameras this device serves"
     )
-    will: bool = Field(False, description="true for the last will (published by the broker)")
-    heartbeat_s: NonNegativeFloat | None = Field(
+    will: StrictBool = Field(False, description="true for the last will (published by the broker)")
+    heartbeat_s: IntervalS | None = Field(
         None, description="the device republishes every state at least this often"
     )
     model: str | None = Field(None, max_length=128)

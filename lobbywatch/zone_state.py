@@ -53,6 +53,10 @@ ZONE_STATE_FIELDS: tuple[str, ...] = (
     "dwell_max_s",
     "arrivals_total",
     "departures_total",
+    # departures from a waiting zone by destination; None from edges without flows
+    "service_starts_total",
+    "walk_outs_total",
+    "departures_unseen_total",
 )
 
 #: Fields of ``ZONE_STATE_FIELDS`` that are durations in seconds (the agent rounds them

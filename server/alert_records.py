@@ -60,6 +60,9 @@ class AlertPayload(AlertView):
     #: wait with one more counter, the expected breach; for ``closing_backlog`` the
     #: people projected not to be served before closing (``alerts.w1_advice``)
     details: dict[str, Any] | None
+    #: facts a manager acts on (alert_texts.alert_context): zone in words, counters,
+    #: expected breach, board link, locale
+    context: NotRequired[dict[str, Any]]
 
 
 def zone_of(a: Facts | AlertRow) -> str | None:
@@ -111,11 +114,14 @@ def row_view(r: AlertRow) -> AlertView:
 
 
 def previous_severity(ev: AlertEvent) -> str | None:
-    """The severity before ``ev``: ``"warning"`` for an escalation to critical
-    (the engine escalates only warning to critical), else None."""
-    if ev.event == "escalate" and ev.severity == "critical":
-        return "warning"
-    return None
+    """The severity before ``ev`` when ``ev`` changed it, else None.
+
+    Only the engine knows (``AlertEvent.previous_severity``): a time-based escalation
+    of an alert that was critical from the start keeps its severity, and inferring
+    "warning" there made the Alertmanager sink end a warning that never existed.
+    """
+    prev = ev.previous_severity
+    return prev if prev is not None and prev != ev.severity else None
 
 
 def event_payload(ev: AlertEvent, region: str | None) -> AlertPayload:

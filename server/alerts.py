@@ -296,14 +296,20 @@ class AlertEvent(_AlertFacts):
     at: float
     #: the alert's revision as of this event (persisted, so a restart re-derives the same id)
     revision: int
+    #: the severity before this event, only when the event changed it (an escalation
+    #: from warning to critical); a time-based escalation keeps the severity, so None
+    previous_severity: str | None = None
 
     @classmethod
-    def of(cls, alert: Alert, event: str, at: float) -> AlertEvent:
+    def of(
+        cls, alert: Alert, event: str, at: float, previous_severity: str | None = None
+    ) -> AlertEvent:
         return cls(
             event_id=f"{alert.alert_id}#{alert.revision}",
             event=event,
             at=at,
             revision=alert.revision,
+            previous_severity=previous_severity,
             **{name: getattr(alert, name) for name in _FACT_FIELDS},
         )
 
@@ -779,7 +785,9 @@ class AlertEngine:
         rule.alert = dataclasses.replace(alert, value=value, summary=summary, details=details)
         events = []
         if severity == "critical" and alert.severity == "warning":
-            events.append(self._emit(rule, "escalate", now, severity="critical"))
+            events.append(
+                self._emit(rule, "escalate", now, previous="warning", severity="critical")
+            )
         if not clear:
             rule.clear_since = None
             return events
@@ -790,12 +798,19 @@ class AlertEngine:
             events.append(self._resolve(rule, now))
         return events
 
-    def _emit(self, rule: _RuleState, event: str, now: float, **changes: Any) -> AlertEvent:
+    def _emit(
+        self,
+        rule: _RuleState,
+        event: str,
+        now: float,
+        previous: str | None = None,
+        **changes: Any,
+    ) -> AlertEvent:
         assert rule.alert is not None
         rule.alert = dataclasses.replace(
             rule.alert, last_notified_at=now, revision=rule.alert.revision + 1, **changes
         )
-        return AlertEvent.of(rule.alert, event, now)
+        return AlertEvent.of(rule.alert, event, now, previous_severity=previous)
 
     def _resolve(self, rule: _RuleState, now: float, reason: str | None = None) -> AlertEvent:
         assert rule.alert is not None

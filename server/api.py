@@ -15,6 +15,7 @@ from pydantic import BaseModel, Field
 from lobbywatch import __version__
 from lobbywatch.server.alert_records import alert_view, row_view
 from lobbywatch.server.alerts import Alert
+from lobbywatch.server.auth import Authenticator, install_auth
 from lobbywatch.server.notify import iso
 from lobbywatch.server.state import DeviceRecord, ZoneRecord
 from lobbywatch.server.store import AlertRow, MinuteRow
@@ -24,6 +25,10 @@ if TYPE_CHECKING:
     from lobbywatch.server.collector import Collector
 
 SEVERITY_RANK = {"warning": 1, "critical": 2}
+#: largest epoch a time parameter may name (year 2100): beyond it the databases overflow
+MAX_EPOCH_S = 4_102_444_800.0
+#: largest history offset (a 64-bit OFFSET overflowed SQLite's and psycopg's integers)
+MAX_OFFSET = 1_000_000_000
 _WORST: dict[int, Literal["warning", "critical"] | None] = {0: None, 1: "warning", 2: "critical"}
 
 
@@ -73,6 +78,15 @@ class ZoneOut(BaseModel):
     dwell_max_s: float | None
     arrivals_total: int
     departures_total: int
+    service_starts_total: int | None = Field(
+        None, description="waiting zones with flows: departures into a service point"
+    )
+    walk_outs_total: int | None = Field(
+        None, description="waiting zones with flows: departures through an exit, unserved"
+    )
+    departures_unseen_total: int | None = Field(
+        None, description="waiting zones with flows: departures to an unseen destination"
+    )
     observed_at: str | None
     wait_threshold_s: float | None = Field(description="W1 threshold in force (policy)")
     estimate: EstimateOut | None = Field(None, description="waiting zones only")
@@ -94,6 +108,9 @@ class DeviceOut(BaseModel):
     error: str | None
     model: str | None
     software: str | None
+    seq_gaps: int = Field(
+        0, description="sequence numbers of this device never received (lost messages)"
+    )
 
 
 class AlertOut(BaseModel):
@@ -164,6 +181,11 @@ class Health(BaseModel):
     version: str
     mqtt_connected: bool
     database: bool
+    reason: str | None = Field(None, description="why the status is degraded")
+    role: Literal["single", "active", "standby"] = Field(
+        "single", description="active/standby within the collector's cluster.partition"
+    )
+    alert_events_spooled: int = Field(0, description="alert events waiting for the database")
     queue_messages: int
     messages_total: int = Field(description="MQTT messages processed so far (all results)")
     last_batch_age_s: float | None
@@ -234,6 +256,7 @@ def device_out(d: DeviceRecord, now: float, timeout_s: float) -> DeviceOut:
         error=d.error,
         model=d.model,
         software=d.software,
+        seq_gaps=d.node.seq_gaps if d.node is not None else 0,
     )
 
 
@@ -315,7 +338,9 @@ def create_app(collector: Collector) -> FastAPI:
     def branch_minutes(
         branch_id: str,
         zone: str | None = None,
-        since: float | None = Query(None, description="UTC epoch seconds"),
+        since: float | None = Query(
+            None, description="UTC epoch seconds", ge=0, le=MAX_EPOCH_S, allow_inf_nan=False
+        ),
         limit: int = Query(1440, ge=1, le=100_000),
     ) -> list[MinuteOut]:
         """Per-zone minute aggregates, newest first."""
@@ -353,10 +378,22 @@ def create_app(collector: Collector) -> FastAPI:
         branch: str | None = None,
         region: str | None = None,
         kind: Literal["w1_wait", "service_stalled", "device_offline"] | None = None,
-        since: float | None = Query(None, description="started at or after (UTC epoch s)"),
-        until: float | None = Query(None, description="started before (UTC epoch s)"),
+        since: float | None = Query(
+            None,
+            description="started at or after (UTC epoch s)",
+            ge=0,
+            le=MAX_EPOCH_S,
+            allow_inf_nan=False,
+        ),
+        until: float | None = Query(
+            None,
+            description="started before (UTC epoch s)",
+            ge=0,
+            le=MAX_EPOCH_S,
+            allow_inf_nan=False,
+        ),
         limit: int = Query(100, ge=1, le=10_000),
-        offset: int = Query(0, ge=0),
+        offset: int = Query(0, ge=0, le=MAX_OFFSET),
     ) -> list[AlertOut]:
         """All stored alerts (firing and resolved), newest first."""
         rows = collector.store.alert_history(
@@ -372,13 +409,24 @@ def create_app(collector: Collector) -> FastAPI:
 
     @app.get("/healthz", response_model=Health, tags=["ops"])
     def healthz(response: Response) -> Health:
-        """200 when MQTT is connected, the database answers and processing keeps up."""
+        """200 when MQTT is connected, database calls succeed and processing keeps up.
+
+        Never touches the database itself (it answers while the database hangs): the
+        database writer's last result and a watchdog on calls in progress decide.
+        """
         now = collector.clock()
         mqtt_ok = collector.mqtt.connected.is_set() if collector.mqtt is not None else True
-        db_ok = collector.store.ping()
+        db_problem = collector.db_health.problem(collector.cfg.database.statement_timeout_s + 2)
+        db_ok = db_problem is None
         last = collector.last_batch_at
         depth = len(collector.queue)
-        ok = mqtt_ok and db_ok and depth < collector.cfg.ingest.queue_max // 2
+        queue_ok = depth < collector.cfg.ingest.queue_max // 2
+        ok = mqtt_ok and db_ok and queue_ok
+        reasons = [
+            *([] if mqtt_ok else ["MQTT not connected"]),
+            *([] if db_problem is None else [db_problem]),
+            *([] if queue_ok else [f"processing queue {depth} messages deep"]),
+        ]
         if not ok:
             response.status_code = 503
         return Health(
@@ -386,6 +434,9 @@ def create_app(collector: Collector) -> FastAPI:
             version=__version__,
             mqtt_connected=mqtt_ok,
             database=db_ok,
+            reason="; ".join(reasons) or None,
+            role=collector.role,
+            alert_events_spooled=len(collector.spool),
             queue_messages=depth,
             messages_total=sum(list(collector.state.results.values())),
             last_batch_age_s=(now - last) if last else None,
@@ -401,8 +452,46 @@ def create_app(collector: Collector) -> FastAPI:
     # JSON API above, served by every collector (not only the demo).
     from lobbywatch.server.board import install_board
 
-    install_board(app)
+    install_board(app, collector)
+
+    from fastapi import Request
+    from fastapi.responses import JSONResponse
+    from sqlalchemy.exc import DBAPIError
+
+    @app.exception_handler(DBAPIError)
+    def database_unavailable(_request: Request, exc: DBAPIError) -> JSONResponse:
+        # history and aggregates come from the database: while it fails, say so (503,
+        # retry later) instead of a 500 with a stack trace in the log
+        first = (str(exc.orig or exc).strip().splitlines() or [""])[0][:200]
+        return JSONResponse(
+            {"detail": f"database unavailable: {first}"},
+            status_code=503,
+            headers={"Retry-After": "10"},
+        )
+
+    install_auth(app, authenticator(collector.cfg.http), collector.cfg.http.host_names())
     return app
+
+
+def authenticator(http: Any) -> Authenticator | None:
+    """The configured :class:`Authenticator`, or None when no credentials are configured."""
+    import secrets
+
+    from lobbywatch.server.auth import load_credentials
+
+    if http.credentials_file is None:
+        return None
+    creds = load_credentials(http.credentials_file)
+    if http.session_secret_file is not None:
+        key = http.session_secret_file.read_bytes().strip()
+    else:
+        key = secrets.token_bytes(32)  # sessions end with the process
+    return Authenticator(
+        creds,
+        key,
+        cookie_secure=http.cookie_secure,
+        session_max_age_s=http.session_max_age_s,
+    )
 
 
 def _row_out(r: AlertRow) -> AlertOut:

@@ -8,8 +8,10 @@ Threads and what they own:
   waiting-zone messages to their estimator, re-estimates each touched waiting
   zone once (a zone touched by 50 messages in one batch is evaluated once: the
   same answer as per message, at a fraction of the cost) and evaluates the alert
-  engine. Alert events (rare) are written to the outbox synchronously, so an
-  event is stored before any sink can see it.
+  engine. Alert events (rare) are spooled (memory + local file) for the
+  database writer thread, which stores them in order, retrying while the
+  database fails, and only then wakes the sinks: an event is durable before any
+  sink can see it, and ingest never waits for the database.
 * once a second, :meth:`tick`: alert timeouts/renotify/escalation, device
   heartbeat timeouts, a sweep re-evaluating quiet waiting zones (waits grow
   while nobody reports), minute-aggregate sampling and, at each minute
@@ -26,11 +28,11 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Literal
 
 from lobbywatch.errors import ConfigError
 from lobbywatch.protocol import StatusMessage
@@ -46,11 +48,13 @@ from lobbywatch.server.config import ServerConfig
 from lobbywatch.server.flows import FlowDelta
 from lobbywatch.server.http import HttpServer
 from lobbywatch.server.ingest import Ingestor
-from lobbywatch.server.metrics import LatencyHistogram, StateCollector, make_registry
+from lobbywatch.server.leadership import Leadership
+from lobbywatch.server.metrics import DbStats, LatencyHistogram, StateCollector, make_registry
 from lobbywatch.server.notify import Dispatcher, build_sinks
 from lobbywatch.server.retention import RetentionSchedule
+from lobbywatch.server.spool import AlertSpool, DbHealth, DbWriter, Spooled
 from lobbywatch.server.state import BranchRecord, CollectorState, DeviceKey, NodeKey, ZoneKey
-from lobbywatch.server.store import EventRecord, MinuteRow, Store
+from lobbywatch.server.store import AlertRow, EventRecord, MinuteRow, Store
 from lobbywatch.server.transport import MessageQueue, MqttIngest
 from lobbywatch.zone_state import ZoneKind
 
@@ -219,10 +223,17 @@ class Collector:
         self.state = CollectorState(heartbeat_timeout_s=cfg.alerts.heartbeat_timeout_s)
         for b in cfg.branches:
             self.state.branches[b.id] = BranchRecord(b.id, b.region, b.timezone)
-        self.store = Store(cfg.database.url)
+        db = cfg.database
+        self.store = Store(db.url, db.connect_timeout_s, db.statement_timeout_s)
+        self.db_health = DbHealth()
+        self.spool = AlertSpool(db.spool_path(), db.spool_max_events)
         self.queue = MessageQueue(cfg.ingest.queue_max)
         self.ingestor = Ingestor(
-            self.state, cfg.ingest, cfg.mqtt.root, {b.id: b.region for b in cfg.branches}
+            self.state,
+            cfg.ingest,
+            cfg.mqtt.root,
+            {b.id: b.region for b in cfg.branches},
+            devices={b.id: frozenset(b.devices) for b in cfg.branches if b.devices is not None},
         )
         self._est_settings = cfg.estimator
         #: service-point zone -> the waiting zones it serves (counters seen, not configured)
@@ -241,8 +252,35 @@ class Collector:
         self.engine = self._make_engine()
         self.sinks = build_sinks(cfg.notify)
         self.dispatcher = Dispatcher(
-            self.store, self.sinks, cfg.notify, firing_payloads=self.firing_payloads, clock=clock
+            self.store,
+            self.sinks,
+            cfg.notify,
+            firing_payloads=self.firing_payloads,
+            clock=clock,
+            health=self.db_health,
+            active=self.is_active,
+            branches=[b.id for b in cfg.branches] if cfg.partitioned() else None,
         )
+        self.leadership: Leadership | None = None
+        if cfg.cluster.partition is not None:
+            self.leadership = Leadership(
+                db.url,
+                cfg.cluster.partition,
+                on_acquire=self._took_over,
+                on_lose=self._stood_down,
+                check_interval_s=cfg.cluster.check_interval_s,
+                connect_timeout_s=db.connect_timeout_s,
+            )
+        self.db_writer = DbWriter(
+            self.store,
+            self.spool,
+            self.db_health,
+            on_stored=self.dispatcher.wake,
+            clock=clock,
+            cut_after_s=db.statement_timeout_s + 5,
+        )
+        #: minute aggregates the database refused, written with the next minute
+        self._unwritten_minutes: list[MinuteRow] = []
         self.latency = LatencyHistogram()
         self.metrics = StateCollector(
             self.state,
@@ -250,6 +288,7 @@ class Collector:
             notification_counts=lambda: dict(self.dispatcher.counts),
             queue_stats=lambda: (len(self.queue), self.queue.dropped),
             clock=clock,
+            db_stats=self.db_stats,
         )
         self.registry = make_registry(self.metrics)
         self.aggregator = MinuteAggregator()
@@ -272,6 +311,50 @@ class Collector:
         #: called with the payloads of every batch of alert events, after the outbox
         #: write (``lobbywatch server replay`` writes them to its output)
         self.event_listeners: list[Callable[[list[AlertPayload]], None]] = []
+
+    def is_active(self) -> bool:
+        """True unless this collector is a standby of its partition."""
+        return self.leadership is None or self.leadership.active.is_set()
+
+    @property
+    def role(self) -> Literal["single", "active", "standby"]:
+        if self.leadership is None:
+            return "single"
+        return "active" if self.is_active() else "standby"
+
+    def _took_over(self) -> None:
+        """Became the partition's active collector: adopt the alerts in the database.
+
+        The warm engine's own alerts (a standby derives them but stores nothing) are
+        replaced by a fresh engine restored from the shared ``alerts`` table, so every
+        later event continues the revisions the previous active stored: nothing is
+        notified twice, and a condition still holding fires or resolves as usual.
+        """
+        rows = self._own_active_alerts()  # the query runs before the lock: ingest goes on
+        with self.state.lock:
+            self.engine = self._make_engine()
+            self._adopt(rows)
+            for rt in self._zones.values():
+                rt.evaluated_at = 0.0  # re-evaluate everything with the adopted alerts
+            self._dirty.update(self._zones)
+        self.dispatcher.wake()
+
+    def _stood_down(self) -> None:
+        log.error("standing down: events are no longer stored or sent by this collector")
+
+    def notifies(self, branch: str, zone: str | None) -> bool:
+        """Whether an alert of ``zone`` at ``branch`` reaches managers: zones not in the
+        configuration only if the branch allows unconfigured zones (a device inventing
+        zone ids must not page anyone); device alerts of configured branches always."""
+        b = self.cfg.branch(branch)
+        if b is None:
+            return zone is None and self.cfg.ingest.unknown_branches == "accept"
+        return b.notifies_zone(zone)
+
+    def db_stats(self) -> DbStats:
+        h = self.db_health
+        ok = h.problem(self.cfg.database.statement_timeout_s + 2) is None
+        return DbStats(ok, dict(h.errors), len(self.spool), self.spool.lost)
 
     # ------------------------------------------------------------- policies
     def policy_for(self, branch: str, zone: str | None) -> AlertPolicy:
@@ -303,12 +386,20 @@ class Collector:
     # ------------------------------------------------------------- lifecycle
     def start(self) -> None:
         self.store.migrate()
+        # events a previous run could not store: into the outbox before anything else
+        # (one attempt each: a database that fails here fails the start, exit 2)
+        for item in self.spool.open():
+            self.store.record_event(item.record, item.sinks)
+            self.spool.pop(item)
         self.restore()
         # Everything allocated so far (config, models, FastAPI, SQLAlchemy...) lives as
         # long as the process: keep it out of the collector's generational scans.
         gc.collect()
         gc.freeze()
+        self.db_writer.start()
         self.dispatcher.start()
+        if self.leadership is not None:
+            self.leadership.start()
         self._thread = threading.Thread(target=self._run, name="collector", daemon=True)
         self._thread.start()
         if self.mqtt is not None:
@@ -318,20 +409,24 @@ class Collector:
 
     def stop(self) -> None:
         self._stop.set()
+        if self.leadership is not None:
+            self.leadership.stop()
         if self.mqtt is not None:
             self.mqtt.stop()
         if self._thread is not None:
             self._thread.join(timeout=10)
         if self._http is not None:
             self._http.stop()
+        self.db_writer.stop()
         self.dispatcher.stop()
         if self._record is not None:
             self._record.close()
+        self.spool.close()
         # flush the partial minute so a restart does not lose it
         rows = self.aggregator.roll(self.clock() + 60)
         self._writer.shutdown(wait=True)
         if rows:
-            self.store.write_minutes(rows)
+            self._write_minutes(rows)
         self.store.close()
 
     def _start_http(self) -> None:
@@ -348,7 +443,14 @@ class Collector:
 
     def restore(self) -> None:
         """Reload firing alerts into the engine and state: a restart loses none."""
-        rows = self.store.active_alerts()
+        self._adopt(self._own_active_alerts())
+
+    def _own_active_alerts(self) -> list[AlertRow]:
+        """Firing alerts in the database; a partitioned collector's own branches only."""
+        mine = [b.id for b in self.cfg.branches] if self.cfg.partitioned() else None
+        return self.store.active_alerts(mine)
+
+    def _adopt(self, rows: list[AlertRow]) -> None:
         if not rows:
             return
         alerts = [row_to_alert(r) for r in rows]
@@ -620,6 +722,8 @@ class Collector:
         self._writer.shutdown(wait=True)
         if rows:
             self.store.write_minutes(rows)
+        self.store_spooled_offline()
+        self.spool.close()
         self.store.close()
 
     def _evaluate(self, key: ZoneKey, now: float) -> list[Any]:
@@ -655,6 +759,9 @@ class Collector:
             rows = self.aggregator.roll(now)
         if rows:
             self._writer.submit(self._write_minutes, rows)
+            if self.cfg.report.sink is not None:
+                # once a minute, after the minute is written: daily reports due now
+                self._writer.submit(self._queue_reports, now)
         cutoff = self.retention.due(now)
         if cutoff is not None:
             self._writer.submit(self._prune_minutes, cutoff)
@@ -671,6 +778,15 @@ class Collector:
             if rt.history is not None and rt.estimator.updated_recently(minute_start):
                 rt.history.add(minute_start, seen - mark)
 
+    def _queue_reports(self, now: float) -> None:
+        from lobbywatch.server.report_schedule import enqueue_due
+
+        try:
+            if enqueue_due(self.cfg, self.store, now):
+                self.dispatcher.wake()
+        except Exception:
+            log.exception("queueing the daily reports failed")
+
     def wait_for_store_writes(self) -> None:
         """Block until every minute write and prune submitted so far is done."""
         self._writer.submit(lambda: None).result()
@@ -685,35 +801,114 @@ class Collector:
             log.info("pruned %d minute aggregates older than retention_days", n)
 
     def _write_minutes(self, rows: list[MinuteRow]) -> None:
+        """One upsert (writer thread); rows the database refuses wait for the next minute.
+
+        Bounded: at most a day of one minute per zone is kept back.
+        """
+        from sqlalchemy.exc import DataError, IntegrityError
+
+        rows = self._unwritten_minutes + rows
+        self._unwritten_minutes = []
         try:
-            self.store.write_minutes(rows)
-        except Exception:
-            log.exception("writing %d minute aggregates failed", len(rows))
+            with self.db_health.call("write_minutes"):
+                self.store.write_minutes(rows)
+        except (DataError, IntegrityError, OverflowError) as exc:
+            # a value the database refuses: one branch's row must never cost the other
+            # branches their minute, so write branch by branch and drop only the bad one
+            log.warning("minute aggregates refused (%s); writing branch by branch", exc)
+            by_branch: dict[str, list[MinuteRow]] = {}
+            for r in rows:
+                by_branch.setdefault(r.branch, []).append(r)
+            for branch, brows in by_branch.items():
+                try:
+                    self.store.write_minutes(brows)
+                except (DataError, IntegrityError, OverflowError) as bexc:
+                    self.db_health.refused("write_minutes_refused")
+                    log.error("minute aggregates of branch %s dropped: %s", branch, bexc)
+        except Exception as exc:
+            self.db_health.failed("write_minutes", exc, self.clock())
+            keep = max(len(self._zones), 1) * 1440
+            self._unwritten_minutes = rows[-keep:]
+            log.warning("writing %d minute aggregates failed: %s", len(rows), exc)
 
     def _handle_events(self, events: list[AlertEvent], now: float) -> None:
-        """Outbox first, then wake the sinks; update the in-memory active set."""
-        stored = 0
+        """Spool the events for the outbox (the writer thread stores them, then wakes
+        the sinks); update the in-memory active set. Never touches the database.
+
+        A standby stores nothing: the active collector of its partition does."""
         payloads: list[AlertPayload] = []
-        for ev in events:
+        for ev in events if self.is_active() else ():
             eid = ev.event_id
             region = ev.region or self.region_of(ev.branch)
             payload = event_payload(ev, region)
-            sinks = self.cfg.notify.sinks_for(ev.branch, region, ev.kind, ev.severity)
+            sinks = (
+                self.cfg.notify.sinks_for(ev.branch, region, ev.kind, ev.severity)
+                if self.notifies(ev.branch, payload["zone"])
+                else []  # stored and visible in the API, but no manager is notified
+            )
+            payload["context"] = self.alert_context(payload, now)
             row = event_row(ev, now, region)
+            record = EventRecord(eid, row, ev.event, now, dict(payload))
+            self.spool.put(Spooled(record, tuple(sinks)))
             payloads.append(payload)
-            try:
-                if self.store.record_event(
-                    EventRecord(eid, row, ev.event, now, dict(payload)), sinks
-                ):
-                    stored += 1
-            except Exception:
-                log.exception("storing alert event %s failed", eid)
         with self.state.lock:
             self.state.alerts = {str(a.alert_id): a for a in self.engine.snapshot()}
         for listener in self.event_listeners:
             listener(payloads)
-        if stored:
-            self.dispatcher.wake()
+        if events:
+            self.db_writer.wake()
+
+    def store_spooled_offline(self) -> None:
+        """Write the spooled alert events to the outbox now, in order (what the DB
+        writer thread does; for a collector that was never :meth:`start`-ed: replay)."""
+        while (item := self.spool.head()) is not None:
+            self.store.record_event(item.record, item.sinks)
+            self.spool.pop(item)
+
+    def alert_context(self, payload: Mapping[str, Any], now: float) -> dict[str, Any]:
+        """Facts a manager acts on, stored with the event (see ``alert_texts``)."""
+        from lobbywatch.server.alert_texts import alert_context
+
+        branch, zone = str(payload["branch"]), payload.get("zone")
+        cfg_branch = self.cfg.branch(branch)
+        estimate = None
+        threshold = payload.get("threshold")
+        if zone is not None:
+            with self.state.lock:
+                rec = self.state.zones.get(ZoneKey(branch, zone))
+                estimate = rec.estimate if rec is not None else None
+        worst = None
+        if payload.get("state") == "resolved" and zone is not None:
+            worst = self._worst_wait(branch, zone, payload.get("started_at_ts"), payload)
+        base = self.cfg.board.public_url
+        return alert_context(
+            branch_name=cfg_branch.name if cfg_branch else None,
+            zone_name=self.cfg.zone_name(branch, zone) if zone else None,
+            timezone=cfg_branch.timezone if cfg_branch else "UTC",
+            locale=self.cfg.locale_for(branch),
+            estimate=estimate,
+            threshold_s=float(threshold) if threshold is not None else None,
+            counters_configured=self.cfg.service_for(branch, zone)[0] if zone else None,
+            board_url=(
+                f"{base.rstrip('/')}/board/branch?id={branch}" if base is not None else None
+            ),
+            now=now,
+            worst_wait_s=worst,
+        )
+
+    def _worst_wait(
+        self, branch: str, zone: str, since: float | None, payload: Mapping[str, Any]
+    ) -> float | None:
+        """Worst predicted wait of an episode: its minute averages and the last value."""
+        values = [float(payload["value"])] if payload.get("value") is not None else []
+        if since is not None:
+            try:
+                rows = self.store.minutes(branch, zone, since=since - 60, limit=24 * 60)
+            except Exception:
+                log.exception("reading minutes for the worst wait of %s/%s failed", branch, zone)
+                rows = []
+            values += [r.predicted_wait_s_avg for r in rows if r.predicted_wait_s_avg is not None]
+        return max(values) if values else None
 
     def firing_payloads(self) -> list[dict[str, Any]]:
         """Payloads of the open alerts (for the Alertmanager re-send loop), as the

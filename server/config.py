@@ -167,6 +167,17 @@ class IngestSettings(_Strict):
         description="hard cap applied separately to tracked zones, cameras and edge devices "
         "(bounds memory and metric labels); messages beyond it are rejected/limit",
     )
+    max_zones_per_device: PositiveInt = Field(
+        64, description="zones one device may create; more are refused (reason zone_limit)"
+    )
+    max_new_zones_per_minute: PositiveInt = Field(
+        30, description="new zones one device may create per minute; more are refused"
+    )
+    rebind_after_s: PositiveFloat = Field(
+        900.0,
+        description="a device bound to a branch, or a camera bound to a device, on first "
+        "sight may be taken over after the bound device was silent this long",
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -201,6 +212,27 @@ class DatabaseSettings(_Strict):
         description="minute aggregates older than this many days are deleted once a day "
         "(alert history is kept)",
     )
+    connect_timeout_s: PositiveFloat = Field(
+        5.0, le=300, description="give up connecting after this (start-up fails after it)"
+    )
+    statement_timeout_s: PositiveFloat = Field(
+        10.0, le=300, description="a statement running longer is cancelled (and retried)"
+    )
+    spool_file: Path | None = Field(
+        None,
+        description="local file keeping alert events the database has not stored yet "
+        "(replayed at start); default: beside a SQLite database, memory only for PostgreSQL",
+    )
+    spool_max_events: PositiveInt = Field(
+        10_000, description="alert events kept while the database fails; beyond: lost, counted"
+    )
+
+    def spool_path(self) -> Path | None:
+        if self.spool_file is not None:
+            return self.spool_file
+        if self.url.startswith("sqlite:///") and ":memory:" not in self.url:
+            return Path(self.url.removeprefix("sqlite:///") + ".alert-spool.jsonl")
+        return None
 
     @field_validator("url")
     @classmethod
@@ -213,12 +245,72 @@ class DatabaseSettings(_Strict):
 class HttpSettings(_Strict):
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=0, le=65535, description="0 picks a free port")
+    credentials_file: Path | None = Field(
+        None,
+        description="API tokens and board users, hashed (server/auth.py; `lobbywatch server "
+        "add-credential`); set: everything but /healthz and /login needs credentials",
+    )
+    allow_anonymous: bool = Field(
+        False,
+        description="serve without credentials on a non-loopback address (not recommended)",
+    )
+    allowed_hosts: list[str] = Field(
+        default_factory=list,
+        description="Host header names accepted besides localhost, 127.0.0.1, ::1 and "
+        "the bind address (e.g. the collector's DNS name)",
+    )
+    session_secret_file: Path | None = Field(
+        None, description="key signing board sessions; default: random per start"
+    )
+    cookie_secure: bool = Field(False, description="board cookie only over HTTPS")
+    session_max_age_s: PositiveInt = Field(43_200, description="board session lifetime")
+
+    def is_loopback(self) -> bool:
+        return is_loopback_host(self.host)
+
+    def host_names(self) -> list[str]:
+        names = {"localhost", "127.0.0.1", "::1", "[::1]", *self.allowed_hosts}
+        if self.host not in ("0.0.0.0", "::", ""):
+            names.add(self.host)
+        return sorted(names)
+
+    @model_validator(mode="after")
+    def _exposed_needs_auth(self) -> HttpSettings:
+        if not self.is_loopback() and self.credentials_file is None and not self.allow_anonymous:
+            raise ValueError(
+                f"http.host {self.host} is not a loopback address: set http.credentials_file "
+                "(docs/operations.md, authentication) or, knowingly, allow_anonymous: true"
+            )
+        return self
+
+
+def is_loopback_host(host: str) -> bool:
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 # ----------------------------------------------------------------------- branches
 
 
+def _locale(v: str | None) -> str | None:
+    from lobbywatch.server.i18n import validate_locale
+
+    return None if v is None else validate_locale(v)
+
+
+_Email = Annotated[str, Field(pattern=r".+@.+")]
+
+
 class ZoneOverride(_Strict):
+    name: str | None = Field(
+        None, max_length=80, description='the zone in words for managers ("Main hall queue")'
+    )
     counters: PositiveInt | None = None
     mean_service_s: PositiveFloat | None = None
     service_points: list[str] = Field(
@@ -249,8 +341,15 @@ class ZoneOverride(_Strict):
 
 class BranchConfig(_Strict):
     id: str = Field(pattern=ID_PATTERN)
+    name: str | None = Field(None, max_length=120, description="branch name for managers")
     region: str = Field("default", pattern=ID_PATTERN)
     timezone: str = "UTC"
+    locale: str | None = Field(
+        None, description="en | zh-CN for this branch's notifications and reports (region's)"
+    )
+    managers: list[_Email] = Field(
+        default_factory=list, description="e-mail addresses receiving the daily report"
+    )
     business_hours: BusinessHours | None = Field(
         None, description="opening hours (time zone: the branch's by default); null = always open"
     )
@@ -267,6 +366,23 @@ class BranchConfig(_Strict):
         default_factory=AlertOverrides, description="partial AlertPolicy"
     )
     zones: dict[str, ZoneOverride] = Field(default_factory=dict)
+    devices: list[Annotated[str, Field(pattern=ID_PATTERN)]] | None = Field(
+        None,
+        description="edge devices allowed to publish for this branch (and only for it); "
+        "null: bound on first sight",
+    )
+    allow_unconfigured_zones: bool | None = Field(
+        None,
+        description="notify managers about zones not listed in `zones`; default: true when "
+        "`zones` is empty, false when it lists zones",
+    )
+
+    def notifies_zone(self, zone: str | None) -> bool:
+        """Whether alerts of ``zone`` (None: device alerts) reach managers."""
+        if zone is None or zone in self.zones:
+            return True
+        allow = self.allow_unconfigured_zones
+        return not self.zones if allow is None else allow
 
     @model_validator(mode="before")
     @classmethod
@@ -287,6 +403,8 @@ class BranchConfig(_Strict):
         except (ZoneInfoNotFoundError, ValueError) as exc:
             raise ValueError(f"unknown time zone {v!r}") from exc
         return v
+
+    _check_locale = field_validator("locale")(classmethod(lambda cls, v: _locale(v)))
 
     @field_validator("zones")
     @classmethod
@@ -368,7 +486,65 @@ class AlertmanagerSink(_Strict):
         return self
 
 
-Sink = Annotated[LogSink | WebhookSink | SmtpSink | AlertmanagerSink, Field(discriminator="type")]
+def _read_secret(what: str, env: str | None, file: Path | None) -> str | None:
+    if env:
+        value = os.environ.get(env)
+        if value is None:
+            raise ConfigError(f"{what}_env: ${env} is not set")
+        return value.strip()
+    if file:
+        try:
+            return file.read_text().strip()
+        except OSError as exc:
+            raise ConfigError(f"{what}_file: cannot read {file}: {exc.strerror or exc}") from None
+    return None
+
+
+class _RobotSink(_Strict):
+    """A chat group robot: its webhook URL carries the access key, so it is a secret."""
+
+    url_env: str | None = Field(None, description="env var holding the robot's webhook URL")
+    url_file: Path | None = Field(None, description="file holding the robot's webhook URL")
+    locale: str | None = Field(None, description="en | zh-CN; default: the branch's locale")
+    per_minute: PositiveInt = Field(20, description="the service's documented rate limit")
+    timeout_s: PositiveFloat = 5.0
+
+    _check_locale = field_validator("locale")(classmethod(lambda cls, v: _locale(v)))
+
+    @model_validator(mode="after")
+    def _one_url(self) -> _RobotSink:
+        if (self.url_env is None) == (self.url_file is None):
+            raise ValueError("give exactly one of url_env and url_file")
+        return self
+
+    def url(self) -> str:
+        url = _read_secret(f"{self.__class__.__name__} url", self.url_env, self.url_file) or ""
+        if not url.startswith(("https://", "http://")):
+            raise ConfigError(f"{type(self).__name__}: the webhook URL must start with https://")
+        return url
+
+
+class WeComSink(_RobotSink):
+    """WeCom (企业微信) group robot: ``https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=...``."""
+
+    type: Literal["wecom"] = "wecom"
+
+
+class DingTalkSink(_RobotSink):
+    """DingTalk robot: ``https://oapi.dingtalk.com/robot/send?access_token=...``, signed."""
+
+    type: Literal["dingtalk"] = "dingtalk"
+    secret_env: str | None = Field(None, description="env var holding the robot's SEC... secret")
+    secret_file: Path | None = Field(None, description="file holding the robot's secret")
+
+    def secret(self) -> str | None:
+        return _read_secret("dingtalk secret", self.secret_env, self.secret_file)
+
+
+Sink = Annotated[
+    LogSink | WebhookSink | SmtpSink | AlertmanagerSink | WeComSink | DingTalkSink,
+    Field(discriminator="type"),
+]
 
 
 class Route(_Strict):
@@ -430,10 +606,57 @@ class NotifySettings(_Strict):
         return out
 
 
+# ------------------------------------------------------------------ managers
+
+
+class RegionConfig(_Strict):
+    locale: str | None = Field(None, description="en | zh-CN for the region's branches")
+    managers: list[_Email] = Field(
+        default_factory=list, description="e-mail addresses receiving the region's daily report"
+    )
+
+    _check_locale = field_validator("locale")(classmethod(lambda cls, v: _locale(v)))
+
+
+class BoardSettings(_Strict):
+    public_url: str | None = Field(
+        None,
+        pattern=r"^https?://",
+        description="the board's address as managers reach it (links in notifications)",
+    )
+
+
+class ReportSettings(_Strict):
+    sink: str | None = Field(
+        None, description="smtp sink that mails the daily report; null: no report e-mail"
+    )
+    send_at: str = Field(
+        "19:30",
+        pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$",
+        description="local time, HH:MM, for branches without business_hours",
+    )
+    after_closing_min: NonNegativeInt = Field(
+        30, description="branches with business_hours: minutes after the day's last closing"
+    )
+
+
 # ------------------------------------------------------------------------- root
 
 
+class ClusterSettings(_Strict):
+    partition: str | None = Field(
+        None,
+        pattern=ID_PATTERN,
+        description="active/standby: collectors with the same partition share one "
+        "PostgreSQL advisory lock; the holder notifies, the others stay warm (null: alone)",
+    )
+    check_interval_s: PositiveFloat = Field(
+        1.0, le=30, description="how often the standby tries the lock and the active checks it"
+    )
+
+
 class ServerConfig(_Strict):
+    cluster: ClusterSettings = Field(default_factory=ClusterSettings)  # type: ignore[arg-type]
     mqtt: MqttSettings = Field(default_factory=MqttSettings)  # type: ignore[arg-type]
     ingest: IngestSettings = Field(default_factory=IngestSettings)  # type: ignore[arg-type]
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)  # type: ignore[arg-type]
@@ -445,6 +668,22 @@ class ServerConfig(_Strict):
     )
     branches: list[BranchConfig] = Field(default_factory=list)
     notify: NotifySettings = Field(default_factory=NotifySettings)  # type: ignore[arg-type]
+    locale: str = Field("en", description="en | zh-CN: default for branches and regions")
+    regions: dict[str, RegionConfig] = Field(default_factory=dict)
+    board: BoardSettings = Field(default_factory=BoardSettings)  # type: ignore[arg-type]
+    report: ReportSettings = Field(default_factory=ReportSettings)  # type: ignore[arg-type]
+
+    _check_locale = field_validator("locale")(classmethod(lambda cls, v: _locale(v)))
+
+    @model_validator(mode="after")
+    def _cluster_needs_postgres(self) -> ServerConfig:
+        if self.cluster.partition is not None and not self.database.url.startswith("postgresql"):
+            raise ValueError("cluster.partition needs a PostgreSQL database.url (shared lock)")
+        return self
+
+    def partitioned(self) -> bool:
+        """Whether this collector owns only its configured branches' alerts."""
+        return self.mqtt.subscribe == "configured_branches" or self.cluster.partition is not None
 
     @model_validator(mode="after")
     def _unique_branches(self) -> ServerConfig:
@@ -453,7 +692,24 @@ class ServerConfig(_Strict):
             if b.id in seen:
                 raise ValueError(f"branches[{i}].id: duplicate branch {b.id!r}")
             seen.add(b.id)
+        if self.report.sink is not None and not isinstance(
+            self.notify.sinks.get(self.report.sink), SmtpSink
+        ):
+            raise ValueError(f"report.sink: {self.report.sink!r} is not an smtp sink")
         return self
+
+    def locale_for(self, branch_id: str) -> str:
+        """Locale of a branch's texts: the branch's, else its region's, else the default."""
+        b = self.branch(branch_id)
+        if b is not None and b.locale:
+            return b.locale
+        region = self.regions.get(b.region if b else "")
+        return (region.locale if region and region.locale else None) or self.locale
+
+    def zone_name(self, branch_id: str, zone: str) -> str | None:
+        b = self.branch(branch_id)
+        z = b.zones.get(zone) if b else None
+        return z.name if z else None
 
     def branch(self, branch_id: str) -> BranchConfig | None:
         return self._by_id().get(branch_id)

@@ -13,10 +13,11 @@ field) only sets the baseline: nothing before it is known.
 :class:`FlowCounts` keeps, per zone, collector-lifetime counters (exported as
 ``lobbywatch_zone_*_total``) and a window of recent increases by observation
 time, from which :meth:`FlowCounts.walk_out_ratio` gives the walk-out
-(abandonment) share: walk-outs / (service starts + walk-outs) over the window.
-Unseen departures are left out of it: their destination is unknown, and a
-ratio over known destinations is unbiased if unseen departures split like the
-seen ones (lost tracks and phantoms are unrelated to where a person goes).
+(abandonment) share: walk-outs / classified departures (service starts +
+walk-outs + unseen) over the window. Unseen departures stay in the denominator:
+with the counters on another camera every service start is unseen, and a share
+over known destinations only would read 100 %. Phantom and lost tracks (a few
+per cent of departures) make it a slight under-estimate, never an absurd one.
 """
 
 from __future__ import annotations
@@ -78,14 +79,14 @@ class FlowCounts:
     #: last totals and their source ``(device, camera)``: the baseline of the next delta
     last: _Totals | None = None
     source: tuple[str, str] | None = None
-    #: ``(ts, service starts, walk-outs)`` increases within ``window_s`` of the newest
+    #: ``(ts, classified departures, walk-outs)`` increases within ``window_s`` of the
+    #: newest message
     recent: deque[tuple[float, int, int]] = field(default_factory=deque)
 
     def walk_out_ratio(self) -> float | None:
-        """Walk-outs / (service starts + walk-outs) in the window; None without any."""
-        starts = sum(r[1] for r in self.recent)
+        """Walk-outs / classified departures in the window; None without any."""
+        total = sum(r[1] for r in self.recent)
         walks = sum(r[2] for r in self.recent)
-        total = starts + walks
         return walks / total if total else None
 
 
@@ -106,22 +107,35 @@ def observe(counts: FlowCounts, msg: ZoneMessage, ts: float) -> FlowDelta:
         msg.walk_outs_total,
         msg.departures_unseen_total,
     )
-    source = (msg.device, msg.camera)
-    last = counts.last if counts.source == source else None
+    recent = counts.recent
+    if recent and recent[0][0] < ts - counts.window_s:
+        while recent and recent[0][0] < ts - counts.window_s:
+            recent.popleft()
+    source = counts.source
+    if source is None or source[0] != msg.device or source[1] != msg.camera:
+        # first message, or the zone moved to another device or camera: baseline only
+        counts.source = (msg.device, msg.camera)
+        counts.last = totals
+        counts.classified = counts.classified or totals[1] is not None or totals[2] is not None
+        return NO_DELTA
+    last = counts.last
+    if totals == last:  # the common case: a heartbeat or a change of people only
+        return NO_DELTA
     counts.last = totals
-    counts.source = source
     if totals[1] is not None or totals[2] is not None:
         counts.classified = True
-    if last is None:
-        return NO_DELTA
-    delta = FlowDelta(*(increase(new, old) for new, old in zip(totals, last, strict=True)))
+    assert last is not None
+    delta = FlowDelta(
+        increase(totals[0], last[0]),
+        increase(totals[1], last[1]),
+        increase(totals[2], last[2]),
+        increase(totals[3], last[3]),
+    )
     counts.arrivals += delta.arrivals
     counts.service_starts += delta.service_starts
     counts.walk_outs += delta.walk_outs
     counts.departures_unseen += delta.departures_unseen
-    recent = counts.recent
-    if delta.service_starts or delta.walk_outs:
-        recent.append((ts, delta.service_starts, delta.walk_outs))
-    while recent and recent[0][0] < ts - counts.window_s:
-        recent.popleft()
+    classified = delta.service_starts + delta.walk_outs + delta.departures_unseen
+    if classified:
+        recent.append((ts, classified, delta.walk_outs))
     return delta

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -38,8 +39,10 @@ from lobbywatch.protocol import (
     ZoneMessage,
     parse_topic,
 )
+from lobbywatch.protocol_bounds import BOUNDS, CUMULATIVE_COUNTERS, MAX_COUNTER_RATE_PER_S
 from lobbywatch.server.config import IngestSettings
 from lobbywatch.server.flows import FlowDelta, observe
+from lobbywatch.server.identity import IdentityBook
 from lobbywatch.server.state import (
     CollectorState,
     DeviceKey,
@@ -49,7 +52,7 @@ from lobbywatch.server.state import (
     ZoneKey,
     ZoneRecord,
 )
-from lobbywatch.zone_state import ZONE_STATE_FIELDS
+from lobbywatch.zone_state import ZONE_STATE_FIELDS, ZoneKind
 
 log = logging.getLogger(__name__)
 
@@ -86,11 +89,14 @@ class _SeqWindow:
     that restarted and counts from 0 again (same seq, different ts).
     """
 
-    __slots__ = ("max_seq", "seen")
+    __slots__ = ("gaps", "max_seq", "seen")
 
     def __init__(self) -> None:
         self.max_seq = -1
         self.seen: dict[int, float] = {}
+        #: sequence numbers skipped and never seen (lost messages); a late arrival of a
+        #: skipped one takes it back; a restart of the device's numbering adds none
+        self.gaps = 0
 
     def admit(self, seq: int, ts: float, window: int) -> bool:
         """True if ``(seq, ts)`` is new; records it."""
@@ -106,6 +112,10 @@ class _SeqWindow:
             if ts <= newest:
                 return False
             self._reset()
+        elif 0 <= seq < self.max_seq and self.gaps:
+            self.gaps -= 1  # a skipped one arrived late after all
+        if self.max_seq >= 0 and seq > self.max_seq + 1:
+            self.gaps += seq - self.max_seq - 1
         self.seen[seq] = ts
         if seq > self.max_seq:
             self.max_seq = seq
@@ -140,6 +150,8 @@ class Outcome:
 
 
 _VERSION_LEVEL = re.compile(r"^v[0-9]+$")
+#: flows (server.flows) are counted for waiting zones only
+_WAITING = ZoneKind.WAITING
 _OK = "ok"
 
 
@@ -261,13 +273,22 @@ class Ingestor:
         settings: IngestSettings,
         root: str,
         known_branches: dict[str, str] | None = None,
+        devices: dict[str, frozenset[str]] | None = None,
     ) -> None:
         self.state = state
         self.settings = settings
         self.root = root
         #: branch -> region from the config; unknown branches follow settings.unknown_branches
         self.known = dict(known_branches or {})
-        self._windows: dict[str, _SeqWindow] = {}
+        self.identities = IdentityBook(
+            devices, settings.rebind_after_s, settings.max_zones_and_devices
+        )
+        #: sequence windows per (branch, device): a device can never poison the window of
+        #: a device of another branch by naming it in its own payloads
+        self._windows: dict[tuple[str, str], _SeqWindow] = {}
+        #: (branch, device) -> zones it created, and when it created its recent ones
+        self._zones_of: dict[tuple[str, str], int] = {}
+        self._new_zones: dict[tuple[str, str], deque[float]] = {}
         self._topics: dict[str, TopicParts | tuple[str, str, str]] = {}
         #: topic -> (device, node key, camera key, zone key) of its last valid message
         self._keys: dict[str, tuple[str, NodeKey, DeviceKey | None, ZoneKey | None]] = {}
@@ -336,17 +357,22 @@ class Ingestor:
                 "rejected", "unknown_branch", f"unknown branch {branch!r}", topic, now
             )
 
+        why = self.identities.check(branch, msg.camera, msg.device, now)
+        if why is not None:
+            return self._reject("rejected", "identity", why, topic, now)
+
         if kind == "device_status" and msg.will:  # type: ignore[union-attr]
             # The broker publishes the will later, with the seq of the last message
             # before that connect: it is applied as it arrives, never de-duplicated
             # by seq (only the very same will twice is a duplicate).
             return self._apply_will(msg, ts, topic, now)  # type: ignore[arg-type]
 
-        window = self._windows.get(msg.device)
+        wkey = (branch, msg.device)
+        window = self._windows.get(wkey)
         if window is None:
             if len(self._windows) >= self.settings.max_zones_and_devices:
                 return self._reject("rejected", "limit", "device limit reached", topic, now)
-            window = self._windows[msg.device] = _SeqWindow()
+            window = self._windows[wkey] = _SeqWindow()
         if not window.admit(msg.seq, ts, self.settings.dedup_window):
             return Outcome("duplicate")
 
@@ -368,6 +394,7 @@ class Ingestor:
         if ts >= node.last_ts:
             node.last_ts = ts
             node.received_at = now
+        node.seq_gaps = window.gaps
 
         if kind == "device_status":
             assert isinstance(msg, StatusMessage)
@@ -451,14 +478,53 @@ class Ingestor:
                 # older than what we hold (same device: by (ts, seq); another
                 # device/camera with an older observation: keep the newest)
                 return Outcome("stale", msg, zkey, dkey, nkey)
+            if rec.device == msg.device:
+                why = _implausible_counters(rec, msg, ts)
+                if why is not None:
+                    return self._reject("rejected", "implausible", why, topic, now)
             zone_record(msg, ts, now, rec)
+            if msg.kind is not _WAITING:
+                return Outcome(_OK, msg, zkey, dkey, nkey)
             return Outcome(_OK, msg, zkey, dkey, nkey, flows=observe(rec.flows, msg, ts))
         if len(state.zones) >= self.settings.max_zones_and_devices:
             return self._reject("rejected", "limit", "zone limit reached", topic, now)
+        wkey = (msg.branch, msg.device)
+        why = self._zone_quota(wkey, msg.zone, now)
+        if why is not None:
+            return self._reject("rejected", "zone_limit", why, topic, now)
+        self._count_new_zone(wkey, now)
         state.ensure_branch(msg.branch, self.known.get(msg.branch, "unknown"))
-        state.add_zone(zkey, zone_record(msg, ts, now))
+        rec = zone_record(msg, ts, now)
+        state.add_zone(zkey, rec)
+        if msg.kind is not _WAITING:
+            return Outcome(_OK, msg, zkey, dkey, nkey)
         # the zone's first message: its totals are the baseline of the next increase
-        return Outcome(_OK, msg, zkey, dkey, nkey, flows=observe(state.zones[zkey].flows, msg, ts))
+        return Outcome(_OK, msg, zkey, dkey, nkey, flows=observe(rec.flows, msg, ts))
+
+    def _zone_quota(self, wkey: tuple[str, str], zone: str, now: float) -> str | None:
+        """Why ``wkey``'s device may not create zone ``zone`` now, or None.
+
+        Caps per device: ``max_zones_per_device`` zones in all, and
+        ``max_new_zones_per_minute`` new ones per minute (a device inventing zone ids
+        would otherwise create metric series, alerts and notifications without end).
+        """
+        s = self.settings
+        if self._zones_of.get(wkey, 0) >= s.max_zones_per_device:
+            return f"device {wkey[1]!r} already has {s.max_zones_per_device} zones ({zone!r})"
+        recent = self._new_zones.get(wkey)
+        if recent is not None:
+            while recent and now - recent[0] >= 60.0:
+                recent.popleft()
+            if len(recent) >= s.max_new_zones_per_minute:
+                return f"device {wkey[1]!r} created {len(recent)} zones in the last minute"
+        return None
+
+    def _count_new_zone(self, wkey: tuple[str, str], now: float) -> None:
+        self._zones_of[wkey] = self._zones_of.get(wkey, 0) + 1
+        recent = self._new_zones.get(wkey)
+        if recent is None:
+            recent = self._new_zones[wkey] = deque()
+        recent.append(now)
 
     @staticmethod
     def _mismatch(parts: TopicParts, msg: ZoneMessage | StatusMessage) -> str | None:
@@ -517,3 +583,18 @@ class Ingestor:
         if msg.cameras is not None:
             node.cameras = tuple(msg.cameras)
         return Outcome(_OK, msg, None, None, nkey)
+
+
+def _implausible_counters(rec: ZoneRecord, msg: ZoneMessage, ts: float) -> str | None:
+    """Why the cumulative counters of ``msg`` cannot follow ``rec``'s, or None.
+
+    A counter may start again lower (the pipeline restarted); it may not grow
+    faster than ``MAX_COUNTER_RATE_PER_S`` plus one zone full of people.
+    """
+    allowance = MAX_COUNTER_RATE_PER_S * max(ts - rec.ts, 1.0) + BOUNDS["people"].hi
+    for name in CUMULATIVE_COUNTERS:
+        new = getattr(msg, name, None)
+        old = getattr(rec, name, None)
+        if new is not None and old is not None and new - old > allowance:
+            return f"{name} jumped from {old} to {new} in {max(ts - rec.ts, 0.0):.0f} s"
+    return None

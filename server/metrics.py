@@ -27,8 +27,8 @@ Names (dashboards depend on them; change only with a deprecation):
   ``lobbywatch_zone_departures_unseen_total{branch,zone}`` (waiting zones whose edge
   classifies departures by destination; absent otherwise, so a missing walk-out
   counter never reads as "no walk-outs")
-* ``lobbywatch_zone_walk_out_ratio{branch,zone}`` (walk-outs / (service starts +
-  walk-outs) over the last 30 min of observations: the abandonment share)
+* ``lobbywatch_zone_walk_out_ratio{branch,zone}`` (walk-outs / classified departures
+  over the last 30 min of observations: the abandonment share)
 * ``lobbywatch_device_up{branch,camera,device}`` (per camera; 0 while the device is
   offline by its device status / last will; ``camera=""`` for a device whose cameras
   are not known yet)
@@ -49,6 +49,7 @@ import bisect
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import (
@@ -109,11 +110,13 @@ class StateCollector(Collector):
         notification_counts: Callable[[], dict[tuple[str, str], int]] = dict,
         queue_stats: Callable[[], tuple[int, int]] = lambda: (0, 0),
         clock: Callable[[], float] = time.time,
+        db_stats: Callable[[], DbStats] | None = None,
     ) -> None:
         self.state = state
         self.latency = latency
         self.notification_counts = notification_counts
         self.queue_stats = queue_stats
+        self.db_stats = db_stats
         self.clock = clock
 
     def describe(self) -> list[Metric]:
@@ -214,7 +217,7 @@ class StateCollector(Collector):
         )
         walk_out_ratio = GaugeMetricFamily(
             "lobbywatch_zone_walk_out_ratio",
-            "Walk-outs / (service starts + walk-outs) over the recent window (abandonment).",
+            "Walk-outs / classified departures over the recent window (abandonment).",
             labels=bz,
         )
         alert_state = GaugeMetricFamily(
@@ -233,6 +236,13 @@ class StateCollector(Collector):
             "lobbywatch_device_last_message_age_seconds",
             "Seconds since the device's newest message was observed.",
             labels=dl,
+        )
+        gaps = CounterMetricFamily(
+            "lobbywatch_device_seq_gaps",
+            "Sequence numbers of the device never received: messages lost between the edge "
+            "and this collector (counts only when one collector receives all of a device's "
+            "messages, i.e. without a shared subscription split across replicas).",
+            labels=["branch", "device"],
         )
         online = GaugeMetricFamily(
             "lobbywatch_device_online",
@@ -313,6 +323,7 @@ class StateCollector(Collector):
             for node in s.nodes.values():
                 if node.status != "unknown":
                     online.add_metric([node.branch, node.device], int(node.status == "online"))
+                gaps.add_metric([node.branch, node.device], node.seq_gaps)
                 if (node.branch, node.device) in with_cameras:
                     continue
                 # only the device status is known (e.g. its retained last will)
@@ -354,6 +365,9 @@ class StateCollector(Collector):
         )
         qdrop.add_metric([], dropped)
 
+        if self.db_stats is not None:
+            yield from self._db_families(self.db_stats())
+
         yield from (
             branch_info,
             people,
@@ -379,6 +393,7 @@ class StateCollector(Collector):
             last_ts,
             age,
             online,
+            gaps,
             messages,
             invalid,
             hist,
@@ -387,6 +402,42 @@ class StateCollector(Collector):
             qd,
             qdrop,
         )
+
+    @staticmethod
+    def _db_families(d: DbStats) -> Iterator[Metric]:
+        up = GaugeMetricFamily(
+            "lobbywatch_collector_database_up",
+            "1 while database calls succeed, 0 while they fail or hang (see /healthz).",
+        )
+        up.add_metric([], 1.0 if d.ok else 0.0)
+        errors = CounterMetricFamily(
+            "lobbywatch_collector_database_errors",
+            "Failed database calls by operation.",
+            labels=["op"],
+        )
+        for op, n in sorted(d.errors.items()):
+            errors.add_metric([op], n)
+        spooled = GaugeMetricFamily(
+            "lobbywatch_collector_alert_events_spooled",
+            "Alert events waiting for the database (memory + spool file).",
+        )
+        spooled.add_metric([], d.spooled)
+        lost = CounterMetricFamily(
+            "lobbywatch_collector_alert_events_lost",
+            "Alert events dropped because the spool was full (database down for long).",
+        )
+        lost.add_metric([], d.lost)
+        yield from (up, errors, spooled, lost)
+
+
+@dataclass(frozen=True, slots=True)
+class DbStats:
+    """The database's health as the collector sees it (no database call)."""
+
+    ok: bool
+    errors: dict[str, int]
+    spooled: int
+    lost: int
 
 
 def _add(family: GaugeMetricFamily, labels: list[str], value: float | None) -> None:

@@ -15,6 +15,15 @@ Sinks:
   lets receivers reject replays); ``Idempotency-Key`` = event id.
 * ``smtp``: plain-text e-mail through smtplib; ``Message-ID`` derives from the
   event id so mail systems can drop duplicates.
+* ``wecom``: WeCom (企业微信) group robot, ``{"msgtype": "markdown"}`` with the
+  manager text (:mod:`lobbywatch.server.alert_texts`) in the branch's language.
+* ``dingtalk``: DingTalk robot, markdown message; with a secret the URL gets
+  ``timestamp`` (ms) and ``sign`` = urlencode(base64(HMAC-SHA256(secret,
+  "<timestamp>\\n<secret>"))), DingTalk's documented signing scheme.
+  Both robots refuse more than 20 messages a minute: each sink holds a sliding
+  window (:class:`RateLimit`) and the dispatcher leaves deliveries pending until
+  the window has room, and an ``errcode`` in the reply (the services answer
+  HTTP 200 with an error code) is a failed delivery retried with backoff.
 * ``alertmanager``: ``POST /api/v2/alerts``. Alertmanager keeps no state of
   pushed alerts, so besides the event itself every firing alert is re-sent each
   ``resend_interval_s`` with ``endsAt = now + ends_after_s`` and resolved ones are
@@ -23,6 +32,7 @@ Sinks:
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import json
@@ -31,6 +41,8 @@ import random
 import smtplib
 import threading
 import time
+import urllib.parse
+from collections import deque
 from collections.abc import Callable
 from datetime import UTC, datetime
 from email.message import EmailMessage
@@ -38,13 +50,18 @@ from typing import Any, Protocol
 
 import httpx
 
+from lobbywatch.server.alert_texts import notice
 from lobbywatch.server.config import (
     AlertmanagerSink,
+    DingTalkSink,
     LogSink,
     NotifySettings,
     SmtpSink,
     WebhookSink,
+    WeComSink,
 )
+from lobbywatch.server.i18n import Translator
+from lobbywatch.server.spool import DbHealth
 from lobbywatch.server.store import Delivery, Store
 
 log = logging.getLogger(__name__)
@@ -138,15 +155,22 @@ class SmtpNotifier:
     def message(self, payload: dict[str, Any]) -> EmailMessage:
         cfg = self.cfg
         msg = EmailMessage()
-        sev = str(payload.get("severity", "")).upper()
-        what = "RESOLVED" if payload.get("state") == "resolved" else sev
-        msg["Subject"] = f"{cfg.subject_prefix} {what}: {payload.get('summary')}"
+        tr = Translator.of((payload.get("context") or {}).get("locale"))
+        text = notice(payload, tr, time.time())
+        if payload.get("context"):
+            # the manager's title in the branch's language ("W1 warning: Harbour, Hall")
+            msg["Subject"] = f"{cfg.subject_prefix} {text.title}"
+        else:
+            sev = str(payload.get("severity", "")).upper()
+            what = "RESOLVED" if payload.get("state") == "resolved" else sev
+            msg["Subject"] = f"{cfg.subject_prefix} {what}: {payload.get('summary')}"
         msg["From"] = cfg.sender
         msg["To"] = ", ".join(cfg.to)
         digest = hashlib.sha256(str(payload["event_id"]).encode()).hexdigest()[:32]
         msg["Message-ID"] = f"<{digest}@lobbywatch>"
         msg["X-Lobbywatch-Event-Id"] = str(payload["event_id"])
         lines = [
+            text.plain(),
             str(payload.get("summary")),
             "",
             *(
@@ -170,8 +194,30 @@ class SmtpNotifier:
         msg.set_content("\n".join(lines) + "\n")
         return msg
 
+    def report_message(self, payload: dict[str, Any]) -> EmailMessage:
+        """The daily report e-mail: HTML with its PNG charts as inline (cid) parts."""
+        from lobbywatch.server.report import report_email
+
+        digest = hashlib.sha256(str(payload["event_id"]).encode()).hexdigest()[:32]
+        images = {k: base64.b64decode(v) for k, v in (payload.get("images") or {}).items()}
+        msg = report_email(
+            str(payload["html"]),
+            images,
+            f"{self.cfg.subject_prefix} {payload.get('subject')}",
+            self.cfg.sender,
+            list(payload.get("to") or self.cfg.to),
+            f"<{digest}@lobbywatch>",
+        )
+        msg["X-Lobbywatch-Event-Id"] = str(payload["event_id"])
+        return msg
+
     def send(self, payload: dict[str, Any]) -> None:
         cfg = self.cfg
+        message = (
+            self.report_message(payload)
+            if payload.get("event") == "report"
+            else self.message(payload)
+        )
         cls = smtplib.SMTP_SSL if cfg.ssl else smtplib.SMTP
         try:
             with cls(cfg.host, cfg.port, timeout=cfg.timeout_s) as smtp:
@@ -179,9 +225,115 @@ class SmtpNotifier:
                     smtp.starttls()
                 if cfg.username:
                     smtp.login(cfg.username, self.password or "")
-                smtp.send_message(self.message(payload))
+                smtp.send_message(message)
         except (OSError, smtplib.SMTPException) as exc:
             raise SinkError(f"{type(exc).__name__}: {exc}") from exc
+
+
+class RateLimit:
+    """Sliding-window limit: at most ``n`` sends in any ``window_s`` seconds.
+
+    Args:
+        n: sends allowed per window (WeCom and DingTalk robots: 20 per minute).
+        window_s: window length, seconds.
+        clock: time source (injected in tests).
+    """
+
+    def __init__(self, n: int, window_s: float = 60.0, clock: Callable[[], float] = time.time):
+        self.n = n
+        self.window_s = window_s
+        self.clock = clock
+        self._sent: deque[float] = deque()
+        self._lock = threading.Lock()
+
+    def wait_s(self) -> float:
+        """Seconds until one more send is allowed (0: now)."""
+        now = self.clock()
+        with self._lock:
+            while self._sent and now - self._sent[0] >= self.window_s:
+                self._sent.popleft()
+            if len(self._sent) < self.n:
+                return 0.0
+            return self.window_s - (now - self._sent[0])
+
+    def record(self) -> None:
+        with self._lock:
+            self._sent.append(self.clock())
+
+
+def dingtalk_sign(secret: str, timestamp_ms: int) -> str:
+    """DingTalk's ``sign`` query value: urlencode(base64(HMAC-SHA256(secret, "ts\\nsecret")))."""
+    to_sign = f"{timestamp_ms}\n{secret}".encode()
+    mac = hmac.new(secret.encode(), to_sign, hashlib.sha256).digest()
+    return urllib.parse.quote_plus(base64.b64encode(mac).decode())
+
+
+class _RobotNotifier:
+    """Shared part of the chat-robot sinks: locale, rate limit, errcode check."""
+
+    cfg: WeComSink | DingTalkSink
+
+    def __init__(self, name: str, cfg: WeComSink | DingTalkSink) -> None:
+        self.name = name
+        self.cfg = cfg
+        self.url = cfg.url()
+        self.client = httpx.Client(timeout=cfg.timeout_s)
+        self.limit = RateLimit(cfg.per_minute, 60.0)
+
+    def ready_in(self) -> float:
+        """Seconds before this sink may send again (the dispatcher waits, nothing is lost)."""
+        return self.limit.wait_s()
+
+    def text(self, payload: dict[str, Any]) -> tuple[str, str]:
+        locale = self.cfg.locale or (payload.get("context") or {}).get("locale")
+        n = notice(payload, Translator.of(locale), time.time())
+        return n.title, n.markdown()
+
+    def _post(self, url: str, body: dict[str, Any]) -> None:
+        self.limit.record()  # a refused send still counts against the service's window
+        try:
+            resp = self.client.post(url, json=body)
+        except httpx.HTTPError as exc:
+            raise SinkError(f"{type(exc).__name__}: {exc}") from exc
+        if resp.status_code >= 300:
+            raise SinkError(f"HTTP {resp.status_code}: {resp.text[:200]}")
+        try:
+            reply = resp.json()
+        except ValueError:
+            raise SinkError(f"{self.name}: reply is not JSON: {resp.text[:200]}") from None
+        if reply.get("errcode", 0) != 0:
+            raise SinkError(f"{self.name}: errcode {reply.get('errcode')}: {reply.get('errmsg')}")
+
+
+class WeComNotifier(_RobotNotifier):
+    """WeCom group robot, markdown message (content at most 4096 bytes)."""
+
+    def send(self, payload: dict[str, Any]) -> None:
+        _, content = self.text(payload)
+        content = content.encode()[:4096].decode(errors="ignore")
+        self._post(self.url, {"msgtype": "markdown", "markdown": {"content": content}})
+
+
+class DingTalkNotifier(_RobotNotifier):
+    """DingTalk robot, markdown message, signed URL when a secret is configured."""
+
+    cfg: DingTalkSink
+
+    def __init__(self, name: str, cfg: DingTalkSink) -> None:
+        super().__init__(name, cfg)
+        self.secret = cfg.secret()
+
+    def signed_url(self, timestamp_ms: int) -> str:
+        if not self.secret:
+            return self.url
+        sep = "&" if "?" in self.url else "?"
+        sign = dingtalk_sign(self.secret, timestamp_ms)
+        return f"{self.url}{sep}timestamp={timestamp_ms}&sign={sign}"
+
+    def send(self, payload: dict[str, Any]) -> None:
+        title, text = self.text(payload)
+        body = {"msgtype": "markdown", "markdown": {"title": title, "text": text}}
+        self._post(self.signed_url(int(time.time() * 1000)), body)
 
 
 ALERTNAMES = {
@@ -240,7 +392,12 @@ class AlertmanagerNotifier:
     def send(self, payload: dict[str, Any]) -> None:
         now = time.time()
         batch = [self.to_am(payload, now)]
-        if payload.get("event") == "escalate" and payload.get("previous_severity"):
+        prev_severity = payload.get("previous_severity")
+        if (
+            payload.get("event") == "escalate"
+            and prev_severity
+            and prev_severity != payload.get("severity")
+        ):
             # severity is a label, so the escalated alert is a new Alertmanager alert;
             # end the lower-severity one or it lingers until its endsAt.
             prev = self.to_am(payload, now, severity=str(payload["previous_severity"]))
@@ -274,6 +431,10 @@ def build_sinks(settings: NotifySettings) -> dict[str, Sink]:
             out[name] = SmtpNotifier(name, cfg)
         elif isinstance(cfg, AlertmanagerSink):
             out[name] = AlertmanagerNotifier(name, cfg)
+        elif isinstance(cfg, WeComSink):
+            out[name] = WeComNotifier(name, cfg)
+        elif isinstance(cfg, DingTalkSink):
+            out[name] = DingTalkNotifier(name, cfg)
     return out
 
 
@@ -295,8 +456,21 @@ class Dispatcher:
         settings: NotifySettings,
         firing_payloads: Callable[[], list[dict[str, Any]]] = list,
         clock: Callable[[], float] = time.time,
+        health: DbHealth | None = None,
+        active: Callable[[], bool] = lambda: True,
+        branches: list[str] | None = None,
     ) -> None:
         self.store = store
+        #: False on a standby collector: it delivers nothing (the active one does)
+        self.active = active
+        #: a partitioned collector delivers only its own branches' events
+        self.branches = branches
+        self.health = health or DbHealth()
+        #: (event_id, sink) -> delivered_at: sent, but the database did not record it.
+        #: They are never sent again by this process (the database is told later), so a
+        #: database that cannot record a delivery does not make a sink get it again and
+        #: again; across a crash at most one more send, with the same idempotency key.
+        self._unrecorded: dict[tuple[str, str], float] = {}
         self.sinks = sinks
         self.settings = settings
         self.firing_payloads = firing_payloads
@@ -304,7 +478,7 @@ class Dispatcher:
         #: (sink, result) -> count; result in delivered, error, expired
         self.counts: dict[tuple[str, str], int] = {}
         for name in sinks:
-            for result in ("delivered", "error", "expired"):
+            for result in ("delivered", "error", "expired", "unrecorded"):
                 self.counts[(name, result)] = 0
         self._stop = threading.Event()
         self._wake = {name: threading.Event() for name in sinks}
@@ -341,10 +515,22 @@ class Dispatcher:
         now = self.clock()
         ok = 0
         blocked: set[str] = set()
-        for d in self.store.due_deliveries(now, sink=name):
+        self._record_unrecorded(name)
+        try:
+            with self.health.call("due_deliveries"):
+                due = self.store.due_deliveries(now, sink=name, branches=self.branches)
+        except Exception as exc:
+            self.health.failed("due_deliveries", exc, now)
+            raise
+        for d in due:
             aid = str(d.payload.get("alert_id"))
             if aid in blocked:
                 continue  # keep per-alert order: no resolve before its fire went out
+            if (d.event_id, name) in self._unrecorded:
+                continue  # delivered; only the database does not know yet
+            ready_in = getattr(sink, "ready_in", None)
+            if ready_in is not None and ready_in() > 0:
+                break  # rate limit reached: the rest stays pending for the next pass
             if self._send_one(sink, d, now):
                 ok += 1
             else:
@@ -353,14 +539,30 @@ class Dispatcher:
                 break
         return ok
 
+    def _record_unrecorded(self, name: str) -> None:
+        """Tell the database about deliveries it could not record before."""
+        for (eid, sink), at in list(self._unrecorded.items()):
+            if sink != name:
+                continue
+            try:
+                with self.health.call("mark_delivered"):
+                    self.store.mark_delivered(eid, sink, at)
+            except Exception as exc:
+                self.health.failed("mark_delivered", exc, self.clock())
+                return
+            del self._unrecorded[(eid, sink)]
+
     def _send_one(self, sink: Sink, d: Delivery, now: float) -> bool:
         try:
             sink.send(d.payload)
         except Exception as exc:
             expire = now - d.created_at > self.settings.give_up_after_s
-            self.store.mark_failed(
-                d.event_id, sink.name, str(exc), now + self.backoff(d.attempts), expire=expire
-            )
+            try:
+                self.store.mark_failed(
+                    d.event_id, sink.name, str(exc), now + self.backoff(d.attempts), expire=expire
+                )
+            except Exception as db_exc:
+                self.health.failed("mark_failed", db_exc, now)
             self._count(sink.name, "expired" if expire else "error")
             log.warning(
                 "notification %s via %s failed (attempt %d): %s",
@@ -370,8 +572,16 @@ class Dispatcher:
                 exc,
             )
             return False
-        self.store.mark_delivered(d.event_id, sink.name, self.clock())
         self._count(sink.name, "delivered")
+        at = self.clock()
+        try:
+            with self.health.call("mark_delivered"):
+                self.store.mark_delivered(d.event_id, sink.name, at)
+        except Exception as exc:
+            self.health.failed("mark_delivered", exc, at)
+            self._unrecorded[(d.event_id, sink.name)] = at
+            self._count(sink.name, "unrecorded")
+            log.warning("notification %s via %s sent, not recorded: %s", d.event_id, sink.name, exc)
         return True
 
     def _run(self, name: str) -> None:
@@ -379,6 +589,10 @@ class Dispatcher:
         wake = self._wake[name]
         last_resend = 0.0
         while not self._stop.is_set():
+            if not self.active():
+                wake.wait(1.0)
+                wake.clear()
+                continue
             try:
                 self.deliver_due(name)
                 if isinstance(sink, AlertmanagerNotifier):
@@ -390,7 +604,8 @@ class Dispatcher:
                         except SinkError as exc:
                             self._count(name, "error")
                             log.warning("Alertmanager re-send failed: %s", exc)
-            except Exception:
-                log.exception("notification loop of %s failed; retrying", name)
+            except Exception as exc:
+                # the database is down (counted in DbHealth) or a bug: one line, retry
+                log.warning("notification loop of %s failed; retrying: %s", name, exc)
             wake.wait(1.0)
             wake.clear()

@@ -41,7 +41,7 @@ from typing import IO, Any
 
 from lobbywatch.errors import LobbywatchError
 from lobbywatch.server.alert_records import AlertPayload
-from lobbywatch.server.config import DatabaseSettings, ServerConfig
+from lobbywatch.server.config import ServerConfig
 
 
 class ReplayInputError(LobbywatchError):
@@ -181,9 +181,11 @@ def replay(
     summary = ReplaySummary()
     with tempfile.TemporaryDirectory(prefix="lobbywatch-replay-") as tmp:
         url = database_url or f"sqlite:///{Path(tmp) / 'replay.db'}"
+        # the replay's own store (and spool beside it), no active/standby partition
         run_cfg = cfg.model_copy(
             update={
-                "database": DatabaseSettings(url=url, retention_days=cfg.database.retention_days)
+                "database": cfg.database.model_copy(update={"url": url, "spool_file": None}),
+                "cluster": cfg.cluster.model_copy(update={"partition": None}),
             }
         )
         collector: Collector | None = None
@@ -207,6 +209,7 @@ def replay(
                 clock.now = max(clock.now, due)
                 if timer <= next_estimate:
                     collector.run_timers(clock.now)
+                    collector.store_spooled_offline()
                 else:
                     for key, est in collector.zone_estimates(clock.now):
                         summary.estimates += 1
@@ -237,6 +240,7 @@ def replay(
                         )
                 if batch and rec.received_at != batch[0][2]:
                     collector.process_batch(batch)
+                    collector.store_spooled_offline()
                     batch = []
                 if not batch:
                     advance(rec.received_at)
@@ -245,6 +249,7 @@ def replay(
             if collector is not None:
                 if batch:
                     collector.process_batch(batch)
+                    collector.store_spooled_offline()
                 advance(max(clock.now, until if until is not None else clock.now))
                 summary.last_at = clock.now
         finally:

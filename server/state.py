@@ -41,6 +41,9 @@ REASONS = (
     "wrong_version",
     "unknown_branch",
     "limit",  # ingest.max_zones_and_devices cap on zones/cameras/devices
+    "identity",  # the device may not publish for this branch/camera (server/identity.py)
+    "zone_limit",  # per-device cap on zones, or on new zones per minute
+    "implausible",  # a cumulative counter jumped further than physically possible
 )
 
 
@@ -80,6 +83,8 @@ class NodeRecord:
     device: str
     status: str = "unknown"
     status_ts: float = 0.0
+    #: sequence numbers skipped so far (messages lost between edge and collector)
+    seq_gaps: int = 0
     #: receive time of the offline status / will (drives the offline alert's clock)
     offline_since: float | None = None
     will: bool = False
@@ -121,6 +126,10 @@ class ZoneRecord:
     estimate: Any | None = None
     #: W1 threshold in force for this zone (policy), seconds.
     threshold_s: float | None = None
+    #: departures by destination as the edge last reported them (None: not classified)
+    service_starts_total: int | None = None
+    walk_outs_total: int | None = None
+    departures_unseen_total: int | None = None
     #: arrivals, service starts, walk-outs as the collector has counted them
     flows: FlowCounts = field(default_factory=FlowCounts)
 

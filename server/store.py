@@ -15,9 +15,14 @@ same event) is a no-op, so nobody is notified twice; the notifier marks each
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import logging
-from collections.abc import Iterable, Sequence
+import os
+import socket
+import threading
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -35,9 +40,10 @@ from sqlalchemy import (
     create_engine,
     event,
     select,
+    text,
     update,
 )
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Connection, Engine, make_url
 
 log = logging.getLogger(__name__)
 
@@ -191,9 +197,29 @@ class MinuteRow:
     departures_unseen: int | None = None
 
 
-def make_engine(url: str) -> Engine:
+def mask_url(url: str) -> str:
+    """``url`` with its password replaced by ``***`` (for logs and error messages)."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return url.split("@")[-1] if "@" in url else url
+
+
+def make_engine(
+    url: str, connect_timeout_s: float = 5.0, statement_timeout_s: float = 10.0
+) -> Engine:
+    """An engine whose calls cannot hang for ever.
+
+    PostgreSQL: libpq ``connect_timeout`` bounds connecting, the server-side
+    ``statement_timeout`` bounds a statement, TCP keepalives and ``tcp_user_timeout``
+    notice a peer that vanished, and ``pool_timeout`` bounds waiting for a pooled
+    connection. SQLite: the busy timeout is the statement timeout.
+    """
     if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+        engine = create_engine(
+            url,
+            connect_args={"check_same_thread": False, "timeout": statement_timeout_s},
+        )
 
         @event.listens_for(engine, "connect")
         def _pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -204,7 +230,23 @@ def make_engine(url: str) -> Engine:
             cur.close()
 
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5)
+    return create_engine(
+        url,
+        pool_pre_ping=True,
+        pool_size=5,
+        max_overflow=5,
+        pool_timeout=connect_timeout_s + statement_timeout_s,
+        connect_args={
+            "connect_timeout": max(1, round(connect_timeout_s)),
+            "options": f"-c statement_timeout={int(statement_timeout_s * 1000)}"
+            f" -c lock_timeout={int(statement_timeout_s * 1000)}",
+            "keepalives": 1,
+            "keepalives_idle": 5,
+            "keepalives_interval": 2,
+            "keepalives_count": 3,
+            "tcp_user_timeout": int((connect_timeout_s + statement_timeout_s) * 1000),
+        },
+    )
 
 
 def _upsert(
@@ -247,10 +289,51 @@ def _insert_ignore(conn: Connection, table: Table, row: dict[str, Any]) -> bool:
     return conn.execute(stmt.returning(pk)).first() is not None
 
 
+#: key of the PostgreSQL advisory lock that serialises migrations across processes
+MIGRATION_LOCK_KEY = 0x6C77_6D69  # "lwmi"
+
+
 class Store:
-    def __init__(self, url: str) -> None:
+    def __init__(
+        self, url: str, connect_timeout_s: float = 5.0, statement_timeout_s: float = 10.0
+    ) -> None:
         self.url = url
-        self.engine = make_engine(url)
+        self.engine = make_engine(url, connect_timeout_s, statement_timeout_s)
+        #: thread id -> the DBAPI connection that thread has checked out (for cut())
+        self._in_use: dict[int, Any] = {}
+        event.listen(self.engine, "checkout", self._checked_out)
+        event.listen(self.engine, "checkin", self._checked_in)
+
+    def _checked_out(self, dbapi_conn: Any, _record: Any, _proxy: Any) -> None:
+        self._in_use[threading.get_ident()] = dbapi_conn
+
+    def _checked_in(self, dbapi_conn: Any, _record: Any) -> None:
+        for tid, conn in list(self._in_use.items()):
+            if conn is dbapi_conn:
+                self._in_use.pop(tid, None)
+
+    def cut(self, thread_id: int) -> bool:
+        """Shut down the socket of the PostgreSQL connection ``thread_id`` is using.
+
+        A server that accepts but never answers keeps a call waiting for ever: neither
+        ``statement_timeout`` (enforced by that very server) nor TCP timeouts (the peer
+        acknowledges) end it. Shutting the socket down makes the call fail at once, so
+        the caller retries on a new connection. True if a socket was shut down.
+        """
+        conn = self._in_use.get(thread_id)
+        pgconn = getattr(conn, "pgconn", None)
+        if pgconn is None:
+            return False
+        try:
+            fd = os.dup(pgconn.socket)
+        except (OSError, ValueError, AttributeError):
+            return False
+        with socket.socket(fileno=fd) as sock:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                return False
+        return True
 
     def close(self) -> None:
         self.engine.dispose()
@@ -264,17 +347,58 @@ class Store:
         cfg = Config()
         cfg.set_main_option("script_location", str(MIGRATIONS))
         cfg.set_main_option("sqlalchemy.url", self.url.replace("%", "%%"))
-        with self.engine.begin() as conn:
+        # Several collectors may start at once on one fresh database (regional
+        # collectors, a standby): migrations run one process at a time. PostgreSQL:
+        # a transaction-scoped advisory lock taken before Alembic looks at the schema
+        # (concurrent CREATE TABLE failed with UniqueViolation on pg_type); SQLite: an
+        # exclusive lock on a file beside the database.
+        with self._sqlite_file_lock(), self.engine.begin() as conn:
+            if conn.dialect.name == "postgresql":
+                conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": MIGRATION_LOCK_KEY})
             cfg.attributes["connection"] = conn
             command.upgrade(cfg, "head")
 
+    @contextlib.contextmanager
+    def _sqlite_file_lock(self) -> Iterator[None]:
+        path = self.engine.url.database if self.engine.dialect.name == "sqlite" else None
+        if not path or path == ":memory:":
+            yield
+            return
+        with open(f"{path}.migrate.lock", "a") as f:
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+
     def ping(self) -> bool:
         try:
-            with self.engine.connect() as conn:
-                conn.execute(select(1))
+            self.ping_or_raise()
             return True
         except Exception:
             return False
+
+    def ping_or_raise(self) -> None:
+        """``SELECT 1``, and on SQLite a write test: a full disk fails writes, not reads."""
+        with self.engine.begin() as conn:
+            conn.execute(select(1))
+            if conn.dialect.name == "sqlite":
+                conn.exec_driver_sql("PRAGMA user_version = 0")
+
+    def checkpoint(self) -> tuple[int, int, int] | None:
+        """SQLite: checkpoint and truncate the WAL (after a full disk it held the space).
+
+        Returns SQLite's ``(busy, wal frames, checkpointed frames)``; None elsewhere.
+        """
+        if self.engine.dialect.name != "sqlite":
+            return None
+        # outside any transaction, or SQLite refuses the checkpoint (busy) silently
+        with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            row = conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)").one()
+        result = (int(row[0]), int(row[1]), int(row[2]))
+        if result[0]:
+            log.warning("WAL checkpoint incomplete: a reader held the WAL")
+        return result
 
     # ------------------------------------------------------------- outbox
     def record_event(self, ev: EventRecord, sinks: Iterable[str]) -> bool:
@@ -312,9 +436,61 @@ class Store:
                 )
         return True
 
+    def record_message(
+        self, event_id: str, subject: str, payload: dict[str, Any], sinks: Iterable[str], now: float
+    ) -> bool:
+        """Store a non-alert message (a daily report) and its pending deliveries, once.
+
+        ``subject`` groups its deliveries like an alert id does. Returns False (and
+        changes nothing) when ``event_id`` was already stored: a report is sent once.
+        """
+        with self.engine.begin() as conn:
+            inserted = _insert_ignore(
+                conn,
+                alert_events,
+                {
+                    "event_id": event_id,
+                    "alert_id": subject,
+                    "event": str(payload.get("event", "message")),
+                    "created_at": now,
+                    "payload": json.dumps(payload, sort_keys=True),
+                },
+            )
+            if not inserted:
+                return False
+            for sink in sinks:
+                _insert_ignore(
+                    conn,
+                    deliveries,
+                    {
+                        "event_id": event_id,
+                        "sink": sink,
+                        "status": "pending",
+                        "attempts": 0,
+                        "next_attempt_at": now,
+                        "created_at": now,
+                    },
+                )
+        return True
+
+    def has_event(self, event_id: str) -> bool:
+        with self.engine.connect() as conn:
+            return (
+                conn.execute(
+                    select(alert_events.c.event_id).where(alert_events.c.event_id == event_id)
+                ).first()
+                is not None
+            )
+
     def due_deliveries(
-        self, now: float, limit: int = 100, sink: str | None = None
+        self,
+        now: float,
+        limit: int = 100,
+        sink: str | None = None,
+        branches: Sequence[str] | None = None,
     ) -> list[Delivery]:
+        """Pending deliveries due by ``now``, oldest first; only of alerts of ``branches``
+        when given (collectors partitioned by region share one outbox)."""
         q = (
             select(
                 deliveries.c.event_id,
@@ -330,6 +506,10 @@ class Store:
         )
         if sink is not None:
             q = q.where(deliveries.c.sink == sink)
+        if branches is not None:
+            q = q.join(alerts, alerts.c.alert_id == alert_events.c.alert_id).where(
+                alerts.c.branch.in_(list(branches))
+            )
         with self.engine.connect() as conn:
             rows = conn.execute(q).all()
         return [Delivery(r[0], r[1], r[2], r[3], json.loads(r[4])) for r in rows]
@@ -398,11 +578,12 @@ class Store:
         return {r[0]: r[1] for r in rows}
 
     # ------------------------------------------------------------- alerts
-    def active_alerts(self) -> list[AlertRow]:
+    def active_alerts(self, branches: Sequence[str] | None = None) -> list[AlertRow]:
+        q = select(alerts).where(alerts.c.state == "firing").order_by(alerts.c.started_at)
+        if branches is not None:
+            q = q.where(alerts.c.branch.in_(list(branches)))
         with self.engine.connect() as conn:
-            rows = conn.execute(
-                select(alerts).where(alerts.c.state == "firing").order_by(alerts.c.started_at)
-            ).all()
+            rows = conn.execute(q).all()
         return [AlertRow(**r._mapping) for r in rows]
 
     def alert_history(
@@ -464,6 +645,39 @@ class Store:
         with self.engine.connect() as conn:
             rows = conn.execute(q).all()
         return [MinuteRow(**r._mapping) for r in rows]
+
+    def walk_outs_since(self, since_by_branch: dict[str, float]) -> dict[tuple[str, str], int]:
+        """(branch, zone) -> walk-outs in the stored minutes since each branch's start time.
+
+        One query per distinct start time (branches sharing a time zone share local
+        midnight). Empty when this schema has no ``walk_outs`` column (a collector
+        whose edges do not classify departures).
+        """
+        from sqlalchemy import func
+
+        col = zone_minutes.c.get("walk_outs")
+        if col is None or not since_by_branch:
+            return {}
+        groups: dict[float, list[str]] = {}
+        for branch, since in since_by_branch.items():
+            groups.setdefault(since, []).append(branch)
+        out: dict[tuple[str, str], int] = {}
+        with self.engine.connect() as conn:
+            for since, branches in groups.items():
+                q = (
+                    select(zone_minutes.c.branch, zone_minutes.c.zone, func.sum(col))
+                    .where(
+                        and_(
+                            zone_minutes.c.branch.in_(branches),
+                            zone_minutes.c.minute >= int(since),
+                            col.is_not(None),
+                        )
+                    )
+                    .group_by(zone_minutes.c.branch, zone_minutes.c.zone)
+                )
+                for branch, zone, total in conn.execute(q):
+                    out[(branch, zone)] = int(total or 0)
+        return out
 
     def prune_minutes(self, before: float) -> int:
         """Delete minute aggregates whose minute starts before ``before`` (epoch seconds);

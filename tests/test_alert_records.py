@@ -54,7 +54,7 @@ def test_event_row_round_trips_to_the_same_alert() -> None:
 
 
 def test_escalation_payload_names_the_previous_severity_and_is_json() -> None:
-    ev = AlertEvent.of(_alert(), "escalate", T0 + 60)
+    ev = AlertEvent.of(_alert(), "escalate", T0 + 60, previous_severity="warning")
     p = event_payload(ev, "north")
     assert p["event_id"] == "b1/W1/w1_wait/1#3"
     assert p["previous_severity"] == "warning"
@@ -63,6 +63,9 @@ def test_escalation_payload_names_the_previous_severity_and_is_json() -> None:
     assert json.loads(json.dumps(p)) == p
     fire = event_payload(AlertEvent.of(_alert(severity="warning"), "fire", T0), None)
     assert "previous_severity" not in fire
+    # a time-based escalation keeps the severity: no previous one to end (issue 12)
+    timed = event_payload(AlertEvent.of(_alert(), "escalate", T0 + 60), "north")
+    assert "previous_severity" not in timed
 
 
 def test_device_alert_has_a_device_and_no_zone() -> None:

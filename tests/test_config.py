@@ -269,6 +269,12 @@ def test_examples_are_valid() -> None:
     prod = load_device_config(EXAMPLES / "branch-rtsp-production.yaml", check_files=False)
     assert prod.mqtt.tls is not None and prod.mqtt.password_file is not None
     assert all(c.detect_source for c in prod.cameras)
+    # both flows layouts: counters on the queue's camera, and on another one
+    (demo_w1,) = [z for c in demo.cameras for z in c.zones if z.kind.value == "waiting"]
+    assert demo_w1.flows is not None and "cash-1" in demo_w1.flows.service_points
+    (prod_w1,) = [z for c in prod.cameras for z in c.zones if z.kind.value == "waiting"]
+    assert prod_w1.flows is not None
+    assert (prod_w1.flows.service_points, prod_w1.flows.exits) == ([], ["entrance"])
 
 
 def test_demo_example_checks_with_files(vtest_video: Path) -> None:

@@ -41,7 +41,7 @@ def branches_with_zones(run: DemoRun) -> list[dict]:
 
 
 def zone_people_series(run: DemoRun) -> dict[tuple[str, str], float]:
-    text = httpx.get(run.base_url + "/metrics", timeout=5).text
+    text = httpx.get(run.base_url + "/metrics", timeout=5, headers=run.headers).text
     series = {}
     for family in text_string_to_metric_families(text):
         for s in family.samples:
@@ -99,10 +99,14 @@ def test_demo_fleet_api_metrics_and_clean_sigint(tmp_path: Path) -> None:
         history = run.get("/api/v1/alerts/history?kind=device_offline")
         assert history == [], history
 
-        board = httpx.get(run.base_url + "/board/", timeout=5)
+        board = httpx.get(run.base_url + "/board/", timeout=5, headers=run.headers)
         assert board.status_code == 200 and "<table" in board.text
         assert "default-src 'none'" in board.headers["content-security-policy"]
-        assert httpx.get(run.base_url + "/board/assets/board.js", timeout=5).status_code == 200
+        js = httpx.get(run.base_url + "/board/assets/board.js", timeout=5, headers=run.headers)
+        assert js.status_code == 200
+        # without credentials the board sends the browser to the login form
+        anon = httpx.get(run.base_url + "/board/", timeout=5)
+        assert anon.status_code == 303 and anon.headers["location"] == "/login"
 
         code = run.interrupt()
         assert code == 0, run.output

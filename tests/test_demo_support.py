@@ -21,6 +21,8 @@ from conftest import REPO, free_port
 BROKER_RE = re.compile(r"MQTT broker:\s+mosquitto pid (\d+) on ([\d.]+):(\d+)")
 EDGE_RE = re.compile(r"edge agent:\s+started, pid (\d+)")
 RUNNING_RE = re.compile(r"^running (for|until)")
+#: the demo prints a fresh login per run (the API and board need credentials)
+LOGIN_RE = re.compile(r"board login: +user (\S+), password (\S+)")
 
 
 @dataclass
@@ -84,8 +86,18 @@ class DemoRun:
             time.sleep(0.1)
         raise AssertionError(f"no line matching {pattern.pattern!r}; output:\n{self.output}")
 
+    def login(self) -> tuple[str, str]:
+        """(user, password) the demo printed."""
+        m = self.wait_for_line(LOGIN_RE)
+        return m.group(1), m.group(2)
+
+    @property
+    def headers(self) -> dict[str, str]:
+        user, password = self.login()
+        return {"Authorization": f"Bearer {user}.{password}"}
+
     def get(self, path: str) -> Any:
-        r = httpx.get(self.base_url + path, timeout=5)
+        r = httpx.get(self.base_url + path, timeout=5, headers=self.headers)
         r.raise_for_status()
         return r.json() if "json" in r.headers.get("content-type", "") else r.text
 

@@ -34,6 +34,7 @@ GENERATOR = DEPLOY / "grafana" / "generate_dashboards.py"
 # The metric contract between the collector / edge agent and the dashboards.
 COLLECTOR_METRICS = {
     "lobbywatch_branch_info",
+    "lobbywatch_collector_database_up",
     "lobbywatch_zone_people",
     "lobbywatch_zone_predicted_wait_seconds",
     "lobbywatch_zone_forecast_wait_seconds",

@@ -41,8 +41,18 @@ def test_rule_files_exist() -> None:
     assert {"lobbywatch-recording.yml", "lobbywatch-alerts.yml"} <= names
 
 
-def test_promtool_check_config() -> None:
-    out = promtool("check", "config", str(CONFIG))
+def tree_with_token(tmp_path: Path) -> Path:
+    """A copy of deploy/prometheus/ with the collector scrape token it needs present
+    (a placeholder: the real one is written at deployment, never committed)."""
+    tree = tmp_path / "prometheus"
+    shutil.copytree(PROM_DIR, tree)
+    (tree / "secrets").mkdir(exist_ok=True)
+    (tree / "secrets" / "collector.token").write_text("prometheus.placeholder\n")
+    return tree
+
+
+def test_promtool_check_config(tmp_path: Path) -> None:
+    out = promtool("check", "config", str(tree_with_token(tmp_path) / "prometheus.yml"))
     assert out.returncode == 0, out.stdout + out.stderr
     assert "is valid prometheus config file syntax" in out.stdout
     # Every rule file is found through rule_files (relative to the config).
@@ -52,8 +62,7 @@ def test_promtool_check_config() -> None:
 def test_promtool_check_config_with_the_example_edge_targets(tmp_path: Path) -> None:
     # The shipped example is what operators copy; it must be a valid file_sd
     # file with the labels the rules and dashboards rely on.
-    tree = tmp_path / "prometheus"
-    shutil.copytree(PROM_DIR, tree)
+    tree = tree_with_token(tmp_path)
     example = tree / "file_sd" / "edge-devices.yml.example"
     example.rename(tree / "file_sd" / "edge-devices.yml")
     out = promtool("check", "config", str(tree / "prometheus.yml"))
@@ -65,7 +74,7 @@ def test_promtool_check_config_with_the_example_edge_targets(tmp_path: Path) -> 
 
 def test_promtool_check_config_fails_on_a_broken_config(tmp_path: Path) -> None:
     # The check above can fail: a typo in a relabel action is rejected.
-    bad = tmp_path / "prometheus.yml"
+    bad = tree_with_token(tmp_path) / "prometheus.yml"
     bad.write_text(CONFIG.read_text().replace("target_label: instance", "target_lable: instance"))
     out = promtool("check", "config", str(bad))
     assert out.returncode != 0

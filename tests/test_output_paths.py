@@ -72,6 +72,21 @@ def _record(tmp: Path, out: Path) -> list[str]:
     return ["server", "run", "-c", str(conf), "--record", str(out)]
 
 
+def _report(tmp: Path, out: Path) -> list[str]:
+    cfg = tmp / "server.yaml"
+    cfg.write_text(f"database: {{url: 'sqlite:///{tmp / 'r.db'}'}}\nbranches: [{{id: b1}}]\n")
+    return ["report", "daily", "--date", "2026-11-25", "-c", str(cfg), "--out", str(out)]
+
+
+def _credential(option: str) -> Argv:
+    def argv(tmp: Path, out: Path) -> list[str]:
+        paths = {"--file": tmp / "creds", "--token-out": tmp / "token", option: out}
+        return ["server", "add-credential", "--name", "n", "--file", str(paths["--file"]),
+                "--token-out", str(paths["--token-out"])]  # fmt: skip
+
+    return argv
+
+
 #: (option, argv, file name suffix, the option names a file (not a folder))
 FILE_OPTIONS = [
     pytest.param("--out", _count("--out"), ".avi", id="count --out"),
@@ -81,6 +96,11 @@ FILE_OPTIONS = [
     pytest.param("--truth", _truth, ".csv", id="simulate --truth"),
     pytest.param("--out", _replay, ".jsonl", id="server replay --out"),
     pytest.param("--record", _record, ".jsonl", id="server run --record"),
+    pytest.param("--out", _report, ".html", id="report daily --out"),
+    pytest.param("--file", _credential("--file"), "", id="server add-credential --file"),
+    pytest.param(
+        "--token-out", _credential("--token-out"), "", id="server add-credential --token-out"
+    ),
 ]
 
 
@@ -129,7 +149,14 @@ def test_a_parent_that_is_a_file_is_refused(
 
 @pytest.mark.parametrize(
     ("argv", "suffix"),
-    [(_preview, ".png"), (_schema, ".json"), (_truth, ".csv"), (_replay, ".jsonl")],
+    [
+        (_preview, ".png"),
+        (_schema, ".json"),
+        (_truth, ".csv"),
+        (_report, ".html"),
+        (_credential("--token-out"), ""),
+        (_replay, ".jsonl"),
+    ],
 )
 def test_missing_folders_are_created(tmp_path: Path, argv: Argv, suffix: str) -> None:
     # `count` writes with the model: covered in test_count_cli's model tests.
@@ -181,12 +208,15 @@ INPUT_PATHS = {
     ("simulate", "--password-file"), ("demo", "--video"), ("eval", "dataset"),
     ("eval", "--model"), ("model pull", "--calibration"), ("model verify", "--path"),
     ("server replay", "--config"), ("server replay", "--messages"),
+    ("report daily", "--config"),
 }  # fmt: skip
 OUTPUT_PATHS = {
     ("count", "--out"), ("count", "--csv"), ("zones preview", "--out"),
     ("config schema", "--out"), ("simulate", "--truth"), ("device provision", "--out"),
     ("demo", "--workdir"), ("model pull", "--dest"), ("server replay", "--out"),
     ("server run", "--record"),
+    ("demo", "--workdir"), ("model pull", "--dest"), ("report daily", "--out"),
+    ("server add-credential", "--file"), ("server add-credential", "--token-out"),
 }  # fmt: skip
 
 

@@ -63,8 +63,8 @@ def test_observe_hand_computed_sequence_with_an_edge_restart() -> None:
         assert tuple(delta) == expected, k
     assert (c.arrivals, c.service_starts, c.walk_outs, c.departures_unseen) == (5, 2, 2, 1)
     assert c.classified
-    # walk-outs / (service starts + walk-outs): 2 / (2 + 2); unseen left out
-    assert c.walk_out_ratio() == pytest.approx(0.5)
+    # walk-outs / classified departures: 2 / (2 + 2 + 1)
+    assert c.walk_out_ratio() == pytest.approx(0.4)
 
 
 def test_walk_out_ratio_window_and_unknown() -> None:
@@ -78,6 +78,15 @@ def test_walk_out_ratio_window_and_unknown() -> None:
     observe(c, flows_msg(3, NOW + 700, 9, 5, 3, 0), NOW + 700)
     assert c.walk_out_ratio() == pytest.approx(0.0)
     assert (c.service_starts, c.walk_outs) == (5, 3)  # the counters keep everything
+
+
+def test_walk_out_ratio_with_counters_on_another_camera() -> None:
+    # every service start is an unseen departure there: 2 walk-outs of 10 departures
+    # is 20 %, not the 100 % a share over known destinations would claim
+    c = FlowCounts()
+    observe(c, flows_msg(0, NOW, 0, 0, 0, 0), NOW)
+    observe(c, flows_msg(1, NOW + 60, 10, 0, 2, 8), NOW + 60)
+    assert c.walk_out_ratio() == pytest.approx(0.2)
 
 
 def test_another_device_or_an_older_edge_sets_a_new_baseline() -> None:
@@ -134,7 +143,7 @@ def test_metrics_export_counters_and_ratio_only_for_classified_zones() -> None:
     assert sample(m, "lobbywatch_zone_service_starts_total", **w1) == 6
     assert sample(m, "lobbywatch_zone_walk_outs_total", **w1) == 2
     assert sample(m, "lobbywatch_zone_departures_unseen_total", **w1) == 1
-    assert sample(m, "lobbywatch_zone_walk_out_ratio", **w1) == pytest.approx(2 / 8)
+    assert sample(m, "lobbywatch_zone_walk_out_ratio", **w1) == pytest.approx(2 / 9)
     assert sample(m, "lobbywatch_zone_arrivals_total", **w2) == 7
     # no walk-out counter for a zone that cannot tell: absent, not 0
     assert sample(m, "lobbywatch_zone_walk_outs_total", **w2) is None

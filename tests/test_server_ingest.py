@@ -78,7 +78,7 @@ def test_dedup_window_is_bounded() -> None:
     ing, _ = make(dedup_window=16)
     for seq in range(1000):
         handle(ing, zone_msg(seq, NOW - 2000 + seq, people=1))
-    assert len(ing._windows["edge-1"].seen) <= 32
+    assert len(ing._windows[("b1", "edge-1")].seen) <= 32
 
 
 @pytest.mark.parametrize(

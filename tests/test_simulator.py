@@ -465,7 +465,8 @@ def test_simulate_cli_hard_family_publishes_flows_and_writes_truth(tmp_path: Pat
     assert outcomes["served"] and outcomes["walked_out"]
     walked = [r for r in rows if r["outcome"] == "walked_out"]
     assert all(r["counter"] == "" and r["service_start"] == "" for r in walked)
-    assert {r["class"] for r in rows} == {"ordinary"}
+    assert {r["class"] for r in rows} == {"ordinary", "priority"}
+    assert all(r["vip"] == str(int(r["class"] == "priority")) for r in rows)
     # the edge saw the visible walk-outs (10 % of them leave out of view: unseen)
     visible = sum(float(r["wait_s"]) >= 2.0 for r in walked)
     assert 0.7 * visible <= last["walk_outs_total"] <= visible

@@ -82,6 +82,9 @@ def _full_state() -> ZoneState:
         arrivals_total=17,
         departures_total=13,
         completed_dwells_s=(40.0,),
+        service_starts_total=9,
+        walk_outs_total=2,
+        departures_unseen_total=1,
     )
 
 

@@ -961,7 +961,7 @@ def branch_detail() -> dict[str, Any]:
             max_=1,
             description="Share of the customers who left the waiting zone over the last "
             "30 min that walked out through an exit instead of going to a counter "
-            "(walk-outs / (service starts + walk-outs)). Only zones whose edge has "
+            "(walk-outs / departures classified by the edge). Only zones whose edge has "
             "service points and exits configured (flows) report it.",
         ),
         12,
@@ -992,6 +992,44 @@ def branch_detail() -> dict[str, Any]:
             ],
             description="Customers joining the queue, called to a counter, and giving up, "
             "per minute, as counted by the edge.",
+        ),
+        12,
+        8,
+    )
+    hourly = timeseries(
+        "Service level by hour",
+        [
+            target(
+                "avg by (zone) (avg_over_time("
+                f"lobbywatch_zone_served_within_threshold_ratio{{{br}}}[1h]))",
+                legend="{{zone}}",
+            )
+        ],
+        unit="percentunit",
+        min_=0,
+        max_=1,
+        description="Hourly mean of the share of customers served within the W1 threshold "
+        "(one bar per hour), the figure the daily report gives per branch.",
+    )
+    hourly["interval"] = "1h"
+    hourly["fieldConfig"]["defaults"]["custom"].update(drawStyle="bars", fillOpacity=60)
+    b.add(hourly, 12, 8)
+    b.add(
+        timeseries(
+            "Expected W1 breach (if the trend holds)",
+            [
+                target(
+                    f"(max by (zone) (lobbywatch_zone_wait_threshold_seconds{{{br}}})"
+                    f" - max by (zone) (lobbywatch_zone_predicted_wait_seconds{{{br}}}))"
+                    f" / (max by (zone) (deriv(lobbywatch_zone_predicted_wait_seconds{{{br}}}[5m]))"
+                    " > 0) > 0",
+                    legend="{{zone}}",
+                )
+            ],
+            unit="s",
+            description="Seconds until the predicted wait reaches the W1 threshold if it keeps "
+            "rising as over the last 5 minutes: (threshold - predicted wait) / its slope. "
+            "Drawn only while the wait is rising and below the threshold.",
         ),
         12,
         8,

@@ -1,192 +1,227 @@
-// Lobby board: polls the collector's JSON API and redraws the table.
-// Vanilla JS, no dependencies; all text goes through textContent (never
-// innerHTML), so nothing a device publishes can inject markup.
+// Lobby board: one request per refresh (/api/v1/board), branches by risk.
+// All text goes through textContent (never innerHTML), so nothing a device
+// publishes can inject markup; texts come from the catalogue (LW.t).
 "use strict";
 
 (function () {
-  const POLL_MS = 2000;
-  const NEAR_FRACTION = 0.8; // the alert policy's default warn_fraction
-  // relative to the page (/board/): works behind a reverse proxy with a prefix
+  const POLL_MS = 5000;
   const API = new URL("../api/v1/", document.baseURI);
-
+  const { t, el, wait, time, duration, num } = window.LW;
   const $ = (id) => document.getElementById(id);
   let lastAlertKey = null;
   let lastStatus = null;
   let polls = 0;
+  let page = 1;
+  let timer = null;
+  const opened = new Set(); // branches whose service points are shown
 
-  function el(tag, attrs, ...children) {
-    const node = document.createElement(tag);
-    for (const [k, v] of Object.entries(attrs || {})) {
-      if (v === null || v === undefined) continue;
-      if (k === "class") node.className = v;
-      else node.setAttribute(k, v);
-    }
-    for (const c of children) {
-      if (c === null || c === undefined) continue;
-      node.append(c instanceof Node ? c : document.createTextNode(String(c)));
-    }
-    return node;
-  }
-
-  function fmtWait(s) {
-    if (s === null || s === undefined) return "—";
-    const t = Math.round(s);
-    if (t < 60) return t + " s";
-    const m = Math.floor(t / 60), r = t % 60;
-    return m + " min " + String(r).padStart(2, "0") + " s";
-  }
-
-  function waitClass(wait, threshold) {
-    if (wait === null || wait === undefined || !threshold) return ["wait-none", "—"];
-    if (wait >= threshold) return ["wait-over", "over W1"];
-    if (wait >= NEAR_FRACTION * threshold) return ["wait-near", "near W1"];
-    return ["wait-ok", "ok"];
-  }
-
-  async function getJSON(path) {
-    const res = await fetch(new URL(path, API), {
-      cache: "no-store",
-      headers: { Accept: "application/json" },
-    });
-    if (!res.ok) throw new Error(path + ": HTTP " + res.status);
-    return res.json();
-  }
+  const N_ = (s) => s; // marks a text for the catalogue; translated where shown
+  const TRUST = {
+    measured: N_("measured"),
+    fallback: N_("fallback: configured counters"),
+    stale: N_("stale since {time}"),
+    offline: N_("offline since {time}"),
+    none: N_("no estimate yet"),
+  };
+  // why a zone over its threshold shows no alert
+  const NO_ALERT = {
+    closed: N_("no alert: outside business hours"),
+    disabled: N_("no alert: alerts are off for this zone"),
+    stale: N_("no alert: the figure is not fresh"),
+    waiting: N_("no alert yet: the rule waits for the wait to stay over the threshold"),
+  };
+  const ARROW = { up: "↑", down: "↓", flat: "→" };
+  const TREND = { up: N_("rising"), down: N_("falling"), flat: N_("steady") };
+  const SEVERITY = { warning: N_("warning"), critical: N_("critical") };
+  const KIND = {
+    cash_counter: N_("cash counter"),
+    non_cash_counter: N_("non-cash counter"),
+    wealth_desk: N_("wealth desk"),
+    self_service: N_("self-service"),
+    consultation: N_("consultation"),
+    entrance: N_("entrance"),
+  };
 
   function setStatus(text, isError) {
     const s = $("status");
-    // rewrite only on change: an aria-live region re-announces every write
-    if (text !== lastStatus) {
-      s.textContent = text;
-      lastStatus = text;
-    }
+    if (text !== lastStatus) { s.textContent = text; lastStatus = text; }
     s.classList.toggle("error", !!isError);
   }
 
-  function setTime(id, iso) {
-    const t = $(id);
-    if (!iso) { t.textContent = "—"; t.removeAttribute("datetime"); return; }
-    t.setAttribute("datetime", iso);
-    t.textContent = new Date(iso).toLocaleTimeString();
+  function forecastCell(z, tz) {
+    const td = el("td", { class: "forecast" });
+    if (!z.trend) {
+      td.append(el("span", { title: t("no forecast from this collector yet") }, "—"));
+      return td;
+    }
+    td.append(el("span", { class: "trend trend-" + z.trend, "aria-label": t(TREND[z.trend]) }, ARROW[z.trend]),
+      " ", wait(z.forecast_wait_s));
+    if (z.expected_breach_at) {
+      td.append(el("span", { class: "breach" }, " " + t("breach at {time}", { time: time(z.expected_breach_at, tz) })));
+    }
+    return td;
   }
 
-  function branchBody(b) {
-    const zones = (b.zone_states || []).slice().sort((x, y) =>
-      (x.kind !== "waiting") - (y.kind !== "waiting") || x.zone.localeCompare(y.zone));
-    const alertsByZone = {};
-    for (const a of b.alerts || []) {
-      const key = a.zone || a.device || "";
-      (alertsByZone[key] = alertsByZone[key] || []).push(a);
+  function zoneRow(b, z, alertsById) {
+    const label = z.name ? z.name + " (" + z.zone + ")" : z.zone;
+    const trust = t(TRUST[z.trust] || z.trust, { time: time(z.since, b.timezone) });
+    const counters = z.counters_open === null || z.counters_open === undefined
+      ? "—" : num(z.counters_open) + (z.counters_source === "configured" ? " *" : "");
+    const alertCell = el("td", {});
+    for (const id of z.alerts) {
+      const a = alertsById[id];
+      const sev = a ? a.severity : "warning";
+      alertCell.append(el("span", { class: "pill sev-" + sev }, t(SEVERITY[sev] || sev)), " ");
     }
-    const body = el("tbody", { "data-branch": b.id });
-    const devices = b.devices_total
-      ? b.devices_up + "/" + b.devices_total + " devices up"
-      : "no devices seen";
+    if (!z.alerts.length) {
+      alertCell.append(z.no_alert_reason
+        ? el("span", { class: "no-alert", "data-reason": z.no_alert_reason }, t(NO_ALERT[z.no_alert_reason]))
+        : "—");
+    }
+    return el("tr", { "data-zone": z.zone, "data-kind": "waiting", "data-level": z.level, "data-trust": z.trust },
+      el("th", { scope: "row", headers: "branch-" + b.id }, label),
+      el("td", { class: "num people" }, num(z.people)),
+      el("td", { class: "num wait" },
+        el("span", { class: "pill wait-" + z.level }, wait(z.predicted_wait_s)),
+        " / " + wait(z.threshold_s)),
+      forecastCell(z, b.timezone),
+      el("td", { class: "num oldest" }, wait(z.oldest_wait_s)),
+      el("td", { class: "num counters", title: z.counters_source === "configured" ? t("* configured, not measured") : null }, counters),
+      el("td", { class: "num walkouts", title: z.walkouts_today === null ? t("not measured by this collector yet") : null },
+        z.walkouts_today === null || z.walkouts_today === undefined ? "—" : num(z.walkouts_today)),
+      el("td", { class: "trust trust-" + z.trust }, trust),
+      alertCell);
+  }
+
+  function branchBody(b, alertsById) {
+    const body = el("tbody", { "data-branch": b.id, "data-level": b.level, "data-stale": String(b.stale) });
     const sub = [
-      "region " + b.region,
-      devices,
-      b.people_waiting + " waiting",
-      "worst wait " + fmtWait(b.max_predicted_wait_s),
-      b.active_alerts ? b.active_alerts + " active alert(s)" : "no alerts",
-    ].join(" · ");
+      t("region {region}", { region: b.region }),
+      t("{n} waiting", { n: num(b.people_waiting) }),
+      t("{up}/{total} cameras up", { up: b.devices_up, total: b.devices_total }),
+      b.active_alerts ? t("{n} open alerts", { n: b.active_alerts }) : t("no alerts"),
+    ];
+    if (b.stale) sub.push(b.stale_since ? t("no fresh data since {time}", { time: time(b.stale_since, b.timezone) }) : t("no fresh data"));
+    const link = el("a", { href: "branch?id=" + encodeURIComponent(b.id) }, b.name ? b.name + " · " + b.id : b.id);
     body.append(el("tr", { class: "branch-row" },
-      el("th", { scope: "rowgroup", colspan: "7", id: "branch-" + b.id },
-        b.id, el("span", { class: "sub" }, sub))));
-    const downDevices = new Set((b.devices || []).filter((d) => !d.up).map((d) => d.device));
-    for (const z of zones) {
-      const est = z.estimate;
-      const wait = est ? est.predicted_wait_s : null;
-      const [cls, label] = z.kind === "waiting" ? waitClass(wait, z.wait_threshold_s)
-                                                : ["wait-none", "—"];
-      const alerts = (alertsByZone[z.zone] || []).concat(alertsByZone[z.device] || []);
-      const alertCell = el("td", {});
-      if (alerts.length) {
-        for (const a of alerts) {
-          alertCell.append(el("span", { class: "pill sev-" + a.severity },
-            a.severity + " " + a.kind.replace("_", " ")), " ");
-        }
-      } else {
-        alertCell.append("—");
-      }
-      if (downDevices.has(z.device)) {
-        alertCell.append(" ", el("span", { class: "down" }, "device down"));
-      }
-      if (est && est.stale) {
-        // the numbers are the last ones the source sent: say so, next to them
-        alertCell.append(" ", el("span", { class: "down stale", title: est.stale_reason || "" },
-          "stale data"));
-      }
-      body.append(el("tr", { "data-zone": z.zone, "data-kind": z.kind },
-        el("th", { scope: "row", headers: "branch-" + b.id }, z.zone),
-        el("td", {}, z.kind.replace(/_/g, " ")),
-        el("td", { class: "num people" }, z.people),
-        el("td", { class: "num wait" }, z.kind === "waiting" ? fmtWait(wait) : "—"),
-        el("td", { class: "num" }, z.wait_threshold_s ? fmtWait(z.wait_threshold_s) : "—"),
-        el("td", {}, el("span", { class: "pill " + cls }, label)),
-        alertCell));
+      el("th", { scope: "rowgroup", colspan: "9", id: "branch-" + b.id },
+        link, el("span", { class: "sub" }, sub.join(" · ")))));
+    for (const z of b.waiting) body.append(zoneRow(b, z, alertsById));
+    if (!b.waiting.length) {
+      body.append(el("tr", {}, el("td", { colspan: "9" }, t("No waiting zone reported yet."))));
     }
-    if (!zones.length) {
-      body.append(el("tr", {}, el("td", { colspan: "7" }, "No zone reported yet.")));
+    const sp = b.service_points;
+    if (sp.zones) {
+      const btn = el("button", { type: "button", class: "toggle", "aria-expanded": String(opened.has(b.id)) },
+        t("{n} service points, {people} people", { n: sp.zones, people: num(sp.people) }));
+      const row = el("tr", { class: "service-points" }, el("td", { colspan: "9" }, btn));
+      const details = sp.list.map((o) => el("tr", { class: "service-point", "data-zone": o.zone, "data-kind": o.kind, hidden: opened.has(b.id) ? null : "" },
+        el("th", { scope: "row" }, o.name || o.zone),
+        el("td", { class: "num" }, num(o.people)),
+        el("td", { colspan: "7" }, t(KIND[o.kind] || o.kind))));
+      btn.addEventListener("click", () => {
+        const open = !opened.has(b.id);
+        if (open) opened.add(b.id); else opened.delete(b.id);
+        btn.setAttribute("aria-expanded", String(open));
+        for (const d of details) d.hidden = !open;
+      });
+      body.append(row, ...details);
     }
     return body;
   }
 
-  function renderAlerts(details) {
-    const all = [];
-    for (const b of details) for (const a of b.alerts || []) all.push(a);
-    all.sort((x, y) => (y.severity === "critical") - (x.severity === "critical") ||
-                       String(x.started_at).localeCompare(String(y.started_at)));
-    const key = all.map((a) => a.alert_id + ":" + a.severity + ":" + a.state).join("|");
+  function renderAlerts(alerts, tzOf) {
+    const key = alerts.map((a) => a.alert_id + ":" + a.severity).join("|") + "|" + Math.floor(Date.now() / 60000);
     if (key === lastAlertKey) return;
     lastAlertKey = key;
     const box = $("alerts");
     box.replaceChildren();
-    if (!all.length) { box.append(el("p", {}, "None.")); return; }
+    if (!alerts.length) { box.append(el("p", {}, t("None."))); return; }
     const list = el("ul", {});
-    for (const a of all) {
-      const where = a.branch + (a.zone ? " / " + a.zone : a.device ? " / device " + a.device : "");
-      const since = a.started_at ? " since " + new Date(a.started_at).toLocaleTimeString() : "";
-      list.append(el("li", { "data-alert": a.alert_id },
-        el("span", { class: "pill sev-" + a.severity }, a.severity), " ",
-        where + ": " + (a.summary || a.kind.replace(/_/g, " ")) + since));
+    for (const a of alerts) {
+      list.append(el("li", { "data-alert": a.alert_id, "data-branch": a.branch },
+        el("span", { class: "pill sev-" + a.severity }, t(SEVERITY[a.severity] || a.severity)), " ",
+        el("strong", {}, a.title), " ",
+        el("span", { class: "open-for" }, t("open for {duration}, since {time}", {
+          duration: duration(a.open_s), time: time(a.started_at, tzOf[a.branch] || "UTC") })),
+        el("br", {}),
+        el("span", { class: "said" }, a.lines.join(window.LW.locale.startsWith("zh") ? "" : " "))));
     }
     box.append(list);
   }
 
-  function render(details) {
+  function renderPager(data) {
+    const pages = Math.max(1, Math.ceil(data.total / data.per_page));
+    const box = $("pager");
+    box.replaceChildren();
+    const prev = el("button", { type: "button", disabled: page <= 1 ? "" : null }, t("Previous"));
+    const next = el("button", { type: "button", disabled: page >= pages ? "" : null }, t("Next"));
+    prev.addEventListener("click", () => { page -= 1; refresh(); });
+    next.addEventListener("click", () => { page += 1; refresh(); });
+    box.append(prev, " ", t("page {page} of {pages}", { page, pages }), " ", next);
+  }
+
+  function renderRegions(regions) {
+    const sel = $("region");
+    const have = [...sel.options].map((o) => o.value);
+    for (const r of regions) if (!have.includes(r)) sel.append(el("option", { value: r }, r));
+  }
+
+  function render(data) {
     const table = $("board");
     for (const old of table.querySelectorAll("tbody")) old.remove();
-    if (!details.length) {
-      table.append(el("tbody", {}, el("tr", {}, el("td", { colspan: "7" }, "No branch known yet."))));
+    const alertsById = {};
+    const tzOf = {};
+    for (const a of data.alerts) alertsById[a.alert_id] = a;
+    for (const b of data.branches) tzOf[b.id] = b.timezone;
+    if (!data.branches.length) {
+      table.append(el("tbody", {}, el("tr", {}, el("td", { colspan: "9" }, t("No branch matches.")))));
     }
-    let newest = null;
-    for (const b of details) {
-      table.append(branchBody(b));
-      for (const z of b.zone_states || []) {
-        if (z.observed_at && (!newest || Date.parse(z.observed_at) > Date.parse(newest))) {
-          newest = z.observed_at;
-        }
-      }
+    for (const b of data.branches) table.append(branchBody(b, alertsById));
+    renderAlerts(data.alerts, tzOf);
+    renderRegions(data.regions);
+    renderPager(data);
+    const dt = $("data-time");
+    if (data.data_time) {
+      dt.setAttribute("datetime", data.data_time);
+      dt.textContent = new Date(data.data_time).toLocaleString(window.LW.locale, { timeZone: "UTC", timeZoneName: "short" });
     }
-    renderAlerts(details);
-    setTime("data-time", newest);
-    setTime("page-time", new Date().toISOString());
+    const c = data.counts;
+    $("counts").textContent = t("{branches} branches: {over} over W1, {near} near W1, {alerts} open alerts, {stale} without fresh data", c);
   }
 
-  async function poll() {
+  function query() {
+    const p = new URLSearchParams({ page: String(page), per_page: "50", lang: window.LW.locale });
+    const region = $("region").value;
+    const q = $("search").value.trim();
+    if (region) p.set("region", region);
+    if (q) p.set("q", q);
+    return "board?" + p.toString();
+  }
+
+  async function refresh() {
+    clearTimeout(timer);
     try {
-      const list = await getJSON("branches");
-      const details = await Promise.all(
-        list.map((b) => getJSON("branches/" + encodeURIComponent(b.id))));
-      render(details);
+      const res = await fetch(new URL(query(), API), { cache: "no-store", headers: { Accept: "application/json" } });
+      if (!res.ok) throw new Error("HTTP " + res.status);
+      const data = await res.json();
+      const pages = Math.max(1, Math.ceil(data.total / data.per_page));
+      if (page > pages) { page = pages; }
+      render(data);
       polls += 1;
       document.body.dataset.polls = String(polls);
-      setStatus("Live: " + details.length + " branch(es).", false);
+      setStatus(t("Live: {n} branches, updated {time}.", { n: num(data.total), time: new Date().toLocaleTimeString(window.LW.locale, { timeZone: "UTC", timeZoneName: "short" }) }), false);
     } catch (err) {
-      setStatus("Collector unreachable (" + err.message + "); retrying every 2 s.", true);
+      setStatus(t("Collector unreachable ({error}); retrying.", { error: err.message }), true);
     } finally {
-      setTimeout(poll, POLL_MS);
+      timer = setTimeout(refresh, POLL_MS);
     }
   }
 
-  poll();
+  window.LW.load().then(() => {
+    $("region").addEventListener("change", () => { page = 1; refresh(); });
+    $("search").addEventListener("input", () => { page = 1; refresh(); });
+    $("filters").addEventListener("submit", (e) => { e.preventDefault(); page = 1; refresh(); });
+    refresh();
+  });
 })();

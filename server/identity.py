@@ -1,0 +1,71 @@
+"""Which device may speak for which branch and camera.
+
+The broker ACL authorises *topics*, and zone and camera topics name a branch and a
+camera, not a device; the device id travels in the payload. Without a binding a
+device could publish, on its own topic, a payload naming another branch's device
+(and poison that device's sequence window). So the collector binds identities:
+
+* **from configuration** (``branches[].devices``): a listed device may publish
+  only for its branch, and a branch with a list accepts no other device;
+* **on first sight** otherwise: a device is bound to the first branch it publishes
+  for, and a camera ``(branch, camera)`` to the first device publishing for it.
+  A binding moves only after the bound device was silent for
+  ``ingest.rebind_after_s`` (a replaced box takes over its camera).
+
+A refused message is counted (``reason="identity"``) and never touches state.
+Memory is bounded by the collector.s ``max_zones_and_devices`` cap.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+
+class IdentityBook:
+    """Bindings device → branch and (branch, camera) → device.
+
+    Args:
+        configured: branch -> devices allowed to publish for it (branches absent: any).
+        rebind_after_s: a binding whose device was silent this long may move.
+        max_entries: bound on remembered devices and cameras (beyond: refused).
+    """
+
+    def __init__(
+        self,
+        configured: Mapping[str, frozenset[str]] | None = None,
+        rebind_after_s: float = 900.0,
+        max_entries: int = 100_000,
+    ) -> None:
+        self.configured = dict(configured or {})
+        self.home: dict[str, str] = {
+            d: b for b, devices in self.configured.items() for d in devices
+        }
+        self.rebind_after_s = rebind_after_s
+        self.max_entries = max_entries
+        #: device -> (branch, last accepted receive time)
+        self._device: dict[str, tuple[str, float]] = {}
+        #: (branch, camera) -> (device, last accepted receive time)
+        self._camera: dict[tuple[str, str], tuple[str, float]] = {}
+
+    def check(self, branch: str, camera: str | None, device: str, now: float) -> str | None:
+        """None if ``device`` may publish for ``branch``/``camera`` (and bind it), else why."""
+        home = self.home.get(device)
+        if home is not None and home != branch:
+            return f"device {device!r} is configured for branch {home!r}, not {branch!r}"
+        allowed = self.configured.get(branch)
+        if allowed is not None and device not in allowed:
+            return f"device {device!r} is not configured for branch {branch!r}"
+        bound = self._device.get(device)
+        if bound is not None and bound[0] != branch and now - bound[1] < self.rebind_after_s:
+            return f"device {device!r} publishes for branch {bound[0]!r}, not {branch!r}"
+        if camera is not None:
+            owner = self._camera.get((branch, camera))
+            if owner is not None and owner[0] != device and now - owner[1] < self.rebind_after_s:
+                return f"camera {branch}/{camera} belongs to device {owner[0]!r}, not {device!r}"
+            if owner is None and len(self._camera) >= self.max_entries:
+                return "too many cameras"
+            self._camera[(branch, camera)] = (device, now)
+        if bound is None and len(self._device) >= self.max_entries:
+            return "too many devices"
+        self._device[device] = (branch, now)
+        return None
