@@ -803,7 +803,7 @@ class Demo:
         self.say(f"board login:  user demo, password {self.login_secret}")
         self.say(f"API token:    Authorization: Bearer demo.{self.login_secret}")
         self.say(f"HTTP API:     {base}/api/v1/branches   (OpenAPI docs: {base}/docs)")
-        self.say(f"metrics:      {base}/metrics")
+        self.say(f"metrics:      {base}/metrics   (same token, or basic auth demo:<password>)")
         if self.edge is not None:
             self.say(f"edge metrics: {self.edge.metrics_url}")
         speed = self.opts.speed
@@ -813,7 +813,8 @@ class Demo:
         )
         for note in self.notes:
             self.say(note)
-        self.say(f"logs:         {self.workdir / 'demo.log'}")
+        kept = "" if not self._own_workdir else "   (removed on exit; --workdir DIR keeps it)"
+        self.say(f"logs:         {self.workdir / 'demo.log'}{kept}")
         until = f"for {self.opts.duration:g} s" if self.opts.duration else "until Ctrl-C"
         self.say(f"running {until}")
 

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import typer
 
+from lobbywatch.errors import ConfigError
+
 server_app = typer.Typer(
     name="server",
     help="Central collector: ingest, estimation, alerts, storage, API.",
@@ -156,10 +158,19 @@ def add_credential_cmd(
 
 
 @server_app.command("check-config")
-def check_config(config: Path = typer.Argument(..., help="SERVER.yaml")) -> None:
+def check_config(
+    config: Path | None = typer.Argument(None, metavar="SERVER.yaml", help="SERVER.yaml"),
+    config_opt: Path | None = typer.Option(
+        None, "--config", "-c", help="SERVER.yaml (same as the argument, like `server run -c`)"
+    ),
+) -> None:
     """Validate SERVER.yaml and exit (status 2 with the field path on error)."""
     from lobbywatch.server.config import load_server_config
 
+    if (config is None) == (config_opt is None):
+        raise ConfigError("server check-config: give SERVER.yaml once (argument or --config)")
+    config = config if config is not None else config_opt
+    assert config is not None
     cfg = load_server_config(config)
     typer.echo(
         f"ok: {len(cfg.branches)} branches, {len(cfg.notify.sinks)} sinks, "

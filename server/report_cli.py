@@ -51,6 +51,7 @@ def daily(
     if locale is None:
         rc = cfg.regions.get(region or "")
         locale = (rc.locale if rc and rc.locale else None) or cfg.locale_for(ids[0])
+    _existing_database(cfg.database.url)
     store = Store(cfg.database.url)
     try:
         store.migrate()
@@ -60,6 +61,22 @@ def daily(
     page, images = render_report(days, Translator(locale), time.time())
     out.write_text(page, encoding="utf-8")
     typer.echo(f"wrote {out}: {len(ids)} branch(es), {len(images)} charts, {len(page)} bytes")
+
+
+def _existing_database(url: str) -> None:
+    """A report only reads: refuse a SQLite file that does not exist instead of creating
+    an empty database (and its lock file) wherever the command happens to run."""
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or not parsed.database:
+        return
+    if parsed.database == ":memory:" or not Path(parsed.database).is_file():
+        raise ConfigError(
+            f"database.url: no collector database at {parsed.database!r} "
+            f"(relative to {Path.cwd()}): run the report where the collector keeps its "
+            "database, or point --config at the collector's own config"
+        )
 
 
 def register(app: typer.Typer) -> None:

@@ -74,6 +74,7 @@ def _record(tmp: Path, out: Path) -> list[str]:
 
 def _report(tmp: Path, out: Path) -> list[str]:
     cfg = tmp / "server.yaml"
+    (tmp / "r.db").touch()  # a report reads the collector's database; it never creates one
     cfg.write_text(f"database: {{url: 'sqlite:///{tmp / 'r.db'}'}}\nbranches: [{{id: b1}}]\n")
     return ["report", "daily", "--date", "2026-11-25", "-c", str(cfg), "--out", str(out)]
 
@@ -205,6 +206,7 @@ def test_count_missing_video_folder_does_not_blame_the_codec(
 INPUT_PATHS = {
     ("count", "--config"), ("zones preview", "--config"), ("config check", "file"),
     ("edge run", "--config"), ("server run", "--config"), ("server check-config", "config"),
+    ("server check-config", "--config"),
     ("simulate", "--password-file"), ("demo", "--video"), ("eval", "dataset"),
     ("eval", "--model"), ("model pull", "--calibration"), ("model verify", "--path"),
     ("server replay", "--config"), ("server replay", "--messages"),

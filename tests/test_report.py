@@ -270,3 +270,17 @@ def test_report_after_a_closing_past_midnight_and_not_days_late(tmp_path: Path) 
     (due,) = due_reports(cfg, local(1, 30, thursday))
     assert due.day == DAY  # Wednesday's report, due on Thursday morning
     assert due_reports(cfg, local(14, 0, thursday)) == []  # more than 12 h overdue
+
+
+@pytest.mark.parametrize("where", ["missing.db", "no/such/folder/c.db"])
+def test_report_never_creates_a_database(tmp_path: Path, where: str) -> None:
+    # a report only reads: a wrong database path is one line naming it, and nothing
+    # (no empty database, no lock file) is left behind
+    cfg = tmp_path / "server.yaml"
+    db = tmp_path / where
+    cfg.write_text(f"database: {{url: 'sqlite:///{db}'}}\nbranches: [{{id: b1}}]\n")
+    res = run_cli("--date", "2026-11-25", "-c", str(cfg), "--out", str(tmp_path / "r.html"))
+    assert res.returncode == 2, res
+    assert f"no collector database at '{db}'" in res.stderr, res.stderr
+    assert "Traceback" not in res.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["server.yaml"]

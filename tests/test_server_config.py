@@ -124,6 +124,11 @@ def test_cli_check_config_reports_field_and_exit_code(
         app, ["server", "check-config", str(REPO / "deploy/server.example.yaml")]
     )
     assert result.exit_code == 0 and "2 branches" in result.output
+    # the same file through -c, as `server run -c` and `report daily -c` take it
+    result = CliRunner().invoke(
+        app, ["server", "check-config", "-c", str(REPO / "deploy/server.example.yaml")]
+    )
+    assert result.exit_code == 0 and "2 branches" in result.output, result.output
 
 
 def test_cli_check_config_names_a_nested_policy_field(
