@@ -621,9 +621,6 @@ def zone_message(
     camera: str,
     completed_dwells_s: Sequence[float],
     wait_threshold_s: float | None,
-    service_starts_total: int | None = None,
-    walk_outs_total: int | None = None,
-    departures_unseen_total: int | None = None,
 ) -> ZoneMessage:
     """The MQTT payload of one zone's state: the one edge -> protocol conversion.
 
@@ -631,8 +628,7 @@ def zone_message(
     durations (seconds) are rounded to milliseconds, the capture time ``state.ts``
     (epoch seconds) becomes a UTC datetime. ``completed_dwells_s`` are the dwells
     drained from the zone since its previous message (at most
-    ``MAX_COMPLETED_DWELLS``); ``wait_threshold_s`` comes from the device config; the
-    departures by destination (optional protocol fields) from the zone's flows.
+    ``MAX_COMPLETED_DWELLS``); ``wait_threshold_s`` comes from the device config.
     Raises pydantic ``ValidationError`` for values the protocol forbids (negative counts).
     """
     values: dict[str, Any] = {}
@@ -648,9 +644,6 @@ def zone_message(
         zone=state.zone,
         completed_dwells_s=[min(round(d, 3), _MAX_DURATION_S) for d in completed_dwells_s],
         wait_threshold_s=wait_threshold_s,
-        service_starts_total=service_starts_total,
-        walk_outs_total=walk_outs_total,
-        departures_unseen_total=departures_unseen_total,
         **values,
     )
 

@@ -23,11 +23,7 @@ T0 = 1_750_000_000.25
 
 #: What each model carries besides the shared set, and why it is not shared: identity
 #: and time are re-expressed per boundary, the rest belongs to one side only.
-#: The departures by destination (optional protocol fields) are not copied by name:
-#: the agent passes them explicitly and the collector turns them into ``flows``
-#: (``server.flows``), increases per message.
-DEPARTURE_CLASSES = {"service_starts_total", "walk_outs_total", "departures_unseen_total"}
-EDGE_ONLY = {"zone", "ts", "completed_dwells_s", *DEPARTURE_CLASSES}
+EDGE_ONLY = {"zone", "ts", "completed_dwells_s"}
 MESSAGE_ONLY = {
     "v",
     "type",
@@ -39,7 +35,6 @@ MESSAGE_ONLY = {
     "zone",
     "completed_dwells_s",
     "wait_threshold_s",
-    *DEPARTURE_CLASSES,
 }
 RECORD_ONLY = {
     "branch",
