@@ -29,7 +29,7 @@ import math
 import threading
 import time
 from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Literal
@@ -196,6 +196,8 @@ class _ZoneRuntime:
     history: ArrivalHistory | None = None
     #: ``estimator.arrivals_seen`` at the last minute boundary
     arrivals_mark: int | None = None
+    #: the stored minute history being read on the store-writer thread
+    stored_history: Future[list[tuple[float, int]]] | None = None
 
 
 class Collector:
@@ -242,6 +244,8 @@ class Collector:
             for (branch, point), served in cfg.service_links().items()
         }
         self._zones: dict[ZoneKey, _ZoneRuntime] = {}
+        #: stored-history reads not yet waited for (see settle_history_reads)
+        self._history_reads: list[Future[list[tuple[float, int]]]] = []
         #: waiting zones touched by the current batch; those evaluated less than
         #: evaluate_interval_s ago wait in _pending until the next flush
         self._dirty: set[ZoneKey] = set()
@@ -518,16 +522,23 @@ class Collector:
                     priority_share=priority_share,
                 ),
                 self.threshold_for(key.branch, key.zone),
-                history=self._stored_history(key, branch.timezone if branch else "UTC"),
+                history=ArrivalHistory(branch.timezone if branch else "UTC"),
+                # read on the store-writer thread: the processing thread never waits
+                # on the database
+                stored_history=self._writer.submit(self._stored_history_rows, key),
             )
+            if rt.stored_history is not None:
+                # (done reads dropped: the list only serves the replay's settling)
+                self._history_reads = [f for f in self._history_reads if not f.done()]
+                self._history_reads.append(rt.stored_history)
         return rt
 
     #: days of stored minute aggregates the arrival profile is learned from
     HISTORY_DAYS = 56
 
-    def _stored_history(self, key: ZoneKey, timezone: str) -> ArrivalHistory:
-        """The zone's arrival history, seeded from the stored minute aggregates."""
-        history = ArrivalHistory(timezone)
+    def _stored_history_rows(self, key: ZoneKey) -> list[tuple[float, int]]:
+        """``(minute, arrivals)`` of the zone's stored minute aggregates, oldest first
+        (store-writer thread); [] when the database cannot be read."""
         since = self.clock() - self.HISTORY_DAYS * 86400
         try:
             rows = self.store.minutes(
@@ -535,11 +546,30 @@ class Collector:
             )
         except Exception:
             log.exception("loading the arrival history of %s/%s failed", *key)
-            return history
-        for row in reversed(rows):
-            if row.arrivals is not None:
-                history.add(float(row.minute), row.arrivals)
-        return history
+            return []
+        return [(float(r.minute), r.arrivals) for r in reversed(rows) if r.arrivals is not None]
+
+    def settle_history_reads(self) -> None:
+        """Wait for the stored-history reads started so far (replay: simulated time must
+        not outrun them, or the forecast would depend on the machine's speed)."""
+        reads, self._history_reads = self._history_reads, []
+        for f in reads:
+            f.exception()  # waits; a failure is logged when the zone adopts it
+
+    @staticmethod
+    def _adopt_stored_history(rt: _ZoneRuntime) -> None:
+        """Fold the stored history into the zone's once it has been read."""
+        pending = rt.stored_history
+        if pending is None or not pending.done() or rt.history is None:
+            return
+        rt.stored_history = None
+        try:
+            rows = pending.result()
+        except Exception:
+            log.exception("loading an arrival history failed")
+            return
+        for minute, arrivals in rows:
+            rt.history.add(minute, arrivals)
 
     def process_batch(self, batch: list[tuple[str, bytes, float]]) -> None:
         """Apply one batch of ``(topic, payload, received_at)``; returns when metrics show it.
@@ -679,6 +709,7 @@ class Collector:
         zone's source (device or camera) is offline or down.
         """
         rt = self._runtime(key)
+        self._adopt_stored_history(rt)
         est = rt.estimator
         settings = self._est_settings
         lam = None

@@ -240,6 +240,7 @@ def replay(
                         )
                 if batch and rec.received_at != batch[0][2]:
                     collector.process_batch(batch)
+                    collector.settle_history_reads()
                     collector.store_spooled_offline()
                     batch = []
                 if not batch:
@@ -249,6 +250,7 @@ def replay(
             if collector is not None:
                 if batch:
                     collector.process_batch(batch)
+                    collector.settle_history_reads()
                     collector.store_spooled_offline()
                 advance(max(clock.now, until if until is not None else clock.now))
                 summary.last_at = clock.now

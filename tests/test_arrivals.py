@@ -55,3 +55,54 @@ def test_the_level_is_clipped_and_all_weekdays_pooled_when_one_weekday_is_scarce
     assert lam is not None
     # k clipped to 2; without a trend the profile's own rate stands in for it
     assert lam == pytest.approx(np.full(2, 0.5 * 2 / 60 + 0.5 * 2 / 60))
+
+
+def test_the_collector_learns_the_profile_from_stored_minute_aggregates(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Two past Mondays in the store: on a third Monday the projection uses the profile."""
+    from lobbywatch.server.config import parse_server_config
+    from lobbywatch.server.replay import Recorded, replay
+    from lobbywatch.server.store import MinuteRow, Store
+
+    url = f"sqlite:///{tmp_path / 'history.db'}"
+    store = Store(url)
+    store.migrate()
+    rows = []
+    for weeks in (1, 2):
+        midnight = minute_starts(MONDAY - timedelta(weeks=weeks), "UTC")
+        for m in range(9 * 60, 12 * 60):
+            rows.append(
+                MinuteRow(
+                    "b1",
+                    "W1",
+                    int(midnight + 60 * m),
+                    12,
+                    1.0,
+                    1,
+                    None,
+                    None,
+                    None,
+                    None,
+                    0,
+                    0,
+                    None,
+                    600.0,
+                    arrivals=1,
+                )
+            )
+    store.write_minutes(rows)
+    store.close()
+    cfg = parse_server_config({"branches": [{"id": "b1", "timezone": "UTC"}]})
+    t0 = minute_starts(MONDAY, "UTC") + 10 * 3600
+    records = []
+    for k in range(60):  # ten minutes of a waiting zone, a message every 10 s
+        payload = {"v": 1, "type": "zone", "device": "d1", "seq": k,
+                   "ts": f"2025-06-02T10:{k // 6:02d}:{k % 6 * 10:02d}Z", "branch": "b1",
+                   "camera": "c1", "zone": "W1", "kind": "waiting", "people": 2,
+                   "raw_count": 2, "arrivals_total": k // 6, "departures_total": 0}  # fmt: skip
+        records.append(Recorded(t0 + 10 * k, "lobbywatch/v1/b1/c1/zones/W1",
+                                __import__("json").dumps(payload).encode()))  # fmt: skip
+    out: list[dict[str, object]] = []
+    replay(cfg, records, out.append, estimates_every_s=60, database_url=url)
+    methods = [o["arrival_forecast_method"] for o in out if o["type"] == "estimate"]
+    # the stored history is read off the processing thread, then adopted
+    assert methods[-1] == "history"
