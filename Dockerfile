@@ -42,8 +42,10 @@ RUN /opt/lobbywatch/bin/pip install .
 # sha256 against models/catalogue.yaml (the pull fails otherwise), then load
 # them through the same resolver the edge agent uses at run time.
 ARG MODEL_SOURCE=""
-RUN /opt/lobbywatch/bin/lobbywatch model pull yolox_nano --dest /opt/lobbywatch/models \
+RUN /opt/lobbywatch/bin/lobbywatch model pull --dest /opt/lobbywatch/models \
         ${MODEL_SOURCE:+--from "$MODEL_SOURCE"} \
+ && LOBBYWATCH_MODEL_DIR=/opt/lobbywatch/models \
+        /opt/lobbywatch/bin/lobbywatch model verify bytetrack_nano \
  && LOBBYWATCH_MODEL_DIR=/opt/lobbywatch/models \
         /opt/lobbywatch/bin/lobbywatch model verify yolox_nano
 

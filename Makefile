@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # Where `make model` looks for a local mirror of the weights before downloading.
 MODEL_MIRROR ?= ../shared/models
 
-.PHONY: install model demo test lint typecheck pytest bench clean
+.PHONY: install model demo test lint typecheck pytest bench peer-deps clean
 
 install: $(BIN)/lobbywatch model
 
@@ -15,8 +15,9 @@ $(BIN)/lobbywatch: pyproject.toml
 	$(BIN)/pip install -q -e '.[dev]'
 	touch $@
 
-# Fetch (or copy from the mirror) and checksum-verify the model into the
-# git-ignored models/weights/ folder.
+# Fetch (or copy from the mirror) and checksum-verify every catalogue model
+# (bytetrack_nano, the default, and yolox_nano) into the git-ignored
+# models/weights/ folder.
 model: $(BIN)/lobbywatch
 	@if [ -d "$(MODEL_MIRROR)" ]; then \
 	  $(BIN)/lobbywatch model pull --from "$(MODEL_MIRROR)" --dest models/weights; \
@@ -56,6 +57,12 @@ bench: $(BIN)/lobbywatch
 	$(BIN)/python bench/alert_quality.py
 	$(BIN)/python bench/collector_throughput.py
 	$(BIN)/python bench/board_refresh.py --branches 5000 --skip-old
+
+# Pinned peer libraries for bench/peer_pipeline.py, without the GUI OpenCV
+# they declare (see pyproject.toml, [project.optional-dependencies] peer).
+peer-deps: $(BIN)/lobbywatch
+	$(BIN)/pip install -q --no-deps supervision==0.31.2 trackers==2.6.1
+	$(BIN)/pip install -q 'scipy>=1.11' 'pydeprecate>=0.9,<0.14' defusedxml pillow requests tqdm
 
 clean:
 	rm -rf build .mypy_cache .ruff_cache .pytest_cache

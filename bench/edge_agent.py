@@ -152,9 +152,10 @@ def main() -> None:
         print("cameras_at_2fps=0")
         return
     try:
+        from lobbywatch.edge.detector import DetectorSettings
         from lobbywatch.models.registry import resolve_model
 
-        resolve_model("yolox_nano")
+        resolve_model(DetectorSettings().name)  # type: ignore[call-arg]
     except Exception as exc:
         print(f"model not available ({exc}); run `make model`", file=sys.stderr)
         print("cameras_at_2fps=0")

@@ -359,9 +359,10 @@ def find_video(explicit: Path | None = None) -> Path:
 def find_model() -> tuple[Path | None, str]:
     """(weights, "") or (None, why not)."""
     try:
+        from lobbywatch.edge.detector import DetectorSettings
         from lobbywatch.models.registry import resolve_model
 
-        return resolve_model("yolox_nano").path, ""
+        return resolve_model(DetectorSettings().name).path, ""  # type: ignore[call-arg]
     except Exception as exc:
         return None, str(exc)
 
@@ -614,7 +615,7 @@ class Demo:
         model, why = find_model()
         missing = []
         if model is None:
-            missing.append(f"the YOLOX-Nano model ({why.strip().rstrip('.')}; run `make model`)")
+            missing.append(f"the detector model ({why.strip().rstrip('.')}; run `make model`)")
         video: Path | None = None
         try:
             video = find_video(self.opts.video)

@@ -91,8 +91,8 @@ def default_pipeline_factory(camera: CameraConfig, config: DeviceConfig) -> Pipe
     from lobbywatch.edge.detector import Detector
     from lobbywatch.edge.pipeline import CameraPipeline
 
-    detector = Detector.from_settings(config.model)
-    return CameraPipeline(list(camera.zones), config.pipeline, detector)
+    detector = Detector.from_settings(camera.detector_settings(config.model))
+    return CameraPipeline(list(camera.zones), camera.pipeline_settings(config.pipeline), detector)
 
 
 # --------------------------------------------------------------------------- systemd

@@ -164,6 +164,49 @@ def _flows_loc(zones: list[ZoneSpec], message: str) -> tuple[str | int, ...]:
     return ()
 
 
+class CameraCalibration(BaseModel):
+    """Record of ``lobbywatch calibrate``: what the choice was based on (for audits)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    snapshots: int = Field(ge=1, description="snapshots with a known count used")
+    error_before: float = Field(ge=0, description="mean count error per snapshot, default")
+    error_after: float = Field(ge=0, description="mean count error per snapshot, this choice")
+    per_zone: bool = Field(False, description="errors summed over zones (per-zone counts)")
+    at: str | None = Field(None, max_length=40, description="UTC time of the calibration")
+
+
+class CameraModel(BaseModel):
+    """Per-camera detector overrides (written by ``lobbywatch calibrate``).
+
+    Unset fields keep the device-wide ``model`` section's values. A camera's
+    score threshold also becomes its tracker's ``track_high_score`` (so every
+    reported detection can start a track; see edge/calibration.py).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str | None = Field(None, description="model name in models/catalogue.yaml")
+    input_size: int | None = Field(
+        None, ge=160, le=2048, multiple_of=32, description="network input side (long side)"
+    )
+    max_upscale: float | None = Field(
+        None, gt=0, le=4, description="largest magnification of the frame (4 = fixed size)"
+    )
+    min_input_size: int | None = Field(None, ge=32, le=2048, multiple_of=32)
+    score_threshold: float | None = Field(None, gt=0, lt=1, description="person score to keep")
+    calibration: CameraCalibration | None = Field(None, description="how this was chosen")
+
+    def apply(self, base: DetectorSettings) -> DetectorSettings:
+        """``base`` with this camera's overrides (validated as a whole)."""
+        update = self.model_dump(exclude_none=True, exclude={"calibration"})
+        if not update:
+            return base
+        if "name" in update and update["name"] != base.name:
+            update["path"] = None  # an explicit file belongs to the device-wide model
+        return DetectorSettings.model_validate({**base.model_dump(), **update})
+
+
 class CameraConfig(BaseModel):
     """One camera: where frames come from, how often to sample them, and its zones."""
 
@@ -183,6 +226,21 @@ class CameraConfig(BaseModel):
     fps: float = Field(2.0, gt=0, le=30, description="frames per second sampled for detection")
     loop: bool = Field(False, description="file sources: restart at the end (demos)")
     zones: list[ZoneSpec] = Field(min_length=1, description="zones of this camera's view")
+    model: CameraModel | None = Field(
+        None, description="detector overrides for this camera (see `lobbywatch calibrate`)"
+    )
+
+    def detector_settings(self, device: DetectorSettings) -> DetectorSettings:
+        """The device-wide detector settings with this camera's overrides."""
+        return self.model.apply(device) if self.model is not None else device
+
+    def pipeline_settings(self, device: PipelineSettings) -> PipelineSettings:
+        """The device-wide pipeline settings; a camera threshold sets its tracker's."""
+        if self.model is None or self.model.score_threshold is None:
+            return device
+        from lobbywatch.edge.calibration import pipeline_for_threshold
+
+        return pipeline_for_threshold(device, self.model.score_threshold)
 
     @field_validator("source", "detect_source", mode="before")
     @classmethod
@@ -254,6 +312,11 @@ class CameraConfig(BaseModel):
 
     @model_validator(mode="after")
     def _loop(self) -> CameraConfig:
+        if self.model is not None:
+            try:
+                self.model.apply(DetectorSettings())  # type: ignore[call-arg]
+            except ValueError as exc:
+                raise PathValueError(("model",), f"invalid detector override: {exc}") from exc
         if self.loop and not self.is_file_source:
             raise PathValueError(("loop",), "loop: true only applies to video file sources")
         return self
@@ -465,7 +528,14 @@ class DeviceConfig(BaseModel):
         # Like every path in the config, a relative weights file is relative to the config.
         if value.path is None:
             return value
-        return value.model_copy(update={"path": _resolve(value.path, info)})
+        path = _resolve(value.path, info)
+        if _checking_files(info) and not path.is_file():
+            # an explicit file: `model pull` would not help, so say what to fix
+            raise ValueError(
+                f"model file {path} does not exist (fix model.path, or remove it to use "
+                "the catalogue model that `lobbywatch model pull` fetches)"
+            )
+        return value.model_copy(update={"path": path})
 
     @field_validator("timezone")
     @classmethod

@@ -19,7 +19,9 @@ def register(app: typer.Typer) -> None:
     def eval_(
         dataset: Path = typer.Argument(..., help="folder of sequences (frames/*.jpg + gt.csv)"),
         as_json: bool = typer.Option(False, "--json", help="print one JSON object"),
-        model: Path | None = typer.Option(None, "--model", help="explicit weights file"),
+        model: str | None = typer.Option(
+            None, "--model", help="catalogue model name (e.g. bytetrack_nano) or a weights file"
+        ),
         variant: str = typer.Option("fp32", help="fp32 or int8"),
         input_size: int | None = typer.Option(None, help="override the network input side"),
         score: float | None = typer.Option(None, help="override the detector score threshold"),
@@ -28,6 +30,16 @@ def register(app: typer.Typer) -> None:
             None, help="tracker frame rate for every sequence (default: per sequence)"
         ),
         no_baseline: bool = typer.Option(False, "--no-baseline", help="skip the 416 baseline"),
+        max_upscale: float | None = typer.Option(
+            None, help="override the largest magnification (4 = a fixed input size)"
+        ),
+        calibrate: int | None = typer.Option(
+            None,
+            "--calibrate",
+            min=1,
+            help="per sequence, calibrate model/input size/threshold on its first K frames "
+            "(installer commissioning; K=5 is the target) and score only the rest",
+        ),
     ) -> None:
         """Run detector + tracker on every sequence; report count MAE, P/R@0.5, fps.
 
@@ -43,7 +55,21 @@ def register(app: typer.Typer) -> None:
             raise ConfigError(f"--fps must be > 0 (frames per second of real time), got {fps}")
         overrides: dict[str, object] = {"variant": variant}
         if model is not None:
-            overrides["path"] = model
+            from lobbywatch.models.registry import load_catalogue
+
+            if model in load_catalogue():
+                overrides["name"] = model
+            elif model.endswith(".onnx") or Path(model).exists():
+                overrides["path"] = Path(model)
+            else:
+                from lobbywatch.errors import ConfigError
+
+                known = ", ".join(sorted(load_catalogue()))
+                raise ConfigError(
+                    f"--model {model!r} is neither a catalogue model ({known}) nor a .onnx file"
+                )
+        if max_upscale is not None:
+            overrides["max_upscale"] = max_upscale
         if input_size is not None:
             overrides["input_size"] = input_size
         if score is not None:
@@ -59,13 +85,36 @@ def register(app: typer.Typer) -> None:
             if not as_json:
                 typer.echo(msg, err=True)
 
-        report = evaluate(
-            dataset, settings, with_baseline=not no_baseline, step=step, fps=fps,
-            progress=progress,
-        )  # fmt: skip
-        if as_json:
-            sys.stdout.write(json.dumps(report.to_json()) + "\n")
-            return
+        if calibrate is not None:
+            from lobbywatch.edge.calibration import calibrated_json, evaluate_calibrated
+
+            if step != 1:
+                from lobbywatch.errors import ConfigError
+
+                raise ConfigError(
+                    "--calibrate scores consecutive frames; do not combine with --step"
+                )
+            report, records = evaluate_calibrated(
+                dataset, calibrate, settings, with_baseline=not no_baseline, fps=fps,
+                progress=progress,
+            )  # fmt: skip
+            if as_json:
+                sys.stdout.write(json.dumps(calibrated_json(report, records)) + "\n")
+                return
+        else:
+            report = evaluate(
+                dataset, settings, with_baseline=not no_baseline, step=step, fps=fps,
+                progress=progress,
+            )  # fmt: skip
+            records = {}
+            if as_json:
+                out = report.to_json()
+                for seq in out["sequences"]:
+                    seq["frames_scored"] = seq["frames"]
+                    seq["calibration"] = None
+                out["overall"]["frames_scored"] = out["overall"]["frames"]
+                sys.stdout.write(json.dumps(out) + "\n")
+                return
         from rich.console import Console
         from rich.table import Table
 
@@ -87,6 +136,12 @@ def register(app: typer.Typer) -> None:
             )  # fmt: skip
         console = Console(width=max(Console().width, 120))  # keep sequence names readable
         console.print(table)
+        for name, rec in records.items():
+            console.print(
+                f"{name}: calibrated on {rec.frames_used} frames -> {rec.model}, input "
+                f"{rec.input_size} {rec.input_hw}, threshold {rec.threshold:g}; scored "
+                f"{rec.frames_scored} frames ({rec.reason})"
+            )
         spacing = ", ".join(
             f"{r.name} {r.frame_spacing_s:g} s ({r.timing})" for r in report.sequences
         )

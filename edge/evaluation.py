@@ -151,6 +151,7 @@ IOU_MATCH = 0.5
 def baseline_settings() -> DetectorSettings:
     """The plain reference: one 416x416 pass, score 0.3, NMS 0.45."""
     return DetectorSettings(  # type: ignore[call-arg]
+        name="yolox_nano",
         input_size=416,
         fit_aspect=False,
         max_upscale=4.0,

@@ -65,7 +65,17 @@ def derive_int8(model: ResolvedModel, dest: Path, calibration: Path | None = Non
 
     Returns:
         Path of the derived file.
+
+    Raises:
+        ModelError: the model needs input normalisation (INT8 derivation feeds
+            raw BGR calibration frames; only raw-input models are supported).
     """
+    inp = model.spec.input
+    if inp.colour != "BGR" or inp.scale != 1.0 or any(inp.mean) or any(v != 1 for v in inp.std):
+        raise ModelError(
+            f"{model.spec.name}: INT8 derivation supports raw-BGR-input models only "
+            "(this one normalises its input); use the fp32 variant"
+        )
     from onnxruntime.quantization import (
         CalibrationDataReader,
         CalibrationMethod,

@@ -13,7 +13,7 @@ import typer
 
 from lobbywatch import __version__
 from lobbywatch.demo import demo_cli, sim_cli
-from lobbywatch.edge import agent_cli, eval_cli
+from lobbywatch.edge import agent_cli, calibrate_cli, eval_cli
 from lobbywatch.edge import cli as edge_cli
 from lobbywatch.errors import LobbywatchError
 from lobbywatch.models import cli as models_cli
@@ -48,6 +48,7 @@ models_cli.register(app)
 edge_cli.register(app)
 agent_cli.register(app)
 eval_cli.register(app)
+calibrate_cli.register(app)
 server_cli.register(app)
 sim_cli.register(app)
 demo_cli.register(app)

@@ -15,7 +15,9 @@ def register(app: typer.Typer) -> None:
 
     @group.command("pull")
     def pull(
-        name: str = typer.Argument("yolox_nano", help="model name in models/catalogue.yaml"),
+        name: str | None = typer.Argument(
+            None, help="model name in models/catalogue.yaml (default: every catalogue model)"
+        ),
         source: str | None = typer.Option(
             None, "--from", help="mirror folder, file or base URL (default: catalogue URLs)"
         ),
@@ -29,20 +31,22 @@ def register(app: typer.Typer) -> None:
             None, "--calibration", help="video for INT8 calibration (default: shared vtest.avi)"
         ),
     ) -> None:
-        """Fetch a model, check its size and sha256, and store it atomically."""
+        """Fetch a model (default: all), check its size and sha256, store it atomically."""
         if dest is not None:
             from lobbywatch.outputs import output_folder
 
             output_folder(dest, "--dest")
-        path = registry.pull(name, source=source, dest=dest)
-        typer.echo(f"{name}: {path} (sha256 verified)")
-        if int8:
-            from lobbywatch.edge.quantize import derive_int8
+        names = [name] if name is not None else list(registry.load_catalogue())
+        for each in names:
+            path = registry.pull(each, source=source, dest=dest)
+            typer.echo(f"{each}: {path} (sha256 verified)")
+            if int8:
+                from lobbywatch.edge.quantize import derive_int8
 
-            out = derive_int8(
-                registry.resolve_model(name, explicit_path=path), path.parent, calibration
-            )
-            typer.echo(f"{name} int8: {out} (derived)")
+                out = derive_int8(
+                    registry.resolve_model(each, explicit_path=path), path.parent, calibration
+                )
+                typer.echo(f"{each} int8: {out} (derived)")
 
     @group.command("list")
     def list_() -> None:
@@ -55,7 +59,7 @@ def register(app: typer.Typer) -> None:
 
     @group.command("verify")
     def verify(
-        name: str = typer.Argument("yolox_nano"),
+        name: str = typer.Argument("bytetrack_nano", help="catalogue model name"),
         path: Path | None = typer.Option(None, "--path", help="check this file instead"),
         variant: str = typer.Option("fp32", help="fp32 or int8"),
     ) -> None:

@@ -53,6 +53,7 @@ class InputSpec:
     layout: str
     colour: str
     pad_value: float
+    scale: float
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
     stride_multiple: int
@@ -121,6 +122,7 @@ def _spec_from_dict(name: str, raw: dict[str, Any]) -> ModelSpec:
                 layout=str(inp["layout"]),
                 colour=str(inp["colour"]),
                 pad_value=float(inp["pad_value"]),
+                scale=float(inp.get("scale", 1.0)),
                 mean=tuple(float(v) for v in inp.get("mean", (0, 0, 0))),  # type: ignore[arg-type]
                 std=tuple(float(v) for v in inp.get("std", (1, 1, 1))),  # type: ignore[arg-type]
                 stride_multiple=int(inp.get("stride_multiple", 32)),
@@ -139,6 +141,10 @@ def _spec_from_dict(name: str, raw: dict[str, Any]) -> ModelSpec:
         raise ModelError(f"catalogue entry {name!r} is malformed: {exc!r}") from exc
     if len(spec.input.shape) != 4 or spec.input.layout != "NCHW":
         raise ModelError(f"catalogue entry {name!r}: only NCHW 4-D inputs are supported")
+    if spec.input.colour not in {"BGR", "RGB"}:
+        raise ModelError(f"catalogue entry {name!r}: colour must be BGR or RGB")
+    if spec.input.scale <= 0 or any(s <= 0 for s in spec.input.std):
+        raise ModelError(f"catalogue entry {name!r}: scale and std must be positive")
     if not spec.classes or spec.classes[0] != "person":
         raise ModelError(f"catalogue entry {name!r}: class 0 must be 'person'")
     return spec

@@ -165,7 +165,7 @@ def test_cli_agent_on_real_frames_publishes_valid_zone_states(
             "polygon": [[0.0, 0.0], [1.0, 0.0], [1.0, 0.3], [0.0, 0.3]],
         },
     ]
-    cfg["model"] = {"path": str(model_path)}
+    cfg["model"] = {"name": "yolox_nano", "path": str(model_path)}
     proc = _start(tmp_path, cfg, cli=True)
     try:
         msgs = collector.wait_for(

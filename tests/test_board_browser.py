@@ -164,10 +164,18 @@ def test_board_shows_simulated_branches_and_updates(tmp_path: Path) -> None:
 
         # rendered from the API by the script (the HTML itself has no branch)
         devtools.wait_js("document.querySelectorAll('tbody[data-branch]').length >= 2")
-        shown = devtools.js(
-            "Object.fromEntries([...document.querySelectorAll('tbody[data-branch]')].map("
-            "b => [b.dataset.branch, b.querySelectorAll('tr[data-zone]').length]))"
-        )
+        # the simulator may still be announcing zones: compare the board with the API
+        # until both agree (the board polls every 2 s), not with a snapshot taken earlier
+        deadline = time.monotonic() + 20
+        while True:
+            shown = devtools.js(
+                "Object.fromEntries([...document.querySelectorAll('tbody[data-branch]')].map("
+                "b => [b.dataset.branch, b.querySelectorAll('tr[data-zone]').length]))"
+            )
+            expected = {b["id"]: b["zones"] for b in run.get("/api/v1/branches")}
+            if shown == expected or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
         assert set(shown) == set(expected)
         for branch, zones in expected.items():
             assert shown[branch] == zones, (branch, shown)

@@ -376,5 +376,12 @@ def test_relative_model_path_resolves_against_the_config_folder(
 ) -> None:
     text = BASE.format(video="clip.avi") + "model:\n  path: weights/m.onnx\n"
     (tmp_path / "weights").mkdir()
+    # an explicit weights file that is not there is a config error, named with its fix
+    with pytest.raises(DeviceConfigError) as info:
+        parse_device_config(text, base_dir=tmp_path)
+    (problem,) = (str(p) for p in info.value.problems)
+    assert "model" in problem and f"model file {tmp_path / 'weights' / 'm.onnx'}" in problem
+    assert "fix model.path" in problem
+    (tmp_path / "weights" / "m.onnx").write_bytes(b"onnx")
     cfg = parse_device_config(text, base_dir=tmp_path)
     assert cfg.model.path == tmp_path / "weights" / "m.onnx"

@@ -25,7 +25,7 @@ ZONES = """\
 def write_config(tmp_path: Path, model: Path | None = None, cameras: int = 1) -> Path:
     text = "device_id: dev1\nbranch_id: br1\n"
     if model is not None:
-        text += f"model:\n  path: {model}\n"
+        text += f"model:\n  name: yolox_nano\n  path: {model}\n"
     text += "cameras:\n"
     for i in range(cameras):
         text += f"  - id: cam{i + 1}\n    source: {i}\n    fps: 2\n" + ZONES

@@ -147,7 +147,7 @@ def test_demo_with_real_edge_pipeline(tmp_path: Path, model_path: Path, vtest_vi
         assert branch["timezone"] == "Europe/Berlin"  # as branch-demo.yaml says
         device = branch["devices"][0]
         assert device["device"] == "demo-edge-01" and device["camera_up"] is True
-        assert device["model"].startswith("yolox_nano")
+        assert device["model"].startswith("bytetrack_nano")  # the shipped default
         series = zone_people_series(run)
         assert ("demo-branch", "W1") in series
         # the simulated branch runs beside it

@@ -428,10 +428,14 @@ def test_runtime_stage_non_root_healthcheck_and_entrypoint() -> None:
 
 def test_dockerfile_pulls_and_verifies_the_model_at_build_time() -> None:
     runs = " ".join(args for op, args in _stages()[0] if op == "RUN")
-    m = re.search(r"lobbywatch model pull (\w+) --dest (\S+)", runs)
-    assert m, "the model is fetched with `lobbywatch model pull` at build time"
-    name, dest = m.groups()
-    assert re.search(rf"lobbywatch model verify {name}\b", runs)
+    # `model pull` without a name fetches every catalogue model; each is verified.
+    m = re.search(r"lobbywatch model pull --dest (\S+)", runs)
+    assert m, "the models are fetched with `lobbywatch model pull` at build time"
+    (dest,) = m.groups()
+    from lobbywatch.models.registry import load_catalogue
+
+    for name in load_catalogue():
+        assert re.search(rf"lobbywatch model verify {name}\b", runs), name
     envs = " ".join(args for op, args in _stages()[-1] if op == "ENV")
     assert f"LOBBYWATCH_MODEL_DIR={dest}" in envs, "runtime resolves the weights it pulled"
     copies = [args for op, args in _stages()[-1] if op == "COPY"]

@@ -57,20 +57,38 @@ def test_fit_input_shape() -> None:
     # without a floor the fitted canvas applies at any size
     assert fit_input_shape((480, 640), 416, True) == (320, 416)
     s = DetectorSettings()
-    assert (s.input_size, s.max_upscale, s.min_input_size) == (960, 0.5, 416)
+    # The shipped default (measured, docs/accuracy.md): a fixed 512 long side.
+    assert (s.name, s.input_size, s.max_upscale, s.min_input_size) == (
+        "bytetrack_nano",
+        512,
+        4.0,
+        416,
+    )
+    assert fit_input_shape((1080, 1920), 512, True, max_upscale=4.0, min_size=416) == (288, 512)
+    assert fit_input_shape((576, 768), 512, True, max_upscale=4.0, min_size=416) == (384, 512)
 
 
 def test_preprocess_pastes_top_left_and_pads_114(model_path: Path) -> None:
     det = Detector.from_settings(
-        DetectorSettings(input_size=416, fit_aspect=False, max_upscale=4.0)
+        DetectorSettings(name="yolox_nano", input_size=416, fit_aspect=False, max_upscale=4.0)
     )
     frame = np.zeros((100, 200, 3), np.uint8)
     frame[..., 0], frame[..., 2] = 10, 200  # B=10, R=200
     batch = det.preprocess(frame).batch
-    assert batch.shape == (1, 3, 416, 416) and batch.dtype == np.float32
+    # The letterboxed uint8 frame itself (NHWC); the graph transposes and casts.
+    assert batch.shape == (1, 416, 416, 3) and batch.dtype == np.uint8
     # r = 416/200 = 2.08 -> 208 rows of image, the rest padding
-    assert batch[0, 0, :208].min() == 10 and batch[0, 2, :208].max() == 200  # BGR kept
-    assert (batch[0, :, 208:] == 114).all()
+    assert batch[0, :208, :, 0].min() == 10 and batch[0, :208, :, 2].max() == 200  # BGR kept
+    assert (batch[0, 208:] == 114).all()
+    # bytetrack_nano gets the same raw buffer: its RGB order, /255 and ImageNet
+    # mean/std are inside its graph (first nodes + first convolution).
+    try:
+        bt = Detector.from_settings(
+            DetectorSettings(input_size=416, fit_aspect=False, max_upscale=4.0)
+        )
+    except ModelError as exc:
+        pytest.skip(f"bytetrack_nano not pulled: {exc}")
+    np.testing.assert_array_equal(bt.preprocess(frame).batch, batch)
 
 
 def test_make_grids_order() -> None:
@@ -189,7 +207,7 @@ def test_merge_regions_drops_unmatched_border_fragment() -> None:
 def test_tiles_run_at_native_scale_by_default() -> None:
     # Full-HD, 2x2 tiles, overlap 0.25: tiles of 1098x618 run at 960x544 (scale
     # 0.87, tile_max_upscale=1), not at half resolution like the whole-frame rule.
-    plan = plan_tiles((1080, 1920), DetectorSettings(tiles=(2, 2)))
+    plan = plan_tiles((1080, 1920), DetectorSettings(tiles=(2, 2), input_size=960))
     assert plan.input_hw == (544, 960) and len(plan.boxes) == 5
     assert plan.ratios[1] == pytest.approx(960 / 1098, abs=1e-3)
 
@@ -277,7 +295,7 @@ def test_person_only_graph_returns_the_published_person_columns(
 ) -> None:
     import cv2
 
-    det = Detector.from_settings(DetectorSettings(path=model_path))
+    det = Detector.from_settings(DetectorSettings(name="yolox_nano", path=model_path))
     full = make_session(rewrite_input_shape(model_path.read_bytes(), det.model.spec), 1, 1)
     cap = cv2.VideoCapture(str(vtest_video))
     ok, frame = cap.read()
@@ -285,7 +303,8 @@ def test_person_only_graph_returns_the_published_person_columns(
     assert ok
     prepared = det.preprocess(frame)
     ours = det.infer(prepared)
-    published = full.run(None, {det.model.spec.input.name: prepared.batch})[0]
+    nchw = prepared.batch.transpose(0, 3, 1, 2).astype(np.float32)
+    published = full.run(None, {det.model.spec.input.name: nchw})[0]
     assert published.shape[2] == 85 and ours.shape == (*published.shape[:2], 6)
     np.testing.assert_array_equal(ours, published[:, :, :6])
     assert len(det.postprocess(ours, prepared)) == len(det.postprocess(published, prepared)) > 0
@@ -316,3 +335,57 @@ def test_person_columns_are_cut_after_any_graph_tail(tmp_path: Path) -> None:
     session = make_session(cut, 1, 1)
     out = session.run(None, {"images": np.zeros((1, 3, 32, 32), np.float32)})[0]
     np.testing.assert_array_equal(out, value[:, :, :6])
+
+
+def test_folded_normalisation_equals_published_graph_on_normalised_input(
+    people_dir: Path,
+) -> None:
+    """bytetrack_nano: channel swap, /255 and ImageNet mean/std folded at load time
+    give the same output as the published graph fed the normalised frame."""
+    import cv2
+
+    from lobbywatch.models.registry import resolve_model
+
+    try:
+        model = resolve_model("bytetrack_nano")
+    except ModelError as exc:
+        pytest.skip(f"bytetrack_nano not pulled: {exc}")
+    det = Detector(model, DetectorSettings(name="bytetrack_nano", input_size=736, max_upscale=4))
+    frame = cv2.imread(str(sorted((people_dir / "pets09_s2l1" / "frames").glob("*.jpg"))[0]))
+    prepared = det.preprocess(frame)
+    folded = det.infer(prepared)
+    # Reference: the textbook pre-processing on the published (unfolded) graph.
+    h, w = prepared.batch.shape[1:3]
+    r = min(h / frame.shape[0], w / frame.shape[1])
+    canvas = np.full((h, w, 3), 114, np.uint8)
+    rh, rw = int(frame.shape[0] * r), int(frame.shape[1] * r)
+    canvas[:rh, :rw] = cv2.resize(frame, (rw, rh), interpolation=cv2.INTER_LINEAR)
+    rgb = canvas[:, :, ::-1].astype(np.float32) / 255.0
+    norm = (rgb - np.array([0.485, 0.456, 0.406], np.float32)) / np.array(
+        [0.229, 0.224, 0.225], np.float32
+    )
+    published = make_session(rewrite_input_shape(model.path.read_bytes(), model.spec), 1, 1)
+    ref = published.run(None, {"images": norm.transpose(2, 0, 1)[None].copy()})[0]
+    assert ref.shape == folded.shape == (1, (h * w) // 64 + (h * w) // 256 + (h * w) // 1024, 6)
+    # Box columns are in grid units (up to ~5), scores 0..1: float32 rounding only.
+    np.testing.assert_allclose(folded, ref, rtol=1e-3, atol=2e-3)
+    assert np.abs(folded[0, :, 4] - ref[0, :, 4]).max() < 1e-3
+    # ... and the unnormalised frame on the published graph is far off (the test can fail).
+    raw = published.run(None, {"images": canvas.transpose(2, 0, 1)[None].astype(np.float32)})[0]
+    assert np.abs(raw[0, :, 4] - ref[0, :, 4]).max() > 0.1
+    people = det.postprocess(folded, prepared)
+    assert len(people) == len(det.postprocess(ref, prepared)) > 3
+
+
+def test_fold_refuses_a_graph_without_a_conv_stem(tmp_path: Path) -> None:
+    import onnx
+    from onnx import TensorProto, helper
+
+    from lobbywatch.edge.detector import fold_input_normalisation
+    from lobbywatch.models.registry import get_spec
+
+    x = helper.make_tensor_value_info("images", TensorProto.FLOAT, [1, 3, 32, 32])
+    y = helper.make_tensor_value_info("output", TensorProto.FLOAT, [1, 3, 32, 32])
+    graph = helper.make_graph([helper.make_node("Relu", ["images"], ["output"])], "g", [x], [y])
+    with pytest.raises(ModelError, match="neither one Conv nor a Focus stem"):
+        fold_input_normalisation(onnx.helper.make_model(graph).graph, get_spec("bytetrack_nano"))

@@ -210,6 +210,10 @@ INPUT_PATHS = {
     ("simulate", "--password-file"), ("demo", "--video"), ("eval", "dataset"),
     ("eval", "--model"), ("model pull", "--calibration"), ("model verify", "--path"),
     ("server replay", "--config"), ("server replay", "--messages"),
+    # calibrate reads these; it rewrites the existing --config in place (atomic,
+    # schema-validated, tests/test_calibration.py) and --web saves counts.csv
+    # into the existing --snapshots folder
+    ("calibrate", "--config"), ("calibrate", "--snapshots"), ("calibrate", "--counts"),
     ("report daily", "--config"),
 }  # fmt: skip
 OUTPUT_PATHS = {

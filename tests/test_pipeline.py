@@ -240,7 +240,7 @@ def test_process_real_frames(vtest_video: Path, model_path: Path) -> None:
 
     from lobbywatch.edge.detector import Detector, DetectorSettings
 
-    detector = Detector.from_settings(DetectorSettings(path=model_path))  # type: ignore[call-arg]
+    detector = Detector.from_settings(DetectorSettings(name="yolox_nano", path=model_path))  # type: ignore[call-arg]
     whole = ZoneSpec(id="all", kind="waiting", polygon=[(0, 0), (1, 0), (1, 1), (0, 1)])
     pipe = CameraPipeline([whole], PipelineSettings(), detector)
     cap = cv2.VideoCapture(str(vtest_video))
