@@ -24,18 +24,10 @@ customer's true wait. Definitions (also in docs/wait-estimation.md):
   ends up waiting more than T (one already past T counts). No credit for a
   breach that happens much later while a long alert is still open.
 
-Customers who walked out count in breaches (they waited more than T before
-giving up) but not in the MAE (their wait to service is unknown: censored);
-customers who balked never joined and count nowhere.
-
 The alert defaults were chosen on training seeds 1000-1039 (40 branch-days per
 family); the default run reports on the held-out seeds 2000-2029.
-``--families hard`` runs the harder simulator's families (walk-outs, balking,
-staff breaks and absent counters, high-variance service, occlusions, phantom and
-lost tracks, publishing on change plus heartbeat).
 
 Usage: python bench/alert_quality.py [--seeds 30] [--first-seed 2000] [--threshold-min 10]
-                                     [--families classic|hard]
 Last line: ``wait_mae_min=X recall=X precision=X lead_min=X``.
 """
 
@@ -49,23 +41,34 @@ import sys
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
 
 from lobbywatch.demo.simulator import (
     HARD_SCENARIO_KINDS,
     SCENARIO_KINDS,
     BranchScenario,
+    Customer,
+    SimulatedDay,
     branch_messages,
     scenario,
-    simulate_customers,
+    simulate_day,
 )
-from lobbywatch.server.alerts import AlertEngine, AlertPolicy
-from lobbywatch.server.estimator import EstimatorSettings, ZoneEstimator
+from lobbywatch.protocol import DEFAULT_ROOT, encode_message, topic_for
+from lobbywatch.server.config import ServerConfig, parse_server_config
+from lobbywatch.server.replay import Recorded, replay
 
 EPISODE_GAP_S = 1800.0
 PRECISION_SLACK_S = 300.0
 #: what the collector is configured with: a nominal mean service time, not the
 #: (randomised, unknown) true one of each simulated branch
 CONFIGURED_MEAN_SERVICE_S = 300.0
+#: estimate lines asked of the replay (the MAE uses the latest one before each arrival)
+ESTIMATE_EVERY_S = 5.0
+#: the collector receives a message this long after the edge observed it
+RECEIVE_LATENCY_S = 0.2
+#: warned_3min: an alert already firing this long before the episode's first breach
+WARNED_AHEAD_S = 180.0
 
 
 @dataclass
@@ -82,49 +85,122 @@ class DayResult:
     customers: int = 0
     breaching: int = 0
     observed_share: float = 0.0
+    warned_ahead: int = 0
+    errors_ordinary: list[float] = field(default_factory=list)
+    errors_priority: list[float] = field(default_factory=list)
+    rate_ratios: list[float] = field(default_factory=list)
+
+
+def stream(sc: BranchScenario, customers: list[Customer]) -> list[Recorded]:
+    """What the collector would receive from the branch's edge (status messages too)."""
+    return [
+        Recorded(
+            m.ts.timestamp() + RECEIVE_LATENCY_S, topic_for(m, DEFAULT_ROOT), encode_message(m)
+        )
+        for m in branch_messages(sc, customers, status=True)
+    ]
+
+
+def server_config(sc: BranchScenario, threshold_s: float, counter_zones: bool) -> ServerConfig:
+    """The collector's config for one simulated branch: the counters its configuration
+    lists (absent ones included), a nominal 5 min service (not the true, unknown one),
+    the branch's priority share, and (with counter zones) the counters as the waiting
+    zone's service points."""
+    zone: dict[str, Any] = {}
+    if counter_zones:
+        zone["service_points"] = [f"counter{c + 1}" for c in range(sc.configured_counters)]
+    return parse_server_config(
+        {
+            "branches": [
+                {
+                    "id": sc.branch,
+                    "timezone": sc.timezone,
+                    "counters": sc.configured_counters,
+                    "mean_service_s": CONFIGURED_MEAN_SERVICE_S,
+                    "priority_share": sc.vip_share if sc.discipline == "vip" else 0.0,
+                    "zones": {sc.waiting_zone: zone},
+                }
+            ],
+            "alerts": {"w1_threshold_s": threshold_s},
+            "estimator": {"wait_threshold_s": threshold_s},
+        }
+    )
+
+
+def history(sc: BranchScenario, weeks: int) -> list[Recorded]:
+    """The same branch's previous ``weeks`` same-weekday days (same parameters, other
+    random draws), oldest first: the history the arrival forecast learns from."""
+    records: list[Recorded] = []
+    for w in range(weeks, 0, -1):
+        past = sc.model_copy(
+            update={"day": sc.day - timedelta(weeks=w), "seed": sc.seed + 7919 * w}
+        )
+        records += stream(past, simulate_day(past).customers)
+    return records
 
 
 def run_day(
-    sc: BranchScenario, kind: str, policy: AlertPolicy, settings: EstimatorSettings
+    sc: BranchScenario,
+    kind: str,
+    threshold_s: float,
+    counter_zones: bool = True,
+    history_weeks: int = 0,
 ) -> DayResult:
-    customers = simulate_customers(sc)
-    estimator = ZoneEstimator(
-        settings, counters=sc.configured_counters, mean_service_s=CONFIGURED_MEAN_SERVICE_S
-    )
-    engine = AlertEngine(lambda b, z: policy, lambda b: None, lambda b: None)
-    times: list[float] = []
-    predictions: list[float] = []
-    observed = 0
-    alerts: dict[str, list[float | None]] = {}  # alert_id -> [start, end]
-    for msg in branch_messages(sc, customers):
-        if msg.zone != sc.waiting_zone:
-            continue
-        now = msg.ts.timestamp()
-        estimator.observe(msg, now)
-        est = estimator.estimate(now)
-        times.append(now)
-        predictions.append(est.predicted_wait_s or 0.0)
-        observed += est.method == "observed"
-        for ev in engine.evaluate(sc.branch, sc.waiting_zone, est, now):
-            if ev.kind != "w1_wait":
-                continue
-            if ev.event == "fire":
-                alerts[ev.alert_id] = [ev.started_at, None]
-            elif ev.event == "resolve":
-                alerts[ev.alert_id][1] = ev.ended_at
+    """Replay one simulated branch-day through the collector and score it against the truth.
 
+    With ``history_weeks``, the branch's previous same-weekday days are replayed first in
+    the same run (the collector learns their arrival profile); only the last day is scored.
+    """
+    day: SimulatedDay = simulate_day(sc)
+    customers = day.customers
+    outputs: list[dict[str, Any]] = []
+    replay(
+        server_config(sc, threshold_s, counter_zones),
+        history(sc, history_weeks) + stream(sc, customers),
+        outputs.append,
+        estimates_every_s=ESTIMATE_EVERY_S,
+    )
+    start = sc.midnight()
+    outputs = [
+        o for o in outputs if (o["ts"] if o["type"] == "estimate" else o["started_at_ts"]) >= start
+    ]
+    estimates = [o for o in outputs if o["type"] == "estimate" and o["zone"] == sc.waiting_zone]
+    times = [o["ts"] for o in estimates]
+    alerts: dict[str, list[float | None]] = {}  # alert_id -> [start, end]
+    for o in outputs:
+        if o["type"] != "alert" or o["kind"] != "w1_wait":
+            continue
+        if o["event"] == "fire":
+            alerts[o["alert_id"]] = [o["started_at_ts"], None]
+        elif o["event"] == "resolve" and o["alert_id"] in alerts:
+            alerts[o["alert_id"]][1] = o["ended_at_ts"]
+
+    # balkers never joined: they count nowhere; walk-outs count in breaches (they
+    # waited) but not in the MAE (their wait to service is censored)
     joined = [cu for cu in customers if cu.outcome != "balked"]
     result = DayResult(kind=kind, customers=len(joined))
-    result.observed_share = observed / max(1, len(times))
+    result.observed_share = sum(o["method"] != "fallback" for o in estimates) / max(
+        1, len(estimates)
+    )
+    # true queue (people waiting, by the simulation) at each estimate: service-rate check
+    entered = sorted(cu.arrival for cu in joined)
+    left = sorted(cu.left_queue for cu in joined)
+    for o in estimates:
+        waiting = bisect.bisect_right(entered, o["ts"]) - bisect.bisect_right(left, o["ts"])
+        capacity = day.capacity_per_s(o["ts"])
+        if waiting > 0 and o["service_rate_per_s"] and capacity > 0:
+            result.rate_ratios.append(o["service_rate_per_s"] / capacity)
     for cu in joined:
         if not cu.served:
-            continue  # a walk-out's wait to service is censored
+            continue
         i = bisect.bisect_right(times, cu.arrival) - 1
-        predicted = predictions[i] if i >= 0 else 0.0
-        result.errors.append(predicted - cu.wait_s)
-        result.abs_errors.append(abs(predicted - cu.wait_s))
+        predicted = predicted_for(estimates[i], cu.vip) if i >= 0 else 0.0
+        err = predicted - cu.wait_s
+        result.errors.append(err)
+        result.abs_errors.append(abs(err))
+        (result.errors_priority if cu.vip else result.errors_ordinary).append(err)
 
-    threshold = policy.w1_threshold_s
+    threshold = threshold_s
     breaches = sorted(cu.arrival + threshold for cu in joined if cu.wait_s > threshold)
     result.breaching = len(breaches)
     firsts = [b for k, b in enumerate(breaches) if k == 0 or b - breaches[k - 1] > EPISODE_GAP_S]
@@ -135,6 +211,9 @@ def run_day(
         if active:
             result.detected += 1
             result.leads.append(first - min(active))
+        ahead = first - WARNED_AHEAD_S
+        if any(s <= ahead and (e is None or e >= ahead) for s, e in intervals):
+            result.warned_ahead += 1
     late = [cu for cu in joined if cu.wait_s > threshold]
     for start, end in intervals:
         result.fires += 1
@@ -147,6 +226,15 @@ def run_day(
         if any(cu.arrival <= start + PRECISION_SLACK_S and cu.left_queue >= start for cu in late):
             result.strict_true_fires += 1
     return result
+
+
+def predicted_for(estimate: dict[str, Any], priority: bool) -> float:
+    """The wait the collector shows a customer of this class (class-aware when it reports one)."""
+    key = "predicted_wait_priority_s" if priority else "predicted_wait_ordinary_s"
+    value = estimate.get(key)
+    if value is None:
+        value = estimate.get("predicted_wait_s")
+    return float(value or 0.0)
 
 
 def strict_precision(results: list[DayResult]) -> float:
@@ -178,6 +266,16 @@ def summarise(results: list[DayResult]) -> tuple[float, float, float, float]:
     return mae, recall, precision, lead
 
 
+def warned_share(results: list[DayResult]) -> float:
+    """warned_3min: share of episodes with a W1 alert firing 3 min before the first breach."""
+    episodes = sum(r.episodes for r in results)
+    return sum(r.warned_ahead for r in results) / episodes if episodes else float("nan")
+
+
+def _mean_min(values: list[float]) -> float:
+    return statistics.fmean(values) / 60 if values else float("nan")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--seeds", type=int, default=30, help="branch-days per scenario family")
@@ -187,22 +285,34 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threshold-min", type=float, default=10.0, help="W1 threshold, minutes")
     ap.add_argument(
         "--families",
-        choices=("classic", "hard"),
-        default="classic",
-        help="scenario families: the classic ones or the harder simulator's",
+        default="hard",
+        help="'hard' (the harder simulator's families), 'classic', or a comma-separated list",
+    )
+    ap.add_argument(
+        "--no-counter-zones",
+        action="store_true",
+        help="the edge publishes no counter zones (no service points configured)",
+    )
+    ap.add_argument(
+        "--history-weeks",
+        type=int,
+        default=0,
+        help="replay the branch's previous N same-weekday days first (arrival profile); "
+        "default 0: every day is a cold start, as a single-day stream would be",
     )
     args = ap.parse_args(argv)
-    kinds = HARD_SCENARIO_KINDS if args.families == "hard" else SCENARIO_KINDS
 
     threshold = args.threshold_min * 60
-    policy = AlertPolicy(w1_threshold_s=threshold)
-    settings = EstimatorSettings(wait_threshold_s=threshold)
+    families = {"hard": list(HARD_SCENARIO_KINDS), "classic": list(SCENARIO_KINDS)}.get(
+        args.families, [f for f in args.families.split(",") if f]
+    )
     t0 = time.monotonic()
     results: list[DayResult] = []
-    for kind in kinds:
+    for kind in families:
         for k in range(args.seeds):
-            sc = scenario(kind, k, args.first_seed + k, counter_zones=False)
-            results.append(run_day(sc, kind, policy, settings))
+            counter_zones = not args.no_counter_zones
+            sc = scenario(kind, k, args.first_seed + k, counter_zones=counter_zones)
+            results.append(run_day(sc, kind, threshold, counter_zones, args.history_weeks))
     by_kind: dict[str, list[DayResult]] = defaultdict(list)
     for r in results:
         by_kind[r.kind].append(r)
@@ -210,29 +320,34 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"{len(results)} branch-days ({args.seeds} per family, seeds {args.first_seed}.."
         f"{args.first_seed + args.seeds - 1}), W1 threshold {args.threshold_min:g} min, "
-        f"{time.monotonic() - t0:.1f} s"
+        f"replayed through the collector in {time.monotonic() - t0:.1f} s"
     )
     header = (
-        f"{'family':<19}{'customers':>10}{'breach%':>9}{'MAE min':>9}{'bias min':>9}"
-        f"{'episodes':>9}{'recall':>8}{'>=1min':>7}{'>=3min':>7}{'fires':>7}{'precision':>10}"
-        f"{'strict':>7}{'lead min':>9}{'observed':>9}"
+        f"{'family':<18}{'customers':>10}{'breach%':>8}{'MAE':>6}{'bias':>6}{'b.ord':>6}"
+        f"{'b.prio':>7}{'mu/true':>8}{'episodes':>9}{'recall':>7}{'>=1min':>7}{'warn3':>6}"
+        f"{'fires':>6}{'prec':>6}{'strict':>7}{'lead':>6}{'obs':>5}"
     )
     print(header)
     for kind, rs in [*by_kind.items(), ("all", results)]:
         mae, recall, precision, lead = summarise(rs)
         customers = sum(r.customers for r in rs)
-        bias = statistics.fmean(e for r in rs for e in r.errors) / 60
-        ahead1, ahead3 = lead_shares(rs)
+        ahead1, _ = lead_shares(rs)
+        ratios = [x for r in rs for x in r.rate_ratios]
         print(
-            f"{kind:<19}{customers:>10}{100 * sum(r.breaching for r in rs) / customers:>9.1f}"
-            f"{mae:>9.2f}{bias:>9.2f}{sum(r.episodes for r in rs):>9}{recall:>8.3f}"
-            f"{ahead1:>7.3f}{ahead3:>7.3f}{sum(r.fires for r in rs):>7}{precision:>10.3f}"
-            f"{strict_precision(rs):>7.3f}{lead:>9.1f}"
-            f"{statistics.fmean(r.observed_share for r in rs):>9.2f}"
+            f"{kind:<18}{customers:>10}{100 * sum(r.breaching for r in rs) / customers:>8.1f}"
+            f"{mae:>6.2f}{_mean_min([e for r in rs for e in r.errors]):>6.2f}"
+            f"{_mean_min([e for r in rs for e in r.errors_ordinary]):>6.2f}"
+            f"{_mean_min([e for r in rs for e in r.errors_priority]):>7.2f}"
+            f"{statistics.median(ratios) if ratios else float('nan'):>8.2f}"
+            f"{sum(r.episodes for r in rs):>9}{recall:>7.3f}"
+            f"{ahead1:>7.3f}{warned_share(rs):>6.3f}{sum(r.fires for r in rs):>6}"
+            f"{precision:>6.3f}{strict_precision(rs):>7.3f}{lead:>6.1f}"
+            f"{statistics.fmean(r.observed_share for r in rs):>5.2f}"
         )
     mae, recall, precision, lead = summarise(results)
     print(
-        f"wait_mae_min={mae:.2f} recall={recall:.3f} precision={precision:.3f} lead_min={lead:.1f}"
+        f"wait_mae_min={mae:.2f} recall={recall:.3f} precision={precision:.3f} "
+        f"lead_min={lead:.1f} warned_3min={warned_share(results):.3f}"
     )
     return 0
 

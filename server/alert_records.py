@@ -56,6 +56,10 @@ class AlertPayload(AlertView):
     #: on an escalation to critical: the severity before it (Alertmanager
     #: resolves that alert so the warning does not linger)
     previous_severity: NotRequired[str]
+    #: what would help and when: for ``w1_wait`` the counters open, the predicted
+    #: wait with one more counter, the expected breach; for ``closing_backlog`` the
+    #: people projected not to be served before closing (``alerts.w1_advice``)
+    details: dict[str, Any] | None
     #: facts a manager acts on (alert_texts.alert_context): zone in words, counters,
     #: expected breach, board link, locale
     context: NotRequired[dict[str, Any]]
@@ -129,6 +133,7 @@ def event_payload(ev: AlertEvent, region: str | None) -> AlertPayload:
         subject=ev.subject,
         started_at_ts=ev.started_at,
         ended_at_ts=ev.ended_at,
+        details=dict(ev.details) if ev.details else None,
     )
     prev = previous_severity(ev)
     if prev is not None:

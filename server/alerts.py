@@ -50,10 +50,11 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from lobbywatch.server.estimator import WaitEstimate
+from lobbywatch.server.forecast import unserved_by
 
 Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 WEEKDAYS: tuple[Weekday, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
-Kind = Literal["w1_wait", "service_stalled", "device_offline"]
+Kind = Literal["w1_wait", "service_stalled", "device_offline", "closing_backlog"]
 Severity = Literal["warning", "critical"]
 
 
@@ -106,6 +107,15 @@ class BusinessHours(BaseModel):
             )
         return out
 
+    def closes_at(self, now: float) -> float | None:
+        """End (Unix s) of the opening interval containing ``now``; ``None`` when closed."""
+        today = datetime.fromtimestamp(now, ZoneInfo(self.timezone)).date()
+        for day in (today - timedelta(days=1), today):
+            for start, end in self._intervals(day):
+                if start <= now < end:
+                    return end
+        return None
+
     def is_open(self, now: float) -> bool:
         """Whether the branch is open at Unix time ``now``."""
         today = datetime.fromtimestamp(now, ZoneInfo(self.timezone)).date()
@@ -130,7 +140,7 @@ class AlertPolicy(BaseModel):
     # fired on every queue that hovered near T (precision ~0.7): the queue rule
     # now needs the full threshold *and* a queue that has lasted.
     warn_fraction: float = Field(
-        default=1.0,
+        default=0.9,
         gt=0,
         le=1,
         description="queue rule: the predicted wait for a joining customer reaches "
@@ -157,7 +167,7 @@ class AlertPolicy(BaseModel):
         "they cross it before a counter frees (exponential residual); 0 = off",
     )
     head_min_duration_s: float = Field(
-        default=20.0,
+        default=10.0,
         ge=0,
         description="head rule: condition must hold this long to fire (absorbs one-message "
         "glitches; keep it well below 0.5 / service rate or the rule fires after the breach)",
@@ -199,6 +209,33 @@ class AlertPolicy(BaseModel):
     offline_after_s: float = Field(
         default=120.0, ge=0, description="device offline this long (in business hours) fires"
     )
+    # Forecast rule (docs/wait-estimation.md): the fluid projection of the next
+    # minutes' waits, from the queue, the open counters, the service rate and the
+    # arrival forecast.
+    forecast_lead_s: float = Field(
+        default=450.0,
+        ge=0,
+        description="forecast rule: a customer joining within this many seconds is projected "
+        "to wait at least the threshold; 0 = off",
+    )
+    forecast_min_fraction: float = Field(
+        default=0.7,
+        ge=0,
+        description="forecast rule: ...while the predicted wait for a customer joining now "
+        "is already this x threshold (the queue is there, not only foreseen)",
+    )
+    forecast_min_duration_s: float = Field(
+        default=120.0, ge=0, description="forecast rule: condition must hold this long to fire"
+    )
+    closing_warn_s: float = Field(
+        default=1800.0,
+        ge=0,
+        description="closing_backlog: from this long before closing, tell once how many of "
+        "the people waiting are projected not to be served in time; 0 = off",
+    )
+    closing_min_people: int = Field(
+        default=1, ge=1, description="closing_backlog: fire only if at least this many"
+    )
 
     @model_validator(mode="after")
     def _hysteresis(self) -> AlertPolicy:
@@ -230,6 +267,9 @@ class _AlertFacts:
     value: float | None
     threshold: float | None
     escalated: bool = False
+    #: what would help and when (W1: counters open, wait with one more counter,
+    #: expected breach; closing_backlog: people not served in time), JSON-able
+    details: Mapping[str, Any] | None = None
 
 
 _FACT_FIELDS = tuple(f.name for f in dataclasses.fields(_AlertFacts))
@@ -296,6 +336,20 @@ class _Device:
     offline_since: float | None = None  # explicit offline status (last will)
 
 
+def _advice_text(estimate: WaitEstimate, tz: str | None) -> str:
+    """'; 3 counters open, 6.1 min with one more; breach expected 12:40' (what is known)."""
+    parts = []
+    if estimate.counters_open is not None:
+        seen = "" if estimate.counters_method == "observed" else " (configured)"
+        part = f"{estimate.counters_open} counters open{seen}"
+        if estimate.predicted_wait_one_more_counter_s is not None and estimate.queue_length:
+            part += f", {estimate.predicted_wait_one_more_counter_s / 60:.1f} min with one more"
+        parts.append(part)
+    if estimate.breach_expected_at is not None:
+        parts.append(f"breach expected {_clock(estimate.breach_expected_at, tz)}")
+    return "; " + "; ".join(parts) if parts else ""
+
+
 def _head_wait(estimate: WaitEstimate) -> float | None:
     """The oldest occupant's expected total wait (computed if the estimate lacks it)."""
     if estimate.head_wait_s is not None:
@@ -344,6 +398,43 @@ def w1_head_condition(estimate: WaitEstimate, policy: AlertPolicy) -> bool:
     if not mu:
         return False
     return oldest + policy.head_breach_services / mu >= policy.w1_threshold_s
+
+
+def w1_forecast_condition(estimate: WaitEstimate, policy: AlertPolicy) -> bool:
+    """Forecast rule: the projection has a customer joining within ``forecast_lead_s``
+    wait at least T, and a customer joining now already waits ``forecast_min_fraction``
+    of T (with the queue rule's head requirement: the queue has lasted)."""
+    if policy.forecast_lead_s <= 0 or estimate.projected_breach_in_s is None:
+        return False
+    threshold = policy.w1_threshold_s
+    predicted = estimate.predicted_wait_s
+    if predicted is None or predicted < policy.forecast_min_fraction * threshold:
+        return False
+    if estimate.projected_breach_in_s > policy.forecast_lead_s:
+        return False
+    if policy.warn_head_fraction <= 0:
+        return True
+    head = _head_wait(estimate)
+    return head is not None and head >= policy.warn_head_fraction * threshold
+
+
+def w1_advice(estimate: WaitEstimate) -> dict[str, Any]:
+    """The W1 alert's advice: counters open, the wait with one more, expected breach."""
+    return {
+        "counters_open": estimate.counters_open,
+        "counters_method": estimate.counters_method,
+        "predicted_wait_s": estimate.predicted_wait_s,
+        "predicted_wait_one_more_counter_s": estimate.predicted_wait_one_more_counter_s,
+        "predicted_wait_ordinary_s": estimate.predicted_wait_ordinary_s,
+        "predicted_wait_priority_s": estimate.predicted_wait_priority_s,
+        "breach_expected_at_ts": estimate.breach_expected_at,
+        "projected_breach_in_s": estimate.projected_breach_in_s,
+        "service_rate_per_s": estimate.service_rate_per_s,
+    }
+
+
+def _clock(ts: float, tz: str | None) -> str:
+    return datetime.fromtimestamp(ts, ZoneInfo(tz or "UTC")).strftime("%H:%M")
 
 
 def w1_severity(estimate: WaitEstimate, policy: AlertPolicy) -> Severity:
@@ -395,6 +486,8 @@ class AlertEngine:
         # offline device's clock starts no earlier than the opening
         self._was_open: dict[str, bool] = {}
         self._opened_at: dict[str, float] = {}
+        #: (branch, zone) -> the closing time already announced (closing_backlog: once)
+        self._closing_told: dict[tuple[str, str], float] = {}
 
     # --- inputs -------------------------------------------------------------
 
@@ -413,26 +506,45 @@ class AlertEngine:
         policy = self._policy_for(branch, zone)
         w1 = self._rules.setdefault(("w1_wait", branch, zone), _RuleState())
         stalled = self._rules.setdefault(("service_stalled", branch, zone), _RuleState())
+        closing = self._rules.setdefault(("closing_backlog", branch, zone), _RuleState())
         if not policy.enabled or not self.is_open(branch, now):
             reason = "alerts disabled" if not policy.enabled else "branch closed"
-            return self._stand_down(w1, now, reason) + self._stand_down(stalled, now, reason)
+            return (
+                self._stand_down(w1, now, reason)
+                + self._stand_down(stalled, now, reason)
+                + self._stand_down(closing, now, reason)
+            )
+        if estimate.stale:
+            # Numbers from a source that is offline or down no longer describe the
+            # lobby: the zone's alerts stand down and only the device alert speaks.
+            reason = f"stale data: {estimate.stale_reason or 'source offline'}"
+            return (
+                self._stand_down(w1, now, reason)
+                + self._stand_down(stalled, now, reason)
+                + self._stand_down(closing, now, reason)
+            )
 
         events: list[AlertEvent] = []
         threshold = policy.w1_threshold_s
         predicted = estimate.predicted_wait_s
         oldest = estimate.oldest_wait_s
+        tz = self._timezone(branch)
         summary = (
             # zone ids are often the blueprint tag itself ("W1"): don't say it twice
             f"{'W1 wait' if zone == 'W1' else f'W1 {zone}'} at {branch}: predicted wait "
             f"{(predicted or 0) / 60:.1f} min (threshold {threshold / 60:.0f} min), "
             f"{estimate.queue_length} waiting"
             + (f", oldest waiting {oldest / 60:.1f} min" if oldest is not None else "")
+            + _advice_text(estimate, tz)
         )
         # each firing condition has its own persistence clock
         queue_for = w1.held_for("queue", w1_queue_condition(estimate, policy), now)
         head_for = w1.held_for("head", w1_head_condition(estimate, policy), now)
-        ready = (queue_for is not None and queue_for >= policy.min_duration_s) or (
-            head_for is not None and head_for >= policy.head_min_duration_s
+        forecast_for = w1.held_for("forecast", w1_forecast_condition(estimate, policy), now)
+        ready = (
+            (queue_for is not None and queue_for >= policy.min_duration_s)
+            or (head_for is not None and head_for >= policy.head_min_duration_s)
+            or (forecast_for is not None and forecast_for >= policy.forecast_min_duration_s)
         )
         events += self._step(
             ("w1_wait", branch, zone),
@@ -446,7 +558,9 @@ class AlertEngine:
             summary=summary,
             value=predicted,
             threshold=threshold,
+            details=w1_advice(estimate),
         )
+        events += self._closing(branch, zone, closing, estimate, policy, now, tz)
 
         quiet = estimate.no_departure_for_s
         is_stalled = (
@@ -472,6 +586,61 @@ class AlertEngine:
             resolve_after=0.0,
         )
         return events
+
+    def _timezone(self, branch: str) -> str | None:
+        hours = self._hours_for(branch)
+        return hours.timezone if hours is not None else None
+
+    def _closing(
+        self,
+        branch: str,
+        zone: str,
+        rule: _RuleState,
+        estimate: WaitEstimate,
+        policy: AlertPolicy,
+        now: float,
+        tz: str | None,
+    ) -> list[AlertEvent]:
+        """closing_backlog: once per closing, how many waiting are projected unserved."""
+        hours = self._hours_for(branch)
+        if hours is None or policy.closing_warn_s <= 0 or rule.alert is not None:
+            return []
+        closes = hours.closes_at(now)
+        mu = estimate.service_rate_per_s
+        if closes is None or not mu or closes - now > policy.closing_warn_s:
+            return []
+        if self._closing_told.get((branch, zone)) == closes:
+            return []
+        waiting = estimate.queue_length
+        unserved = unserved_by(waiting, mu, closes - now)
+        if unserved < policy.closing_min_people:
+            return []
+        self._closing_told[(branch, zone)] = closes
+        summary = (
+            f"Closing at {branch} {zone}: {unserved} of {waiting} waiting projected not to "
+            f"be served before closing at {_clock(closes, tz)} "
+            f"({estimate.counters_open or '?'} counters open)"
+        )
+        # fires at once and stays open until closing (it is resolved as the branch closes)
+        return self._step(
+            ("closing_backlog", branch, zone),
+            rule,
+            "warning",
+            False,
+            now,
+            policy,
+            min_duration=0.0,
+            summary=summary,
+            value=float(unserved),
+            threshold=float(policy.closing_min_people),
+            details={
+                "unserved": unserved,
+                "waiting": waiting,
+                "closes_at_ts": closes,
+                "counters_open": estimate.counters_open,
+                "service_rate_per_s": mu,
+            },
+        )
 
     def device_seen(self, branch: str, device: str, now: float) -> None:
         """Any message from the device: it is alive (an offline alert resolves at the next tick)."""
@@ -580,6 +749,7 @@ class AlertEngine:
         threshold: float | None,
         resolve_after: float | None = None,
         pending_from: float | None = None,
+        details: Mapping[str, Any] | None = None,
     ) -> list[AlertEvent]:
         alert = rule.alert
         if alert is None:
@@ -608,10 +778,11 @@ class AlertEngine:
                 value=value,
                 threshold=threshold,
                 last_notified_at=now,
+                details=details,
             )
             return [AlertEvent.of(rule.alert, "fire", now)]
 
-        rule.alert = dataclasses.replace(alert, value=value, summary=summary)
+        rule.alert = dataclasses.replace(alert, value=value, summary=summary, details=details)
         events = []
         if severity == "critical" and alert.severity == "warning":
             events.append(

@@ -43,6 +43,26 @@ class EstimateOut(BaseModel):
     realised_wait_p90_s: float | None
     oldest_wait_s: float | None
     served_within_threshold_ratio: float | None
+    stale: bool = Field(
+        False, description="the zone's device or camera is offline or down: numbers not current"
+    )
+    stale_reason: str | None = None
+    counters_open: int | None = Field(None, description="counters in the capacity")
+    counters_method: str | None = Field(
+        None, description="observed (service points occupied while people waited) | configured"
+    )
+    predicted_wait_ordinary_s: float | None = Field(
+        None, description="wait of an ordinary customer joining now (priority served first)"
+    )
+    predicted_wait_priority_s: float | None = None
+    predicted_wait_one_more_counter_s: float | None = None
+    breach_expected_at: str | None = Field(
+        None, description="when the projection expects the W1 threshold to be crossed"
+    )
+    projected_waits_s: list[float] | None = Field(
+        None, description="projected wait of a customer joining at each projection step"
+    )
+    projection_step_s: float | None = None
 
 
 class ZoneOut(BaseModel):
@@ -194,6 +214,20 @@ def zone_out(z: ZoneRecord) -> ZoneOut:
             realised_wait_p90_s=_f(e.realised_wait_p90_s),
             oldest_wait_s=_f(e.oldest_wait_s),
             served_within_threshold_ratio=_f(e.served_within_threshold_ratio),
+            stale=bool(getattr(e, "stale", False)),
+            stale_reason=getattr(e, "stale_reason", None),
+            counters_open=getattr(e, "counters_open", None),
+            counters_method=getattr(e, "counters_method", None),
+            predicted_wait_ordinary_s=_f(getattr(e, "predicted_wait_ordinary_s", None)),
+            predicted_wait_priority_s=_f(getattr(e, "predicted_wait_priority_s", None)),
+            predicted_wait_one_more_counter_s=_f(
+                getattr(e, "predicted_wait_one_more_counter_s", None)
+            ),
+            breach_expected_at=iso(getattr(e, "breach_expected_at", None)),
+            projected_waits_s=(
+                list(e.projected_waits_s) if getattr(e, "projected_waits_s", None) else None
+            ),
+            projection_step_s=_f(getattr(e, "projection_step_s", None)),
         )
     # the one collector -> API conversion: the shared zone fields by name
     return ZoneOut(

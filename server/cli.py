@@ -22,8 +22,14 @@ server_app = typer.Typer(
 def run(
     config: Path = typer.Option(..., "--config", "-c", help="SERVER.yaml"),
     log_level: str = typer.Option("INFO", help="DEBUG, INFO, WARNING..."),
+    record: Path | None = typer.Option(
+        None,
+        "--record",
+        help="append every received message to this file (input of `server replay`)",
+    ),
 ) -> None:
     """Run the collector until SIGINT/SIGTERM."""
+    from lobbywatch.outputs import output_file
     from lobbywatch.server.collector import Collector
     from lobbywatch.server.config import load_server_config
 
@@ -33,7 +39,9 @@ def run(
     # Alembic announces its plugins at INFO on every start: noise in front of what matters
     logging.getLogger("alembic").setLevel(max(logging.WARNING, logging.getLogger().level))
     cfg = load_server_config(config)
-    collector = Collector(cfg)
+    if record is not None:
+        output_file(record, "--record")
+    collector = Collector(cfg, record_to=record)
     stop = threading.Event()
     starting = True
 
@@ -167,6 +175,46 @@ def check_config(
     typer.echo(
         f"ok: {len(cfg.branches)} branches, {len(cfg.notify.sinks)} sinks, "
         f"{len(cfg.notify.routes)} routes"
+    )
+
+
+@server_app.command("replay")
+def replay(
+    config: Path = typer.Option(..., "--config", "-c", help="SERVER.yaml"),
+    messages: Path = typer.Option(
+        ..., "--messages", help="recorded stream: one {received_at, topic, payload} per line"
+    ),
+    out: Path = typer.Option(..., "--out", help="output JSON lines (alert events, estimates)"),
+    estimates_every: float | None = typer.Option(
+        None,
+        "--estimates-every",
+        help="also write every waiting zone's estimate every S seconds of simulated time",
+    ),
+) -> None:
+    """Run the collector's ingest, estimator, alerts and timers over a recorded stream.
+
+    Same code and scheduling as `server run`, in simulated time, as fast as it can;
+    nothing is notified and the configured database is not touched. Formats:
+    docs/collector.md ("Replay").
+    """
+    from lobbywatch.errors import LobbywatchError
+    from lobbywatch.outputs import output_file, write_error
+    from lobbywatch.server.config import load_server_config
+    from lobbywatch.server.replay import replay_files
+
+    cfg = load_server_config(config)
+    if estimates_every is not None and estimates_every <= 0:
+        raise LobbywatchError("--estimates-every must be > 0 seconds")
+    output_file(out, "--out")
+    try:
+        f = out.open("w", encoding="utf-8")
+    except OSError as exc:
+        raise write_error(out, "--out", exc) from None
+    with f:
+        summary = replay_files(cfg, messages, f, estimates_every_s=estimates_every)
+    typer.echo(
+        f"replayed {summary.messages} messages: {summary.alert_events} alert events, "
+        f"{summary.estimates} estimates -> {out}"
     )
 
 

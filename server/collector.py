@@ -22,16 +22,19 @@ Threads and what they own:
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import logging
 import math
 import threading
 import time
 from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from pathlib import Path
+from typing import IO, Any, Literal
 
+from lobbywatch.errors import ConfigError
 from lobbywatch.protocol import StatusMessage
 from lobbywatch.server.alert_records import (
     AlertPayload,
@@ -40,6 +43,7 @@ from lobbywatch.server.alert_records import (
     row_to_alert,
 )
 from lobbywatch.server.alerts import AlertEvent, AlertPolicy, BusinessHours
+from lobbywatch.server.arrivals import ArrivalHistory
 from lobbywatch.server.config import ServerConfig
 from lobbywatch.server.flows import FlowDelta
 from lobbywatch.server.http import HttpServer
@@ -49,7 +53,7 @@ from lobbywatch.server.metrics import DbStats, LatencyHistogram, StateCollector,
 from lobbywatch.server.notify import Dispatcher, build_sinks
 from lobbywatch.server.retention import RetentionSchedule
 from lobbywatch.server.spool import AlertSpool, DbHealth, DbWriter, Spooled
-from lobbywatch.server.state import BranchRecord, CollectorState, NodeKey, ZoneKey
+from lobbywatch.server.state import BranchRecord, CollectorState, DeviceKey, NodeKey, ZoneKey
 from lobbywatch.server.store import AlertRow, EventRecord, MinuteRow, Store
 from lobbywatch.server.transport import MessageQueue, MqttIngest
 from lobbywatch.zone_state import ZoneKind
@@ -191,6 +195,12 @@ class _ZoneRuntime:
     #: highest predicted wait since the zone's latest alert fired (the resolve message's
     #: "worst wait"), kept in memory so that no event waits on a database read
     peak_wait_s: float = 0.0
+    #: per-minute arrivals by local day: the forecast's weekday x time-of-day profile
+    history: ArrivalHistory | None = None
+    #: ``estimator.arrivals_seen`` at the last minute boundary
+    arrivals_mark: int | None = None
+    #: the stored minute history being read on the store-writer thread
+    stored_history: Future[list[tuple[float, int]]] | None = None
 
 
 class Collector:
@@ -203,9 +213,17 @@ class Collector:
         clock: Callable[[], float] = time.time,
         with_mqtt: bool = True,
         with_http: bool = True,
+        record_to: Path | None = None,
     ) -> None:
         self.cfg = cfg
         self.clock = clock
+        #: every received message is appended here as a ``server replay`` input line
+        self._record: IO[str] | None = None
+        if record_to is not None:
+            try:
+                self._record = record_to.open("a", encoding="utf-8")
+            except OSError as exc:
+                raise ConfigError(f"--record: cannot write {record_to}: {exc.strerror}") from None
         # one knob for liveness: the alert policy's heartbeat timeout also drives device_up
         self.state = CollectorState(heartbeat_timeout_s=cfg.alerts.heartbeat_timeout_s)
         for b in cfg.branches:
@@ -223,7 +241,14 @@ class Collector:
             devices={b.id: frozenset(b.devices) for b in cfg.branches if b.devices is not None},
         )
         self._est_settings = cfg.estimator
+        #: service-point zone -> the waiting zones it serves (counters seen, not configured)
+        self._service_links = {
+            ZoneKey(branch, point): served
+            for (branch, point), served in cfg.service_links().items()
+        }
         self._zones: dict[ZoneKey, _ZoneRuntime] = {}
+        #: stored-history reads not yet waited for (see settle_history_reads)
+        self._history_reads: list[Future[list[tuple[float, int]]]] = []
         #: waiting zones touched by the current batch; those evaluated less than
         #: evaluate_interval_s ago wait in _pending until the next flush
         self._dirty: set[ZoneKey] = set()
@@ -290,6 +315,9 @@ class Collector:
         self._last_sweep = 0.0
         self.last_batch_at = 0.0
         self.started_at = clock()
+        #: called with the payloads of every batch of alert events, after the outbox
+        #: write (``lobbywatch server replay`` writes them to its output)
+        self.event_listeners: list[Callable[[list[AlertPayload]], None]] = []
 
     def is_active(self) -> bool:
         """True unless this collector is a standby of its partition."""
@@ -398,6 +426,8 @@ class Collector:
             self._http.stop()
         self.db_writer.stop()
         self.dispatcher.stop()
+        if self._record is not None:
+            self._record.close()
         self.spool.close()
         # flush the partial minute so a restart does not lose it
         rows = self.aggregator.roll(self.clock() + 60)
@@ -443,15 +473,40 @@ class Collector:
             try:
                 batch = self.queue.get_batch(batch_max, timeout=0.1)
                 if batch:
+                    if self._record is not None:
+                        self._record_batch(batch)
                     self.process_batch(batch)
-                now = self.clock()
-                if now >= self._next_flush:
-                    self.flush(now)
-                if now - self._last_tick >= 1.0:
-                    self.tick(now)
+                self.run_timers(self.clock())
             except Exception:
                 log.exception("processing batch failed")
                 time.sleep(0.1)
+
+    #: seconds between two :meth:`tick` calls of the processing loop
+    TICK_S = 1.0
+
+    def run_timers(self, now: float) -> None:
+        """The processing loop's timers, due at ``now``: pending evaluations, then the tick.
+
+        The live loop calls this after every batch (and at least every 0.1 s);
+        ``lobbywatch server replay`` calls it at every instant a timer falls due
+        in simulated time (:meth:`next_timer_at`), so both run the same schedule.
+        """
+        if now >= self._next_flush:
+            self.flush(now)
+        if now - self._last_tick >= self.TICK_S:
+            self.tick(now)
+
+    def next_timer_at(self) -> float:
+        """Earliest time at which :meth:`run_timers` has work (flush or tick)."""
+        return min(self._next_flush, self._last_tick + self.TICK_S)
+
+    def _record_batch(self, batch: list[tuple[str, bytes, float]]) -> None:
+        """Append the batch to the recording (``lobbywatch server replay`` input)."""
+        from lobbywatch.server.replay import record_line
+
+        assert self._record is not None
+        self._record.write("".join(record_line(r, t, p) + "\n" for t, p, r in batch))
+        self._record.flush()
 
     def _runtime(self, key: ZoneKey) -> _ZoneRuntime:
         rt = self._zones.get(key)
@@ -459,11 +514,65 @@ class Collector:
             from lobbywatch.server.estimator import ZoneEstimator
 
             counters, mean_s = self.cfg.service_for(key.branch, key.zone)
+            points, priority_share = self.cfg.queue_setup(key.branch, key.zone)
+            branch = self.cfg.branch(key.branch)
             rt = self._zones[key] = _ZoneRuntime(
-                ZoneEstimator(self._est_settings, counters, mean_s),
+                ZoneEstimator(
+                    self._est_settings,
+                    counters,
+                    mean_s,
+                    service_points=points,
+                    priority_share=priority_share,
+                ),
                 self.threshold_for(key.branch, key.zone),
+                history=ArrivalHistory(branch.timezone if branch else "UTC"),
+                # read on the store-writer thread: the processing thread never waits
+                # on the database
+                stored_history=self._writer.submit(self._stored_history_rows, key),
             )
+            if rt.stored_history is not None:
+                # (done reads dropped: the list only serves the replay's settling)
+                self._history_reads = [f for f in self._history_reads if not f.done()]
+                self._history_reads.append(rt.stored_history)
         return rt
+
+    #: days of stored minute aggregates the arrival profile is learned from
+    HISTORY_DAYS = 56
+
+    def _stored_history_rows(self, key: ZoneKey) -> list[tuple[float, int]]:
+        """``(minute, arrivals)`` of the zone's stored minute aggregates, oldest first
+        (store-writer thread); [] when the database cannot be read."""
+        since = self.clock() - self.HISTORY_DAYS * 86400
+        try:
+            rows = self.store.minutes(
+                key.branch, key.zone, since=since, limit=self.HISTORY_DAYS * 1440
+            )
+        except Exception:
+            log.exception("loading the arrival history of %s/%s failed", *key)
+            return []
+        return [(float(r.minute), r.arrivals) for r in reversed(rows) if r.arrivals is not None]
+
+    def settle_history_reads(self) -> None:
+        """Wait for the stored-history reads started so far (replay: simulated time must
+        not outrun them, or the forecast would depend on the machine's speed)."""
+        reads, self._history_reads = self._history_reads, []
+        for f in reads:
+            f.exception()  # waits; a failure is logged when the zone adopts it
+
+    @staticmethod
+    def _adopt_stored_history(rt: _ZoneRuntime) -> None:
+        """Fold the stored history into the zone's once it has been read."""
+        pending = rt.stored_history
+        if pending is None or not pending.done() or rt.history is None:
+            return
+        rt.stored_history = None
+        try:
+            rows = pending.result()
+        except Exception:
+            log.exception("loading an arrival history failed")
+            return
+        for minute, arrivals in rows:
+            rt.history.add(minute, arrivals)
 
     def process_batch(self, batch: list[tuple[str, bytes, float]]) -> None:
         """Apply one batch of ``(topic, payload, received_at)``; returns when metrics show it.
@@ -485,6 +594,7 @@ class Collector:
         zones = self._zones
         aggregator = self.aggregator
         waiting = ZoneKind.WAITING
+        links = self._service_links
         with state.lock:
             for topic, payload, received in batch:
                 out = handle(topic, payload, received)
@@ -510,6 +620,12 @@ class Collector:
                         aggregator.add_dwells(zkey, list(msg.completed_dwells_s))  # type: ignore[union-attr]
                     if zkey not in pending:
                         dirty.add(zkey)
+                elif zkey is not None and out.result == "ok" and zkey in links:
+                    for served in links[zkey]:
+                        wkey = ZoneKey(zkey.branch, served)
+                        (zones.get(wkey) or self._runtime(wkey)).estimator.observe_service_point(
+                            msg
+                        )
             events = self._evaluate_dirty(now)
             self._apply_liveness(touched, now)
             done = self.clock()
@@ -589,9 +705,64 @@ class Collector:
         if events:
             self._handle_events(events, now)
 
+    def estimate_zone(self, key: ZoneKey, now: float) -> Any:
+        """The waiting zone's estimate at ``now`` (what the API shows and alerts judge).
+
+        With the arrival forecast of its history, and marked stale when the
+        zone's source (device or camera) is offline or down.
+        """
+        rt = self._runtime(key)
+        self._adopt_stored_history(rt)
+        est = rt.estimator
+        settings = self._est_settings
+        lam = None
+        if rt.history is not None:
+            steps = max(1, math.ceil(settings.projection_horizon_s / settings.projection_step_s))
+            lam = rt.history.forecast(now, steps, settings.projection_step_s, est.arrival_trend())
+        estimate = est.estimate(now, rt.threshold_s, lam, "history" if lam is not None else None)
+        reason = self.stale_reason(key, now)
+        if reason is not None:
+            estimate = dataclasses.replace(estimate, stale=True, stale_reason=reason)
+        return estimate
+
+    def stale_reason(self, key: ZoneKey, now: float) -> str | None:
+        """Why the zone's numbers are not current (its device or camera is offline or
+        down, or silent past the heartbeat timeout), or ``None``."""
+        zone = self.state.zones.get(key)
+        if zone is None:
+            return None
+        node = self.state.nodes.get(NodeKey(zone.branch, zone.device))
+        if node is not None and node.status == "offline":
+            return f"device {zone.device} offline" + (" (last will)" if node.will else "")
+        dev = self.state.devices.get(DeviceKey(zone.branch, zone.camera, zone.device))
+        if dev is not None:
+            if dev.status == "offline":
+                return f"camera {zone.camera} offline"
+            if dev.camera_up is False:
+                return f"camera {zone.camera} down" + (f": {dev.error}" if dev.error else "")
+        silent = now - max(zone.ts, dev.last_ts if dev is not None else zone.ts)
+        if silent >= self.state.heartbeat_timeout_s:
+            return f"no data from {zone.device}/{zone.camera} for {silent:.0f} s"
+        return None
+
+    def zone_estimates(self, now: float) -> list[tuple[ZoneKey, Any]]:
+        """Every known waiting zone's estimate at ``now``, sorted by key (for replay output)."""
+        with self.state.lock:
+            return [(key, self.estimate_zone(key, now)) for key in sorted(self._zones)]
+
+    def close_offline(self) -> None:
+        """Release what a collector that was never :meth:`start`-ed holds (replay)."""
+        rows = self.aggregator.roll(self.clock() + 60)
+        self._writer.shutdown(wait=True)
+        if rows:
+            self.store.write_minutes(rows)
+        self.store_spooled_offline()
+        self.spool.close()
+        self.store.close()
+
     def _evaluate(self, key: ZoneKey, now: float) -> list[Any]:
         rt = self._runtime(key)
-        est = rt.estimator.estimate(now, rt.threshold_s)
+        est = self.estimate_zone(key, now)
         zone = self.state.zones.get(key)
         if zone is not None:
             zone.estimate = est
@@ -618,6 +789,9 @@ class Collector:
                         self.aggregator.sample(
                             key, zone.people, zone.estimate, rt.threshold_s, zone.flows.classified
                         )
+            closing = self.aggregator.minute
+            if closing is not None and int(now // 60) * 60 != closing:
+                self._close_minute(float(closing))
             rows = self.aggregator.roll(now)
         if rows:
             self._writer.submit(self._write_minutes, rows)
@@ -629,6 +803,16 @@ class Collector:
             self._writer.submit(self._prune_minutes, cutoff)
         if events:
             self._handle_events(events, now)
+
+    def _close_minute(self, minute_start: float) -> None:
+        """Each waiting zone's arrivals of the closing minute go into its history."""
+        for rt in self._zones.values():
+            seen = rt.estimator.arrivals_seen
+            mark = rt.arrivals_mark if rt.arrivals_mark is not None else seen
+            rt.arrivals_mark = seen
+            # a zone not watched in that minute has no data, not zero arrivals
+            if rt.history is not None and rt.estimator.updated_recently(minute_start):
+                rt.history.add(minute_start, seen - mark)
 
     def _queue_reports(self, now: float) -> None:
         from lobbywatch.server.report_schedule import enqueue_due
@@ -688,6 +872,7 @@ class Collector:
         the sinks); update the in-memory active set. Never touches the database.
 
         A standby stores nothing: the active collector of its partition does."""
+        payloads: list[AlertPayload] = []
         for ev in events if self.is_active() else ():
             eid = ev.event_id
             region = ev.region or self.region_of(ev.branch)
@@ -701,10 +886,20 @@ class Collector:
             row = event_row(ev, now, region)
             record = EventRecord(eid, row, ev.event, now, dict(payload))
             self.spool.put(Spooled(record, tuple(sinks)))
+            payloads.append(payload)
         with self.state.lock:
             self.state.alerts = {str(a.alert_id): a for a in self.engine.snapshot()}
+        for listener in self.event_listeners:
+            listener(payloads)
         if events:
             self.db_writer.wake()
+
+    def store_spooled_offline(self) -> None:
+        """Write the spooled alert events to the outbox now, in order (what the DB
+        writer thread does; for a collector that was never :meth:`start`-ed: replay)."""
+        while (item := self.spool.head()) is not None:
+            self.store.record_event(item.record, item.sinks)
+            self.spool.pop(item)
 
     def alert_context(self, payload: Mapping[str, Any], now: float) -> dict[str, Any]:
         """Facts a manager acts on, stored with the event (see ``alert_texts``)."""

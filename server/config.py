@@ -313,6 +313,27 @@ class ZoneOverride(_Strict):
     )
     counters: PositiveInt | None = None
     mean_service_s: PositiveFloat | None = None
+    service_points: list[str] = Field(
+        default_factory=list,
+        description="waiting zone: the counter/desk zones that serve this queue; their "
+        "occupancy while people wait tells how many counters are open (docs/wait-estimation.md)",
+    )
+    priority_share: float | None = Field(
+        None, ge=0, lt=1, description="share of arrivals served first (VIP); branch value if null"
+    )
+
+    @field_validator("service_points")
+    @classmethod
+    def _point_ids(cls, v: list[str]) -> list[str]:
+        from lobbywatch.protocol import is_valid_id
+
+        for key in v:
+            if not is_valid_id(key):
+                raise ValueError(f"zone id {key!r} does not match {ID_PATTERN}")
+        if len(set(v)) != len(v):
+            raise ValueError("service_points lists a zone twice")
+        return v
+
     alerts: AlertOverrides = Field(
         default_factory=AlertOverrides, description="partial AlertPolicy"
     )
@@ -334,6 +355,13 @@ class BranchConfig(_Strict):
     )
     counters: PositiveInt = Field(2, description="counters normally open")
     mean_service_s: PositiveFloat = Field(240.0, description="mean service time per customer")
+    priority_share: float = Field(
+        0.0,
+        ge=0,
+        lt=1,
+        description="share of arrivals served before ordinary customers (VIP/priority "
+        "class); the estimator then reports both classes' waits",
+    )
     alerts: AlertOverrides = Field(
         default_factory=AlertOverrides, description="partial AlertPolicy"
     )
@@ -525,7 +553,7 @@ class Route(_Strict):
     sinks: list[str] = Field(min_length=1)
     branches: list[str] = Field(default_factory=list)
     regions: list[str] = Field(default_factory=list)
-    kinds: list[Literal["w1_wait", "service_stalled", "device_offline"]] = Field(
+    kinds: list[Literal["w1_wait", "service_stalled", "device_offline", "closing_backlog"]] = Field(
         default_factory=list
     )
     min_severity: Literal["warning", "critical"] = "warning"
@@ -708,6 +736,25 @@ class ServerConfig(_Strict):
         counters = z.counters if z and z.counters else b.counters
         mean = z.mean_service_s if z and z.mean_service_s else b.mean_service_s
         return counters, mean
+
+    def queue_setup(self, branch_id: str, zone: str) -> tuple[tuple[str, ...], float]:
+        """(service-point zones, priority share) of a waiting zone."""
+        b = self.branch(branch_id)
+        if b is None:
+            return (), 0.0
+        z = b.zones.get(zone)
+        points = tuple(z.service_points) if z else ()
+        share = z.priority_share if z and z.priority_share is not None else b.priority_share
+        return points, share
+
+    def service_links(self) -> dict[tuple[str, str], list[str]]:
+        """(branch, service-point zone) -> the waiting zones it serves."""
+        out: dict[tuple[str, str], list[str]] = {}
+        for b in self.branches:
+            for zone, z in b.zones.items():
+                for point in z.service_points:
+                    out.setdefault((b.id, point), []).append(zone)
+        return out
 
     def policy_for(self, branch_id: str, zone: str | None) -> AlertPolicy:
         """The merged (global <- branch <- zone) alert policy of one zone.

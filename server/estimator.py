@@ -28,13 +28,17 @@ increase since the reset.
 
 from __future__ import annotations
 
+import bisect
 import math
 from collections import deque
 from dataclasses import dataclass
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from lobbywatch.protocol import ZoneMessage
+from lobbywatch.server.counters import CounterObserver
+from lobbywatch.server.forecast import ordinary_and_priority_waits, project, wait_behind
 
 
 class EstimatorSettings(BaseModel):
@@ -95,6 +99,41 @@ class EstimatorSettings(BaseModel):
     wait_threshold_s: float = Field(
         default=600.0, gt=0, description="W1 threshold used for served_within_threshold_ratio"
     )
+    projection_horizon_s: float = Field(
+        default=1800.0,
+        gt=0,
+        le=7200,
+        description="how far ahead the fluid projection runs (joining times), seconds",
+    )
+    projection_step_s: float = Field(
+        default=60.0, gt=0, description="grid step of the projection, seconds"
+    )
+    calibration_max: float = Field(
+        default=1.5,
+        ge=1,
+        le=3,
+        description="largest correction factor from realised waits (1 = no calibration)",
+    )
+    calibration_prior: float = Field(
+        default=10.0, ge=0, description="calibration: prior weight, in departures"
+    )
+    calibration_min_s: float = Field(
+        default=120.0,
+        gt=0,
+        description="calibration: only departures shown at least this prediction count",
+    )
+    calibration_window_s: float = Field(
+        default=3600.0, gt=0, description="calibration: time constant, seconds"
+    )
+    calibration_lookback_s: float = Field(
+        default=3600.0, gt=0, description="calibration: predictions kept this long, seconds"
+    )
+    abandon_window_s: float = Field(
+        default=1800.0,
+        gt=0,
+        description="time constant of the walk-out rate smoothing (walk-outs per "
+        "waiting-person-second), seconds",
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,6 +163,31 @@ class WaitEstimate:
     #: expected total wait of the oldest occupant: ``oldest_wait_s + r / mu``
     #: (they start at the first service completion; see ``head_wait``)
     head_wait_s: float | None = None
+    #: counters in the capacity: seen open at the service points, else configured
+    counters_open: int | None = None
+    #: "observed" (service points) or "configured"
+    counters_method: str | None = None
+    #: walk-outs per waiting person per second (``theta``; 0 when none are reported)
+    abandon_rate_per_s: float | None = None
+    #: share of the classified departures from the queue that walked out
+    walkout_share: float | None = None
+    #: projected wait of a customer joining at each ``projection_step_s`` from now
+    projected_waits_s: tuple[float, ...] | None = None
+    projection_step_s: float | None = None
+    #: first joining offset (s) whose projected wait reaches the W1 threshold
+    projected_breach_in_s: float | None = None
+    #: when that customer is expected to cross the threshold (Unix s)
+    breach_expected_at: float | None = None
+    #: the predicted wait with one more counter open (same queue, mu * (c+1)/c)
+    predicted_wait_one_more_counter_s: float | None = None
+    #: class-aware waits of a customer joining now (priority served first)
+    predicted_wait_ordinary_s: float | None = None
+    predicted_wait_priority_s: float | None = None
+    #: "history" (weekday x time-of-day profile blended with the trend), "trend", None
+    arrival_forecast_method: str | None = None
+    #: the zone's source (device/camera) is offline or down: its numbers are not current
+    stale: bool = False
+    stale_reason: str | None = None
 
     def seconds_to_wait(self, target_s: float) -> float | None:
         """Seconds until the predicted wait reaches ``target_s`` if the trend holds.
@@ -165,6 +229,14 @@ def head_wait(oldest_wait_s: float, service_rate_per_s: float, residual_factor: 
     return oldest_wait_s + residual_factor / service_rate_per_s
 
 
+def classified_exits(msg: ZoneMessage) -> tuple[int | None, int | None]:
+    """(cumulative service starts, cumulative walk-outs) of a waiting zone, if the edge
+    classifies exits (optional protocol v1 fields; ``None`` from older edges)."""
+    starts = getattr(msg, "service_starts_total", None)
+    walkouts = getattr(msg, "walk_outs_total", None)
+    return starts, walkouts
+
+
 def _increase(new: int, old: int | None) -> int:
     """Counter increase with Prometheus reset semantics (a decrease means a restart)."""
     if old is None:
@@ -189,12 +261,52 @@ class ZoneEstimator:
         mean_service_s: configured mean service time per customer (fallback).
     """
 
-    def __init__(self, settings: EstimatorSettings, counters: int, mean_service_s: float) -> None:
+    def __init__(
+        self,
+        settings: EstimatorSettings,
+        counters: int,
+        mean_service_s: float,
+        *,
+        service_points: tuple[str, ...] = (),
+        priority_share: float = 0.0,
+    ) -> None:
         if counters < 1 or mean_service_s <= 0:
             raise ValueError("counters must be >= 1 and mean_service_s > 0")
+        if not 0 <= priority_share < 1:
+            raise ValueError("priority_share must be in [0, 1)")
         self.settings = settings
         self.counters = counters
         self.mean_service_s = mean_service_s
+        self.priority_share = priority_share
+        self.counter_observer = (
+            CounterObserver(service_points, mean_service_s) if service_points else None
+        )
+        #: arrivals, service starts and walk-outs counted so far (sums of increments,
+        #: resets handled): the collector's per-minute aggregates and history
+        self.arrivals_seen = 0
+        self.service_starts_seen = 0
+        self.walk_outs_seen = 0
+        # edge-classified exits from the queue (optional protocol fields), decayed sums
+        # over busy intervals: service starts, walk-outs, unclassified departures
+        self._busy_service = 0.0
+        self._busy_walkouts = 0.0
+        self._busy_unknown = 0.0
+        self._classified = False
+        self._service_starts: int | None = None
+        self._walk_outs: int | None = None
+        # walk-outs per waiting-person-second: decayed walk-outs / decayed person-seconds
+        self._abandon_n = 0.0
+        self._abandon_person_s = 0.0
+        # waiting person-seconds of the busy intervals (decayed like the departures)
+        self._busy_person_s = 0.0
+        # decayed exits beyond service over the busy intervals
+        self._excess = 0.0
+        # calibration from realised waits: the predictions shown at each time, and
+        # decayed sums of (realised wait, prediction at that person's arrival)
+        self._shown: deque[tuple[float, float]] = deque()
+        self._cal_realised = 0.0
+        self._cal_predicted = 0.0
+        self._cal_at: float | None = None
         self._ts: float | None = None
         self._people = 0
         self._arrivals: int | None = None
@@ -231,15 +343,33 @@ class ZoneEstimator:
         ts = msg.ts.timestamp()
         for dwell in msg.completed_dwells_s:
             self._realised.append((ts, float(dwell)))
+            self._calibrate(ts, float(dwell))
         self._expire(max(now, ts))
         if self._ts is not None and ts <= self._ts:
             return
         arrivals = _increase(msg.arrivals_total, self._arrivals)
         departures = _increase(msg.departures_total, self._departures)
+        self.arrivals_seen += arrivals
+        starts_total, walkouts_total = classified_exits(msg)
+        starts = walkouts = None
+        if starts_total is not None and walkouts_total is not None:
+            starts = _increase(starts_total, self._service_starts)
+            walkouts = _increase(walkouts_total, self._walk_outs)
+            self.service_starts_seen += starts
+            self.walk_outs_seen += walkouts
+            self._service_starts, self._walk_outs = starts_total, walkouts_total
         if self._ts is not None:
             dt = ts - self._ts
             if dt <= self.settings.max_gap_s:
+                busy = self._people > 0 and (msg.people > 0 or departures > 0)
+                if busy:
+                    # exits beyond service in this interval, judged against the
+                    # capacity as it was then (a lunch break must not turn into
+                    # "walk-outs" once the capacity estimate has caught up)
+                    self._fold_excess(dt, departures, starts, walkouts, ts)
                 self._fold_rates(dt, arrivals, departures, msg.people)
+                if starts is not None and walkouts is not None:
+                    self._fold_exits(dt, departures, starts, walkouts, msg.people)
         if departures > 0:
             self._last_departure_ts = ts
         if msg.people > 0 and (self._occupied_since is None or self._people == 0):
@@ -257,6 +387,7 @@ class ZoneEstimator:
         decay = math.exp(-dt / s.rate_window_s)
         self._busy_departures *= decay
         self._busy_s *= decay
+        self._busy_person_s *= decay
         if self._people > 0 and (people > 0 or departures > 0):
             # Somebody waited throughout (or left, i.e. was served): every counter
             # was busy, so departures in it happened at full capacity. Requiring
@@ -264,39 +395,233 @@ class ZoneEstimator:
             # from counting idle time as busy time.
             self._busy_departures += departures
             self._busy_s += dt
+            self._busy_person_s += self._people * dt
         decay = math.exp(-dt / s.trend_window_s)
         self._trend_arrivals = self._trend_arrivals * decay + arrivals
         self._trend_departures = self._trend_departures * decay + departures
         self._trend_s = self._trend_s * decay + dt
+
+    def _fold_excess(
+        self, dt: float, departures: int, starts: int | None, walkouts: int | None, ts: float
+    ) -> None:
+        decay = math.exp(-dt / self.settings.rate_window_s)
+        self._excess *= decay
+        if starts is not None and walkouts is not None and self._split_trusted():
+            unseen = max(0, departures - starts - walkouts)
+            service, walked = self._busy_service, self._busy_walkouts
+            share = service / (service + walked) if service + walked > 0 else 1.0
+            self._excess += walkouts + unseen * (1.0 - share)
+        elif self.counter_observer is not None:
+            mu, method = self.service_rate(ts)
+            if method == "counters":
+                self._excess += departures - mu * dt
+
+    def _split_trusted(self) -> bool:
+        """Most exits are classified (not a camera that sees no counters)."""
+        service, walked, unseen = self._busy_service, self._busy_walkouts, self._busy_unknown
+        return service > 0 and service + walked >= 0.5 * (service + walked + unseen)
+
+    def _fold_exits(
+        self, dt: float, departures: int, starts: int, walkouts: int, people: int
+    ) -> None:
+        """Edge-classified exits: service starts, walk-outs, and the rest (destination
+        unseen), over the same busy intervals as the departures; walk-outs per
+        waiting-person-second over all intervals."""
+        s = self.settings
+        decay = math.exp(-dt / s.rate_window_s)
+        self._busy_service *= decay
+        self._busy_walkouts *= decay
+        self._busy_unknown *= decay
+        self._classified = True
+        if self._people > 0 and (people > 0 or departures > 0):
+            self._busy_service += starts
+            self._busy_walkouts += walkouts
+            self._busy_unknown += max(0, departures - starts - walkouts)
+        decay = math.exp(-dt / s.abandon_window_s)
+        self._abandon_n = self._abandon_n * decay + walkouts
+        self._abandon_person_s = self._abandon_person_s * decay + self._people * dt
+
+    def _calibrate(self, left_at: float, dwell: float) -> None:
+        """Fold one realised wait against the prediction shown when that person joined.
+
+        Departures whose prediction was under ``calibration_min_s`` (an empty or
+        one-person queue: the ratio is noise) are skipped, as are those who joined
+        before the oldest prediction kept.
+        """
+        s = self.settings
+        joined = left_at - dwell
+        shown = self._shown
+        if not shown or joined < shown[0][0]:
+            return
+        i = bisect.bisect_right(shown, (joined, math.inf)) - 1
+        if i < 0:
+            return
+        predicted = shown[i][1]
+        if predicted < s.calibration_min_s:
+            return
+        if self._cal_at is not None and left_at > self._cal_at:
+            f = math.exp(-(left_at - self._cal_at) / s.calibration_window_s)
+            self._cal_realised *= f
+            self._cal_predicted *= f
+        self._cal_at = left_at if self._cal_at is None else max(self._cal_at, left_at)
+        self._cal_realised += dwell
+        self._cal_predicted += predicted
+
+    def calibration(self) -> float:
+        """Realised / predicted waits of recent departures, shrunk to 1 and clipped.
+
+        ``(R + k P1) / (P + k P1)`` with ``R``, ``P`` the decayed sums of realised
+        waits and of the predictions shown at those people's arrivals, ``k =
+        calibration_prior`` pseudo-departures of ``P1 = calibration_min_s``, clipped
+        to ``[1 / calibration_max, calibration_max]``.
+        """
+        s = self.settings
+        if s.calibration_max <= 1:
+            return 1.0
+        prior = s.calibration_prior * s.calibration_min_s
+        k = (self._cal_realised + prior) / (self._cal_predicted + prior)
+        return min(max(k, 1.0 / s.calibration_max), s.calibration_max)
+
+    def _remember(self, now: float, predicted: float) -> None:
+        shown = self._shown
+        if shown and now <= shown[-1][0] + 5.0:
+            return
+        shown.append((now, predicted))
+        horizon = now - self.settings.calibration_lookback_s
+        while shown and shown[0][0] < horizon:
+            shown.popleft()
+
+    def observe_service_point(self, msg: ZoneMessage) -> None:
+        """A message of one of this queue's service points (counter/desk zones)."""
+        if self.counter_observer is not None:
+            self.counter_observer.observe(
+                msg.zone, msg.people, list(msg.completed_dwells_s), msg.ts.timestamp()
+            )
 
     def _expire(self, now: float) -> None:
         horizon = now - self.settings.realised_window_s
         while self._realised and self._realised[0][0] < horizon:
             self._realised.popleft()
 
-    def service_rate(self, now: float) -> tuple[float, str]:
-        """(customers/s, method). Observed once the smoothed evidence is enough.
+    def classifies_exits(self) -> bool:
+        """Whether the edge sends service starts and walk-outs for this zone."""
+        return self._service_starts is not None
 
-        Precisely: ``method="observed"`` iff the exponentially decayed count of
-        departures seen while the zone was occupied, ``D``, is >= ``min_departures``
-        and the decayed occupied time ``B`` is >= ``min_busy_s`` (both decayed to
-        ``now``); the rate is then ``(D + k) / (B + k / mu0)`` with ``k =
-        prior_departures`` and ``mu0 = counters / mean_service_s`` (posterior mean
-        of a Gamma prior worth ``k`` departures at the configured rate).
-        Otherwise ``mu0`` itself (``method="fallback"``).
+    def updated_recently(self, since: float) -> bool:
+        """Whether a message observed at or after ``since`` has been folded in (the zone
+        was being watched then: its minute counts belong in the arrival history)."""
+        return self._ts is not None and self._ts >= since
+
+    def arrival_trend(self) -> float | None:
+        """Smoothed arrival rate (people/s) once ``min_trend_s`` of data is in, else None."""
+        if self._trend_s >= self.settings.min_trend_s:
+            return self._trend_arrivals / self._trend_s
+        return None
+
+    def counters_now(self, now: float) -> tuple[int, str, float | None]:
+        """(counters, "observed" | "configured", observed mean service s or None).
+
+        Open counters seen at the service points while people waited
+        (:mod:`counters`) replace the configured count once observed.
+        """
+        obs = self.counter_observer
+        if obs is None:
+            return self.counters, "configured", None
+        queue_since = self._occupied_since if self._people > 0 else None
+        reading = obs.reading(now, queue_since)
+        if reading.open_counters:
+            return reading.open_counters, "observed", reading.mean_service_s
+        return self.counters, "configured", reading.mean_service_s
+
+    def service_rate(self, now: float) -> tuple[float, str]:
+        """(customers/s, method): the capacity of the open counters while people wait.
+
+        In order of preference:
+
+        * ``"counters"``: open counters seen at the service points divided by
+          the smoothed mean service duration measured there (both observed;
+          walk-outs never reach a counter, so they cannot inflate it);
+        * ``"service_starts"``: the edge classifies exits from the queue
+          (service start / walk-out / destination unseen) and most are
+          classified: ``S / B``, the service starts per busy second;
+        * ``"observed"``: every departure from the queue is a service start:
+          ``D / B``;
+
+        each (but the first) as the posterior mean ``(N + k) / (B + k / mu0)``
+        of a Gamma prior worth ``k = prior_departures`` services at the
+        configured rate ``mu0 = counters / mean_service_s`` (with the observed
+        counters when seen), once the decayed count ``N >= min_departures`` and
+        busy time ``B >= min_busy_s`` (both decayed to ``now``); otherwise
+        ``mu0`` itself (``"fallback"``).
         """
         s = self.settings
+        counters, _, observed_mean = self.counters_now(now)
+        if observed_mean is not None and self.counter_observer is not None:
+            reading_open = self.counter_observer.reading(
+                now, self._occupied_since if self._people > 0 else None
+            ).open_counters
+            if reading_open:
+                return reading_open / observed_mean, "counters"
+        prior = counters / self.mean_service_s
         age = max(0.0, now - self._ts) if self._ts is not None else 0.0
         decay = math.exp(-age / s.rate_window_s)
         departures = self._busy_departures * decay
         busy = self._busy_s * decay
+        method = "observed"
+        if self._classified:
+            service = self._busy_service * decay
+            # the split is trusted only when most exits were classified (counters on
+            # another camera: every service start is an unseen departure)
+            if self._split_trusted():
+                # only the positively identified service starts: unseen exits are
+                # mostly lost tracks and walk-outs out of view (counting them at the
+                # service share put mu at 1.13x the true capacity on training seeds
+                # 1000-1002 of the hard families, against 1.08x without)
+                departures = service
+                method = "service_starts"
         if departures >= s.min_departures and busy >= s.min_busy_s and departures > 0:
-            prior = self.fallback_rate_per_s
             rate = (departures + s.prior_departures) / (busy + s.prior_departures / prior)
-            return rate, "observed"
-        return self.fallback_rate_per_s, "fallback"
+            return rate, method
+        return prior, "fallback"
 
-    def estimate(self, now: float, threshold_s: float | None = None) -> WaitEstimate:
+    def abandonment(self, capacity_per_s: float) -> tuple[float, float | None]:
+        """(theta, walk-out share of the classified exits).
+
+        ``theta``: exits beyond service per waiting person per second, while people
+        wait: ``X / integral L dt`` over the busy intervals, where ``X`` counts the
+        walk-outs (and the unseen exits times the walk-out share) when the edge
+        classifies exits, else, with counters seen, every departure minus the
+        capacity of that moment times the interval; otherwise 0 (every departure
+        is then a service in ``mu`` already). It is the drain of the queue ahead of a
+        newcomer beyond the counters. 0 until ``min_departures`` / ``min_busy_s``
+        of evidence; capped at ``mu`` per waiting person.
+        """
+        s = self.settings
+        theta = 0.0
+        departures, busy = self._busy_departures, self._busy_s
+        if departures >= s.min_departures and busy >= s.min_busy_s and self._busy_person_s > 0:
+            theta = min(max(0.0, self._excess / self._busy_person_s), capacity_per_s)
+        total = self._busy_service + self._busy_walkouts
+        share = self._busy_walkouts / total if self._classified and total > 0 else None
+        return theta, share
+
+    def estimate(
+        self,
+        now: float,
+        threshold_s: float | None = None,
+        arrivals_ahead_per_s: np.ndarray | None = None,
+        arrival_forecast_method: str | None = None,
+    ) -> WaitEstimate:
+        """What is known at ``now``, with the projection of the next minutes.
+
+        Args:
+            now: Unix seconds.
+            threshold_s: W1 threshold (default ``settings.wait_threshold_s``).
+            arrivals_ahead_per_s: forecast arrival rate for each projection step
+                from now (people/s, float64; e.g. from :mod:`arrivals`); default:
+                the current arrival trend held constant.
+            arrival_forecast_method: reported as is (``"history"``...).
+        """
         s = self.settings
         threshold = threshold_s if threshold_s is not None else s.wait_threshold_s
         self._expire(now)
@@ -319,28 +644,63 @@ class ZoneEstimator:
             )
         age = max(0.0, now - self._ts)
         mu, method = self.service_rate(now)
+        counters, counters_method, _ = self.counters_now(now)
+        theta, walkout_share = self.abandonment(mu)
+        r = s.residual_factor
         queue = self._people
-        predicted = wait_for_queue(queue, mu, s.residual_factor)
+        kappa = self.calibration()
+        predicted = kappa * wait_behind(queue, mu, theta, r) if queue >= 1 else 0.0
+        self._remember(now, predicted)
         arrival_rate = departure_rate = net = None
         if self._trend_s >= s.min_trend_s:
             arrival_rate = self._trend_arrivals / self._trend_s
             departure_rate = self._trend_departures / self._trend_s
             net = arrival_rate - departure_rate
-        forecast_queue = max(0.0, queue + (net or 0.0) * s.forecast_horizon_s)
-        forecast = wait_for_queue(forecast_queue, mu, s.residual_factor)
+        steps = max(1, math.ceil(s.projection_horizon_s / s.projection_step_s))
+        lam: np.ndarray | None = None
+        if arrivals_ahead_per_s is not None and len(arrivals_ahead_per_s) >= steps:
+            lam = np.asarray(arrivals_ahead_per_s[:steps], dtype=np.float64)
+        elif arrival_rate is not None:
+            lam = np.full(steps, arrival_rate)
+            arrival_forecast_method = "trend"
+        projection = (
+            project(queue, lam, mu, theta, r, s.projection_step_s) if lam is not None else None
+        )
+        if projection is not None:
+            forecast = projection.wait_at(s.forecast_horizon_s)
+        else:
+            forecast_queue = max(0.0, queue + (net or 0.0) * s.forecast_horizon_s)
+            forecast = wait_behind(forecast_queue, mu, theta, r) if forecast_queue >= 1 else 0.0
         oldest = head = None
         # dwell_max comes from the edge's tracks, so it is there even when the
         # confirmed count misses the one person waiting (a 3-6% miss rate would
         # otherwise blank the oldest-occupant signal for a message now and then)
         if self._dwell_max is not None:
             oldest = self._dwell_max + age
-            head = head_wait(oldest, mu, s.residual_factor)
+            head = head_wait(oldest, mu, r)
         stalled = None
         if queue > 0 and self._occupied_since is not None:
             since = self._occupied_since
             if self._last_departure_ts is not None:
                 since = max(since, self._last_departure_ts)
             stalled = max(0.0, now - since)
+        breach_in = breach_at = None
+        if projection is not None:
+            breach_in = projection.first_reaching(threshold, s.projection_horizon_s)
+            if breach_in is not None:
+                breach_at = now + breach_in + threshold
+        if head is not None and oldest is not None and head >= threshold:
+            # the oldest occupant is expected to cross T first if they are still waiting
+            head_breach = now + max(0.0, threshold - oldest)
+            breach_at = head_breach if breach_at is None else min(breach_at, head_breach)
+        one_more = wait_behind(queue, mu * (counters + 1) / counters, theta, r) if queue else 0.0
+        ordinary = priority = predicted
+        if self.priority_share > 0:
+            lam_now = arrival_rate if arrival_rate is not None else 0.0
+            ordinary, priority = ordinary_and_priority_waits(
+                queue, mu, self.priority_share * lam_now, r, theta
+            )
+            ordinary, priority = kappa * ordinary, kappa * priority
         return WaitEstimate(
             queue_length=queue,
             predicted_wait_s=predicted,
@@ -358,4 +718,18 @@ class ZoneEstimator:
             no_departure_for_s=stalled,
             updated_at=self._ts,
             head_wait_s=head,
+            counters_open=counters,
+            counters_method=counters_method,
+            abandon_rate_per_s=theta,
+            walkout_share=walkout_share,
+            projected_waits_s=(
+                tuple(float(x) for x in projection.waits_s) if projection is not None else None
+            ),
+            projection_step_s=s.projection_step_s if projection is not None else None,
+            projected_breach_in_s=breach_in,
+            breach_expected_at=breach_at,
+            predicted_wait_one_more_counter_s=one_more,
+            predicted_wait_ordinary_s=ordinary,
+            predicted_wait_priority_s=priority,
+            arrival_forecast_method=arrival_forecast_method if projection is not None else None,
         )

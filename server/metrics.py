@@ -162,6 +162,29 @@ class StateCollector(Collector):
             "Service rate used for the prediction (customers per second).",
             labels=bz,
         )
+        counters_open = GaugeMetricFamily(
+            "lobbywatch_zone_counters_open",
+            "Counters serving the waiting zone: seen open at its service points while people "
+            "waited (method=observed), else configured.",
+            labels=[*bz, "method"],
+        )
+        stale = GaugeMetricFamily(
+            "lobbywatch_zone_stale",
+            "1 while the zone's source (device or camera) is offline or down: its numbers are "
+            "not current and its W1/stalled alerts stand down.",
+            labels=bz,
+        )
+        class_wait = GaugeMetricFamily(
+            "lobbywatch_zone_class_predicted_wait_seconds",
+            "Predicted wait of a customer joining now, by service class (priority served first).",
+            labels=[*bz, "class"],
+        )
+        breach_at = GaugeMetricFamily(
+            "lobbywatch_zone_breach_expected_timestamp_seconds",
+            "When the projection expects the W1 threshold to be crossed (absent: not within "
+            "the projection horizon).",
+            labels=bz,
+        )
         served = GaugeMetricFamily(
             "lobbywatch_zone_served_within_threshold_ratio",
             "Share of recent customers whose realised wait was within the threshold.",
@@ -277,6 +300,12 @@ class StateCollector(Collector):
                 _add(forecast, lz, e.forecast_wait_s)
                 _add(oldest, lz, e.oldest_wait_s)
                 _add(rate, lz, e.service_rate_per_s)
+                stale.add_metric(lz, 1 if getattr(e, "stale", False) else 0)
+                if getattr(e, "counters_open", None) is not None:
+                    counters_open.add_metric([*lz, str(e.counters_method)], e.counters_open)
+                _add(class_wait, [*lz, "ordinary"], getattr(e, "predicted_wait_ordinary_s", None))
+                _add(class_wait, [*lz, "priority"], getattr(e, "predicted_wait_priority_s", None))
+                _add(breach_at, lz, getattr(e, "breach_expected_at", None))
                 _add(served, lz, e.served_within_threshold_ratio)
                 _add(realised, [*lz, "0.5"], e.realised_wait_p50_s)
                 _add(realised, [*lz, "0.9"], e.realised_wait_p90_s)
@@ -348,6 +377,10 @@ class StateCollector(Collector):
             threshold,
             realised,
             rate,
+            counters_open,
+            stale,
+            class_wait,
+            breach_at,
             served,
             updated,
             arrivals,

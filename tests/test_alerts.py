@@ -284,7 +284,9 @@ def test_disabled_policy_never_fires() -> None:
 
 # --- the two W1 firing conditions (defaults of AlertPolicy, mu = 0.01/s) ------
 
-DEFAULT = AlertPolicy(resolve_after_s=120)  # T 600, queue rule 1.0 T / head 0.6 T, 120 s
+# T 600, queue rule 1.0 T / head 0.6 T, 120 s; head rule held 20 s (the hand
+# computations below pin these rather than follow the tuned defaults)
+DEFAULT = AlertPolicy(resolve_after_s=120, warn_fraction=1.0, head_min_duration_s=20)
 
 
 def test_queue_rule_needs_a_queue_that_has_lasted() -> None:

@@ -6,6 +6,7 @@ the option and exit 2 (no stack trace); missing parent folders are created.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 
@@ -48,6 +49,29 @@ def _demo(tmp: Path, out: Path) -> list[str]:
     return ["demo", "--no-edge", "--duration", "0.1", "--workdir", str(out)]
 
 
+def _replay(tmp: Path, out: Path) -> list[str]:
+    conf = tmp / "server.yaml"
+    conf.write_text(f"database: {{url: 'sqlite:///{tmp / 'unused.db'}'}}\n")
+    messages = tmp / "in.jsonl"
+    zone = {"v": 1, "type": "zone", "device": "d1", "seq": 0, "ts": "2026-01-01T09:00:00Z",
+            "branch": "b1", "camera": "cam1", "zone": "W1", "kind": "waiting", "people": 1,
+            "raw_count": 1, "arrivals_total": 1, "departures_total": 0}  # fmt: skip
+    line = {"received_at": 1767258000.0, "topic": "lobbywatch/v1/b1/cam1/zones/W1",
+            "payload": zone}  # fmt: skip
+    later = {**line, "received_at": 1767258002.0,
+             "payload": {**zone, "seq": 1, "ts": "2026-01-01T09:00:02Z"}}  # fmt: skip
+    messages.write_text(json.dumps(line) + "\n" + json.dumps(later) + "\n")
+    return ["server", "replay", "-c", str(conf), "--messages", str(messages), "--out", str(out),
+            "--estimates-every", "1"]  # fmt: skip
+
+
+def _record(tmp: Path, out: Path) -> list[str]:
+    # refused before the collector starts (a good path would run it: not tested here)
+    conf = tmp / "server.yaml"
+    conf.write_text(f"database: {{url: 'sqlite:///{tmp / 'unused.db'}'}}\n")
+    return ["server", "run", "-c", str(conf), "--record", str(out)]
+
+
 def _report(tmp: Path, out: Path) -> list[str]:
     cfg = tmp / "server.yaml"
     (tmp / "r.db").touch()  # a report reads the collector's database; it never creates one
@@ -71,6 +95,8 @@ FILE_OPTIONS = [
     pytest.param("--out", _preview, ".png", id="zones preview --out"),
     pytest.param("--out", _schema, ".json", id="config schema --out"),
     pytest.param("--truth", _truth, ".csv", id="simulate --truth"),
+    pytest.param("--out", _replay, ".jsonl", id="server replay --out"),
+    pytest.param("--record", _record, ".jsonl", id="server run --record"),
     pytest.param("--out", _report, ".html", id="report daily --out"),
     pytest.param("--file", _credential("--file"), "", id="server add-credential --file"),
     pytest.param(
@@ -130,6 +156,7 @@ def test_a_parent_that_is_a_file_is_refused(
         (_truth, ".csv"),
         (_report, ".html"),
         (_credential("--token-out"), ""),
+        (_replay, ".jsonl"),
     ],
 )
 def test_missing_folders_are_created(tmp_path: Path, argv: Argv, suffix: str) -> None:
@@ -182,6 +209,7 @@ INPUT_PATHS = {
     ("server check-config", "--config"),
     ("simulate", "--password-file"), ("demo", "--video"), ("eval", "dataset"),
     ("eval", "--model"), ("model pull", "--calibration"), ("model verify", "--path"),
+    ("server replay", "--config"), ("server replay", "--messages"),
     # calibrate reads these; it rewrites the existing --config in place (atomic,
     # schema-validated, tests/test_calibration.py) and --web saves counts.csv
     # into the existing --snapshots folder
@@ -191,6 +219,8 @@ INPUT_PATHS = {
 OUTPUT_PATHS = {
     ("count", "--out"), ("count", "--csv"), ("zones preview", "--out"),
     ("config schema", "--out"), ("simulate", "--truth"), ("device provision", "--out"),
+    ("demo", "--workdir"), ("model pull", "--dest"), ("server replay", "--out"),
+    ("server run", "--record"),
     ("demo", "--workdir"), ("model pull", "--dest"), ("report daily", "--out"),
     ("server add-credential", "--file"), ("server add-credential", "--token-out"),
 }  # fmt: skip

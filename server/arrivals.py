@@ -1,0 +1,143 @@
+"""Arrival forecast of a waiting zone: a weekday x time-of-day profile learned from
+per-minute history, scaled to today's level and blended with the current trend
+(pure logic, numpy; time injected).
+
+History: arrivals per local minute of each past day (the collector's minute
+aggregates). The profile for a day is the per-minute mean over past days of the
+same weekday when at least ``min_days`` of them are known, else over all past
+days (lunch and after-work peaks recur every working day at about the same
+hours), smoothed with a centred moving average of ``smooth_min`` minutes (a
+15-minute average keeps the peak shape and removes most Poisson noise of a few
+days).
+
+Forecast for the next minutes (Ibrahim and Whitt 2011 show that predictors
+which ignore time-varying arrivals lag behind the peaks):
+
+    lambda(t + h) = w * k * profile(t + h) + (1 - w) * trend
+
+* ``k`` (level): today's arrivals over the last ``level_window_min`` minutes
+  divided by the profile's for the same minutes, each plus ``level_prior``
+  arrivals (shrinks ``k`` to 1 when little is known), clipped to
+  ``[1/k_max, k_max]``: a busy day is busy all day;
+* ``w = n / (n + blend_days)`` with ``n`` the days in the profile: the more
+  history, the more the profile's shape is trusted over a flat trend;
+* no history (cold start): the trend alone (``None`` from :meth:`forecast`, the
+  estimator then holds the trend constant).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import numpy as np
+
+MINUTES_PER_DAY = 1440
+
+
+@dataclass(frozen=True, slots=True)
+class ProfileSettings:
+    min_days: int = 2
+    smooth_min: int = 15
+    level_window_min: int = 30
+    level_prior: float = 5.0
+    k_max: float = 2.0
+    blend_days: float = 2.0
+    max_days: int = 56
+
+
+class ArrivalHistory:
+    """Per-minute arrivals of one waiting zone, by local date (bounded to ``max_days``)."""
+
+    def __init__(self, timezone: str, settings: ProfileSettings | None = None) -> None:
+        self.tz = ZoneInfo(timezone)
+        self.settings = settings or ProfileSettings()
+        #: local date -> (arrivals per minute, minute observed) arrays of 1440
+        self._days: dict[date, tuple[np.ndarray, np.ndarray]] = {}
+        self._cache: dict[date, tuple[np.ndarray, int] | None] = {}
+
+    def _local(self, t: float) -> tuple[date, int]:
+        dt = datetime.fromtimestamp(t, self.tz)
+        return dt.date(), dt.hour * 60 + dt.minute
+
+    def add(self, minute_start: float, arrivals: float) -> None:
+        """Arrivals counted in the minute starting at ``minute_start`` (Unix s)."""
+        day, minute = self._local(minute_start)
+        counts, seen = self._days.get(day) or (
+            np.zeros(MINUTES_PER_DAY),
+            np.zeros(MINUTES_PER_DAY, dtype=bool),
+        )
+        counts[minute] += arrivals
+        seen[minute] = True
+        self._days[day] = (counts, seen)
+        # a new day invalidates the profiles of the days after it only
+        self._cache = {d: v for d, v in self._cache.items() if d <= day}
+        if len(self._days) > self.settings.max_days:
+            del self._days[min(self._days)]
+
+    def days(self) -> int:
+        return len(self._days)
+
+    def profile(self, day: date) -> tuple[np.ndarray, int] | None:
+        """(smoothed mean arrivals per minute over 1440 minutes, days used) for ``day``."""
+        if day in self._cache:
+            return self._cache[day]
+        past = [d for d in self._days if d < day]
+        same = [d for d in past if d.weekday() == day.weekday()]
+        chosen = same if len(same) >= self.settings.min_days else past
+        result: tuple[np.ndarray, int] | None = None
+        if len(chosen) >= self.settings.min_days:
+            counts = np.stack([self._days[d][0] for d in chosen])
+            seen = np.stack([self._days[d][1] for d in chosen])
+            n = seen.sum(axis=0)
+            mean = np.divide(counts.sum(axis=0), n, out=np.zeros(MINUTES_PER_DAY), where=n > 0)
+            width = self.settings.smooth_min
+            kernel = np.ones(width) / width
+            result = (np.convolve(mean, kernel, mode="same"), len(chosen))
+        self._cache[day] = result
+        return result
+
+    def today(self, now: float) -> np.ndarray | None:
+        """Today's per-minute arrivals so far (closed minutes), or None."""
+        day, _ = self._local(now)
+        got = self._days.get(day)
+        return got[0] if got is not None else None
+
+    def forecast(
+        self, now: float, steps: int, step_s: float, trend_per_s: float | None
+    ) -> np.ndarray | None:
+        """Arrival rate (people/s, float64) for each of ``steps`` steps from ``now``.
+
+        ``None`` when there is no profile for today yet (cold start).
+        """
+        day, minute = self._local(now)
+        got = self.profile(day)
+        if got is None:
+            return None
+        prof, n_days = got
+        s = self.settings
+        window = s.level_window_min
+        lo = max(0, minute - window)
+        today = self.today(now)
+        recent = float(today[lo:minute].sum()) if today is not None else 0.0
+        expected = float(prof[lo:minute].sum())
+        k = (recent + s.level_prior) / (expected + s.level_prior)
+        k = min(max(k, 1.0 / s.k_max), s.k_max)
+        per_step = max(1, round(step_s / 60.0))
+        idx = minute + np.arange(steps * per_step)
+        # beyond midnight: the next day's profile is not needed (branches close)
+        idx = np.minimum(idx, MINUTES_PER_DAY - 1)
+        shaped = (prof[idx] * k / 60.0).reshape(steps, per_step).mean(axis=1)
+        w = n_days / (n_days + s.blend_days)
+        trend = trend_per_s if trend_per_s is not None else float(shaped[0])
+        return np.asarray(w * shaped + (1 - w) * trend, dtype=np.float64)
+
+
+def minute_starts(day: date, timezone: str) -> float:
+    """Unix time of local midnight of ``day`` (helper for tests and seeding)."""
+    return datetime.combine(day, datetime.min.time(), ZoneInfo(timezone)).timestamp()
+
+
+def next_day(day: date) -> date:
+    return day + timedelta(days=1)

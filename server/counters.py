@@ -1,0 +1,117 @@
+"""Open counters seen, not configured: inferred from the occupancy of a waiting zone's
+service points (pure logic; time injected).
+
+A branch links each waiting zone to the service-point zones (counters, desks) that
+serve it (``branches[].zones.<waiting zone>.service_points`` in SERVER.yaml). The
+edge publishes those zones' occupancy like any other zone. The inference rests on
+one fact of a work-conserving queue: **while people wait, every open counter is
+busy** (a freed counter takes the next customer within seconds). So once the
+waiting zone has been occupied for a whole window ``window_s``, every service
+point that was occupied at some moment of that window is open, and one that
+stayed empty throughout is closed (at lunch, absent). While nobody waits an idle
+counter says nothing, so the last inference made while people waited is kept.
+
+The service points' completed dwells are service durations; their mean
+(exponentially weighted, time constant ``service_window_s``, shrunk towards the
+configured mean by ``prior_services`` pseudo-observations) gives the capacity
+``mu = open counters / mean service``, which walk-outs from the queue do not
+inflate (a walk-out never reaches a counter).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class CounterReading:
+    """What the service points say at ``now``."""
+
+    #: counters inferred open (``None``: not observed yet)
+    open_counters: int | None
+    #: smoothed mean service duration at the service points, seconds (``None``: too few)
+    mean_service_s: float | None
+    #: decayed number of service durations behind ``mean_service_s``
+    services: float
+
+
+class CounterObserver:
+    """Open counters and service time of one waiting zone, from its service points.
+
+    Args:
+        service_points: zone ids of the counters/desks that serve this queue.
+        mean_service_prior_s: configured mean service time (the prior).
+        window_s: a service point occupied within this window, while people
+            waited throughout it, is open.
+        min_dwell_s: shorter counter dwells are passers-by or phantom tracks,
+            not services.
+    """
+
+    def __init__(
+        self,
+        service_points: tuple[str, ...],
+        mean_service_prior_s: float,
+        *,
+        window_s: float = 180.0,
+        min_dwell_s: float = 20.0,
+        service_window_s: float = 1800.0,
+        prior_services: float = 3.0,
+        min_services: float = 5.0,
+    ) -> None:
+        self.service_points = tuple(service_points)
+        self.prior_s = mean_service_prior_s
+        self.window_s = window_s
+        self.min_dwell_s = min_dwell_s
+        self.service_window_s = service_window_s
+        self.prior_services = prior_services
+        self.min_services = min_services
+        self._last_busy: dict[str, float] = {}
+        self._sum_s = 0.0
+        self._n = 0.0
+        self._sums_at: float | None = None
+        self._open: int | None = None
+
+    def observe(self, zone: str, people: int, completed_dwells_s: list[float], ts: float) -> None:
+        """A message of service point ``zone`` observed at ``ts``."""
+        if zone not in self.service_points:
+            return
+        if people > 0:
+            last = self._last_busy.get(zone)
+            self._last_busy[zone] = ts if last is None else max(last, ts)
+        services = [d for d in completed_dwells_s if d >= self.min_dwell_s]
+        if services:
+            self._decay_to(ts)
+            self._sum_s += sum(services)
+            self._n += len(services)
+
+    def _decay_to(self, ts: float) -> None:
+        if self._sums_at is not None and ts > self._sums_at:
+            f = math.exp(-(ts - self._sums_at) / self.service_window_s)
+            self._sum_s *= f
+            self._n *= f
+        if self._sums_at is None or ts > self._sums_at:
+            self._sums_at = ts
+
+    def reading(self, now: float, queue_since: float | None) -> CounterReading:
+        """Open counters and mean service at ``now``.
+
+        ``queue_since``: since when people have waited without a break (``None``
+        when nobody waits). The open count is re-inferred only when the queue has
+        lasted ``window_s``; otherwise the last inference stands.
+        """
+        if queue_since is not None and now - queue_since >= self.window_s:
+            self._open = sum(
+                1
+                for z in self.service_points
+                if (t := self._last_busy.get(z)) is not None and now - t <= self.window_s
+            )
+        n = self._n
+        mean = None
+        if self._sums_at is not None:
+            f = math.exp(-max(0.0, now - self._sums_at) / self.service_window_s)
+            n = self._n * f
+            if n >= self.min_services:
+                k = self.prior_services
+                mean = (self._sum_s * f + k * self.prior_s) / (n + k)
+        return CounterReading(self._open, mean, n)

@@ -1,0 +1,108 @@
+"""The arrival forecast: weekday x time-of-day profile from minute history, scaled to
+today's level and blended with the trend (hand-computed)."""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+
+import numpy as np
+import pytest
+
+from lobbywatch.server.arrivals import ArrivalHistory, ProfileSettings, minute_starts
+
+TZ = "Europe/Berlin"
+MONDAY = date(2025, 6, 2)
+
+
+def _day(history: ArrivalHistory, day: date, per_minute: float, hours: tuple[int, int]) -> None:
+    midnight = minute_starts(day, TZ)
+    for m in range(hours[0] * 60, hours[1] * 60):
+        history.add(midnight + 60 * m, per_minute)
+
+
+def test_no_history_is_a_cold_start() -> None:
+    history = ArrivalHistory(TZ)
+    assert history.forecast(minute_starts(MONDAY, TZ) + 10 * 3600, 5, 60.0, 0.01) is None
+
+
+def test_profile_of_the_same_weekday_scaled_and_blended_with_the_trend() -> None:
+    history = ArrivalHistory(TZ, ProfileSettings(smooth_min=1))
+    # two past Mondays: 1 arrival a minute from 09:00 to 12:00
+    for weeks in (1, 2):
+        _day(history, MONDAY - timedelta(weeks=weeks), 1.0, (9, 12))
+    # a past Tuesday with another shape must not be used for a Monday (2 Mondays known)
+    _day(history, MONDAY - timedelta(days=6), 5.0, (9, 12))
+    # today (Monday) so far: 2 a minute over the last 30 minutes before 11:00
+    midnight = minute_starts(MONDAY, TZ)
+    for m in range(10 * 60 + 30, 11 * 60):
+        history.add(midnight + 60 * m, 2.0)
+    lam = history.forecast(midnight + 11 * 3600, 3, 60.0, trend_per_s=0.01)
+    assert lam is not None
+    # level k = (60 + 5) / (30 + 5); profile 1/min = 1/60 per s; w = 2 / (2 + 2)
+    k = 65 / 35
+    expected = 0.5 * (k / 60) + 0.5 * 0.01
+    assert lam == pytest.approx(np.full(3, expected))
+
+
+def test_the_level_is_clipped_and_all_weekdays_pooled_when_one_weekday_is_scarce() -> None:
+    history = ArrivalHistory(TZ, ProfileSettings(smooth_min=1, k_max=2.0))
+    _day(history, MONDAY - timedelta(days=1), 1.0, (9, 12))  # Sunday
+    _day(history, MONDAY - timedelta(days=2), 1.0, (9, 12))  # Saturday
+    midnight = minute_starts(MONDAY, TZ)
+    for m in range(10 * 60 + 30, 11 * 60):
+        history.add(midnight + 60 * m, 10.0)  # ten times the profile
+    lam = history.forecast(midnight + 11 * 3600, 2, 60.0, trend_per_s=None)
+    assert lam is not None
+    # k clipped to 2; without a trend the profile's own rate stands in for it
+    assert lam == pytest.approx(np.full(2, 0.5 * 2 / 60 + 0.5 * 2 / 60))
+
+
+def test_the_collector_learns_the_profile_from_stored_minute_aggregates(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Two past Mondays in the store: on a third Monday the projection uses the profile."""
+    from lobbywatch.server.config import parse_server_config
+    from lobbywatch.server.replay import Recorded, replay
+    from lobbywatch.server.store import MinuteRow, Store
+
+    url = f"sqlite:///{tmp_path / 'history.db'}"
+    store = Store(url)
+    store.migrate()
+    rows = []
+    for weeks in (1, 2):
+        midnight = minute_starts(MONDAY - timedelta(weeks=weeks), "UTC")
+        for m in range(9 * 60, 12 * 60):
+            rows.append(
+                MinuteRow(
+                    "b1",
+                    "W1",
+                    int(midnight + 60 * m),
+                    12,
+                    1.0,
+                    1,
+                    None,
+                    None,
+                    None,
+                    None,
+                    0,
+                    0,
+                    None,
+                    600.0,
+                    arrivals=1,
+                )
+            )
+    store.write_minutes(rows)
+    store.close()
+    cfg = parse_server_config({"branches": [{"id": "b1", "timezone": "UTC"}]})
+    t0 = minute_starts(MONDAY, "UTC") + 10 * 3600
+    records = []
+    for k in range(60):  # ten minutes of a waiting zone, a message every 10 s
+        payload = {"v": 1, "type": "zone", "device": "d1", "seq": k,
+                   "ts": f"2025-06-02T10:{k // 6:02d}:{k % 6 * 10:02d}Z", "branch": "b1",
+                   "camera": "c1", "zone": "W1", "kind": "waiting", "people": 2,
+                   "raw_count": 2, "arrivals_total": k // 6, "departures_total": 0}  # fmt: skip
+        records.append(Recorded(t0 + 10 * k, "lobbywatch/v1/b1/c1/zones/W1",
+                                __import__("json").dumps(payload).encode()))  # fmt: skip
+    out: list[dict[str, object]] = []
+    replay(cfg, records, out.append, estimates_every_s=60, database_url=url)
+    methods = [o["arrival_forecast_method"] for o in out if o["type"] == "estimate"]
+    # the stored history is read off the processing thread, then adopted
+    assert methods[-1] == "history"

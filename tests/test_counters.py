@@ -1,0 +1,90 @@
+"""Open counters seen at the service points (hand-computed timelines)."""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime
+
+import pytest
+
+from lobbywatch.edge.state import ZoneKind
+from lobbywatch.protocol import ZoneMessage
+from lobbywatch.server.counters import CounterObserver
+from lobbywatch.server.estimator import EstimatorSettings, ZoneEstimator
+
+T0 = 1_764_400_000.0
+POINTS = ("c1", "c2", "c3", "c4")
+
+
+def test_a_counter_busy_within_the_window_while_people_waited_is_open() -> None:
+    obs = CounterObserver(POINTS, 300.0, window_s=180.0)
+    # people wait from T0; c1..c3 are occupied now and then, c4 stays empty (absent)
+    obs.observe("c1", 1, [], T0 + 10)
+    obs.observe("c2", 1, [], T0 + 50)
+    obs.observe("c3", 1, [], T0 + 100)
+    obs.observe("c3", 0, [], T0 + 150)
+    obs.observe("c4", 0, [], T0 + 150)
+    obs.observe("elsewhere", 1, [], T0 + 150)  # not a service point of this queue
+    # the queue has not lasted a whole window yet: nothing inferred
+    assert obs.reading(T0 + 120, queue_since=T0).open_counters is None
+    # at T0 + 185: c1 (busy 175 s ago), c2 and c3 are within 180 s -> 3 open
+    assert obs.reading(T0 + 185, queue_since=T0).open_counters == 3
+    # at T0 + 200 c1 was last busy 190 s ago: it closed (lunch) -> 2 open
+    assert obs.reading(T0 + 200, queue_since=T0).open_counters == 2
+    # nobody waits: idle counters say nothing, the last inference stands
+    assert obs.reading(T0 + 900, queue_since=None).open_counters == 2
+
+
+def test_service_durations_at_the_counters_shrunk_to_the_configured_mean() -> None:
+    obs = CounterObserver(POINTS, 300.0, service_window_s=1e12, prior_services=3, min_services=5)
+    obs.observe("c1", 0, [200.0] * 4 + [5.0], T0)  # 5 s: a passer-by, not a service
+    assert obs.reading(T0, None).mean_service_s is None  # 4 services < 5
+    obs.observe("c2", 0, [200.0] * 6, T0 + 1)
+    # (10 x 200 + 3 x 300) / 13
+    assert obs.reading(T0 + 1, None).mean_service_s == pytest.approx(2900 / 13)
+
+
+def _zone(zone: str, kind: ZoneKind, at: float, people: int, **kw: object) -> ZoneMessage:
+    return ZoneMessage.model_validate(
+        {
+            "device": "d",
+            "seq": int(at - T0),
+            "ts": datetime.fromtimestamp(at, UTC),
+            "branch": "b",
+            "camera": "cam",
+            "zone": zone,
+            "kind": kind,
+            "people": people,
+            "raw_count": people,
+            "arrivals_total": kw.get("arrivals", 0),
+            "departures_total": kw.get("departures", 0),
+            "completed_dwells_s": kw.get("dwells", []),
+        }
+    )
+
+
+def test_estimator_uses_observed_counters_and_their_service_time() -> None:
+    est = ZoneEstimator(
+        EstimatorSettings(), counters=4, mean_service_s=300.0, service_points=POINTS
+    )
+    for k in range(0, 200, 5):
+        est.observe(_zone("W1", ZoneKind.WAITING, T0 + k, 6, arrivals=6), T0 + k)
+    for point in ("c1", "c2", "c3"):
+        est.observe_service_point(
+            _zone(point, ZoneKind.CASH_COUNTER, T0 + 100, 1, dwells=[240.0, 240.0])
+        )
+    # queue since T0, window 180 s: at T0 + 195 three counters were busy within it
+    counters, how, mean = est.counters_now(T0 + 195)
+    assert (counters, how) == (3, "observed")
+    # 6 service durations of 240 s decayed over 95 s (time constant 1800 s), 3 prior
+    # services at 300 s
+    f = math.exp(-95 / 1800)
+    service = (6 * 240 * f + 3 * 300) / (6 * f + 3)
+    assert mean == pytest.approx(service)
+    mu, method = est.service_rate(T0 + 195)
+    assert method == "counters" and mu == pytest.approx(3 / service)
+    e = est.estimate(T0 + 195)
+    assert e.counters_open == 3 and e.counters_method == "observed"
+    # 6 waiting: (6 + 1) / mu, and with a 4th counter (6 + 1) / (mu * 4 / 3)
+    assert e.predicted_wait_s == pytest.approx(7 * service / 3)
+    assert e.predicted_wait_one_more_counter_s == pytest.approx(7 * service / 4)
