@@ -36,6 +36,7 @@ COLLECTOR_METRICS = {
     "lobbywatch_branch_info",
     "lobbywatch_collector_database_up",
     "lobbywatch_zone_people",
+    "lobbywatch_zone_counters_open",
     "lobbywatch_zone_predicted_wait_seconds",
     "lobbywatch_zone_forecast_wait_seconds",
     "lobbywatch_zone_oldest_wait_seconds",

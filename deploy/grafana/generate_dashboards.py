@@ -996,6 +996,23 @@ def branch_detail() -> dict[str, Any]:
         12,
         8,
     )
+    b.add(
+        timeseries(
+            "Counters open (seen vs configured)",
+            [
+                target(
+                    f"max by (zone, method) (lobbywatch_zone_counters_open{{{br}}})",
+                    legend="{{zone}} ({{method}})",
+                )
+            ],
+            min_=0,
+            description="Counters serving each waiting zone: method=observed when seen busy at "
+            "its service points while people waited, configured when the collector has no "
+            "view of the counters. The predicted wait uses this number.",
+        ),
+        12,
+        8,
+    )
     hourly = timeseries(
         "Service level by hour",
         [
