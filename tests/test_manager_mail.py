@@ -1,14 +1,12 @@
 """Alert e-mail as a manager reads it: subject and body in the branch's language,
 delivered to a real local SMTP server (aiosmtpd)."""
 
-# ruff: noqa: F811 - the fixture imported from test_report is a parameter below
 from __future__ import annotations
 
 import email
 import email.policy
 from typing import Any
 
-from test_report import smtp_server  # noqa: F401 - fixture
 from test_server_robots import payload
 
 from lobbywatch.server.config import SmtpSink

@@ -8,7 +8,6 @@ import email.policy
 import re
 import subprocess
 import sys
-from collections.abc import Iterator
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
@@ -17,7 +16,6 @@ from zoneinfo import ZoneInfo
 import pytest
 import yaml
 from board_support import history_rows, write_history
-from conftest import free_port
 
 from lobbywatch.server.config import parse_server_config
 from lobbywatch.server.notify import Dispatcher, build_sinks
@@ -175,25 +173,6 @@ def test_report_cli_errors(
     assert res.returncode == 2, res
     assert message in res.stderr and "Traceback" not in res.stderr, res.stderr
     assert not (tmp_path / "x.html").exists()
-
-
-@pytest.fixture
-def smtp_server() -> Iterator[tuple[int, list[Any]]]:
-    pytest.importorskip("aiosmtpd")
-    from aiosmtpd.controller import Controller
-
-    received: list[Any] = []
-
-    class Handler:
-        async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-            received.append(envelope)
-            return "250 OK"
-
-    port = free_port()
-    controller = Controller(Handler(), hostname="127.0.0.1", port=port)
-    controller.start()
-    yield port, received
-    controller.stop()
 
 
 def test_report_mail_arrives_once_with_its_images(

@@ -5,7 +5,6 @@ server (aiosmtpd) and the real Alertmanager; the outbox dispatcher's retries."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -78,25 +77,6 @@ def test_webhook_posts_signed_json(webhook: Any, tmp_path: Path) -> None:
     dead = WebhookNotifier("dead", WebhookSink(url=f"http://127.0.0.1:{free_port()}/", timeout_s=1))
     with pytest.raises(SinkError, match=r"ConnectError: .*Connection refused"):
         dead.send(payload())
-
-
-@pytest.fixture
-def smtp_server() -> Iterator[tuple[int, list[Any]]]:
-    pytest.importorskip("aiosmtpd")
-    from aiosmtpd.controller import Controller
-
-    received: list[Any] = []
-
-    class Handler:
-        async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-            received.append(envelope)
-            return "250 OK"
-
-    port = free_port()
-    controller = Controller(Handler(), hostname="127.0.0.1", port=port)
-    controller.start()
-    yield port, received
-    controller.stop()
 
 
 def test_smtp_sends_mail(smtp_server: tuple[int, list[Any]]) -> None:
