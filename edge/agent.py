@@ -325,7 +325,12 @@ class EdgeAgent:
         if self.outbox.depth:
             log.info("outbox holds %d messages from a previous run", self.outbox.depth)
         if cfg.metrics.enabled:
-            self.metrics.serve(cfg.metrics.bind, cfg.metrics.port)
+            creds = None
+            if cfg.metrics.credentials_file is not None:
+                from lobbywatch.credentials import load_credentials
+
+                creds = load_credentials(cfg.metrics.credentials_file, "metrics.credentials_file")
+            self.metrics.serve(cfg.metrics.bind, cfg.metrics.port, creds)
         if cfg.debug_view.enabled:
             from lobbywatch.edge.debug_view import DebugView
 

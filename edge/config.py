@@ -460,8 +460,37 @@ class MetricsConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     enabled: bool = True
-    bind: str = Field("127.0.0.1", description="address to listen on (0.0.0.0 to be scraped)")
+    bind: str = Field(
+        "127.0.0.1",
+        description="address to listen on; anything but loopback needs credentials_file "
+        "(or, knowingly, allow_anonymous)",
+    )
     port: int = Field(9108, ge=1, le=65535)
+    credentials_file: ExistingFile | None = Field(
+        None,
+        description="hashed credentials (`lobbywatch server add-credential FILE NAME "
+        "--role metrics`); set: /metrics needs Bearer <name>.<secret> or basic auth",
+    )
+    allow_anonymous: bool = Field(
+        False, description="serve /metrics without credentials on a non-loopback address"
+    )
+
+    @model_validator(mode="after")
+    def _exposed_needs_auth(self) -> MetricsConfig:
+        # Queue sizes per zone are a bank's internal operations data: the same rule as
+        # the collector's http.host (server/config.py).
+        if (
+            self.enabled
+            and not _is_loopback(self.bind)
+            and self.credentials_file is None
+            and not self.allow_anonymous
+        ):
+            raise ValueError(
+                f"metrics.bind {self.bind} is not a loopback address: set "
+                "metrics.credentials_file (docs/operations.md, edge metrics) or, knowingly, "
+                "metrics.allow_anonymous: true"
+            )
+        return self
 
 
 class BufferConfig(BaseModel):

@@ -1,5 +1,10 @@
 """Prometheus metrics of the edge agent (own registry, so tests can run several agents).
 
+Served on ``metrics.bind`` (loopback by default). With ``metrics.credentials_file``
+every request needs ``Authorization: Bearer <name>.<secret>`` or basic auth (what
+Prometheus' ``authorization``/``basic_auth`` scrape settings send); the config
+refuses a non-loopback bind without credentials unless ``allow_anonymous``.
+
 Names are a contract with the dashboard; see docs/protocol.md. Labels are bounded:
 ``camera`` and ``zone`` come from the device config, ``reason`` from a fixed set.
 """
@@ -7,16 +12,21 @@ Names are a contract with the dashboard; see docs/protocol.md. Labels are bounde
 from __future__ import annotations
 
 import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from prometheus_client import (
+    CONTENT_TYPE_LATEST,
     CollectorRegistry,
     Counter,
     Gauge,
     Histogram,
     disable_created_metrics,
+    generate_latest,
     start_http_server,
 )
+
+from lobbywatch.credentials import ROLES, Credential, Verifier
 
 #: reasons in lobbywatch_edge_messages_dropped_total
 DROP_BUFFER_FULL = "buffer_full"
@@ -105,9 +115,19 @@ class EdgeMetrics:
         for zone in zones:
             self.zone_people.labels(camera=camera, zone=zone).set(0)
 
-    def serve(self, bind: str, port: int) -> None:
-        server, thread = start_http_server(port, addr=bind, registry=self.registry)
-        self._server, self._thread = server, thread
+    def serve(self, bind: str, port: int, credentials: dict[str, Credential] | None = None) -> None:
+        """Serve ``/metrics``; with ``credentials``, only to requests presenting one."""
+        if credentials is None:
+            server, thread = start_http_server(port, addr=bind, registry=self.registry)
+            self._server, self._thread = server, thread
+            return
+        httpd = ThreadingHTTPServer(
+            (bind, port), _auth_handler(self.registry, Verifier(credentials))
+        )
+        httpd.daemon_threads = True
+        thread = threading.Thread(target=httpd.serve_forever, name="edge-metrics", daemon=True)
+        thread.start()
+        self._server, self._thread = httpd, thread
 
     def close(self) -> None:
         if self._server is not None:
@@ -118,3 +138,40 @@ class EdgeMetrics:
     def value(self, name: str, labels: dict[str, str] | None = None) -> float | None:
         """A sample's current value (for tests and the benchmark)."""
         return self.registry.get_sample_value(name, labels or {})
+
+
+def _auth_handler(registry: CollectorRegistry, verifier: Verifier) -> type[BaseHTTPRequestHandler]:
+    # every role of the collector's credentials file may read metrics
+    roles = frozenset(ROLES)
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            if self.path.split("?", 1)[0] not in ("/metrics", "/"):
+                self._reply(404, b"not found\n", "text/plain")
+                return
+            cred = verifier.from_authorization(self.headers.get("Authorization"))
+            if cred is None or cred.role not in roles:
+                self._reply(
+                    401,
+                    b"credentials required (metrics.credentials_file)\n",
+                    "text/plain",
+                    {"WWW-Authenticate": 'Basic realm="lobbywatch-edge"'},
+                )
+                return
+            self._reply(200, generate_latest(registry), CONTENT_TYPE_LATEST)
+
+        def _reply(
+            self, code: int, body: bytes, ctype: str, headers: dict[str, str] | None = None
+        ) -> None:
+            self.send_response(code)
+            self.send_header("Content-Type", ctype)
+            self.send_header("Content-Length", str(len(body)))
+            for k, v in (headers or {}).items():
+                self.send_header(k, v)
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass  # a scrape every few seconds: no log line each
+
+    return Handler

@@ -36,11 +36,9 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-import hmac
 import html
 import secrets
 from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
@@ -48,74 +46,21 @@ from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 
+from lobbywatch.credentials import (
+    ROLES,
+    Credential,
+    hash_secret,
+    load_credentials,
+    verify_secret,
+)
 from lobbywatch.errors import ConfigError
 
-ROLES = ("read", "metrics", "admin")
 COOKIE = "lw_session"
-_SCRYPT_N, _SCRYPT_R, _SCRYPT_P = 2**14, 8, 1
 #: paths anyone may reach
 PUBLIC = ("/healthz", "/login", "/logout")
 #: roles that may reach /metrics, and everything else
 _METRICS_ROLES = frozenset({"metrics", "read", "admin"})
 _READ_ROLES = frozenset({"read", "admin"})
-
-
-def hash_secret(secret: str, salt: bytes | None = None) -> str:
-    """``scrypt$N$r$p$salt$key`` (base64) of ``secret``."""
-    salt = salt or secrets.token_bytes(16)
-    key = hashlib.scrypt(
-        secret.encode(), salt=salt, n=_SCRYPT_N, r=_SCRYPT_R, p=_SCRYPT_P, dklen=32
-    )
-    b64 = base64.b64encode
-    return f"scrypt${_SCRYPT_N}${_SCRYPT_R}${_SCRYPT_P}${b64(salt).decode()}${b64(key).decode()}"
-
-
-def verify_secret(secret: str, encoded: str) -> bool:
-    try:
-        scheme, n, r, p, salt, key = encoded.split("$")
-        if scheme != "scrypt":
-            return False
-        want = base64.b64decode(key)
-        got = hashlib.scrypt(
-            secret.encode(),
-            salt=base64.b64decode(salt),
-            n=int(n),
-            r=int(r),
-            p=int(p),
-            dklen=len(want),
-            maxmem=256 * 1024 * 1024,
-        )
-    except (ValueError, binascii.Error):
-        return False
-    return hmac.compare_digest(got, want)
-
-
-@dataclass(frozen=True, slots=True)
-class Credential:
-    name: str
-    role: str
-    hash: str
-
-
-def load_credentials(path: Path) -> dict[str, Credential]:
-    """Parse a credentials file; ConfigError naming the line on a bad one."""
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise ConfigError(f"http.credentials_file: cannot read {path}: {exc}") from exc
-    out: dict[str, Credential] = {}
-    for n, line in enumerate(text.splitlines(), 1):
-        line = line.strip()
-        if not line or line.startswith("#"):
-            continue
-        parts = line.split()
-        if len(parts) != 3 or parts[1] not in ROLES or not parts[2].startswith("scrypt$"):
-            raise ConfigError(
-                f"http.credentials_file {path} line {n}: expected '<name> <role> scrypt$...' "
-                f"with role one of {', '.join(ROLES)}"
-            )
-        out[parts[0]] = Credential(parts[0], parts[1], parts[2])
-    return out
 
 
 def add_credential(path: Path, name: str, role: str) -> str:

@@ -288,6 +288,9 @@ class Collector:
         )
         #: minute aggregates the database refused, written with the next minute
         self._unwritten_minutes: list[MinuteRow] = []
+        #: identity bindings the database has not stored yet: subject -> (owner, at)
+        #: (bounded: one entry per device and camera, which the ingest caps)
+        self._unsaved_bindings: dict[str, tuple[str, float]] = {}
         self.latency = LatencyHistogram()
         self.metrics = StateCollector(
             self.state,
@@ -296,6 +299,7 @@ class Collector:
             queue_stats=lambda: (len(self.queue), self.queue.dropped),
             clock=clock,
             db_stats=self.db_stats,
+            record_latency=self.dispatcher.record_latency,
         )
         self.registry = make_registry(self.metrics)
         self.aggregator = MinuteAggregator()
@@ -399,6 +403,9 @@ class Collector:
             self.store.record_event(item.record, item.sinks)
             self.spool.pop(item)
         self.restore()
+        n = self.ingestor.identities.restore(self.store.load_bindings(), self.clock())
+        if n:
+            log.info("restored %d device/camera identity bindings", n)
         # Everything allocated so far (config, models, FastAPI, SQLAlchemy...) lives as
         # long as the process: keep it out of the collector's generational scans.
         gc.collect()
@@ -628,6 +635,10 @@ class Collector:
                         )
             events = self._evaluate_dirty(now)
             self._apply_liveness(touched, now)
+            bindings = self.ingestor.identities.take_changes()
+            if bindings:
+                # first-sight bindings must survive a restart; written off this thread
+                self._writer.submit(self._save_bindings, bindings)
             done = self.clock()
             self.latency.observe_many(done - r for _, _, r in batch)
             self.last_batch_at = done
@@ -795,6 +806,8 @@ class Collector:
             rows = self.aggregator.roll(now)
         if rows:
             self._writer.submit(self._write_minutes, rows)
+            if self._unsaved_bindings:
+                self._writer.submit(self._save_bindings, [])  # retry once a minute
             if self.cfg.report.sink is not None:
                 # once a minute, after the minute is written: daily reports due now
                 self._writer.submit(self._queue_reports, now)
@@ -826,6 +839,22 @@ class Collector:
     def wait_for_store_writes(self) -> None:
         """Block until every minute write and prune submitted so far is done."""
         self._writer.submit(lambda: None).result()
+
+    def _save_bindings(self, rows: list[tuple[str, str, float]]) -> None:
+        """Persist identity bindings (writer thread); kept and retried while the database fails."""
+        for subject, owner, at in rows:
+            self._unsaved_bindings[subject] = (owner, at)
+        batch = [(s, o, t) for s, (o, t) in self._unsaved_bindings.items()]
+        try:
+            with self.db_health.call("save_bindings"):
+                self.store.save_bindings(batch)
+        except Exception as exc:
+            self.db_health.failed("save_bindings", exc, self.clock())
+            log.warning("saving %d identity bindings failed; retried later: %s", len(batch), exc)
+            return
+        for subject, owner, at in batch:
+            if self._unsaved_bindings.get(subject) == (owner, at):
+                del self._unsaved_bindings[subject]
 
     def _prune_minutes(self, before: float) -> None:
         try:

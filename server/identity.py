@@ -12,6 +12,13 @@ device could publish, on its own topic, a payload naming another branch's device
   A binding moves only after the bound device was silent for
   ``ingest.rebind_after_s`` (a replaced box takes over its camera).
 
+Bindings made on first sight are persisted (table ``identity_bindings``, written
+off the processing thread) and restored at start, so a restart does not open a
+window in which a hostile device publishing first could claim another's camera.
+A restored binding counts as seen at the restart: the collector cannot tell how
+long a device was silent while it was down, so the bound device gets a full
+``rebind_after_s`` to come back.
+
 A refused message is counted (``reason="identity"``) and never touches state.
 Memory is bounded by the collector.s ``max_zones_and_devices`` cap.
 """
@@ -46,6 +53,28 @@ class IdentityBook:
         self._device: dict[str, tuple[str, float]] = {}
         #: (branch, camera) -> (device, last accepted receive time)
         self._camera: dict[tuple[str, str], tuple[str, float]] = {}
+        #: bindings made or moved since the last :meth:`take_changes`: (subject, owner, at)
+        self._changes: list[tuple[str, str, float]] = []
+
+    def take_changes(self) -> list[tuple[str, str, float]]:
+        """New or moved bindings to persist (each subject once, the newest)."""
+        changes, self._changes = self._changes, []
+        return list({s: (s, o, t) for s, o, t in changes}.values())
+
+    def restore(self, rows: list[tuple[str, str, float]], now: float) -> int:
+        """Load persisted bindings, each as seen at ``now``; returns how many were loaded."""
+        n = 0
+        for subject, owner, _bound_at in rows:
+            kind, _, key = subject.partition(":")
+            if kind == "device":
+                self._device[key] = (owner, now)
+            elif kind == "camera" and "/" in key:
+                branch, _, camera = key.partition("/")
+                self._camera[(branch, camera)] = (owner, now)
+            else:
+                continue
+            n += 1
+        return n
 
     def check(self, branch: str, camera: str | None, device: str, now: float) -> str | None:
         """None if ``device`` may publish for ``branch``/``camera`` (and bind it), else why."""
@@ -64,8 +93,12 @@ class IdentityBook:
                 return f"camera {branch}/{camera} belongs to device {owner[0]!r}, not {device!r}"
             if owner is None and len(self._camera) >= self.max_entries:
                 return "too many cameras"
+            if owner is None or owner[0] != device:
+                self._changes.append((f"camera:{branch}/{camera}", device, now))
             self._camera[(branch, camera)] = (device, now)
         if bound is None and len(self._device) >= self.max_entries:
             return "too many devices"
+        if bound is None or bound[0] != branch:
+            self._changes.append((f"device:{device}", branch, now))
         self._device[device] = (branch, now)
         return None

@@ -40,6 +40,7 @@ Names (dashboards depend on them; change only with a deprecation):
 * ``lobbywatch_collector_processing_seconds`` (histogram: receive -> state applied)
 * ``lobbywatch_collector_queue_messages`` / ``lobbywatch_collector_queue_dropped_total``
 * ``lobbywatch_notifications_total{sink,result}``
+* ``lobbywatch_notification_record_seconds`` (histogram: sink reply -> delivery committed)
 * ``lobbywatch_alerts_active{severity}``
 """
 
@@ -111,7 +112,9 @@ class StateCollector(Collector):
         queue_stats: Callable[[], tuple[int, int]] = lambda: (0, 0),
         clock: Callable[[], float] = time.time,
         db_stats: Callable[[], DbStats] | None = None,
+        record_latency: LatencyHistogram | None = None,
     ) -> None:
+        self.record_latency = record_latency
         self.state = state
         self.latency = latency
         self.notification_counts = notification_counts
@@ -353,6 +356,15 @@ class StateCollector(Collector):
         )
         for (sink, result), n in sorted(self.notification_counts().items()):
             notif.add_metric([sink, result], n)
+        if self.record_latency is not None:
+            rb, rtotal = self.record_latency.snapshot()
+            rec = HistogramMetricFamily(
+                "lobbywatch_notification_record_seconds",
+                "Seconds from a sink's reply to the delivery being committed as delivered "
+                "(a crash inside this window makes the next sender re-send, marked).",
+            )
+            rec.add_metric([], rb, rtotal)
+            yield rec
 
         depth, dropped = self.queue_stats()
         qd = GaugeMetricFamily(

@@ -61,6 +61,7 @@ from lobbywatch.server.config import (
     WeComSink,
 )
 from lobbywatch.server.i18n import Translator
+from lobbywatch.server.metrics import LatencyHistogram
 from lobbywatch.server.spool import DbHealth
 from lobbywatch.server.store import Delivery, Store
 
@@ -68,10 +69,28 @@ log = logging.getLogger(__name__)
 alert_log = logging.getLogger("lobbywatch.alerts")
 
 SIGNATURE_HEADER = "X-Lobbywatch-Signature"
+RECORD_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
+
+
+REDELIVERY_HEADER = "X-Lobbywatch-Redelivery"
 
 
 class SinkError(Exception):
-    """A delivery failed; the outbox retries it later."""
+    """A delivery failed; the outbox retries it later.
+
+    ``in_doubt``: the request may have reached the receiver (a timeout or a dropped
+    connection after it was sent), so the retry is marked as a redelivery.
+    """
+
+    def __init__(self, message: str, in_doubt: bool = False) -> None:
+        super().__init__(message)
+        self.in_doubt = in_doubt
+
+
+def http_error(exc: httpx.HTTPError) -> SinkError:
+    """SinkError of a failed request; in doubt unless it never got connected."""
+    never_sent = isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout)
+    return SinkError(f"{type(exc).__name__}: {exc}", in_doubt=not never_sent)
 
 
 class Sink(Protocol):
@@ -134,12 +153,16 @@ class WebhookNotifier:
             "X-Lobbywatch-Event-Id": str(payload["event_id"]),
             **self.cfg.headers,
         }
+        if payload.get("redelivery"):
+            # a previous send may have arrived (its sender died before recording it):
+            # receivers that keep Idempotency-Keys drop it, others can flag it
+            headers[REDELIVERY_HEADER] = "1"
         if self.secret is not None:
             headers[SIGNATURE_HEADER] = sign(self.secret, body, int(time.time()))
         try:
             resp = self.client.post(self.cfg.url, content=body, headers=headers)
         except httpx.HTTPError as exc:
-            raise SinkError(f"{type(exc).__name__}: {exc}") from exc
+            raise http_error(exc) from exc
         if resp.status_code >= 300:
             raise SinkError(f"HTTP {resp.status_code}: {resp.text[:200]}")
 
@@ -169,6 +192,8 @@ class SmtpNotifier:
         digest = hashlib.sha256(str(payload["event_id"]).encode()).hexdigest()[:32]
         msg["Message-ID"] = f"<{digest}@lobbywatch>"
         msg["X-Lobbywatch-Event-Id"] = str(payload["event_id"])
+        if payload.get("redelivery"):
+            msg[REDELIVERY_HEADER] = "1"
         lines = [
             text.plain(),
             str(payload.get("summary")),
@@ -227,7 +252,9 @@ class SmtpNotifier:
                     smtp.login(cfg.username, self.password or "")
                 smtp.send_message(message)
         except (OSError, smtplib.SMTPException) as exc:
-            raise SinkError(f"{type(exc).__name__}: {exc}") from exc
+            # a timeout may strike after DATA was accepted: the mail may be on its way
+            in_doubt = isinstance(exc, TimeoutError | smtplib.SMTPServerDisconnected)
+            raise SinkError(f"{type(exc).__name__}: {exc}", in_doubt=in_doubt) from exc
 
 
 class RateLimit:
@@ -294,7 +321,7 @@ class _RobotNotifier:
         try:
             resp = self.client.post(url, json=body)
         except httpx.HTTPError as exc:
-            raise SinkError(f"{type(exc).__name__}: {exc}") from exc
+            raise http_error(exc) from exc
         if resp.status_code >= 300:
             raise SinkError(f"HTTP {resp.status_code}: {resp.text[:200]}")
         try:
@@ -385,7 +412,7 @@ class AlertmanagerNotifier:
         try:
             resp = self.client.post(self.url, json=alerts)
         except httpx.HTTPError as exc:
-            raise SinkError(f"{type(exc).__name__}: {exc}") from exc
+            raise http_error(exc) from exc
         if resp.status_code >= 300:
             raise SinkError(f"HTTP {resp.status_code}: {resp.text[:200]}")
 
@@ -475,10 +502,14 @@ class Dispatcher:
         self.settings = settings
         self.firing_payloads = firing_payloads
         self.clock = clock
-        #: (sink, result) -> count; result in delivered, error, expired
+        #: seconds from a sink's reply to the delivery's commit (a crash in between
+        #: makes the next sender re-send it, marked as a redelivery)
+        self.record_latency = LatencyHistogram(RECORD_BUCKETS)
+        #: (sink, result) -> count; result in delivered, error, expired, unrecorded,
+        #: redelivered (sent again because a previous send was in doubt)
         self.counts: dict[tuple[str, str], int] = {}
         for name in sinks:
-            for result in ("delivered", "error", "expired", "unrecorded"):
+            for result in ("delivered", "error", "expired", "unrecorded", "redelivered"):
                 self.counts[(name, result)] = 0
         self._stop = threading.Event()
         self._wake = {name: threading.Event() for name in sinks}
@@ -553,13 +584,35 @@ class Dispatcher:
             del self._unrecorded[(eid, sink)]
 
     def _send_one(self, sink: Sink, d: Delivery, now: float) -> bool:
+        # The claim is committed before the send: a collector that dies between the
+        # sink receiving the request and the delivery being recorded leaves it on the
+        # row, and whoever sends next knows the sink may have it already ("in doubt").
+        # Without the claim that case looked like "never attempted".
         try:
-            sink.send(d.payload)
+            with self.health.call("claim_delivery"):
+                claimed = self.store.claim(d.event_id, sink.name, now)
+        except Exception as exc:
+            self.health.failed("claim_delivery", exc, now)
+            return False  # nothing sent whose outcome could not be recorded
+        if not claimed:
+            return True  # recorded meanwhile (by the previous active): nothing to do
+        payload = d.payload
+        if d.in_doubt:
+            # same event id and Idempotency-Key, marked so receivers can drop it
+            payload = {**payload, "redelivery": True}
+            self._count(sink.name, "redelivered")
+        try:
+            sink.send(payload)
         except Exception as exc:
             expire = now - d.created_at > self.settings.give_up_after_s
             try:
                 self.store.mark_failed(
-                    d.event_id, sink.name, str(exc), now + self.backoff(d.attempts), expire=expire
+                    d.event_id,
+                    sink.name,
+                    str(exc),
+                    now + self.backoff(d.attempts),
+                    expire=expire,
+                    in_doubt=bool(getattr(exc, "in_doubt", False)),
                 )
             except Exception as db_exc:
                 self.health.failed("mark_failed", db_exc, now)
@@ -573,6 +626,7 @@ class Dispatcher:
             )
             return False
         self._count(sink.name, "delivered")
+        replied = time.monotonic()
         at = self.clock()
         try:
             with self.health.call("mark_delivered"):
@@ -582,6 +636,9 @@ class Dispatcher:
             self._unrecorded[(d.event_id, sink.name)] = at
             self._count(sink.name, "unrecorded")
             log.warning("notification %s via %s sent, not recorded: %s", d.event_id, sink.name, exc)
+        else:
+            # the tail of the in-doubt window: sink replied .. delivery committed
+            self.record_latency.observe_many([time.monotonic() - replied])
         return True
 
     def _run(self, name: str) -> None:

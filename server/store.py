@@ -51,7 +51,8 @@ MIGRATIONS = Path(__file__).with_name("migrations")
 
 metadata = MetaData()
 
-# Mirrors migrations/versions/ (0001_initial.py, 0002_zone_minute_flows.py; the
+# Mirrors migrations/versions/ (0001_initial.py, 0002_zone_minute_flows.py,
+# 0003_delivery_claims.py, 0004_identity_bindings.py; the
 # migrations are the source of truth for DDL; these Table objects only build queries).
 alerts = Table(
     "alerts",
@@ -97,6 +98,16 @@ deliveries = Table(
     Column("last_error", Text),
     Column("delivered_at", Float),
     Column("created_at", Float, nullable=False),
+    # 0003: committed before a send starts; still set on a pending row = "in doubt"
+    Column("sending_at", Float),
+)
+
+identity_bindings = Table(
+    "identity_bindings",
+    metadata,
+    Column("subject", String(255), primary_key=True),
+    Column("owner", String(255), nullable=False),
+    Column("bound_at", Float, nullable=False),
 )
 
 zone_minutes = Table(
@@ -169,6 +180,8 @@ class Delivery:
     attempts: int
     created_at: float
     payload: dict[str, Any]
+    #: claimed by a send whose outcome was never recorded: the sink may have it
+    in_doubt: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -498,6 +511,7 @@ class Store:
                 deliveries.c.attempts,
                 deliveries.c.created_at,
                 alert_events.c.payload,
+                deliveries.c.sending_at,
             )
             .join(alert_events, alert_events.c.event_id == deliveries.c.event_id)
             .where(and_(deliveries.c.status == "pending", deliveries.c.next_attempt_at <= now))
@@ -512,7 +526,10 @@ class Store:
             )
         with self.engine.connect() as conn:
             rows = conn.execute(q).all()
-        return [Delivery(r[0], r[1], r[2], r[3], json.loads(r[4])) for r in rows]
+        return [
+            Delivery(r[0], r[1], r[2], r[3], json.loads(r[4]), in_doubt=r[5] is not None)
+            for r in rows
+        ]
 
     def pending_count(self) -> int:
         from sqlalchemy import func
@@ -526,6 +543,27 @@ class Store:
                 ).scalar_one()
             )
 
+    def claim(self, event_id: str, sink: str, now: float) -> bool:
+        """Commit that a send of a pending delivery starts now (before the send).
+
+        If the sender dies before :meth:`mark_delivered`, the claim stays on the
+        pending row and the next sender knows the sink may already have it. False if
+        the delivery is no longer pending (another collector recorded it meanwhile).
+        """
+        with self.engine.begin() as conn:
+            res = conn.execute(
+                update(deliveries)
+                .where(
+                    and_(
+                        deliveries.c.event_id == event_id,
+                        deliveries.c.sink == sink,
+                        deliveries.c.status == "pending",
+                    )
+                )
+                .values(sending_at=now)
+            )
+        return bool(res.rowcount == 1)
+
     def mark_delivered(self, event_id: str, sink: str, now: float) -> None:
         with self.engine.begin() as conn:
             conn.execute(
@@ -535,18 +573,30 @@ class Store:
             )
 
     def mark_failed(
-        self, event_id: str, sink: str, error: str, next_attempt_at: float, expire: bool = False
+        self,
+        event_id: str,
+        sink: str,
+        error: str,
+        next_attempt_at: float,
+        expire: bool = False,
+        in_doubt: bool = False,
     ) -> None:
+        """Reschedule (or expire) a failed send. ``in_doubt``: the request may have
+        reached the sink (a timeout after connecting), so the claim stays and the
+        retry is marked as a redelivery; otherwise the claim is cleared."""
+        values: dict[str, Any] = {
+            "status": "expired" if expire else "pending",
+            "last_error": error[:1000],
+            "next_attempt_at": next_attempt_at,
+            "attempts": deliveries.c.attempts + 1,
+        }
+        if not in_doubt:
+            values["sending_at"] = None
         with self.engine.begin() as conn:
             conn.execute(
                 update(deliveries)
                 .where(and_(deliveries.c.event_id == event_id, deliveries.c.sink == sink))
-                .values(
-                    status="expired" if expire else "pending",
-                    last_error=error[:1000],
-                    next_attempt_at=next_attempt_at,
-                    attempts=deliveries.c.attempts + 1,
-                )
+                .values(**values)
             )
             # Later events of the same alert wait for this one: a "resolved" must not
             # overtake the "firing" it resolves.
@@ -567,6 +617,28 @@ class Store:
                 )
                 .values(next_attempt_at=next_attempt_at)
             )
+
+    # ------------------------------------------------------------- identities
+    def save_bindings(self, rows: Sequence[tuple[str, str, float]]) -> None:
+        """Upsert ``(subject, owner, bound_at)`` identity bindings (the newest wins)."""
+        with self.engine.begin() as conn:
+            _upsert(
+                conn,
+                identity_bindings,
+                [{"subject": s, "owner": o, "bound_at": t} for s, o, t in rows],
+                ["subject"],
+            )
+
+    def load_bindings(self) -> list[tuple[str, str, float]]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(
+                    identity_bindings.c.subject,
+                    identity_bindings.c.owner,
+                    identity_bindings.c.bound_at,
+                )
+            ).all()
+        return [(r[0], r[1], r[2]) for r in rows]
 
     def delivery_status(self, event_id: str) -> dict[str, str]:
         with self.engine.connect() as conn:

@@ -42,12 +42,13 @@ def test_rule_files_exist() -> None:
 
 
 def tree_with_token(tmp_path: Path) -> Path:
-    """A copy of deploy/prometheus/ with the collector scrape token it needs present
+    """A copy of deploy/prometheus/ with the scrape tokens it needs present
     (a placeholder: the real one is written at deployment, never committed)."""
     tree = tmp_path / "prometheus"
     shutil.copytree(PROM_DIR, tree)
     (tree / "secrets").mkdir(exist_ok=True)
     (tree / "secrets" / "collector.token").write_text("prometheus.placeholder\n")
+    (tree / "secrets" / "edge.token").write_text("prometheus.placeholder\n")
     return tree
 
 

@@ -401,3 +401,57 @@ def test_the_edge_caps_durations_at_the_protocol_bound() -> None:
     assert list(msg.completed_dwells_s) == [30.0, 86_400.0]
     assert (msg.people, msg.dwell_p50_s, msg.arrivals_total) == (2, 60.0, 9)
     assert parse_message(raw(msg)[1]) == msg
+
+
+def test_identity_bindings_survive_a_collector_restart(
+    mosquitto: Any, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Bound on first sight, a camera and a device stay bound across a restart: a hostile
+    device that publishes first after the restart cannot claim either. Nothing is
+    retained, so the real devices' messages cannot re-bind them before the stranger."""
+    broker = mosquitto()
+    branches = [
+        {"id": "b1", "region": "north", "counters": 1, "mean_service_s": 60},
+        {"id": "b2", "region": "south", "counters": 1, "mean_service_s": 60},
+    ]
+    cfg = server_config(
+        mqtt_port=broker.port, db_url=f"sqlite:///{tmp_path / 'c.db'}", branches=branches
+    )
+    c = start(cfg)
+    pub = Publisher(broker.port)
+    try:
+        now = time.time()
+        pub.send(zone_msg(1, now - 30, branch="b1", camera="camA", device="edge-a"), retain=False)
+        pub.send(zone_msg(1, now - 30, branch="b2", camera="camB", device="edge-b2"), retain=False)
+        wait_until(lambda: c.state.results["ok"] == 2, 10)
+        c.wait_for_store_writes()  # the bindings are written off the processing thread
+    finally:
+        c.stop()
+
+    c = start(cfg)  # a new process would see exactly this: the same database, no memory
+    try:
+        assert c.state.results["ok"] == 0
+        caplog.clear()
+        with caplog.at_level("WARNING", logger="lobbywatch.server.ingest"):
+            # first after the restart: a stranger claims camA, edge-b2 claims branch b1
+            pub.send(
+                zone_msg(5, now - 20, branch="b1", camera="camA", device="edge-evil"), retain=False
+            )
+            pub.send(
+                zone_msg(2, now - 20, branch="b1", camera="camX", device="edge-b2"), retain=False
+            )
+            wait_until(lambda: c.state.invalid.get(("rejected", "identity"), 0) == 2, 10)
+            pub.send(
+                zone_msg(2, now - 19, branch="b1", camera="camA", device="edge-a", people=4),
+                retain=False,
+            )
+            wait_until(lambda: c.state.results["ok"] == 1, 10)
+        text = caplog.text
+        assert "camera b1/camA belongs to device 'edge-a', not 'edge-evil'" in text, text
+        # (the second refusal is counted above; the log is rate-limited to one line)
+        detail = httpx.get(f"http://127.0.0.1:{c.http_port}/api/v1/branches/b1", timeout=5).json()
+        assert {d["device"] for d in detail["devices"]} == {"edge-a"}, detail["devices"]
+        assert detail["zone_states"][0]["people"] == 4
+    finally:
+        pub.close()
+        c.stop()

@@ -199,6 +199,6 @@ def test_flows_migration_keeps_existing_minutes(
         cols = {c["name"] for c in inspect(s.engine).get_columns("zone_minutes")}
         assert {"arrivals", "service_starts", "walk_outs", "departures_unseen"} <= cols
         with s.engine.connect() as conn:
-            assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0002"
+            assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0004"
     finally:
         s.close()
