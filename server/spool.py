@@ -176,7 +176,13 @@ class AlertSpool:
                 except (OSError, ValueError) as exc:
                     # a full local disk: the event stays in memory and is still written
                     self.disk_errors += 1
-                    log.warning("alert spool file %s: %s (kept in memory)", self.path, exc)
+                    if self.disk_errors % 100 == 1:  # a burst on a full disk: not a line each
+                        log.warning(
+                            "alert spool file %s: %s (kept in memory; %d such errors)",
+                            self.path,
+                            exc,
+                            self.disk_errors,
+                        )
         return True
 
     def head(self) -> Spooled | None:
