@@ -138,6 +138,9 @@ def test_kill_9_of_the_active_during_a_burst_loses_and_repeats_nothing(
         time.sleep(2)
         with psycopg.connect(pg(pg_url)) as conn:
             stored = [r[0] for r in conn.execute("SELECT event_id FROM alert_events")]
+            delivered_at = dict(
+                conn.execute("SELECT event_id, delivered_at FROM deliveries").fetchall()
+            )
         metrics_b = httpx.get(f"http://127.0.0.1:{port_b}/metrics", timeout=10).text
     finally:
         stop_burst.set()
@@ -171,6 +174,14 @@ def test_kill_9_of_the_active_during_a_burst_loses_and_repeats_nothing(
         for line in metrics_b.splitlines()
         if line.startswith("lobbywatch_notification_record_seconds_")
     }
+    # receiver has the request -> the sender has its reply and calls mark_delivered
+    # (delivered_at); the histogram adds reply -> committed: together the in-doubt window
+    first_at: dict[str, float] = {}
+    for r in received:
+        first_at.setdefault(r.json()["event_id"], r.at)
+    to_reply = sorted(
+        1000 * (delivered_at[e] - t) for e, t in first_at.items() if delivered_at.get(e)
+    )
     n_rec = record.get("lobbywatch_notification_record_seconds_count", 0.0)
     mean_ms = 1000 * record.get("lobbywatch_notification_record_seconds_sum", 0.0) / max(n_rec, 1)
     print(
@@ -178,6 +189,7 @@ def test_kill_9_of_the_active_during_a_burst_loses_and_repeats_nothing(
         f"({before_kill} before the kill), repeats at the receiver {duplicates} "
         f"(marked redeliveries {len(marked)}, unmarked {len(unmarked_repeats)}), "
         f"lost {len(set(stored) - set(counts))}; hand-over {handover_s:.2f} s after SIGKILL; "
+        f"receiver->reply median {to_reply[len(to_reply) // 2]:.2f} ms max {to_reply[-1]:.2f} ms, "
         f"reply->recorded mean {mean_ms:.2f} ms over {n_rec:.0f} deliveries"
     )
     assert len(stored) > 80

@@ -4,7 +4,10 @@ server (aiosmtpd) and the real Alertmanager; the outbox dispatcher's retries."""
 # ruff: noqa: F811 - fixtures imported from test_server_support are parameters below
 from __future__ import annotations
 
+import json
+import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -158,6 +161,82 @@ def test_dispatcher_retries_with_backoff_until_delivered(webhook: Any, tmp_path:
     # nothing is re-sent once delivered
     assert store.due_deliveries(time.time() + 3600) == []
     store.close()
+
+
+def test_in_doubt_deliveries_are_resent_marked_and_refused_ones_plain(tmp_path: Path) -> None:
+    """A claim is committed before each send. A send that may have arrived (the
+    receiver timed out after reading the request; or the sender died after claiming)
+    is re-sent with the same Idempotency-Key and marked as a redelivery; one the
+    receiver refused (HTTP 500) or never got (connection refused) is re-sent plain."""
+    got: list[tuple[str, str | None, bool]] = []
+    plan = {"slow": 1, "fail": 0}
+
+    class Hook(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
+            got.append(
+                (
+                    body["event_id"],
+                    self.headers.get("X-Lobbywatch-Redelivery"),
+                    bool(body.get("redelivery")),
+                )
+            )
+            if plan["slow"]:
+                plan["slow"] -= 1
+                time.sleep(1.5)  # beyond the sink's timeout: the sender cannot know
+            code = 500 if plan["fail"] else 200
+            plan["fail"] = max(plan["fail"] - 1, 0)
+            self.send_response(code)
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Hook)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    store = Store(f"sqlite:///{tmp_path / 'o.db'}")
+    store.migrate()
+    url = f"http://127.0.0.1:{server.server_port}/"
+    settings = NotifySettings.model_validate(
+        {
+            "sinks": {"hook": {"type": "webhook", "url": url, "timeout_s": 0.5}},
+            "retry_initial_s": 0.01,
+            "retry_max_s": 0.01,
+        }
+    )
+    sinks = {"hook": WebhookNotifier("hook", settings.sinks["hook"])}  # type: ignore[arg-type]
+    d = Dispatcher(store, sinks, settings)
+    try:
+        # 1. timeout after the request went out: in doubt -> the retry is marked
+        p1 = payload(rev=1)
+        store.record_event(EventRecord(p1["event_id"], row(), "fire", time.time(), p1), ["hook"])
+        assert d.deliver_due("hook") == 0
+        time.sleep(0.05)
+        assert d.deliver_due("hook") == 1
+        assert got == [(p1["event_id"], None, False), (p1["event_id"], "1", True)], got
+        assert d.counts[("hook", "redelivered")] == 1
+        # 2. HTTP 500: the receiver answered "not taken" -> the retry is plain
+        got.clear()
+        plan["fail"] = 1
+        p2 = payload(rev=2)
+        store.record_event(EventRecord(p2["event_id"], row(), "fire", time.time(), p2), ["hook"])
+        assert d.deliver_due("hook") == 0
+        time.sleep(0.05)
+        assert d.deliver_due("hook") == 1
+        assert got == [(p2["event_id"], None, False), (p2["event_id"], None, False)], got
+        # 3. a sender that died after its claim (the previous active): the next one marks
+        got.clear()
+        p3 = payload(rev=3)
+        store.record_event(EventRecord(p3["event_id"], row(), "fire", time.time(), p3), ["hook"])
+        assert store.claim(p3["event_id"], "hook", time.time())
+        assert d.deliver_due("hook") == 1
+        assert got == [(p3["event_id"], "1", True)], got
+        # 4. delivered rows cannot be claimed (a late second active sends nothing)
+        assert not store.claim(p3["event_id"], "hook", time.time())
+        assert store.due_deliveries(time.time() + 3600) == []
+    finally:
+        server.shutdown()
+        store.close()
 
 
 def test_dispatcher_expires_after_give_up(tmp_path: Path) -> None:

@@ -143,6 +143,8 @@ class Received:
     headers: dict[str, str]
     body: bytes
     ok: bool = True
+    #: when the receiver had read the request (wall clock: comparable across processes)
+    at: float = field(default_factory=time.time)
 
     def json(self) -> Any:
         return json.loads(self.body)
