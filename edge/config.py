@@ -490,6 +490,14 @@ class MetricsConfig(BaseModel):
                 "metrics.credentials_file (docs/operations.md, edge metrics) or, knowingly, "
                 "metrics.allow_anonymous: true"
             )
+        if self.credentials_file is not None and self.credentials_file.is_file():
+            # a malformed file fails `edge config check`, not the agent's start
+            from lobbywatch.credentials import load_credentials
+
+            try:
+                load_credentials(self.credentials_file, "metrics.credentials_file")
+            except ConfigError as exc:
+                raise ValueError(str(exc)) from None
         return self
 
 

@@ -44,6 +44,13 @@ def test_metrics_bind_loopback_by_default_and_refuse_anonymous_exposure(tmp_path
     with_creds = {**exposed["metrics"], "credentials_file": str(creds)}
     cfg = DeviceConfig.model_validate({**exposed, "metrics": with_creds})
     assert cfg.metrics.credentials_file == creds
+    # a malformed one is a config error naming the line
+    bad = tmp_path / "bad-credentials"
+    bad.write_text("prometheus metrics not-a-hash\n")
+    malformed = {**exposed["metrics"], "credentials_file": str(bad)}
+    with pytest.raises(ValidationError) as err:
+        DeviceConfig.model_validate({**exposed, "metrics": malformed})
+    assert f"metrics.credentials_file {bad} line 1: expected" in str(err.value)
     # a credentials file that is not there is a config error naming it
     missing = {**exposed["metrics"], "credentials_file": str(tmp_path / "nope")}
     with pytest.raises(ValidationError, match="does not exist"):
