@@ -43,6 +43,8 @@ class CountedSnapshot:
     path: Path
     count: int
     zones: dict[str, int] | None
+    #: clicked foot points (``--web``), image pixels; ``None`` from counts.csv
+    points: tuple[tuple[float, float], ...] | None = None
 
 
 def list_snapshots(folder: Path) -> list[Path]:
@@ -166,7 +168,7 @@ def run_calibration(
     echo: Any = typer.echo,
 ) -> Any:
     """Search, print the decision with before/after error, and write it into the config."""
-    from lobbywatch.edge.calibration import SIZES, THRESHOLDS, Setting, calibrate
+    from lobbywatch.edge.calibration import SIZES, THRESHOLDS, Setting, calibrate, located_error
     from lobbywatch.edge.config import load_device_config
     from lobbywatch.edge.detector import Detector
     from lobbywatch.edge.evaluation import read_frame
@@ -199,6 +201,14 @@ def run_calibration(
         return cache[(model, size, i)]
 
     per_zone = all(s.zones is not None for s in snaps)
+    # Clicked positions say more than counts: a setting whose false boxes
+    # offset its misses counts right but is wrong, and scores so here.
+    located = all(s.points is not None for s in snaps)
+    error = (
+        located_error([np.asarray(s.points, np.float64) for s in snaps], by="points")
+        if located
+        else None
+    )
     zone_ids = [z.id for z in cam.zones]
     if per_zone:
         maps: dict[tuple[int, int], ZoneMap] = {}
@@ -215,8 +225,11 @@ def run_calibration(
             return np.array([len(det)], np.int64)
 
         truth = [[s.count] for s in snaps]
-    res = calibrate(detect, truth, default, models, sizes, THRESHOLDS, count=count)
-    unit = "people per snapshot" + (", summed over zones" if per_zone else "")
+    res = calibrate(detect, truth, default, models, sizes, THRESHOLDS, count=count, error=error)
+    if located:
+        unit = "people per snapshot (missed or boxed off a clicked person)"
+    else:
+        unit = "people per snapshot" + (", summed over zones" if per_zone else "")
     echo(f"camera {camera_id}: {len(snaps)} snapshots, {sum(s.count for s in snaps)} people")
     echo(
         f"default : {default.model} size {default.size} threshold {default.threshold:g}"
@@ -245,7 +258,8 @@ def run_calibration(
             "snapshots": len(snaps),
             "error_before": round(res.error_before, 4),
             "error_after": round(res.error_after, 4),
-            "per_zone": per_zone,
+            "per_zone": per_zone and not located,
+            "objective": "points" if located else "count",
             "at": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         }
         write_camera_model(config_path, camera_id, fields)
