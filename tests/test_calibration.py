@@ -369,3 +369,52 @@ def test_located_objective_prefers_the_setting_whose_boxes_are_on_the_people() -
     # a: error 1 per snapshot; b: 0 + model penalty 0.2; gain 1 with zero spread
     assert by_points.chosen == Setting("b", "rule", 0.4)
     assert (by_points.error_before, by_points.error_after) == (1.0, 0.0)
+
+
+def test_clicks_csv_round_trips_and_must_agree_with_the_counts(tmp_path: Path) -> None:
+    from lobbywatch.edge.calibrate_cli import CountedSnapshot, read_clicks, write_clicks
+
+    a, b = tmp_path / "a.jpg", tmp_path / "b.jpg"
+    snaps = [
+        CountedSnapshot(a, 2, None, ((10.0, 20.0), (30.5, 40.0))),
+        CountedSnapshot(b, 0, None, ()),
+    ]
+    write_clicks(tmp_path / "clicks.csv", snaps)
+    assert (tmp_path / "clicks.csv").read_text().splitlines() == [
+        "file,x,y", "a.jpg,10.0,20.0", "a.jpg,30.5,40.0",
+    ]  # fmt: skip
+    counted = [CountedSnapshot(a, 2, None), CountedSnapshot(b, 0, None)]
+    back = read_clicks(tmp_path / "clicks.csv", counted)
+    assert back[0].points == ((10.0, 20.0), (30.5, 40.0)) and back[1].points == ()
+    # counts.csv says 3 people on a.jpg, clicks.csv has 2: refused
+    with pytest.raises(SourceError, match=r"a\.jpg has 2 clicks but a count of 3"):
+        read_clicks(tmp_path / "clicks.csv", [CountedSnapshot(a, 3, None), counted[1]])
+    (tmp_path / "bad.csv").write_text("file,x,y\na.jpg,ten,20\n")
+    with pytest.raises(SourceError, match=r"bad\.csv:2: expected file,x,y"):
+        read_clicks(tmp_path / "bad.csv", counted)
+
+
+@pytest.mark.model
+def test_calibrate_cli_scores_by_position_when_clicks_are_saved(
+    tmp_path: Path, snapshots: Path, people_dir: Path
+) -> None:
+    from lobbywatch.edge.calibration import foot_points
+    from lobbywatch.edge.evaluation import load_sequence
+
+    seq = load_sequence(people_dir / "cctv_cam11_waitingroom_20231221")
+    rows = ["file,x,y"]
+    for i in range(0, 25, 5):
+        rows += [f"{seq.frames[i].name},{x:.1f},{y:.1f}" for x, y in foot_points(seq.gt[i])]
+    (snapshots / "clicks.csv").write_text("\n".join(rows) + "\n")
+    cfg = tmp_path / "device.yaml"
+    cfg.write_text(CONFIG)
+    args = ["calibrate", "--config", str(cfg), "--camera", "hall", "--snapshots", str(snapshots),
+            "--model", "bytetrack_nano", "--size", "416", "--dry-run"]  # fmt: skip
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "clicks  : positions from" in result.output
+    assert "missed or boxed off a clicked person" in result.output
+    # an explicit --counts means counts only
+    result = runner.invoke(app, [*args, "--counts", str(snapshots / "counts.csv")])
+    assert result.exit_code == 0, result.output
+    assert "clicks  :" not in result.output and "missed or boxed" not in result.output
