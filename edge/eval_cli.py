@@ -148,7 +148,8 @@ def register(app: typer.Typer) -> None:
         for name, rec in records.items():
             console.print(
                 f"{name}: calibrated on {rec.frames_used} frames -> {rec.model}, input "
-                f"{rec.input_size} {rec.input_hw}, threshold {rec.threshold:g}; scored "
+                f"{rec.input_size} {rec.input_hw}, threshold {rec.threshold:g} (objective "
+                f"{rec.objective}); scored "
                 f"{rec.frames_scored} frames ({rec.reason})"
             )
         spacing = ", ".join(
