@@ -9,7 +9,10 @@ columns the error is summed over zones (a person counted in the wrong zone is
 an error) and ``count`` may be left empty. ``--web`` serves a page on
 127.0.0.1 where the installer clicks every person on every snapshot instead;
 the clicks are saved as ``counts.csv`` (with per-zone counts from the clicked
-foot points) in the snapshot folder and used at once.
+foot points) and ``clicks.csv`` (``file,x,y``) in the snapshot folder and used
+at once. Clicked positions are scored by position (a box on nobody while a
+person is missed is an error, :func:`lobbywatch.edge.calibration.located_error`);
+a later run without ``--counts`` reads ``clicks.csv`` back and does the same.
 
 The search and its prior are :func:`lobbywatch.edge.calibration.calibrate`;
 the choice is written into the camera's ``model`` section of the device
@@ -34,6 +37,9 @@ from lobbywatch.errors import ConfigError, SourceError
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
 ZONE_PREFIX = "zone:"
+#: Where ``--web`` keeps the clicked positions (``file,x,y``, one row per person),
+#: beside counts.csv: a later run without ``--counts`` scores by position again.
+CLICKS_FILE = "clicks.csv"
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +49,8 @@ class CountedSnapshot:
     path: Path
     count: int
     zones: dict[str, int] | None
+    #: clicked foot points (``--web``), image pixels; ``None`` from counts.csv
+    points: tuple[tuple[float, float], ...] | None = None
 
 
 def list_snapshots(folder: Path) -> list[Path]:
@@ -118,6 +126,49 @@ def write_counts(path: Path, snaps: list[CountedSnapshot], zone_ids: list[str]) 
             w.writerow([s.path.name, s.count, *extra])
 
 
+def write_clicks(path: Path, snaps: list[CountedSnapshot]) -> None:
+    """Write the clicked foot points of every snapshot (``file,x,y``)."""
+    with path.open("w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["file", "x", "y"])
+        for s in snaps:
+            for x, y in s.points or ():
+                w.writerow([s.path.name, f"{x:.1f}", f"{y:.1f}"])
+
+
+def read_clicks(path: Path, snaps: list[CountedSnapshot]) -> list[CountedSnapshot]:
+    """``snaps`` with their clicked points from ``clicks.csv`` (see :func:`write_clicks`).
+
+    Every snapshot's number of clicks must equal its count, or the two files
+    disagree about who is in the picture: that is an error, not a guess.
+    """
+    try:
+        with path.open(newline="") as fh:
+            rows = list(csv.reader(fh))
+    except OSError as exc:
+        raise SourceError(f"cannot read clicks {path}: {exc.strerror or exc}") from None
+    if not rows or [c.strip() for c in rows[0]] != ["file", "x", "y"]:
+        raise SourceError(f"{path}: header must be 'file,x,y'")
+    points: dict[str, list[tuple[float, float]]] = {}
+    for line, row in enumerate(rows[1:], start=2):
+        if not row or not "".join(row).strip():
+            continue
+        try:
+            name, x, y = row[0].strip(), float(row[1]), float(row[2])
+        except (IndexError, ValueError):
+            raise SourceError(f"{path}:{line}: expected file,x,y with numbers") from None
+        points.setdefault(name, []).append((x, y))
+    out = []
+    for s in snaps:
+        pts = points.get(s.path.name, [])
+        if len(pts) != s.count:
+            raise SourceError(
+                f"{path}: {s.path.name} has {len(pts)} clicks but a count of {s.count}"
+            )
+        out.append(CountedSnapshot(s.path, s.count, s.zones, tuple(pts)))
+    return out
+
+
 def write_camera_model(config_path: Path, camera_id: str, fields: dict[str, Any]) -> None:
     """Set ``cameras[camera_id].model`` in the YAML file, keeping comments and layout.
 
@@ -166,7 +217,7 @@ def run_calibration(
     echo: Any = typer.echo,
 ) -> Any:
     """Search, print the decision with before/after error, and write it into the config."""
-    from lobbywatch.edge.calibration import SIZES, THRESHOLDS, Setting, calibrate
+    from lobbywatch.edge.calibration import SIZES, THRESHOLDS, Setting, calibrate, located_error
     from lobbywatch.edge.config import load_device_config
     from lobbywatch.edge.detector import Detector
     from lobbywatch.edge.evaluation import read_frame
@@ -199,6 +250,14 @@ def run_calibration(
         return cache[(model, size, i)]
 
     per_zone = all(s.zones is not None for s in snaps)
+    # Clicked positions say more than counts: a setting whose false boxes
+    # offset its misses counts right but is wrong, and scores so here.
+    located = all(s.points is not None for s in snaps)
+    error = (
+        located_error([np.asarray(s.points, np.float64) for s in snaps], by="points")
+        if located
+        else None
+    )
     zone_ids = [z.id for z in cam.zones]
     if per_zone:
         maps: dict[tuple[int, int], ZoneMap] = {}
@@ -215,8 +274,11 @@ def run_calibration(
             return np.array([len(det)], np.int64)
 
         truth = [[s.count] for s in snaps]
-    res = calibrate(detect, truth, default, models, sizes, THRESHOLDS, count=count)
-    unit = "people per snapshot" + (", summed over zones" if per_zone else "")
+    res = calibrate(detect, truth, default, models, sizes, THRESHOLDS, count=count, error=error)
+    if located:
+        unit = "people per snapshot (missed or boxed off a clicked person)"
+    else:
+        unit = "people per snapshot" + (", summed over zones" if per_zone else "")
     echo(f"camera {camera_id}: {len(snaps)} snapshots, {sum(s.count for s in snaps)} people")
     echo(
         f"default : {default.model} size {default.size} threshold {default.threshold:g}"
@@ -245,7 +307,8 @@ def run_calibration(
             "snapshots": len(snaps),
             "error_before": round(res.error_before, 4),
             "error_after": round(res.error_after, 4),
-            "per_zone": per_zone,
+            "per_zone": per_zone and not located,
+            "objective": "points" if located else "count",
             "at": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         }
         write_camera_model(config_path, camera_id, fields)
@@ -306,7 +369,11 @@ def register(app: typer.Typer) -> None:
 
             snaps = collect_counts(images, cam.zones, port=port, echo=typer.echo)
             write_counts(snapshots / "counts.csv", snaps, zone_ids)
-            typer.echo(f"counts  : saved to {snapshots / 'counts.csv'}")
+            write_clicks(snapshots / CLICKS_FILE, snaps)
+            typer.echo(f"counts  : saved to {snapshots / 'counts.csv'} and {CLICKS_FILE}")
         else:
             snaps = read_counts(counts or snapshots / "counts.csv", snapshots, zone_ids)
+            if counts is None and (snapshots / CLICKS_FILE).is_file():
+                snaps = read_clicks(snapshots / CLICKS_FILE, snaps)
+                typer.echo(f"clicks  : positions from {snapshots / CLICKS_FILE}")
         run_calibration(config, camera, snaps, model or None, size or None, write=not dry_run)

@@ -163,7 +163,8 @@ def build_app(
                 zm = ZoneMap.from_specs(list(zones), w, h)
                 c = zm.counts(zm.zone_of(p))
                 per_zone = {z.id: int(v) for z, v in zip(zones, c, strict=True)}
-            out.append(CountedSnapshot(path, len(p), per_zone))
+            clicked = tuple((float(x), float(y)) for x, y in p.tolist())
+            out.append(CountedSnapshot(path, len(p), per_zone, clicked))
         on_done(out)
         return {"counts": [s.count for s in out]}
 

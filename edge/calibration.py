@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -229,11 +229,88 @@ class CalibrationResult:
     table: list[tuple[Setting, float, float]] = field(default_factory=list)
 
 
+#: What an installer's snapshots tell (see :func:`evaluate_calibrated`).
+Objective = Literal["points", "boxes", "count"]
 #: ``detect(model, size, k)`` -> detections of snapshot ``k`` at the lowest
 #: threshold searched (the caller caches networks and frames).
 DetectFn = Callable[[str, str, int], Detections]
 #: ``count(detections, k)`` -> per-snapshot count vector (total, or one per zone).
 CountFn = Callable[[Detections, int], npt.NDArray[np.int64]]
+
+
+#: ``error(detections, k)`` -> snapshot ``k``'s error in people (replaces the
+#: count error when given, e.g. :func:`located_error`).
+ErrorFn = Callable[[Detections, int], float]
+
+
+def click_matches(det: Detections, points: npt.ArrayLike) -> int:
+    """People clicked at their feet that a detection accounts for, one-to-one.
+
+    A click matches a box when it lies within the box's width and within half
+    the box's height of its bottom edge (above or below: feet hidden behind a
+    chair or cut by the box are still the box's person), i.e. the normalised
+    distance ``d = max(|px - cx| / (w/2), |py - y2| / (h/2)) <= 1`` from the
+    box's foot point; pairs are taken greedily by the smallest ``d``.
+
+    Example:
+        >>> d = Detections(np.array([[0, 0, 10, 40], [100, 0, 110, 40]], np.float32),
+        ...                np.array([0.9, 0.8], np.float32))
+        >>> click_matches(d, [[5, 42], [6, 39], [50, 40]])  # two clicks on box 1, one on none
+        1
+    """
+    from lobbywatch.edge.evaluation import greedy_matches
+
+    pts = np.asarray(points, np.float64).reshape(-1, 2)
+    if len(det) == 0 or len(pts) == 0:
+        return 0
+    b = det.xyxy.astype(np.float64)
+    cx = (b[:, 0] + b[:, 2]) * 0.5
+    half_w = np.maximum(b[:, 2] - b[:, 0], 1.0) * 0.5
+    half_h = np.maximum(b[:, 3] - b[:, 1], 1.0) * 0.5
+    d = np.maximum(
+        np.abs(pts[None, :, 0] - cx[:, None]) / half_w[:, None],
+        np.abs(pts[None, :, 1] - b[:, 3, None]) / half_h[:, None],
+    )
+    return len(greedy_matches(1.0 - d, 0.0)[0])
+
+
+def located_error(
+    truth: Sequence[npt.ArrayLike], by: Literal["points", "boxes"] = "points"
+) -> ErrorFn:
+    """Per-snapshot error that also counts people found in the wrong place.
+
+    ``truth[k]`` are snapshot ``k``'s people: clicked foot points ``(n, 2)``
+    (``by="points"``, :func:`click_matches`) or boxes ``(n, 4)`` xyxy
+    (``by="boxes"``, one-to-one at IoU >= 0.5 as ``lobbywatch eval`` scores
+    precision and recall). With ``tp`` matches, ``fp = detections - tp`` and
+    ``fn = n - tp``, the error is ``max(fp, fn) = |count - n| + min(fp, fn)``:
+    the count error plus one per box that stands for a person it is not on
+    (a spurious box "cancelling" a missed person). It equals the count error
+    when every counted box is on a person, so settings that count right for
+    the wrong reasons (false boxes offsetting misses) no longer look perfect,
+    and it stays in people per snapshot, the unit of the prior's penalties.
+    (``fp + fn`` would charge such a swap twice; measured worse, docs/accuracy.md.)
+    """
+    from lobbywatch.edge.evaluation import match_count
+
+    arrays = [np.asarray(t, np.float64).reshape(-1, 2 if by == "points" else 4) for t in truth]
+
+    def error(det: Detections, k: int) -> float:
+        gt = arrays[k]
+        tp = (
+            click_matches(det, gt)
+            if by == "points"
+            else match_count(det.xyxy, gt.astype(np.float32))
+        )
+        return float(max(len(det) - tp, len(gt) - tp))
+
+    return error
+
+
+def foot_points(boxes: npt.ArrayLike) -> npt.NDArray[np.float64]:
+    """Bottom-centre of xyxy boxes: where an installer clicks a person's feet."""
+    b = np.asarray(boxes, np.float64).reshape(-1, 4)
+    return np.stack(((b[:, 0] + b[:, 2]) * 0.5, b[:, 3]), axis=1)
 
 
 def total_count(det: Detections, _k: int) -> npt.NDArray[np.int64]:
@@ -250,6 +327,7 @@ def calibrate(
     thresholds: Sequence[float] = THRESHOLDS,
     count: CountFn = total_count,
     rule: CalibrationRule | None = None,
+    error: ErrorFn | None = None,
 ) -> CalibrationResult:
     """Choose the setting that minimises count error on ``K`` snapshots, under the prior.
 
@@ -262,6 +340,9 @@ def calibrate(
         models, sizes, thresholds: the search grid.
         count: how a snapshot's detections become a count vector.
         rule: the prior (default :class:`CalibrationRule`).
+        error: per-snapshot error in people replacing the count error (then
+            ``truth`` only gives the number of snapshots), e.g. a
+            localisation-aware one, :func:`located_error`.
 
     Returns:
         The decision, with the before/after error per snapshot.
@@ -282,10 +363,13 @@ def calibrate(
         for s in grid_sizes:
             dets = [detect(m, s, i) for i in range(k)]
             for t in thr:
-                err = np.array(
-                    [np.abs(count(above(d, t), i) - gt[i]).sum() for i, d in enumerate(dets)],
-                    np.float64,
-                )
+                if error is not None:
+                    err = np.array([error(above(d, t), i) for i, d in enumerate(dets)], np.float64)
+                else:
+                    err = np.array(
+                        [np.abs(count(above(d, t), i) - gt[i]).sum() for i, d in enumerate(dets)],
+                        np.float64,
+                    )
                 errors[Setting(m, s, t)] = err
     base = errors[default]
 
@@ -334,10 +418,12 @@ class SequenceCalibration:
     error_before: float
     error_after: float
     reason: str
+    objective: str = "count"
 
     def to_json(self) -> dict[str, object]:
         return {
             "frames_used": self.frames_used,
+            "objective": self.objective,
             "model": self.model,
             "input_size": self.input_size,
             "input_hw": list(self.input_hw) if self.input_hw else None,
@@ -359,6 +445,7 @@ def evaluate_calibrated(
     fps: float | None = None,
     progress: Callable[[str], None] | None = None,
     rule: CalibrationRule | None = None,
+    objective: Objective = "points",
 ) -> tuple[EvalReport, dict[str, SequenceCalibration]]:
     """``lobbywatch eval --calibrate K``: calibrate on each sequence's first ``k`` frames.
 
@@ -368,6 +455,12 @@ def evaluate_calibrated(
     ``k..`` only, through :func:`lobbywatch.edge.evaluation.evaluate_sequence`,
     and only those frames are scored; the baseline is scored on the same
     frames. A sequence with no frame left after ``k`` is an error.
+
+    ``objective`` is what the installer's input is taken to be: ``points``
+    (default) = the foot point of every GT box, as ``lobbywatch calibrate
+    --web`` clicks give them, scored by :func:`located_error`; ``boxes`` = the
+    GT boxes themselves (IoU 0.5, :func:`located_error`); ``count`` = only
+    the number of people per frame (counts.csv).
 
     Returns:
         ``(EvalReport over the scored frames, {sequence name: calibration})``.
@@ -409,7 +502,15 @@ def evaluate_calibrated(
         snaps = [ev.read_frame(p) for p in seq.frames[:k]]
         detect = _cached_detect(snaps, detector_for)
         truth = [[len(g)] for g in seq.gt[:k]]
-        res = calibrate(detect, truth, default, models, sizes, thresholds, rule=rule)
+        error = (
+            None
+            if objective == "count"
+            else located_error(
+                [foot_points(g) if objective == "points" else g for g in seq.gt[:k]],
+                by=objective,
+            )
+        )
+        res = calibrate(detect, truth, default, models, sizes, thresholds, rule=rule, error=error)
         chosen = res.chosen
         det_settings = chosen.detector_settings(base_settings)
         if chosen.model == base_settings.name and base_settings.path is not None:
@@ -431,7 +532,7 @@ def evaluate_calibrated(
         hw = plan_tiles((int(snaps[0].shape[0]), int(snaps[0].shape[1])), det_settings).input_hw
         records[seq.name] = SequenceCalibration(
             k, sres.frames, chosen.model, chosen.size, hw, chosen.threshold,
-            res.error_before, res.error_after, res.reason,
+            res.error_before, res.error_after, res.reason, objective,
         )  # fmt: skip
         if progress:
             progress(

@@ -173,6 +173,11 @@ class CameraCalibration(BaseModel):
     error_before: float = Field(ge=0, description="mean count error per snapshot, default")
     error_after: float = Field(ge=0, description="mean count error per snapshot, this choice")
     per_zone: bool = Field(False, description="errors summed over zones (per-zone counts)")
+    objective: Literal["count", "points"] = Field(
+        "count",
+        description="count = errors in the number of people; points = clicked people, a box "
+        "not on a clicked person counts as an error too (edge/calibration.py, located_error)",
+    )
     at: str | None = Field(None, max_length=40, description="UTC time of the calibration")
 
 
@@ -195,6 +200,9 @@ class CameraModel(BaseModel):
     )
     min_input_size: int | None = Field(None, ge=32, le=2048, multiple_of=32)
     score_threshold: float | None = Field(None, gt=0, lt=1, description="person score to keep")
+    grey_contrast: Literal["off", "clahe"] | None = Field(
+        None, description="CLAHE on a greyscale picture (DetectorSettings.grey_contrast)"
+    )
     calibration: CameraCalibration | None = Field(None, description="how this was chosen")
 
     def apply(self, base: DetectorSettings) -> DetectorSettings:

@@ -119,6 +119,12 @@ class DetectorSettings(BaseModel):
     max_candidates: int = Field(
         2000, ge=1, description="top-scoring boxes kept before NMS (bounds the IoU matrix)"
     )
+    grey_contrast: Literal["off", "clahe"] = Field(
+        "off",
+        description="when the camera's picture is greyscale (a monochrome or IR/night "
+        "camera: three equal channels), equalise its contrast locally (CLAHE) before the "
+        "network; colour pictures are never changed (docs/accuracy.md, greyscale cameras)",
+    )
 
     @model_validator(mode="after")
     def _tiles_positive(self) -> DetectorSettings:
@@ -775,6 +781,31 @@ class Prepared:
     frame_hw: tuple[int, int]
 
 
+#: A picture is greyscale when its channels differ by less than this many grey
+#: levels on average (JPEG/H.264 of a monochrome picture decodes to equal
+#: channels; colour scenes of the development set differ by 9-34 levels).
+GREY_MAX_CHROMA = 2.0
+#: Frames between two greyscale checks of a camera (cameras switch to
+#: monochrome IR at night and back): the check reads every 8th row once.
+GREY_CHECK_EVERY = 50
+
+
+def is_grey(image: npt.NDArray[np.uint8], max_chroma: float = GREY_MAX_CHROMA) -> bool:
+    """Whether a BGR picture is greyscale (every 8th row sampled).
+
+    Example:
+        >>> g = np.full((16, 16, 3), 90, np.uint8); is_grey(g)
+        True
+        >>> g[..., 2] = 120; is_grey(g)
+        False
+    """
+    rows = image[::8].astype(np.int16)
+    return bool(
+        np.abs(rows[..., 0] - rows[..., 1]).mean() < max_chroma
+        and np.abs(rows[..., 1] - rows[..., 2]).mean() < max_chroma
+    )
+
+
 class Detector:
     """Person detector: ``Detector.from_settings(settings).detect(frame_bgr)``.
 
@@ -805,6 +836,14 @@ class Detector:
         self._pad = spec.input.pad_value
         self._stride_multiple = spec.input.stride_multiple
         self._buffers: dict[tuple[int, int], _Buffers] = {}
+        # CLAHE's 8x8 tiles and clip limit 2 are OpenCV's usual values, not tuned.
+        self._clahe = (
+            cv2.createCLAHE(clipLimit=2.0, tileGridSize=(8, 8))
+            if settings.grey_contrast == "clahe"
+            else None
+        )
+        self._grey = False
+        self._until_check = 0
 
     @classmethod
     def from_settings(cls, settings: DetectorSettings | None = None) -> Detector:
@@ -864,10 +903,21 @@ class Detector:
                 )
             else:
                 np.copyto(dst, src)
+            if self._clahe is not None and self._grey_now(dst):
+                # One equalised plane broadcast into the three equal channels.
+                dst[...] = self._clahe.apply(np.ascontiguousarray(dst[..., 0]))[..., None]
             if not buf.direct[t]:
                 nh, nw = dst.shape[:2]
                 np.copyto(batch[t, :nh, :nw], dst)
         return Prepared(batch, buf, hw)
+
+    def _grey_now(self, resized: npt.NDArray[np.uint8]) -> bool:
+        """Whether the camera is greyscale, re-checked every :data:`GREY_CHECK_EVERY` calls."""
+        if self._until_check <= 0:
+            self._grey = is_grey(resized)
+            self._until_check = GREY_CHECK_EVERY
+        self._until_check -= 1
+        return self._grey
 
     def infer(self, prepared: Prepared) -> FloatArray:
         """Run the network on the uint8 batch; returns raw ``(T, N, 6)`` (box, obj, person)."""

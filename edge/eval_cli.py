@@ -40,6 +40,12 @@ def register(app: typer.Typer) -> None:
             help="per sequence, calibrate model/input size/threshold on its first K frames "
             "(installer commissioning; K=5 is the target) and score only the rest",
         ),
+        calibrate_by: str = typer.Option(
+            "points",
+            "--calibrate-by",
+            help="what the K frames' ground truth stands for: points (the foot point of each "
+            "person, as the --web clicks give), boxes (IoU 0.5), or count (counts.csv only)",
+        ),
     ) -> None:
         """Run detector + tracker on every sequence; report count MAE, P/R@0.5, fps.
 
@@ -87,16 +93,19 @@ def register(app: typer.Typer) -> None:
 
         if calibrate is not None:
             from lobbywatch.edge.calibration import calibrated_json, evaluate_calibrated
+            from lobbywatch.errors import ConfigError
 
             if step != 1:
-                from lobbywatch.errors import ConfigError
-
                 raise ConfigError(
                     "--calibrate scores consecutive frames; do not combine with --step"
                 )
+            if calibrate_by not in ("points", "boxes", "count"):
+                raise ConfigError(
+                    f"--calibrate-by must be points, boxes or count, got {calibrate_by!r}"
+                )
             report, records = evaluate_calibrated(
                 dataset, calibrate, settings, with_baseline=not no_baseline, fps=fps,
-                progress=progress,
+                progress=progress, objective=calibrate_by,  # type: ignore[arg-type]
             )  # fmt: skip
             if as_json:
                 sys.stdout.write(json.dumps(calibrated_json(report, records)) + "\n")
@@ -139,7 +148,8 @@ def register(app: typer.Typer) -> None:
         for name, rec in records.items():
             console.print(
                 f"{name}: calibrated on {rec.frames_used} frames -> {rec.model}, input "
-                f"{rec.input_size} {rec.input_hw}, threshold {rec.threshold:g}; scored "
+                f"{rec.input_size} {rec.input_hw}, threshold {rec.threshold:g} (objective "
+                f"{rec.objective}); scored "
                 f"{rec.frames_scored} frames ({rec.reason})"
             )
         spacing = ", ".join(

@@ -249,30 +249,77 @@ def read_frame(path: Path) -> npt.NDArray[np.uint8]:
 # --------------------------------------------------------------------------- matching
 
 
-def match_count(pred: FloatArray, gt: FloatArray, iou_threshold: float = IOU_MATCH) -> int:
-    """True positives of a one-to-one greedy matching by IoU.
+def greedy_matches(
+    score: npt.NDArray[np.float64], threshold: float
+) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.intp]]:
+    """One-to-one greedy matching on an affinity matrix: ``(rows, cols)`` of the pairs.
 
-    Greedy-by-IoU picks the highest-IoU pair, removes its row and column, and
-    repeats. Every pair that is the best of both its row and its column would
-    be picked by it, so we take all such mutual-best pairs per round at once
-    (rounds are bounded by the number of matches, vectorised inside).
+    Greedy picks the highest-affinity pair (``>= threshold``), removes its row and
+    column, and repeats. Every pair that is the best of both its row and its
+    column would be picked by it, so all such mutual-best pairs are taken per
+    round at once (rounds are bounded by the number of matches, vectorised
+    inside). ``score`` is modified in place.
     """
-    if len(pred) == 0 or len(gt) == 0:
-        return 0
-    iou = iou_matrix(pred, gt)
-    iou[iou < iou_threshold] = -1.0
-    matched = 0
-    while True:
-        best_col = iou.argmax(axis=1)
-        best_row = iou.argmax(axis=0)
-        rows = np.arange(iou.shape[0])
-        mutual = (best_row[best_col] == rows) & (iou[rows, best_col] >= iou_threshold)
-        if not mutual.any():
-            return matched
-        r, c = rows[mutual], best_col[mutual]
-        matched += int(r.size)
-        iou[r, :] = -1.0
-        iou[:, c] = -1.0
+    rows_out: list[npt.NDArray[np.intp]] = []
+    cols_out: list[npt.NDArray[np.intp]] = []
+    if score.size:
+        score[score < threshold] = -np.inf
+        rows = np.arange(score.shape[0])
+        while True:
+            best_col = score.argmax(axis=1)
+            best_row = score.argmax(axis=0)
+            mutual = (best_row[best_col] == rows) & (score[rows, best_col] >= threshold)
+            if not mutual.any():
+                break
+            r, c = rows[mutual], best_col[mutual]
+            rows_out.append(r)
+            cols_out.append(c)
+            score[r, :] = -np.inf
+            score[:, c] = -np.inf
+    empty = np.zeros(0, np.intp)
+    return (
+        np.concatenate(rows_out) if rows_out else empty,
+        np.concatenate(cols_out) if cols_out else empty,
+    )
+
+
+def matched_gt(
+    pred: FloatArray, gt: FloatArray, iou_threshold: float = IOU_MATCH
+) -> npt.NDArray[np.bool_]:
+    """Per GT box, whether a one-to-one greedy IoU matching gives it a detection."""
+    hit = np.zeros(len(gt), bool)
+    if len(pred) and len(gt):
+        hit[greedy_matches(iou_matrix(pred, gt), iou_threshold)[1]] = True
+    return hit
+
+
+def match_count(pred: FloatArray, gt: FloatArray, iou_threshold: float = IOU_MATCH) -> int:
+    """True positives of a one-to-one greedy matching by IoU (:func:`greedy_matches`)."""
+    return int(np.count_nonzero(matched_gt(pred, gt, iou_threshold)))
+
+
+#: A GT box within this many pixels of the frame's edge counts as cut by it
+#: (``border_recall``): annotators clip boxes at the image edge.
+BORDER_PX = 2.0
+
+
+def touches_border(
+    gt: FloatArray, frame_wh: tuple[int, int], margin: float = BORDER_PX
+) -> npt.NDArray[np.bool_]:
+    """Per box, whether it reaches (or crosses) the frame's edge: a person cut by it.
+
+    Example:
+        >>> boxes = np.array([[0, 10, 5, 20], [3, 3, 8, 8], [5, 5, 10, 19]], np.float32)
+        >>> touches_border(boxes, (10, 20)).tolist()
+        [True, False, True]
+    """
+    w, h = frame_wh
+    return np.asarray(
+        (gt[:, 0] <= margin)
+        | (gt[:, 1] <= margin)
+        | (gt[:, 2] >= w - margin)
+        | (gt[:, 3] >= h - margin)
+    )
 
 
 @dataclass(slots=True)
@@ -287,19 +334,31 @@ class Tally:
     n_gt: int = 0
     id_switches: int = 0
     id_links: int = 0
+    tp_border: int = 0
+    n_gt_border: int = 0
 
     def add(
-        self, count: int, pred: FloatArray, gt: FloatArray, single_count: int | None = None
+        self,
+        count: int,
+        pred: FloatArray,
+        gt: FloatArray,
+        single_count: int | None = None,
+        frame_wh: tuple[int, int] | None = None,
     ) -> None:
         """One frame: product count, raw detections, GT boxes, single-frame count
-        (``None``: the raw detection count)."""
+        (``None``: the raw detection count), frame size (for ``border_recall``)."""
         self.abs_err.append(abs(count - len(gt)))
         self.raw_err.append(abs(len(pred) - len(gt)))
         single = len(pred) if single_count is None else single_count
         self.single_err.append(abs(single - len(gt)))
-        self.tp += match_count(pred, gt)
+        hit = matched_gt(pred, gt)
+        self.tp += int(np.count_nonzero(hit))
         self.n_pred += len(pred)
         self.n_gt += len(gt)
+        if frame_wh is not None and len(gt):
+            border = touches_border(gt, frame_wh)
+            self.n_gt_border += int(np.count_nonzero(border))
+            self.tp_border += int(np.count_nonzero(hit & border))
 
     def merge(self, other: Tally) -> None:
         self.abs_err.extend(other.abs_err)
@@ -310,6 +369,8 @@ class Tally:
         self.tp += other.tp
         self.n_pred += other.n_pred
         self.n_gt += other.n_gt
+        self.tp_border += other.tp_border
+        self.n_gt_border += other.n_gt_border
 
     def summary(self) -> dict[str, float]:
         return {
@@ -318,6 +379,11 @@ class Tally:
             "precision": round(self.tp / self.n_pred if self.n_pred else 0.0, 4),
             "recall": round(self.tp / self.n_gt if self.n_gt else 0.0, 4),
         }
+
+    def border_recall(self) -> float | None:
+        """Recall of the GT boxes cut by the frame edge (:func:`touches_border`);
+        ``None`` when no frame size was given or no box touches the edge."""
+        return round(self.tp_border / self.n_gt_border, 4) if self.n_gt_border else None
 
     def single_frame_mae(self) -> float:
         """MAE of the single-frame count (detections through the count rules, no history)."""
@@ -403,11 +469,16 @@ class SequenceResult:
     id_links: int | None = None
     frame_spacing_s: float | None = None
     timing: str | None = None
+    border_recall: float | None = None
+    border_gt: int | None = None
 
     def to_json(self) -> dict[str, Any]:
         out = asdict(self)
         out["product_mae"] = self.mae
-        for key in ("single_frame_mae", "id_switches", "id_links", "frame_spacing_s", "timing"):
+        for key in (
+            "single_frame_mae", "id_switches", "id_links", "frame_spacing_s", "timing",
+            "border_recall", "border_gt",
+        ):  # fmt: skip
             if out[key] is None:
                 out.pop(key)
         # The baseline counts raw detections, so its raw_mae is its mae.
@@ -430,6 +501,8 @@ def _result(
         recall=sm["recall"], fps=round(n / busy, 2) if busy else 0.0, baseline=baseline,
         single_frame_mae=tally.single_frame_mae(), id_switches=tally.id_switches,
         id_links=tally.id_links, frame_spacing_s=frame_spacing_s, timing=timing,
+        border_recall=tally.border_recall(),
+        border_gt=tally.n_gt_border if tally.border_recall() is not None else None,
     )  # fmt: skip
 
 
@@ -473,7 +546,7 @@ def evaluate_sequence(
         if isinstance(counter, TrackerCounter):
             single = counter.single_frame(det)
             switches.add(seq.gt[i], counter.last)
-        ours.add(count, det.xyxy, seq.gt[i], single)
+        ours.add(count, det.xyxy, seq.gt[i], single, (frame.shape[1], frame.shape[0]))
         if baseline is not None:
             bdet = baseline.detect(frame)
             base.add(len(bdet), bdet.xyxy, seq.gt[i])

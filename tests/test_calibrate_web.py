@@ -128,4 +128,8 @@ def test_installer_clicks_people_and_the_choice_is_written(
     ]
     cam = load_device_config(cfg, check_files=False).cameras[0]
     assert cam.model is not None and cam.model.calibration is not None
-    assert cam.model.calibration.snapshots == 2 and cam.model.calibration.per_zone
+    assert cam.model.calibration.snapshots == 2
+    # The clicks are positions, so the search scored them as such (a box on no
+    # clicked person is an error), not as per-zone counts.
+    assert cam.model.calibration.objective == "points" and not cam.model.calibration.per_zone
+    assert "missed or boxed off a clicked person" in out

@@ -255,12 +255,17 @@ def test_eval_calibrate_scores_only_the_frames_after_k(tmp_path: Path, people_di
         cal = s["calibration"]
         assert cal["frames_used"] == 5 and cal["model"] in {"yolox_nano", "bytetrack_nano"}
         assert 0.15 <= cal["threshold"] <= 0.6 and cal["input_size"]
+        # the GT boxes of the K frames stand for the installer's clicks by default
+        assert cal["objective"] == "points"
         assert {"mae", "raw_mae", "precision", "recall", "fps"} <= set(s)
     assert doc["overall"]["frames_scored"] == 7 and doc["overall"]["frames"] == 17
     # too few frames for K is a clear error
     result = runner.invoke(app, ["eval", str(data), "--calibrate", "9", "--json"])
     assert result.exit_code != 0
     assert "need more than --calibrate 9" in str(result.exception)
+    result = runner.invoke(app, ["eval", str(data), "--calibrate", "5", "--calibrate-by", "x"])
+    assert result.exit_code != 0
+    assert "--calibrate-by must be points, boxes or count" in str(result.exception)
 
 
 @pytest.mark.model
@@ -299,3 +304,117 @@ def test_agent_builds_each_camera_with_its_calibrated_setting(tmp_path: Path) ->
     bad.write_text(text.replace("input_size: 736", "input_size: 700"))
     with pytest.raises(Exception, match=r"cameras\[0\]\.model\.input_size"):
         load_device_config(bad, check_files=False)
+
+
+# --------------------------------------------------------------------------- located objective
+
+
+def test_click_matches_by_foot_point_one_to_one() -> None:
+    from lobbywatch.edge.calibration import click_matches
+
+    # box 0: x 0..20, y 0..40 (foot point (10, 40), half sizes 10 x 20)
+    # box 1: x 100..120, y 0..40
+    d = Detections(
+        np.array([[0, 0, 20, 40], [100, 0, 120, 40]], np.float32), np.array([0.9, 0.8], np.float32)
+    )
+    # (10, 45): d = max(0/10, 5/20) = 0.25 -> box 0;  (12, 30): d = 0.5, also box 0 but taken;
+    # (60, 40): 5 half-widths from both boxes -> none;  (115, 59): d = max(0.5, 0.95) -> box 1
+    assert click_matches(d, [[10, 45], [12, 30], [60, 40], [115, 59]]) == 2
+    # (115, 61): 21 px below the foot point = 1.05 half-heights -> no match
+    assert click_matches(d, [[115, 61]]) == 0
+    assert click_matches(d, np.zeros((0, 2))) == 0
+    assert click_matches(d[:0], [[10, 40]]) == 0
+
+
+def test_located_error_counts_a_box_off_the_person_once() -> None:
+    from lobbywatch.edge.calibration import located_error
+
+    # two people clicked at (4, 20) and (14, 20); boxes at x 0..8 and x 100..108:
+    # the count (2) is right, but one box stands on nobody and one person is missed.
+    d = Detections(
+        np.array([[0, 0, 8, 20], [100, 0, 108, 20]], np.float32), np.array([0.9, 0.8], np.float32)
+    )
+    err = located_error([[[4, 20], [14, 20]]], by="points")
+    assert err(d, 0) == 1.0  # max(fp=1, fn=1), not fp + fn = 2
+    # boxes as truth: IoU with the first box 1, the second person's box unmatched
+    err_b = located_error([[[0, 0, 8, 20], [10, 0, 18, 20]]], by="boxes")
+    assert err_b(d, 0) == 1.0
+    # more detections than people: the count error (3 - 2 = 1) when both people are found
+    d3 = Detections(
+        np.array([[0, 0, 8, 20], [10, 0, 18, 20], [100, 0, 108, 20]], np.float32),
+        np.array([0.9, 0.8, 0.7], np.float32),
+    )
+    assert err(d3, 0) == 1.0 and err_b(d3, 0) == 1.0
+
+
+def test_located_objective_prefers_the_setting_whose_boxes_are_on_the_people() -> None:
+    # 5 snapshots, people at foot points (4, 20) and (14, 20). Model a (the
+    # default) counts 2 with one box on nobody; model b boxes both people.
+    a_boxes = np.array([[0, 0, 8, 20], [100, 0, 108, 20]], np.float32)
+    b_boxes = np.array([[0, 0, 8, 20], [10, 0, 18, 20]], np.float32)
+    scores = np.array([0.9, 0.8], np.float32)
+
+    def detect(model: str, size: str, i: int) -> Detections:
+        return Detections(a_boxes if model == "a" else b_boxes, scores)
+
+    truth = [[2]] * 5
+    by_count = calibrate(detect, truth, DEFAULT, ["a", "b"], ["rule"], [0.4])
+    assert by_count.chosen == DEFAULT  # both count 2: nothing to gain
+    from lobbywatch.edge.calibration import located_error
+
+    clicks = [[[4, 20], [14, 20]]] * 5
+    by_points = calibrate(
+        detect, truth, DEFAULT, ["a", "b"], ["rule"], [0.4], error=located_error(clicks)
+    )
+    # a: error 1 per snapshot; b: 0 + model penalty 0.2; gain 1 with zero spread
+    assert by_points.chosen == Setting("b", "rule", 0.4)
+    assert (by_points.error_before, by_points.error_after) == (1.0, 0.0)
+
+
+def test_clicks_csv_round_trips_and_must_agree_with_the_counts(tmp_path: Path) -> None:
+    from lobbywatch.edge.calibrate_cli import CountedSnapshot, read_clicks, write_clicks
+
+    a, b = tmp_path / "a.jpg", tmp_path / "b.jpg"
+    snaps = [
+        CountedSnapshot(a, 2, None, ((10.0, 20.0), (30.5, 40.0))),
+        CountedSnapshot(b, 0, None, ()),
+    ]
+    write_clicks(tmp_path / "clicks.csv", snaps)
+    assert (tmp_path / "clicks.csv").read_text().splitlines() == [
+        "file,x,y", "a.jpg,10.0,20.0", "a.jpg,30.5,40.0",
+    ]  # fmt: skip
+    counted = [CountedSnapshot(a, 2, None), CountedSnapshot(b, 0, None)]
+    back = read_clicks(tmp_path / "clicks.csv", counted)
+    assert back[0].points == ((10.0, 20.0), (30.5, 40.0)) and back[1].points == ()
+    # counts.csv says 3 people on a.jpg, clicks.csv has 2: refused
+    with pytest.raises(SourceError, match=r"a\.jpg has 2 clicks but a count of 3"):
+        read_clicks(tmp_path / "clicks.csv", [CountedSnapshot(a, 3, None), counted[1]])
+    (tmp_path / "bad.csv").write_text("file,x,y\na.jpg,ten,20\n")
+    with pytest.raises(SourceError, match=r"bad\.csv:2: expected file,x,y"):
+        read_clicks(tmp_path / "bad.csv", counted)
+
+
+@pytest.mark.model
+def test_calibrate_cli_scores_by_position_when_clicks_are_saved(
+    tmp_path: Path, snapshots: Path, people_dir: Path
+) -> None:
+    from lobbywatch.edge.calibration import foot_points
+    from lobbywatch.edge.evaluation import load_sequence
+
+    seq = load_sequence(people_dir / "cctv_cam11_waitingroom_20231221")
+    rows = ["file,x,y"]
+    for i in range(0, 25, 5):
+        rows += [f"{seq.frames[i].name},{x:.1f},{y:.1f}" for x, y in foot_points(seq.gt[i])]
+    (snapshots / "clicks.csv").write_text("\n".join(rows) + "\n")
+    cfg = tmp_path / "device.yaml"
+    cfg.write_text(CONFIG)
+    args = ["calibrate", "--config", str(cfg), "--camera", "hall", "--snapshots", str(snapshots),
+            "--model", "bytetrack_nano", "--size", "416", "--dry-run"]  # fmt: skip
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "clicks  : positions from" in result.output
+    assert "missed or boxed off a clicked person" in result.output
+    # an explicit --counts means counts only
+    result = runner.invoke(app, [*args, "--counts", str(snapshots / "counts.csv")])
+    assert result.exit_code == 0, result.output
+    assert "clicks  :" not in result.output and "missed or boxed" not in result.output

@@ -389,3 +389,40 @@ def test_fold_refuses_a_graph_without_a_conv_stem(tmp_path: Path) -> None:
     graph = helper.make_graph([helper.make_node("Relu", ["images"], ["output"])], "g", [x], [y])
     with pytest.raises(ModelError, match="neither one Conv nor a Focus stem"):
         fold_input_normalisation(onnx.helper.make_model(graph).graph, get_spec("bytetrack_nano"))
+
+
+# --------------------------------------------------------------------------- greyscale cameras
+
+
+def test_is_grey_tells_a_monochrome_picture_from_a_colour_one() -> None:
+    from lobbywatch.edge.detector import is_grey
+
+    grey = np.tile(np.arange(64, dtype=np.uint8)[:, None, None], (1, 48, 3))
+    assert is_grey(grey)
+    # +/-1 level of codec noise on one channel: still grey (mean 1 < 2)
+    noisy = grey.copy()
+    noisy[..., 0] += 1
+    assert is_grey(noisy)
+    # a faintly tinted picture: B and G differ by 3 levels on average
+    tinted = grey.copy()
+    tinted[..., 0] += 3
+    assert not is_grey(tinted)
+
+
+def test_clahe_equalises_a_grey_picture_and_leaves_colour_untouched(model_path: Path) -> None:
+    base = {"name": "yolox_nano", "input_size": 416, "fit_aspect": False, "max_upscale": 4.0}
+    off = Detector.from_settings(DetectorSettings(**base))  # type: ignore[arg-type]
+    on = Detector.from_settings(DetectorSettings(**base, grey_contrast="clahe"))  # type: ignore[arg-type]
+    # A low-contrast grey ramp (levels 100..131): CLAHE stretches it.
+    ramp = np.tile((100 + np.arange(416) // 13).astype(np.uint8)[None, :, None], (416, 1, 3))
+    b_off = off.preprocess(ramp).batch.copy()
+    b_on = on.preprocess(ramp).batch
+    assert int(np.ptp(b_off[0])) == 31
+    assert int(np.ptp(b_on[0])) > 31  # contrast widened
+    # the three channels stay equal (one plane broadcast)
+    assert (b_on[0, ..., 0] == b_on[0, ..., 2]).all() and (b_on[0, ..., 1] == b_on[0, ..., 2]).all()
+    # a colour picture goes through unchanged (a fresh detector: the check is per camera)
+    on2 = Detector.from_settings(DetectorSettings(**base, grey_contrast="clahe"))  # type: ignore[arg-type]
+    colour = ramp.copy()
+    colour[..., 2] = 200
+    np.testing.assert_array_equal(on2.preprocess(colour).batch, off.preprocess(colour).batch)

@@ -164,3 +164,33 @@ def test_eval_cli_rejects_a_non_positive_fps(
     assert err.splitlines() == [
         "error: --fps must be > 0 (frames per second of real time), got -2.0"
     ]
+
+
+def test_greedy_matches_takes_best_pairs_one_to_one() -> None:
+    from lobbywatch.edge.evaluation import greedy_matches
+
+    score = np.array([[0.9, 0.8], [0.85, 0.1], [0.2, 0.3]])
+    rows, cols = greedy_matches(score.copy(), 0.25)
+    # 0.9 at (0, 0) first, which leaves row 1 nothing above 0.25; row 2 takes col 1 (0.3)
+    assert sorted(zip(rows.tolist(), cols.tolist(), strict=True)) == [(0, 0), (2, 1)]
+    rows, cols = greedy_matches(score.copy(), 0.95)
+    assert len(rows) == len(cols) == 0
+
+
+def test_border_recall_counts_only_boxes_cut_by_the_frame_edge() -> None:
+    from lobbywatch.edge.evaluation import Tally, touches_border
+
+    gt = np.array([[0, 10, 20, 50], [40, 10, 60, 50], [80, 60, 100, 100]], np.float32)
+    # frame 100x100: box 0 touches the left edge, box 2 the right and bottom edges
+    assert touches_border(gt, (100, 100)).tolist() == [True, False, True]
+    pred = np.array([[0, 10, 20, 50], [40, 10, 60, 50]], np.float32)  # finds 0 and 1
+    t = Tally()
+    t.add(2, pred, gt, None, (100, 100))
+    assert (t.tp_border, t.n_gt_border) == (1, 2) and t.border_recall() == 0.5
+    assert t.summary()["recall"] == round(2 / 3, 4)
+    # no frame size: no border figure (kept out of the JSON)
+    t2 = Tally()
+    t2.add(2, pred, gt)
+    assert t2.border_recall() is None
+    t.merge(t2)
+    assert t.border_recall() == 0.5
