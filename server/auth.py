@@ -33,9 +33,6 @@ rebinding page cannot talk to a collector on a trusted network.
 
 from __future__ import annotations
 
-import base64
-import binascii
-import hashlib
 import html
 import secrets
 from collections.abc import Awaitable, Callable, Iterable
@@ -49,9 +46,9 @@ from starlette.middleware.trustedhost import TrustedHostMiddleware
 from lobbywatch.credentials import (
     ROLES,
     Credential,
+    Verifier,
     hash_secret,
     load_credentials,
-    verify_secret,
 )
 from lobbywatch.errors import ConfigError
 
@@ -81,8 +78,9 @@ def add_credential(path: Path, name: str, role: str) -> str:
     return secret
 
 
-class Authenticator:
-    """Checks credentials and issues/reads board session cookies."""
+class Authenticator(Verifier):
+    """Checks credentials (bearer, basic: :class:`Verifier`) and issues/reads board
+    session cookies."""
 
     def __init__(
         self,
@@ -94,43 +92,14 @@ class Authenticator:
     ) -> None:
         from itsdangerous import URLSafeTimedSerializer
 
-        self.credentials = credentials
+        super().__init__(credentials)
         self.cookie_secure = cookie_secure
         self.max_age = session_max_age_s
         self._sessions = URLSafeTimedSerializer(session_secret, salt="lobbywatch-board")
-        #: sha256(name, secret) of secrets already verified: scrypt costs ~50 ms, and a
-        #: board or Prometheus presents the same secret every few seconds
-        self._verified: dict[bytes, str] = {}
-
-    def check(self, name: str, secret: str) -> Credential | None:
-        cred = self.credentials.get(name)
-        if cred is None:
-            return None
-        digest = hashlib.sha256(f"{name}\0{secret}".encode()).digest()
-        if self._verified.get(digest) == cred.hash:
-            return cred
-        if not verify_secret(secret, cred.hash):
-            return None
-        if len(self._verified) > 1000:
-            self._verified.clear()
-        self._verified[digest] = cred.hash
-        return cred
 
     def from_headers(self, authorization: str | None, cookie: str | None) -> Credential | None:
         if authorization:
-            scheme, _, value = authorization.partition(" ")
-            scheme = scheme.lower()
-            if scheme == "bearer" and "." in value:
-                name, _, secret = value.strip().partition(".")
-                return self.check(name, secret)
-            if scheme == "basic":
-                try:
-                    decoded = base64.b64decode(value.strip(), validate=True).decode()
-                except (binascii.Error, UnicodeDecodeError):
-                    return None
-                name, _, secret = decoded.partition(":")
-                return self.check(name, secret)
-            return None
+            return self.from_authorization(authorization)
         if cookie:
             return self.session(cookie)
         return None

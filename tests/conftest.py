@@ -76,6 +76,29 @@ def wait_for_port(port: int, host: str = "127.0.0.1", timeout: float = 10.0) -> 
     raise TimeoutError(f"nothing listening on {host}:{port} after {timeout}s")
 
 
+def wait_for_ready(port: int, host: str = "127.0.0.1", timeout: float = 60.0) -> None:
+    """Wait for a Prometheus or Alertmanager to answer ``/-/ready`` with 200: both
+    listen before they can serve (503 while the TSDB opens, which takes seconds on a
+    loaded machine), so an open port is not enough before querying their API."""
+    import urllib.error
+    import urllib.request
+
+    deadline = time.monotonic() + timeout
+    last = "nothing listening"
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"http://{host}:{port}/-/ready", timeout=2) as resp:
+                if resp.status == 200:
+                    return
+                last = f"HTTP {resp.status}"
+        except urllib.error.HTTPError as exc:
+            last = f"HTTP {exc.code}"
+        except OSError as exc:
+            last = str(exc)
+        time.sleep(0.1)
+    raise TimeoutError(f"{host}:{port}/-/ready not 200 after {timeout}s ({last})")
+
+
 @dataclass
 class Broker:
     """A real Mosquitto process owned by one test."""

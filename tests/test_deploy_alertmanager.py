@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import free_port, wait_for_port
+from conftest import free_port, wait_for_port, wait_for_ready
 
 from lobbywatch.server.config import AlertmanagerSink
 from lobbywatch.server.notify import AlertmanagerNotifier
@@ -235,6 +235,7 @@ def alertmanager(tmp_path: Path) -> Iterator[str]:
     )
     try:
         wait_for_port(port, timeout=15)
+        wait_for_ready(port)
         yield f"http://127.0.0.1:{port}"
     finally:
         proc.terminate()

@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import pytest
 import yaml
-from conftest import free_port, wait_for_port
+from conftest import free_port, wait_for_port, wait_for_ready
 from pydantic import ValidationError
 from test_agent import running
 from test_agent_support import device_config, device_dict, write_video
@@ -122,6 +122,7 @@ def test_real_prometheus_scrapes_an_edge_agent_with_credentials(
         )
         try:
             wait_for_port(port, timeout=30)
+            wait_for_ready(port)
 
             def targets() -> dict[str, tuple[str, str]]:
                 r = httpx.get(f"http://127.0.0.1:{port}/api/v1/targets", timeout=5).json()

@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import pytest
 import yaml
-from conftest import free_port, wait_for_port
+from conftest import free_port, wait_for_port, wait_for_ready
 from test_server_support import server_config, wait_until
 
 from lobbywatch.errors import ConfigError
@@ -169,6 +169,7 @@ def test_real_prometheus_scrapes_with_credentials(
     )
     try:
         wait_for_port(port, timeout=30)
+        wait_for_ready(port)
 
         def targets() -> dict[str, tuple[str, str]]:
             r = httpx.get(f"http://127.0.0.1:{port}/api/v1/targets", timeout=5).json()
