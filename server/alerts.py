@@ -219,7 +219,7 @@ class AlertPolicy(BaseModel):
         "to wait at least the threshold; 0 = off",
     )
     forecast_min_fraction: float = Field(
-        default=0.7,
+        default=0.8,
         ge=0,
         description="forecast rule: ...while the predicted wait for a customer joining now "
         "is already this x threshold (the queue is there, not only foreseen)",

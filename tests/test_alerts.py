@@ -383,3 +383,21 @@ def test_a_lapse_longer_than_the_grace_restarts_the_clock() -> None:
     # false from 30 s to 50 s (20 s > 15 s): the clock restarts at 50 s, fires at 110 s
     timeline = [(0, est(500)), (30, est(400)), (50, est(500)), (60, est(500)), (110, est(500))]
     assert w1(run(engine(graced), timeline)) == [(110, "fire", "warning")]
+
+
+def test_forecast_rule_fires_on_a_projected_breach_when_the_queue_is_already_long() -> None:
+    import dataclasses
+
+    def fc(predicted: float, breach_in: float | None, t: float) -> WaitEstimate:
+        # oldest 300 + t: head wait 300 + t + 1/0.01 >= 0.6 T; head rule needs 550
+        return dataclasses.replace(est(predicted, oldest=300 + t), projected_breach_in_s=breach_in)
+
+    times = range(0, 130, 10)
+    # a joiner 300 s from now is projected to wait T; a joiner now waits 500 s >= 0.8 T
+    timeline = [(t, fc(500, 300.0, t)) for t in times]
+    assert w1(run(engine(DEFAULT), timeline)) == [(120, "fire", "warning")]  # held 120 s
+    # 470 s now is below 0.8 T = 480 s (it was enough at the old 0.7 T)
+    assert DEFAULT.forecast_min_fraction == 0.8
+    assert w1(run(engine(DEFAULT), [(t, fc(470, 300.0, t)) for t in times])) == []
+    # the projected breach is further away than forecast_lead_s (450 s)
+    assert w1(run(engine(DEFAULT), [(t, fc(500, 500.0, t)) for t in times])) == []
