@@ -28,7 +28,7 @@ The alert defaults were chosen on training seeds 1000-1039 (40 branch-days per
 family); the default run reports on the held-out seeds 2000-2029.
 
 Usage: python bench/alert_quality.py [--seeds 30] [--first-seed 2000] [--threshold-min 10]
-Last line: ``wait_mae_min=X recall=X precision=X lead_min=X``.
+Last line: ``wait_mae_min=X recall=X precision=X lead_min=X warned_3min=X``.
 """
 
 from __future__ import annotations

@@ -219,13 +219,20 @@ class AlertPolicy(BaseModel):
         "to wait at least the threshold; 0 = off",
     )
     forecast_min_fraction: float = Field(
-        default=0.7,
+        default=0.8,
         ge=0,
         description="forecast rule: ...while the predicted wait for a customer joining now "
         "is already this x threshold (the queue is there, not only foreseen)",
     )
     forecast_min_duration_s: float = Field(
         default=120.0, ge=0, description="forecast rule: condition must hold this long to fire"
+    )
+    hold_grace_s: float = Field(
+        default=15.0,
+        ge=0,
+        description="W1 persistence clocks: a condition that lapses for at most this long "
+        "keeps its clock (occlusion spells of 2-8 s hide the head of the queue); 0 = any "
+        "lapse restarts it",
     )
     closing_warn_s: float = Field(
         default=1800.0,
@@ -321,12 +328,26 @@ class _RuleState:
     alert: Alert | None = None
     #: per-condition persistence clocks of a rule with several firing conditions
     held_since: dict[str, float] = dataclasses.field(default_factory=dict)
+    #: since when each condition has lapsed (for the grace of ``held_for``)
+    lapsed_since: dict[str, float] = dataclasses.field(default_factory=dict)
 
-    def held_for(self, name: str, holds: bool, now: float) -> float | None:
-        """Seconds ``name`` has held continuously (``None`` when it does not hold now)."""
+    def held_for(self, name: str, holds: bool, now: float, grace_s: float = 0.0) -> float | None:
+        """Seconds since ``name`` started holding (``None`` when it does not hold now).
+
+        A lapse of at most ``grace_s`` (from the first evaluation that found it
+        false to the next that finds it true) does not restart the clock: an
+        occlusion of a few seconds hides the head of the queue (one person fewer,
+        a younger ``dwell_max``), and the collector evaluates on every message, so
+        without it such a glitch would restart a 120 s persistence clock.
+        """
         if not holds:
-            self.held_since.pop(name, None)
+            since = self.lapsed_since.setdefault(name, now)
+            if grace_s <= 0 or now - since > grace_s:
+                self.held_since.pop(name, None)
             return None
+        lapsed = self.lapsed_since.pop(name, None) if name in self.lapsed_since else None
+        if lapsed is not None and now - lapsed > grace_s:
+            self.held_since.pop(name, None)
         return now - self.held_since.setdefault(name, now)
 
 
@@ -538,9 +559,10 @@ class AlertEngine:
             + _advice_text(estimate, tz)
         )
         # each firing condition has its own persistence clock
-        queue_for = w1.held_for("queue", w1_queue_condition(estimate, policy), now)
-        head_for = w1.held_for("head", w1_head_condition(estimate, policy), now)
-        forecast_for = w1.held_for("forecast", w1_forecast_condition(estimate, policy), now)
+        grace = policy.hold_grace_s
+        queue_for = w1.held_for("queue", w1_queue_condition(estimate, policy), now, grace)
+        head_for = w1.held_for("head", w1_head_condition(estimate, policy), now, grace)
+        forecast_for = w1.held_for("forecast", w1_forecast_condition(estimate, policy), now, grace)
         ready = (
             (queue_for is not None and queue_for >= policy.min_duration_s)
             or (head_for is not None and head_for >= policy.head_min_duration_s)
@@ -764,6 +786,7 @@ class AlertEngine:
             rule.pending_since = None
             rule.clear_since = None
             rule.held_since.clear()
+            rule.lapsed_since.clear()
             rule.alert = Alert(
                 alert_id=f"{kind}:{branch}:{subject}:{int(now)}",
                 kind=kind,
@@ -820,11 +843,13 @@ class AlertEngine:
         rule.clear_since = None
         rule.pending_since = None
         rule.held_since.clear()
+        rule.lapsed_since.clear()
         return event
 
     def _stand_down(self, rule: _RuleState, now: float, reason: str) -> list[AlertEvent]:
         rule.pending_since = None
         rule.held_since.clear()
+        rule.lapsed_since.clear()
         if rule.alert is None:
             return []
         return [self._resolve(rule, now, reason)]

@@ -27,6 +27,7 @@ which ignore time-varying arrivals lag behind the peaks):
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -45,6 +46,10 @@ class ProfileSettings:
     k_max: float = 2.0
     blend_days: float = 2.0
     max_days: int = 56
+    #: cold start: minutes of today's arrivals the ramp is fitted to (0 = no ramp)
+    ramp_fit_min: int = 20
+    #: cold start: how far ahead the fitted slope is followed; flat beyond, minutes
+    ramp_hold_min: float = 5.0
 
 
 class ArrivalHistory:
@@ -104,6 +109,21 @@ class ArrivalHistory:
         got = self._days.get(day)
         return got[0] if got is not None else None
 
+    def ramp(self, now: float, steps: int, step_s: float) -> np.ndarray | None:
+        """Cold-start arrival forecast (people/s per step): :func:`ramp_forecast` over
+        the last ``ramp_fit_min`` closed minutes of today; ``None`` until all of
+        them were observed (or with ``ramp_fit_min`` 0)."""
+        s = self.settings
+        if s.ramp_fit_min < 3:
+            return None
+        day, minute = self._local(now)
+        got = self._days.get(day)
+        lo = minute - s.ramp_fit_min
+        if got is None or lo < 0 or not got[1][lo:minute].all():
+            return None
+        into = now - math.floor(now / 60.0) * 60.0
+        return ramp_forecast(got[0][lo:minute], into, steps, step_s, 60.0 * s.ramp_hold_min)
+
     def forecast(
         self, now: float, steps: int, step_s: float, trend_per_s: float | None
     ) -> np.ndarray | None:
@@ -132,6 +152,38 @@ class ArrivalHistory:
         w = n_days / (n_days + s.blend_days)
         trend = trend_per_s if trend_per_s is not None else float(shaped[0])
         return np.asarray(w * shaped + (1 - w) * trend, dtype=np.float64)
+
+
+def ramp_forecast(
+    counts: np.ndarray, into_minute_s: float, steps: int, step_s: float, hold_s: float
+) -> np.ndarray:
+    """Arrival rate (people/s, float64) per step from a straight line through the last
+    closed minutes' counts (the cold-start forecast: no profile yet).
+
+    ``counts[-1]`` is the minute that ended ``into_minute_s`` seconds ago, ``counts[-n]``
+    the one that ended ``n - 1`` minutes before it. Ordinary least squares on the
+    minute centres gives the rate now (level ``a``) and its slope ``b``; the forecast
+    at ``h`` seconds from now is ``a + b * min(h, hold_s)`` floored at 0, averaged
+    over each step. Why a line: an EWMA of a rising rate lags it by its time
+    constant (the mean age of its data), exactly while a peak builds (Ibrahim and
+    Whitt 2011); the line's value at the window's end has no such lag, and
+    ``hold_s`` keeps the slope from being followed past the next few minutes
+    (peaks turn).
+    """
+    y = np.asarray(counts, dtype=np.float64)
+    n = len(y)
+    if n < 3:
+        raise ValueError("need at least 3 minutes")
+    # minute centres in seconds relative to now (negative: the past)
+    x = -into_minute_s - 60.0 * (n - 1 - np.arange(n)) - 30.0
+    xm, ym = x.mean(), y.mean()
+    slope = float(((x - xm) * (y - ym)).sum() / ((x - xm) ** 2).sum())  # per minute per s
+    level = ym - slope * xm  # people per minute, now
+    # sample each step at 1 s resolution-free: the line is piecewise linear, so the
+    # step mean is the mean of its values at many evenly spaced points
+    t = (np.arange(steps)[:, None] + (np.arange(12)[None, :] + 0.5) / 12) * step_s
+    rate = np.maximum(level + slope * np.minimum(t, hold_s), 0.0).mean(axis=1)
+    return np.asarray(rate / 60.0, dtype=np.float64)
 
 
 def minute_starts(day: date, timezone: str) -> float:

@@ -727,10 +727,16 @@ class Collector:
         est = rt.estimator
         settings = self._est_settings
         lam = None
+        method = None
         if rt.history is not None:
             steps = max(1, math.ceil(settings.projection_horizon_s / settings.projection_step_s))
             lam = rt.history.forecast(now, steps, settings.projection_step_s, est.arrival_trend())
-        estimate = est.estimate(now, rt.threshold_s, lam, "history" if lam is not None else None)
+            method = "history"
+            if lam is None:
+                # cold start (no profile yet): a line through today's last minutes
+                lam = rt.history.ramp(now, steps, settings.projection_step_s)
+                method = "ramp"
+        estimate = est.estimate(now, rt.threshold_s, lam, method if lam is not None else None)
         reason = self.stale_reason(key, now)
         if reason is not None:
             estimate = dataclasses.replace(estimate, stale=True, stale_reason=reason)

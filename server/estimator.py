@@ -38,7 +38,12 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from lobbywatch.protocol import ZoneMessage
 from lobbywatch.server.counters import CounterObserver
-from lobbywatch.server.forecast import ordinary_and_priority_waits, project, wait_behind
+from lobbywatch.server.forecast import (
+    Projection,
+    ordinary_and_priority_waits,
+    project,
+    wait_behind,
+)
 
 
 class EstimatorSettings(BaseModel):
@@ -127,6 +132,11 @@ class EstimatorSettings(BaseModel):
     )
     calibration_lookback_s: float = Field(
         default=3600.0, gt=0, description="calibration: predictions kept this long, seconds"
+    )
+    calibrate_projection: bool = Field(
+        default=True,
+        description="scale the projected waits by the calibration from realised waits too "
+        "(as the wait shown now)",
     )
     abandon_window_s: float = Field(
         default=1800.0,
@@ -479,6 +489,8 @@ class ZoneEstimator:
         if s.calibration_max <= 1:
             return 1.0
         prior = s.calibration_prior * s.calibration_min_s
+        if self._cal_predicted + prior <= 0:
+            return 1.0  # no prior (calibration_prior 0) and nothing realised yet
         k = (self._cal_realised + prior) / (self._cal_predicted + prior)
         return min(max(k, 1.0 / s.calibration_max), s.calibration_max)
 
@@ -666,6 +678,11 @@ class ZoneEstimator:
         projection = (
             project(queue, lam, mu, theta, r, s.projection_step_s) if lam is not None else None
         )
+        if projection is not None and s.calibrate_projection:
+            # the same delay-history correction as the wait shown now, so the projection
+            # starts at the predicted wait (a breach it foresees is one the calibrated
+            # predictor would announce)
+            projection = Projection(projection.step_s, projection.queue, projection.waits_s * kappa)
         if projection is not None:
             forecast = projection.wait_at(s.forecast_horizon_s)
         else:

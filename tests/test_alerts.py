@@ -323,11 +323,14 @@ def test_head_rule_clock_restarts_when_the_oldest_is_served() -> None:
         (0, est(100, oldest=555)),  # holds
         (10, est(100, oldest=565)),
         (15, est(100, oldest=300)),  # served: the next oldest has waited 300 s
-        (25, est(100, oldest=560)),  # (a tracker glitch) holds again from +25
-        (40, est(100, oldest=575)),
-        (45, est(100, oldest=580)),  # held 20 s
+        # (a tracker glitch) holds again from +35: the lapse (20 s) exceeds the
+        # 15 s grace (a shorter one would be taken for an occlusion spell)
+        (35, est(100, oldest=560)),
+        (50, est(100, oldest=575)),
+        (55, est(100, oldest=580)),  # held 20 s
     ]
-    assert w1(run(engine(DEFAULT), timeline)) == [(45, "fire", "warning")]
+    assert DEFAULT.hold_grace_s == 15.0
+    assert w1(run(engine(DEFAULT), timeline)) == [(55, "fire", "warning")]
 
 
 def test_each_condition_keeps_its_own_clock() -> None:
@@ -363,3 +366,38 @@ def test_head_rule_can_be_switched_off() -> None:
     policy = DEFAULT.merged({"head_breach_services": 0})
     timeline = [(t, est(100, queue=1, oldest=540 + t)) for t in range(0, 70, 10)]
     assert w1(run(engine(policy), timeline)) == []
+
+
+def test_a_short_lapse_keeps_the_persistence_clock() -> None:
+    # queue rule at 480 s held 60 s; at 30 s an occlusion hides a person for 10 s
+    timeline = [(0, est(500)), (30, est(400)), (40, est(500)), (60, est(500)), (100, est(500))]
+    graced = POLICY.model_copy(update={"hold_grace_s": 15.0})
+    assert w1(run(engine(graced), timeline)) == [(60, "fire", "warning")]
+    # without the grace the lapse restarts the clock at 40 s: fires at 100 s
+    strict = POLICY.model_copy(update={"hold_grace_s": 0.0})
+    assert w1(run(engine(strict), timeline)) == [(100, "fire", "warning")]
+
+
+def test_a_lapse_longer_than_the_grace_restarts_the_clock() -> None:
+    graced = POLICY.model_copy(update={"hold_grace_s": 15.0})
+    # false from 30 s to 50 s (20 s > 15 s): the clock restarts at 50 s, fires at 110 s
+    timeline = [(0, est(500)), (30, est(400)), (50, est(500)), (60, est(500)), (110, est(500))]
+    assert w1(run(engine(graced), timeline)) == [(110, "fire", "warning")]
+
+
+def test_forecast_rule_fires_on_a_projected_breach_when_the_queue_is_already_long() -> None:
+    import dataclasses
+
+    def fc(predicted: float, breach_in: float | None, t: float) -> WaitEstimate:
+        # oldest 300 + t: head wait 300 + t + 1/0.01 >= 0.6 T; head rule needs 550
+        return dataclasses.replace(est(predicted, oldest=300 + t), projected_breach_in_s=breach_in)
+
+    times = range(0, 130, 10)
+    # a joiner 300 s from now is projected to wait T; a joiner now waits 500 s >= 0.8 T
+    timeline = [(t, fc(500, 300.0, t)) for t in times]
+    assert w1(run(engine(DEFAULT), timeline)) == [(120, "fire", "warning")]  # held 120 s
+    # 470 s now is below 0.8 T = 480 s (it was enough at the old 0.7 T)
+    assert DEFAULT.forecast_min_fraction == 0.8
+    assert w1(run(engine(DEFAULT), [(t, fc(470, 300.0, t)) for t in times])) == []
+    # the projected breach is further away than forecast_lead_s (450 s)
+    assert w1(run(engine(DEFAULT), [(t, fc(500, 500.0, t)) for t in times])) == []

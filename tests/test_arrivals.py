@@ -8,7 +8,12 @@ from datetime import date, timedelta
 import numpy as np
 import pytest
 
-from lobbywatch.server.arrivals import ArrivalHistory, ProfileSettings, minute_starts
+from lobbywatch.server.arrivals import (
+    ArrivalHistory,
+    ProfileSettings,
+    minute_starts,
+    ramp_forecast,
+)
 
 TZ = "Europe/Berlin"
 MONDAY = date(2025, 6, 2)
@@ -106,3 +111,60 @@ def test_the_collector_learns_the_profile_from_stored_minute_aggregates(tmp_path
     methods = [o["arrival_forecast_method"] for o in out if o["type"] == "estimate"]
     # the stored history is read off the processing thread, then adopted
     assert methods[-1] == "history"
+
+
+def test_ramp_is_the_least_squares_line_at_now_followed_for_hold_s() -> None:
+    # 1, 2, 3, 4 arrivals in the last four minutes (the last ended now): the line rises
+    # 1/min per minute; at now (30 s after the last minute's centre) it is 4.5/min
+    lam = ramp_forecast(np.array([1.0, 2.0, 3.0, 4.0]), 0.0, 3, 60.0, 60.0)
+    # step 0 (0-60 s): mean of 4.5 + t/60 = 5.0/min; beyond hold_s = 60 s: 5.5/min flat
+    assert lam * 60 == pytest.approx([5.0, 5.5, 5.5])
+
+
+def test_ramp_of_a_falling_rate_is_floored_at_zero() -> None:
+    # 3, 2, 1, 0: the line is at -0.5/min now and keeps falling: no negative arrivals
+    lam = ramp_forecast(np.array([3.0, 2.0, 1.0, 0.0]), 0.0, 2, 60.0, 600.0)
+    assert lam == pytest.approx([0.0, 0.0])
+
+
+def test_ramp_is_the_cold_start_forecast_once_enough_minutes_are_seen() -> None:
+    history = ArrivalHistory(TZ, ProfileSettings(ramp_fit_min=3, ramp_hold_min=5))
+    midnight = minute_starts(MONDAY, TZ)
+    now = midnight + 11 * 3600 + 30  # 11:00:30
+    history.add(midnight + 60 * (10 * 60 + 58), 2.0)
+    history.add(midnight + 60 * (10 * 60 + 59), 3.0)
+    assert history.ramp(now, 1, 60.0) is None  # 10:57 not observed
+    history.add(midnight + 60 * (10 * 60 + 57), 1.0)
+    # centres at -180, -120, -60 s with 1, 2, 3: slope 1/min per min, 4/min now;
+    # step 0 (30-90 s after 11:00): mean 4 + 0.5 = 4.5/min
+    lam = history.ramp(now, 1, 60.0)
+    assert lam is not None and lam * 60 == pytest.approx([4.5])
+    assert history.forecast(now, 1, 60.0, 0.01) is None  # still no profile: cold start
+
+
+def test_a_cold_start_collector_projects_with_the_ramp_once_20_minutes_are_seen() -> None:
+    from lobbywatch.server.config import parse_server_config
+    from lobbywatch.server.replay import Recorded, replay
+
+    cfg = parse_server_config({"branches": [{"id": "b1", "timezone": "UTC"}]})
+    t0 = minute_starts(MONDAY, "UTC") + 10 * 3600
+    records = []
+    for k in range(6 * 25):  # 25 minutes, a message every 10 s, an arrival a minute
+        ts = f"2025-06-02T10:{k // 6:02d}:{k % 6 * 10:02d}Z"
+        payload = {"v": 1, "type": "zone", "device": "d1", "seq": k, "ts": ts,
+                   "branch": "b1", "camera": "c1", "zone": "W1", "kind": "waiting",
+                   "people": 2, "raw_count": 2, "arrivals_total": k // 6,
+                   "departures_total": 0}  # fmt: skip
+        records.append(Recorded(t0 + 10 * k, "lobbywatch/v1/b1/c1/zones/W1",
+                                __import__("json").dumps(payload).encode()))  # fmt: skip
+    out: list[dict[str, object]] = []
+    replay(cfg, records, out.append, estimates_every_s=60)
+    methods = {
+        round((float(o["ts"]) - t0) / 60): o["arrival_forecast_method"]  # type: ignore[arg-type]
+        for o in out
+        if o["type"] == "estimate"
+    }
+    # no profile (no past days): the flat trend until 20 closed minutes are known
+    # (10:00-10:19, closed at 10:20), then the line through them
+    assert methods[19] == "trend"
+    assert methods[20] == "ramp" and methods[24] == "ramp"

@@ -244,3 +244,32 @@ def test_invalid_configuration() -> None:
         ZoneEstimator(RAW, counters=0, mean_service_s=60)
     with pytest.raises(ValueError, match="unknown\n  Extra inputs are not permitted"):
         EstimatorSettings(unknown=1)  # type: ignore[call-arg]
+
+
+def test_the_projection_is_calibrated_like_the_wait_shown_now() -> None:
+    settings = RAW.model_copy(
+        update={
+            "calibration_prior": 0.0,
+            "calibration_min_s": 1.0,
+            "calibration_max": 3.0,
+            "calibration_window_s": 1e12,
+            "projection_horizon_s": 120.0,
+            "projection_step_s": 60.0,
+        }
+    )
+    est = ZoneEstimator(settings, counters=1, mean_service_s=100)
+    # two waiting throughout, a departure and an arrival every 40 s: mu = lambda = 1/40
+    feed(est, [msg(40 * k, 2, 2 + k, k, seq=k) for k in range(5)])
+    assert est.estimate(T0 + 160).predicted_wait_s == pytest.approx(3 * 40)  # shown at 160
+    # the person who joined at 160 waited 240 s, twice the 120 s shown: kappa = 2
+    # (a 240 s gap: not used for rates)
+    feed(est, [msg(400, 2, 6, 4, dwells=(240.0,), seq=5)])
+    e = est.estimate(T0 + 400)
+    assert e.predicted_wait_s == pytest.approx(2 * 120)
+    # arrivals match the service rate: the queue stays at 2, every joiner waits 2 x 120 s
+    assert e.projected_waits_s == pytest.approx((240.0, 240.0, 240.0))
+    plain = ZoneEstimator(settings.model_copy(update={"calibrate_projection": False}), 1, 100)
+    feed(plain, [msg(40 * k, 2, 2 + k, k, seq=k) for k in range(5)])
+    plain.estimate(T0 + 160)
+    feed(plain, [msg(400, 2, 6, 4, dwells=(240.0,), seq=5)])
+    assert plain.estimate(T0 + 400).projected_waits_s == pytest.approx((120.0, 120.0, 120.0))
