@@ -6,19 +6,16 @@ bearer token and with basic auth while wrong and missing credentials are refused
 from __future__ import annotations
 
 import shutil
-import subprocess
-import time
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-import yaml
-from conftest import free_port, wait_for_port, wait_for_ready
+from conftest import free_port, wait_for_port
+from prometheus_support import scrape_four_ways
 from pydantic import ValidationError
 from test_agent import running
 from test_agent_support import device_config, device_dict, write_video
-from test_server_support import wait_until
 
 from lobbywatch.edge.config import DeviceConfig, MetricsConfig
 from lobbywatch.server.auth import add_credential
@@ -78,28 +75,7 @@ def test_real_prometheus_scrapes_an_edge_agent_with_credentials(
             "credentials_file": str(creds),
         },
     )
-    token = tmp_path / "edge.token"
-    token.write_text(f"prometheus.{secret}\n")
-    password = tmp_path / "edge.password"
-    password.write_text(secret + "\n")
-    wrong = tmp_path / "wrong.token"
-    wrong.write_text("prometheus.not-the-secret\n")
     target = f"127.0.0.1:{mport}"
-
-    def job(name: str, **auth: Any) -> dict[str, Any]:
-        return {"job_name": name, "static_configs": [{"targets": [target]}], **auth}
-
-    prom_cfg = {
-        "global": {"scrape_interval": "1s", "scrape_timeout": "1s"},
-        "scrape_configs": [
-            job("bearer", authorization={"type": "Bearer", "credentials_file": str(token)}),
-            job("basic", basic_auth={"username": "prometheus", "password_file": str(password)}),
-            job("wrong", authorization={"type": "Bearer", "credentials_file": str(wrong)}),
-            job("anonymous"),
-        ],
-    }
-    (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(prom_cfg))
-    port = free_port()
     with running(cfg):
         wait_for_port(mport, timeout=30)
         plain = httpx.get(f"http://{target}/metrics", timeout=5)
@@ -110,45 +86,7 @@ def test_real_prometheus_scrapes_an_edge_agent_with_credentials(
             f"http://{target}/metrics", headers={"Authorization": f"Bearer prometheus.{secret}"}
         )
         assert ok.status_code == 200 and "lobbywatch_edge_buffer_depth" in ok.text
-        proc = subprocess.Popen(
-            [
-                binary,
-                f"--config.file={tmp_path / 'prometheus.yml'}",
-                f"--storage.tsdb.path={tmp_path / 'tsdb'}",
-                f"--web.listen-address=127.0.0.1:{port}",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+        (series,) = scrape_four_ways(
+            tmp_path, target, "prometheus", secret, "lobbywatch_edge_buffer_depth"
         )
-        try:
-            wait_for_port(port, timeout=30)
-            wait_for_ready(port)
-
-            def targets() -> dict[str, tuple[str, str]]:
-                r = httpx.get(f"http://127.0.0.1:{port}/api/v1/targets", timeout=5).json()
-                return {
-                    t["labels"]["job"]: (t["health"], t["lastError"])
-                    for t in r["data"]["activeTargets"]
-                    if t["health"] != "unknown"
-                }
-
-            got = wait_until(lambda: len(t := targets()) == 4 and t, 60)
-            assert got["bearer"] == ("up", ""), got
-            assert got["basic"] == ("up", ""), got
-            assert got["wrong"][0] == "down" and "401" in got["wrong"][1], got
-            assert got["anonymous"][0] == "down" and "401" in got["anonymous"][1], got
-
-            def series(job: str) -> list[Any]:
-                r = httpx.get(
-                    f"http://127.0.0.1:{port}/api/v1/query",
-                    params={"query": f'lobbywatch_edge_buffer_depth{{job="{job}"}}'},
-                    timeout=5,
-                ).json()
-                return list(r["data"]["result"])
-
-            assert wait_until(lambda: series("bearer"), 30)
-            time.sleep(1.5)
-            assert series("wrong") == [] and series("anonymous") == []
-        finally:
-            proc.terminate()
-            proc.wait(timeout=20)
+        assert series["metric"]["job"] == "bearer"

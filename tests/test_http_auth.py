@@ -7,17 +7,13 @@ shipped deploy/prometheus config does.
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
-import yaml
-from conftest import free_port, wait_for_port, wait_for_ready
-from test_server_support import server_config, wait_until
+from prometheus_support import scrape_four_ways
+from test_server_support import server_config
 
 from lobbywatch.errors import ConfigError
 from lobbywatch.server.auth import add_credential, load_credentials
@@ -131,72 +127,8 @@ def test_board_login_sets_a_strict_session_cookie_and_refuses_cross_origin(
 def test_real_prometheus_scrapes_with_credentials(
     secured: tuple[str, dict[str, str], Path], tmp_path: Path
 ) -> None:
-    binary = shutil.which("prometheus")
-    if binary is None:
-        pytest.skip("prometheus not installed")
     base, s, _ = secured
-    target = base.removeprefix("http://")
-    token = tmp_path / "collector.token"
-    token.write_text(f"prom.{s['prom']}\n")
-    password = tmp_path / "prom.password"
-    password.write_text(s["prom"] + "\n")
-    wrong = tmp_path / "wrong.token"
-    wrong.write_text("prom.not-the-secret\n")
-
-    def job(name: str, **auth: Any) -> dict[str, Any]:
-        return {"job_name": name, "static_configs": [{"targets": [target]}], **auth}
-
-    cfg = {
-        "global": {"scrape_interval": "1s", "scrape_timeout": "1s"},
-        "scrape_configs": [
-            job("bearer", authorization={"type": "Bearer", "credentials_file": str(token)}),
-            job("basic", basic_auth={"username": "prom", "password_file": str(password)}),
-            job("wrong", authorization={"type": "Bearer", "credentials_file": str(wrong)}),
-            job("anonymous"),
-        ],
-    }
-    (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(cfg))
-    port = free_port()
-    proc = subprocess.Popen(
-        [
-            binary,
-            f"--config.file={tmp_path / 'prometheus.yml'}",
-            f"--storage.tsdb.path={tmp_path / 'tsdb'}",
-            f"--web.listen-address=127.0.0.1:{port}",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+    (branch,) = scrape_four_ways(
+        tmp_path, base.removeprefix("http://"), "prom", s["prom"], "lobbywatch_branch_info"
     )
-    try:
-        wait_for_port(port, timeout=30)
-        wait_for_ready(port)
-
-        def targets() -> dict[str, tuple[str, str]]:
-            r = httpx.get(f"http://127.0.0.1:{port}/api/v1/targets", timeout=5).json()
-            return {
-                t["labels"]["job"]: (t["health"], t["lastError"])
-                for t in r["data"]["activeTargets"]
-                if t["health"] != "unknown"
-            }
-
-        got = wait_until(lambda: len(t := targets()) == 4 and t, 60)
-        assert got["bearer"] == ("up", ""), got
-        assert got["basic"] == ("up", ""), got
-        assert got["wrong"][0] == "down" and "401" in got["wrong"][1], got
-        assert got["anonymous"][0] == "down" and "401" in got["anonymous"][1], got
-
-        # the scraped series are in Prometheus, from the authenticated job only
-        def series(job: str) -> list[Any]:
-            r = httpx.get(
-                f"http://127.0.0.1:{port}/api/v1/query",
-                params={"query": f'lobbywatch_branch_info{{job="{job}"}}'},
-                timeout=5,
-            ).json()
-            return list(r["data"]["result"])
-
-        (branch,) = wait_until(lambda: series("bearer"), 30)
-        assert branch["metric"]["branch"] == "b1"
-        assert series("wrong") == [] and series("anonymous") == []
-    finally:
-        proc.terminate()
-        proc.wait(timeout=20)
+    assert branch["metric"]["branch"] == "b1"
