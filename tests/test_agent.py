@@ -27,6 +27,7 @@ from test_agent_support import (
 from test_server_support import parse_metrics, sample
 
 from lobbywatch.edge.agent import EdgeAgent
+from lobbywatch.edge.buffer import Outbox
 from lobbywatch.edge.config import DeviceConfig
 from lobbywatch.protocol import StatusMessage, ZoneMessage, parse_message, subscription, topic_for
 
@@ -251,7 +252,9 @@ def test_buffer_bound_drops_oldest_and_counts(tmp_path: Path) -> None:
         buffer={"max_messages": 10},
     )
     with running(cfg) as agent:
-        deadline = time.monotonic() + 10
+        # generous: on a loaded CI box the first frames come slowly; the test is about
+        # what the bound does, not how fast it gets there
+        deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             if (
                 agent.metrics.value(
@@ -261,15 +264,21 @@ def test_buffer_bound_drops_oldest_and_counts(tmp_path: Path) -> None:
             ) >= 5:
                 break
             time.sleep(0.1)
-        assert agent.outbox is not None
-        assert agent.outbox.depth == 10
-        dropped = agent.metrics.value(
-            "lobbywatch_edge_messages_dropped_total", {"reason": "buffer_full"}
-        )
-        assert dropped is not None and dropped >= 5
-        assert dropped == agent.outbox.dropped_total
-        kept = [m.seq for m in agent.outbox.after(0, 100)]
-        assert kept == list(range(agent.outbox.last_seq - 9, agent.outbox.last_seq + 1))
+    # read after the agent stopped: while it runs, every frame may drop one more
+    assert agent.outbox is not None
+    dropped = agent.metrics.value(
+        "lobbywatch_edge_messages_dropped_total", {"reason": "buffer_full"}
+    )
+    assert dropped is not None and dropped >= 5
+    assert dropped == agent.outbox.dropped_total
+    # the outbox as the disk holds it: the newest 10, in order
+    reopened = Outbox(agent.outbox.path, 10)
+    try:
+        assert reopened.depth == 10
+        kept = [m.seq for m in reopened.after(0, 100)]
+        assert kept == list(range(reopened.last_seq - 9, reopened.last_seq + 1))
+    finally:
+        reopened.close()
 
 
 def test_metrics_and_debug_view_endpoints(tmp_path: Path, mosquitto) -> None:
