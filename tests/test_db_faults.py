@@ -50,6 +50,20 @@ def _pg_direct(url: str) -> str:
     return url.replace("postgresql+psycopg://", "postgresql://")
 
 
+def record_produced(c: Collector) -> list[str]:
+    """The ids of every alert event the collector's engine produces, in order (the
+    truth a delivery count is checked against), filled as the collector runs."""
+    produced: list[str] = []
+    handle = c._handle_events
+
+    def spy(events: list[Any], now: float) -> None:
+        produced.extend(str(e.event_id) for e in events)
+        handle(events, now)
+
+    c._handle_events = spy  # type: ignore[method-assign]
+    return produced
+
+
 def test_postgres_refusing_then_hanging_during_an_alert_burst(
     mosquitto: Any, pg_url: str, webhook: Any, tmp_path: Path
 ) -> None:
@@ -66,14 +80,7 @@ def test_postgres_refusing_then_hanging_during_an_alert_burst(
     )
     cfg["notify"].update(retry_initial_s=0.2, retry_max_s=1.0)
     c = Collector(parse_server_config(cfg))
-    produced: list[str] = []
-    handle = c._handle_events
-
-    def spy(events: list[Any], now: float) -> None:
-        produced.extend(str(e.event_id) for e in events)
-        handle(events, now)
-
-    c._handle_events = spy  # type: ignore[method-assign]
+    produced = record_produced(c)
     c.start()
     assert c.mqtt is not None
     wait_until(c.mqtt.connected.is_set, 10)
@@ -509,14 +516,7 @@ def test_sqlite_on_a_really_full_disk_loses_and_repeats_nothing_and_recovers(
     )
     cfg["notify"].update(retry_initial_s=0.2, retry_max_s=1.0)
     c = Collector(parse_server_config(cfg))
-    produced: list[str] = []
-    handle = c._handle_events
-
-    def spy(events: list[Any], now: float) -> None:
-        produced.extend(str(e.event_id) for e in events)
-        handle(events, now)
-
-    c._handle_events = spy  # type: ignore[method-assign]
+    produced = record_produced(c)
     stop = threading.Event()
     pub: Publisher | None = None
     health: list[tuple[str, int, str | None]] = []
