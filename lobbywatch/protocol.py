@@ -6,13 +6,24 @@ Topics (``root`` defaults to ``lobbywatch``)::
     {root}/v1/{branch}/{camera}/status            retained, one per camera   StatusMessage
     {root}/v1/{branch}/_device/{device}/status    retained, one per device   StatusMessage
                                                   (camera = null; the last will)
+    {root}/v1/{branch}/_tickets/{source}/events   not retained, a stream     TicketMessage
+                                                  (a ticket system: issued / called /
+                                                  cancelled tickets with a service class)
 
 An MQTT last will belongs to one connection, and one device serves several
 cameras over one connection, so liveness has two levels: the *device* status
 (published online after every connect, offline on shutdown and, by the broker,
 as the last will) and one *camera* status per camera (camera health, fps). A
 camera is live only while its device is online and its own status says ``up``.
-``_device`` cannot clash with a camera id: ids must start with a letter or digit.
+``_device`` and ``_tickets`` cannot clash with a camera id: ids must start with a
+letter or digit.
+
+A ticket system (queue-management system: the machine that prints numbered tickets
+and the display that calls them) is optional. It publishes one :class:`TicketMessage`
+per event on its branch's ticket topic; its ``seq`` increases by one per message of
+that ``source``. The collector pairs ``issued`` with ``called`` per ticket id (the
+realised wait, by service class) and learns the share of priority tickets from
+``issued`` (docs/wait-estimation.md "Class-aware waits").
 
 Every message the agent publishes carries that device's sequence number ``seq``,
 which increases by one per message across all of its topics (and across agent
@@ -38,7 +49,15 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictBool, field_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    field_validator,
+    model_validator,
+)
 
 from lobbywatch.protocol_bounds import (
     TS_PATTERN,
@@ -66,6 +85,10 @@ ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 _ID_RE = re.compile(ID_PATTERN)
 #: Topic level that introduces device-level topics; never a valid camera id.
 DEVICE_LEVEL = "_device"
+#: Topic level that introduces ticket-system topics; never a valid camera id.
+TICKETS_LEVEL = "_tickets"
+#: ticket ids (as printed: "A042", "P-017"): letters, digits, ``_.-``, at most 32 chars
+TICKET_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,31}$"
 
 Id = Annotated[str, Field(pattern=ID_PATTERN)]
 _TS_RE = re.compile(TS_PATTERN)
@@ -73,6 +96,27 @@ _TS_RE = re.compile(TS_PATTERN)
 
 def is_valid_id(value: str) -> bool:
     return bool(_ID_RE.match(value))
+
+
+def _check_v(v: object) -> object:
+    if type(v) is not int:  # JSON true would otherwise equal 1
+        raise ValueError("v must be the integer 1")
+    return v
+
+
+def _check_ts_text(v: object) -> object:
+    if isinstance(v, str):
+        if not _TS_RE.match(v):
+            raise ValueError("ts must be RFC 3339 like 2026-11-29T09:30:00.25Z")
+    elif not isinstance(v, datetime):
+        raise ValueError("ts must be an RFC 3339 string")
+    return v
+
+
+def _check_ts_year(v: datetime) -> datetime:
+    if not TS_YEARS[0] <= v.year <= TS_YEARS[1]:
+        raise ValueError(f"ts year must be within {TS_YEARS[0]}..{TS_YEARS[1]}")
+    return v
 
 
 class _Message(BaseModel):
@@ -92,26 +136,17 @@ class _Message(BaseModel):
     @field_validator("v", mode="before")
     @classmethod
     def _v_is_an_integer(cls, v: object) -> object:
-        if type(v) is not int:  # JSON true would otherwise equal 1
-            raise ValueError("v must be the integer 1")
-        return v
+        return _check_v(v)
 
     @field_validator("ts", mode="before")
     @classmethod
     def _ts_strict(cls, v: object) -> object:
-        if isinstance(v, str):
-            if not _TS_RE.match(v):
-                raise ValueError("ts must be RFC 3339 like 2026-11-29T09:30:00.25Z")
-        elif not isinstance(v, datetime):
-            raise ValueError("ts must be an RFC 3339 string")
-        return v
+        return _check_ts_text(v)
 
     @field_validator("ts")
     @classmethod
     def _ts_range(cls, v: datetime) -> datetime:
-        if not TS_YEARS[0] <= v.year <= TS_YEARS[1]:
-            raise ValueError(f"ts year must be within {TS_YEARS[0]}..{TS_YEARS[1]}")
-        return v
+        return _check_ts_year(v)
 
 
 class ZoneMessage(_Message):
@@ -189,21 +224,90 @@ class StatusMessage(_Message):
     software: str | None = Field(None, max_length=64)
 
 
-Message = Annotated[ZoneMessage | StatusMessage, Field(discriminator="type")]
+TicketEvent = Literal["issued", "called", "cancelled"]
+ServiceClass = Literal["ordinary", "priority"]
+
+
+class TicketMessage(BaseModel):
+    """One event of a ticket system (queue-management system), optional ground truth.
+
+    ``issued``: a customer drew ticket ``ticket`` of service class ``class`` for the
+    waiting zone ``zone``; ``called``: the ticket was called to a counter (its wait
+    ended; ``counter`` says which, if known); ``cancelled``: the ticket left the queue
+    unserved (cancelled, or a no-show dropped by the system). ``ts`` is when the event
+    happened at the ticket system (UTC). Not retained: a stream of events, not a state.
+    """
+
+    model_config = ConfigDict(
+        extra="forbid",
+        frozen=True,
+        populate_by_name=True,
+        serialize_by_alias=True,
+        # the model validator below, for JSON Schema users: counter only on called events
+        json_schema_extra={
+            "if": {"properties": {"event": {"not": {"const": "called"}}}},
+            "then": {"properties": {"counter": {"type": "null"}}},
+        },
+    )
+
+    v: Literal[1] = Field(PROTOCOL_VERSION, description="protocol (schema) version")
+    type: Literal["ticket"] = "ticket"
+    source: Id = Field(description="id of the publishing ticket system (its topic level)")
+    seq: Seq = Field(description="per-source sequence number, +1 per message")
+    ts: AwareDatetime = Field(
+        description="UTC time of the event at the ticket system (RFC 3339 with T, seconds "
+        "and Z or an offset)",
+        json_schema_extra={"pattern": TS_PATTERN},
+    )
+    branch: Id
+    zone: Id = Field(description="the waiting zone the ticket queues in")
+    event: TicketEvent = Field(description="issued | called | cancelled")
+    ticket: Annotated[str, Field(pattern=TICKET_ID_PATTERN)] = Field(
+        description="ticket id as the system numbers it (unique among its open tickets)"
+    )
+    service_class: ServiceClass = Field(
+        alias="class", description="ordinary | priority (served first)"
+    )
+    counter: Id | None = Field(None, description="called events: the counter that called it")
+
+    @field_validator("v", mode="before")
+    @classmethod
+    def _v_is_an_integer(cls, v: object) -> object:
+        return _check_v(v)
+
+    @field_validator("ts", mode="before")
+    @classmethod
+    def _ts_strict(cls, v: object) -> object:
+        return _check_ts_text(v)
+
+    @field_validator("ts")
+    @classmethod
+    def _ts_range(cls, v: datetime) -> datetime:
+        return _check_ts_year(v)
+
+    @model_validator(mode="after")
+    def _counter_on_called_only(self) -> TicketMessage:
+        if self.counter is not None and self.event != "called":
+            raise ValueError(f"counter is only allowed on called events, not {self.event}")
+        return self
+
+
+AnyMessage = ZoneMessage | StatusMessage | TicketMessage
+Message = Annotated[AnyMessage, Field(discriminator="type")]
 
 
 class _Envelope(BaseModel):
     message: Message
 
 
-def parse_message(payload: bytes) -> ZoneMessage | StatusMessage:
+def parse_message(payload: bytes) -> AnyMessage:
     """Validate one payload; raises ``ValueError`` (pydantic ``ValidationError``) if bad."""
     if len(payload) > MAX_PAYLOAD_BYTES:
         raise ValueError(f"payload of {len(payload)} bytes exceeds {MAX_PAYLOAD_BYTES}")
     return _Envelope.model_validate_json(b'{"message":' + payload + b"}").message
 
 
-def encode_message(message: ZoneMessage | StatusMessage) -> bytes:
+def encode_message(message: AnyMessage) -> bytes:
     """Compact JSON payload (UTC ``ts`` with a ``Z`` suffix, nulls kept for clarity)."""
     return message.model_dump_json().encode()
 
@@ -220,9 +324,15 @@ def device_status_topic(root: str, branch: str, device: str) -> str:
     return f"{root}/v{PROTOCOL_VERSION}/{branch}/{DEVICE_LEVEL}/{device}/status"
 
 
-def topic_for(message: ZoneMessage | StatusMessage, root: str = DEFAULT_ROOT) -> str:
+def ticket_topic(root: str, branch: str, source: str) -> str:
+    return f"{root}/v{PROTOCOL_VERSION}/{branch}/{TICKETS_LEVEL}/{source}/events"
+
+
+def topic_for(message: AnyMessage, root: str = DEFAULT_ROOT) -> str:
     """The topic a message belongs on; the collector checks it against the received topic
     so a device cannot put another branch's or camera's payload on its own topics."""
+    if isinstance(message, TicketMessage):
+        return ticket_topic(root, message.branch, message.source)
     if isinstance(message, ZoneMessage):
         return zone_topic(root, message.branch, message.camera, message.zone)
     if message.camera is None:
@@ -232,18 +342,20 @@ def topic_for(message: ZoneMessage | StatusMessage, root: str = DEFAULT_ROOT) ->
 
 @dataclass(frozen=True, slots=True)
 class TopicParts:
-    """A v1 topic split into its levels (``camera``/``zone``/``device`` None where absent)."""
+    """A v1 topic split into its levels (``camera``/``zone``/``device``/``source`` None
+    where absent)."""
 
     root: str
     branch: str
-    kind: Literal["zone", "status", "device_status"]
+    kind: Literal["zone", "status", "device_status", "ticket"]
     camera: str | None = None
     zone: str | None = None
     device: str | None = None
+    source: str | None = None
 
 
 def parse_topic(topic: str) -> TopicParts | None:
-    """Split a v1 topic; None if it is not one of the three v1 shapes."""
+    """Split a v1 topic; None if it is not one of the four v1 shapes."""
     parts = topic.split("/")
     version = f"v{PROTOCOL_VERSION}"
     if len(parts) < 5 or parts[1] != version:
@@ -253,6 +365,8 @@ def parse_topic(topic: str) -> TopicParts | None:
         return None
     if len(rest) == 3 and rest[0] == DEVICE_LEVEL and rest[2] == "status" and is_valid_id(rest[1]):
         return TopicParts(root, branch, "device_status", device=rest[1])
+    if len(rest) == 3 and rest[0] == TICKETS_LEVEL and rest[2] == "events" and is_valid_id(rest[1]):
+        return TopicParts(root, branch, "ticket", source=rest[1])
     if len(rest) == 2 and rest[1] == "status" and is_valid_id(rest[0]):
         return TopicParts(root, branch, "status", camera=rest[0])
     if len(rest) == 3 and rest[1] == "zones" and is_valid_id(rest[0]) and is_valid_id(rest[2]):
@@ -277,7 +391,11 @@ def json_schema() -> dict[str, object]:
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "$id": "https://lobbywatch.example/protocol/v1.schema.json",
         "title": "lobbywatch MQTT message, protocol v1",
-        "oneOf": [{"$ref": "#/$defs/ZoneMessage"}, {"$ref": "#/$defs/StatusMessage"}],
+        "oneOf": [
+            {"$ref": "#/$defs/ZoneMessage"},
+            {"$ref": "#/$defs/StatusMessage"},
+            {"$ref": "#/$defs/TicketMessage"},
+        ],
         "$defs": defs,
     }
 

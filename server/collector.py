@@ -55,6 +55,7 @@ from lobbywatch.server.retention import RetentionSchedule
 from lobbywatch.server.spool import AlertSpool, DbHealth, DbWriter, Spooled
 from lobbywatch.server.state import BranchRecord, CollectorState, DeviceKey, NodeKey, ZoneKey
 from lobbywatch.server.store import AlertRow, EventRecord, MinuteRow, Store
+from lobbywatch.server.tickets import TicketWait
 from lobbywatch.server.transport import MessageQueue, MqttIngest
 from lobbywatch.zone_state import ZoneKind
 
@@ -239,6 +240,9 @@ class Collector:
             cfg.mqtt.root,
             {b.id: b.region for b in cfg.branches},
             devices={b.id: frozenset(b.devices) for b in cfg.branches if b.devices is not None},
+            tickets=cfg.tickets,
+            ticket_zones=cfg.ticket_zones(),
+            ticket_sources=cfg.ticket_sources(),
         )
         self._est_settings = cfg.estimator
         #: service-point zone -> the waiting zones it serves (counters seen, not configured)
@@ -607,6 +611,8 @@ class Collector:
                 out = handle(topic, payload, received)
                 msg = out.msg
                 if msg is None:
+                    if out.ticket is not None:
+                        self._apply_ticket(out.zone_key, out.ticket_wait)
                     continue
                 if out.result == "ok":
                     nkey = out.node_key
@@ -644,6 +650,16 @@ class Collector:
             self.last_batch_at = done
         if events:
             self._handle_events(events, now)
+
+    def _apply_ticket(self, zkey: ZoneKey | None, wait: TicketWait | None) -> None:
+        """An applied ticket event: its zone is re-estimated (learned share, ticket waits),
+        and a realised wait it completed calibrates the zone's estimator."""
+        assert zkey is not None
+        rt = self._zones.get(zkey) or self._runtime(zkey)
+        if wait is not None:
+            rt.estimator.observe_ticket_wait(wait)
+        if zkey not in self._pending:
+            self._dirty.add(zkey)
 
     def _apply_liveness(self, touched: dict[NodeKey, StatusMessage | None], now: float) -> None:
         """Tell the alert engine what the batch said about each device.
@@ -736,7 +752,15 @@ class Collector:
                 # cold start (no profile yet): a line through today's last minutes
                 lam = rt.history.ramp(now, steps, settings.projection_step_s)
                 method = "ramp"
-        estimate = est.estimate(now, rt.threshold_s, lam, method if lam is not None else None)
+        book = self.state.tickets
+        tickets = (
+            book.summary(key.branch, key.zone, now, est.priority_share)
+            if book is not None
+            else None
+        )
+        estimate = est.estimate(
+            now, rt.threshold_s, lam, method if lam is not None else None, tickets=tickets
+        )
         reason = self.stale_reason(key, now)
         if reason is not None:
             estimate = dataclasses.replace(estimate, stale=True, stale_reason=reason)
@@ -798,6 +822,8 @@ class Collector:
             events.extend(self.engine.tick(now) or [])
             if now - self._last_sweep >= 10.0:
                 self._last_sweep = now
+                if self.state.tickets is not None:
+                    self.state.tickets.evict(now)
                 for key, rt in self._zones.items():
                     if now - rt.evaluated_at >= 10.0:
                         events.extend(self._evaluate(key, now))

@@ -42,6 +42,7 @@ from lobbywatch.errors import ConfigError
 from lobbywatch.protocol import DEFAULT_ROOT, ID_PATTERN
 from lobbywatch.server.alerts import AlertPolicy, BusinessHours
 from lobbywatch.server.estimator import EstimatorSettings
+from lobbywatch.server.tickets import TicketSettings
 
 _log = logging.getLogger(__name__)
 
@@ -376,6 +377,12 @@ class BranchConfig(_Strict):
         description="notify managers about zones not listed in `zones`; default: true when "
         "`zones` is empty, false when it lists zones",
     )
+    ticket_sources: list[Annotated[str, Field(pattern=ID_PATTERN)]] | None = Field(
+        None,
+        description="ticket systems allowed to publish ticket events for this branch "
+        "({root}/v1/{branch}/_tickets/{source}/events); null: any source the broker lets "
+        "publish there",
+    )
 
     def notifies_zone(self, zone: str | None) -> bool:
         """Whether alerts of ``zone`` (None: device alerts) reach managers."""
@@ -662,6 +669,10 @@ class ServerConfig(_Strict):
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)  # type: ignore[arg-type]
     http: HttpSettings = Field(default_factory=HttpSettings)  # type: ignore[arg-type]
     estimator: EstimatorSettings = Field(default_factory=EstimatorSettings)
+    tickets: TicketSettings = Field(
+        default_factory=TicketSettings,
+        description="ticket-system events: retention, the learned priority share",
+    )
     alerts: AlertPolicy = Field(
         default_factory=AlertPolicy,
         description="global alert policy defaults",
@@ -746,6 +757,17 @@ class ServerConfig(_Strict):
         points = tuple(z.service_points) if z else ()
         share = z.priority_share if z and z.priority_share is not None else b.priority_share
         return points, share
+
+    def ticket_zones(self) -> dict[str, frozenset[str]]:
+        """branch -> the zones its config lists (ticket events may name them before any
+        camera reported them)."""
+        return {b.id: frozenset(b.zones) for b in self.branches}
+
+    def ticket_sources(self) -> dict[str, frozenset[str]]:
+        """branch -> the ticket systems allowed to publish for it (branches that list them)."""
+        return {
+            b.id: frozenset(b.ticket_sources) for b in self.branches if b.ticket_sources is not None
+        }
 
     def service_links(self) -> dict[tuple[str, str], list[str]]:
         """(branch, service-point zone) -> the waiting zones it serves."""

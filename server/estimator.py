@@ -32,6 +32,7 @@ import bisect
 import math
 from collections import deque
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
@@ -44,6 +45,7 @@ from lobbywatch.server.forecast import (
     project,
     wait_behind,
 )
+from lobbywatch.server.tickets import TicketSummary, TicketWait
 
 
 class EstimatorSettings(BaseModel):
@@ -133,6 +135,13 @@ class EstimatorSettings(BaseModel):
     calibration_lookback_s: float = Field(
         default=3600.0, gt=0, description="calibration: predictions kept this long, seconds"
     )
+    calibration_min_tickets: float = Field(
+        default=5.0,
+        ge=0,
+        description="calibration: realised ticket waits (issued -> called, decayed over "
+        "calibration_window_s) needed before kappa comes from them instead of the camera's "
+        "completed dwells",
+    )
     calibrate_projection: bool = Field(
         default=True,
         description="scale the projected waits by the calibration from realised waits too "
@@ -198,6 +207,26 @@ class WaitEstimate:
     #: the zone's source (device/camera) is offline or down: its numbers are not current
     stale: bool = False
     stale_reason: str | None = None
+    #: share of priority arrivals used for the class-aware waits, and where it came from:
+    #: "tickets" (learned from a ticket system) or "configured"
+    priority_share: float | None = None
+    priority_share_method: str | None = None
+    #: tickets issued in the share window (None: no ticket system reports this zone)
+    priority_share_tickets: int | None = None
+    #: realised waits (ticket issued -> called) by class over the ticket wait window
+    ticket_wait_ordinary_p50_s: float | None = None
+    ticket_wait_ordinary_p90_s: float | None = None
+    ticket_waits_ordinary: int | None = None
+    ticket_wait_priority_p50_s: float | None = None
+    ticket_wait_priority_p90_s: float | None = None
+    ticket_waits_priority: int | None = None
+    #: tickets issued and not yet called or cancelled, by class
+    tickets_open_ordinary: int | None = None
+    tickets_open_priority: int | None = None
+    #: the calibration factor kappa in the waits, and its ground truth: "tickets"
+    #: (realised ticket waits) or "camera" (completed dwells)
+    calibration_factor: float | None = None
+    calibration_source: str | None = None
 
     def seconds_to_wait(self, target_s: float) -> float | None:
         """Seconds until the predicted wait reaches ``target_s`` if the trend holds.
@@ -245,6 +274,27 @@ def classified_exits(msg: ZoneMessage) -> tuple[int | None, int | None]:
     starts = getattr(msg, "service_starts_total", None)
     walkouts = getattr(msg, "walk_outs_total", None)
     return starts, walkouts
+
+
+def _ticket_fields(tickets: TicketSummary | None, share: float) -> dict[str, Any]:
+    """The :class:`WaitEstimate` fields about the priority share and ticket waits."""
+    if tickets is None:
+        return {"priority_share": share, "priority_share_method": "configured"}
+    o50, o90, on = tickets.waits.get("ordinary", (None, None, 0))
+    p50, p90, pn = tickets.waits.get("priority", (None, None, 0))
+    return {
+        "priority_share": share,
+        "priority_share_method": tickets.priority_share_method,
+        "priority_share_tickets": tickets.share_tickets,
+        "ticket_wait_ordinary_p50_s": o50,
+        "ticket_wait_ordinary_p90_s": o90,
+        "ticket_waits_ordinary": on,
+        "ticket_wait_priority_p50_s": p50,
+        "ticket_wait_priority_p90_s": p90,
+        "ticket_waits_priority": pn,
+        "tickets_open_ordinary": tickets.open_tickets.get("ordinary", 0),
+        "tickets_open_priority": tickets.open_tickets.get("priority", 0),
+    }
 
 
 def _increase(new: int, old: int | None) -> int:
@@ -313,10 +363,16 @@ class ZoneEstimator:
         self._excess = 0.0
         # calibration from realised waits: the predictions shown at each time, and
         # decayed sums of (realised wait, prediction at that person's arrival)
-        self._shown: deque[tuple[float, float]] = deque()
+        # (time, wait shown, ordinary wait shown, priority wait shown)
+        self._shown: deque[tuple[float, float, float, float]] = deque()
         self._cal_realised = 0.0
         self._cal_predicted = 0.0
         self._cal_at: float | None = None
+        # the same from realised ticket waits (issued -> called), with their decayed count
+        self._tcal_realised = 0.0
+        self._tcal_predicted = 0.0
+        self._tcal_n = 0.0
+        self._tcal_at: float | None = None
         self._ts: float | None = None
         self._people = 0
         self._arrivals: int | None = None
@@ -477,28 +533,87 @@ class ZoneEstimator:
         self._cal_realised += dwell
         self._cal_predicted += predicted
 
-    def calibration(self) -> float:
+    def observe_ticket_wait(self, wait: TicketWait) -> None:
+        """Fold one realised ticket wait (issued -> called) against the prediction of its
+        class shown when the ticket was issued: the ticket system's ground truth.
+
+        The same rules as the camera's completed dwells (:meth:`_calibrate`), into sums
+        of their own; once ``calibration_min_tickets`` (decayed) are in, :meth:`calibration`
+        uses these instead of the camera's.
+        """
+        s = self.settings
+        shown = self._shown
+        joined, left_at = wait.issued_at, wait.called_at
+        if not shown or joined < shown[0][0]:
+            return
+        i = bisect.bisect_right(shown, (joined, math.inf)) - 1
+        if i < 0:
+            return
+        predicted = shown[i][3] if wait.klass == "priority" else shown[i][2]
+        if predicted < s.calibration_min_s:
+            return
+        if self._tcal_at is not None and left_at > self._tcal_at:
+            f = math.exp(-(left_at - self._tcal_at) / s.calibration_window_s)
+            self._tcal_realised *= f
+            self._tcal_predicted *= f
+            self._tcal_n *= f
+        self._tcal_at = left_at if self._tcal_at is None else max(self._tcal_at, left_at)
+        self._tcal_realised += wait.wait_s
+        self._tcal_predicted += predicted
+        self._tcal_n += 1.0
+
+    def calibration_source(self, now: float | None = None) -> str:
+        """ "tickets" when enough realised ticket waits are in (``calibration_min_tickets``,
+        decayed to ``now``), else "camera" (completed dwells)."""
+        s = self.settings
+        if self._tcal_at is None or self._tcal_n <= 0:
+            return "camera"
+        n = self._tcal_n
+        if now is not None and now > self._tcal_at:
+            n *= math.exp(-(now - self._tcal_at) / s.calibration_window_s)
+        return "tickets" if n >= s.calibration_min_tickets else "camera"
+
+    def calibration(self, now: float | None = None) -> float:
         """Realised / predicted waits of recent departures, shrunk to 1 and clipped.
 
         ``(R + k P1) / (P + k P1)`` with ``R``, ``P`` the decayed sums of realised
         waits and of the predictions shown at those people's arrivals, ``k =
         calibration_prior`` pseudo-departures of ``P1 = calibration_min_s``, clipped
-        to ``[1 / calibration_max, calibration_max]``.
+        to ``[1 / calibration_max, calibration_max]``. The realised waits are the
+        ticket system's (issued -> called, against the prediction of the ticket's
+        class) when :meth:`calibration_source` says "tickets", else the camera's
+        completed dwells.
         """
         s = self.settings
         if s.calibration_max <= 1:
             return 1.0
         prior = s.calibration_prior * s.calibration_min_s
-        if self._cal_predicted + prior <= 0:
+        realised, predicted = self._cal_realised, self._cal_predicted
+        if self.calibration_source(now) == "tickets":
+            realised, predicted = self._tcal_realised, self._tcal_predicted
+        if predicted + prior <= 0:
             return 1.0  # no prior (calibration_prior 0) and nothing realised yet
-        k = (self._cal_realised + prior) / (self._cal_predicted + prior)
+        k = (realised + prior) / (predicted + prior)
         return min(max(k, 1.0 / s.calibration_max), s.calibration_max)
 
-    def _remember(self, now: float, predicted: float) -> None:
+    def _remember(
+        self,
+        now: float,
+        predicted: float,
+        ordinary: float | None = None,
+        priority: float | None = None,
+    ) -> None:
         shown = self._shown
         if shown and now <= shown[-1][0] + 5.0:
             return
-        shown.append((now, predicted))
+        shown.append(
+            (
+                now,
+                predicted,
+                predicted if ordinary is None else ordinary,
+                predicted if priority is None else priority,
+            )
+        )
         horizon = now - self.settings.calibration_lookback_s
         while shown and shown[0][0] < horizon:
             shown.popleft()
@@ -623,6 +738,7 @@ class ZoneEstimator:
         threshold_s: float | None = None,
         arrivals_ahead_per_s: np.ndarray | None = None,
         arrival_forecast_method: str | None = None,
+        tickets: TicketSummary | None = None,
     ) -> WaitEstimate:
         """What is known at ``now``, with the projection of the next minutes.
 
@@ -633,6 +749,9 @@ class ZoneEstimator:
                 from now (people/s, float64; e.g. from :mod:`arrivals`); default:
                 the current arrival trend held constant.
             arrival_forecast_method: reported as is (``"history"``...).
+            tickets: what the zone's ticket system says (``server.tickets``): its learned
+                priority share replaces the configured one, its realised waits by
+                class are reported.
         """
         s = self.settings
         threshold = threshold_s if threshold_s is not None else s.wait_threshold_s
@@ -641,6 +760,11 @@ class ZoneEstimator:
         p50 = _quantile(waits, 0.5) if waits else None
         p90 = _quantile(waits, 0.9) if waits else None
         within = sum(1 for w in waits if w <= threshold) / len(waits) if waits else None
+        share = tickets.priority_share if tickets is not None else self.priority_share
+        ticket_fields = _ticket_fields(tickets, share)
+        kappa = self.calibration(now)
+        ticket_fields["calibration_factor"] = kappa
+        ticket_fields["calibration_source"] = self.calibration_source(now)
         if self._ts is None:
             return WaitEstimate(
                 queue_length=0,
@@ -653,6 +777,7 @@ class ZoneEstimator:
                 forecast_wait_s=None,
                 forecast_horizon_s=s.forecast_horizon_s,
                 served_within_threshold_ratio=within,
+                **ticket_fields,
             )
         age = max(0.0, now - self._ts)
         mu, method = self.service_rate(now)
@@ -660,14 +785,18 @@ class ZoneEstimator:
         theta, walkout_share = self.abandonment(mu)
         r = s.residual_factor
         queue = self._people
-        kappa = self.calibration()
         predicted = kappa * wait_behind(queue, mu, theta, r) if queue >= 1 else 0.0
-        self._remember(now, predicted)
         arrival_rate = departure_rate = net = None
         if self._trend_s >= s.min_trend_s:
             arrival_rate = self._trend_arrivals / self._trend_s
             departure_rate = self._trend_departures / self._trend_s
             net = arrival_rate - departure_rate
+        ordinary = priority = predicted
+        if share > 0:
+            lam_now = arrival_rate if arrival_rate is not None else 0.0
+            ordinary, priority = ordinary_and_priority_waits(queue, mu, share * lam_now, r, theta)
+            ordinary, priority = kappa * ordinary, kappa * priority
+        self._remember(now, predicted, ordinary, priority)
         steps = max(1, math.ceil(s.projection_horizon_s / s.projection_step_s))
         lam: np.ndarray | None = None
         if arrivals_ahead_per_s is not None and len(arrivals_ahead_per_s) >= steps:
@@ -711,13 +840,6 @@ class ZoneEstimator:
             head_breach = now + max(0.0, threshold - oldest)
             breach_at = head_breach if breach_at is None else min(breach_at, head_breach)
         one_more = wait_behind(queue, mu * (counters + 1) / counters, theta, r) if queue else 0.0
-        ordinary = priority = predicted
-        if self.priority_share > 0:
-            lam_now = arrival_rate if arrival_rate is not None else 0.0
-            ordinary, priority = ordinary_and_priority_waits(
-                queue, mu, self.priority_share * lam_now, r, theta
-            )
-            ordinary, priority = kappa * ordinary, kappa * priority
         return WaitEstimate(
             queue_length=queue,
             predicted_wait_s=predicted,
@@ -749,4 +871,5 @@ class ZoneEstimator:
             predicted_wait_ordinary_s=ordinary,
             predicted_wait_priority_s=priority,
             arrival_forecast_method=arrival_forecast_method if projection is not None else None,
+            **ticket_fields,
         )

@@ -6,8 +6,10 @@ malformed, oversized, wrong_version, stale, rejected) and applies a valid one to
 :class:`CollectorState`. It does no I/O, so it is fuzzed directly
 (tests/test_server_ingest_fuzz.py) and must never raise, whatever the bytes.
 
-Topics are split by ``lobbywatch.protocol.parse_topic`` (zone, camera status and
-device status topics); payloads must belong on their topic (``protocol.topic_for``).
+Topics are split by ``lobbywatch.protocol.parse_topic`` (zone, camera status,
+device status and ticket-system topics); payloads must belong on their topic
+(``protocol.topic_for``). Ticket-system events (``_apply_ticket``) go to the
+collector's :class:`~lobbywatch.server.tickets.TicketBook`.
 Device-level statuses drive device liveness; a last will takes the device (and so
 its cameras) offline at once, outside the seq window. Each message kind has its own
 function (``_apply_zone``, ``_apply_camera_status``, ``_apply_device_status``,
@@ -33,8 +35,10 @@ from pydantic import TypeAdapter, ValidationError
 from lobbywatch.protocol import (
     MAX_PAYLOAD_BYTES,
     PROTOCOL_VERSION,
+    TICKETS_LEVEL,
     Message,
     StatusMessage,
+    TicketMessage,
     TopicParts,
     ZoneMessage,
     parse_topic,
@@ -52,6 +56,7 @@ from lobbywatch.server.state import (
     ZoneKey,
     ZoneRecord,
 )
+from lobbywatch.server.tickets import TicketBook, TicketSettings, TicketWait
 from lobbywatch.zone_state import ZONE_STATE_FIELDS, ZoneKind
 
 log = logging.getLogger(__name__)
@@ -147,6 +152,10 @@ class Outcome:
     #: an applied zone message: the increases of its cumulative flows since the
     #: zone's previous message (``server.flows``)
     flows: FlowDelta | None = None
+    #: an applied ticket-system event (``msg`` stays None: it is no zone/status state),
+    #: with the realised wait it completed, if any; ``zone_key`` is its waiting zone
+    ticket: TicketMessage | None = None
+    ticket_wait: TicketWait | None = None
 
 
 _VERSION_LEVEL = re.compile(r"^v[0-9]+$")
@@ -173,7 +182,7 @@ def classify_topic(topic: str, root: str) -> TopicParts | tuple[str, str, str]:
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
-def _epoch(msg: ZoneMessage | StatusMessage) -> float:
+def _epoch(msg: ZoneMessage | StatusMessage | TicketMessage) -> float:
     ts = msg.ts
     if ts.tzinfo is None:  # protocol says UTC; a naive stamp is read as UTC
         ts = ts.replace(tzinfo=UTC)
@@ -274,8 +283,18 @@ class Ingestor:
         root: str,
         known_branches: dict[str, str] | None = None,
         devices: dict[str, frozenset[str]] | None = None,
+        *,
+        tickets: TicketSettings | None = None,
+        ticket_zones: dict[str, frozenset[str]] | None = None,
+        ticket_sources: dict[str, frozenset[str]] | None = None,
     ) -> None:
         self.state = state
+        if state.tickets is None:
+            state.tickets = TicketBook(tickets)
+        #: branch -> configured zones a ticket event may name (besides waiting zones seen)
+        self.ticket_zones = dict(ticket_zones or {})
+        #: branch -> ticket systems allowed for it (branches that list them)
+        self.ticket_sources = dict(ticket_sources or {})
         self.settings = settings
         self.root = root
         #: branch -> region from the config; unknown branches follow settings.unknown_branches
@@ -330,7 +349,7 @@ class Ingestor:
             return self._reject(*parts, topic=topic, now=now)
         assert isinstance(parts, TopicParts)
         kind = parts.kind
-        msg: ZoneMessage | StatusMessage
+        msg: ZoneMessage | StatusMessage | TicketMessage
         try:
             msg = _VALIDATE(payload)
         except ValidationError as exc:
@@ -356,6 +375,10 @@ class Ingestor:
             return self._reject(
                 "rejected", "unknown_branch", f"unknown branch {branch!r}", topic, now
             )
+        if kind == "ticket":
+            assert isinstance(msg, TicketMessage)
+            return self._apply_ticket(msg, ts, topic, now)
+        assert not isinstance(msg, TicketMessage)
 
         why = self.identities.check(branch, msg.camera, msg.device, now)
         if why is not None:
@@ -526,9 +549,57 @@ class Ingestor:
             recent = self._new_zones[wkey] = deque()
         recent.append(now)
 
+    def _apply_ticket(self, msg: TicketMessage, ts: float, topic: str, now: float) -> Outcome:
+        """A ticket-system event: de-duplicated by ``(branch, source, seq)``, then paired
+        and counted by the :class:`TicketBook` (``server/tickets.py``).
+
+        The zone must be one the collector knows for the branch (listed in its config, or
+        a waiting zone a camera reports), or the event is refused ``unknown_zone``: a
+        ticket system cannot create zones. A branch listing ``ticket_sources`` accepts only
+        those (``identity``)."""
+        branch = msg.branch
+        allowed = self.ticket_sources.get(branch)
+        if allowed is not None and msg.source not in allowed:
+            why = f"ticket source {msg.source!r} is not listed for branch {branch!r}"
+            return self._reject("rejected", "identity", why, topic, now)
+        zkey = ZoneKey(branch, msg.zone)
+        rec = self.state.zones.get(zkey)
+        if msg.zone not in self.ticket_zones.get(branch, ()) and (
+            rec is None or rec.kind is not _WAITING
+        ):
+            why = f"ticket for unknown zone {msg.zone!r} of branch {branch!r}"
+            return self._reject("rejected", "unknown_zone", why, topic, now)
+        # device ids start with a letter or digit: this key never clashes with a device's
+        wkey = (branch, f"{TICKETS_LEVEL}/{msg.source}")
+        window = self._windows.get(wkey)
+        if window is None:
+            if len(self._windows) >= self.settings.max_zones_and_devices:
+                return self._reject("rejected", "limit", "device limit reached", topic, now)
+            window = self._windows[wkey] = _SeqWindow()
+        if not window.admit(msg.seq, ts, self.settings.dedup_window):
+            return Outcome("duplicate")
+        book = self.state.tickets
+        assert book is not None
+        applied = book.apply(msg, ts, now)
+        if applied.result == "rejected":
+            return self._reject("rejected", "implausible", applied.why or "", topic, now)
+        if applied.result != _OK:
+            return Outcome(applied.result, zone_key=zkey)
+        return Outcome(_OK, zone_key=zkey, ticket=msg, ticket_wait=applied.wait)
+
     @staticmethod
-    def _mismatch(parts: TopicParts, msg: ZoneMessage | StatusMessage) -> str | None:
+    def _mismatch(
+        parts: TopicParts, msg: ZoneMessage | StatusMessage | TicketMessage
+    ) -> str | None:
         """Why the payload does not belong on its topic (``protocol.topic_for``), or None."""
+        if (msg.type == "ticket") != (parts.kind == "ticket"):
+            return f"payload type {msg.type!r} does not belong on a {parts.kind} topic"
+        if isinstance(msg, TicketMessage):
+            if msg.branch != parts.branch:
+                return f"payload branch {msg.branch!r} differs from the topic's"
+            if msg.source != parts.source:
+                return f"payload source {msg.source!r} differs from the topic's"
+            return None
         if (msg.type == "zone") != (parts.kind == "zone"):
             return f"payload type {msg.type!r} does not belong on a {parts.kind} topic"
         if msg.branch != parts.branch:

@@ -16,6 +16,7 @@ from lobbywatch.zone_state import ZoneKind
 
 if TYPE_CHECKING:  # the engine's value type only; state holds no engine
     from lobbywatch.server.alerts import Alert
+    from lobbywatch.server.tickets import TicketBook
 
 #: Message results counted in ``lobbywatch_collector_messages_total{result}``.
 RESULTS = (
@@ -44,6 +45,7 @@ REASONS = (
     "identity",  # the device may not publish for this branch/camera (server/identity.py)
     "zone_limit",  # per-device cap on zones, or on new zones per minute
     "implausible",  # a cumulative counter jumped further than physically possible
+    "unknown_zone",  # a ticket event names a zone that is neither configured nor a seen queue
 )
 
 
@@ -196,6 +198,8 @@ class CollectorState:
     #: per-branch indexes of zones and devices (the API reads one branch at a time)
     branch_zones: dict[str, dict[ZoneKey, ZoneRecord]] = field(default_factory=dict)
     branch_devices: dict[str, dict[DeviceKey, DeviceRecord]] = field(default_factory=dict)
+    #: ticket-system events (server/tickets.py), set by the ingest
+    tickets: TicketBook | None = None
     lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
 
     def ensure_branch(self, branch: str, region: str = "unknown") -> BranchRecord:
