@@ -63,6 +63,53 @@ class EstimateOut(BaseModel):
         None, description="projected wait of a customer joining at each projection step"
     )
     projection_step_s: float | None = None
+    priority_share: float | None = Field(
+        None, description="share of priority arrivals in the class-aware waits"
+    )
+    priority_share_method: str | None = Field(
+        None, description="tickets (learned from a ticket system) | configured"
+    )
+    priority_share_tickets: int | None = Field(
+        None, description="tickets issued in the share window (null: no ticket system)"
+    )
+    ticket_wait_ordinary_p50_s: float | None = Field(
+        None, description="realised waits (ticket issued -> called) of ordinary tickets"
+    )
+    ticket_wait_ordinary_p90_s: float | None = None
+    ticket_waits_ordinary: int | None = Field(
+        None, description="ordinary tickets called in the ticket wait window"
+    )
+    ticket_wait_priority_p50_s: float | None = None
+    ticket_wait_priority_p90_s: float | None = None
+    ticket_waits_priority: int | None = None
+    tickets_open_ordinary: int | None = Field(
+        None, description="tickets issued, not yet called or cancelled"
+    )
+    tickets_open_priority: int | None = None
+    calibration_factor: float | None = Field(
+        None, description="kappa: the correction from realised waits in the predictions"
+    )
+    calibration_source: str | None = Field(
+        None, description="tickets (realised ticket waits) | camera (completed dwells)"
+    )
+
+
+#: estimate fields copied to the API as they are (all optional there)
+_TICKET_FIELDS = (
+    "priority_share",
+    "priority_share_method",
+    "priority_share_tickets",
+    "ticket_wait_ordinary_p50_s",
+    "ticket_wait_ordinary_p90_s",
+    "ticket_waits_ordinary",
+    "ticket_wait_priority_p50_s",
+    "ticket_wait_priority_p90_s",
+    "ticket_waits_priority",
+    "tickets_open_ordinary",
+    "tickets_open_priority",
+    "calibration_factor",
+    "calibration_source",
+)
 
 
 class ZoneOut(BaseModel):
@@ -228,6 +275,7 @@ def zone_out(z: ZoneRecord) -> ZoneOut:
                 list(e.projected_waits_s) if getattr(e, "projected_waits_s", None) else None
             ),
             projection_step_s=_f(getattr(e, "projection_step_s", None)),
+            **{name: getattr(e, name, None) for name in _TICKET_FIELDS},
         )
     # the one collector -> API conversion: the shared zone fields by name
     return ZoneOut(

@@ -20,6 +20,16 @@ Names (dashboards depend on them; change only with a deprecation):
 * ``lobbywatch_zone_served_within_threshold_ratio{branch,zone}``
 * ``lobbywatch_zone_last_update_timestamp_seconds{branch,zone}``
 * ``lobbywatch_zone_alert_state{branch,zone,kind}`` (0 ok, 1 warning, 2 critical)
+* ``lobbywatch_zone_priority_share{branch,zone,method}`` (share of priority arrivals in
+  the class-aware waits; method ``tickets`` when learned from a ticket system)
+* ``lobbywatch_zone_ticket_realised_wait_seconds{branch,zone,class,quantile}`` (ticket
+  issued -> called, 0.5 and 0.9, over ``tickets.wait_window_s``)
+* ``lobbywatch_zone_tickets_open{branch,zone,class}``,
+  ``lobbywatch_zone_tickets_total{branch,zone,class,event}`` (issued, called,
+  cancelled), ``lobbywatch_zone_tickets_expired_total{branch,zone}`` (open tickets
+  forgotten without a call)
+* ``lobbywatch_zone_wait_calibration_factor{branch,zone,source}`` (kappa; source
+  ``tickets`` or ``camera``)
 * ``lobbywatch_zone_arrivals_total{branch,zone}`` (waiting zones: confirmed entries
   counted by this collector since it started; ``rate()`` gives the arrival rate)
 * ``lobbywatch_zone_service_starts_total{branch,zone}``,
@@ -223,6 +233,38 @@ class StateCollector(Collector):
             "Walk-outs / classified departures over the recent window (abandonment).",
             labels=bz,
         )
+        share = GaugeMetricFamily(
+            "lobbywatch_zone_priority_share",
+            "Share of priority arrivals used for the class-aware waits: learned from the "
+            "tickets issued (method=tickets) or configured.",
+            labels=[*bz, "method"],
+        )
+        ticket_wait = GaugeMetricFamily(
+            "lobbywatch_zone_ticket_realised_wait_seconds",
+            "Quantiles of realised waits from the ticket system (issued -> called) by class.",
+            labels=[*bz, "class", "quantile"],
+        )
+        tickets_open = GaugeMetricFamily(
+            "lobbywatch_zone_tickets_open",
+            "Tickets issued and not yet called or cancelled, by class.",
+            labels=[*bz, "class"],
+        )
+        tickets_total = CounterMetricFamily(
+            "lobbywatch_zone_tickets",
+            "Ticket-system events applied since the collector started, by class and event.",
+            labels=[*bz, "class", "event"],
+        )
+        tickets_expired = CounterMetricFamily(
+            "lobbywatch_zone_tickets_expired",
+            "Open tickets forgotten without a call (tickets.open_max_age_s, max_tickets).",
+            labels=bz,
+        )
+        calibration = GaugeMetricFamily(
+            "lobbywatch_zone_wait_calibration_factor",
+            "Correction factor kappa from realised waits in the predicted waits, by its "
+            "ground truth (tickets or camera).",
+            labels=[*bz, "source"],
+        )
         alert_state = GaugeMetricFamily(
             "lobbywatch_zone_alert_state",
             "Alert level per zone and kind: 0 ok, 1 warning, 2 critical.",
@@ -309,9 +351,24 @@ class StateCollector(Collector):
                 _add(class_wait, [*lz, "ordinary"], getattr(e, "predicted_wait_ordinary_s", None))
                 _add(class_wait, [*lz, "priority"], getattr(e, "predicted_wait_priority_s", None))
                 _add(breach_at, lz, getattr(e, "breach_expected_at", None))
+                if getattr(e, "priority_share", None) is not None:
+                    share.add_metric([*lz, str(e.priority_share_method)], e.priority_share)
+                if getattr(e, "calibration_factor", None) is not None:
+                    calibration.add_metric([*lz, str(e.calibration_source)], e.calibration_factor)
+                if getattr(e, "priority_share_tickets", None) is not None:
+                    for klass in ("ordinary", "priority"):
+                        lc = [*lz, klass]
+                        _add(ticket_wait, [*lc, "0.5"], getattr(e, f"ticket_wait_{klass}_p50_s"))
+                        _add(ticket_wait, [*lc, "0.9"], getattr(e, f"ticket_wait_{klass}_p90_s"))
+                        _add(tickets_open, lc, getattr(e, f"tickets_open_{klass}"))
                 _add(served, lz, e.served_within_threshold_ratio)
                 _add(realised, [*lz, "0.5"], e.realised_wait_p50_s)
                 _add(realised, [*lz, "0.9"], e.realised_wait_p90_s)
+            book = s.tickets
+            for (tb, tz), zt in sorted(book.zones.items()) if book is not None else ():
+                tickets_expired.add_metric([tb, tz], zt.expired)
+                for (event, klass), n in sorted(zt.totals.items()):
+                    tickets_total.add_metric([tb, tz, klass, event], n)
             # alerts on zones we hold no state for yet (e.g. right after a restart)
             for (branch, zone, kind), level in levels.items():
                 alert_state.add_metric([branch, zone, kind], level)
@@ -400,6 +457,12 @@ class StateCollector(Collector):
             walk_outs,
             unseen,
             walk_out_ratio,
+            share,
+            ticket_wait,
+            tickets_open,
+            tickets_total,
+            tickets_expired,
+            calibration,
             alert_state,
             up,
             last_ts,

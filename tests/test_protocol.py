@@ -14,6 +14,7 @@ from lobbywatch.protocol import (
     MAX_PAYLOAD_BYTES,
     CameraHealth,
     StatusMessage,
+    TicketMessage,
     ZoneMessage,
     device_status_topic,
     encode_message,
@@ -21,6 +22,7 @@ from lobbywatch.protocol import (
     parse_message,
     parse_topic,
     status_topic,
+    ticket_topic,
     topic_for,
     zone_topic,
 )
@@ -133,3 +135,122 @@ def test_topics_parse_back() -> None:
         "lobbywatch/v1/b/_c/status",
     ]:
         assert parse_topic(bad) is None, bad
+
+
+# ------------------------------------------------------------------ ticket-system events
+
+
+def _ticket_data(**kw: object) -> dict[str, object]:
+    base: dict[str, object] = {
+        "v": 1,
+        "type": "ticket",
+        "source": "qms-1",
+        "seq": 12,
+        "ts": "2026-11-29T09:30:00.250000Z",
+        "branch": "b042",
+        "zone": "W1",
+        "event": "called",
+        "ticket": "A042",
+        "class": "priority",
+        "counter": "C3",
+    }
+    return {**base, **kw}
+
+
+def test_ticket_message_round_trips_on_its_topic_and_validates_against_schema() -> None:
+    data = _ticket_data()
+    msg = parse_message(json.dumps(data).encode())
+    assert isinstance(msg, TicketMessage)
+    assert (msg.event, msg.ticket, msg.service_class, msg.counter) == (
+        "called",
+        "A042",
+        "priority",
+        "C3",
+    )
+    payload = encode_message(msg)
+    assert json.loads(payload) == data  # "class" on the wire, not the Python name
+    validator().validate(json.loads(payload))
+    assert parse_message(payload) == msg
+    assert topic_for(msg) == "lobbywatch/v1/b042/_tickets/qms-1/events"
+    assert topic_for(msg) == ticket_topic("lobbywatch", "b042", "qms-1")
+    t = parse_topic(topic_for(msg, "lw"))
+    assert t is not None and (t.kind, t.root, t.branch, t.source, t.camera) == (
+        "ticket",
+        "lw",
+        "b042",
+        "qms-1",
+        None,
+    )
+    # issued and cancelled events carry no counter
+    for event in ("issued", "cancelled"):
+        validator().validate(_ticket_data(event=event, counter=None, **{"class": "ordinary"}))
+
+
+@pytest.mark.parametrize(
+    ("bad", "field", "message"),
+    [
+        ({"event": "served"}, "event", "Input should be 'issued', 'called' or 'cancelled'"),
+        ({"class": "vip"}, "class", "Input should be 'ordinary' or 'priority'"),
+        ({"ticket": "A/042"}, "ticket", "should match pattern"),
+        ({"ticket": "A" * 33}, "ticket", "should match pattern"),
+        ({"zone": "W+"}, "zone", "should match pattern"),
+        ({"source": "_tickets"}, "source", "should match pattern"),
+        ({"seq": -1}, "seq", "greater than or equal to 0"),
+        ({"seq": "12"}, "seq", "valid integer"),
+        ({"ts": "2026-11-29 09:30:00"}, "ts", "ts must be RFC 3339"),
+        ({"ts": "2026-11-29T09:30:00"}, "ts", "ts must be RFC 3339"),
+        ({"v": True}, "v", "v must be the integer 1"),
+        ({"counter": "C/3"}, "counter", "should match pattern"),
+        ({"priority": True}, "priority", "Extra inputs are not permitted"),
+    ],
+)
+def test_invalid_ticket_messages_name_the_field(
+    bad: dict[str, object], field: str, message: str
+) -> None:
+    import jsonschema
+
+    data = _ticket_data(**bad)
+    with pytest.raises(ValidationError) as info:
+        parse_message(json.dumps(data).encode())
+    errors = info.value.errors()
+    assert errors[0]["loc"][-1] == field, errors
+    assert message in errors[0]["msg"], errors[0]["msg"]
+    if field not in ("v",):  # JSON Schema has no "not a boolean" integer rule for v
+        with pytest.raises(jsonschema.ValidationError):
+            validator().validate(data)
+
+
+def test_counter_only_on_called_events_and_class_required() -> None:
+    import jsonschema
+
+    data = _ticket_data(event="issued")
+    with pytest.raises(
+        ValidationError, match="counter is only allowed on called events, not issued"
+    ):
+        parse_message(json.dumps(data).encode())
+    with pytest.raises(jsonschema.ValidationError):
+        validator().validate(data)
+    data = _ticket_data()
+    del data["class"]
+    with pytest.raises(ValidationError) as info:
+        parse_message(json.dumps(data).encode())
+    assert info.value.errors()[0]["loc"][-1] == "class"
+    assert info.value.errors()[0]["msg"] == "Field required"
+
+
+def test_ticket_level_never_clashes_with_camera_or_device_topics() -> None:
+    from lobbywatch.protocol import TICKETS_LEVEL, is_valid_id
+
+    assert not is_valid_id(TICKETS_LEVEL)  # no camera can be called _tickets
+    # a camera status / zone topic cannot be read as a ticket topic and back
+    assert parse_topic("lobbywatch/v1/b/_tickets/status") is None
+    assert parse_topic("lobbywatch/v1/b/_tickets/zones/W1") is None
+    for bad in [
+        "lobbywatch/v1/b/_tickets/qms-1",
+        "lobbywatch/v1/b/_tickets/qms-1/event",
+        "lobbywatch/v1/b/_tickets/_x/events",
+        "lobbywatch/v1/b/_tickets/q/events/more",
+    ]:
+        assert parse_topic(bad) is None, bad
+    z = parse_topic("lobbywatch/v1/b/tickets/zones/events")  # a camera named tickets
+    assert z is not None and z.kind == "zone"

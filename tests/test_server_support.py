@@ -20,7 +20,7 @@ import pytest
 from conftest import free_port, wait_for_port
 from prometheus_client.parser import text_string_to_metric_families
 
-from lobbywatch.protocol import StatusMessage, ZoneMessage, topic_for
+from lobbywatch.protocol import StatusMessage, TicketMessage, ZoneMessage, topic_for
 from lobbywatch.zone_state import ZoneKind
 
 ROOT = "lobbywatch"
@@ -101,12 +101,40 @@ def device_status_msg(
     )
 
 
-def topic_of(msg: ZoneMessage | StatusMessage, root: str = ROOT) -> str:
+def ticket_msg(
+    seq: int,
+    at: float,
+    event: str,
+    ticket: str,
+    klass: str = "ordinary",
+    *,
+    branch: str = "b1",
+    zone: str = "W1",
+    source: str = "qms-1",
+    counter: str | None = None,
+) -> TicketMessage:
+    """A ticket-system event (``issued`` / ``called`` / ``cancelled``)."""
+    return TicketMessage.model_validate(
+        {
+            "source": source,
+            "seq": seq,
+            "ts": ts(at),
+            "branch": branch,
+            "zone": zone,
+            "event": event,
+            "ticket": ticket,
+            "class": klass,
+            "counter": counter,
+        }
+    )
+
+
+def topic_of(msg: ZoneMessage | StatusMessage | TicketMessage, root: str = ROOT) -> str:
     """The topic the protocol puts ``msg`` on (zone, camera status or device status)."""
     return topic_for(msg, root)
 
 
-def raw(msg: ZoneMessage | StatusMessage) -> tuple[str, bytes]:
+def raw(msg: ZoneMessage | StatusMessage | TicketMessage) -> tuple[str, bytes]:
     return topic_of(msg), msg.model_dump_json().encode()
 
 
