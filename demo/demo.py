@@ -52,6 +52,7 @@ from lobbywatch.errors import LobbywatchError
 from lobbywatch.locate import SHARED_ENV, NotLocatedError, locate
 from lobbywatch.protocol import (
     DEFAULT_ROOT,
+    AnyMessage,
     StatusMessage,
     ZoneMessage,
     encode_message,
@@ -487,7 +488,7 @@ class EdgeRelay:
         self.client.on_message = self._on_message
         self.host, self.port = host, port
 
-    def rewrite(self, msg: ZoneMessage | StatusMessage) -> ZoneMessage | StatusMessage:
+    def rewrite(self, msg: AnyMessage) -> AnyMessage:
         k = self.clock.speed
         update: dict[str, Any] = {
             "ts": datetime.fromtimestamp(self.clock.from_wall(msg.ts.timestamp()), UTC)
@@ -497,7 +498,7 @@ class EdgeRelay:
                 value = getattr(msg, name)
                 update[name] = None if value is None else value * k
             update["completed_dwells_s"] = [d * k for d in msg.completed_dwells_s]
-        elif msg.heartbeat_s is not None:
+        elif isinstance(msg, StatusMessage) and msg.heartbeat_s is not None:
             update["heartbeat_s"] = msg.heartbeat_s * k
         return msg.model_copy(update=update)
 
