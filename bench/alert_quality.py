@@ -35,11 +35,13 @@ from __future__ import annotations
 
 import argparse
 import bisect
+import heapq
 import math
 import statistics
 import sys
 import time
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -53,8 +55,9 @@ from lobbywatch.demo.simulator import (
     branch_messages,
     scenario,
     simulate_day,
+    ticket_messages,
 )
-from lobbywatch.protocol import DEFAULT_ROOT, encode_message, topic_for
+from lobbywatch.protocol import DEFAULT_ROOT, AnyMessage, encode_message, topic_for
 from lobbywatch.server.config import ServerConfig, parse_server_config
 from lobbywatch.server.replay import Recorded, replay
 
@@ -91,21 +94,29 @@ class DayResult:
     rate_ratios: list[float] = field(default_factory=list)
 
 
-def stream(sc: BranchScenario, customers: list[Customer]) -> list[Recorded]:
-    """What the collector would receive from the branch's edge (status messages too)."""
+def stream(sc: BranchScenario, customers: list[Customer], tickets: bool = False) -> list[Recorded]:
+    """What the collector would receive from the branch's edge (status messages too) and,
+    with ``tickets``, from its ticket system, in observation order."""
+    edge: Iterable[AnyMessage] = branch_messages(sc, customers, status=True)
+    messages = (
+        heapq.merge(edge, ticket_messages(sc, customers), key=lambda m: m.ts) if tickets else edge
+    )
     return [
         Recorded(
             m.ts.timestamp() + RECEIVE_LATENCY_S, topic_for(m, DEFAULT_ROOT), encode_message(m)
         )
-        for m in branch_messages(sc, customers, status=True)
+        for m in messages
     ]
 
 
-def server_config(sc: BranchScenario, threshold_s: float, counter_zones: bool) -> ServerConfig:
+def server_config(
+    sc: BranchScenario, threshold_s: float, counter_zones: bool, tickets: bool = False
+) -> ServerConfig:
     """The collector's config for one simulated branch: the counters its configuration
     lists (absent ones included), a nominal 5 min service (not the true, unknown one),
-    the branch's priority share, and (with counter zones) the counters as the waiting
-    zone's service points."""
+    the branch's priority share (0 with ``tickets``: the collector learns it from the
+    ticket system), and (with counter zones) the counters as the waiting zone's service
+    points."""
     zone: dict[str, Any] = {}
     if counter_zones:
         zone["service_points"] = [f"counter{c + 1}" for c in range(sc.configured_counters)]
@@ -117,7 +128,9 @@ def server_config(sc: BranchScenario, threshold_s: float, counter_zones: bool) -
                     "timezone": sc.timezone,
                     "counters": sc.configured_counters,
                     "mean_service_s": CONFIGURED_MEAN_SERVICE_S,
-                    "priority_share": sc.vip_share if sc.discipline == "vip" else 0.0,
+                    "priority_share": (
+                        sc.vip_share if sc.discipline == "vip" and not tickets else 0.0
+                    ),
                     "zones": {sc.waiting_zone: zone},
                 }
             ],
@@ -127,7 +140,7 @@ def server_config(sc: BranchScenario, threshold_s: float, counter_zones: bool) -
     )
 
 
-def history(sc: BranchScenario, weeks: int) -> list[Recorded]:
+def history(sc: BranchScenario, weeks: int, tickets: bool = False) -> list[Recorded]:
     """The same branch's previous ``weeks`` same-weekday days (same parameters, other
     random draws), oldest first: the history the arrival forecast learns from."""
     records: list[Recorded] = []
@@ -135,7 +148,7 @@ def history(sc: BranchScenario, weeks: int) -> list[Recorded]:
         past = sc.model_copy(
             update={"day": sc.day - timedelta(weeks=w), "seed": sc.seed + 7919 * w}
         )
-        records += stream(past, simulate_day(past).customers)
+        records += stream(past, simulate_day(past).customers, tickets)
     return records
 
 
@@ -145,18 +158,21 @@ def run_day(
     threshold_s: float,
     counter_zones: bool = True,
     history_weeks: int = 0,
+    tickets: bool = False,
 ) -> DayResult:
     """Replay one simulated branch-day through the collector and score it against the truth.
 
     With ``history_weeks``, the branch's previous same-weekday days are replayed first in
     the same run (the collector learns their arrival profile); only the last day is scored.
+    With ``tickets``, the branch's ticket system publishes too (the priority share is then
+    learned, not configured, and ticket waits calibrate the estimate).
     """
     day: SimulatedDay = simulate_day(sc)
     customers = day.customers
     outputs: list[dict[str, Any]] = []
     replay(
-        server_config(sc, threshold_s, counter_zones),
-        history(sc, history_weeks) + stream(sc, customers),
+        server_config(sc, threshold_s, counter_zones, tickets),
+        history(sc, history_weeks, tickets) + stream(sc, customers, tickets),
         outputs.append,
         estimates_every_s=ESTIMATE_EVERY_S,
     )
@@ -300,6 +316,12 @@ def main(argv: list[str] | None = None) -> int:
         help="replay the branch's previous N same-weekday days first (arrival profile); "
         "default 0: every day is a cold start, as a single-day stream would be",
     )
+    ap.add_argument(
+        "--tickets",
+        action="store_true",
+        help="each branch also has a ticket system (issued/called/cancelled events): the "
+        "priority share is learned from it instead of configured, its waits calibrate",
+    )
     args = ap.parse_args(argv)
 
     threshold = args.threshold_min * 60
@@ -312,7 +334,9 @@ def main(argv: list[str] | None = None) -> int:
         for k in range(args.seeds):
             counter_zones = not args.no_counter_zones
             sc = scenario(kind, k, args.first_seed + k, counter_zones=counter_zones)
-            results.append(run_day(sc, kind, threshold, counter_zones, args.history_weeks))
+            results.append(
+                run_day(sc, kind, threshold, counter_zones, args.history_weeks, args.tickets)
+            )
     by_kind: dict[str, list[DayResult]] = defaultdict(list)
     for r in results:
         by_kind[r.kind].append(r)

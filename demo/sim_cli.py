@@ -12,12 +12,10 @@ from pathlib import Path
 import typer
 
 from lobbywatch.errors import LobbywatchError
-from lobbywatch.protocol import DEFAULT_ROOT, StatusMessage, ZoneMessage
+from lobbywatch.protocol import DEFAULT_ROOT, AnyMessage
 
 
-def rebase_to(
-    messages: Iterable[ZoneMessage | StatusMessage], start: float
-) -> Iterator[ZoneMessage | StatusMessage]:
+def rebase_to(messages: Iterable[AnyMessage], start: float) -> Iterator[AnyMessage]:
     """Shift every timestamp so the stream's first message is observed at ``start``.
 
     A collector judges liveness and waits by the observation time in each
@@ -73,6 +71,13 @@ def simulate(
     ),
     dry_run: bool = typer.Option(
         False, "--dry-run", help="print the messages as JSON lines instead of publishing"
+    ),
+    tickets: bool = typer.Option(
+        False,
+        "--tickets/--no-tickets",
+        help="also publish each branch's ticket system: a ticket issued per customer who "
+        "joins the queue, called at service start, cancelled at a walk-out "
+        "(…/{branch}/_tickets/qms-1/events, not retained)",
     ),
     truth: Path | None = typer.Option(
         None,
@@ -153,8 +158,8 @@ def simulate(
                             f"{cu.service_start:.3f}" if cu.served else "",
                         ]
                     )
-    messages: Iterable[ZoneMessage | StatusMessage] = simulator.merged_messages(
-        scenarios, status=True
+    messages: Iterable[AnyMessage] = simulator.merged_messages(
+        scenarios, status=True, tickets=tickets
     )
     if live:
         messages = rebase_to(messages, time.time())

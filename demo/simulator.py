@@ -24,6 +24,11 @@ Pure core, time simulated (no wall clock, no network):
    restart (cumulative counters restart from 0, occupants are re-detected as new
    arrivals; ``seq`` continues, as the agent stores it with its outbox).
 
+3. :func:`ticket_messages` — optionally, what the branch's ticket system would
+   publish (``TicketMessage``: a ticket ``issued`` at each arrival that joins the
+   queue, ``called`` at its service start, ``cancelled`` at a walk-out), the
+   ground truth the collector learns the priority share and class waits from.
+
 The MQTT side (:func:`publish`) is in this module too but is the only part that
 touches the network or the wall clock.
 
@@ -71,7 +76,9 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from lobbywatch.protocol import (
     DEFAULT_ROOT,
     MAX_COMPLETED_DWELLS,
+    AnyMessage,
     StatusMessage,
+    TicketMessage,
     ZoneMessage,
     encode_message,
     topic_for,
@@ -857,11 +864,61 @@ def branch_messages(
         yield from status_msg(last_grid, "offline")
 
 
+#: the ticket system's id in simulated branches (topic ``.../_tickets/qms-1/events``)
+TICKET_SOURCE = "qms-1"
+
+
+def ticket_messages(
+    sc: BranchScenario, customers: list[Customer], *, source: str = TICKET_SOURCE
+) -> Iterator[TicketMessage]:
+    """What the branch's ticket system publishes, in time order, one ``seq`` sequence.
+
+    Every customer who joins the queue draws a ticket at arrival (``A001``, ``A002``...
+    for ordinary customers, ``P001``... for priority ones); it is ``called`` at the
+    service start (by ``counter{c}``) or ``cancelled`` when the customer walks out.
+    Balkers draw no ticket. No sensing noise: the ticket system is the ground truth.
+    """
+    events: list[tuple[float, int, int, str, str, str, str | None]] = []
+    numbers = {"ordinary": 0, "priority": 0}
+    for cu in customers:
+        if cu.outcome == "balked":
+            continue
+        numbers[cu.klass] += 1
+        ticket = f"{'P' if cu.vip else 'A'}{numbers[cu.klass]:03d}"
+        events.append((cu.arrival, 0, cu.id, "issued", ticket, cu.klass, None))
+        if cu.served:
+            counter = f"counter{cu.counter + 1}"
+            events.append((cu.service_start, 1, cu.id, "called", ticket, cu.klass, counter))
+        else:
+            events.append((cu.left_queue, 1, cu.id, "cancelled", ticket, cu.klass, None))
+    events.sort()
+    for seq, (at, _, _, event, ticket, klass, counter) in enumerate(events, 1):
+        yield TicketMessage.model_validate(
+            {
+                "source": source,
+                "seq": seq,
+                "ts": datetime.fromtimestamp(at, UTC),
+                "branch": sc.branch,
+                "zone": sc.waiting_zone,
+                "event": event,
+                "ticket": ticket,
+                "class": klass,
+                "counter": counter,
+            }
+        )
+
+
 def merged_messages(
-    scenarios: Iterable[BranchScenario], *, status: bool = False
-) -> Iterator[ZoneMessage | StatusMessage]:
-    """All branches' messages merged in ``ts`` order (for many branches at once)."""
-    streams = [branch_messages(sc, simulate_customers(sc), status=status) for sc in scenarios]
+    scenarios: Iterable[BranchScenario], *, status: bool = False, tickets: bool = False
+) -> Iterator[AnyMessage]:
+    """All branches' messages merged in ``ts`` order (for many branches at once); with
+    ``tickets``, their ticket systems' events too (after the edge's at equal ``ts``)."""
+    streams: list[Iterator[AnyMessage]] = []
+    for sc in scenarios:
+        customers = simulate_customers(sc)
+        streams.append(branch_messages(sc, customers, status=status))
+        if tickets:
+            streams.append(ticket_messages(sc, customers))
     return heapq.merge(*streams, key=lambda m: m.ts)
 
 
@@ -1035,7 +1092,7 @@ def _hard_params(kind: str, index: int, rng: np.random.Generator) -> dict[str, o
 
 
 def publish(
-    messages: Iterable[ZoneMessage | StatusMessage],
+    messages: Iterable[AnyMessage],
     *,
     host: str = "127.0.0.1",
     port: int = 1883,
@@ -1049,7 +1106,8 @@ def publish(
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
 ) -> int:
-    """Publish messages (retained) as the edge would; returns the number sent.
+    """Publish messages as the edge (retained) and a ticket system (ticket events, not
+    retained) would; returns the number sent.
 
     ``speed`` > 0 paces messages by their ``ts`` (1 = real time, 60 = a minute
     per second); ``speed`` = 0 sends as fast as the broker accepts. One MQTT
@@ -1083,7 +1141,8 @@ def publish(
                 delay = t0_wall + (ts - t0_sim) / speed - clock()
                 if delay > 0:
                     sleep(delay)
-            info = client.publish(topic_for(msg, root), encode_message(msg), qos=qos, retain=True)
+            retain = not isinstance(msg, TicketMessage)  # events, not states
+            info = client.publish(topic_for(msg, root), encode_message(msg), qos=qos, retain=retain)
             sent += 1
             if qos > 0 and sent % 1000 == 0:
                 # bound paho's queue of unacknowledged messages

@@ -4,6 +4,7 @@ collector / replay path (hand-computed; no broker: see test_tickets_broker.py)."
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 from typing import Any
@@ -420,3 +421,58 @@ def test_replay_processes_ticket_events_like_live(tmp_path: Path) -> None:
     assert T0 + 303 <= last["ts"] <= T0 + 320
     _check_estimate(last)
     json.dumps(last)  # the output line is JSON
+
+
+# ------------------------------------------------------------------ the simulator's ticket system
+
+
+def test_simulated_ticket_system_matches_the_ground_truth_and_replays(tmp_path: Path) -> None:
+    from lobbywatch.demo import simulator
+    from lobbywatch.protocol import encode_message, topic_for
+
+    sc = simulator.scenario("hard_priority", 0, 1000)
+    customers = simulator.simulate_customers(sc)
+    msgs = list(simulator.ticket_messages(sc, customers))
+    joined = [cu for cu in customers if cu.outcome != "balked"]
+    by_event: dict[str, list[Any]] = {"issued": [], "called": [], "cancelled": []}
+    for m in msgs:
+        by_event[m.event].append(m)
+    assert len(by_event["issued"]) == len(joined)
+    assert len(by_event["called"]) == sum(cu.served for cu in customers)
+    assert len(by_event["cancelled"]) == sum(cu.outcome == "walked_out" for cu in customers)
+    assert [m.seq for m in msgs] == list(range(1, len(msgs) + 1))
+    assert all(a.ts <= b.ts for a, b in itertools.pairwise(msgs))
+    # issued -> called is each served customer's true wait, in their class
+    issued = {m.ticket: m for m in by_event["issued"]}
+    truth = sorted(round(cu.wait_s, 3) for cu in customers if cu.served)
+    paired = sorted(
+        round(m.ts.timestamp() - issued[m.ticket].ts.timestamp(), 3) for m in by_event["called"]
+    )
+    assert paired == pytest.approx(truth, abs=2e-3)
+
+    # through the collector (replay): the share learned is the hand-computed one
+    cfg = server_config(mqtt_port=1883, db_url=f"sqlite:///{tmp_path / 'c.db'}")
+    cfg["branches"] = [
+        {"id": sc.branch, "region": "north", "priority_share": 0.0, "zones": {sc.waiting_zone: {}}}
+    ]
+    records = [
+        Recorded(m.ts.timestamp(), topic_for(m), encode_message(m))
+        for m in simulator.merged_messages([sc], status=True, tickets=True)
+    ]
+    out: list[dict[str, Any]] = []
+    replay(parse_server_config(cfg), records, out.append, estimates_every_s=1800)
+    est = [o for o in out if o["type"] == "estimate" and o["zone"] == sc.waiting_zone]
+    noon = next(o for o in est if o["ts"] >= sc.midnight() + 12 * 3600)
+    window = [
+        m
+        for m in by_event["issued"]
+        if noon["ts"] - 7200 < m.ts.timestamp() <= noon["ts"]
+        and m.ts.timestamp() < noon["ts"]  # received before the estimate
+    ]
+    n_p = sum(m.service_class == "priority" for m in window)
+    assert noon["priority_share_method"] == "tickets"
+    assert noon["priority_share_tickets"] == len(window)
+    # no prior weight from a configured 0: n_p / (n + 10)
+    assert noon["priority_share"] == pytest.approx(n_p / (len(window) + 10))
+    assert noon["ticket_waits_ordinary"] > 0 and noon["ticket_waits_priority"] > 0
+    assert noon["calibration_source"] == "tickets"
