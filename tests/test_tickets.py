@@ -476,3 +476,66 @@ def test_simulated_ticket_system_matches_the_ground_truth_and_replays(tmp_path: 
     assert noon["priority_share"] == pytest.approx(n_p / (len(window) + 10))
     assert noon["ticket_waits_ordinary"] > 0 and noon["ticket_waits_priority"] > 0
     assert noon["calibration_source"] == "tickets"
+
+
+def test_simulate_cli_publishes_ticket_events_only_with_the_flag() -> None:
+    from typer.testing import CliRunner
+
+    from lobbywatch.cli import app
+    from lobbywatch.protocol import TicketMessage, parse_message, parse_topic
+
+    runner = CliRunner()
+    with_tickets = runner.invoke(app, ["simulate", "--dry-run", "--interval", "60", "--tickets"])
+    assert with_tickets.exit_code == 0, with_tickets.output
+    plain = runner.invoke(app, ["simulate", "--dry-run", "--interval", "60"])
+    assert plain.exit_code == 0, plain.output
+    assert "/_tickets/" not in plain.output
+    tickets = []
+    for line in with_tickets.output.splitlines():
+        topic, payload = line.split(" ", 1)
+        msg = parse_message(payload.encode())
+        parts = parse_topic(topic)
+        assert parts is not None
+        if isinstance(msg, TicketMessage):
+            assert (parts.kind, parts.source, parts.branch) == ("ticket", "qms-1", msg.branch)
+            tickets.append(msg)
+    assert {m.event for m in tickets} >= {"issued", "called"}
+    # the edge's messages are the same with and without the ticket system
+    edge = [x for x in with_tickets.output.splitlines() if "/_tickets/" not in x]
+    assert edge == plain.output.splitlines()
+
+
+def test_simulated_ticket_events_are_published_not_retained(mosquitto: Any) -> None:
+    import threading
+
+    import paho.mqtt.client as mqtt
+
+    from lobbywatch.demo import simulator
+
+    broker = mosquitto()
+    sc = simulator.scenario("normal", 0, 7)
+    msgs = list(simulator.merged_messages([sc], status=True, tickets=True))[:400]
+    assert any(m.type == "ticket" for m in msgs) and any(m.type == "zone" for m in msgs)
+    assert simulator.publish(msgs, port=broker.port, qos=1, speed=0) == len(msgs)
+    retained: list[str] = []
+    done = threading.Event()
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+
+    def on_message(c: Any, u: Any, m: Any) -> None:
+        if m.retain:
+            retained.append(m.topic)
+        done.set()
+
+    client.on_message = on_message
+    client.on_connect = lambda c, u, f, rc, p: c.subscribe("lobbywatch/v1/#", qos=1)
+    client.connect("127.0.0.1", broker.port)
+    client.loop_start()
+    try:
+        assert done.wait(5)
+        import time as _time
+
+        _time.sleep(0.5)
+    finally:
+        client.disconnect()
+        client.loop_stop()
+    assert retained and not [t for t in retained if "/_tickets/" in t]
