@@ -135,6 +135,35 @@ def device_provision(
     typer.echo("then reload the broker: systemctl reload mosquitto (SIGHUP)")
 
 
+@device_app.command("provision-tickets")
+def device_provision_tickets(
+    branch: str = typer.Option(..., "--branch", help="branch id"),
+    source: str = typer.Option(..., "--source", help="ticket system id (its topic level)"),
+    out: Path = typer.Option(..., "--out", help="folder; a sub-folder per MQTT user is created"),
+    user: str | None = typer.Option(
+        None, "--user", help="MQTT username (default tickets.<branch>.<source>)"
+    ),
+    root: str = typer.Option("lobbywatch", "--root", help="MQTT topic root"),
+    force: bool = typer.Option(False, "--force", help="replace existing credentials"),
+) -> None:
+    """Create a ticket system's broker credentials and its ACL block (it may write only
+    {root}/v1/<branch>/_tickets/<source>/events)."""
+    from lobbywatch.edge.provision import provision_ticket_source
+    from lobbywatch.outputs import output_folder
+
+    output_folder(out, "--out")
+    result = provision_ticket_source(
+        branch=branch, source=source, out=out, user=user, root=root, force=force
+    )
+    typer.echo(f"ticket system:   {result.folder} (MQTT user {result.user})")
+    typer.echo(f"  password:      {result.password_file} (0600; for the ticket system)")
+    typer.echo(f"broker, append:  {result.passwd_line} -> mosquitto password_file")
+    if not result.hashed:
+        typer.echo("                 (mosquitto_passwd not found: run `mosquitto_passwd -U` on it)")
+    typer.echo(f"                 {result.acl_block} -> mosquitto acl_file")
+    typer.echo("then reload the broker: systemctl reload mosquitto (SIGHUP)")
+
+
 def register(app: typer.Typer) -> None:
     """Attach this module's commands and groups to the root app."""
     app.add_typer(config_app, name="config")

@@ -12,6 +12,7 @@ which a pattern cannot check against the user.
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import shutil
 import subprocess
@@ -20,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lobbywatch.errors import ConfigError
-from lobbywatch.protocol import DEFAULT_ROOT, PROTOCOL_VERSION, is_valid_id
+from lobbywatch.protocol import DEFAULT_ROOT, PROTOCOL_VERSION, TICKETS_LEVEL, is_valid_id
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,3 +144,60 @@ def provision_device(
     config = folder / "device.yaml"
     config.write_text(_config_text(branch, device, cameras, root, host, port, tls))
     return Provisioned(folder, config, password_file, passwd_line, acl, hashed)
+
+
+@dataclass(frozen=True, slots=True)
+class ProvisionedTickets:
+    folder: Path
+    user: str
+    password_file: Path
+    passwd_line: Path
+    acl_block: Path
+    hashed: bool
+
+
+def ticket_acl_block(root: str, branch: str, source: str, user: str) -> str:
+    """The mosquitto ACL lines of a branch's ticket system: write its ticket topic only."""
+    return (
+        f"# ticket system {source} of branch {branch}\n"
+        f"user {user}\n"
+        f"topic write {root}/v{PROTOCOL_VERSION}/{branch}/{TICKETS_LEVEL}/{source}/events\n"
+    )
+
+
+def provision_ticket_source(
+    *,
+    branch: str,
+    source: str,
+    out: Path,
+    user: str | None = None,
+    root: str = DEFAULT_ROOT,
+    force: bool = False,
+) -> ProvisionedTickets:
+    """Broker credentials and the ACL block of a branch's ticket system (docs/protocol.md,
+    "Security"): it may write ``{root}/v1/{branch}/_tickets/{source}/events`` and nothing
+    else. The MQTT username defaults to ``tickets.{branch}.{source}`` (unique per branch
+    and source, never a device id: those are what edges use)."""
+    for name, value in [("--branch", branch), ("--source", source), ("--root", root)]:
+        if not is_valid_id(value):
+            raise ConfigError(
+                f"{name} {value!r}: ids are 1-64 letters, digits, '_', '.', '-', starting "
+                "with a letter or digit"
+            )
+    user = user or f"tickets.{branch}.{source}"
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,139}", user):
+        raise ConfigError(f"--user {user!r}: 1-140 letters, digits, '_', '.', '-'")
+    folder = Path(out) / user
+    if folder.exists() and any(folder.iterdir()) and not force:
+        raise ConfigError(f"{folder} already exists; use --force to replace its credentials")
+    folder.mkdir(parents=True, exist_ok=True)
+    os.chmod(folder, 0o700)
+    password = secrets.token_urlsafe(24)
+    password_file = folder / "mqtt.password"
+    _write_private(password_file, password + "\n")
+    line, hashed = hash_password_line(user, password)
+    passwd_line = folder / "broker-passwd.line"
+    _write_private(passwd_line, line + "\n")
+    acl = folder / "broker-acl.conf"
+    acl.write_text(ticket_acl_block(root, branch, source, user))
+    return ProvisionedTickets(folder, user, password_file, passwd_line, acl, hashed)

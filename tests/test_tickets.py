@@ -539,3 +539,33 @@ def test_simulated_ticket_events_are_published_not_retained(mosquitto: Any) -> N
         client.disconnect()
         client.loop_stop()
     assert retained and not [t for t in retained if "/_tickets/" in t]
+
+
+def test_provision_tickets_cli_writes_private_credentials_and_refuses_bad_ids(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import stat
+
+    from lobbywatch.cli import main as cli_main
+
+    def run(*argv: str) -> int:
+        with pytest.raises(SystemExit) as done:
+            cli_main(list(argv))
+        return int(done.value.code or 0)
+
+    args = ["device", "provision-tickets", "--branch", "b1", "--source", "qms-1"]
+    assert run(*args, "--out", str(tmp_path)) == 0
+    folder = tmp_path / "tickets.b1.qms-1"
+    assert stat.S_IMODE((folder / "mqtt.password").stat().st_mode) == 0o600
+    assert (
+        (folder / "broker-acl.conf")
+        .read_text()
+        .endswith("user tickets.b1.qms-1\ntopic write lobbywatch/v1/b1/_tickets/qms-1/events\n")
+    )
+    capsys.readouterr()
+    assert run(*args, "--out", str(tmp_path)) == 2
+    assert "already exists; use --force" in capsys.readouterr().err
+    bad = ["device", "provision-tickets", "--branch", "b/1", "--source", "q"]
+    bad += ["--out", str(tmp_path / "bad")]
+    assert run(*bad) == 2
+    assert "--branch 'b/1'" in capsys.readouterr().err

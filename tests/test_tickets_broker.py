@@ -16,7 +16,11 @@ import paho.mqtt.client as mqtt
 import pytest
 from test_server_support import raw, sample, scrape, server_config, ticket_msg, wait_until, zone_msg
 
-from lobbywatch.edge.provision import hash_password_line, provision_device
+from lobbywatch.edge.provision import (
+    hash_password_line,
+    provision_device,
+    provision_ticket_source,
+)
 from lobbywatch.server.collector import Collector
 from lobbywatch.server.config import parse_server_config
 
@@ -73,24 +77,21 @@ def test_ticket_system_through_broker_acl_to_api_and_metrics(
 ) -> None:
     out = tmp_path / "provisioned"
     edge = provision_device(branch="b1", device="edge-1", cameras=["cam1"], out=out)
-    passwords = {"collector": "collector-pw", "qms-b1": "qms-pw", "qms-b2": "qms2-pw"}
-    lines = [edge.passwd_line.read_text().strip()]
-    for user, pw in passwords.items():
-        line, hashed = hash_password_line(user, pw)
-        assert hashed
-        lines.append(line)
+    # `lobbywatch device provision-tickets`: one account per ticket system
+    t1 = provision_ticket_source(branch="b1", source="qms-1", out=out)
+    t2 = provision_ticket_source(branch="b2", source="qms-2", out=out, user="qms-b2")
+    assert t1.user == "tickets.b1.qms-1"
+    assert t1.acl_block.read_text().splitlines()[1:] == [
+        "user tickets.b1.qms-1",
+        "topic write lobbywatch/v1/b1/_tickets/qms-1/events",
+    ]
+    line, hashed = hash_password_line("collector", "collector-pw")
+    assert hashed
     passwd = tmp_path / "passwd"
-    passwd.write_text("\n".join(lines) + "\n")
+    passwd.write_text("".join(p.passwd_line.read_text() for p in (edge, t1, t2)) + line + "\n")
     template = (REPO / "firmware_config" / "mosquitto" / "acl.template").read_text()
-    # the ticket-system blocks exactly as the template documents them
     acl = tmp_path / "acl"
-    acl.write_text(
-        template
-        + "\n"
-        + edge.acl_block.read_text()
-        + "\nuser qms-b1\ntopic write lobbywatch/v1/b1/_tickets/qms-1/events\n"
-        + "\nuser qms-b2\ntopic write lobbywatch/v1/b2/_tickets/qms-2/events\n"
-    )
+    acl.write_text(template + "\n" + "\n".join(p.acl_block.read_text() for p in (edge, t1, t2)))
     broker = mosquitto(
         extra_config=f"user {getpass.getuser()}\nallow_anonymous false\n"
         f"password_file {passwd}\nacl_file {acl}\n"
@@ -110,8 +111,8 @@ def test_ticket_system_through_broker_acl_to_api_and_metrics(
         assert collector.mqtt is not None
         wait_until(collector.mqtt.connected.is_set, 10)
         dev = Client(broker.port, "edge-1", edge.password_file.read_text().strip())
-        qms = Client(broker.port, "qms-b1", "qms-pw")
-        qms2 = Client(broker.port, "qms-b2", "qms2-pw")
+        qms = Client(broker.port, t1.user, t1.password_file.read_text().strip())
+        qms2 = Client(broker.port, "qms-b2", t2.password_file.read_text().strip())
         now = time.time()
         t0 = now - 600
         assert not dev.send(zone_msg(1, now - 1, people=4, arrivals=4), retain=True).is_failure
