@@ -54,6 +54,7 @@ from lobbywatch.protocol import (
     DEFAULT_ROOT,
     AnyMessage,
     StatusMessage,
+    TicketMessage,
     ZoneMessage,
     encode_message,
     parse_message,
@@ -229,6 +230,7 @@ def fleet_messages(
             shift = last_ts + first.report_interval_s - opening
         day_seq: dict[str, int] = {}
         for msg in simulator.merged_messages(scenarios, status=True):
+            assert not isinstance(msg, TicketMessage)  # no ticket systems in the demo
             if isinstance(msg, StatusMessage):
                 if loop_days and msg.state == "offline" and not msg.will:
                     continue  # closing time: the next day follows at once

@@ -887,8 +887,8 @@ def ticket_messages(
         ticket = f"{'P' if cu.vip else 'A'}{numbers[cu.klass]:03d}"
         events.append((cu.arrival, 0, cu.id, "issued", ticket, cu.klass, None))
         if cu.served:
-            counter = f"counter{cu.counter + 1}"
-            events.append((cu.service_start, 1, cu.id, "called", ticket, cu.klass, counter))
+            by = f"counter{cu.counter + 1}"
+            events.append((cu.service_start, 1, cu.id, "called", ticket, cu.klass, by))
         else:
             events.append((cu.left_queue, 1, cu.id, "cancelled", ticket, cu.klass, None))
     events.sort()
