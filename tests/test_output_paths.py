@@ -45,6 +45,11 @@ def _provision(tmp: Path, out: Path) -> list[str]:
             "--out", str(out)]  # fmt: skip
 
 
+def _provision_tickets(tmp: Path, out: Path) -> list[str]:
+    return ["device", "provision-tickets", "--branch", "b1", "--source", "qms-1",
+            "--out", str(out)]  # fmt: skip
+
+
 def _demo(tmp: Path, out: Path) -> list[str]:
     return ["demo", "--no-edge", "--duration", "0.1", "--workdir", str(out)]
 
@@ -111,6 +116,7 @@ def _model_dest(tmp: Path, out: Path) -> list[str]:
 
 FOLDER_OPTIONS = [
     pytest.param("--out", _provision, id="device provision --out"),
+    pytest.param("--out", _provision_tickets, id="device provision-tickets --out"),
     pytest.param("--dest", _model_dest, id="model pull --dest"),
     pytest.param("--workdir", _demo, id="demo --workdir"),
 ]
@@ -189,6 +195,8 @@ def test_provision_creates_missing_folders(tmp_path: Path) -> None:
     out = tmp_path / "not" / "yet"
     main_ok(_provision(tmp_path, out))
     assert (out / "d1" / "device.yaml").is_file()
+    main_ok(_provision_tickets(tmp_path, out))
+    assert (out / "tickets.b1.qms-1" / "broker-acl.conf").is_file()
 
 
 def test_count_missing_video_folder_does_not_blame_the_codec(
@@ -219,6 +227,7 @@ INPUT_PATHS = {
 OUTPUT_PATHS = {
     ("count", "--out"), ("count", "--csv"), ("zones preview", "--out"),
     ("config schema", "--out"), ("simulate", "--truth"), ("device provision", "--out"),
+    ("device provision-tickets", "--out"),
     ("demo", "--workdir"), ("model pull", "--dest"), ("server replay", "--out"),
     ("server run", "--record"),
     ("demo", "--workdir"), ("model pull", "--dest"), ("report daily", "--out"),
