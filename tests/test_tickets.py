@@ -569,3 +569,54 @@ def test_provision_tickets_cli_writes_private_credentials_and_refuses_bad_ids(
     bad += ["--out", str(tmp_path / "bad")]
     assert run(*bad) == 2
     assert "--branch 'b/1'" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------ property: any event order
+
+
+def _event_strategy() -> Any:
+    from hypothesis import strategies as st
+
+    return st.lists(
+        st.tuples(
+            st.sampled_from(["issued", "called", "cancelled"]),
+            st.sampled_from(["A1", "A2", "A3", "P1", "P2"]),
+            st.sampled_from(["ordinary", "priority"]),
+            st.sampled_from(["W1", "W2"]),
+            st.integers(min_value=0, max_value=40),  # ts offset, minutes
+            st.integers(min_value=0, max_value=40),  # receive offset, minutes
+        ),
+        max_size=40,
+    )
+
+
+def test_any_event_sequence_keeps_the_book_consistent() -> None:
+    from hypothesis import given, settings
+
+    @settings(max_examples=300, deadline=None)
+    @given(_event_strategy())
+    def check(events: list[tuple[str, str, str, str, int, int]]) -> None:
+        book = TicketBook(TicketSettings(open_max_age_s=1200, max_tickets=4))
+        now = T0
+        for seq, (event, ticket, klass, zone, ts_min, recv_min) in enumerate(events, 1):
+            now = max(now, T0 + 60 * recv_min)
+            msg = ticket_msg(seq, T0 + 60 * ts_min, event, ticket, klass, zone=zone)
+            got = book.apply(msg, msg.ts.timestamp(), now)
+            assert got.result in ("ok", "duplicate", "stale", "rejected")
+            if got.wait is not None:
+                assert got.wait.wait_s >= 0
+            assert len(book.tickets) <= 4
+            # the open counters are exactly the open tickets held, per zone and class
+            for (b, z), zt in book.zones.items():
+                for c in ("ordinary", "priority"):
+                    held = sum(
+                        1
+                        for t in book.tickets.values()
+                        if t.is_open and (t.branch, t.zone, t.klass) == (b, z, c)
+                    )
+                    assert zt.open[c] == held, (z, c, zt.open, events)
+        book.evict(now + 1201)
+        assert not book.tickets
+        assert all(v == 0 for zt in book.zones.values() for v in zt.open.values())
+
+    check()
