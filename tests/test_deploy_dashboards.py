@@ -50,6 +50,8 @@ COLLECTOR_METRICS = {
     "lobbywatch_zone_walk_outs_total",
     "lobbywatch_zone_departures_unseen_total",
     "lobbywatch_zone_walk_out_ratio",
+    "lobbywatch_zone_class_predicted_wait_seconds",
+    "lobbywatch_zone_ticket_realised_wait_seconds",
     "lobbywatch_device_up",
     "lobbywatch_device_last_message_timestamp_seconds",
     "lobbywatch_device_last_message_age_seconds",

@@ -89,7 +89,8 @@ def _feed_simulated_branches(broker: Broker) -> int:
     The simulator's branch-days are dated in the past; the timestamps are
     shifted so the hour ends now, as if the edge boxes had published it live.
     Counters, sequence numbers and dwells are the simulator's own. Customers
-    give up after 4-8 min, so the walk-out panels have something to show.
+    give up after 4-8 min, so the walk-out panels have something to show. Each branch
+    has a ticket system too (``simulate --tickets``), for the class-wait panel.
     """
     from lobbywatch.demo import simulator
 
@@ -106,7 +107,7 @@ def _feed_simulated_branches(broker: Broker) -> int:
     ]
     start_h, end_h = 9.5, 10.5
     messages = []
-    for msg in simulator.merged_messages(scenarios, status=True):
+    for msg in simulator.merged_messages(scenarios, status=True, tickets=True):
         sc = scenarios[0]
         hour = (msg.ts.timestamp() - sc.midnight()) / 3600
         if hour > end_h:

@@ -1013,6 +1013,32 @@ def branch_detail() -> dict[str, Any]:
         12,
         8,
     )
+    b.add(
+        timeseries(
+            "Waits by class (ticket system)",
+            [
+                target(
+                    f"max by (zone, class) (lobbywatch_zone_class_predicted_wait_seconds{{{br}}})",
+                    "A",
+                    "{{zone}} {{class}} predicted",
+                ),
+                target(
+                    "max by (zone, class) (lobbywatch_zone_ticket_realised_wait_seconds"
+                    f'{{{br},quantile="0.5"}})',
+                    "B",
+                    "{{zone}} {{class}} realised (tickets, median)",
+                ),
+            ],
+            unit="s",
+            description="Predicted wait of a customer joining now by service class (priority "
+            "served first), and the median realised wait of the tickets called in the last "
+            "hour (issued -> called) where a ticket system is connected. The priority share "
+            "behind the class waits is learned from the tickets issued "
+            "(lobbywatch_zone_priority_share, method=tickets) or configured.",
+        ),
+        12,
+        8,
+    )
     hourly = timeseries(
         "Service level by hour",
         [
