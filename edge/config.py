@@ -203,6 +203,11 @@ class CameraModel(BaseModel):
     grey_contrast: Literal["off", "clahe"] | None = Field(
         None, description="CLAHE on a greyscale picture (DetectorSettings.grey_contrast)"
     )
+    tta: Literal["off", "flip"] | None = Field(
+        None,
+        description="test-time augmentation (DetectorSettings.tta): flip also runs the "
+        "mirrored frame and fuses the boxes, at twice the inference",
+    )
     calibration: CameraCalibration | None = Field(None, description="how this was chosen")
 
     def apply(self, base: DetectorSettings) -> DetectorSettings:
