@@ -217,7 +217,14 @@ def run_calibration(
     echo: Any = typer.echo,
 ) -> Any:
     """Search, print the decision with before/after error, and write it into the config."""
-    from lobbywatch.edge.calibration import SIZES, THRESHOLDS, Setting, calibrate, located_error
+    from lobbywatch.edge.calibration import (
+        SIZES,
+        THRESHOLDS,
+        TTAS,
+        Setting,
+        calibrate,
+        located_error,
+    )
     from lobbywatch.edge.config import load_device_config
     from lobbywatch.edge.detector import Detector
     from lobbywatch.edge.evaluation import read_frame
@@ -236,18 +243,18 @@ def run_calibration(
     sizes = sizes or list(SIZES)
     low = min(THRESHOLDS)
     frames = [read_frame(s.path) for s in snaps]
-    detectors: dict[tuple[str, str], Detector] = {}
-    cache: dict[tuple[str, str, int], Any] = {}
+    detectors: dict[tuple[str, str, str], Detector] = {}
+    cache: dict[tuple[str, str, str, int], Any] = {}
 
-    def detect(model: str, size: str, i: int) -> Any:
-        if (model, size, i) not in cache:
-            if (model, size) not in detectors:
-                settings = Setting(model, size, low).detector_settings(device)
+    def detect(model: str, size: str, i: int, tta: str = "off") -> Any:
+        if (model, size, tta, i) not in cache:
+            if (model, size, tta) not in detectors:
+                settings = Setting(model, size, low, tta).detector_settings(device)
                 if model == device.name and device.path is not None:
                     settings = settings.model_copy(update={"path": device.path})
-                detectors[(model, size)] = Detector.from_settings(settings)
-            cache[(model, size, i)] = detectors[(model, size)].detect(frames[i])
-        return cache[(model, size, i)]
+                detectors[(model, size, tta)] = Detector.from_settings(settings)
+            cache[(model, size, tta, i)] = detectors[(model, size, tta)].detect(frames[i])
+        return cache[(model, size, tta, i)]
 
     per_zone = all(s.zones is not None for s in snaps)
     # Clicked positions say more than counts: a setting whose false boxes
@@ -274,7 +281,9 @@ def run_calibration(
             return np.array([len(det)], np.int64)
 
         truth = [[s.count] for s in snaps]
-    res = calibrate(detect, truth, default, models, sizes, THRESHOLDS, count=count, error=error)
+    res = calibrate(
+        detect, truth, default, models, sizes, THRESHOLDS, count=count, error=error, ttas=TTAS
+    )
     if located:
         unit = "people per snapshot (missed or boxed off a clicked person)"
     else:
@@ -282,15 +291,16 @@ def run_calibration(
     echo(f"camera {camera_id}: {len(snaps)} snapshots, {sum(s.count for s in snaps)} people")
     echo(
         f"default : {default.model} size {default.size} threshold {default.threshold:g}"
-        f"  error {res.error_before:.2f} {unit}"
+        f" tta {default.tta}  error {res.error_before:.2f} {unit}"
     )
     echo(
         f"chosen  : {res.chosen.model} size {res.chosen.size} threshold {res.chosen.threshold:g}"
-        f"  error {res.error_after:.2f} {unit}"
+        f" tta {res.chosen.tta}  error {res.error_after:.2f} {unit}"
     )
     echo(f"why     : {res.reason}")
     for c, err, j in res.table[:3]:
-        echo(f"  ranked: {c.model} size {c.size} threshold {c.threshold:g}  error {err:.2f}, "
+        echo(f"  ranked: {c.model} size {c.size} threshold {c.threshold:g} tta {c.tta}  "
+             f"error {err:.2f}, "
              f"with prior {j:.2f}")  # fmt: skip
     if write:
         fields: dict[str, Any] = {}
@@ -302,6 +312,7 @@ def run_calibration(
                 "max_upscale": chosen.max_upscale,
                 "min_input_size": chosen.min_input_size,
                 "score_threshold": chosen.score_threshold,
+                "tta": chosen.tta,
             }
         fields["calibration"] = {
             "snapshots": len(snaps),

@@ -609,6 +609,17 @@ class DeviceConfig(BaseModel):
                     f"duplicate camera id {cam.id!r} (also cameras[{seen[cam.id]}])",
                 )
             seen[cam.id] = i
+            if cam.model is not None:
+                # The override must also hold with this device's model section
+                # (e.g. tta: flip on a device that tiles its frames).
+                try:
+                    cam.detector_settings(self.model)
+                except ValueError as exc:
+                    msg = str(exc).splitlines()
+                    why = next((m.strip() for m in msg if "tta" in m or "tiles" in m), msg[-1])
+                    raise PathValueError(
+                        ("cameras", i, "model"), f"invalid detector override: {why}"
+                    ) from exc
         if self.metrics.enabled and self.debug_view.enabled:
             if self.metrics.port == self.debug_view.port:
                 raise PathValueError(("debug_view", "port"), "same port as metrics.port")
