@@ -181,7 +181,9 @@ def windows(args: argparse.Namespace) -> None:
     as its ``mode:nms`` label and charged the same one-step penalty.
     """
     seqs = [load_sequence(f) for f in find_sequences(args.dataset)]
-    default = Setting.of(DetectorSettings())  # type: ignore[call-arg]
+    default = Setting.of(
+        DetectorSettings(tta=args.default_tta, score_threshold=args.default_threshold)  # type: ignore[call-arg]
+    )
     sizes = list(dict.fromkeys([default.size, *SIZES]))
     labels = {e: _label(e) for e in args.space.split(",")}
     offsets = [int(o) for o in args.offsets.split(",")]
@@ -193,7 +195,9 @@ def windows(args: argparse.Namespace) -> None:
                 cands = load(args.cache, m, z, seq.name)[0]
                 for e, lab in labels.items():
                     mode, u = e.split(":")
-                    dets[(m, z, lab)] = [boxes(c, mode, float(u)) for c in cands]
+                    dets[(m, z, lab)] = [
+                        _width(boxes(c, mode, float(u)), WIDTH.get(m, 1.0)) for c in cands
+                    ]
         n, maes = len(seq.gt), []
         for o in offsets:
             if o + args.k >= n:
@@ -224,6 +228,20 @@ def windows(args: argparse.Namespace) -> None:
           + f" | {o_['mae']:.2f} | {o_['precision']:.3f} | {o_['recall']:.3f} |")  # fmt: skip
     if args.verbose:
         print("\n".join(chosen_log))
+
+
+import os
+
+WIDTH = {"bytetrack_nano": float(os.environ.get("LW_BT_WIDTH", "1.0"))}
+
+
+def _width(d: Detections, f: float) -> Detections:
+    if f == 1.0 or len(d) == 0:
+        return d
+    x = d.xyxy.copy()
+    c, h = (x[:, 0] + x[:, 2]) * 0.5, (x[:, 2] - x[:, 0]) * 0.5 * f
+    x[:, 0], x[:, 2] = c - h, c + h
+    return Detections(x, d.scores)
 
 
 def _label(entry: str) -> str:
@@ -257,6 +275,8 @@ def main() -> None:
     ap.add_argument("--space", default="off:0.45,flip:0.45")
     ap.add_argument("--objective", default="points", choices=("points", "count"))
     ap.add_argument("--verbose", action="store_true")
+    ap.add_argument("--default-tta", default="off", help="the default's tta (windows)")
+    ap.add_argument("--default-threshold", type=float, default=0.4, help="(windows)")
     args = ap.parse_args()
     if args.step == "detect":
         detect(args.dataset, args.cache, configs_of(args))
