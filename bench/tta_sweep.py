@@ -16,6 +16,9 @@ answers every question below exactly, without running the network again:
   one-view boxes), and ``flip_nms``: both views' boxes into one greedy NMS
   (YOLOv5-style TTA) -- compared here, not shipped.
 
+Output boxes are narrowed by the model's catalogue ``box_width_scale`` after
+NMS / fusion, as the product does (``--box-width native``: as decoded).
+
 Step 2 (``table``) prints product count MAE (tracker at real time stamps),
 single-frame MAE and raw P/R at IoU 0.5 per sequence; step 3 (``windows``)
 repeats installer calibration on several windows per sequence with the extra
@@ -142,7 +145,8 @@ def table(args: argparse.Namespace) -> None:
         data = {seq.name: load(args.cache, m, s, seq.name) for seq in seqs}
         for mode in args.modes.split(","):
             for u in [float(x) for x in args.nms.split(",")]:
-                base = {n: [boxes(c, mode, u) for c in data[n][0]] for n in data}
+                f = width_scale(m, args.box_width)
+                base = {n: [_width(boxes(c, mode, u), f) for c in data[n][0]] for n in data}
                 for thr in [float(t) for t in args.thresholds.split(",")]:
                     pooled, cells, ms = Tally(), [], []
                     for seq in seqs:
@@ -196,7 +200,8 @@ def windows(args: argparse.Namespace) -> None:
                 for e, lab in labels.items():
                     mode, u = e.split(":")
                     dets[(m, z, lab)] = [
-                        _width(boxes(c, mode, float(u)), WIDTH.get(m, 1.0)) for c in cands
+                        _width(boxes(c, mode, float(u)), width_scale(m, args.box_width))
+                        for c in cands
                     ]
         n, maes = len(seq.gt), []
         for o in offsets:
@@ -230,9 +235,11 @@ def windows(args: argparse.Namespace) -> None:
         print("\n".join(chosen_log))
 
 
-import os
+def width_scale(model: str, box_width: str) -> float:
+    """The product's output-box narrowing for ``model`` (``native``: none)."""
+    from lobbywatch.models.registry import get_spec
 
-WIDTH = {"bytetrack_nano": float(os.environ.get("LW_BT_WIDTH", "1.0"))}
+    return get_spec(model).output.box_width_scale if box_width == "catalogue" else 1.0
 
 
 def _width(d: Detections, f: float) -> Detections:
@@ -275,6 +282,10 @@ def main() -> None:
     ap.add_argument("--space", default="off:0.45,flip:0.45")
     ap.add_argument("--objective", default="points", choices=("points", "count"))
     ap.add_argument("--verbose", action="store_true")
+    ap.add_argument(
+        "--box-width", default="catalogue", choices=("catalogue", "native"),
+        help="output boxes as the product draws them (catalogue) or as decoded (native)",
+    )
     ap.add_argument("--default-tta", default="off", help="the default's tta (windows)")
     ap.add_argument("--default-threshold", type=float, default=0.4, help="(windows)")
     args = ap.parse_args()

@@ -126,6 +126,12 @@ class DetectorSettings(BaseModel):
         "weighted box fusion (fuse_flip); score_threshold then applies to the fused score. "
         "Needs tiles (1, 1) (docs/accuracy.md, round 8)",
     )
+    box_width: Literal["catalogue", "native"] = Field(
+        "catalogue",
+        description="catalogue = narrow output boxes about their centre by the model's "
+        "output.box_width_scale (one box convention for every model); native = boxes as "
+        "the network decodes them (foot points and counts are the same either way)",
+    )
     grey_contrast: Literal["off", "clahe"] = Field(
         "off",
         description="when the camera's picture is greyscale (a monochrome or IR/night "
@@ -937,6 +943,9 @@ class Detector:
         )
         self._grey = False
         self._until_check = 0
+        self._width_scale = (
+            float(spec.output.box_width_scale) if settings.box_width == "catalogue" else 1.0
+        )
 
     @classmethod
     def from_settings(cls, settings: DetectorSettings | None = None) -> Detector:
@@ -1052,7 +1061,7 @@ class Detector:
             xyxy, scores, view = self.view_candidates(raw, prepared)
             boxes, fused = fuse_flip(xyxy, scores, view, s.nms_iou)
             keep = fused > s.score_threshold
-            return Detections(boxes[keep], fused[keep])
+            return Detections(self._box_convention(boxes[keep]), fused[keep])
         buf = prepared.buffers
         plan = buf.plan
         xyxy, scores, src = decode_person_mapped(raw, buf.offset, buf.scale, s.score_threshold)
@@ -1085,7 +1094,21 @@ class Detector:
         else:
             kept = nms(xyxy, scores, s.nms_iou)
         # Fancy indexing returns fresh contiguous float32 arrays.
-        return Detections(xyxy[kept], scores[kept])
+        return Detections(self._box_convention(xyxy[kept]), scores[kept])
+
+    def _box_convention(self, xyxy: FloatArray) -> FloatArray:
+        """Narrow kept boxes about their centre by the model's ``box_width_scale``, in place.
+
+        After NMS and fusion, so which boxes are kept (and so every count) is
+        the network's own; only the drawn width changes. Centre and bottom
+        edge, hence foot points and zone membership, are unchanged.
+        """
+        f = self._width_scale
+        if f != 1.0 and len(xyxy):
+            shrink = (xyxy[:, 2] - xyxy[:, 0]) * (0.5 * (1.0 - f))
+            xyxy[:, 0] += shrink
+            xyxy[:, 2] -= shrink
+        return xyxy
 
     def view_candidates(
         self, raw: FloatArray, prepared: Prepared, floor: float = TTA_CANDIDATE_SCORE
