@@ -503,7 +503,7 @@ def test_flip_view_equals_the_detector_on_the_mirrored_frame(
     prep = tta.preprocess(frame)
     xyxy, scores, view = tta.view_candidates(tta.infer(prep), prep)
     assert set(view.tolist()) == {0, 1}
-    plain = Detector.from_settings(DetectorSettings(score_threshold=0.1))
+    plain = Detector.from_settings(DetectorSettings(score_threshold=0.1, box_width="native"))
     mirrored = plain.detect(np.ascontiguousarray(frame[:, ::-1]))
     w = frame.shape[1]
     want = unmirror(mirrored.xyxy, float(w))
@@ -520,3 +520,25 @@ def test_flip_view_equals_the_detector_on_the_mirrored_frame(
     want_boxes, want_scores = fuse_flip(xyxy, scores, view, 0.45)
     np.testing.assert_allclose(out.scores, want_scores[want_scores > 0.4])
     assert len(out) >= 4 and np.all(np.diff(out.scores) <= 0)
+
+
+def test_catalogue_box_width_narrows_kept_boxes_about_their_centre(
+    model_path: Path, people_dir: Path
+) -> None:
+    """bytetrack_nano's boxes are drawn 0.87 as wide; the same boxes, scores and foot points."""
+    import cv2
+
+    frame = cv2.imread(str(people_dir / "tud_campus" / "frames" / "000001.jpg"))
+    native = Detector.from_settings(DetectorSettings(box_width="native")).detect(frame)
+    drawn = Detector.from_settings(DetectorSettings()).detect(frame)
+    assert len(native) >= 4
+    np.testing.assert_array_equal(drawn.scores, native.scores)
+    w_native = native.xyxy[:, 2] - native.xyxy[:, 0]
+    np.testing.assert_allclose(drawn.xyxy[:, 2] - drawn.xyxy[:, 0], 0.87 * w_native, rtol=1e-5)
+    np.testing.assert_allclose(drawn.foot_points(), native.foot_points(), atol=1e-3)
+    np.testing.assert_array_equal(drawn.xyxy[:, [1, 3]], native.xyxy[:, [1, 3]])
+    # yolox_nano is the reference convention: unchanged.
+    y = DetectorSettings(name="yolox_nano", input_size=416)
+    a = Detector.from_settings(y).detect(frame)
+    b = Detector.from_settings(y.model_copy(update={"box_width": "native"})).detect(frame)
+    np.testing.assert_array_equal(a.xyxy, b.xyxy)
