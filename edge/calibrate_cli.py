@@ -215,12 +215,12 @@ def run_calibration(
     sizes: list[str] | None = None,
     write: bool = True,
     echo: Any = typer.echo,
+    ttas: list[str] | None = None,
 ) -> Any:
     """Search, print the decision with before/after error, and write it into the config."""
     from lobbywatch.edge.calibration import (
         SIZES,
         THRESHOLDS,
-        TTAS,
         Setting,
         calibrate,
         located_error,
@@ -282,8 +282,9 @@ def run_calibration(
 
         truth = [[s.count] for s in snaps]
     res = calibrate(
-        detect, truth, default, models, sizes, THRESHOLDS, count=count, error=error, ttas=TTAS
-    )
+        detect, truth, default, models, sizes, THRESHOLDS, count=count, error=error,
+        ttas=ttas or ["off"],
+    )  # fmt: skip
     if located:
         unit = "people per snapshot (missed or boxed off a clicked person)"
     else:
@@ -348,6 +349,12 @@ def register(app: typer.Typer) -> None:
         size: list[str] | None = typer.Option(
             None, "--size", help="input sizes to try (repeatable; default: all, see docs)"
         ),
+        tta: list[str] | None = typer.Option(
+            None,
+            "--tta",
+            help="test-time augmentations to try (repeatable: off, flip; default off only: "
+            "flip doubles inference and measured no robust gain, docs/accuracy.md round 8)",
+        ),
         dry_run: bool = typer.Option(False, "--dry-run", help="print the choice, do not write"),
     ) -> None:
         """Choose model, input size and score threshold for one camera from counted snapshots.
@@ -355,7 +362,7 @@ def register(app: typer.Typer) -> None:
         Prints the choice with the count error before (device default) and after, and
         writes it into the camera's `model` section of the config (schema-validated).
         """
-        from lobbywatch.edge.calibration import size_fields
+        from lobbywatch.edge.calibration import TTAS, size_fields
         from lobbywatch.edge.config import load_device_config
         from lobbywatch.models.registry import load_catalogue
 
@@ -368,6 +375,9 @@ def register(app: typer.Typer) -> None:
             if m not in load_catalogue():
                 known = ", ".join(sorted(load_catalogue()))
                 raise ConfigError(f"--model {m!r} is not a catalogue model ({known})")
+        for t in tta or []:
+            if t not in TTAS:
+                raise ConfigError(f"--tta {t!r} is not one of {', '.join(TTAS)}")
         for s in size or []:
             try:
                 size_fields(s)
@@ -387,4 +397,6 @@ def register(app: typer.Typer) -> None:
             if counts is None and (snapshots / CLICKS_FILE).is_file():
                 snaps = read_clicks(snapshots / CLICKS_FILE, snaps)
                 typer.echo(f"clicks  : positions from {snapshots / CLICKS_FILE}")
-        run_calibration(config, camera, snaps, model or None, size or None, write=not dry_run)
+        run_calibration(
+            config, camera, snaps, model or None, size or None, write=not dry_run, ttas=tta or None
+        )

@@ -129,8 +129,9 @@ def product_counts(
 # --------------------------------------------------------------------------- search
 
 
-#: Test-time augmentation modes searched (``DetectorSettings.tta``): the
-#: default's own mode is always searched; ``flip`` doubles inference.
+#: Test-time augmentation modes calibration can search (``DetectorSettings.tta``;
+#: the default's own mode is always searched). Only on request (``--tta``):
+#: ``flip`` doubles inference and showed no robust gain (docs/accuracy.md, round 8).
 TTAS: tuple[str, ...] = ("off", "flip")
 
 
@@ -470,7 +471,7 @@ def evaluate_calibrated(
     progress: Callable[[str], None] | None = None,
     rule: CalibrationRule | None = None,
     objective: Objective = "points",
-    ttas: Sequence[str] = TTAS,
+    ttas: Sequence[str] = ("off",),
 ) -> tuple[EvalReport, dict[str, SequenceCalibration]]:
     """``lobbywatch eval --calibrate K``: calibrate on each sequence's first ``k`` frames.
 

@@ -43,8 +43,13 @@ def register(app: typer.Typer) -> None:
         tta: str | None = typer.Option(
             None, "--tta", help="test-time augmentation of the detector: off or flip"
         ),
+        box_width: str | None = typer.Option(
+            None,
+            "--box-width",
+            help="catalogue (default: the model's box_width_scale) or native (boxes as decoded)",
+        ),
         calibrate_tta: str = typer.Option(
-            "off,flip",
+            "off",
             "--calibrate-tta",
             help="test-time augmentations --calibrate searches (comma-separated: off, flip)",
         ),
@@ -90,6 +95,8 @@ def register(app: typer.Typer) -> None:
             overrides["score_threshold"] = score
         if tta is not None:
             overrides["tta"] = tta
+        if box_width is not None:
+            overrides["box_width"] = box_width
         try:
             settings = DetectorSettings(**overrides)  # type: ignore[arg-type]
         except ValueError as exc:
