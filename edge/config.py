@@ -210,6 +210,13 @@ class CameraModel(BaseModel):
     )
     calibration: CameraCalibration | None = Field(None, description="how this was chosen")
 
+    @field_validator("tta", "grey_contrast", mode="before")
+    @classmethod
+    def _yaml_off(cls, value: object) -> object:
+        from lobbywatch.edge.detector import yaml_off
+
+        return yaml_off(value)
+
     def apply(self, base: DetectorSettings) -> DetectorSettings:
         """``base`` with this camera's overrides (validated as a whole)."""
         update = self.model_dump(exclude_none=True, exclude={"calibration"})

@@ -35,7 +35,7 @@ from typing import Any, Literal
 import cv2
 import numpy as np
 import numpy.typing as npt
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from lobbywatch.edge.detections import Detections, FloatArray
 from lobbywatch.errors import ModelError, SourceError
@@ -139,6 +139,11 @@ class DetectorSettings(BaseModel):
         "network; colour pictures are never changed (docs/accuracy.md, greyscale cameras)",
     )
 
+    @field_validator("tta", "grey_contrast", mode="before")
+    @classmethod
+    def _yaml_off(cls, value: object) -> object:
+        return yaml_off(value)
+
     @model_validator(mode="after")
     def _tiles_positive(self) -> DetectorSettings:
         if self.tiles[0] < 1 or self.tiles[1] < 1:
@@ -146,6 +151,15 @@ class DetectorSettings(BaseModel):
         if self.tta != "off" and self.tiles != (1, 1):
             raise ValueError(f"tta: {self.tta} needs tiles (1, 1), got tiles {self.tiles}")
         return self
+
+
+def yaml_off(value: object) -> object:
+    """``off`` for the ``False`` a YAML 1.1 loader makes of an unquoted ``off``.
+
+    ``tta: off`` and ``grey_contrast: off`` are what a person (and the
+    calibration's YAML writer) puts in a config; PyYAML reads them as booleans.
+    """
+    return "off" if value is False else value
 
 
 # --------------------------------------------------------------------------- geometry

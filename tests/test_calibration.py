@@ -221,6 +221,7 @@ def test_calibrate_cli_bad_input_is_one_line_exit_2(
         (["--camera", "nope"], "no camera 'nope' (cameras: hall)"),
         (["--camera", "hall", "--model", "resnet"], "--model 'resnet' is not a catalogue model"),
         (["--camera", "hall", "--size", "500"], "--size: input size 500 must be a multiple"),
+        (["--camera", "hall", "--tta", "rotate"], "--tta 'rotate' is not one of off, flip"),
         (["--camera", "hall", "--counts", str(tmp_path / "x.csv")], "cannot read counts"),
     ):
         with pytest.raises(SystemExit) as exc:
@@ -484,3 +485,18 @@ def test_camera_tta_override_errors_name_the_field(tmp_path: Path) -> None:
     tiled.write_text(text.replace("model:\n  threads: 1", "model:\n  threads: 1\n  tiles: [2, 1]"))
     with pytest.raises(Exception, match=r"cameras\[0\]\.model.*tta: flip needs tiles \(1, 1\)"):
         load_device_config(tiled, check_files=False)
+
+
+def test_unquoted_yaml_off_is_the_off_mode(tmp_path: Path) -> None:
+    """PyYAML reads a bare ``off`` as False; tta / grey_contrast take it as "off"."""
+    text = CONFIG.replace("    source: 0\n", "    source: 0\n    model: {tta: off}\n", 1)
+    text = text.replace("model:\n  threads: 1", "model:\n  threads: 1\n  grey_contrast: off")
+    path = tmp_path / "device.yaml"
+    path.write_text(text)
+    cfg = load_device_config(path, check_files=False)
+    assert cfg.model.grey_contrast == "off"
+    assert cfg.cameras[0].detector_settings(cfg.model).tta == "off"
+    # true is still an error naming the field
+    path.write_text(text.replace("{tta: off}", "{tta: on}"))
+    with pytest.raises(Exception, match=r"cameras\[0\]\.model\.tta"):
+        load_device_config(path, check_files=False)
