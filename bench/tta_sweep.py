@@ -65,9 +65,7 @@ def detect(dataset: Path, cache: Path, configs: list[tuple[str, str]]) -> None:
     cache.mkdir(parents=True, exist_ok=True)
     seqs = [load_sequence(f) for f in find_sequences(dataset)]
     for m, s in configs:
-        det = Detector.from_settings(
-            size_settings(m, s, 0.1).model_copy(update={"tta": "flip"})
-        )
+        det = Detector.from_settings(size_settings(m, s, 0.1).model_copy(update={"tta": "flip"}))
         for seq in seqs:
             out = cache / f"{m}__{s}__{seq.name}.npz"
             if out.exists():
@@ -217,9 +215,7 @@ def windows(args: argparse.Namespace) -> None:
                 error=err, ttas=list(labels.values()),
             )  # fmt: skip
             c, t = res.chosen, Tally()
-            chosen_log.append(
-                f"{seq.name}@{o}: {c.model} {c.size} {c.tta} {c.threshold:g}"
-            )
+            chosen_log.append(f"{seq.name}@{o}: {c.model} {c.size} {c.tta} {c.threshold:g}")
             for j in range(n):
                 if j not in idx:
                     d = above(dets[(c.model, c.size, c.tta)][j], c.threshold)
@@ -283,7 +279,9 @@ def main() -> None:
     ap.add_argument("--objective", default="points", choices=("points", "count"))
     ap.add_argument("--verbose", action="store_true")
     ap.add_argument(
-        "--box-width", default="catalogue", choices=("catalogue", "native"),
+        "--box-width",
+        default="catalogue",
+        choices=("catalogue", "native"),
         help="output boxes as the product draws them (catalogue) or as decoded (native)",
     )
     ap.add_argument("--default-tta", default="off", help="the default's tta (windows)")

@@ -37,7 +37,7 @@ import numpy as np
 import numpy.typing as npt
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from lobbywatch.edge.detections import Detections, FloatArray
+from lobbywatch.edge.detections import Detections, FloatArray, iou_matrix
 from lobbywatch.errors import ModelError, SourceError
 from lobbywatch.models.registry import ModelSpec, ResolvedModel, resolve_model
 
@@ -601,9 +601,7 @@ def fuse_flip(
     a, b = xyxy[ia].astype(np.float64), xyxy[ib].astype(np.float64)
     sa, sb = scores[ia].astype(np.float64), scores[ib].astype(np.float64)
     if len(ia) and len(ib):
-        inter = intersection(a, b)
-        union = box_area(a)[:, None] + box_area(b)[None, :] - inter
-        iou = inter / np.maximum(union, 1e-9)
+        iou = iou_matrix(xyxy[ia], xyxy[ib])
         r, c = _mutual_best(np.where(iou >= match_iou, iou, -np.inf))
     else:
         r = c = np.zeros(0, np.intp)
@@ -999,9 +997,7 @@ class Detector:
                 axis = float(2 * b[0, 0] + plan.resized[0, 1] / float(plan.ratios[0]))
                 offset = np.repeat(offset, 2, axis=0)
                 scale = np.repeat(scale, 2, axis=0)
-            buf = _Buffers(
-                plan, grid, stride, batch, resized, direct, offset, scale, lo, hi, axis
-            )
+            buf = _Buffers(plan, grid, stride, batch, resized, direct, offset, scale, lo, hi, axis)
             self._buffers[frame_hw] = buf
         return buf
 

@@ -123,7 +123,8 @@ def register(app: typer.Typer) -> None:
             ttas = [t.strip() for t in calibrate_tta.split(",") if t.strip()]
             if not ttas or any(t not in ("off", "flip") for t in ttas):
                 raise ConfigError(
-                    f"--calibrate-tta takes off and/or flip (comma-separated), got {calibrate_tta!r}"
+                    "--calibrate-tta takes off and/or flip (comma-separated), "
+                    f"got {calibrate_tta!r}"
                 )
             report, records = evaluate_calibrated(
                 dataset, calibrate, settings, with_baseline=not no_baseline, fps=fps,

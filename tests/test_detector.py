@@ -10,12 +10,11 @@ import pytest
 
 from lobbywatch.edge.detections import iou_matrix
 from lobbywatch.edge.detector import (
-    fuse_flip,
-    unmirror,
     Detector,
     DetectorSettings,
     decode_person,
     fit_input_shape,
+    fuse_flip,
     letterbox_ratio,
     make_grids,
     make_session,
@@ -24,6 +23,7 @@ from lobbywatch.edge.detector import (
     plan_tiles,
     rewrite_input_shape,
     suppress_partials,
+    unmirror,
 )
 from lobbywatch.errors import ModelError, SourceError
 
@@ -519,6 +519,11 @@ def test_flip_view_equals_the_detector_on_the_mirrored_frame(
     out = tta.detect(frame)
     want_boxes, want_scores = fuse_flip(xyxy, scores, view, 0.45)
     np.testing.assert_allclose(out.scores, want_scores[want_scores > 0.4])
+    kept = want_boxes[want_scores > 0.4]  # drawn 0.87 as wide (catalogue box convention)
+    np.testing.assert_allclose(out.xyxy[:, [1, 3]], kept[:, [1, 3]])
+    np.testing.assert_allclose(
+        out.xyxy[:, 2] - out.xyxy[:, 0], 0.87 * (kept[:, 2] - kept[:, 0]), rtol=1e-5
+    )
     assert len(out) >= 4 and np.all(np.diff(out.scores) <= 0)
 
 
