@@ -42,7 +42,9 @@ def _broker_port() -> int:
             return int(s.getsockname()[1])  # nothing listens: outbox only
 
 
-def run(n: int, video: Path, seconds: float, warmup: float, tmp: Path) -> dict[str, float]:
+def run(
+    n: int, video: Path, seconds: float, warmup: float, tmp: Path, tta: str = "off"
+) -> dict[str, float]:
     from lobbywatch.edge.agent import EdgeAgent
     from lobbywatch.edge.config import DeviceConfig
 
@@ -61,6 +63,7 @@ def run(n: int, video: Path, seconds: float, warmup: float, tmp: Path) -> dict[s
             "mqtt": {"port": _broker_port(), "reconnect_max_s": 2},
             "metrics": {"enabled": False},
             "buffer": {"path": str(tmp / f"outbox-{n}.sqlite")},
+            "model": {"tta": tta},
         }
     )
     agent = EdgeAgent(cfg)
@@ -143,6 +146,9 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=15.0, help="measurement window per N")
     parser.add_argument("--warmup", type=float, default=4.0)
     parser.add_argument("--budget", type=float, default=290.0, help="total seconds")
+    parser.add_argument(
+        "--tta", default="off", choices=("off", "flip"), help="detector tta on every camera"
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     shared = Path(os.environ.get("LOBBYWATCH_SHARED", REPO.parent / "shared"))
@@ -177,7 +183,7 @@ def main() -> None:
             if time.monotonic() - start + args.seconds + args.warmup + 10 > args.budget:
                 print("(time budget reached: the answer is a lower bound)")
                 break
-            r = run(n, video, args.seconds, args.warmup, Path(tmp))
+            r = run(n, video, args.seconds, args.warmup, Path(tmp), args.tta)
             ok = r["min_fps"] >= 0.95 * FPS and r["dropped"] == 0
             print(
                 f"{n:>3} {r['min_fps']:>8.2f} {r['mean_fps']:>9.2f} {int(r['dropped']):>8} "

@@ -215,9 +215,16 @@ def run_calibration(
     sizes: list[str] | None = None,
     write: bool = True,
     echo: Any = typer.echo,
+    ttas: list[str] | None = None,
 ) -> Any:
     """Search, print the decision with before/after error, and write it into the config."""
-    from lobbywatch.edge.calibration import SIZES, THRESHOLDS, Setting, calibrate, located_error
+    from lobbywatch.edge.calibration import (
+        SIZES,
+        THRESHOLDS,
+        Setting,
+        calibrate,
+        located_error,
+    )
     from lobbywatch.edge.config import load_device_config
     from lobbywatch.edge.detector import Detector
     from lobbywatch.edge.evaluation import read_frame
@@ -236,18 +243,18 @@ def run_calibration(
     sizes = sizes or list(SIZES)
     low = min(THRESHOLDS)
     frames = [read_frame(s.path) for s in snaps]
-    detectors: dict[tuple[str, str], Detector] = {}
-    cache: dict[tuple[str, str, int], Any] = {}
+    detectors: dict[tuple[str, str, str], Detector] = {}
+    cache: dict[tuple[str, str, str, int], Any] = {}
 
-    def detect(model: str, size: str, i: int) -> Any:
-        if (model, size, i) not in cache:
-            if (model, size) not in detectors:
-                settings = Setting(model, size, low).detector_settings(device)
+    def detect(model: str, size: str, i: int, tta: str = "off") -> Any:
+        if (model, size, tta, i) not in cache:
+            if (model, size, tta) not in detectors:
+                settings = Setting(model, size, low, tta).detector_settings(device)
                 if model == device.name and device.path is not None:
                     settings = settings.model_copy(update={"path": device.path})
-                detectors[(model, size)] = Detector.from_settings(settings)
-            cache[(model, size, i)] = detectors[(model, size)].detect(frames[i])
-        return cache[(model, size, i)]
+                detectors[(model, size, tta)] = Detector.from_settings(settings)
+            cache[(model, size, tta, i)] = detectors[(model, size, tta)].detect(frames[i])
+        return cache[(model, size, tta, i)]
 
     per_zone = all(s.zones is not None for s in snaps)
     # Clicked positions say more than counts: a setting whose false boxes
@@ -274,7 +281,10 @@ def run_calibration(
             return np.array([len(det)], np.int64)
 
         truth = [[s.count] for s in snaps]
-    res = calibrate(detect, truth, default, models, sizes, THRESHOLDS, count=count, error=error)
+    res = calibrate(
+        detect, truth, default, models, sizes, THRESHOLDS, count=count, error=error,
+        ttas=ttas or ["off"],
+    )  # fmt: skip
     if located:
         unit = "people per snapshot (missed or boxed off a clicked person)"
     else:
@@ -282,15 +292,16 @@ def run_calibration(
     echo(f"camera {camera_id}: {len(snaps)} snapshots, {sum(s.count for s in snaps)} people")
     echo(
         f"default : {default.model} size {default.size} threshold {default.threshold:g}"
-        f"  error {res.error_before:.2f} {unit}"
+        f" tta {default.tta}  error {res.error_before:.2f} {unit}"
     )
     echo(
         f"chosen  : {res.chosen.model} size {res.chosen.size} threshold {res.chosen.threshold:g}"
-        f"  error {res.error_after:.2f} {unit}"
+        f" tta {res.chosen.tta}  error {res.error_after:.2f} {unit}"
     )
     echo(f"why     : {res.reason}")
     for c, err, j in res.table[:3]:
-        echo(f"  ranked: {c.model} size {c.size} threshold {c.threshold:g}  error {err:.2f}, "
+        echo(f"  ranked: {c.model} size {c.size} threshold {c.threshold:g} tta {c.tta}  "
+             f"error {err:.2f}, "
              f"with prior {j:.2f}")  # fmt: skip
     if write:
         fields: dict[str, Any] = {}
@@ -302,6 +313,7 @@ def run_calibration(
                 "max_upscale": chosen.max_upscale,
                 "min_input_size": chosen.min_input_size,
                 "score_threshold": chosen.score_threshold,
+                "tta": chosen.tta,
             }
         fields["calibration"] = {
             "snapshots": len(snaps),
@@ -337,6 +349,12 @@ def register(app: typer.Typer) -> None:
         size: list[str] | None = typer.Option(
             None, "--size", help="input sizes to try (repeatable; default: all, see docs)"
         ),
+        tta: list[str] | None = typer.Option(
+            None,
+            "--tta",
+            help="test-time augmentations to try (repeatable: off, flip; default off only: "
+            "flip doubles inference and measured no robust gain, docs/accuracy.md round 8)",
+        ),
         dry_run: bool = typer.Option(False, "--dry-run", help="print the choice, do not write"),
     ) -> None:
         """Choose model, input size and score threshold for one camera from counted snapshots.
@@ -344,7 +362,7 @@ def register(app: typer.Typer) -> None:
         Prints the choice with the count error before (device default) and after, and
         writes it into the camera's `model` section of the config (schema-validated).
         """
-        from lobbywatch.edge.calibration import size_fields
+        from lobbywatch.edge.calibration import TTAS, size_fields
         from lobbywatch.edge.config import load_device_config
         from lobbywatch.models.registry import load_catalogue
 
@@ -357,6 +375,9 @@ def register(app: typer.Typer) -> None:
             if m not in load_catalogue():
                 known = ", ".join(sorted(load_catalogue()))
                 raise ConfigError(f"--model {m!r} is not a catalogue model ({known})")
+        for t in tta or []:
+            if t not in TTAS:
+                raise ConfigError(f"--tta {t!r} is not one of {', '.join(TTAS)}")
         for s in size or []:
             try:
                 size_fields(s)
@@ -376,4 +397,6 @@ def register(app: typer.Typer) -> None:
             if counts is None and (snapshots / CLICKS_FILE).is_file():
                 snaps = read_clicks(snapshots / CLICKS_FILE, snaps)
                 typer.echo(f"clicks  : positions from {snapshots / CLICKS_FILE}")
-        run_calibration(config, camera, snaps, model or None, size or None, write=not dry_run)
+        run_calibration(
+            config, camera, snaps, model or None, size or None, write=not dry_run, ttas=tta or None
+        )

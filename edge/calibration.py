@@ -14,6 +14,7 @@ threshold can never have suppressed boxes above it.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -128,13 +129,21 @@ def product_counts(
 # --------------------------------------------------------------------------- search
 
 
+#: Test-time augmentation modes calibration can search (``DetectorSettings.tta``;
+#: the default's own mode is always searched). Only on request (``--tta``):
+#: ``flip`` doubles inference and showed no robust gain (docs/accuracy.md, round 8).
+TTAS: tuple[str, ...] = ("off", "flip")
+
+
 @dataclass(frozen=True, slots=True)
 class Setting:
-    """One candidate: catalogue model, input size label (:data:`SIZES`), score threshold."""
+    """One candidate: catalogue model, input size label (:data:`SIZES`), score
+    threshold and test-time augmentation (``off`` / ``flip``)."""
 
     model: str
     size: str
     threshold: float
+    tta: str = "off"
 
     def detector_settings(self, base: DetectorSettings | None = None) -> DetectorSettings:
         """``base`` (default: the product defaults) with this model, size and threshold.
@@ -142,7 +151,11 @@ class Setting:
         ``size == "custom"`` keeps ``base``'s own input-size fields.
         """
         base = base or DetectorSettings()  # type: ignore[call-arg]
-        update: dict[str, object] = {"name": self.model, "score_threshold": self.threshold}
+        update: dict[str, object] = {
+            "name": self.model,
+            "score_threshold": self.threshold,
+            "tta": self.tta,
+        }
         if self.size != "custom":
             update.update(
                 {"min_input_size": DetectorSettings().min_input_size, **size_fields(self.size)}  # type: ignore[call-arg]
@@ -152,7 +165,9 @@ class Setting:
     @classmethod
     def of(cls, settings: DetectorSettings) -> Setting:
         """The candidate describing ``settings``."""
-        return cls(settings.name, size_label(settings), round(settings.score_threshold, 4))
+        return cls(
+            settings.name, size_label(settings), round(settings.score_threshold, 4), settings.tta
+        )
 
 
 #: One-sided 95 % quantiles of Student's t for 1..30 degrees of freedom.
@@ -169,7 +184,8 @@ class CalibrationRule:
     its mean absolute count error per snapshot (summed over zones when per-zone
     counts are given) and ``penalty`` its distance from the default, in people
     per snapshot: ``model_penalty`` for another model, ``size_penalty`` for
-    another input size, ``threshold_penalty`` per 0.05 of threshold. The
+    another input size, ``threshold_penalty`` per 0.05 of threshold,
+    ``tta_penalty`` for another test-time augmentation. The
     lowest ``J`` wins (ties: the nearer to the default). It is then adopted
     only if its gain over the default is significant: a one-sided paired
     t-test on the per-snapshot gains ``g_i = e_i(default) - e_i(c)`` at the
@@ -180,12 +196,14 @@ class CalibrationRule:
     The penalties are priors, not fitted values: about a fifth of a person
     per snapshot to switch model, a tenth to change size or threshold by a
     step, so a change needs to fix roughly one miscounted person over five
-    snapshots per step it takes away from the default.
+    snapshots per step it takes away from the default. Flip TTA is one step
+    (``tta_penalty`` = a size step; it also doubles the camera's inference).
     """
 
     model_penalty: float = 0.2
     size_penalty: float = 0.1
     threshold_penalty: float = 0.1
+    tta_penalty: float = 0.1
     threshold_step: float = 0.05
     confidence: float = 0.95
 
@@ -203,6 +221,7 @@ class CalibrationRule:
             self.model_penalty * (c.model != default.model)
             + self.size_penalty * (c.size != default.size)
             + self.threshold_penalty * round(steps, 6)
+            + self.tta_penalty * (c.tta != default.tta)
         )
 
 
@@ -232,8 +251,10 @@ class CalibrationResult:
 #: What an installer's snapshots tell (see :func:`evaluate_calibrated`).
 Objective = Literal["points", "boxes", "count"]
 #: ``detect(model, size, k)`` -> detections of snapshot ``k`` at the lowest
-#: threshold searched (the caller caches networks and frames).
-DetectFn = Callable[[str, str, int], Detections]
+#: threshold searched (the caller caches networks and frames); called as
+#: ``detect(model, size, k, tta)`` for a test-time augmentation other than
+#: ``off`` (only when such a mode is searched).
+DetectFn = Callable[..., Detections]
 #: ``count(detections, k)`` -> per-snapshot count vector (total, or one per zone).
 CountFn = Callable[[Detections, int], npt.NDArray[np.int64]]
 
@@ -328,6 +349,7 @@ def calibrate(
     count: CountFn = total_count,
     rule: CalibrationRule | None = None,
     error: ErrorFn | None = None,
+    ttas: Sequence[str] = ("off",),
 ) -> CalibrationResult:
     """Choose the setting that minimises count error on ``K`` snapshots, under the prior.
 
@@ -338,6 +360,7 @@ def calibrate(
             entry per zone for per-zone counts, matching ``count``).
         default: the shipped default setting (always a candidate).
         models, sizes, thresholds: the search grid.
+        ttas: test-time augmentations searched (the default's is always).
         count: how a snapshot's detections become a count vector.
         rule: the prior (default :class:`CalibrationRule`).
         error: per-snapshot error in people replacing the count error (then
@@ -358,19 +381,19 @@ def calibrate(
     thr = sorted(set(thresholds) | {default.threshold})
     grid_models = list(dict.fromkeys([default.model, *models]))
     grid_sizes = list(dict.fromkeys([default.size, *sizes]))
+    grid_ttas = list(dict.fromkeys([default.tta, *ttas]))
     errors: dict[Setting, npt.NDArray[np.float64]] = {}
-    for m in grid_models:
-        for s in grid_sizes:
-            dets = [detect(m, s, i) for i in range(k)]
-            for t in thr:
-                if error is not None:
-                    err = np.array([error(above(d, t), i) for i, d in enumerate(dets)], np.float64)
-                else:
-                    err = np.array(
-                        [np.abs(count(above(d, t), i) - gt[i]).sum() for i, d in enumerate(dets)],
-                        np.float64,
-                    )
-                errors[Setting(m, s, t)] = err
+    for m, s, a in itertools.product(grid_models, grid_sizes, grid_ttas):
+        dets = [detect(m, s, i) if a == "off" else detect(m, s, i, a) for i in range(k)]
+        for t in thr:
+            if error is not None:
+                err = np.array([error(above(d, t), i) for i, d in enumerate(dets)], np.float64)
+            else:
+                err = np.array(
+                    [np.abs(count(above(d, t), i) - gt[i]).sum() for i, d in enumerate(dets)],
+                    np.float64,
+                )
+            errors[Setting(m, s, t, a)] = err
     base = errors[default]
 
     def key(c: Setting) -> tuple[float, float, float]:
@@ -419,6 +442,7 @@ class SequenceCalibration:
     error_after: float
     reason: str
     objective: str = "count"
+    tta: str = "off"
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -428,6 +452,7 @@ class SequenceCalibration:
             "input_size": self.input_size,
             "input_hw": list(self.input_hw) if self.input_hw else None,
             "threshold": self.threshold,
+            "tta": self.tta,
             "snapshot_mae_before": round(self.error_before, 4),
             "snapshot_mae_after": round(self.error_after, 4),
             "reason": self.reason,
@@ -446,6 +471,7 @@ def evaluate_calibrated(
     progress: Callable[[str], None] | None = None,
     rule: CalibrationRule | None = None,
     objective: Objective = "points",
+    ttas: Sequence[str] = ("off",),
 ) -> tuple[EvalReport, dict[str, SequenceCalibration]]:
     """``lobbywatch eval --calibrate K``: calibrate on each sequence's first ``k`` frames.
 
@@ -460,7 +486,8 @@ def evaluate_calibrated(
     (default) = the foot point of every GT box, as ``lobbywatch calibrate
     --web`` clicks give them, scored by :func:`located_error`; ``boxes`` = the
     GT boxes themselves (IoU 0.5, :func:`located_error`); ``count`` = only
-    the number of people per frame (counts.csv).
+    the number of people per frame (counts.csv). ``ttas``: test-time
+    augmentations searched (as ``lobbywatch calibrate`` does).
 
     Returns:
         ``(EvalReport over the scored frames, {sequence name: calibration})``.
@@ -479,15 +506,15 @@ def evaluate_calibrated(
     default = Setting.of(base_settings)
     models = list(models) if models is not None else list(load_catalogue())
     low = min(min(thresholds), default.threshold)
-    detectors: dict[tuple[str, str], Detector] = {}
+    detectors: dict[tuple[str, str, str], Detector] = {}
 
-    def detector_for(model: str, size: str) -> Detector:
-        if (model, size) not in detectors:
-            cand = Setting(model, size, low).detector_settings(base_settings)
+    def detector_for(model: str, size: str, tta: str = "off") -> Detector:
+        if (model, size, tta) not in detectors:
+            cand = Setting(model, size, low, tta).detector_settings(base_settings)
             if model == base_settings.name and base_settings.path is not None:
                 cand = cand.model_copy(update={"path": base_settings.path})
-            detectors[(model, size)] = Detector.from_settings(cand)
-        return detectors[(model, size)]
+            detectors[(model, size, tta)] = Detector.from_settings(cand)
+        return detectors[(model, size, tta)]
 
     baseline = Detector.from_settings(ev.baseline_settings()) if with_baseline else None
     results, records = [], {}
@@ -510,7 +537,9 @@ def evaluate_calibrated(
                 by=objective,
             )
         )
-        res = calibrate(detect, truth, default, models, sizes, thresholds, rule=rule, error=error)
+        res = calibrate(
+            detect, truth, default, models, sizes, thresholds, rule=rule, error=error, ttas=ttas
+        )
         chosen = res.chosen
         det_settings = chosen.detector_settings(base_settings)
         if chosen.model == base_settings.name and base_settings.path is not None:
@@ -532,12 +561,13 @@ def evaluate_calibrated(
         hw = plan_tiles((int(snaps[0].shape[0]), int(snaps[0].shape[1])), det_settings).input_hw
         records[seq.name] = SequenceCalibration(
             k, sres.frames, chosen.model, chosen.size, hw, chosen.threshold,
-            res.error_before, res.error_after, res.reason, objective,
+            res.error_before, res.error_after, res.reason, objective, chosen.tta,
         )  # fmt: skip
         if progress:
             progress(
                 f"{seq.name}: calibrated on {k} frames -> {chosen.model} {chosen.size} "
-                f"thr {chosen.threshold:g} ({res.reason}); mae {sres.mae} on {sres.frames} "
+                f"thr {chosen.threshold:g} tta {chosen.tta} ({res.reason}); mae {sres.mae} on "
+                f"{sres.frames} "
                 f"frames (baseline {sres.baseline.get('mae')})"
             )
         rates[seq.name] = seq.fps
@@ -557,15 +587,15 @@ def evaluate_calibrated(
 
 
 def _cached_detect(
-    frames: Sequence[npt.NDArray[np.uint8]], detector_for: Callable[[str, str], object]
+    frames: Sequence[npt.NDArray[np.uint8]], detector_for: Callable[[str, str, str], object]
 ) -> DetectFn:
-    """A :data:`DetectFn` over ``frames`` that runs each (model, size, frame) once."""
-    cache: dict[tuple[str, str, int], Detections] = {}
+    """A :data:`DetectFn` over ``frames`` that runs each (model, size, tta, frame) once."""
+    cache: dict[tuple[str, str, str, int], Detections] = {}
 
-    def detect(model: str, size: str, i: int) -> Detections:
-        key = (model, size, i)
+    def detect(model: str, size: str, i: int, tta: str = "off") -> Detections:
+        key = (model, size, tta, i)
         if key not in cache:
-            cache[key] = detector_for(model, size).detect(frames[i])  # type: ignore[attr-defined]
+            cache[key] = detector_for(model, size, tta).detect(frames[i])  # type: ignore[attr-defined]
         return cache[key]
 
     return detect

@@ -203,7 +203,19 @@ class CameraModel(BaseModel):
     grey_contrast: Literal["off", "clahe"] | None = Field(
         None, description="CLAHE on a greyscale picture (DetectorSettings.grey_contrast)"
     )
+    tta: Literal["off", "flip"] | None = Field(
+        None,
+        description="test-time augmentation (DetectorSettings.tta): flip also runs the "
+        "mirrored frame and fuses the boxes, at twice the inference",
+    )
     calibration: CameraCalibration | None = Field(None, description="how this was chosen")
+
+    @field_validator("tta", "grey_contrast", mode="before")
+    @classmethod
+    def _yaml_off(cls, value: object) -> object:
+        from lobbywatch.edge.detector import yaml_off
+
+        return yaml_off(value)
 
     def apply(self, base: DetectorSettings) -> DetectorSettings:
         """``base`` with this camera's overrides (validated as a whole)."""
@@ -604,6 +616,17 @@ class DeviceConfig(BaseModel):
                     f"duplicate camera id {cam.id!r} (also cameras[{seen[cam.id]}])",
                 )
             seen[cam.id] = i
+            if cam.model is not None:
+                # The override must also hold with this device's model section
+                # (e.g. tta: flip on a device that tiles its frames).
+                try:
+                    cam.detector_settings(self.model)
+                except ValueError as exc:
+                    msg = str(exc).splitlines()
+                    why = next((m.strip() for m in msg if "tta" in m or "tiles" in m), msg[-1])
+                    raise PathValueError(
+                        ("cameras", i, "model"), f"invalid detector override: {why}"
+                    ) from exc
         if self.metrics.enabled and self.debug_view.enabled:
             if self.metrics.port == self.debug_view.port:
                 raise PathValueError(("debug_view", "port"), "same port as metrics.port")

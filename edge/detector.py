@@ -35,9 +35,9 @@ from typing import Any, Literal
 import cv2
 import numpy as np
 import numpy.typing as npt
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from lobbywatch.edge.detections import Detections, FloatArray
+from lobbywatch.edge.detections import Detections, FloatArray, iou_matrix
 from lobbywatch.errors import ModelError, SourceError
 from lobbywatch.models.registry import ModelSpec, ResolvedModel, resolve_model
 
@@ -119,6 +119,19 @@ class DetectorSettings(BaseModel):
     max_candidates: int = Field(
         2000, ge=1, description="top-scoring boxes kept before NMS (bounds the IoU matrix)"
     )
+    tta: Literal["off", "flip"] = Field(
+        "off",
+        description="test-time augmentation: flip = also run the horizontally mirrored frame "
+        "(in the same call sequence, twice the inference) and fuse the two box sets by "
+        "weighted box fusion (fuse_flip); score_threshold then applies to the fused score. "
+        "Needs tiles (1, 1) (docs/accuracy.md, round 8)",
+    )
+    box_width: Literal["catalogue", "native"] = Field(
+        "catalogue",
+        description="catalogue = narrow output boxes about their centre by the model's "
+        "output.box_width_scale (one box convention for every model); native = boxes as "
+        "the network decodes them (foot points and counts are the same either way)",
+    )
     grey_contrast: Literal["off", "clahe"] = Field(
         "off",
         description="when the camera's picture is greyscale (a monochrome or IR/night "
@@ -126,11 +139,27 @@ class DetectorSettings(BaseModel):
         "network; colour pictures are never changed (docs/accuracy.md, greyscale cameras)",
     )
 
+    @field_validator("tta", "grey_contrast", mode="before")
+    @classmethod
+    def _yaml_off(cls, value: object) -> object:
+        return yaml_off(value)
+
     @model_validator(mode="after")
     def _tiles_positive(self) -> DetectorSettings:
         if self.tiles[0] < 1 or self.tiles[1] < 1:
             raise ValueError(f"tiles must be >= (1, 1), got {self.tiles}")
+        if self.tta != "off" and self.tiles != (1, 1):
+            raise ValueError(f"tta: {self.tta} needs tiles (1, 1), got tiles {self.tiles}")
         return self
+
+
+def yaml_off(value: object) -> object:
+    """``off`` for the ``False`` a YAML 1.1 loader makes of an unquoted ``off``.
+
+    ``tta: off`` and ``grey_contrast: off`` are what a person (and the
+    calibration's YAML writer) puts in a config; PyYAML reads them as booleans.
+    """
+    return "off" if value is False else value
 
 
 # --------------------------------------------------------------------------- geometry
@@ -509,6 +538,85 @@ def merge_regions(
     return kept[np.argsort(-scores[kept], kind="stable")]
 
 
+#: Candidate floor of each view under flip TTA: every box above it takes part
+#: in the fusion, then ``score_threshold`` applies to the fused score (a cache
+#: of candidates above this floor replays the fusion exactly, bench/tta_sweep.py).
+TTA_CANDIDATE_SCORE = 0.1
+#: IoU at which a box of the frame and one of its mirror image are the same
+#: person (weighted box fusion's customary 0.55; not tuned).
+FLIP_MATCH_IOU = 0.55
+
+
+def unmirror(xyxy: FloatArray, axis: float) -> FloatArray:
+    """Boxes found on a horizontally mirrored image, in the original image's pixels.
+
+    ``axis`` is the mirrored span's ``x_left + x_right`` (in frame pixels): a
+    point at ``x`` in the mirror image is at ``axis - x`` in the original, so
+    ``x1, x2`` become ``axis - x2, axis - x1``.
+
+    Example:
+        >>> unmirror(np.array([[10, 5, 30, 50]], np.float32), 100.0).tolist()
+        [[70.0, 5.0, 90.0, 50.0]]
+    """
+    out = np.empty_like(xyxy)
+    out[:, 0] = axis - xyxy[:, 2]
+    out[:, 2] = axis - xyxy[:, 0]
+    out[:, 1] = xyxy[:, 1]
+    out[:, 3] = xyxy[:, 3]
+    return out
+
+
+def fuse_flip(
+    xyxy: FloatArray,
+    scores: FloatArray,
+    view: IntArray,
+    nms_iou: float,
+    match_iou: float = FLIP_MATCH_IOU,
+    score: Literal["avg", "max"] = "avg",
+) -> tuple[FloatArray, FloatArray]:
+    """Fuse the boxes of a frame (``view == 0``) and of its mirror (``view == 1``).
+
+    Weighted box fusion for two views, vectorised:
+
+    1. greedy NMS at ``nms_iou`` within each view (each view's own duplicates);
+    2. the two views' boxes are matched one-to-one, best IoU first, pairs
+       allowed at IoU >= ``match_iou`` (:func:`_mutual_best`);
+    3. a matched pair becomes one box, the score-weighted mean of the two
+       boxes' coordinates, scored by the mean of the two scores (``avg``) or
+       their maximum (``max``); an unmatched box keeps its coordinates and is
+       scored ``score / 2`` (``avg``: the other view gave it 0, as WBF scores
+       a box missing from one of two models) or ``score`` (``max``);
+    4. greedy NMS at ``nms_iou`` over the fused boxes (an unmatched box may
+       still overlap a fused one).
+
+    ``xyxy`` must already be in the original frame's pixels (:func:`unmirror`).
+
+    Returns:
+        ``(xyxy (M, 4), scores (M,))``, highest score first.
+    """
+    ia = np.flatnonzero(view == 0)
+    ib = np.flatnonzero(view != 0)
+    ia = ia[nms(xyxy[ia], scores[ia], nms_iou)]
+    ib = ib[nms(xyxy[ib], scores[ib], nms_iou)]
+    a, b = xyxy[ia].astype(np.float64), xyxy[ib].astype(np.float64)
+    sa, sb = scores[ia].astype(np.float64), scores[ib].astype(np.float64)
+    if len(ia) and len(ib):
+        iou = iou_matrix(xyxy[ia], xyxy[ib])
+        r, c = _mutual_best(np.where(iou >= match_iou, iou, -np.inf))
+    else:
+        r = c = np.zeros(0, np.intp)
+    wa, wb = sa[r][:, None], sb[c][:, None]
+    pair_box = (a[r] * wa + b[c] * wb) / (wa + wb)
+    pair_score = (sa[r] + sb[c]) * 0.5 if score == "avg" else np.maximum(sa[r], sb[c])
+    lone = 0.5 if score == "avg" else 1.0
+    ra = np.setdiff1d(np.arange(len(ia)), r)
+    rb = np.setdiff1d(np.arange(len(ib)), c)
+    boxes = np.concatenate((pair_box, a[ra], b[rb])).astype(np.float32)
+    fused = np.concatenate((pair_score, sa[ra] * lone, sb[rb] * lone)).astype(np.float32)
+    keep = nms(boxes, fused, nms_iou)
+    return boxes[keep], fused[keep]
+
+
 # --------------------------------------------------------------------------- graph / session
 
 
@@ -770,6 +878,9 @@ class _Buffers:
     scale: FloatArray  # (T, N, 1) cell stride in frame pixels
     lo: FloatArray  # (T, 4) lower clip bound per region (x1, y1, x1, y1)
     hi: FloatArray  # (T, 4) upper clip bound per region (x2, y2, x2, y2)
+    # Flip TTA: batch entry 1 is entry 0 mirrored; a point at x found on it is
+    # at mirror_axis - x in the frame (0.0 without TTA).
+    mirror_axis: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -844,6 +955,9 @@ class Detector:
         )
         self._grey = False
         self._until_check = 0
+        self._width_scale = (
+            float(spec.output.box_width_scale) if settings.box_width == "catalogue" else 1.0
+        )
 
     @classmethod
     def from_settings(cls, settings: DetectorSettings | None = None) -> Detector:
@@ -857,7 +971,8 @@ class Detector:
         if buf is None:
             plan = plan_tiles(frame_hw, self.settings)
             grid, stride = make_grids(plan.input_hw, self.model.spec.output.strides)
-            batch = np.full((len(plan.boxes), *plan.input_hw, 3), self._pad, np.uint8)
+            views = 2 if self.settings.tta == "flip" else 1  # tta needs one region
+            batch = np.full((len(plan.boxes) * views, *plan.input_hw, 3), self._pad, np.uint8)
             # A region as wide as the input is a contiguous block of the batch,
             # so cv2.resize writes straight into it; otherwise into its own
             # buffer, copied into place.
@@ -874,7 +989,15 @@ class Detector:
             scale = (stride[None] * inv_r).astype(np.float32)
             b = plan.boxes.astype(np.float32)
             lo, hi = np.tile(b[:, :2], 2), np.tile(b[:, 2:], 2)
-            buf = _Buffers(plan, grid, stride, batch, resized, direct, offset, scale, lo, hi)
+            axis = 0.0
+            if views == 2:
+                # The mirror image is the resized region flipped within its own
+                # width, so decoding it with the region's map and reflecting
+                # about that width (in frame pixels) gives frame coordinates.
+                axis = float(2 * b[0, 0] + plan.resized[0, 1] / float(plan.ratios[0]))
+                offset = np.repeat(offset, 2, axis=0)
+                scale = np.repeat(scale, 2, axis=0)
+            buf = _Buffers(plan, grid, stride, batch, resized, direct, offset, scale, lo, hi, axis)
             self._buffers[frame_hw] = buf
         return buf
 
@@ -909,6 +1032,11 @@ class Detector:
             if not buf.direct[t]:
                 nh, nw = dst.shape[:2]
                 np.copyto(batch[t, :nh, :nw], dst)
+        if len(batch) > len(boxes):
+            # Flip TTA (one region): the mirror image of the resized region,
+            # one uint8 copy; its padding stays on the right as in view 0.
+            nh, nw = buf.resized[0].shape[:2]
+            np.copyto(batch[1, :nh, :nw], batch[0, :nh, :nw][:, ::-1])
         return Prepared(batch, buf, hw)
 
     def _grey_now(self, resized: npt.NDArray[np.uint8]) -> bool:
@@ -939,6 +1067,11 @@ class Detector:
     def postprocess(self, raw: FloatArray, prepared: Prepared) -> Detections:
         """Decode person boxes, map them to frame pixels, merge regions, NMS."""
         s = self.settings
+        if s.tta == "flip":
+            xyxy, scores, view = self.view_candidates(raw, prepared)
+            boxes, fused = fuse_flip(xyxy, scores, view, s.nms_iou)
+            keep = fused > s.score_threshold
+            return Detections(self._box_convention(boxes[keep]), fused[keep])
         buf = prepared.buffers
         plan = buf.plan
         xyxy, scores, src = decode_person_mapped(raw, buf.offset, buf.scale, s.score_threshold)
@@ -971,7 +1104,49 @@ class Detector:
         else:
             kept = nms(xyxy, scores, s.nms_iou)
         # Fancy indexing returns fresh contiguous float32 arrays.
-        return Detections(xyxy[kept], scores[kept])
+        return Detections(self._box_convention(xyxy[kept]), scores[kept])
+
+    def _box_convention(self, xyxy: FloatArray) -> FloatArray:
+        """Narrow kept boxes about their centre by the model's ``box_width_scale``, in place.
+
+        After NMS and fusion, so which boxes are kept (and so every count) is
+        the network's own; only the drawn width changes. Centre and bottom
+        edge, hence foot points and zone membership, are unchanged.
+        """
+        f = self._width_scale
+        if f != 1.0 and len(xyxy):
+            shrink = (xyxy[:, 2] - xyxy[:, 0]) * (0.5 * (1.0 - f))
+            xyxy[:, 0] += shrink
+            xyxy[:, 2] -= shrink
+        return xyxy
+
+    def view_candidates(
+        self, raw: FloatArray, prepared: Prepared, floor: float = TTA_CANDIDATE_SCORE
+    ) -> tuple[FloatArray, FloatArray, IntArray]:
+        """Flip TTA's candidates before any NMS: boxes above ``floor`` of both views.
+
+        Boxes of the mirror view are mapped back into frame pixels
+        (:func:`unmirror`); all are clipped to the frame.
+
+        Returns:
+            ``(xyxy (K, 4), scores (K,), view (K,))``, view 0 = frame, 1 = mirror.
+        """
+        s = self.settings
+        buf = prepared.buffers
+        low = min(floor, s.score_threshold)
+        xyxy, scores, view = decode_person_mapped(raw, buf.offset, buf.scale, low)
+        if len(scores) > s.max_candidates:
+            top = np.argpartition(-scores, s.max_candidates - 1)[: s.max_candidates]
+            xyxy, scores, view = xyxy[top], scores[top], view[top]
+        m = view == 1
+        if m.any():
+            xyxy[m] = unmirror(xyxy[m], buf.mirror_axis)
+        np.maximum(xyxy, buf.lo[0], out=xyxy)
+        np.minimum(xyxy, buf.hi[0], out=xyxy)
+        valid = ((xyxy[:, 2:] - xyxy[:, :2]) > 1).all(axis=1)
+        if not valid.all():
+            xyxy, scores, view = xyxy[valid], scores[valid], view[valid]
+        return xyxy, scores, view
 
     def detect(self, frame: npt.NDArray[np.uint8]) -> Detections:
         """Person boxes in ``frame`` (BGR uint8), in frame pixels, highest score first."""

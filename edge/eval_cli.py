@@ -40,6 +40,19 @@ def register(app: typer.Typer) -> None:
             help="per sequence, calibrate model/input size/threshold on its first K frames "
             "(installer commissioning; K=5 is the target) and score only the rest",
         ),
+        tta: str | None = typer.Option(
+            None, "--tta", help="test-time augmentation of the detector: off or flip"
+        ),
+        box_width: str | None = typer.Option(
+            None,
+            "--box-width",
+            help="catalogue (default: the model's box_width_scale) or native (boxes as decoded)",
+        ),
+        calibrate_tta: str = typer.Option(
+            "off",
+            "--calibrate-tta",
+            help="test-time augmentations --calibrate searches (comma-separated: off, flip)",
+        ),
         calibrate_by: str = typer.Option(
             "points",
             "--calibrate-by",
@@ -80,6 +93,10 @@ def register(app: typer.Typer) -> None:
             overrides["input_size"] = input_size
         if score is not None:
             overrides["score_threshold"] = score
+        if tta is not None:
+            overrides["tta"] = tta
+        if box_width is not None:
+            overrides["box_width"] = box_width
         try:
             settings = DetectorSettings(**overrides)  # type: ignore[arg-type]
         except ValueError as exc:
@@ -103,9 +120,15 @@ def register(app: typer.Typer) -> None:
                 raise ConfigError(
                     f"--calibrate-by must be points, boxes or count, got {calibrate_by!r}"
                 )
+            ttas = [t.strip() for t in calibrate_tta.split(",") if t.strip()]
+            if not ttas or any(t not in ("off", "flip") for t in ttas):
+                raise ConfigError(
+                    "--calibrate-tta takes off and/or flip (comma-separated), "
+                    f"got {calibrate_tta!r}"
+                )
             report, records = evaluate_calibrated(
                 dataset, calibrate, settings, with_baseline=not no_baseline, fps=fps,
-                progress=progress, objective=calibrate_by,  # type: ignore[arg-type]
+                progress=progress, objective=calibrate_by, ttas=ttas,  # type: ignore[arg-type]
             )  # fmt: skip
             if as_json:
                 sys.stdout.write(json.dumps(calibrated_json(report, records)) + "\n")
@@ -148,7 +171,8 @@ def register(app: typer.Typer) -> None:
         for name, rec in records.items():
             console.print(
                 f"{name}: calibrated on {rec.frames_used} frames -> {rec.model}, input "
-                f"{rec.input_size} {rec.input_hw}, threshold {rec.threshold:g} (objective "
+                f"{rec.input_size} {rec.input_hw}, threshold {rec.threshold:g}, tta {rec.tta} "
+                f"(objective "
                 f"{rec.objective}); scored "
                 f"{rec.frames_scored} frames ({rec.reason})"
             )

@@ -72,6 +72,10 @@ class OutputSpec:
     shape: tuple[int, ...]
     decoding: str
     strides: tuple[int, ...]
+    #: Output boxes are narrowed about their centre to this fraction of the
+    #: decoded width, so every catalogue model boxes a person like COCO's
+    #: tight person box (measured without annotations, bench/box_convention.py).
+    box_width_scale: float = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,6 +136,7 @@ def _spec_from_dict(name: str, raw: dict[str, Any]) -> ModelSpec:
                 shape=tuple(int(v) for v in out["shape"]),
                 decoding=str(out["decoding"]),
                 strides=tuple(int(v) for v in out["strides"]),
+                box_width_scale=float(out.get("box_width_scale", 1.0)),
             ),
             classes=tuple(str(c) for c in raw["classes"]),
             licence=str(raw.get("licence", "unknown")),
@@ -145,6 +150,8 @@ def _spec_from_dict(name: str, raw: dict[str, Any]) -> ModelSpec:
         raise ModelError(f"catalogue entry {name!r}: colour must be BGR or RGB")
     if spec.input.scale <= 0 or any(s <= 0 for s in spec.input.std):
         raise ModelError(f"catalogue entry {name!r}: scale and std must be positive")
+    if not 0.5 <= spec.output.box_width_scale <= 1.5:
+        raise ModelError(f"catalogue entry {name!r}: output.box_width_scale must be in 0.5..1.5")
     if not spec.classes or spec.classes[0] != "person":
         raise ModelError(f"catalogue entry {name!r}: class 0 must be 'person'")
     return spec

@@ -221,6 +221,7 @@ def test_calibrate_cli_bad_input_is_one_line_exit_2(
         (["--camera", "nope"], "no camera 'nope' (cameras: hall)"),
         (["--camera", "hall", "--model", "resnet"], "--model 'resnet' is not a catalogue model"),
         (["--camera", "hall", "--size", "500"], "--size: input size 500 must be a multiple"),
+        (["--camera", "hall", "--tta", "rotate"], "--tta 'rotate' is not one of off, flip"),
         (["--camera", "hall", "--counts", str(tmp_path / "x.csv")], "cannot read counts"),
     ):
         with pytest.raises(SystemExit) as exc:
@@ -418,3 +419,84 @@ def test_calibrate_cli_scores_by_position_when_clicks_are_saved(
     result = runner.invoke(app, [*args, "--counts", str(snapshots / "counts.csv")])
     assert result.exit_code == 0, result.output
     assert "clicks  :" not in result.output and "missed or boxed" not in result.output
+
+
+# --------------------------------------------------------------------------- flip TTA (round 8)
+
+
+def test_flip_tta_is_chosen_when_it_pays_and_costs_one_step() -> None:
+    # Model a finds 3 of 6 people above 0.4 on every snapshot; with flip TTA it
+    # finds all 6 (error 0, penalty 0.1 for the one step): flip wins.
+    off = [[0.9, 0.8, 0.7, 0.35, 0.3, 0.25]] * 5
+    flip = [[0.9, 0.8, 0.7, 0.6, 0.5, 0.45]] * 5
+    calls: list[tuple[str, str, int, str]] = []
+
+    def detect(model: str, size: str, i: int, tta: str = "off") -> Detections:
+        calls.append((model, size, i, tta))
+        return dets_with_scores((flip if tta == "flip" else off)[i])
+
+    res = calibrate(detect, [[6]] * 5, DEFAULT, ["a"], ["rule"], [0.4], ttas=("off", "flip"))
+    assert res.chosen == Setting("a", "rule", 0.4, "flip")
+    assert (res.error_before, res.error_after) == (3.0, 0.0)
+    assert CalibrationRule().penalty(res.chosen, DEFAULT) == pytest.approx(0.1)
+    # each (model, size, tta) runs once per snapshot
+    assert sorted(calls) == sorted({*calls}) and len(calls) == 2 * 5
+    # Without flip in the search only the default's mode is tried.
+    calls.clear()
+    assert calibrate(detect, [[6]] * 5, DEFAULT, ["a"], ["rule"], [0.4]).chosen == DEFAULT
+    assert {c[3] for c in calls} == {"off"}
+
+
+def test_flip_tta_gain_within_the_prior_keeps_the_default() -> None:
+    # Flip finds the one person the default misses on one snapshot of five.
+    off = [[0.9, 0.8]] * 4 + [[0.9, 0.35]]
+    flip = [[0.9, 0.8]] * 4 + [[0.9, 0.8]]
+
+    def detect(model: str, size: str, i: int, tta: str = "off") -> Detections:
+        return dets_with_scores((flip if tta == "flip" else off)[i])
+
+    res = calibrate(detect, [[2]] * 5, DEFAULT, ["a"], ["rule"], [0.4], ttas=("off", "flip"))
+    # J(default) = 0.2, J(flip) = 0.0 + 0.1 = 0.1 wins the ranking, but the
+    # gain (0.2, one snapshot) is not significant: t-test keeps the default.
+    assert res.table[0][0] == Setting("a", "rule", 0.4, "flip")
+    assert res.chosen == DEFAULT and "not significant" in res.reason
+
+
+def test_setting_round_trips_tta_into_detector_settings() -> None:
+    s = Setting("bytetrack_nano", "896", 0.3, "flip")
+    det = s.detector_settings()
+    assert (det.tta, det.input_size, det.score_threshold) == ("flip", 896, 0.3)
+    assert Setting.of(det) == s
+
+
+def test_camera_tta_override_errors_name_the_field(tmp_path: Path) -> None:
+    text = CONFIG.replace("    source: 0\n", "    source: 0\n    model: {tta: flip}\n", 1)
+    ok = tmp_path / "ok.yaml"
+    ok.write_text(text)
+    cfg = load_device_config(ok, check_files=False)
+    assert cfg.cameras[0].detector_settings(cfg.model).tta == "flip"
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(text.replace("tta: flip", "tta: mirror"))
+    with pytest.raises(Exception, match=r"cameras\[0\]\.model\.tta") as info:
+        load_device_config(bad, check_files=False)
+    assert "'off' or 'flip'" in str(info.value)
+    # flip on a device that tiles its frames: the camera's model section is named.
+    tiled = tmp_path / "tiled.yaml"
+    tiled.write_text(text.replace("model:\n  threads: 1", "model:\n  threads: 1\n  tiles: [2, 1]"))
+    with pytest.raises(Exception, match=r"cameras\[0\]\.model.*tta: flip needs tiles \(1, 1\)"):
+        load_device_config(tiled, check_files=False)
+
+
+def test_unquoted_yaml_off_is_the_off_mode(tmp_path: Path) -> None:
+    """PyYAML reads a bare ``off`` as False; tta / grey_contrast take it as "off"."""
+    text = CONFIG.replace("    source: 0\n", "    source: 0\n    model: {tta: off}\n", 1)
+    text = text.replace("model:\n  threads: 1", "model:\n  threads: 1\n  grey_contrast: off")
+    path = tmp_path / "device.yaml"
+    path.write_text(text)
+    cfg = load_device_config(path, check_files=False)
+    assert cfg.model.grey_contrast == "off"
+    assert cfg.cameras[0].detector_settings(cfg.model).tta == "off"
+    # true is still an error naming the field
+    path.write_text(text.replace("{tta: off}", "{tta: on}"))
+    with pytest.raises(Exception, match=r"cameras\[0\]\.model\.tta"):
+        load_device_config(path, check_files=False)

@@ -14,6 +14,7 @@ from lobbywatch.edge.detector import (
     DetectorSettings,
     decode_person,
     fit_input_shape,
+    fuse_flip,
     letterbox_ratio,
     make_grids,
     make_session,
@@ -22,6 +23,7 @@ from lobbywatch.edge.detector import (
     plan_tiles,
     rewrite_input_shape,
     suppress_partials,
+    unmirror,
 )
 from lobbywatch.errors import ModelError, SourceError
 
@@ -426,3 +428,122 @@ def test_clahe_equalises_a_grey_picture_and_leaves_colour_untouched(model_path: 
     colour = ramp.copy()
     colour[..., 2] = 200
     np.testing.assert_array_equal(on2.preprocess(colour).batch, off.preprocess(colour).batch)
+
+
+# --------------------------------------------------------------------------- flip TTA (round 8)
+
+
+def test_unmirror_reflects_about_the_mirrored_span() -> None:
+    # A 100-px-wide frame: axis = 0 + 100; x 10..30 on the mirror is 70..90 here.
+    out = unmirror(np.array([[10, 5, 30, 50], [0, 0, 100, 10]], np.float32), 100.0)
+    assert out.tolist() == [[70.0, 5.0, 90.0, 50.0], [0.0, 0.0, 100.0, 10.0]]
+
+
+def test_fuse_flip_hand_computed() -> None:
+    """Two people seen in both views, one only in the mirror, one duplicate per view."""
+    xyxy = np.array(
+        [
+            [0, 0, 10, 20],  # view 0, person A, 0.9
+            [0, 0, 10, 19],  # view 0, duplicate of A (IoU 0.95): NMS removes it
+            [50, 0, 60, 20],  # view 0, person B, 0.6
+            [2, 0, 12, 20],  # view 1, person A, 0.3 (IoU with A = 160/240 = 0.667)
+            [52, 0, 62, 20],  # view 1, person B, 0.2
+            [100, 0, 110, 20],  # view 1 only, person C, 0.8
+        ],
+        np.float32,
+    )
+    scores = np.array([0.9, 0.85, 0.6, 0.3, 0.2, 0.8], np.float32)
+    view = np.array([0, 0, 0, 1, 1, 1])
+    boxes, fused = fuse_flip(xyxy, scores, view, nms_iou=0.45)
+    # A: x = (0.9 * 0 + 0.3 * 2) / 1.2 = 0.5; score (0.9 + 0.3) / 2 = 0.6
+    # B: x = (0.6 * 50 + 0.2 * 52) / 0.8 = 50.5; score 0.4
+    # C: unmatched, 0.8 / 2 = 0.4 (WBF: the frame view gave it 0)
+    assert fused.tolist() == pytest.approx([0.6, 0.4, 0.4])
+    np.testing.assert_allclose(
+        boxes, [[0.5, 0, 10.5, 20], [50.5, 0, 60.5, 20], [100, 0, 110, 20]], atol=1e-5
+    )
+    # "max": pair scores are the larger one, lone boxes keep theirs.
+    _, fmax = fuse_flip(xyxy, scores, view, nms_iou=0.45, score="max")
+    assert sorted(fmax.tolist(), reverse=True) == pytest.approx([0.9, 0.8, 0.6])
+
+
+def test_fuse_flip_does_not_pair_below_match_iou_and_nms_resolves_leftovers() -> None:
+    # IoU of the two = 5*20 / (2*200 - 100) = 1/3 < 0.55: not one person.
+    xyxy = np.array([[0, 0, 10, 20], [5, 0, 15, 20]], np.float32)
+    scores = np.array([0.8, 0.6], np.float32)
+    boxes, fused = fuse_flip(xyxy, scores, np.array([0, 1]), nms_iou=0.45)
+    assert fused.tolist() == pytest.approx([0.4, 0.3])
+    assert boxes.tolist() == xyxy.tolist()
+    # With a looser pairing both become one box; with a strict NMS after an
+    # unpaired fusion the weaker overlapping box goes.
+    _, paired = fuse_flip(xyxy, scores, np.array([0, 1]), nms_iou=0.45, match_iou=0.3)
+    assert paired.tolist() == pytest.approx([0.7])
+    _, strict = fuse_flip(xyxy, scores, np.array([0, 1]), nms_iou=0.3)
+    assert strict.tolist() == pytest.approx([0.4])
+    # Empty views.
+    b, s = fuse_flip(np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros(0, int), 0.45)
+    assert b.shape == (0, 4) and s.shape == (0,)
+
+
+def test_tta_settings_validation_names_the_field() -> None:
+    with pytest.raises(ValueError, match="tta"):
+        DetectorSettings(tta="rotate")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"tta: flip needs tiles \(1, 1\)"):
+        DetectorSettings(tta="flip", tiles=(2, 1))
+
+
+def test_flip_view_equals_the_detector_on_the_mirrored_frame(
+    model_path: Path, people_dir: Path
+) -> None:
+    """The in-batch mirror (resized region flipped) sees exactly the mirrored frame."""
+    import cv2
+
+    frame = cv2.imread(str(people_dir / "tud_campus" / "frames" / "000001.jpg"))
+    tta = Detector.from_settings(DetectorSettings(tta="flip"))
+    prep = tta.preprocess(frame)
+    xyxy, scores, view = tta.view_candidates(tta.infer(prep), prep)
+    assert set(view.tolist()) == {0, 1}
+    plain = Detector.from_settings(DetectorSettings(score_threshold=0.1, box_width="native"))
+    mirrored = plain.detect(np.ascontiguousarray(frame[:, ::-1]))
+    w = frame.shape[1]
+    want = unmirror(mirrored.xyxy, float(w))
+    m = view == 1
+    keep = nms(xyxy[m], scores[m], 0.45)
+    np.testing.assert_allclose(scores[m][keep], mirrored.scores, atol=1e-4)
+    np.testing.assert_allclose(xyxy[m][keep], want, atol=0.01)
+    # View 0 is the plain detector on the frame itself.
+    unflipped = plain.detect(frame)
+    keep0 = nms(xyxy[~m], scores[~m], 0.45)
+    np.testing.assert_allclose(scores[~m][keep0], unflipped.scores, atol=1e-6)
+    # detect() returns the fused boxes above the threshold, highest first.
+    out = tta.detect(frame)
+    want_boxes, want_scores = fuse_flip(xyxy, scores, view, 0.45)
+    np.testing.assert_allclose(out.scores, want_scores[want_scores > 0.4])
+    kept = want_boxes[want_scores > 0.4]  # drawn 0.87 as wide (catalogue box convention)
+    np.testing.assert_allclose(out.xyxy[:, [1, 3]], kept[:, [1, 3]])
+    np.testing.assert_allclose(
+        out.xyxy[:, 2] - out.xyxy[:, 0], 0.87 * (kept[:, 2] - kept[:, 0]), rtol=1e-5
+    )
+    assert len(out) >= 4 and np.all(np.diff(out.scores) <= 0)
+
+
+def test_catalogue_box_width_narrows_kept_boxes_about_their_centre(
+    model_path: Path, people_dir: Path
+) -> None:
+    """bytetrack_nano's boxes are drawn 0.87 as wide; the same boxes, scores and foot points."""
+    import cv2
+
+    frame = cv2.imread(str(people_dir / "tud_campus" / "frames" / "000001.jpg"))
+    native = Detector.from_settings(DetectorSettings(box_width="native")).detect(frame)
+    drawn = Detector.from_settings(DetectorSettings()).detect(frame)
+    assert len(native) >= 4
+    np.testing.assert_array_equal(drawn.scores, native.scores)
+    w_native = native.xyxy[:, 2] - native.xyxy[:, 0]
+    np.testing.assert_allclose(drawn.xyxy[:, 2] - drawn.xyxy[:, 0], 0.87 * w_native, rtol=1e-5)
+    np.testing.assert_allclose(drawn.foot_points(), native.foot_points(), atol=1e-3)
+    np.testing.assert_array_equal(drawn.xyxy[:, [1, 3]], native.xyxy[:, [1, 3]])
+    # yolox_nano is the reference convention: unchanged.
+    y = DetectorSettings(name="yolox_nano", input_size=416)
+    a = Detector.from_settings(y).detect(frame)
+    b = Detector.from_settings(y.model_copy(update={"box_width": "native"})).detect(frame)
+    np.testing.assert_array_equal(a.xyxy, b.xyxy)

@@ -161,3 +161,16 @@ def test_cli_reports_bad_model_in_one_line(tmp_path: Path, capsys) -> None:
     assert exc.value.code == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "truncated" in err and "Traceback" not in err
+
+
+def test_box_width_scale_is_read_from_the_catalogue_and_checked(tmp_path: Path) -> None:
+    import yaml
+
+    assert registry.get_spec("yolox_nano").output.box_width_scale == 1.0  # the reference
+    assert registry.get_spec("bytetrack_nano").output.box_width_scale == 0.87
+    raw = yaml.safe_load(registry.CATALOGUE_PATH.read_text())
+    raw["bytetrack_nano"]["output"]["box_width_scale"] = 0.2
+    bad = tmp_path / "catalogue.yaml"
+    bad.write_text(yaml.safe_dump(raw))
+    with pytest.raises(ModelError, match=r"'bytetrack_nano': output.box_width_scale"):
+        registry.load_catalogue(bad)
