@@ -579,7 +579,10 @@ class ZoneEstimator:
         ``(R + k P1) / (P + k P1)`` with ``R``, ``P`` the decayed sums of realised
         waits and of the predictions shown at those people's arrivals, ``k =
         calibration_prior`` pseudo-departures of ``P1 = calibration_min_s``, clipped
-        to ``[1 / calibration_max, calibration_max]``. The realised waits are the
+        to ``[1 / calibration_max, calibration_max]``. ``P`` sums the predictions as
+        shown, which already carry the factor, so it settles at ``sqrt(R / P_raw)``: a
+        half-way correction, kept on purpose (the full one biased the served waits low
+        on training seeds: docs/wait-estimation.md "Calibration"). The realised waits are the
         ticket system's (issued -> called, against the prediction of the ticket's
         class) when :meth:`calibration_source` says "tickets", else the camera's
         completed dwells.
