@@ -50,7 +50,11 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from lobbywatch.server.estimator import WaitEstimate
-from lobbywatch.server.forecast import unserved_by
+from lobbywatch.server.forecast import (
+    breach_risk_by_position,
+    unserved_by,
+    waited_by_position,
+)
 
 Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 WEEKDAYS: tuple[Weekday, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -226,6 +230,31 @@ class AlertPolicy(BaseModel):
     )
     forecast_min_duration_s: float = Field(
         default=120.0, ge=0, description="forecast rule: condition must hold this long to fire"
+    )
+    # Breach-risk rule (docs/wait-estimation.md, "Lead: the third pass"): the
+    # probability that someone already waiting crosses T, by position in the queue.
+    risk_level: float = Field(
+        default=0.0,
+        ge=0,
+        le=1,
+        description="risk rule: the probability that a person already waiting (any position, "
+        "placed by the edge's dwell quantiles) waits longer than the threshold reaches this; "
+        "0 = off",
+    )
+    risk_min_duration_s: float = Field(
+        default=60.0, ge=0, description="risk rule: condition must hold this long to fire"
+    )
+    risk_service_cv: float = Field(
+        default=1.0,
+        gt=0,
+        le=3,
+        description="risk rule: coefficient of variation of the service time (the spread of "
+        "the service completions; 1 = Poisson completions)",
+    )
+    risk_walk_out: bool = Field(
+        default=False,
+        description="risk rule: the person may walk out before T (at the observed walk-out "
+        "rate per waiting person), which is no breach",
     )
     hold_grace_s: float = Field(
         default=15.0,
@@ -439,6 +468,46 @@ def w1_forecast_condition(estimate: WaitEstimate, policy: AlertPolicy) -> bool:
     return head is not None and head >= policy.warn_head_fraction * threshold
 
 
+def w1_breach_risk(estimate: WaitEstimate, policy: AlertPolicy) -> float | None:
+    """The largest probability, over the people waiting, of a wait longer than T.
+
+    Each person's wait so far comes from their position (:func:`waited_by_position`:
+    the oldest occupant and the edge's dwell quantiles), their remaining wait from
+    the completions they need (:func:`breach_risk_by_position`: the service rate,
+    priority arrivals taking slots, walk-outs ahead). ``None`` without an oldest
+    occupant or a service rate.
+    """
+    oldest = estimate.oldest_wait_s
+    mu = estimate.service_rate_per_s
+    if oldest is None or not mu:
+        return None
+    waited = waited_by_position(
+        estimate.queue_length, oldest, estimate.waiting_p50_s, estimate.waiting_p90_s
+    )
+    # the estimator's residual factor r, recovered from head_wait = oldest + r / mu
+    head = estimate.head_wait_s
+    residual = (head - oldest) * mu if head is not None else 1.0
+    risk = breach_risk_by_position(
+        waited,
+        policy.w1_threshold_s,
+        mu,
+        estimate.priority_arrival_rate_per_s or 0.0,
+        estimate.abandon_rate_per_s or 0.0,
+        residual,
+        policy.risk_service_cv,
+        policy.risk_walk_out,
+    )
+    return float(risk.max())
+
+
+def w1_risk_condition(estimate: WaitEstimate, policy: AlertPolicy) -> bool:
+    """Risk rule: somebody waiting is likely (``risk_level``) to wait longer than T."""
+    if policy.risk_level <= 0:
+        return False
+    risk = w1_breach_risk(estimate, policy)
+    return risk is not None and risk >= policy.risk_level
+
+
 def w1_advice(estimate: WaitEstimate) -> dict[str, Any]:
     """The W1 alert's advice: counters open, the wait with one more, expected breach."""
     return {
@@ -563,10 +632,12 @@ class AlertEngine:
         queue_for = w1.held_for("queue", w1_queue_condition(estimate, policy), now, grace)
         head_for = w1.held_for("head", w1_head_condition(estimate, policy), now, grace)
         forecast_for = w1.held_for("forecast", w1_forecast_condition(estimate, policy), now, grace)
+        risk_for = w1.held_for("risk", w1_risk_condition(estimate, policy), now, grace)
         ready = (
             (queue_for is not None and queue_for >= policy.min_duration_s)
             or (head_for is not None and head_for >= policy.head_min_duration_s)
             or (forecast_for is not None and forecast_for >= policy.forecast_min_duration_s)
+            or (risk_for is not None and risk_for >= policy.risk_min_duration_s)
         )
         events += self._step(
             ("w1_wait", branch, zone),

@@ -12,6 +12,7 @@ from lobbywatch.server.alerts import (
     AlertEvent,
     AlertPolicy,
     BusinessHours,
+    w1_breach_risk,
 )
 from lobbywatch.server.estimator import WaitEstimate
 
@@ -401,3 +402,44 @@ def test_forecast_rule_fires_on_a_projected_breach_when_the_queue_is_already_lon
     assert w1(run(engine(DEFAULT), [(t, fc(470, 300.0, t)) for t in times])) == []
     # the projected breach is further away than forecast_lead_s (450 s)
     assert w1(run(engine(DEFAULT), [(t, fc(500, 500.0, t)) for t in times])) == []
+
+
+def queue_of_four(oldest: float) -> WaitEstimate:
+    """4 waiting at one completion a minute; the others 55, 105 and 155 s younger."""
+    return WaitEstimate(
+        queue_length=4,
+        predicted_wait_s=300.0,
+        service_rate_per_s=1 / 60,
+        method="observed",
+        realised_wait_p50_s=None,
+        realised_wait_p90_s=None,
+        oldest_wait_s=oldest,
+        forecast_wait_s=None,
+        forecast_horizon_s=300.0,
+        served_within_threshold_ratio=None,
+        head_wait_s=oldest + 60.0,  # r = 1
+        waiting_p50_s=oldest - 80.0,
+        waiting_p90_s=oldest - 20.0,
+    )
+
+
+def test_risk_rule_fires_on_the_person_most_at_risk_not_the_head() -> None:
+    # oldest 500 s: waits 500, 445, 395, 345; the last is most at risk (P(Pois(4.25) <= 3)
+    # = 0.386; the head only 0.189). Queue (300 s < 540) and head (500 + 30 < 600) rules
+    # do not hold, nor the forecast rule (no projection).
+    policy = DEFAULT.merged({"risk_level": 0.35, "risk_min_duration_s": 60})
+    assert w1_breach_risk(queue_of_four(500), policy) == pytest.approx(0.386, abs=5e-3)
+    timeline = [(t, queue_of_four(500 + t)) for t in range(0, 70, 10)]
+    assert w1(run(engine(policy), timeline)) == [(60, "fire", "warning")]
+    # the level: 0.5 is first reached at +40 (P(Pois(215/60) <= 3) = 0.519; +30: 0.484),
+    # so with 60 s of persistence it fires at +100
+    longer = [(t, queue_of_four(500 + t)) for t in range(0, 130, 10)]
+    assert w1_breach_risk(queue_of_four(530), policy) == pytest.approx(0.484, abs=5e-3)
+    assert w1_breach_risk(queue_of_four(540), policy) == pytest.approx(0.519, abs=5e-3)
+    at_half = DEFAULT.merged(
+        {"risk_level": 0.5, "risk_min_duration_s": 60, "head_breach_services": 0}
+    )
+    assert w1(run(engine(at_half), longer)) == [(100, "fire", "critical")]
+    # off (the default): nothing
+    assert DEFAULT.risk_level == 0.0
+    assert w1(run(engine(DEFAULT), timeline)) == []
