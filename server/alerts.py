@@ -53,6 +53,7 @@ from lobbywatch.server.estimator import WaitEstimate
 from lobbywatch.server.forecast import (
     breach_risk_by_position,
     unserved_by,
+    wait_behind,
     waited_by_position,
 )
 
@@ -251,6 +252,19 @@ class AlertPolicy(BaseModel):
         description="risk rule: coefficient of variation of the service time (the spread of "
         "the service completions; 1 = Poisson completions)",
     )
+    risk_gate: float = Field(
+        default=0.0,
+        ge=0,
+        le=1,
+        description="queue and forecast rules: ...and somebody already waiting has at least "
+        "this probability of waiting longer than the threshold (the risk rule's model; a "
+        "queue past warn_alone_fraction needs no such evidence); 0 = no such requirement",
+    )
+    risk_calibrated: bool = Field(
+        default=False,
+        description="risk rule: scale the remaining waits by the estimator's calibration from "
+        "realised waits (as the wait shown now)",
+    )
     risk_walk_out: bool = Field(
         default=False,
         description="risk rule: the person may walk out before T (at the observed walk-out "
@@ -423,13 +437,23 @@ def w1_queue_condition(estimate: WaitEstimate, policy: AlertPolicy) -> bool:
     )
     if not long_queue:
         return False
-    if policy.warn_head_fraction <= 0:
-        return True
     head = _head_wait(estimate)
     # A queue that formed a minute ago (a burst of arrivals) usually clears
     # before anyone reaches T; one whose oldest occupant has already used
     # most of the budget does not.
-    return head is not None and head >= policy.warn_head_fraction * threshold
+    if policy.warn_head_fraction > 0 and (
+        head is None or head < policy.warn_head_fraction * threshold
+    ):
+        return False
+    return _risk_gate(estimate, policy)
+
+
+def _risk_gate(estimate: WaitEstimate, policy: AlertPolicy) -> bool:
+    """``risk_gate``: somebody already waiting is that likely to cross T (or no gate)."""
+    if policy.risk_gate <= 0:
+        return True
+    risk = w1_breach_risk(estimate, policy)
+    return risk is not None and risk >= policy.risk_gate
 
 
 def w1_head_condition(estimate: WaitEstimate, policy: AlertPolicy) -> bool:
@@ -462,10 +486,23 @@ def w1_forecast_condition(estimate: WaitEstimate, policy: AlertPolicy) -> bool:
         return False
     if estimate.projected_breach_in_s > policy.forecast_lead_s:
         return False
-    if policy.warn_head_fraction <= 0:
-        return True
     head = _head_wait(estimate)
-    return head is not None and head >= policy.warn_head_fraction * threshold
+    if policy.warn_head_fraction > 0 and (
+        head is None or head < policy.warn_head_fraction * threshold
+    ):
+        return False
+    return _risk_gate(estimate, policy)
+
+
+def _calibration(estimate: WaitEstimate, residual: float) -> float:
+    """The estimator's calibration ratio kappa, recovered from the wait shown now
+    (``predicted = kappa x (L + r) / (mu + theta L)``); 1 for an empty queue."""
+    mu = estimate.service_rate_per_s
+    predicted = estimate.predicted_wait_s
+    if not mu or predicted is None or estimate.queue_length < 1:
+        return 1.0
+    raw = wait_behind(estimate.queue_length, mu, estimate.abandon_rate_per_s or 0.0, residual)
+    return predicted / raw if raw > 0 and predicted > 0 else 1.0
 
 
 def w1_breach_risk(estimate: WaitEstimate, policy: AlertPolicy) -> float | None:
@@ -496,6 +533,7 @@ def w1_breach_risk(estimate: WaitEstimate, policy: AlertPolicy) -> float | None:
         residual,
         policy.risk_service_cv,
         policy.risk_walk_out,
+        _calibration(estimate, residual) if policy.risk_calibrated else 1.0,
     )
     return float(risk.max())
 

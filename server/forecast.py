@@ -281,6 +281,7 @@ def breach_risk_by_position(
     residual: float = 1.0,
     service_cv: float = 1.0,
     own_walk_out: bool = False,
+    time_scale: float = 1.0,
 ) -> np.ndarray:
     """Probability that each person waiting (head first) waits longer than ``threshold_s``.
 
@@ -307,7 +308,9 @@ def breach_risk_by_position(
     mean = n / drift
     var = n * (mu * service_cv * service_cv + lam_p) / drift**3
     left = threshold_s - w
-    risk = gamma_sf(left, mean, var)
+    # remaining waits scaled by ``time_scale`` (the calibration from realised waits):
+    # P(scale x W > left) = P(W > left / scale)
+    risk = gamma_sf(left / time_scale, mean, var)
     if own_walk_out and abandon_per_s > 0:
         # ...and does not give up first: a walk-out before T is no W1 breach
         risk = risk * np.exp(-abandon_per_s * np.maximum(left, 0.0))

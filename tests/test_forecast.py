@@ -142,3 +142,12 @@ def test_a_person_behind_the_head_can_be_the_one_at_risk() -> None:
     risk = breach_risk_by_position(waited, 600, 1 / 60)
     assert risk.tolist() == pytest.approx([0.189, 0.271, 0.337, 0.386], abs=5e-3)
     assert int(np.argmax(risk)) == 3
+
+
+def test_breach_risk_scaled_by_the_calibration() -> None:
+    # kappa = 2 doubles every remaining wait: P(2 W > 30) = P(W > 15) for the head's
+    # exponential (mean 60 s): WH z = (0.25^(1/3) - 8/9) * 3 = -0.7768, tail 0.7814
+    # (exact e^-0.25 = 0.7788)
+    got = breach_risk_by_position(np.array([570.0]), 600, 1 / 60, time_scale=2.0)
+    assert got[0] == pytest.approx(0.7814, abs=1e-3)
+    assert abs(got[0] - math.exp(-0.25)) < 0.01
