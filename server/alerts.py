@@ -10,7 +10,7 @@ again.
 Rules (all per zone, with a policy the collector composes from global, branch
 and zone settings via :meth:`AlertPolicy.merged`):
 
-* ``w1_wait`` — fires on either of two conditions, each with its own
+* ``w1_wait`` — fires on any of its conditions, each with its own
   persistence clock (chosen on simulated branch-days, see
   ``docs/wait-estimation.md``):
 
@@ -22,7 +22,14 @@ and zone settings via :meth:`AlertPolicy.merged`):
     ``warn_alone_fraction`` of it; held for ``min_duration_s``;
   - *head rule*: the oldest occupant is within ``head_breach_services`` mean
     service completions of the threshold (``oldest + x/mu >= T``), held for
-    ``head_min_duration_s``: they are likely to cross it before a counter frees.
+    ``head_min_duration_s``: they are likely to cross it before a counter frees;
+  - *forecast rule*: the fluid projection has a customer joining within
+    ``forecast_lead_s`` wait at least the threshold (see the policy fields);
+  - *risk rule* (opt-in, ``risk_level`` > 0): the probability that somebody
+    already waiting, at any position of the queue, waits longer than the
+    threshold reaches ``risk_level`` (:func:`w1_breach_risk`), held for
+    ``risk_min_duration_s``; ``risk_gate`` > 0 makes the queue and forecast
+    rules require that probability too.
 
   Its severity is *critical* when the predicted wait reaches the threshold or
   somebody has already waited that long, else *warning*; a warning that turns
