@@ -28,6 +28,7 @@ The alert defaults were chosen on training seeds 1000-1039 (40 branch-days per
 family); the default run reports on the held-out seeds 2000-2029.
 
 Usage: python bench/alert_quality.py [--seeds 30] [--first-seed 2000] [--threshold-min 10]
+[--alerts JSON]
 Last line: ``wait_mae_min=X recall=X precision=X lead_min=X warned_3min=X``.
 """
 
@@ -36,6 +37,7 @@ from __future__ import annotations
 import argparse
 import bisect
 import heapq
+import json
 import math
 import statistics
 import sys
@@ -110,7 +112,11 @@ def stream(sc: BranchScenario, customers: list[Customer], tickets: bool = False)
 
 
 def server_config(
-    sc: BranchScenario, threshold_s: float, counter_zones: bool, tickets: bool = False
+    sc: BranchScenario,
+    threshold_s: float,
+    counter_zones: bool,
+    tickets: bool = False,
+    alert_overrides: dict[str, Any] | None = None,
 ) -> ServerConfig:
     """The collector's config for one simulated branch: the counters its configuration
     lists (absent ones included), a nominal 5 min service (not the true, unknown one),
@@ -134,7 +140,7 @@ def server_config(
                     "zones": {sc.waiting_zone: zone},
                 }
             ],
-            "alerts": {"w1_threshold_s": threshold_s},
+            "alerts": {**(alert_overrides or {}), "w1_threshold_s": threshold_s},
             "estimator": {"wait_threshold_s": threshold_s},
         }
     )
@@ -159,6 +165,7 @@ def run_day(
     counter_zones: bool = True,
     history_weeks: int = 0,
     tickets: bool = False,
+    alert_overrides: dict[str, Any] | None = None,
 ) -> DayResult:
     """Replay one simulated branch-day through the collector and score it against the truth.
 
@@ -171,7 +178,7 @@ def run_day(
     customers = day.customers
     outputs: list[dict[str, Any]] = []
     replay(
-        server_config(sc, threshold_s, counter_zones, tickets),
+        server_config(sc, threshold_s, counter_zones, tickets, alert_overrides),
         history(sc, history_weeks, tickets) + stream(sc, customers, tickets),
         outputs.append,
         estimates_every_s=ESTIMATE_EVERY_S,
@@ -322,7 +329,15 @@ def main(argv: list[str] | None = None) -> int:
         help="each branch also has a ticket system (issued/called/cancelled events): the "
         "priority share is learned from it instead of configured, its waits calibrate",
     )
+    ap.add_argument(
+        "--alerts",
+        default="{}",
+        metavar="JSON",
+        help="alert policy settings over the defaults, e.g. '{\"risk_level\": 0.6}' "
+        "(the server config's alerts section)",
+    )
     args = ap.parse_args(argv)
+    alert_overrides = json.loads(args.alerts)
 
     threshold = args.threshold_min * 60
     families = {"hard": list(HARD_SCENARIO_KINDS), "classic": list(SCENARIO_KINDS)}.get(
@@ -335,7 +350,15 @@ def main(argv: list[str] | None = None) -> int:
             counter_zones = not args.no_counter_zones
             sc = scenario(kind, k, args.first_seed + k, counter_zones=counter_zones)
             results.append(
-                run_day(sc, kind, threshold, counter_zones, args.history_weeks, args.tickets)
+                run_day(
+                    sc,
+                    kind,
+                    threshold,
+                    counter_zones,
+                    args.history_weeks,
+                    args.tickets,
+                    alert_overrides,
+                )
             )
     by_kind: dict[str, list[DayResult]] = defaultdict(list)
     for r in results:
@@ -345,6 +368,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{len(results)} branch-days ({args.seeds} per family, seeds {args.first_seed}.."
         f"{args.first_seed + args.seeds - 1}), W1 threshold {args.threshold_min:g} min, "
         f"replayed through the collector in {time.monotonic() - t0:.1f} s"
+        + (f", alerts {json.dumps(alert_overrides)}" if alert_overrides else "")
     )
     header = (
         f"{'family':<18}{'customers':>10}{'breach%':>8}{'MAE':>6}{'bias':>6}{'b.ord':>6}"

@@ -10,7 +10,7 @@ again.
 Rules (all per zone, with a policy the collector composes from global, branch
 and zone settings via :meth:`AlertPolicy.merged`):
 
-* ``w1_wait`` — fires on either of two conditions, each with its own
+* ``w1_wait`` — fires on any of its conditions, each with its own
   persistence clock (chosen on simulated branch-days, see
   ``docs/wait-estimation.md``):
 
@@ -22,7 +22,14 @@ and zone settings via :meth:`AlertPolicy.merged`):
     ``warn_alone_fraction`` of it; held for ``min_duration_s``;
   - *head rule*: the oldest occupant is within ``head_breach_services`` mean
     service completions of the threshold (``oldest + x/mu >= T``), held for
-    ``head_min_duration_s``: they are likely to cross it before a counter frees.
+    ``head_min_duration_s``: they are likely to cross it before a counter frees;
+  - *forecast rule*: the fluid projection has a customer joining within
+    ``forecast_lead_s`` wait at least the threshold (see the policy fields);
+  - *risk rule* (opt-in, ``risk_level`` > 0): the probability that somebody
+    already waiting, at any position of the queue, waits longer than the
+    threshold reaches ``risk_level`` (:func:`w1_breach_risk`), held for
+    ``risk_min_duration_s``; ``risk_gate`` > 0 makes the queue and forecast
+    rules require that probability too.
 
   Its severity is *critical* when the predicted wait reaches the threshold or
   somebody has already waited that long, else *warning*; a warning that turns
@@ -50,7 +57,12 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from lobbywatch.server.estimator import WaitEstimate
-from lobbywatch.server.forecast import unserved_by
+from lobbywatch.server.forecast import (
+    breach_risk_by_position,
+    unserved_by,
+    wait_behind,
+    waited_by_position,
+)
 
 Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 WEEKDAYS: tuple[Weekday, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -227,6 +239,44 @@ class AlertPolicy(BaseModel):
     forecast_min_duration_s: float = Field(
         default=120.0, ge=0, description="forecast rule: condition must hold this long to fire"
     )
+    # Breach-risk rule (docs/wait-estimation.md, "Lead: the third pass"): the
+    # probability that someone already waiting crosses T, by position in the queue.
+    risk_level: float = Field(
+        default=0.0,
+        ge=0,
+        le=1,
+        description="risk rule: the probability that a person already waiting (any position, "
+        "placed by the edge's dwell quantiles) waits longer than the threshold reaches this; "
+        "0 = off",
+    )
+    risk_min_duration_s: float = Field(
+        default=60.0, ge=0, description="risk rule: condition must hold this long to fire"
+    )
+    risk_service_cv: float = Field(
+        default=1.0,
+        gt=0,
+        le=3,
+        description="risk rule: coefficient of variation of the service time (the spread of "
+        "the service completions; 1 = Poisson completions)",
+    )
+    risk_gate: float = Field(
+        default=0.0,
+        ge=0,
+        le=1,
+        description="queue and forecast rules: ...and somebody already waiting has at least "
+        "this probability of waiting longer than the threshold (the risk rule's model; a "
+        "queue past warn_alone_fraction needs no such evidence); 0 = no such requirement",
+    )
+    risk_calibrated: bool = Field(
+        default=False,
+        description="risk rule: scale the remaining waits by the estimator's calibration from "
+        "realised waits (as the wait shown now)",
+    )
+    risk_walk_out: bool = Field(
+        default=False,
+        description="risk rule: the person may walk out before T (at the observed walk-out "
+        "rate per waiting person), which is no breach",
+    )
     hold_grace_s: float = Field(
         default=15.0,
         ge=0,
@@ -394,13 +444,23 @@ def w1_queue_condition(estimate: WaitEstimate, policy: AlertPolicy) -> bool:
     )
     if not long_queue:
         return False
-    if policy.warn_head_fraction <= 0:
-        return True
     head = _head_wait(estimate)
     # A queue that formed a minute ago (a burst of arrivals) usually clears
     # before anyone reaches T; one whose oldest occupant has already used
     # most of the budget does not.
-    return head is not None and head >= policy.warn_head_fraction * threshold
+    if policy.warn_head_fraction > 0 and (
+        head is None or head < policy.warn_head_fraction * threshold
+    ):
+        return False
+    return _risk_gate(estimate, policy)
+
+
+def _risk_gate(estimate: WaitEstimate, policy: AlertPolicy) -> bool:
+    """``risk_gate``: somebody already waiting is that likely to cross T (or no gate)."""
+    if policy.risk_gate <= 0:
+        return True
+    risk = w1_breach_risk(estimate, policy)
+    return risk is not None and risk >= policy.risk_gate
 
 
 def w1_head_condition(estimate: WaitEstimate, policy: AlertPolicy) -> bool:
@@ -433,10 +493,64 @@ def w1_forecast_condition(estimate: WaitEstimate, policy: AlertPolicy) -> bool:
         return False
     if estimate.projected_breach_in_s > policy.forecast_lead_s:
         return False
-    if policy.warn_head_fraction <= 0:
-        return True
     head = _head_wait(estimate)
-    return head is not None and head >= policy.warn_head_fraction * threshold
+    if policy.warn_head_fraction > 0 and (
+        head is None or head < policy.warn_head_fraction * threshold
+    ):
+        return False
+    return _risk_gate(estimate, policy)
+
+
+def _calibration(estimate: WaitEstimate, residual: float) -> float:
+    """The estimator's calibration ratio kappa, recovered from the wait shown now
+    (``predicted = kappa x (L + r) / (mu + theta L)``); 1 for an empty queue."""
+    mu = estimate.service_rate_per_s
+    predicted = estimate.predicted_wait_s
+    if not mu or predicted is None or estimate.queue_length < 1:
+        return 1.0
+    raw = wait_behind(estimate.queue_length, mu, estimate.abandon_rate_per_s or 0.0, residual)
+    return predicted / raw if raw > 0 and predicted > 0 else 1.0
+
+
+def w1_breach_risk(estimate: WaitEstimate, policy: AlertPolicy) -> float | None:
+    """The largest probability, over the people waiting, of a wait longer than T.
+
+    Each person's wait so far comes from their position (:func:`waited_by_position`:
+    the oldest occupant and the edge's dwell quantiles), their remaining wait from
+    the completions they need (:func:`breach_risk_by_position`: the service rate,
+    priority arrivals taking slots, walk-outs ahead). ``None`` without an oldest
+    occupant or a service rate.
+    """
+    oldest = estimate.oldest_wait_s
+    mu = estimate.service_rate_per_s
+    if oldest is None or not mu:
+        return None
+    waited = waited_by_position(
+        estimate.queue_length, oldest, estimate.waiting_p50_s, estimate.waiting_p90_s
+    )
+    # the estimator's residual factor r, recovered from head_wait = oldest + r / mu
+    head = estimate.head_wait_s
+    residual = (head - oldest) * mu if head is not None else 1.0
+    risk = breach_risk_by_position(
+        waited,
+        policy.w1_threshold_s,
+        mu,
+        estimate.priority_arrival_rate_per_s or 0.0,
+        estimate.abandon_rate_per_s or 0.0,
+        residual,
+        policy.risk_service_cv,
+        policy.risk_walk_out,
+        _calibration(estimate, residual) if policy.risk_calibrated else 1.0,
+    )
+    return float(risk.max())
+
+
+def w1_risk_condition(estimate: WaitEstimate, policy: AlertPolicy) -> bool:
+    """Risk rule: somebody waiting is likely (``risk_level``) to wait longer than T."""
+    if policy.risk_level <= 0:
+        return False
+    risk = w1_breach_risk(estimate, policy)
+    return risk is not None and risk >= policy.risk_level
 
 
 def w1_advice(estimate: WaitEstimate) -> dict[str, Any]:
@@ -563,10 +677,12 @@ class AlertEngine:
         queue_for = w1.held_for("queue", w1_queue_condition(estimate, policy), now, grace)
         head_for = w1.held_for("head", w1_head_condition(estimate, policy), now, grace)
         forecast_for = w1.held_for("forecast", w1_forecast_condition(estimate, policy), now, grace)
+        risk_for = w1.held_for("risk", w1_risk_condition(estimate, policy), now, grace)
         ready = (
             (queue_for is not None and queue_for >= policy.min_duration_s)
             or (head_for is not None and head_for >= policy.head_min_duration_s)
             or (forecast_for is not None and forecast_for >= policy.forecast_min_duration_s)
+            or (risk_for is not None and risk_for >= policy.risk_min_duration_s)
         )
         events += self._step(
             ("w1_wait", branch, zone),

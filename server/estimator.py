@@ -227,6 +227,14 @@ class WaitEstimate:
     #: (realised ticket waits) or "camera" (completed dwells)
     calibration_factor: float | None = None
     calibration_source: str | None = None
+    #: median and 90th percentile of the current occupants' waits so far (the edge's
+    #: ``dwell_p50_s`` / ``dwell_p90_s`` plus the time since that message): with
+    #: ``oldest_wait_s`` they place the people waiting (breach risk by position)
+    waiting_p50_s: float | None = None
+    waiting_p90_s: float | None = None
+    #: priority customers arriving per second (``priority_share`` x arrival rate; 0
+    #: without a priority class): each takes a service slot ahead of ordinary customers
+    priority_arrival_rate_per_s: float | None = None
 
     def seconds_to_wait(self, target_s: float) -> float | None:
         """Seconds until the predicted wait reaches ``target_s`` if the trend holds.
@@ -378,6 +386,8 @@ class ZoneEstimator:
         self._arrivals: int | None = None
         self._departures: int | None = None
         self._dwell_max: float | None = None
+        self._dwell_p50: float | None = None
+        self._dwell_p90: float | None = None
         # exponentially decayed sums: departures while occupied / occupied seconds
         self._busy_departures = 0.0
         self._busy_s = 0.0
@@ -447,6 +457,8 @@ class ZoneEstimator:
         self._arrivals = msg.arrivals_total
         self._departures = msg.departures_total
         self._dwell_max = msg.dwell_max_s
+        self._dwell_p50 = msg.dwell_p50_s
+        self._dwell_p90 = msg.dwell_p90_s
 
     def _fold_rates(self, dt: float, arrivals: int, departures: int, people: int) -> None:
         s = self.settings
@@ -795,9 +807,11 @@ class ZoneEstimator:
             departure_rate = self._trend_departures / self._trend_s
             net = arrival_rate - departure_rate
         ordinary = priority = predicted
+        lam_priority = 0.0
         if share > 0:
             lam_now = arrival_rate if arrival_rate is not None else 0.0
-            ordinary, priority = ordinary_and_priority_waits(queue, mu, share * lam_now, r, theta)
+            lam_priority = share * lam_now
+            ordinary, priority = ordinary_and_priority_waits(queue, mu, lam_priority, r, theta)
             ordinary, priority = kappa * ordinary, kappa * priority
         self._remember(now, predicted, ordinary, priority)
         steps = max(1, math.ceil(s.projection_horizon_s / s.projection_step_s))
@@ -875,4 +889,7 @@ class ZoneEstimator:
             predicted_wait_priority_s=priority,
             arrival_forecast_method=arrival_forecast_method if projection is not None else None,
             **ticket_fields,
+            waiting_p50_s=self._dwell_p50 + age if self._dwell_p50 is not None else None,
+            waiting_p90_s=self._dwell_p90 + age if self._dwell_p90 is not None else None,
+            priority_arrival_rate_per_s=lam_priority,
         )

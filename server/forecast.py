@@ -208,3 +208,110 @@ def ordinary_and_priority_waits(
     ordinary = wait_behind(queue, eff, abandon_per_s, residual)
     priority = min(queue, 1.0) * residual / eff
     return ordinary, priority
+
+
+def normal_cdf(x: np.ndarray) -> np.ndarray:
+    """Standard normal CDF, vectorised (erf by Abramowitz and Stegun 7.1.26, |error| < 1.5e-7;
+    numpy has no erf and scipy is not a dependency)."""
+    z = np.asarray(x, dtype=np.float64) / math.sqrt(2.0)
+    a = np.abs(z)
+    t = 1.0 / (1.0 + 0.3275911 * a)
+    poly = t * (
+        0.254829592 + t * (-0.284496736 + t * (1.421413741 + t * (-1.453152027 + t * 1.061405429)))
+    )
+    erf = 1.0 - poly * np.exp(-a * a)
+    return 0.5 * (1.0 + np.sign(z) * erf)
+
+
+def gamma_sf(x: np.ndarray, mean: np.ndarray, var: np.ndarray) -> np.ndarray:
+    """``P(G > x)`` for a Gamma variable with this mean and variance (vectorised).
+
+    Wilson and Hilferty (1931): ``(G / mean)^(1/3)`` is nearly normal with mean
+    ``1 - 1/(9k)`` and variance ``1/(9k)``, shape ``k = mean^2 / var``. Exact in the
+    limit of large ``k``; for ``k = 1`` (an exponential) the error is below 0.01.
+    ``x <= 0`` gives 1.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    m = np.asarray(mean, dtype=np.float64)
+    v = np.asarray(var, dtype=np.float64)
+    k = m * m / v
+    h = 1.0 / (9.0 * k)
+    ratio = np.maximum(x, 0.0) / m
+    z = (np.cbrt(ratio) - (1.0 - h)) / np.sqrt(h)
+    return np.where(x <= 0, 1.0, 1.0 - normal_cdf(z))
+
+
+def waited_by_position(
+    people: int, oldest_s: float, p50_s: float | None, p90_s: float | None
+) -> np.ndarray:
+    """How long each person waiting has waited so far, head of the queue first (float64).
+
+    Under FCFS the head is the oldest occupant (``oldest_s``); the edge's quantiles
+    of the current dwells place the others: with ``n`` people sorted by dwell, the
+    quantile ``q`` sits at rank ``q (n - 1)`` (linear interpolation, as the edge
+    computes it), so the ranks ``0.5 (n-1)``, ``0.9 (n-1)`` and ``n - 1`` have
+    ``p50``, ``p90`` and ``oldest``; between them the waits are interpolated, and
+    below the median they are extrapolated along the p50-p90 line (arrivals at a
+    steady rate give dwells linear in rank), floored at 0. Without quantiles the
+    waits fall linearly from ``oldest`` to 0.
+    """
+    n = max(int(people), 1)
+    if n == 1:
+        return np.array([max(0.0, oldest_s)])
+    top = n - 1.0
+    if p50_s is None or p90_s is None:
+        xp = np.array([0.0, top])
+        fp = np.array([0.0, oldest_s])
+    else:
+        p50 = min(p50_s, oldest_s)
+        p90 = min(max(p90_s, p50), oldest_s)
+        youngest = min(max(0.0, p50 - 1.25 * (p90 - p50)), p50)
+        xp = np.array([0.0, 0.5 * top, 0.9 * top, top])
+        fp = np.array([youngest, p50, p90, oldest_s])
+    ranks = np.arange(n - 1, -1, -1, dtype=np.float64)  # position 0 (head) = top rank
+    return np.maximum(np.interp(ranks, xp, fp), 0.0)
+
+
+def breach_risk_by_position(
+    waited_s: np.ndarray,
+    threshold_s: float,
+    capacity_per_s: float,
+    priority_arrivals_per_s: float = 0.0,
+    abandon_per_s: float = 0.0,
+    residual: float = 1.0,
+    service_cv: float = 1.0,
+    own_walk_out: bool = False,
+    time_scale: float = 1.0,
+) -> np.ndarray:
+    """Probability that each person waiting (head first) waits longer than ``threshold_s``.
+
+    The person at position ``j`` (``j`` people ahead, all counters busy) starts
+    service when the completions since now, minus the priority customers who
+    arrive meanwhile and take a slot first, plus the people ahead who walk out,
+    reach ``j + r``. Completions of ``c`` busy counters come at rate ``mu`` with a
+    variance rate ``mu cv^2`` (renewal counting process; Poisson for cv = 1), priority
+    arrivals are a Poisson stream of rate ``lambda_p``: the difference drifts at
+    ``d = mu - lambda_p`` (floored at ``mu / 4``, as in the class-aware wait) plus
+    ``theta j`` walk-outs ahead, with variance rate ``v = mu cv^2 + lambda_p``. Its
+    first passage to ``n = j + r`` has mean ``n / d`` and variance ``n v / d^3``
+    (first passage of a process with independent increments: Brownian/inverse
+    Gaussian moments), matched here by a Gamma law (exactly Erlang(j+1, mu) for
+    Poisson service, no priority, r = 1). Risk ``= P(remaining wait > T - waited)``;
+    1 for someone already past T.
+    """
+    w = np.asarray(waited_s, dtype=np.float64)
+    j = np.arange(len(w), dtype=np.float64)
+    mu = capacity_per_s
+    lam_p = max(0.0, priority_arrivals_per_s)
+    drift = max(mu - lam_p, mu / 4.0) + abandon_per_s * j
+    n = np.maximum(j + residual, 1e-6)
+    mean = n / drift
+    var = n * (mu * service_cv * service_cv + lam_p) / drift**3
+    left = threshold_s - w
+    # remaining waits scaled by ``time_scale`` (the calibration from realised waits):
+    # P(scale x W > left) = P(W > left / scale)
+    risk = gamma_sf(left / time_scale, mean, var)
+    if own_walk_out and abandon_per_s > 0:
+        # ...and does not give up first: a walk-out before T is no W1 breach
+        risk = risk * np.exp(-abandon_per_s * np.maximum(left, 0.0))
+    return risk

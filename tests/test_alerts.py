@@ -12,6 +12,8 @@ from lobbywatch.server.alerts import (
     AlertEvent,
     AlertPolicy,
     BusinessHours,
+    w1_breach_risk,
+    w1_queue_condition,
 )
 from lobbywatch.server.estimator import WaitEstimate
 
@@ -401,3 +403,68 @@ def test_forecast_rule_fires_on_a_projected_breach_when_the_queue_is_already_lon
     assert w1(run(engine(DEFAULT), [(t, fc(470, 300.0, t)) for t in times])) == []
     # the projected breach is further away than forecast_lead_s (450 s)
     assert w1(run(engine(DEFAULT), [(t, fc(500, 500.0, t)) for t in times])) == []
+
+
+def queue_of_four(oldest: float, predicted: float = 300.0) -> WaitEstimate:
+    """4 waiting at one completion a minute; the others 55, 105 and 155 s younger."""
+    return WaitEstimate(
+        queue_length=4,
+        predicted_wait_s=predicted,
+        service_rate_per_s=1 / 60,
+        method="observed",
+        realised_wait_p50_s=None,
+        realised_wait_p90_s=None,
+        oldest_wait_s=oldest,
+        forecast_wait_s=None,
+        forecast_horizon_s=300.0,
+        served_within_threshold_ratio=None,
+        head_wait_s=oldest + 60.0,  # r = 1
+        waiting_p50_s=oldest - 80.0,
+        waiting_p90_s=oldest - 20.0,
+    )
+
+
+def test_risk_rule_fires_on_the_person_most_at_risk_not_the_head() -> None:
+    # oldest 500 s: waits 500, 445, 395, 345; the last is most at risk (P(Pois(4.25) <= 3)
+    # = 0.386; the head only 0.189). Queue (300 s < 540) and head (500 + 30 < 600) rules
+    # do not hold, nor the forecast rule (no projection).
+    policy = DEFAULT.merged({"risk_level": 0.35, "risk_min_duration_s": 60})
+    assert w1_breach_risk(queue_of_four(500), policy) == pytest.approx(0.386, abs=5e-3)
+    timeline = [(t, queue_of_four(500 + t)) for t in range(0, 70, 10)]
+    assert w1(run(engine(policy), timeline)) == [(60, "fire", "warning")]
+    # the level: 0.5 is first reached at +40 (P(Pois(215/60) <= 3) = 0.519; +30: 0.484),
+    # so with 60 s of persistence it fires at +100
+    longer = [(t, queue_of_four(500 + t)) for t in range(0, 130, 10)]
+    assert w1_breach_risk(queue_of_four(530), policy) == pytest.approx(0.484, abs=5e-3)
+    assert w1_breach_risk(queue_of_four(540), policy) == pytest.approx(0.519, abs=5e-3)
+    at_half = DEFAULT.merged(
+        {"risk_level": 0.5, "risk_min_duration_s": 60, "head_breach_services": 0}
+    )
+    assert w1(run(engine(at_half), longer)) == [(100, "fire", "critical")]
+    # off (the default): nothing
+    assert DEFAULT.risk_level == 0.0
+    assert w1(run(engine(DEFAULT), timeline)) == []
+
+
+def test_risk_gate_holds_the_queue_rule_until_somebody_waiting_is_at_risk() -> None:
+    # predicted 560 s >= 0.9 x 600 and head 500 + 60 >= 0.6 x 600: the queue rule holds...
+    policy = AlertPolicy(w1_threshold_s=600)
+    assert w1_queue_condition(queue_of_four(500, predicted=560), policy)
+    # ...but with a gate of 0.5 only once the most at-risk person reaches it
+    # (0.386 at oldest 500 s, 0.519 at 540 s; see the risk rule test above)
+    gated = policy.merged({"risk_gate": 0.5})
+    assert not w1_queue_condition(queue_of_four(500, predicted=560), gated)
+    assert w1_queue_condition(queue_of_four(540, predicted=560), gated)
+    # a queue past warn_alone_fraction (1.35 x 600 = 810 s) needs no such evidence
+    assert w1_queue_condition(queue_of_four(500, predicted=820), gated)
+
+
+def test_risk_calibrated_recovers_kappa_from_the_wait_shown() -> None:
+    # raw wait behind 4 at 1/60: (4 + 1) x 60 = 300 s; shown 360 s: kappa = 1.2, so the
+    # remaining budgets 100, 155, 205, 255 s count as /1.2: Erlang tails
+    # P(Pois(budget / 1.2 / 60) <= j) = 0.249, 0.366, 0.458, 0.527 (uncalibrated max 0.386)
+    plain = AlertPolicy(w1_threshold_s=600)
+    calibrated = plain.merged({"risk_calibrated": True})
+    e = queue_of_four(500, predicted=360)
+    assert w1_breach_risk(e, plain) == pytest.approx(0.386, abs=5e-3)
+    assert w1_breach_risk(e, calibrated) == pytest.approx(0.527, abs=5e-3)

@@ -273,3 +273,26 @@ def test_the_projection_is_calibrated_like_the_wait_shown_now() -> None:
     plain.estimate(T0 + 160)
     feed(plain, [msg(400, 2, 6, 4, dwells=(240.0,), seq=5)])
     assert plain.estimate(T0 + 400).projected_waits_s == pytest.approx((120.0, 120.0, 120.0))
+
+
+def test_current_waits_quantiles_age_and_priority_arrival_rate() -> None:
+    # the edge's quantiles of the current dwells, aged by the time since the message
+    # like the oldest; priority arrivals = share x the arrival trend
+    est = ZoneEstimator(RAW, counters=1, mean_service_s=60, priority_share=0.25)
+    m0 = msg(0, 3, 3, 0, dwell_max=50)
+    m1 = msg(40, 3, 5, 2, dwell_max=90).model_copy(
+        update={"dwell_p50_s": 30.0, "dwell_p90_s": 70.0}
+    )
+    feed(est, [m0, m1])
+    e = est.estimate(T0 + 50)
+    assert e.oldest_wait_s == pytest.approx(100.0)
+    assert (e.waiting_p50_s, e.waiting_p90_s) == (pytest.approx(40.0), pytest.approx(80.0))
+    # arrivals: 2 in 40 s -> 0.05/s; a quarter of them priority
+    assert e.arrival_rate_per_s == pytest.approx(0.05)
+    assert e.priority_arrival_rate_per_s == pytest.approx(0.0125)
+    # without a priority class: 0; without quantiles from the edge: None
+    plain = ZoneEstimator(RAW, counters=1, mean_service_s=60)
+    feed(plain, [m0, msg(40, 3, 5, 2, dwell_max=90)])
+    e = plain.estimate(T0 + 50)
+    assert e.priority_arrival_rate_per_s == 0.0
+    assert e.waiting_p50_s is None and e.waiting_p90_s is None

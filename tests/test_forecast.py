@@ -10,11 +10,15 @@ import pytest
 
 from lobbywatch.server.forecast import (
     Projection,
+    breach_risk_by_position,
     fluid_queue,
+    gamma_sf,
+    normal_cdf,
     ordinary_and_priority_waits,
     project,
     unserved_by,
     wait_behind,
+    waited_by_position,
 )
 
 
@@ -77,3 +81,73 @@ def test_unserved_before_closing() -> None:
     assert unserved_by(10, 0.01, 600.0) == 4
     assert unserved_by(5, 0.01, 600.0) == 0
     assert unserved_by(6.5, 0.01, 600.0) == 1
+
+
+def test_normal_cdf_matches_the_table() -> None:
+    got = normal_cdf(np.array([0.0, 1.96, -1.0]))
+    assert got == pytest.approx([0.5, 0.975002, 0.158655], abs=2e-6)
+
+
+def test_gamma_tail_by_wilson_hilferty() -> None:
+    # exponential (k = 1), mean 60 s, x = 30 s: z = (0.5^(1/3) - 8/9) / (1/3) = -0.28557,
+    # 1 - Phi(z) = 0.61239 (exact e^-0.5 = 0.60653: within 0.01)
+    got = gamma_sf(np.array([30.0, 0.0, -5.0]), np.array([60.0] * 3), np.array([3600.0] * 3))
+    assert got[0] == pytest.approx(0.61239, abs=1e-4)
+    assert abs(got[0] - math.exp(-0.5)) < 0.01
+    assert got[1:].tolist() == [1.0, 1.0]  # nothing left of the budget: certain
+    # k = 100 at its mean: z = (1/900) / (1/30) = 0.0333, tail 0.4867
+    assert gamma_sf(np.array([100.0]), np.array([100.0]), np.array([100.0]))[0] == pytest.approx(
+        0.4867, abs=1e-4
+    )
+
+
+def test_waits_so_far_by_position_from_the_dwell_quantiles() -> None:
+    # 5 people, ranks 0..4 (youngest..oldest): p50 at rank 2, p90 at rank 3.6, max at 4;
+    # below the median along the p50-p90 line: 300 - 1.25 * 200 = 50 at rank 0.
+    # rank 3 = 300 + (1 / 1.6) * 200 = 425; rank 1 = 50 + (1 / 2) * 250 = 175.
+    got = waited_by_position(5, 600, 300, 500)
+    assert got.tolist() == pytest.approx([600, 425, 300, 175, 50])  # head first
+    assert waited_by_position(1, 90, 80, 85).tolist() == [90]
+    assert waited_by_position(0, 90, None, None).tolist() == [90]  # the count missed them
+    # no quantiles: from the oldest down to 0
+    assert waited_by_position(3, 300, None, None).tolist() == pytest.approx([300, 150, 0])
+    # a long median extrapolates below 0: floored
+    assert waited_by_position(3, 300, 100, 290).tolist() == pytest.approx([300, 100, 0])
+
+
+def test_breach_risk_by_position_erlang_priority_and_walk_outs() -> None:
+    mu = 1 / 60  # one completion a minute, T = 600 s
+    # head, waited 570 s: P(no completion in 30 s) = e^-0.5 = 0.607 (WH: 0.6124);
+    # position 1, waited 480 s: P(Pois(2) <= 1) = 3 e^-2 = 0.406 (WH: 0.4068);
+    # position 2, already 650 s: 1
+    risk = breach_risk_by_position(np.array([570.0, 480.0, 650.0]), 600, mu)
+    assert risk.tolist() == pytest.approx([0.6124, 0.4068, 1.0], abs=1e-3)
+    # priority arrivals 1 / 240 s: drift 1/80, variance rate 1/60 + 1/240 = 1/48;
+    # position 1: mean 2 * 80 = 160 s, var 2 * (1/48) * 80^3 = 21333 (k = 1.2), x = 120 s:
+    # z = (0.75^(1/3) - (1 - 1 / 10.8)) / sqrt(1 / 10.8) = 0.0038, tail 0.4985
+    risk = breach_risk_by_position(np.array([570.0, 480.0]), 600, mu, 1 / 240)
+    assert risk[1] == pytest.approx(0.4985, abs=1e-3)
+    assert risk[1] > 0.4068  # later priority customers raise an ordinary one's risk
+    # giving up first (1 / 600 s per person): the head's 0.6124 x e^(-30/600) = 0.5825
+    risk = breach_risk_by_position(np.array([570.0]), 600, mu, 0, 1 / 600, 1.0, 1.0, True)
+    assert risk[0] == pytest.approx(0.5825, abs=1e-3)
+
+
+def test_a_person_behind_the_head_can_be_the_one_at_risk() -> None:
+    # 4 waiting, oldest 500 s, p50 420, p90 480: waits so far 500, 445, 395, 345 (head
+    # first). Erlang tails P(Pois(mu x) <= j) with x = 600 - waited: 0.189, 0.271,
+    # 0.337, 0.386: the last person in the queue is the most at risk.
+    waited = waited_by_position(4, 500, 420, 480)
+    assert waited.tolist() == pytest.approx([500, 445, 395, 345])
+    risk = breach_risk_by_position(waited, 600, 1 / 60)
+    assert risk.tolist() == pytest.approx([0.189, 0.271, 0.337, 0.386], abs=5e-3)
+    assert int(np.argmax(risk)) == 3
+
+
+def test_breach_risk_scaled_by_the_calibration() -> None:
+    # kappa = 2 doubles every remaining wait: P(2 W > 30) = P(W > 15) for the head's
+    # exponential (mean 60 s): WH z = (0.25^(1/3) - 8/9) * 3 = -0.7768, tail 0.7814
+    # (exact e^-0.25 = 0.7788)
+    got = breach_risk_by_position(np.array([570.0]), 600, 1 / 60, time_scale=2.0)
+    assert got[0] == pytest.approx(0.7814, abs=1e-3)
+    assert abs(got[0] - math.exp(-0.25)) < 0.01
