@@ -25,11 +25,11 @@ and zone settings via :meth:`AlertPolicy.merged`):
     ``head_min_duration_s``: they are likely to cross it before a counter frees;
   - *forecast rule*: the fluid projection has a customer joining within
     ``forecast_lead_s`` wait at least the threshold (see the policy fields);
-  - *risk rule* (opt-in, ``risk_level`` > 0): the probability that somebody
+  - *risk rule* (``risk_level`` > 0; 0.6 by default): the probability that somebody
     already waiting, at any position of the queue, waits longer than the
     threshold reaches ``risk_level`` (:func:`w1_breach_risk`), held for
-    ``risk_min_duration_s``; ``risk_gate`` > 0 makes the queue and forecast
-    rules require that probability too.
+    ``risk_min_duration_s``; ``risk_gate`` > 0 (0.5 by default) makes the queue
+    and forecast rules require that probability too.
 
   Its severity is *critical* when the predicted wait reaches the threshold or
   somebody has already waited that long, else *warning*; a warning that turns
@@ -242,7 +242,7 @@ class AlertPolicy(BaseModel):
     # Breach-risk rule (docs/wait-estimation.md, "Lead: the third pass"): the
     # probability that someone already waiting crosses T, by position in the queue.
     risk_level: float = Field(
-        default=0.0,
+        default=0.6,
         ge=0,
         le=1,
         description="risk rule: the probability that a person already waiting (any position, "
@@ -260,7 +260,7 @@ class AlertPolicy(BaseModel):
         "the service completions; 1 = Poisson completions)",
     )
     risk_gate: float = Field(
-        default=0.0,
+        default=0.5,
         ge=0,
         le=1,
         description="queue and forecast rules: ...and somebody already waiting has at least "
@@ -273,7 +273,7 @@ class AlertPolicy(BaseModel):
         "realised waits (as the wait shown now)",
     )
     risk_walk_out: bool = Field(
-        default=False,
+        default=True,
         description="risk rule: the person may walk out before T (at the observed walk-out "
         "rate per waiting person), which is no breach",
     )
@@ -456,11 +456,16 @@ def w1_queue_condition(estimate: WaitEstimate, policy: AlertPolicy) -> bool:
 
 
 def _risk_gate(estimate: WaitEstimate, policy: AlertPolicy) -> bool:
-    """``risk_gate``: somebody already waiting is that likely to cross T (or no gate)."""
+    """``risk_gate``: somebody already waiting is that likely to cross T (or no gate).
+
+    Without the inputs of the risk (no oldest occupant or no service rate, e.g. an
+    edge that publishes no dwell statistics) the gate does not apply: no evidence
+    either way leaves the queue and forecast rules as they were.
+    """
     if policy.risk_gate <= 0:
         return True
     risk = w1_breach_risk(estimate, policy)
-    return risk is not None and risk >= policy.risk_gate
+    return risk is None or risk >= policy.risk_gate
 
 
 def w1_head_condition(estimate: WaitEstimate, policy: AlertPolicy) -> bool:

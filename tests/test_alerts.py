@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, date, datetime, time
 
 import pytest
@@ -34,6 +35,8 @@ POLICY = AlertPolicy(
     stalled_after_s=600,
     heartbeat_timeout_s=60,
     offline_after_s=120,
+    risk_level=0.0,  # the breach-risk rule and gate have tests of their own
+    risk_gate=0.0,
 )
 
 
@@ -286,9 +289,12 @@ def test_disabled_policy_never_fires() -> None:
 
 # --- the two W1 firing conditions (defaults of AlertPolicy, mu = 0.01/s) ------
 
-# T 600, queue rule 1.0 T / head 0.6 T, 120 s; head rule held 20 s (the hand
-# computations below pin these rather than follow the tuned defaults)
-DEFAULT = AlertPolicy(resolve_after_s=120, warn_fraction=1.0, head_min_duration_s=20)
+# T 600, queue rule 1.0 T / head 0.6 T, 120 s; head rule held 20 s; no breach-risk
+# rule or gate (the hand computations below pin these rather than follow the tuned
+# defaults; the risk rule and gate have tests of their own)
+DEFAULT = AlertPolicy(
+    resolve_after_s=120, warn_fraction=1.0, head_min_duration_s=20, risk_level=0, risk_gate=0
+)
 
 
 def test_queue_rule_needs_a_queue_that_has_lasted() -> None:
@@ -441,22 +447,33 @@ def test_risk_rule_fires_on_the_person_most_at_risk_not_the_head() -> None:
         {"risk_level": 0.5, "risk_min_duration_s": 60, "head_breach_services": 0}
     )
     assert w1(run(engine(at_half), longer)) == [(100, "fire", "critical")]
-    # off (the default): nothing
+    # off: nothing (the shipped default is on at 0.6, which 0.386 does not reach)
     assert DEFAULT.risk_level == 0.0
     assert w1(run(engine(DEFAULT), timeline)) == []
+    assert AlertPolicy().risk_level == 0.6
 
 
 def test_risk_gate_holds_the_queue_rule_until_somebody_waiting_is_at_risk() -> None:
-    # predicted 560 s >= 0.9 x 600 and head 500 + 60 >= 0.6 x 600: the queue rule holds...
-    policy = AlertPolicy(w1_threshold_s=600)
+    # predicted 560 s >= 0.9 x 600 and head 500 + 60 >= 0.6 x 600: without a gate the
+    # queue rule holds...
+    gated = AlertPolicy(w1_threshold_s=600)  # the shipped default gate: 0.5
+    assert gated.risk_gate == 0.5
+    policy = gated.merged({"risk_gate": 0.0})
     assert w1_queue_condition(queue_of_four(500, predicted=560), policy)
     # ...but with a gate of 0.5 only once the most at-risk person reaches it
     # (0.386 at oldest 500 s, 0.519 at 540 s; see the risk rule test above)
-    gated = policy.merged({"risk_gate": 0.5})
     assert not w1_queue_condition(queue_of_four(500, predicted=560), gated)
     assert w1_queue_condition(queue_of_four(540, predicted=560), gated)
     # a queue past warn_alone_fraction (1.35 x 600 = 810 s) needs no such evidence
     assert w1_queue_condition(queue_of_four(500, predicted=820), gated)
+    # nor does a zone whose risk cannot be computed (no oldest occupant: an edge
+    # without dwell statistics), with the head requirement off
+    no_head = gated.merged({"warn_head_fraction": 0.0})
+    unknown = dataclasses.replace(
+        queue_of_four(500, predicted=560), oldest_wait_s=None, head_wait_s=None
+    )
+    assert w1_breach_risk(unknown, no_head) is None
+    assert w1_queue_condition(unknown, no_head)
 
 
 def test_risk_calibrated_recovers_kappa_from_the_wait_shown() -> None:
