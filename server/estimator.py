@@ -135,6 +135,12 @@ class EstimatorSettings(BaseModel):
     calibration_lookback_s: float = Field(
         default=3600.0, gt=0, description="calibration: predictions kept this long, seconds"
     )
+    calibrate_from_tickets: bool = Field(
+        default=False,
+        description="calibration: take kappa from realised ticket waits (issued -> called) "
+        "instead of the camera's completed dwells once calibration_min_tickets are in; off "
+        "by default: measured, it raised the wait MAE (docs/wait-estimation.md)",
+    )
     calibration_min_tickets: float = Field(
         default=5.0,
         ge=0,
@@ -575,10 +581,11 @@ class ZoneEstimator:
         self._tcal_n += 1.0
 
     def calibration_source(self, now: float | None = None) -> str:
-        """ "tickets" when enough realised ticket waits are in (``calibration_min_tickets``,
-        decayed to ``now``), else "camera" (completed dwells)."""
+        """ "tickets" when ``calibrate_from_tickets`` is on and enough realised ticket waits
+        are in (``calibration_min_tickets``, decayed to ``now``), else "camera" (completed
+        dwells)."""
         s = self.settings
-        if self._tcal_at is None or self._tcal_n <= 0:
+        if not s.calibrate_from_tickets or self._tcal_at is None or self._tcal_n <= 0:
             return "camera"
         n = self._tcal_n
         if now is not None and now > self._tcal_at:
