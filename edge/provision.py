@@ -104,6 +104,31 @@ buffer:
 """
 
 
+def _check_ids(pairs: list[tuple[str, str]]) -> None:
+    for name, value in pairs:
+        if not is_valid_id(value):
+            raise ConfigError(
+                f"{name} {value!r}: ids are 1-64 letters, digits, '_', '.', '-', starting "
+                "with a letter or digit"
+            )
+
+
+def _new_credentials(folder: Path, user: str, force: bool) -> tuple[Path, Path, bool]:
+    """A fresh password for ``user`` in ``folder`` (created 0700; refused if it holds
+    credentials already, unless ``force``): (password file, broker passwd line, hashed)."""
+    if folder.exists() and any(folder.iterdir()) and not force:
+        raise ConfigError(f"{folder} already exists; use --force to replace its credentials")
+    folder.mkdir(parents=True, exist_ok=True)
+    os.chmod(folder, 0o700)
+    password = secrets.token_urlsafe(24)
+    password_file = folder / "mqtt.password"
+    _write_private(password_file, password + "\n")
+    line, hashed = hash_password_line(user, password)
+    passwd_line = folder / "broker-passwd.line"
+    _write_private(passwd_line, line + "\n")
+    return password_file, passwd_line, hashed
+
+
 def provision_device(
     *,
     branch: str,
@@ -116,29 +141,16 @@ def provision_device(
     tls: bool = False,
     force: bool = False,
 ) -> Provisioned:
-    for name, value in [("--branch", branch), ("--device", device), ("--root", root)] + [
-        ("--camera", c) for c in cameras
-    ]:
-        if not is_valid_id(value):
-            raise ConfigError(
-                f"{name} {value!r}: ids are 1-64 letters, digits, '_', '.', '-', starting "
-                "with a letter or digit"
-            )
+    _check_ids(
+        [("--branch", branch), ("--device", device), ("--root", root)]
+        + [("--camera", c) for c in cameras]
+    )
     if not cameras:
         raise ConfigError("--camera: give at least one camera id")
     if len(set(cameras)) != len(cameras):
         raise ConfigError("--camera: camera ids must be unique")
     folder = Path(out) / device
-    if folder.exists() and any(folder.iterdir()) and not force:
-        raise ConfigError(f"{folder} already exists; use --force to replace its credentials")
-    folder.mkdir(parents=True, exist_ok=True)
-    os.chmod(folder, 0o700)
-    password = secrets.token_urlsafe(24)
-    password_file = folder / "mqtt.password"
-    _write_private(password_file, password + "\n")
-    line, hashed = hash_password_line(device, password)
-    passwd_line = folder / "broker-passwd.line"
-    _write_private(passwd_line, line + "\n")
+    password_file, passwd_line, hashed = _new_credentials(folder, device, force)
     acl = folder / "broker-acl.conf"
     acl.write_text(acl_block(root, branch, device, cameras))
     config = folder / "device.yaml"
@@ -178,26 +190,12 @@ def provision_ticket_source(
     "Security"): it may write ``{root}/v1/{branch}/_tickets/{source}/events`` and nothing
     else. The MQTT username defaults to ``tickets.{branch}.{source}`` (unique per branch
     and source, never a device id: those are what edges use)."""
-    for name, value in [("--branch", branch), ("--source", source), ("--root", root)]:
-        if not is_valid_id(value):
-            raise ConfigError(
-                f"{name} {value!r}: ids are 1-64 letters, digits, '_', '.', '-', starting "
-                "with a letter or digit"
-            )
+    _check_ids([("--branch", branch), ("--source", source), ("--root", root)])
     user = user or f"tickets.{branch}.{source}"
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,139}", user):
         raise ConfigError(f"--user {user!r}: 1-140 letters, digits, '_', '.', '-'")
     folder = Path(out) / user
-    if folder.exists() and any(folder.iterdir()) and not force:
-        raise ConfigError(f"{folder} already exists; use --force to replace its credentials")
-    folder.mkdir(parents=True, exist_ok=True)
-    os.chmod(folder, 0o700)
-    password = secrets.token_urlsafe(24)
-    password_file = folder / "mqtt.password"
-    _write_private(password_file, password + "\n")
-    line, hashed = hash_password_line(user, password)
-    passwd_line = folder / "broker-passwd.line"
-    _write_private(passwd_line, line + "\n")
+    password_file, passwd_line, hashed = _new_credentials(folder, user, force)
     acl = folder / "broker-acl.conf"
     acl.write_text(ticket_acl_block(root, branch, source, user))
     return ProvisionedTickets(folder, user, password_file, passwd_line, acl, hashed)

@@ -119,7 +119,27 @@ def _check_ts_year(v: datetime) -> datetime:
     return v
 
 
-class _Message(BaseModel):
+class _Stamped(BaseModel):
+    """The checks every v1 payload shares: an integer ``v`` and a strict RFC 3339 ``ts``
+    within the plausible years (the fields themselves are declared by each message)."""
+
+    @field_validator("v", mode="before", check_fields=False)
+    @classmethod
+    def _v_is_an_integer(cls, v: object) -> object:
+        return _check_v(v)
+
+    @field_validator("ts", mode="before", check_fields=False)
+    @classmethod
+    def _ts_strict(cls, v: object) -> object:
+        return _check_ts_text(v)
+
+    @field_validator("ts", check_fields=False)
+    @classmethod
+    def _ts_range(cls, v: datetime) -> datetime:
+        return _check_ts_year(v)
+
+
+class _Message(_Stamped):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     v: Literal[1] = Field(PROTOCOL_VERSION, description="protocol (schema) version")
@@ -132,21 +152,6 @@ class _Message(BaseModel):
         json_schema_extra={"pattern": TS_PATTERN},
     )
     branch: Id
-
-    @field_validator("v", mode="before")
-    @classmethod
-    def _v_is_an_integer(cls, v: object) -> object:
-        return _check_v(v)
-
-    @field_validator("ts", mode="before")
-    @classmethod
-    def _ts_strict(cls, v: object) -> object:
-        return _check_ts_text(v)
-
-    @field_validator("ts")
-    @classmethod
-    def _ts_range(cls, v: datetime) -> datetime:
-        return _check_ts_year(v)
 
 
 class ZoneMessage(_Message):
@@ -228,7 +233,7 @@ TicketEvent = Literal["issued", "called", "cancelled"]
 ServiceClass = Literal["ordinary", "priority"]
 
 
-class TicketMessage(BaseModel):
+class TicketMessage(_Stamped):
     """One event of a ticket system (queue-management system), optional ground truth.
 
     ``issued``: a customer drew ticket ``ticket`` of service class ``class`` for the
@@ -269,21 +274,6 @@ class TicketMessage(BaseModel):
         alias="class", description="ordinary | priority (served first)"
     )
     counter: Id | None = Field(None, description="called events: the counter that called it")
-
-    @field_validator("v", mode="before")
-    @classmethod
-    def _v_is_an_integer(cls, v: object) -> object:
-        return _check_v(v)
-
-    @field_validator("ts", mode="before")
-    @classmethod
-    def _ts_strict(cls, v: object) -> object:
-        return _check_ts_text(v)
-
-    @field_validator("ts")
-    @classmethod
-    def _ts_range(cls, v: datetime) -> datetime:
-        return _check_ts_year(v)
 
     @model_validator(mode="after")
     def _counter_on_called_only(self) -> TicketMessage:

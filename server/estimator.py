@@ -290,6 +290,36 @@ def classified_exits(msg: ZoneMessage) -> tuple[int | None, int | None]:
     return starts, walkouts
 
 
+@dataclass(slots=True)
+class _DecayedPairs:
+    """Exponentially decayed sums of (realised wait, prediction) pairs and their count,
+    all decayed to the latest pair's time ``at`` (seconds; time constant given per call)."""
+
+    realised: float = 0.0
+    predicted: float = 0.0
+    n: float = 0.0
+    at: float | None = None
+
+    def add(self, at: float, realised: float, predicted: float, window_s: float) -> None:
+        if self.at is not None and at > self.at:
+            f = math.exp(-(at - self.at) / window_s)
+            self.realised *= f
+            self.predicted *= f
+            self.n *= f
+        self.at = at if self.at is None else max(self.at, at)
+        self.realised += realised
+        self.predicted += predicted
+        self.n += 1.0
+
+    def count(self, now: float | None, window_s: float) -> float:
+        """The decayed number of pairs, decayed further to ``now`` (0 with none)."""
+        if self.at is None or self.n <= 0:
+            return 0.0
+        if now is not None and now > self.at:
+            return self.n * math.exp(-(now - self.at) / window_s)
+        return self.n
+
+
 def _ticket_fields(tickets: TicketSummary | None, share: float) -> dict[str, Any]:
     """The :class:`WaitEstimate` fields about the priority share and ticket waits."""
     if tickets is None:
@@ -379,14 +409,9 @@ class ZoneEstimator:
         # decayed sums of (realised wait, prediction at that person's arrival)
         # (time, wait shown, ordinary wait shown, priority wait shown)
         self._shown: deque[tuple[float, float, float, float]] = deque()
-        self._cal_realised = 0.0
-        self._cal_predicted = 0.0
-        self._cal_at: float | None = None
-        # the same from realised ticket waits (issued -> called), with their decayed count
-        self._tcal_realised = 0.0
-        self._tcal_predicted = 0.0
-        self._tcal_n = 0.0
-        self._tcal_at: float | None = None
+        self._cal = _DecayedPairs()
+        # the same from realised ticket waits (issued -> called)
+        self._tcal = _DecayedPairs()
         self._ts: float | None = None
         self._people = 0
         self._arrivals: int | None = None
@@ -532,24 +557,22 @@ class ZoneEstimator:
         one-person queue: the ratio is noise) are skipped, as are those who joined
         before the oldest prediction kept.
         """
-        s = self.settings
-        joined = left_at - dwell
+        predicted = self._shown_at(left_at - dwell, 1)
+        if predicted is not None:
+            self._cal.add(left_at, dwell, predicted, self.settings.calibration_window_s)
+
+    def _shown_at(self, joined: float, column: int) -> float | None:
+        """The prediction (``column`` of ``_shown``: 1 class-blind, 2 ordinary, 3
+        priority) shown when a person joined at ``joined``; ``None`` when it is older
+        than the oldest kept or under ``calibration_min_s``."""
         shown = self._shown
         if not shown or joined < shown[0][0]:
-            return
+            return None
         i = bisect.bisect_right(shown, (joined, math.inf)) - 1
         if i < 0:
-            return
-        predicted = shown[i][1]
-        if predicted < s.calibration_min_s:
-            return
-        if self._cal_at is not None and left_at > self._cal_at:
-            f = math.exp(-(left_at - self._cal_at) / s.calibration_window_s)
-            self._cal_realised *= f
-            self._cal_predicted *= f
-        self._cal_at = left_at if self._cal_at is None else max(self._cal_at, left_at)
-        self._cal_realised += dwell
-        self._cal_predicted += predicted
+            return None
+        predicted = shown[i][column]
+        return predicted if predicted >= self.settings.calibration_min_s else None
 
     def observe_ticket_wait(self, wait: TicketWait) -> None:
         """Fold one realised ticket wait (issued -> called) against the prediction of its
@@ -559,38 +582,21 @@ class ZoneEstimator:
         of their own; once ``calibration_min_tickets`` (decayed) are in, :meth:`calibration`
         uses these instead of the camera's.
         """
-        s = self.settings
-        shown = self._shown
-        joined, left_at = wait.issued_at, wait.called_at
-        if not shown or joined < shown[0][0]:
-            return
-        i = bisect.bisect_right(shown, (joined, math.inf)) - 1
-        if i < 0:
-            return
-        predicted = shown[i][3] if wait.klass == "priority" else shown[i][2]
-        if predicted < s.calibration_min_s:
-            return
-        if self._tcal_at is not None and left_at > self._tcal_at:
-            f = math.exp(-(left_at - self._tcal_at) / s.calibration_window_s)
-            self._tcal_realised *= f
-            self._tcal_predicted *= f
-            self._tcal_n *= f
-        self._tcal_at = left_at if self._tcal_at is None else max(self._tcal_at, left_at)
-        self._tcal_realised += wait.wait_s
-        self._tcal_predicted += predicted
-        self._tcal_n += 1.0
+        predicted = self._shown_at(wait.issued_at, 3 if wait.klass == "priority" else 2)
+        if predicted is not None:
+            self._tcal.add(
+                wait.called_at, wait.wait_s, predicted, self.settings.calibration_window_s
+            )
 
     def calibration_source(self, now: float | None = None) -> str:
         """ "tickets" when ``calibrate_from_tickets`` is on and enough realised ticket waits
         are in (``calibration_min_tickets``, decayed to ``now``), else "camera" (completed
         dwells)."""
         s = self.settings
-        if not s.calibrate_from_tickets or self._tcal_at is None or self._tcal_n <= 0:
+        if not s.calibrate_from_tickets:
             return "camera"
-        n = self._tcal_n
-        if now is not None and now > self._tcal_at:
-            n *= math.exp(-(now - self._tcal_at) / s.calibration_window_s)
-        return "tickets" if n >= s.calibration_min_tickets else "camera"
+        n = self._tcal.count(now, s.calibration_window_s)
+        return "tickets" if n > 0 and n >= s.calibration_min_tickets else "camera"
 
     def calibration(self, now: float | None = None) -> float:
         """Realised / predicted waits of recent departures, shrunk to 1 and clipped.
@@ -610,9 +616,9 @@ class ZoneEstimator:
         if s.calibration_max <= 1:
             return 1.0
         prior = s.calibration_prior * s.calibration_min_s
-        realised, predicted = self._cal_realised, self._cal_predicted
+        realised, predicted = self._cal.realised, self._cal.predicted
         if self.calibration_source(now) == "tickets":
-            realised, predicted = self._tcal_realised, self._tcal_predicted
+            realised, predicted = self._tcal.realised, self._tcal.predicted
         if predicted + prior <= 0:
             return 1.0  # no prior (calibration_prior 0) and nothing realised yet
         k = (realised + prior) / (predicted + prior)

@@ -327,6 +327,20 @@ class Ingestor:
             invalid[key] = invalid.get(key, 0) + 1
         return out
 
+    def _admit(
+        self, wkey: tuple[str, str], seq: int, ts: float, topic: str, now: float
+    ) -> _SeqWindow | Outcome:
+        """The sender's sequence window (a device, or a branch's ticket source) when the
+        message is new, else the outcome (a duplicate, or the window limit)."""
+        window = self._windows.get(wkey)
+        if window is None:
+            if len(self._windows) >= self.settings.max_zones_and_devices:
+                return self._reject("rejected", "limit", "device limit reached", topic, now)
+            window = self._windows[wkey] = _SeqWindow()
+        if not window.admit(seq, ts, self.settings.dedup_window):
+            return Outcome("duplicate")
+        return window
+
     def _reject(self, result: str, reason: str, why: str, topic: str, now: float) -> Outcome:
         self.log.warning(result, f"{why} (topic {topic[:120]!r})", now)
         return Outcome(result, reason=reason)
@@ -390,14 +404,9 @@ class Ingestor:
             # by seq (only the very same will twice is a duplicate).
             return self._apply_will(msg, ts, topic, now)  # type: ignore[arg-type]
 
-        wkey = (branch, msg.device)
-        window = self._windows.get(wkey)
-        if window is None:
-            if len(self._windows) >= self.settings.max_zones_and_devices:
-                return self._reject("rejected", "limit", "device limit reached", topic, now)
-            window = self._windows[wkey] = _SeqWindow()
-        if not window.admit(msg.seq, ts, self.settings.dedup_window):
-            return Outcome("duplicate")
+        window = self._admit((branch, msg.device), msg.seq, ts, topic, now)
+        if isinstance(window, Outcome):
+            return window
 
         keys = self._keys.get(topic)
         if keys is None or keys[0] != msg.device:
@@ -570,14 +579,9 @@ class Ingestor:
             why = f"ticket for unknown zone {msg.zone!r} of branch {branch!r}"
             return self._reject("rejected", "unknown_zone", why, topic, now)
         # device ids start with a letter or digit: this key never clashes with a device's
-        wkey = (branch, f"{TICKETS_LEVEL}/{msg.source}")
-        window = self._windows.get(wkey)
-        if window is None:
-            if len(self._windows) >= self.settings.max_zones_and_devices:
-                return self._reject("rejected", "limit", "device limit reached", topic, now)
-            window = self._windows[wkey] = _SeqWindow()
-        if not window.admit(msg.seq, ts, self.settings.dedup_window):
-            return Outcome("duplicate")
+        window = self._admit((branch, f"{TICKETS_LEVEL}/{msg.source}"), msg.seq, ts, topic, now)
+        if isinstance(window, Outcome):
+            return window
         book = self.state.tickets
         assert book is not None
         applied = book.apply(msg, ts, now)
