@@ -6,6 +6,8 @@ import dataclasses
 from datetime import UTC, date, datetime, time
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from lobbywatch.server.alerts import (
@@ -485,3 +487,57 @@ def test_risk_calibrated_recovers_kappa_from_the_wait_shown() -> None:
     e = queue_of_four(500, predicted=360)
     assert w1_breach_risk(e, plain) == pytest.approx(0.386, abs=5e-3)
     assert w1_breach_risk(e, calibrated) == pytest.approx(0.527, abs=5e-3)
+
+
+_SECONDS = st.floats(min_value=0, max_value=1e6, allow_nan=False)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    queue=st.integers(0, 500),
+    predicted=st.none() | _SECONDS,
+    mu=st.none() | st.floats(1e-9, 10),
+    oldest=st.none() | _SECONDS,
+    p50=st.none() | _SECONDS,
+    p90=st.none() | _SECONDS,
+    head=st.none() | _SECONDS,
+    lam_p=st.none() | st.floats(0, 10),
+    theta=st.none() | st.floats(0, 1),
+)
+def test_breach_risk_is_a_probability_for_any_estimate(
+    queue: int,
+    predicted: float | None,
+    mu: float | None,
+    oldest: float | None,
+    p50: float | None,
+    p90: float | None,
+    head: float | None,
+    lam_p: float | None,
+    theta: float | None,
+) -> None:
+    # the rule is on by default: an estimate the edge or the estimator can produce,
+    # however odd (quantiles above the oldest, no rate, a huge queue), must give a
+    # probability (or no risk at all), never a NaN or an exception in the engine
+    e = WaitEstimate(
+        queue_length=queue,
+        predicted_wait_s=predicted,
+        service_rate_per_s=mu,
+        method="observed",
+        realised_wait_p50_s=None,
+        realised_wait_p90_s=None,
+        oldest_wait_s=oldest,
+        forecast_wait_s=None,
+        forecast_horizon_s=300.0,
+        served_within_threshold_ratio=None,
+        head_wait_s=head,
+        waiting_p50_s=p50,
+        waiting_p90_s=p90,
+        priority_arrival_rate_per_s=lam_p,
+        abandon_rate_per_s=theta,
+    )
+    risk = w1_breach_risk(e, AlertPolicy())
+    if oldest is None or not mu:
+        assert risk is None
+    else:
+        assert risk is not None and 0.0 <= risk <= 1.0
+    run(engine(AlertPolicy()), [(0, e), (30, e)])
