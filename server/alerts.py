@@ -574,7 +574,9 @@ def w1_advice(estimate: WaitEstimate) -> dict[str, Any]:
 
 
 def _clock(ts: float, tz: str | None) -> str:
-    return datetime.fromtimestamp(ts, ZoneInfo(tz or "UTC")).strftime("%H:%M")
+    """``12:40`` in the branch's local time; ``12:40 UTC`` when its zone is unknown."""
+    clock = datetime.fromtimestamp(ts, ZoneInfo(tz or "UTC")).strftime("%H:%M")
+    return clock if tz and tz not in ("UTC", "Etc/UTC") else f"{clock} UTC"
 
 
 def w1_severity(estimate: WaitEstimate, policy: AlertPolicy) -> Severity:
@@ -609,6 +611,8 @@ class AlertEngine:
             use ``policy_for(branch, "")`` (the branch-level policy).
         hours_for: ``branch -> BusinessHours`` or ``None`` (always open).
         region_for: ``branch -> region`` (for routing), or ``None``.
+        timezone_for: ``branch -> IANA time zone`` for the clock times in alert texts
+            (default: the business hours' zone, else UTC, said as such).
     """
 
     def __init__(
@@ -616,10 +620,12 @@ class AlertEngine:
         policy_for: Callable[[str, str], AlertPolicy],
         hours_for: Callable[[str], BusinessHours | None],
         region_for: Callable[[str], str | None],
+        timezone_for: Callable[[str], str | None] | None = None,
     ) -> None:
         self._policy_for = policy_for
         self._hours_for = hours_for
         self._region_for = region_for
+        self._timezone_for = timezone_for
         self._rules: dict[tuple[str, str, str], _RuleState] = {}
         self._devices: dict[tuple[str, str], _Device] = {}
         # first time each branch was seen open after being seen closed: an
@@ -731,6 +737,10 @@ class AlertEngine:
         return events
 
     def _timezone(self, branch: str) -> str | None:
+        if self._timezone_for is not None:
+            tz = self._timezone_for(branch)
+            if tz is not None:
+                return tz
         hours = self._hours_for(branch)
         return hours.timezone if hours is not None else None
 

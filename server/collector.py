@@ -392,7 +392,8 @@ class Collector:
         from lobbywatch.server.alerts import AlertEngine
 
         hours = {b.id: self.business_hours_for(b.id) for b in self.cfg.branches}
-        return AlertEngine(self.policy_for, hours.get, self.region_of)
+        zones = {b.id: b.timezone for b in self.cfg.branches}
+        return AlertEngine(self.policy_for, hours.get, self.region_of, zones.get)
 
     def region_of(self, branch: str) -> str:
         rec = self.state.branches.get(branch)

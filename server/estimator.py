@@ -869,7 +869,11 @@ class ZoneEstimator:
             # the oldest occupant is expected to cross T first if they are still waiting
             head_breach = now + max(0.0, threshold - oldest)
             breach_at = head_breach if breach_at is None else min(breach_at, head_breach)
-        one_more = wait_behind(queue, mu * (counters + 1) / counters, theta, r) if queue else 0.0
+        # the same calibrated model with one more counter's capacity (not the raw model:
+        # against a calibrated wait it could read longer than the wait now)
+        one_more = (
+            kappa * wait_behind(queue, mu * (counters + 1) / counters, theta, r) if queue else 0.0
+        )
         return WaitEstimate(
             queue_length=queue,
             predicted_wait_s=predicted,

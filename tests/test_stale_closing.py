@@ -122,3 +122,21 @@ def test_closing_backlog_is_told_once_and_resolves_at_closing() -> None:
     closed = engine.evaluate("b", "W1", est, at("17:00"))
     assert [(e.kind, e.event) for e in closed] == [("closing_backlog", "resolve")]
     assert closed[0].summary.endswith("(branch closed)")
+
+
+def test_the_w1_summary_gives_the_breach_time_in_the_branch_time_zone() -> None:
+    # the branch has a time zone but no business hours: the clock is still local
+    policy = AlertPolicy(w1_threshold_s=600, min_duration_s=0, head_min_duration_s=0)
+    breach = T0 + 300  # 07:11:40 UTC, 15:11 in Shanghai
+    est = _estimate(breach_expected_at=breach)
+
+    def summary(timezone_for: Any) -> str:
+        engine = AlertEngine(lambda b, z: policy, lambda b: None, lambda b: None, timezone_for)
+        fire = next(e for e in engine.evaluate("b", "W1", est, T0) if e.kind == "w1_wait")
+        return fire.summary
+
+    assert "; breach expected 15:11" in summary(lambda b: "Asia/Shanghai")
+    assert "UTC" not in summary(lambda b: "Asia/Shanghai")
+    # a zone not known (or UTC): the clock says so
+    assert summary(None).endswith("; breach expected 07:11 UTC")
+    assert summary(lambda b: "UTC").endswith("; breach expected 07:11 UTC")

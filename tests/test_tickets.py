@@ -229,6 +229,8 @@ def test_ticket_waits_calibrate_kappa_and_win_over_camera_dwells() -> None:
     e = est.estimate(T0 + 391)
     assert e.calibration_factor == pytest.approx(1.3) and e.calibration_source == "tickets"
     assert e.predicted_wait_s == pytest.approx(390.0)  # 1.3 x 300
+    # one more counter: the same calibrated model at twice the capacity, 1.3 x (4 + 1) x 30
+    assert e.predicted_wait_one_more_counter_s == pytest.approx(195.0)
     # too little ticket evidence for the threshold: the camera's kappa stands
     est2 = _estimator(calibration_prior=0, calibration_min_tickets=5, calibrate_from_tickets=True)
     est2.observe(zone_msg(1, T0, people=4), T0)
