@@ -162,6 +162,14 @@ def device_provision_tickets(
         typer.echo("                 (mosquitto_passwd not found: run `mosquitto_passwd -U` on it)")
     typer.echo(f"                 {result.acl_block} -> mosquitto acl_file")
     typer.echo("then reload the broker: systemctl reload mosquitto (SIGHUP)")
+    typer.echo(
+        f"ticket system:   publish as {result.user} to {root}/v1/{branch}/_tickets/{source}/events"
+    )
+    typer.echo(
+        f"collector:       optionally list it under branch {branch}: ticket_sources: [{source}]"
+        " (then only listed sources are accepted); tickets for a zone it does not know yet"
+        " (not in SERVER.yaml, no camera message) are refused"
+    )
 
 
 def register(app: typer.Typer) -> None:

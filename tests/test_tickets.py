@@ -578,7 +578,9 @@ def test_provision_tickets_cli_writes_private_credentials_and_refuses_bad_ids(
         .read_text()
         .endswith("user tickets.b1.qms-1\ntopic write lobbywatch/v1/b1/_tickets/qms-1/events\n")
     )
-    capsys.readouterr()
+    told = capsys.readouterr().out
+    assert "publish as tickets.b1.qms-1 to lobbywatch/v1/b1/_tickets/qms-1/events" in told
+    assert "ticket_sources: [qms-1]" in told
     assert run(*args, "--out", str(tmp_path)) == 2
     assert "already exists; use --force" in capsys.readouterr().err
     bad = ["device", "provision-tickets", "--branch", "b/1", "--source", "q"]
