@@ -212,9 +212,11 @@ def replay(
         raise write_error(out, "--out", exc) from None
     with f:
         summary = replay_files(cfg, messages, f, estimates_every_s=estimates_every)
+    skipped = ", ".join(f"{n} {result}" for result, n in summary.not_applied.items())
     typer.echo(
-        f"replayed {summary.messages} messages: {summary.alert_events} alert events, "
-        f"{summary.estimates} estimates -> {out}"
+        f"replayed {summary.messages} messages"
+        + (f" (not applied: {skipped})" if skipped else "")
+        + f": {summary.alert_events} alert events, {summary.estimates} estimates -> {out}"
     )
 
 

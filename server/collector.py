@@ -28,6 +28,7 @@ import logging
 import math
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -234,6 +235,8 @@ class Collector:
         self.db_health = DbHealth()
         self.spool = AlertSpool(db.spool_path(), db.spool_max_events)
         self.queue = MessageQueue(cfg.ingest.queue_max)
+        #: messages processed, by ingest result (ok, duplicate, stale, rejected, malformed...)
+        self.results: Counter[str] = Counter()
         self.ingestor = Ingestor(
             self.state,
             cfg.ingest,
@@ -602,6 +605,7 @@ class Collector:
         # devices that sent something valid in this batch -> their newest status message
         touched: dict[NodeKey, StatusMessage | None] = {}
         handle = self.ingestor.handle
+        results = self.results
         state = self.state
         zones = self._zones
         aggregator = self.aggregator
@@ -610,6 +614,7 @@ class Collector:
         with state.lock:
             for topic, payload, received in batch:
                 out = handle(topic, payload, received)
+                results[out.result] += 1
                 msg = out.msg
                 if msg is None:
                     if out.ticket is not None:

@@ -135,6 +135,9 @@ class ReplaySummary:
     estimates: int = 0
     first_at: float | None = None
     last_at: float | None = None
+    #: messages the collector did not apply, by ingest result (duplicate, stale,
+    #: rejected, malformed, oversized), as live (logged rate-limited on stderr)
+    not_applied: dict[str, int] = dataclasses.field(default_factory=dict)
 
 
 def estimate_record(branch: str, zone: str, ts: float, estimate: Any) -> dict[str, Any]:
@@ -254,6 +257,9 @@ def replay(
                     collector.store_spooled_offline()
                 advance(max(clock.now, until if until is not None else clock.now))
                 summary.last_at = clock.now
+                summary.not_applied = {
+                    r: n for r, n in sorted(collector.results.items()) if r != "ok"
+                }
         finally:
             if collector is not None:
                 collector.close_offline()

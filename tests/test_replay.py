@@ -144,7 +144,30 @@ def test_cli_replay_writes_jsonl_and_exits_2_on_a_bad_line(
     assert done.value.code == 0
     lines = [json.loads(x) for x in out.read_text().splitlines()]
     assert lines and {x["type"] for x in lines} == {"alert"}
-    assert "replayed 15 messages" in capsys.readouterr().out
+    assert "replayed 15 messages: " in capsys.readouterr().out
+
+    # lines the collector refuses (as live) are counted in the summary, not dropped unsaid
+    refused = tmp_path / "refused.jsonl"
+    refused.write_text(
+        src.read_text()
+        + json.dumps({"received_at": T0 + 900, "topic": "lobbywatch/v1/b1/x", "payload": "{"})
+        + "\n"
+        + src.read_text()
+        .splitlines()[-1]
+        .replace(
+            f'"received_at": {json.loads(src.read_text().splitlines()[-1])["received_at"]}',
+            f'"received_at": {T0 + 901}',
+        )
+        + "\n"
+    )
+    with pytest.raises(SystemExit) as done:
+        cli_main(
+            ["server", "replay", "-c", str(conf), "--messages", str(refused), "--out", str(out)]
+        )
+    assert done.value.code == 0
+    assert "replayed 17 messages (not applied: 1 duplicate, 1 malformed): " in (
+        capsys.readouterr().out
+    )
 
     src.write_text(src.read_text() + "{broken\n")
     with pytest.raises(SystemExit) as done:
