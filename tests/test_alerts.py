@@ -518,17 +518,9 @@ def test_breach_risk_is_a_probability_for_any_estimate(
     # the rule is on by default: an estimate the edge or the estimator can produce,
     # however odd (quantiles above the oldest, no rate, a huge queue), must give a
     # probability (or no risk at all), never a NaN or an exception in the engine
-    e = WaitEstimate(
-        queue_length=queue,
-        predicted_wait_s=predicted,
+    e = dataclasses.replace(
+        est(predicted, queue=queue, oldest=oldest),
         service_rate_per_s=mu,
-        method="observed",
-        realised_wait_p50_s=None,
-        realised_wait_p90_s=None,
-        oldest_wait_s=oldest,
-        forecast_wait_s=None,
-        forecast_horizon_s=300.0,
-        served_within_threshold_ratio=None,
         head_wait_s=head,
         waiting_p50_s=p50,
         waiting_p90_s=p90,
