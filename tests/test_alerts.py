@@ -415,17 +415,9 @@ def test_forecast_rule_fires_on_a_projected_breach_when_the_queue_is_already_lon
 
 def queue_of_four(oldest: float, predicted: float = 300.0) -> WaitEstimate:
     """4 waiting at one completion a minute; the others 55, 105 and 155 s younger."""
-    return WaitEstimate(
-        queue_length=4,
-        predicted_wait_s=predicted,
+    return dataclasses.replace(
+        est(predicted, queue=4, oldest=oldest),
         service_rate_per_s=1 / 60,
-        method="observed",
-        realised_wait_p50_s=None,
-        realised_wait_p90_s=None,
-        oldest_wait_s=oldest,
-        forecast_wait_s=None,
-        forecast_horizon_s=300.0,
-        served_within_threshold_ratio=None,
         head_wait_s=oldest + 60.0,  # r = 1
         waiting_p50_s=oldest - 80.0,
         waiting_p90_s=oldest - 20.0,
