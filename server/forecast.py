@@ -93,9 +93,13 @@ def fluid_queue(
 
 
 def waits_behind(
-    ahead: np.ndarray, capacity_per_s: float, abandon_per_s: float, residual: float
+    ahead: np.ndarray,
+    capacity_per_s: float,
+    abandon_per_s: float,
+    residual: float | np.ndarray,
 ) -> np.ndarray:
-    """:func:`wait_behind` for an array of queue lengths (float64, seconds)."""
+    """:func:`wait_behind` for an array of queue lengths (float64, seconds); ``residual``
+    may be an array of the same length (a residual per joining time)."""
     a = np.maximum(np.asarray(ahead, dtype=np.float64), 0.0)
     return (a + np.minimum(a, 1.0) * residual) / (capacity_per_s + abandon_per_s * a)
 
@@ -146,7 +150,7 @@ def project(
     arrivals_per_s: np.ndarray,
     capacity_per_s: float,
     abandon_per_s: float,
-    residual: float,
+    residual: float | np.ndarray,
     step_s: float = 60.0,
 ) -> Projection:
     """The fluid projection: queue and joiner's wait at each step (see the module docstring).
@@ -156,7 +160,9 @@ def project(
         arrivals_per_s: forecast arrival rate per step, shape (n,), people/s.
         capacity_per_s: mu > 0, service starts per second while people wait.
         abandon_per_s: theta >= 0, walk-outs per waiting person per second.
-        residual: r, mean time until the first counter frees in units of 1/mu.
+        residual: r, mean time until the first counter frees in units of 1/mu; or one
+            per joining time (n + 1 values: the counters' service progress now fades
+            out for later joiners).
         step_s: grid step, seconds.
 
     Returns:
