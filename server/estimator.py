@@ -45,7 +45,7 @@ from lobbywatch.server.forecast import (
     project,
     wait_behind,
 )
-from lobbywatch.server.service_progress import Lognormal, expected_first_free
+from lobbywatch.server.service_progress import Lognormal, first_free_moments
 from lobbywatch.server.tickets import TicketSummary, TicketWait
 
 #: largest residual factor taken from the counters' service progress (mean services of
@@ -269,6 +269,8 @@ class WaitEstimate:
     #: customer has been served (service progress; None: not observed or switched off);
     #: the waits then use ``r = mu x first_free_s`` instead of ``residual_factor``
     first_free_s: float | None = None
+    #: its standard deviation, seconds (the spread of the first completion)
+    first_free_sd_s: float | None = None
 
     def seconds_to_wait(self, target_s: float) -> float | None:
         """Seconds until the predicted wait reaches ``target_s`` if the trend holds.
@@ -720,11 +722,13 @@ class ZoneEstimator:
             return reading.open_counters, "observed", reading.mean_service_s
         return self.counters, "configured", reading.mean_service_s
 
-    def first_free(self, now: float, capacity_per_s: float, counters: int) -> float | None:
-        """Expected seconds until the first of the ``counters`` open counters frees, from the
-        elapsed services of the busy ones (:mod:`service_progress`); ``None`` when switched
-        off, without service points, or when no service point's fresh message shows a
-        customer being served.
+    def first_free(
+        self, now: float, capacity_per_s: float, counters: int
+    ) -> tuple[float, float] | None:
+        """(mean, standard deviation) of the seconds until the first of the ``counters``
+        open counters frees, from the elapsed services of the busy ones
+        (:mod:`service_progress`); ``None`` when switched off, without service points, or
+        when no service point's fresh message shows a customer being served.
 
         The service law is the lognormal of mean ``counters / mu`` (the capacity's own
         per-counter mean) and the log-variance fitted to the counters' services. Open
@@ -739,7 +743,8 @@ class ZoneEstimator:
         if not elapsed:
             return None
         law = Lognormal(counters / capacity_per_s, obs.service_sigma2())
-        return expected_first_free(elapsed, max(0, counters - len(elapsed)), law)
+        mean, var = first_free_moments(elapsed, max(0, counters - len(elapsed)), law)
+        return mean, math.sqrt(var)
 
     def service_rate(self, now: float) -> tuple[float, str]:
         """(customers/s, method): the capacity of the open counters while people wait.
@@ -865,8 +870,10 @@ class ZoneEstimator:
         counters, counters_method, _ = self.counters_now(now)
         theta, walkout_share = self.abandonment(mu)
         r = r_configured = s.residual_factor
-        first_free = self.first_free(now, mu, counters)
-        if first_free is not None:
+        progress = self.first_free(now, mu, counters)
+        first_free = first_sd = None
+        if progress is not None:
+            first_free, first_sd = progress
             # service progress: the observed residual, r = mu E[min R] (capped: a single
             # counter deep in a long service cannot hold the whole queue forever)
             r = min(mu * first_free, _MAX_OBSERVED_RESIDUAL)
@@ -987,4 +994,5 @@ class ZoneEstimator:
             waiting_p90_s=self._dwell_p90 + age if self._dwell_p90 is not None else None,
             priority_arrival_rate_per_s=lam_priority,
             first_free_s=first_free,
+            first_free_sd_s=first_sd,
         )

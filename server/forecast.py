@@ -288,6 +288,7 @@ def breach_risk_by_position(
     service_cv: float = 1.0,
     own_walk_out: bool = False,
     time_scale: float = 1.0,
+    first_sd_s: float | None = None,
 ) -> np.ndarray:
     """Probability that each person waiting (head first) waits longer than ``threshold_s``.
 
@@ -304,6 +305,10 @@ def breach_risk_by_position(
     Gaussian moments), matched here by a Gamma law (exactly Erlang(j+1, mu) for
     Poisson service, no priority, r = 1). Risk ``= P(remaining wait > T - waited)``;
     1 for someone already past T.
+
+    ``first_sd_s``: the standard deviation of the time until the first counter frees,
+    when the counters' service progress gives it (:mod:`service_progress`); the variance
+    is then that of the first completion plus ``j v / d^3`` for the ``j`` after it.
     """
     w = np.asarray(waited_s, dtype=np.float64)
     j = np.arange(len(w), dtype=np.float64)
@@ -312,7 +317,11 @@ def breach_risk_by_position(
     drift = max(mu - lam_p, mu / 4.0) + abandon_per_s * j
     n = np.maximum(j + residual, 1e-6)
     mean = n / drift
-    var = n * (mu * service_cv * service_cv + lam_p) / drift**3
+    rate_var = (mu * service_cv * service_cv + lam_p) / drift**3
+    if first_sd_s is not None:
+        var = np.maximum(first_sd_s * first_sd_s + j * rate_var, 1e-6 / (mu * mu))
+    else:
+        var = n * rate_var
     left = threshold_s - w
     # remaining waits scaled by ``time_scale`` (the calibration from realised waits):
     # P(scale x W > left) = P(W > left / scale)

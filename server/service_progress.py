@@ -173,8 +173,28 @@ def expected_first_free(elapsed_s: Sequence[float], unknown: int, law: ServiceLa
     With no counter at all (``elapsed_s`` empty and ``unknown == 0``) there is nothing to
     wait for: 0.
     """
+    return first_free_moments(elapsed_s, unknown, law)[0]
+
+
+def first_free_moments(
+    elapsed_s: Sequence[float], unknown: int, law: ServiceLaw
+) -> tuple[float, float]:
+    """(mean, variance) of ``min_k R_k`` (s, s^2): ``E[T] = int G``, ``E[T^2] = int 2 t G``
+    with ``G(t) = P(min_k R_k > t)`` (see :func:`expected_first_free` for the arguments)."""
+    t, surv = _first_free_survival(elapsed_s, unknown, law)
+    if t is None:
+        return 0.0, 0.0
+    mean = float(np.trapezoid(surv, t))
+    second = float(np.trapezoid(2.0 * t * surv, t))
+    return mean, max(0.0, second - mean * mean)
+
+
+def _first_free_survival(
+    elapsed_s: Sequence[float], unknown: int, law: ServiceLaw
+) -> tuple[np.ndarray | None, np.ndarray]:
+    """The grid ``t`` and ``P(min_k R_k > t)`` on it (``None`` grid: no counter)."""
     if not len(elapsed_s) and unknown <= 0:
-        return 0.0
+        return None, np.zeros(0)
     m = law.mean_s
     t = _GRID_U * m
     log_surv = np.zeros_like(t)
@@ -184,7 +204,7 @@ def expected_first_free(elapsed_s: Sequence[float], unknown: int, law: ServiceLa
     surv = np.exp(log_surv)
     if unknown > 0:
         surv = surv * law.excess_sf(t) ** unknown
-    return float(np.trapezoid(surv, t))
+    return t, surv
 
 
 @dataclass(slots=True)

@@ -20,6 +20,7 @@ from lobbywatch.server.service_progress import (
     LogMoments,
     Lognormal,
     expected_first_free,
+    first_free_moments,
     norm_logsf,
 )
 
@@ -56,6 +57,9 @@ def test_exponential_service_is_memoryless(elapsed: list[float]) -> None:
     # however long each has been serving (the unknown ones are exponential too)
     got = expected_first_free(elapsed, 4 - len(elapsed), Exponential(300.0))
     assert got == pytest.approx(75.0, rel=1e-3)
+    # the minimum of 4 is exponential of mean 75 s: standard deviation 75 s too
+    mean, var = first_free_moments(elapsed, 4 - len(elapsed), Exponential(300.0))
+    assert (mean, math.sqrt(var)) == (pytest.approx(75.0, rel=1e-3), pytest.approx(75.0, rel=2e-3))
 
 
 @pytest.mark.parametrize("cv", [0.6, 1.0, 1.5])
@@ -98,6 +102,8 @@ def test_two_busy_counters_and_an_unknown_one_against_monte_carlo() -> None:
     r2 = _conditional_lognormal(rng, mean, cv, 700.0, n)  # deep in a long service
     mc = np.minimum(r1, r2)
     assert expected_first_free([30.0, 700.0], 0, law) == pytest.approx(mc.mean(), rel=0.01)
+    _, var = first_free_moments([30.0, 700.0], 0, law)
+    assert math.sqrt(var) == pytest.approx(mc.std(), rel=0.02)
     # a third counter without progress: its residual is the stationary one, i.e. the
     # residual of a service observed at a random moment (length-biased draw, uniform age)
     x = rng.lognormal(math.log(mean) - law.sigma2 / 2, law.sigma, 20 * n)
@@ -248,3 +254,23 @@ def test_service_progress_settings_are_validated() -> None:
         EstimatorSettings(service_progress_max_age_s=0)
     with pytest.raises(ValueError):
         EstimatorSettings.model_validate({"service_progress": "sometimes"})
+
+
+def test_the_risk_takes_the_first_completions_spread_from_the_counters() -> None:
+    from lobbywatch.server.forecast import breach_risk_by_position, gamma_sf
+
+    waited = np.array([500.0, 400.0])  # head waited 500 s, the next 400 s; T = 600 s
+    mu = 1 / 150.0
+    # r = 0.8 (first counter frees in 120 s on average), with a spread of 30 s only
+    risk = breach_risk_by_position(waited, 600.0, mu, residual=0.8, first_sd_s=30.0)
+    # head: P(first completion > 100 s) for a Gamma of mean 120 s, sd 30 s
+    want0 = gamma_sf(np.array([100.0]), np.array([120.0]), np.array([900.0]))[0]
+    # next: the first completion then one more at rate mu (variance 1 / mu^2, cv 1)
+    want1 = gamma_sf(np.array([200.0]), np.array([270.0]), np.array([900.0 + 150.0**2]))[0]
+    assert risk == pytest.approx([want0, want1])
+    # without it, the first completion is Poisson-like: variance r / mu^2
+    plain = breach_risk_by_position(waited, 600.0, mu, residual=0.8)
+    assert plain[0] == pytest.approx(
+        gamma_sf(np.array([100.0]), np.array([120.0]), np.array([0.8 * 150.0**2]))[0]
+    )
+    assert risk[0] > plain[0]  # a tight first completion after 120 s: the head likely breaches
