@@ -45,7 +45,11 @@ from lobbywatch.server.forecast import (
     project,
     wait_behind,
 )
-from lobbywatch.server.service_progress import Lognormal, first_free_moments
+from lobbywatch.server.service_progress import (
+    Lognormal,
+    expected_nth_completion,
+    first_free_moments,
+)
 from lobbywatch.server.tickets import TicketSummary, TicketWait
 
 #: largest residual factor taken from the counters' service progress (mean services of
@@ -177,6 +181,17 @@ class EstimatorSettings(BaseModel):
         le=600,
         description="service progress: a service point's latest message older than this "
         "says nothing about its occupant now (source offline), seconds",
+    )
+    service_progress_head: bool = Field(
+        default=True,
+        description="service progress: also in the oldest occupant's expected total wait "
+        "(head_wait_s), from which the alert rules' breach risk takes its residual",
+    )
+    service_progress_order: bool = Field(
+        default=False,
+        description="service progress: the newcomer's wait from the (L+1)-th completion "
+        "at the counters given their progress (Monte Carlo over fixed draws), not only the "
+        "first",
     )
     service_progress_projection: bool = Field(
         default=True,
@@ -735,6 +750,18 @@ class ZoneEstimator:
         counters without elapsed information (idle while people wait: at lunch, a missed
         detection; or no fresh message) count with the stationary residual.
         """
+        progress = self._progress(now, capacity_per_s, counters)
+        if progress is None:
+            return None
+        elapsed, unknown, law = progress
+        mean, var = first_free_moments(elapsed, unknown, law)
+        return mean, math.sqrt(var)
+
+    def _progress(
+        self, now: float, capacity_per_s: float, counters: int
+    ) -> tuple[list[float], int, Lognormal] | None:
+        """(elapsed services of the busy counters, counters without progress, service law),
+        or ``None`` (see :meth:`first_free`)."""
         s = self.settings
         obs = self.counter_observer
         if not s.service_progress or obs is None or capacity_per_s <= 0:
@@ -743,8 +770,7 @@ class ZoneEstimator:
         if not elapsed:
             return None
         law = Lognormal(counters / capacity_per_s, obs.service_sigma2())
-        mean, var = first_free_moments(elapsed, max(0, counters - len(elapsed)), law)
-        return mean, math.sqrt(var)
+        return elapsed, max(0, counters - len(elapsed)), law
 
     def service_rate(self, now: float) -> tuple[float, str]:
         """(customers/s, method): the capacity of the open counters while people wait.
@@ -878,7 +904,17 @@ class ZoneEstimator:
             # counter deep in a long service cannot hold the whole queue forever)
             r = min(mu * first_free, _MAX_OBSERVED_RESIDUAL)
         queue = self._people
-        predicted = kappa * wait_behind(queue, mu, theta, r) if queue >= 1 else 0.0
+        # the residual of the newcomer behind the whole queue: r, or, with
+        # service_progress_order, what the counters' progress says of the (L+1)-th
+        # completion, as a residual: mu E[T_(L+1)] - L
+        r_queue = r
+        if first_free is not None and s.service_progress_order and queue >= 1:
+            progress_now = self._progress(now, mu, counters)
+            if progress_now is not None:
+                nth = expected_nth_completion(*progress_now, queue + 1)
+                if nth is not None:
+                    r_queue = min(max(mu * nth - queue, 0.0), _MAX_OBSERVED_RESIDUAL)
+        predicted = kappa * wait_behind(queue, mu, theta, r_queue) if queue >= 1 else 0.0
         arrival_rate = departure_rate = net = None
         if self._trend_s >= s.min_trend_s:
             arrival_rate = self._trend_arrivals / self._trend_s
@@ -890,6 +926,8 @@ class ZoneEstimator:
             lam_now = arrival_rate if arrival_rate is not None else 0.0
             lam_priority = share * lam_now
             ordinary, priority = ordinary_and_priority_waits(queue, mu, lam_priority, r, theta)
+            if r_queue != r:
+                ordinary = ordinary_and_priority_waits(queue, mu, lam_priority, r_queue, theta)[0]
             ordinary, priority = kappa * ordinary, kappa * priority
         self._remember(now, predicted, ordinary, priority)
         steps = max(1, math.ceil(s.projection_horizon_s / s.projection_step_s))
@@ -902,16 +940,15 @@ class ZoneEstimator:
         # the residual of a customer joining later: what the counters' progress says now
         # fades into the configured factor over one mean service (the customers now at the
         # counters are gone by then)
-        residual_path: float | np.ndarray = r
-        r_forecast = r
+        residual_path: float | np.ndarray = r_queue
+        r_forecast = r_queue
         if first_free is not None:
             if s.service_progress_projection:
                 fade = counters / mu
                 offsets = np.arange(steps + 1, dtype=np.float64) * s.projection_step_s
-                residual_path = r_configured + (r - r_configured) * np.exp(-offsets / fade)
-                r_forecast = r_configured + (r - r_configured) * math.exp(
-                    -s.forecast_horizon_s / fade
-                )
+                gap = r_queue - r_configured
+                residual_path = r_configured + gap * np.exp(-offsets / fade)
+                r_forecast = r_configured + gap * math.exp(-s.forecast_horizon_s / fade)
             else:
                 residual_path = r_forecast = r_configured
         projection = (
@@ -937,7 +974,7 @@ class ZoneEstimator:
         # otherwise blank the oldest-occupant signal for a message now and then)
         if self._dwell_max is not None:
             oldest = self._dwell_max + age
-            head = head_wait(oldest, mu, r)
+            head = head_wait(oldest, mu, r if s.service_progress_head else r_configured)
         stalled = None
         if queue > 0 and self._occupied_since is not None:
             since = self._occupied_since
@@ -956,7 +993,9 @@ class ZoneEstimator:
         # the same calibrated model with one more counter's capacity (not the raw model:
         # against a calibrated wait it could read longer than the wait now)
         one_more = (
-            kappa * wait_behind(queue, mu * (counters + 1) / counters, theta, r) if queue else 0.0
+            kappa * wait_behind(queue, mu * (counters + 1) / counters, theta, r_queue)
+            if queue
+            else 0.0
         )
         return WaitEstimate(
             queue_length=queue,

@@ -274,3 +274,26 @@ def test_the_risk_takes_the_first_completions_spread_from_the_counters() -> None
         gamma_sf(np.array([100.0]), np.array([120.0]), np.array([0.8 * 150.0**2]))[0]
     )
     assert risk[0] > plain[0]  # a tight first completion after 120 s: the head likely breaches
+
+
+def test_the_nth_completion_against_an_independent_simulation() -> None:
+    from lobbywatch.server.service_progress import expected_nth_completion
+
+    mean, cv = 300.0, 1.0
+    law = Lognormal(mean, math.log1p(cv * cv))
+    elapsed = [30.0, 400.0, 900.0]
+    # the first completion is exactly the first-free residual
+    assert expected_nth_completion(elapsed, 0, law, 1) == pytest.approx(
+        expected_first_free(elapsed, 0, law)
+    )
+    rng = np.random.default_rng(7)
+    n_draws = 200_000
+    s2 = law.sigma2
+    first = np.stack([_conditional_lognormal(rng, mean, cv, e, n_draws) for e in elapsed], axis=1)
+    later = rng.lognormal(math.log(mean) - s2 / 2, math.sqrt(s2), (n_draws, 3, 4))
+    times = np.concatenate([first[:, :, None], first[:, :, None] + later.cumsum(axis=2)], axis=2)
+    ordered = np.sort(times.reshape(n_draws, -1), axis=1)
+    for n in (2, 3, 5):
+        want = ordered[:, n - 1].mean()
+        assert expected_nth_completion(elapsed, 0, law, n) == pytest.approx(want, rel=0.03)
+    assert expected_nth_completion([], 0, law, 2) is None  # no counter
