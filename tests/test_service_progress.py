@@ -250,10 +250,17 @@ def test_a_stale_counter_message_does_not_count() -> None:
 
 
 def test_service_progress_settings_are_validated() -> None:
+    from lobbywatch.errors import ConfigError
+    from lobbywatch.server.config import parse_server_config
+
     with pytest.raises(ValueError):
         EstimatorSettings(service_progress_max_age_s=0)
     with pytest.raises(ValueError):
         EstimatorSettings.model_validate({"service_progress": "sometimes"})
+    with pytest.raises(ConfigError, match="service_progress_max_age_s"):
+        parse_server_config({"estimator": {"service_progress_max_age_s": -5}})
+    cfg = parse_server_config({"estimator": {"service_progress": False}})
+    assert cfg.estimator.service_progress is False
 
 
 def test_the_risk_takes_the_first_completions_spread_from_the_counters() -> None:
