@@ -169,7 +169,7 @@ class EstimatorSettings(BaseModel):
         "waiting-person-second), seconds",
     )
     service_progress: bool = Field(
-        default=False,
+        default=True,
         description="with service points: the residual until the first counter frees from "
         "how long each busy counter's customer has been served (lognormal fit to the "
         "counters' services) instead of residual_factor (docs/wait-estimation.md, "
