@@ -273,7 +273,7 @@ class AlertPolicy(BaseModel):
         "realised waits (as the wait shown now)",
     )
     risk_first_free_spread: bool = Field(
-        default=True,
+        default=False,
         description="risk rule: with the counters' service progress in the estimate "
         "(first_free_sd_s), the spread of the first service completion comes from it instead "
         "of the completions' variance rate",

@@ -11,7 +11,9 @@ queue now wait?". The formulas, their assumptions and a worked example are in
   that rate is the counters' joint completion rate), smoothed by an
   exponentially weighted sum with time constant ``rate_window_s``;
 * predicted wait ``W = (L + r) / mu`` for ``L >= 1`` people ahead (``r`` is the
-  mean residual service until the first counter frees, in units of ``1/mu``),
+  mean residual service until the first counter frees, in units of ``1/mu``:
+  ``residual_factor``, or, with service points, ``mu E[min R]`` from how long each
+  busy counter's customer has been served, :mod:`service_progress`),
   ``0`` for an empty zone;
 * until enough has been observed, ``mu = counters / mean_service_s`` from
   configuration (``method="fallback"``);
@@ -169,11 +171,12 @@ class EstimatorSettings(BaseModel):
         "waiting-person-second), seconds",
     )
     service_progress: bool = Field(
-        default=True,
+        default=False,
         description="with service points: the residual until the first counter frees from "
         "how long each busy counter's customer has been served (lognormal fit to the "
-        "counters' services) instead of residual_factor (docs/wait-estimation.md, "
-        '"Service progress at the counters")',
+        "counters' services) instead of residual_factor; off by default: measured, it moved "
+        "the wait MAE by 0.01 min and the held-out alert figures the wrong way "
+        '(docs/wait-estimation.md, "Service progress at the counters")',
     )
     service_progress_max_age_s: float = Field(
         default=90.0,
