@@ -28,7 +28,7 @@ The alert defaults were chosen on training seeds 1000-1039 (40 branch-days per
 family); the default run reports on the held-out seeds 2000-2029.
 
 Usage: python bench/alert_quality.py [--seeds 30] [--first-seed 2000] [--threshold-min 10]
-[--alerts JSON]
+[--alerts JSON] [--estimator JSON]
 Last line: ``wait_mae_min=X recall=X precision=X lead_min=X warned_3min=X``.
 """
 
@@ -117,6 +117,7 @@ def server_config(
     counter_zones: bool,
     tickets: bool = False,
     alert_overrides: dict[str, Any] | None = None,
+    estimator_overrides: dict[str, Any] | None = None,
 ) -> ServerConfig:
     """The collector's config for one simulated branch: the counters its configuration
     lists (absent ones included), a nominal 5 min service (not the true, unknown one),
@@ -141,7 +142,7 @@ def server_config(
                 }
             ],
             "alerts": {**(alert_overrides or {}), "w1_threshold_s": threshold_s},
-            "estimator": {"wait_threshold_s": threshold_s},
+            "estimator": {**(estimator_overrides or {}), "wait_threshold_s": threshold_s},
         }
     )
 
@@ -166,6 +167,7 @@ def run_day(
     history_weeks: int = 0,
     tickets: bool = False,
     alert_overrides: dict[str, Any] | None = None,
+    estimator_overrides: dict[str, Any] | None = None,
 ) -> DayResult:
     """Replay one simulated branch-day through the collector and score it against the truth.
 
@@ -178,7 +180,9 @@ def run_day(
     customers = day.customers
     outputs: list[dict[str, Any]] = []
     replay(
-        server_config(sc, threshold_s, counter_zones, tickets, alert_overrides),
+        server_config(
+            sc, threshold_s, counter_zones, tickets, alert_overrides, estimator_overrides
+        ),
         history(sc, history_weeks, tickets) + stream(sc, customers, tickets),
         outputs.append,
         estimates_every_s=ESTIMATE_EVERY_S,
@@ -336,8 +340,16 @@ def main(argv: list[str] | None = None) -> int:
         help="alert policy settings over the defaults, e.g. '{\"risk_level\": 0.6}' "
         "(the server config's alerts section)",
     )
+    ap.add_argument(
+        "--estimator",
+        default="{}",
+        metavar="JSON",
+        help="estimator settings over the defaults, e.g. '{\"service_progress\": false}' "
+        "(the server config's estimator section)",
+    )
     args = ap.parse_args(argv)
     alert_overrides = json.loads(args.alerts)
+    estimator_overrides = json.loads(args.estimator)
 
     threshold = args.threshold_min * 60
     families = {"hard": list(HARD_SCENARIO_KINDS), "classic": list(SCENARIO_KINDS)}.get(
@@ -358,6 +370,7 @@ def main(argv: list[str] | None = None) -> int:
                     args.history_weeks,
                     args.tickets,
                     alert_overrides,
+                    estimator_overrides,
                 )
             )
     by_kind: dict[str, list[DayResult]] = defaultdict(list)
@@ -369,6 +382,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{args.first_seed + args.seeds - 1}), W1 threshold {args.threshold_min:g} min, "
         f"replayed through the collector in {time.monotonic() - t0:.1f} s"
         + (f", alerts {json.dumps(alert_overrides)}" if alert_overrides else "")
+        + (f", estimator {json.dumps(estimator_overrides)}" if estimator_overrides else "")
     )
     header = (
         f"{'family':<18}{'customers':>10}{'breach%':>8}{'MAE':>6}{'bias':>6}{'b.ord':>6}"

@@ -272,6 +272,12 @@ class AlertPolicy(BaseModel):
         description="risk rule: scale the remaining waits by the estimator's calibration from "
         "realised waits (as the wait shown now)",
     )
+    risk_first_free_spread: bool = Field(
+        default=False,
+        description="risk rule: with the counters' service progress in the estimate "
+        "(first_free_sd_s), the spread of the first service completion comes from it instead "
+        "of the completions' variance rate",
+    )
     risk_walk_out: bool = Field(
         default=True,
         description="risk rule: the person may walk out before T (at the observed walk-out "
@@ -546,6 +552,7 @@ def w1_breach_risk(estimate: WaitEstimate, policy: AlertPolicy) -> float | None:
         policy.risk_service_cv,
         policy.risk_walk_out,
         _calibration(estimate, residual) if policy.risk_calibrated else 1.0,
+        first_sd_s=estimate.first_free_sd_s if policy.risk_first_free_spread else None,
     )
     return float(risk.max())
 

@@ -15,13 +15,18 @@ The service points' completed dwells are service durations; their mean
 (exponentially weighted, time constant ``service_window_s``, shrunk towards the
 configured mean by ``prior_services`` pseudo-observations) gives the capacity
 ``mu = open counters / mean service``, which walk-outs from the queue do not
-inflate (a walk-out never reaches a counter).
+inflate (a walk-out never reaches a counter). Their log-moments, decayed the same
+way, give the spread of the service law (a lognormal fit), and each service point's
+latest message says how long its current customer has been served: together the
+time until the first counter frees (:mod:`service_progress`).
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+
+from lobbywatch.server.service_progress import LogMoments, ServicePointState, elapsed_services
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,19 +76,45 @@ class CounterObserver:
         self._n = 0.0
         self._sums_at: float | None = None
         self._open: int | None = None
+        #: log-moments of the services (the lognormal fit's spread), decayed alike
+        self._logs = LogMoments()
+        #: the latest message of each service point (its occupant's elapsed service)
+        self._latest: dict[str, ServicePointState] = {}
 
-    def observe(self, zone: str, people: int, completed_dwells_s: list[float], ts: float) -> None:
-        """A message of service point ``zone`` observed at ``ts``."""
+    def observe(
+        self,
+        zone: str,
+        people: int,
+        completed_dwells_s: list[float],
+        ts: float,
+        dwell_max_s: float | None = None,
+    ) -> None:
+        """A message of service point ``zone`` observed at ``ts`` (``dwell_max_s``: how
+        long its current occupant has been there, the edge's longest current dwell)."""
         if zone not in self.service_points:
             return
         if people > 0:
             last = self._last_busy.get(zone)
             self._last_busy[zone] = ts if last is None else max(last, ts)
+        latest = self._latest.get(zone)
+        if latest is None or ts >= latest.ts:
+            self._latest[zone] = ServicePointState(ts, people, dwell_max_s)
         services = [d for d in completed_dwells_s if d >= self.min_dwell_s]
         if services:
             self._decay_to(ts)
             self._sum_s += sum(services)
             self._n += len(services)
+            self._logs.add(ts, services, self.service_window_s)
+
+    def elapsed_services(self, now: float, max_age_s: float) -> list[float]:
+        """Elapsed service (s) of each service point busy now by its fresh latest message
+        (:func:`service_progress.elapsed_services`)."""
+        return elapsed_services(self._latest, now, max_age_s)
+
+    def service_sigma2(self) -> float:
+        """Log-variance of the lognormal fit to the services seen (shrunk to a prior cv
+        of 1; :meth:`service_progress.LogMoments.sigma2`)."""
+        return self._logs.sigma2()
 
     def _decay_to(self, ts: float) -> None:
         if self._sums_at is not None and ts > self._sums_at:

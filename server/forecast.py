@@ -93,9 +93,13 @@ def fluid_queue(
 
 
 def waits_behind(
-    ahead: np.ndarray, capacity_per_s: float, abandon_per_s: float, residual: float
+    ahead: np.ndarray,
+    capacity_per_s: float,
+    abandon_per_s: float,
+    residual: float | np.ndarray,
 ) -> np.ndarray:
-    """:func:`wait_behind` for an array of queue lengths (float64, seconds)."""
+    """:func:`wait_behind` for an array of queue lengths (float64, seconds); ``residual``
+    may be an array of the same length (a residual per joining time)."""
     a = np.maximum(np.asarray(ahead, dtype=np.float64), 0.0)
     return (a + np.minimum(a, 1.0) * residual) / (capacity_per_s + abandon_per_s * a)
 
@@ -146,7 +150,7 @@ def project(
     arrivals_per_s: np.ndarray,
     capacity_per_s: float,
     abandon_per_s: float,
-    residual: float,
+    residual: float | np.ndarray,
     step_s: float = 60.0,
 ) -> Projection:
     """The fluid projection: queue and joiner's wait at each step (see the module docstring).
@@ -156,7 +160,9 @@ def project(
         arrivals_per_s: forecast arrival rate per step, shape (n,), people/s.
         capacity_per_s: mu > 0, service starts per second while people wait.
         abandon_per_s: theta >= 0, walk-outs per waiting person per second.
-        residual: r, mean time until the first counter frees in units of 1/mu.
+        residual: r, mean time until the first counter frees in units of 1/mu; or one
+            per joining time (n + 1 values: the counters' service progress now fades
+            out for later joiners).
         step_s: grid step, seconds.
 
     Returns:
@@ -282,6 +288,7 @@ def breach_risk_by_position(
     service_cv: float = 1.0,
     own_walk_out: bool = False,
     time_scale: float = 1.0,
+    first_sd_s: float | None = None,
 ) -> np.ndarray:
     """Probability that each person waiting (head first) waits longer than ``threshold_s``.
 
@@ -298,6 +305,10 @@ def breach_risk_by_position(
     Gaussian moments), matched here by a Gamma law (exactly Erlang(j+1, mu) for
     Poisson service, no priority, r = 1). Risk ``= P(remaining wait > T - waited)``;
     1 for someone already past T.
+
+    ``first_sd_s``: the standard deviation of the time until the first counter frees,
+    when the counters' service progress gives it (:mod:`service_progress`); the variance
+    is then that of the first completion plus ``j v / d^3`` for the ``j`` after it.
     """
     w = np.asarray(waited_s, dtype=np.float64)
     j = np.arange(len(w), dtype=np.float64)
@@ -306,7 +317,11 @@ def breach_risk_by_position(
     drift = max(mu - lam_p, mu / 4.0) + abandon_per_s * j
     n = np.maximum(j + residual, 1e-6)
     mean = n / drift
-    var = n * (mu * service_cv * service_cv + lam_p) / drift**3
+    rate_var = (mu * service_cv * service_cv + lam_p) / drift**3
+    if first_sd_s is not None:
+        var = np.maximum(first_sd_s * first_sd_s + j * rate_var, 1e-6 / (mu * mu))
+    else:
+        var = n * rate_var
     left = threshold_s - w
     # remaining waits scaled by ``time_scale`` (the calibration from realised waits):
     # P(scale x W > left) = P(W > left / scale)
