@@ -20,7 +20,8 @@ the simulated day) but not the future draws. On the ``hard_*`` families:
      absolute error, so its MAE is (up to MC error) the lowest any estimator of
      the current state can reach. ``mean``: the MAE of the replica mean instead;
      ``bias``: mean over the sample of the replica mean minus the true wait (should
-     be ~0 within its standard error ``se``: a check of the re-simulation).
+     be ~0 within its standard error: a check of the re-simulation). Standard
+     errors (``±se``) are clustered by branch-day.
 
 2. Lead bound (``--lead``): every 30 s, ``p(t)`` = P(somebody waiting now, or
    joining in the next 5 min, waits more than T) by the same re-simulation; alerts
@@ -47,6 +48,7 @@ import statistics
 import sys
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 from statistics import NormalDist
 
@@ -55,6 +57,7 @@ from alert_quality import (
     PRECISION_SLACK_S,
     WARNED_AHEAD_S,
     DayResult,
+    strict_precision,
     summarise,
     warned_share,
 )
@@ -72,6 +75,8 @@ from lobbywatch.demo.simulator import (
 LEAD_WINDOW_S = 300.0
 TICK_S = 30.0
 RESOLVE_AFTER_S = 120.0
+#: alert levels tried on p(t)
+LEVELS = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95)
 #: the product's MAE on the held-out seeds (docs/wait-estimation.md), not re-run here
 PRODUCT_MAE_MIN = 1.68
 
@@ -192,7 +197,9 @@ def resimulate(
 
     With ``target`` (an index into ``state.waiting``): that customer's wait (service
     start - arrival), or None if they walk out. Without: whether somebody waiting at
-    ``state.t`` or joining within ``window_s`` after it waits more than ``threshold_s``.
+    ``state.t`` or joining within ``window_s`` after it waits more than ``threshold_s``
+    from now on (a breach moment ``arrival + threshold_s`` at or after ``state.t``: the
+    people already past it stay in the queue but are not asked about).
     """
     t0 = state.t
     slots = model.slots
@@ -207,7 +214,7 @@ def resimulate(
         if at > t0:
             events.append((at, _STAFF, n))
     lead = target is None
-    n0 = len(state.waiting)
+    tracked_from = t0 - threshold_s  # tracked: arrival in [t0 - T, t0 + window]
     arrival: list[float] = []
     vip: list[bool] = []
     left: list[bool] = []
@@ -220,12 +227,13 @@ def resimulate(
         rem = model.residual_patience(rng, t0 - arr)
         if rem < _INF:
             events.append((t0 + rem, _ABANDON, i))
-        if lead:
+        if lead and arr >= tracked_from:
             events.append((arr + threshold_s, _DEADLINE, i))
     heapq.heapify(events)
     heapq.heapify(queue)
     n_waiting = len(queue)
-    pending = n_waiting  # tracked people still waiting (lead question)
+    # tracked people still waiting (lead question)
+    pending = sum(1 for arr in arrival if arr >= tracked_from)
     window_end = t0 + window_s
     close = model.close
     peak = model.peak_rate_per_s
@@ -256,7 +264,7 @@ def resimulate(
                     busy[c] = True
                     if i == target:
                         return now - arrival[i]
-                    if lead and (i < n0 or arrival[i] <= window_end):
+                    if lead and tracked_from <= arrival[i] <= window_end:
                         pending -= 1
                     heapq.heappush(events, (now + model.service(rng, vip[i]), _DONE, c))
                     if not n_waiting:
@@ -276,7 +284,7 @@ def resimulate(
                     n_waiting -= 1
                     if payload == target:
                         return None
-                    if lead and (payload < n0 or arrival[payload] <= window_end):
+                    if lead and tracked_from <= arrival[payload] <= window_end:
                         pending -= 1
             elif not left[payload]:  # _DEADLINE of somebody still waiting: a breach
                 return True
@@ -355,6 +363,7 @@ def ql_predictions(day: SimulatedDay, model: TrueModel, cu: Customer) -> tuple[f
 @dataclass
 class MaeRow:
     kind: str
+    seed: int
     true: float
     ql: float
     qli: float
@@ -378,6 +387,7 @@ def mae_rows(day: SimulatedDay, kind: str, per_day: int, replicas: int, seed: in
         rows.append(
             MaeRow(
                 kind,
+                seed,
                 cu.wait_s,
                 *ql_predictions(day, model, cu),
                 statistics.median(ok) if ok else 0.0,
@@ -400,6 +410,24 @@ def best_scale(pred: list[float], true: list[float]) -> float:
     return 1.0
 
 
+def _day_se(rows: list[MaeRow], stat: Callable[[list[MaeRow]], float]) -> float:
+    """Standard error of ``stat`` over the rows, clustered by branch-day (days are
+    independent, the customers of one day are not): stdev of the day values / sqrt(days)."""
+    days: dict[tuple[str, int], list[MaeRow]] = defaultdict(list)
+    for r in rows:
+        days[(r.kind, r.seed)].append(r)
+    values = [stat(rs) for rs in days.values()]
+    return statistics.stdev(values) / math.sqrt(len(values)) if len(values) > 1 else math.nan
+
+
+def _oracle_mae(rows: list[MaeRow]) -> float:
+    return _mae([r.oracle for r in rows], [r.true for r in rows])
+
+
+def _bias_min(rows: list[MaeRow]) -> float:
+    return statistics.fmean(r.replica_mean - r.true for r in rows) / 60
+
+
 def _mae(xs: list[float], ys: list[float]) -> float:
     return statistics.fmean(abs(x - y) for x, y in zip(xs, ys, strict=True)) / 60
 
@@ -409,28 +437,28 @@ def _mae(xs: list[float], ys: list[float]) -> float:
 
 def p_series(
     day: SimulatedDay, replicas: int, threshold_s: float, seed: int, first: int = 20
-) -> tuple[list[float], list[float], int]:
+) -> tuple[list[float], list[float], list[bool], int]:
     """p(t) on a 30 s grid from opening until the queue is empty after closing.
 
-    0 when nobody waits (not simulated), 1 when somebody has already waited past T.
-    Adaptive: ``first`` replicas, continued to ``replicas`` unless they all agree.
-    Returns the ticks, p and the number of re-simulations run."""
+    ``p``: P(a breach moment at or after t of somebody waiting at t or joining within
+    ``LEAD_WINDOW_S``), 0 when nobody waits (not simulated); ``past``: somebody waiting
+    at t has already waited more than T. Adaptive: ``first`` replicas, continued to
+    ``replicas`` unless they all agree. Returns ticks, p, past, re-simulations run."""
     sc = day.scenario
     model = TrueModel(sc, day.staffing)
     t_open = sc.midnight() + sc.open_h * 3600.0
     joined = [cu for cu in day.customers if cu.outcome != "balked"]
     t_end = max(cu.left_queue for cu in joined) + RESOLVE_AFTER_S + 2 * TICK_S
     rng = random.Random(seed)
-    ticks, ps = [], []
+    ticks: list[float] = []
+    ps: list[float] = []
+    past: list[bool] = []
     runs = 0
     t = t_open
     while t <= t_end:
         s = state_at(day, t)
-        if not s.waiting:
-            p = 0.0
-        elif any(t - arr > threshold_s for _, arr in s.waiting):
-            p = 1.0
-        else:
+        p = 0.0
+        if s.waiting:
             hits = sum(
                 bool(resimulate(s, model, rng, threshold_s=threshold_s)) for _ in range(first)
             )
@@ -445,33 +473,38 @@ def p_series(
             p = hits / n
         ticks.append(t)
         ps.append(p)
+        past.append(any(t - arr > threshold_s for _, arr in s.waiting))
         t += TICK_S
-    return ticks, ps, runs
+    return ticks, ps, past, runs
 
 
 def alert_intervals(
-    ticks: list[float], ps: list[float], level: float, hold_s: float
+    ticks: list[float],
+    ps: list[float],
+    level: float,
+    hold_s: float,
+    resolve_level: float | None = None,
+    keep: list[bool] | None = None,
 ) -> list[tuple[float, float | None]]:
     """Fire at the tick where ``p >= level`` has held ``hold_s``; resolve at the tick where
-    ``p < level`` has held ``RESOLVE_AFTER_S``."""
+    ``p < resolve_level`` (default ``level``) and not ``keep`` have held ``RESOLVE_AFTER_S``."""
+    low = level if resolve_level is None else resolve_level
     out: list[tuple[float, float | None]] = []
     start: float | None = None
     above: float | None = None
     below: float | None = None
-    for t, p in zip(ticks, ps, strict=True):
-        if p >= level:
+    for k, (t, p) in enumerate(zip(ticks, ps, strict=True)):
+        above = (t if above is None else above) if p >= level else None
+        if start is None:
+            if above is not None and t - above >= hold_s:
+                start, below = t, None
+        elif p >= low or (keep is not None and keep[k]):
             below = None
-            if start is None:
-                above = t if above is None else above
-                if t - above >= hold_s:
-                    start = t
         else:
-            above = None
-            if start is not None:
-                below = t if below is None else below
-                if t - below >= RESOLVE_AFTER_S:
-                    out.append((start, t))
-                    start = below = None
+            below = t if below is None else below
+            if t - below >= RESOLVE_AFTER_S:
+                out.append((start, t))
+                start = below = None
     if start is not None:
         out.append((start, None))
     return out
@@ -495,6 +528,7 @@ def score_alerts(
         ahead = first - WARNED_AHEAD_S
         if any(s <= ahead and (e is None or e >= ahead) for s, e in intervals):
             result.warned_ahead += 1
+    late = [cu for cu in joined if cu.wait_s > threshold]
     for start, end in intervals:
         result.fires += 1
         until = start + threshold + PRECISION_SLACK_S
@@ -503,6 +537,8 @@ def score_alerts(
         k = bisect.bisect_left(breaches, start)
         if k < len(breaches) and breaches[k] <= until:
             result.true_fires += 1
+        if any(cu.arrival <= start + PRECISION_SLACK_S and cu.left_queue >= start for cu in late):
+            result.strict_true_fires += 1
     return result
 
 
@@ -522,7 +558,7 @@ def main(argv: list[str] | None = None) -> int:
     threshold = args.threshold_min * 60
     t0 = time.monotonic()
     rows: list[MaeRow] = []
-    lead_days: list[tuple[str, list[Customer], list[float], list[float]]] = []
+    lead_days: list[tuple[str, list[Customer], list[float], list[float], list[bool]]] = []
     runs = 0
     for kind in HARD_SCENARIO_KINDS:
         for k in range(args.seeds):
@@ -530,9 +566,9 @@ def main(argv: list[str] | None = None) -> int:
             day = simulate_day(scenario(kind, k, seed))
             rows += mae_rows(day, kind, args.customers_per_day, args.replicas, seed)
             if args.lead:
-                ticks, ps, n = p_series(day, args.lead_replicas, threshold, seed)
+                ticks, ps, past, n = p_series(day, args.lead_replicas, threshold, seed)
                 runs += n
-                lead_days.append((kind, day.customers, ticks, ps))
+                lead_days.append((kind, day.customers, ticks, ps, past))
             print(f"  {kind} seed {seed}: {time.monotonic() - t0:.0f} s", file=sys.stderr)
     elapsed = time.monotonic() - t0
 
@@ -549,15 +585,13 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"{'family':<18}{'n':>6}{'served':>7}"
         + "".join(f"{p:>6}{p + '*k':>6}" for p in preds)
-        + f"{'oracle':>7}{'mean':>6}{'bias':>7}{'±se':>6}{'product':>8}"
+        + f"{'oracle':>7}{'±se':>6}{'mean':>6}{'bias':>7}{'±se':>6}{'product':>8}"
     )
     by_kind: dict[str, list[MaeRow]] = defaultdict(list)
     for r in rows:
         by_kind[r.kind].append(r)
     for kind, rs in [*by_kind.items(), ("all", rows)]:
         w = [r.true for r in rs]
-        diffs = [r.replica_mean - r.true for r in rs]
-        se = statistics.stdev(diffs) / math.sqrt(len(diffs)) / 60 if len(diffs) > 1 else math.nan
         print(
             f"{kind:<18}{len(rs):>6}{statistics.fmean(r.served_share for r in rs):>7.3f}"
             + "".join(
@@ -565,9 +599,10 @@ def main(argv: list[str] | None = None) -> int:
                 f"{_mae([scale[p] * getattr(r, p) for r in rs], w):>6.2f}"
                 for p in preds
             )
-            + f"{_mae([r.oracle for r in rs], w):>7.2f}"
-            f"{_mae([r.replica_mean for r in rs], w):>6.2f}{statistics.fmean(diffs) / 60:>7.3f}"
-            f"{se:>6.3f}" + (f"{PRODUCT_MAE_MIN:>8.2f}" if kind == "all" else "")
+            + f"{_mae([r.oracle for r in rs], w):>7.2f}{_day_se(rs, _oracle_mae):>6.2f}"
+            f"{_mae([r.replica_mean for r in rs], w):>6.2f}{_bias_min(rs):>7.3f}"
+            f"{_day_se(rs, _bias_min):>6.3f}"
+            + (f"{PRODUCT_MAE_MIN:>8.2f}" if kind == "all" else "")
         )
     oracle_mae = _mae([r.oracle for r in rows], true)
     ql_mae = _mae([r.ql for r in rows], true)
@@ -577,33 +612,48 @@ def main(argv: list[str] | None = None) -> int:
     if args.lead:
         print(
             f"\nlead bound: p(t) every {TICK_S:g} s, {args.lead_replicas} replicas (20 first, "
-            f"stopped there if unanimous), {runs} re-simulations, {len(lead_days)} days; "
-            f"fire when p >= level held `hold` s, resolve when p < level held "
-            f"{RESOLVE_AFTER_S:g} s"
+            f"stopped there if unanimous), {runs} re-simulations, {len(lead_days)} days. "
+            f"Fire when p >= level has held `hold` s; resolve when p < `resolve` has held "
+            f"{RESOLVE_AFTER_S:g} s. p: as asked, 1 while somebody waiting is past T (`past`); "
+            f"p_fut: only breach moments still to come, the alert kept open while somebody "
+            f"is past T."
         )
         print(
-            f"{'level':>6}{'hold':>6}{'episodes':>9}{'recall':>7}{'fires':>6}{'prec':>6}"
-            f"{'lead':>6}{'warn3':>6}{'prio lead':>10}"
+            f"{'p':<6}{'level':>6}{'hold':>5}{'resolve':>8}{'episodes':>9}{'recall':>7}"
+            f"{'fires':>6}{'prec':>6}{'strict':>7}{'lead':>6}{'warn3':>6}{'prio lead':>10}"
         )
         best = -math.inf
-        for level in (0.5, 0.6, 0.7, 0.8, 0.9, 0.95):
-            for hold in (0.0, 60.0):
-                results = []
-                for kind, customers, ticks, ps in lead_days:
-                    r = score_alerts(customers, alert_intervals(ticks, ps, level, hold), threshold)
-                    r.kind = kind
-                    results.append(r)
-                _, recall, precision, lead = summarise(results)
-                warn3 = warned_share(results)
-                prio = [x for r in results if r.kind == "hard_priority" for x in r.leads]
-                print(
-                    f"{level:>6.2f}{hold:>6.0f}{sum(r.episodes for r in results):>9}"
-                    f"{recall:>7.3f}{sum(r.fires for r in results):>6}{precision:>6.3f}"
-                    f"{lead:>6.1f}{warn3:>6.3f}"
-                    f"{statistics.median(prio) / 60 if prio else math.nan:>10.1f}"
-                )
-                if precision >= 0.9 and lead > best:
-                    best, best_lead, best_warn = lead, lead, warn3
+        variants = [("p", level, hold, level) for level in LEVELS for hold in (0.0, 60.0)] + [
+            ("p_fut", level, hold, low)
+            for level in LEVELS
+            for hold in (0.0, 60.0)
+            for low in sorted({level, 0.5, 0.2})
+            if low <= level
+        ]
+        for name, level, hold, low in variants:
+            results = []
+            for kind, customers, ticks, ps, past in lead_days:
+                if name == "p":
+                    ivs = alert_intervals(
+                        ticks, [1.0 if x else q for q, x in zip(ps, past, strict=True)], level, hold
+                    )
+                else:
+                    ivs = alert_intervals(ticks, ps, level, hold, low, past)
+                r = score_alerts(customers, ivs, threshold)
+                r.kind = kind
+                results.append(r)
+            _, recall, precision, lead = summarise(results)
+            warn3 = warned_share(results)
+            prio = [x for r in results if r.kind == "hard_priority" for x in r.leads]
+            print(
+                f"{name:<6}{level:>6.2f}{hold:>5.0f}{low:>8.2f}"
+                f"{sum(r.episodes for r in results):>9}{recall:>7.3f}"
+                f"{sum(r.fires for r in results):>6}{precision:>6.3f}"
+                f"{strict_precision(results):>7.3f}{lead:>6.1f}{warn3:>6.3f}"
+                f"{statistics.median(prio) / 60 if prio else math.nan:>10.1f}"
+            )
+            if precision >= 0.9 and recall >= 0.95 and lead > best:
+                best, best_lead, best_warn = lead, lead, warn3
     print(
         f"oracle_mae_min={oracle_mae:.2f} ql_mae_min={ql_mae:.2f} qli_mae_min={qli_mae:.2f} "
         f"oracle_lead_min_at_p90={best_lead:.1f} oracle_warned3_at_p90={best_warn:.3f}"
