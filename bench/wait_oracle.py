@@ -75,6 +75,7 @@ from lobbywatch.demo.simulator import (
 LEAD_WINDOW_S = 300.0
 TICK_S = 30.0
 RESOLVE_AFTER_S = 120.0
+QUEUE_BINS = ((0, 0), (1, 2), (3, 5), (6, 8), (9, 11), (12, 999))
 #: alert levels tried on p(t)
 LEVELS = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95)
 #: the product's MAE on the held-out seeds (docs/wait-estimation.md), not re-run here
@@ -364,6 +365,7 @@ def ql_predictions(day: SimulatedDay, model: TrueModel, cu: Customer) -> tuple[f
 class MaeRow:
     kind: str
     seed: int
+    queue: int  # people waiting when the customer arrived
     true: float
     ql: float
     qli: float
@@ -388,6 +390,7 @@ def mae_rows(day: SimulatedDay, kind: str, per_day: int, replicas: int, seed: in
             MaeRow(
                 kind,
                 seed,
+                cu.queue_at_arrival,
                 cu.wait_s,
                 *ql_predictions(day, model, cu),
                 statistics.median(ok) if ok else 0.0,
@@ -604,6 +607,16 @@ def main(argv: list[str] | None = None) -> int:
             f"{_day_se(rs, _bias_min):>6.3f}"
             + (f"{PRODUCT_MAE_MIN:>8.2f}" if kind == "all" else "")
         )
+    print("by people waiting at arrival (all families): n, true mean wait, MAE of qli and oracle")
+    for lo, hi in QUEUE_BINS:
+        rs = [r for r in rows if lo <= r.queue <= hi]
+        if rs:
+            w = [r.true for r in rs]
+            print(
+                f"  L {lo:>2}-{hi if hi < 999 else '':<3}{len(rs):>6}"
+                f"{statistics.fmean(w) / 60:>6.2f}"
+                f"{_mae([r.qli for r in rs], w):>6.2f}{_mae([r.oracle for r in rs], w):>6.2f}"
+            )
     oracle_mae = _mae([r.oracle for r in rows], true)
     ql_mae = _mae([r.ql for r in rows], true)
     qli_mae = _mae([r.qli for r in rows], true)
