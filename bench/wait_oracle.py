@@ -30,7 +30,8 @@ the simulated day) but not the future draws. On the ``hard_*`` families:
    precision, median lead, warned_3min).
 
 Usage: python bench/wait_oracle.py [--first-seed 1000] [--seeds 6]
-[--customers-per-day 150] [--replicas 200] [--lead] [--lead-replicas 100]
+[--customers-per-day 150] [--replicas 200] [--lead] [--lead-replicas 100] [--lead-first 20]
+[--tick-s 30]
 Last line: ``oracle_mae_min=X ql_mae_min=X qli_mae_min=X oracle_lead_min_at_p90=X
 oracle_warned3_at_p90=X``
 (the lead figures: the frontier row of precision >= 0.9 with the longest median
@@ -439,9 +440,14 @@ def _mae(xs: list[float], ys: list[float]) -> float:
 
 
 def p_series(
-    day: SimulatedDay, replicas: int, threshold_s: float, seed: int, first: int = 20
+    day: SimulatedDay,
+    replicas: int,
+    threshold_s: float,
+    seed: int,
+    first: int = 20,
+    tick_s: float = TICK_S,
 ) -> tuple[list[float], list[float], list[bool], int]:
-    """p(t) on a 30 s grid from opening until the queue is empty after closing.
+    """p(t) on a ``tick_s`` grid from opening until the queue is empty after closing.
 
     ``p``: P(a breach moment at or after t of somebody waiting at t or joining within
     ``LEAD_WINDOW_S``), 0 when nobody waits (not simulated); ``past``: somebody waiting
@@ -451,7 +457,7 @@ def p_series(
     model = TrueModel(sc, day.staffing)
     t_open = sc.midnight() + sc.open_h * 3600.0
     joined = [cu for cu in day.customers if cu.outcome != "balked"]
-    t_end = max(cu.left_queue for cu in joined) + RESOLVE_AFTER_S + 2 * TICK_S
+    t_end = max(cu.left_queue for cu in joined) + RESOLVE_AFTER_S + 2 * tick_s
     rng = random.Random(seed)
     ticks: list[float] = []
     ps: list[float] = []
@@ -477,7 +483,7 @@ def p_series(
         ticks.append(t)
         ps.append(p)
         past.append(any(t - arr > threshold_s for _, arr in s.waiting))
-        t += TICK_S
+        t += tick_s
     return ticks, ps, past, runs
 
 
@@ -556,6 +562,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--replicas", type=int, default=200, help="re-simulations per customer")
     ap.add_argument("--lead", action="store_true", help="also the lead bound (slow)")
     ap.add_argument("--lead-replicas", type=int, default=100)
+    ap.add_argument("--lead-first", type=int, default=20, help="replicas before the stop test")
+    ap.add_argument("--tick-s", type=float, default=TICK_S, help="p(t) grid, seconds")
     ap.add_argument("--threshold-min", type=float, default=10.0)
     args = ap.parse_args(argv)
     threshold = args.threshold_min * 60
@@ -569,7 +577,9 @@ def main(argv: list[str] | None = None) -> int:
             day = simulate_day(scenario(kind, k, seed))
             rows += mae_rows(day, kind, args.customers_per_day, args.replicas, seed)
             if args.lead:
-                ticks, ps, past, n = p_series(day, args.lead_replicas, threshold, seed)
+                ticks, ps, past, n = p_series(
+                    day, args.lead_replicas, threshold, seed, args.lead_first, args.tick_s
+                )
                 runs += n
                 lead_days.append((kind, day.customers, ticks, ps, past))
             print(f"  {kind} seed {seed}: {time.monotonic() - t0:.0f} s", file=sys.stderr)
@@ -624,7 +634,8 @@ def main(argv: list[str] | None = None) -> int:
     best_lead = best_warn = math.nan
     if args.lead:
         print(
-            f"\nlead bound: p(t) every {TICK_S:g} s, {args.lead_replicas} replicas (20 first, "
+            f"\nlead bound: p(t) every {args.tick_s:g} s, {args.lead_replicas} replicas "
+            f"({args.lead_first} first, "
             f"stopped there if unanimous), {runs} re-simulations, {len(lead_days)} days. "
             f"Fire when p >= level has held `hold` s; resolve when p < `resolve` has held "
             f"{RESOLVE_AFTER_S:g} s. p: as asked, 1 while somebody waiting is past T (`past`); "
