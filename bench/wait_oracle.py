@@ -23,19 +23,25 @@ the simulated day) but not the future draws. On the ``hard_*`` families:
      be ~0 within its standard error: a check of the re-simulation). Standard
      errors (``±se``) are clustered by branch-day.
 
-2. Lead bound (``--lead``): every 30 s, ``p(t)`` = P(somebody waiting now, or
-   joining in the next 5 min, waits more than T) by the same re-simulation; alerts
-   fire when ``p >= level`` has held ``hold`` s and resolve when ``p < level`` has
-   held 120 s; scored with ``bench/alert_quality.py``'s definitions (recall,
-   precision, median lead, warned_3min).
+2. Lead bound (``--lead``): every 30 s (``--tick-s``), by the same re-simulation,
+   ``p_fut(t)`` = P(somebody waiting now, or joining in the next 5 min, crosses T
+   from now on), and ``past`` = somebody waiting has already waited more than T.
+   Alert rules on it, scored with ``bench/alert_quality.py``'s definitions (recall,
+   precision, strict precision, median lead, warned_3min):
+
+   * ``p`` (as first specified): ``p = 1`` while ``past``, else ``p_fut``; fire
+     when ``p >= level`` has held ``hold`` s, resolve when ``p < level`` has held
+     120 s;
+   * ``p_fut``: fire when ``p_fut >= level`` has held ``hold`` s, resolve when
+     ``p_fut < resolve`` and not ``past`` have held 120 s (hysteresis).
 
 Usage: python bench/wait_oracle.py [--first-seed 1000] [--seeds 6]
 [--customers-per-day 150] [--replicas 200] [--lead] [--lead-replicas 100] [--lead-first 20]
 [--tick-s 30]
 Last line: ``oracle_mae_min=X ql_mae_min=X qli_mae_min=X oracle_lead_min_at_p90=X
 oracle_warned3_at_p90=X``
-(the lead figures: the frontier row of precision >= 0.9 with the longest median
-lead; nan without ``--lead``).
+(the lead figures: of the rules with recall >= 0.95 and precision >= 0.9, the one
+with the longest median lead; nan if none, or without ``--lead``).
 """
 
 from __future__ import annotations
