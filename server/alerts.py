@@ -36,7 +36,8 @@ and zone settings via :meth:`AlertPolicy.merged`):
   critical is *escalated*. Resolves after the predicted wait stayed below
   ``resolve_fraction`` of the threshold and nobody is expected to cross it
   (oldest occupant's expected total below it) for ``resolve_after_s``
-  (hysteresis in value and time).
+  (hysteresis in value and time); with ``risk_resolve_below`` > 0, also the
+  breach risk must be below it (hysteresis in probability).
 * ``service_stalled`` — people waiting and no departure for ``stalled_after_s``.
 * ``device_offline`` — the device said offline (last will) or sent nothing
   for ``heartbeat_timeout_s``, for ``offline_after_s``, during business hours.
@@ -278,6 +279,14 @@ class AlertPolicy(BaseModel):
         "(first_free_sd_s), the spread of the first service completion comes from it instead "
         "of the completions' variance rate",
     )
+    risk_resolve_below: float = Field(
+        default=0.0,
+        ge=0,
+        le=1,
+        description="W1 resolve: ...and the breach risk of the people waiting is below this "
+        "(probability hysteresis: an alert is not withdrawn while somebody is still that "
+        "likely to wait longer than the threshold); 0 = the risk is not consulted",
+    )
     risk_walk_out: bool = Field(
         default=True,
         description="risk rule: the person may walk out before T (at the observed walk-out "
@@ -304,6 +313,11 @@ class AlertPolicy(BaseModel):
     def _hysteresis(self) -> AlertPolicy:
         if self.resolve_fraction > self.warn_fraction:
             raise ValueError("resolve_fraction must not exceed warn_fraction")
+        if self.risk_level > 0 and self.risk_resolve_below > self.risk_level:
+            raise ValueError(
+                f"risk_resolve_below ({self.risk_resolve_below}) must not exceed risk_level "
+                f"({self.risk_level}): an alert would resolve while it may fire"
+            )
         return self
 
     def merged(self, overrides: Mapping[str, Any] | None) -> AlertPolicy:
@@ -607,7 +621,15 @@ def w1_clear(estimate: WaitEstimate, policy: AlertPolicy) -> bool:
     head = _head_wait(estimate)
     if head is not None and head >= threshold:
         return False  # the oldest occupant is still expected to cross T
-    return estimate.predicted_wait_s < policy.resolve_fraction * threshold
+    if estimate.predicted_wait_s >= policy.resolve_fraction * threshold:
+        return False
+    if policy.risk_resolve_below > 0:
+        # withdrawing a warning while somebody is still likely to breach makes it
+        # flap (every re-fire pages the manager again); no computable risk: no veto
+        risk = w1_breach_risk(estimate, policy)
+        if risk is not None and risk >= policy.risk_resolve_below:
+            return False
+    return True
 
 
 class AlertEngine:

@@ -31,13 +31,14 @@ increase since the reset.
 from __future__ import annotations
 
 import bisect
+import itertools
 import math
 from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from lobbywatch.protocol import ZoneMessage
 from lobbywatch.server.counters import CounterObserver
@@ -146,6 +147,14 @@ class EstimatorSettings(BaseModel):
     calibration_lookback_s: float = Field(
         default=3600.0, gt=0, description="calibration: predictions kept this long, seconds"
     )
+    calibration_levels_s: tuple[float, ...] = Field(
+        default=(300.0, 600.0, 900.0),
+        description="calibration by level: edges (seconds, increasing, above "
+        "calibration_min_s) of the bands of the calibrated prediction in which realised / "
+        "predicted is learned again, so a long prediction is corrected by what long "
+        "predictions turned into (served customers are the ones whose patience outlasted "
+        "the wait); empty = one factor for all (docs/wait-estimation.md, 'Calibration by level')",
+    )
     calibrate_from_tickets: bool = Field(
         default=False,
         description="calibration: take kappa from realised ticket waits (issued -> called) "
@@ -164,6 +173,19 @@ class EstimatorSettings(BaseModel):
         description="scale the projected waits by the calibration from realised waits too "
         "(as the wait shown now)",
     )
+
+    @model_validator(mode="after")
+    def _levels(self) -> EstimatorSettings:
+        edges = self.calibration_levels_s
+        if any(b <= a for a, b in itertools.pairwise(edges)):
+            raise ValueError(f"calibration_levels_s must increase: {list(edges)}")
+        if edges and edges[0] <= self.calibration_min_s:
+            raise ValueError(
+                f"calibration_levels_s starts at {edges[0]} s, not above calibration_min_s "
+                f"({self.calibration_min_s} s): the band below it would learn nothing"
+            )
+        return self
+
     abandon_window_s: float = Field(
         default=1800.0,
         gt=0,
@@ -460,6 +482,8 @@ class ZoneEstimator:
         self._cal = _DecayedPairs()
         # the same from realised ticket waits (issued -> called)
         self._tcal = _DecayedPairs()
+        # by level of the calibrated prediction (calibration_levels_s): one band each
+        self._lcal = [_DecayedPairs() for _ in range(len(self.settings.calibration_levels_s) + 1)]
         self._ts: float | None = None
         self._people = 0
         self._arrivals: int | None = None
@@ -607,7 +631,43 @@ class ZoneEstimator:
         """
         predicted = self._shown_at(left_at - dwell, 1)
         if predicted is not None:
-            self._cal.add(left_at, dwell, predicted, self.settings.calibration_window_s)
+            window = self.settings.calibration_window_s
+            self._cal.add(left_at, dwell, predicted, window)
+            if len(self._lcal) > 1:
+                band = bisect.bisect_right(self.settings.calibration_levels_s, predicted)
+                self._lcal[band].add(left_at, dwell, predicted, window)
+
+    def level_factor(self, predicted: np.ndarray | float) -> np.ndarray:
+        """Calibration by level: realised / predicted within the band of ``predicted``
+        (seconds, the prediction already scaled by :meth:`calibration`), linearly
+        interpolated between the bands' mean predictions so the correction has no step
+        at a band's edge; 1 where ``calibration_levels_s`` is empty.
+
+        Each band's factor is ``(R_b + k m_b) / (P_b + k m_b)``: ``k =
+        calibration_prior`` pseudo-departures at the band's mean prediction ``m_b``
+        shrink it to 1, clipped to ``[1 / calibration_max, calibration_max]``. It is
+        learned against the prediction before this factor (the full correction of what
+        the one factor left in that band), the isotonic-by-bands refinement of the
+        delay-history correction (Ibrahim and Whitt 2011).
+        """
+        x = np.asarray(predicted, dtype=np.float64)
+        s = self.settings
+        edges = s.calibration_levels_s
+        if not edges or s.calibration_max <= 1:
+            return np.ones_like(x)
+        lows = (s.calibration_min_s, *edges)
+        centres = np.empty(len(self._lcal))
+        factors = np.empty(len(self._lcal))
+        for b, pairs in enumerate(self._lcal):  # a handful of bands, not per detection
+            hi = edges[b] if b < len(edges) else 2.0 * lows[b]
+            mean = pairs.predicted / pairs.n if pairs.n > 0 else 0.5 * (lows[b] + hi)
+            prior = s.calibration_prior * mean
+            centres[b] = mean
+            denominator = pairs.predicted + prior
+            factors[b] = (pairs.realised + prior) / denominator if denominator > 0 else 1.0
+        order = np.argsort(centres)
+        f = np.interp(x, centres[order], factors[order])
+        return np.clip(f, 1.0 / s.calibration_max, s.calibration_max)
 
     def _shown_at(self, joined: float, column: int) -> float | None:
         """The prediction (``column`` of ``_shown``: 1 class-blind, 2 ordinary, 3
@@ -933,6 +993,13 @@ class ZoneEstimator:
                 ordinary = ordinary_and_priority_waits(queue, mu, lam_priority, r_queue, theta)[0]
             ordinary, priority = kappa * ordinary, kappa * priority
         self._remember(now, predicted, ordinary, priority)
+        levels = len(self._lcal) > 1 and self.calibration_source(now) == "camera"
+        if levels:
+            # the wait shown gets the level factor; what is remembered (and learned
+            # against) is the prediction before it. The bands learn from the camera's
+            # dwells: with the ticket system as the source, its kappa stands alone
+            f = self.level_factor(np.array([predicted, ordinary, priority]))
+            predicted, ordinary, priority = (float(v) for v in f * (predicted, ordinary, priority))
         steps = max(1, math.ceil(s.projection_horizon_s / s.projection_step_s))
         lam: np.ndarray | None = None
         if arrivals_ahead_per_s is not None and len(arrivals_ahead_per_s) >= steps:
@@ -1000,6 +1067,8 @@ class ZoneEstimator:
             if queue
             else 0.0
         )
+        if levels:
+            one_more = float(self.level_factor(one_more) * one_more)
         return WaitEstimate(
             queue_length=queue,
             predicted_wait_s=predicted,

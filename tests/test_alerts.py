@@ -16,6 +16,7 @@ from lobbywatch.server.alerts import (
     AlertPolicy,
     BusinessHours,
     w1_breach_risk,
+    w1_clear,
     w1_queue_condition,
 )
 from lobbywatch.server.estimator import WaitEstimate
@@ -479,6 +480,37 @@ def test_risk_calibrated_recovers_kappa_from_the_wait_shown() -> None:
     e = queue_of_four(500, predicted=360)
     assert w1_breach_risk(e, plain) == pytest.approx(0.386, abs=5e-3)
     assert w1_breach_risk(e, calibrated) == pytest.approx(0.527, abs=5e-3)
+
+
+def test_risk_resolve_below_keeps_a_warning_open_while_somebody_is_at_risk() -> None:
+    # predicted 300 s < 0.6 x 600, oldest 500 s and head 500 + 60 < 600: clear by value;
+    # the most at-risk of the four still breaches with P(Pois(4.25) <= 3) = 0.386
+    plain = AlertPolicy(w1_threshold_s=600, resolve_after_s=120)
+    calm = queue_of_four(500, predicted=300)
+    assert w1_breach_risk(calm, plain) == pytest.approx(0.386, abs=5e-3)
+    assert w1_clear(calm, plain)  # off by default: the risk is not consulted
+    assert not w1_clear(calm, plain.merged({"risk_resolve_below": 0.35}))
+    assert w1_clear(calm, plain.merged({"risk_resolve_below": 0.4}))
+    # no computable risk (no oldest occupant): no veto
+    blind = dataclasses.replace(calm, oldest_wait_s=None, head_wait_s=None)
+    assert w1_clear(blind, plain.merged({"risk_resolve_below": 0.35}))
+    # through the engine: fired by the queue rule at 0.8 T, then the queue shortens
+    fired = POLICY  # queue rule at 480 s held 60 s; resolves below 300 s held 120 s
+    timeline = [(0, est(500)), (60, est(500))] + [
+        (t, queue_of_four(500, predicted=280)) for t in range(100, 400, 20)
+    ]
+    assert w1(run(engine(fired), timeline)) == [
+        (60, "fire", "warning"),
+        (220, "resolve", "warning"),
+    ]
+    held = fired.merged({"risk_resolve_below": 0.35})
+    assert w1(run(engine(held), timeline)) == [(60, "fire", "warning")]
+
+
+def test_risk_resolve_below_cannot_exceed_the_firing_level() -> None:
+    with pytest.raises(ValidationError, match=r"risk_resolve_below \(0.7\) must not exceed"):
+        AlertPolicy(risk_level=0.6, risk_resolve_below=0.7)
+    assert AlertPolicy(risk_level=0.0, risk_resolve_below=0.7).risk_resolve_below == 0.7
 
 
 _SECONDS = st.floats(min_value=0, max_value=1e6, allow_nan=False)

@@ -253,6 +253,7 @@ def test_the_projection_is_calibrated_like_the_wait_shown_now() -> None:
             "calibration_min_s": 1.0,
             "calibration_max": 3.0,
             "calibration_window_s": 1e12,
+            "calibration_levels_s": (),  # one factor, as the projection's
             "projection_horizon_s": 120.0,
             "projection_step_s": 60.0,
         }

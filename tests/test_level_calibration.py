@@ -1,0 +1,73 @@
+"""Calibration by level (``calibration_levels_s``): realised / predicted per band of the
+prediction, hand-computed."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+from test_server_support import zone_msg
+
+from lobbywatch.server.estimator import EstimatorSettings, ZoneEstimator
+
+T0 = 1_750_000_000.0
+
+
+def _estimator(**settings: object) -> ZoneEstimator:
+    return ZoneEstimator(
+        # no prior, and a window so long that nothing decays within the test
+        EstimatorSettings(calibration_prior=0, calibration_window_s=1e9, **settings),  # type: ignore[arg-type]
+        counters=1,
+        mean_service_s=60.0,
+    )
+
+
+def _history(est: ZoneEstimator) -> None:
+    """Shown 300 s at T0 (4 waiting) and 600 s at T0 + 10 (9 waiting); the first
+    joiner waited 330 s (x1.1), the second 480 s (x0.8): kappa = 810 / 900 = 0.9."""
+    est.observe(zone_msg(1, T0, people=4), T0)
+    assert est.estimate(T0).predicted_wait_s == pytest.approx(300.0)
+    est.observe(zone_msg(2, T0 + 10, people=9), T0 + 10)
+    assert est.estimate(T0 + 10).predicted_wait_s == pytest.approx(600.0)
+    est.observe(zone_msg(3, T0 + 330, people=9, dwells=[330.0]), T0 + 330)
+    est.observe(zone_msg(4, T0 + 490, people=9, dwells=[480.0]), T0 + 490)
+
+
+def test_each_band_learns_its_own_factor_interpolated_between_band_means() -> None:
+    est = _estimator(calibration_levels_s=(400.0,))
+    _history(est)
+    assert est.calibration(T0 + 490) == pytest.approx(0.9)
+    # 9 waiting: 600 x 0.9 = 540 s, between the band means 300 (x1.1) and 600 (x0.8):
+    # 1.1 - 0.3 x 240 / 300 = 0.86, shown 464.4 s
+    e = est.estimate(T0 + 500)
+    assert e.predicted_wait_s == pytest.approx(540.0 * 0.86)
+    assert e.predicted_wait_ordinary_s == pytest.approx(540.0 * 0.86)
+    # one more counter: (9 + 1) x 30 x 0.9 = 270 s, below the lowest band mean: x1.1
+    assert e.predicted_wait_one_more_counter_s == pytest.approx(297.0)
+    # 4 waiting: 300 x 0.9 = 270 s, x1.1
+    est.observe(zone_msg(5, T0 + 510, people=4), T0 + 510)
+    assert est.estimate(T0 + 510).predicted_wait_s == pytest.approx(297.0)
+
+
+def test_without_bands_one_factor_for_all() -> None:
+    assert EstimatorSettings().calibration_levels_s == (300.0, 600.0, 900.0)  # the default
+    est = _estimator(calibration_levels_s=())
+    _history(est)
+    assert est.estimate(T0 + 500).predicted_wait_s == pytest.approx(540.0)
+    assert list(est.level_factor([100.0, 900.0])) == [1.0, 1.0]
+
+
+def test_band_factors_are_clipped_like_kappa() -> None:
+    est = _estimator(calibration_levels_s=(400.0,), calibration_max=1.05)
+    _history(est)
+    # kappa 0.9 is clipped to 1 / 1.05, and so are the bands: 1.1 -> 1.05, 0.8 -> 1 / 1.05
+    assert est.calibration(T0 + 490) == pytest.approx(1 / 1.05)
+    assert list(est.level_factor([100.0, 5000.0])) == pytest.approx([1.05, 1 / 1.05])
+
+
+def test_bands_must_increase_and_start_above_the_smallest_prediction_learned() -> None:
+    with pytest.raises(
+        ValidationError, match=r"calibration_levels_s must increase: \[600.0, 300.0\]"
+    ):
+        EstimatorSettings(calibration_levels_s=(600.0, 300.0))
+    with pytest.raises(ValidationError, match=r"starts at 100\.0 s, not above calibration_min_s"):
+        EstimatorSettings(calibration_levels_s=(100.0, 300.0))
