@@ -227,11 +227,29 @@ def run_day(
         result.abs_errors.append(abs(err))
         (result.errors_priority if cu.vip else result.errors_ordinary).append(err)
 
-    threshold = threshold_s
+    intervals = sorted((s, e) for s, e in alerts.values() if s is not None)
+    return score_alerts(customers, intervals, threshold_s, result)
+
+
+def score_alerts(
+    customers: list[Customer],
+    intervals: list[tuple[float, float | None]],
+    threshold: float,
+    result: DayResult | None = None,
+) -> DayResult:
+    """Score W1 alert intervals ``(fired, resolved or None)`` against the true waits,
+    into ``result`` (a new one if ``None``).
+
+    Episodes, recall, lead, ``warned_3min``, precision and strict precision as defined
+    in the module docstring (balkers never joined and count nowhere). Used by
+    :func:`run_day` and by ``bench/wait_oracle.py`` (the same definitions for the bound).
+    """
+    joined = [cu for cu in customers if cu.outcome != "balked"]
+    if result is None:
+        result = DayResult(kind="", customers=len(joined))
     breaches = sorted(cu.arrival + threshold for cu in joined if cu.wait_s > threshold)
     result.breaching = len(breaches)
     firsts = [b for k, b in enumerate(breaches) if k == 0 or b - breaches[k - 1] > EPISODE_GAP_S]
-    intervals = sorted((s, e) for s, e in alerts.values() if s is not None)
     result.episodes = len(firsts)
     for first in firsts:
         active = [s for s, e in intervals if s <= first and (e is None or e >= first)]

@@ -60,10 +60,7 @@ from dataclasses import dataclass
 from statistics import NormalDist
 
 from alert_quality import (
-    EPISODE_GAP_S,
-    PRECISION_SLACK_S,
-    WARNED_AHEAD_S,
-    DayResult,
+    score_alerts,
     strict_precision,
     summarise,
     warned_share,
@@ -523,38 +520,6 @@ def alert_intervals(
     if start is not None:
         out.append((start, None))
     return out
-
-
-def score_alerts(
-    customers: list[Customer], intervals: list[tuple[float, float | None]], threshold: float
-) -> DayResult:
-    """The alert half of ``bench/alert_quality.py``'s ``run_day``, line for line."""
-    joined = [cu for cu in customers if cu.outcome != "balked"]
-    result = DayResult(kind="", customers=len(joined))
-    breaches = sorted(cu.arrival + threshold for cu in joined if cu.wait_s > threshold)
-    result.breaching = len(breaches)
-    firsts = [b for k, b in enumerate(breaches) if k == 0 or b - breaches[k - 1] > EPISODE_GAP_S]
-    result.episodes = len(firsts)
-    for first in firsts:
-        active = [s for s, e in intervals if s <= first and (e is None or e >= first)]
-        if active:
-            result.detected += 1
-            result.leads.append(first - min(active))
-        ahead = first - WARNED_AHEAD_S
-        if any(s <= ahead and (e is None or e >= ahead) for s, e in intervals):
-            result.warned_ahead += 1
-    late = [cu for cu in joined if cu.wait_s > threshold]
-    for start, end in intervals:
-        result.fires += 1
-        until = start + threshold + PRECISION_SLACK_S
-        if end is None or end > until:
-            until = end if end is not None else math.inf
-        k = bisect.bisect_left(breaches, start)
-        if k < len(breaches) and breaches[k] <= until:
-            result.true_fires += 1
-        if any(cu.arrival <= start + PRECISION_SLACK_S and cu.left_queue >= start for cu in late):
-            result.strict_true_fires += 1
-    return result
 
 
 # ------------------------------------------------------------------ main

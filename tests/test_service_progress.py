@@ -6,10 +6,11 @@ counters"). Reference values are computed here by other means: closed forms with
 from __future__ import annotations
 
 import math
-from datetime import UTC, datetime
+from typing import Any
 
 import numpy as np
 import pytest
+from test_server_support import zone_msg
 
 from lobbywatch.edge.state import ZoneKind
 from lobbywatch.protocol import ZoneMessage
@@ -125,46 +126,27 @@ def test_log_moments_shrink_to_a_prior_cv_of_one() -> None:
     assert flat.sigma2() == pytest.approx(math.log1p(0.09))
 
 
-def _counter(
-    point: str, at: float, people: int, dwell_max: float | None, **kw: object
-) -> ZoneMessage:
-    return ZoneMessage.model_validate(
-        {
-            "device": "d",
-            "seq": int(at - T0),
-            "ts": datetime.fromtimestamp(at, UTC),
-            "branch": "b",
-            "camera": "cam",
-            "zone": point,
-            "kind": ZoneKind.CASH_COUNTER,
-            "people": people,
-            "raw_count": people,
-            "dwell_max_s": dwell_max,
-            "arrivals_total": 0,
-            "departures_total": 0,
-            "completed_dwells_s": kw.get("dwells", []),
-        }
+def _msg(zone: str, kind: ZoneKind, at: float, people: int, **kw: Any) -> ZoneMessage:
+    """One zone of device d, camera cam, branch b, seq = seconds since T0."""
+    return zone_msg(
+        int(at - T0),
+        at,
+        people=people,
+        branch="b",
+        camera="cam",
+        device="d",
+        zone=zone,
+        kind=kind,
+        **kw,
     )
+
+
+def _counter(point: str, at: float, people: int, dwell_max: float | None, **kw: Any) -> ZoneMessage:
+    return _msg(point, ZoneKind.CASH_COUNTER, at, people, dwell_max=dwell_max, **kw)
 
 
 def _waiting(at: float, people: int, dwell_max: float | None = None) -> ZoneMessage:
-    return ZoneMessage.model_validate(
-        {
-            "device": "d",
-            "seq": int(at - T0),
-            "ts": datetime.fromtimestamp(at, UTC),
-            "branch": "b",
-            "camera": "cam",
-            "zone": "W1",
-            "kind": ZoneKind.WAITING,
-            "people": people,
-            "raw_count": people,
-            "dwell_max_s": dwell_max,
-            "arrivals_total": people,
-            "departures_total": 0,
-            "completed_dwells_s": [],
-        }
-    )
+    return _msg("W1", ZoneKind.WAITING, at, people, arrivals=people, dwell_max=dwell_max)
 
 
 def test_elapsed_services_from_the_latest_fresh_message_of_each_counter() -> None:
