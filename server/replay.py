@@ -41,7 +41,7 @@ from typing import IO, Any
 
 from lobbywatch.errors import LobbywatchError
 from lobbywatch.server.alert_records import AlertPayload
-from lobbywatch.server.config import ServerConfig
+from lobbywatch.server.config import NotifySettings, ServerConfig
 
 
 class ReplayInputError(LobbywatchError):
@@ -189,6 +189,9 @@ def replay(
             update={
                 "database": cfg.database.model_copy(update={"url": url, "spool_file": None}),
                 "cluster": cfg.cluster.model_copy(update={"partition": None}),
+                # nothing is notified: no sink is built, so a live config whose
+                # secret files exist only on the collector's host replays anywhere
+                "notify": NotifySettings(sinks={}, routes=[]),
             }
         )
         collector: Collector | None = None

@@ -20,6 +20,7 @@ from test_server_support import (
 )
 
 from lobbywatch.cli import main as cli_main
+from lobbywatch.errors import ConfigError
 from lobbywatch.protocol import StatusMessage, ZoneMessage
 from lobbywatch.server.collector import Collector
 from lobbywatch.server.config import parse_server_config
@@ -177,6 +178,32 @@ def test_cli_replay_writes_jsonl_and_exits_2_on_a_bad_line(
 
 
 @pytest.mark.slow
+def test_replay_builds_no_notification_sink(tmp_path: Path) -> None:
+    # the branches' live config, copied to a workstation: its webhook key file exists only
+    # on the collector's host. A live collector refuses to start without it; the replay
+    # notifies nobody, so it reads no secret and still gives the alert events.
+    cfg = _cfg(tmp_path)
+    missing = tmp_path / "absent" / "webhook.key"
+    cfg["notify"] = {
+        "sinks": {
+            "north": {
+                "type": "webhook",
+                "url": "https://hooks.example",
+                "secret_file": str(missing),
+            }
+        },
+    }
+    parsed = parse_server_config(cfg)
+    with pytest.raises(ConfigError, match=f"webhook secret_file: cannot read {missing}"):
+        Collector(parsed, with_mqtt=False, with_http=False)
+    src = tmp_path / "in.jsonl"
+    _write(src, _script())
+    out: list[dict[str, Any]] = []
+    summary = replay(parsed, read_records(src), out.append)
+    assert summary.alert_events == len(out) > 0
+    assert {o["kind"] for o in out} >= {"w1_wait"}
+
+
 def test_live_run_and_replay_of_its_recording_give_the_same_alert_events(
     mosquitto: Any, tmp_path: Path
 ) -> None:
