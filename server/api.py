@@ -92,6 +92,11 @@ class EstimateOut(BaseModel):
     calibration_source: str | None = Field(
         None, description="tickets (realised ticket waits) | camera (completed dwells)"
     )
+    calibration_level_factor: float | None = Field(
+        None,
+        description="the calibration by level on top of kappa, for the wait shown "
+        "(null: no bands, or tickets as the source)",
+    )
 
 
 #: estimate fields copied to the API as they are (all optional there)
@@ -109,6 +114,7 @@ _TICKET_FIELDS = (
     "tickets_open_priority",
     "calibration_factor",
     "calibration_source",
+    "calibration_level_factor",
 )
 
 

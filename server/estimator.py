@@ -297,6 +297,9 @@ class WaitEstimate:
     #: (realised ticket waits) or "camera" (completed dwells)
     calibration_factor: float | None = None
     calibration_source: str | None = None
+    #: the calibration by level on top of it (``calibration_levels_s``): the factor the
+    #: class-blind wait shown got for its level (None: no bands, or tickets as the source)
+    calibration_level_factor: float | None = None
     #: median and 90th percentile of the current occupants' waits so far (the edge's
     #: ``dwell_p50_s`` / ``dwell_p90_s`` plus the time since that message): with
     #: ``oldest_wait_s`` they place the people waiting (breach risk by position)
@@ -994,11 +997,13 @@ class ZoneEstimator:
             ordinary, priority = kappa * ordinary, kappa * priority
         self._remember(now, predicted, ordinary, priority)
         levels = len(self._lcal) > 1 and self.calibration_source(now) == "camera"
+        level_factor: float | None = None
         if levels:
             # the wait shown gets the level factor; what is remembered (and learned
             # against) is the prediction before it. The bands learn from the camera's
             # dwells: with the ticket system as the source, its kappa stands alone
             f = self.level_factor(np.array([predicted, ordinary, priority]))
+            level_factor = float(f[0])
             predicted, ordinary, priority = (float(v) for v in f * (predicted, ordinary, priority))
         steps = max(1, math.ceil(s.projection_horizon_s / s.projection_step_s))
         lam: np.ndarray | None = None
@@ -1106,4 +1111,5 @@ class ZoneEstimator:
             priority_arrival_rate_per_s=lam_priority,
             first_free_s=first_free,
             first_free_sd_s=first_sd,
+            calibration_level_factor=level_factor,
         )

@@ -41,7 +41,7 @@ from typing import IO, Any
 
 from lobbywatch.errors import LobbywatchError
 from lobbywatch.server.alert_records import AlertPayload
-from lobbywatch.server.config import NotifySettings, ServerConfig
+from lobbywatch.server.config import ServerConfig
 
 
 class ReplayInputError(LobbywatchError):
@@ -191,7 +191,7 @@ def replay(
                 "cluster": cfg.cluster.model_copy(update={"partition": None}),
                 # nothing is notified: no sink is built, so a live config whose
                 # secret files exist only on the collector's host replays anywhere
-                "notify": NotifySettings(sinks={}, routes=[]),
+                "notify": cfg.notify.model_copy(update={"sinks": {}, "routes": []}),
             }
         )
         collector: Collector | None = None

@@ -40,6 +40,7 @@ def test_each_band_learns_its_own_factor_interpolated_between_band_means() -> No
     # 1.1 - 0.3 x 240 / 300 = 0.86, shown 464.4 s
     e = est.estimate(T0 + 500)
     assert e.predicted_wait_s == pytest.approx(540.0 * 0.86)
+    assert (e.calibration_factor, e.calibration_level_factor) == pytest.approx((0.9, 0.86))
     assert e.predicted_wait_ordinary_s == pytest.approx(540.0 * 0.86)
     # one more counter: (9 + 1) x 30 x 0.9 = 270 s, below the lowest band mean: x1.1
     assert e.predicted_wait_one_more_counter_s == pytest.approx(297.0)
@@ -52,7 +53,9 @@ def test_without_bands_one_factor_for_all() -> None:
     assert EstimatorSettings().calibration_levels_s == (300.0, 600.0, 900.0)  # the default
     est = _estimator(calibration_levels_s=())
     _history(est)
-    assert est.estimate(T0 + 500).predicted_wait_s == pytest.approx(540.0)
+    e = est.estimate(T0 + 500)
+    assert e.predicted_wait_s == pytest.approx(540.0)
+    assert e.calibration_level_factor is None
     assert list(est.level_factor([100.0, 900.0])) == [1.0, 1.0]
 
 
