@@ -59,6 +59,7 @@ from lobbywatch.demo.simulator import (
     simulate_day,
     ticket_messages,
 )
+from lobbywatch.errors import ConfigError
 from lobbywatch.protocol import DEFAULT_ROOT, AnyMessage, encode_message, topic_for
 from lobbywatch.server.config import ServerConfig, parse_server_config
 from lobbywatch.server.replay import Recorded, replay
@@ -355,19 +356,38 @@ def main(argv: list[str] | None = None) -> int:
         "--alerts",
         default="{}",
         metavar="JSON",
-        help="alert policy settings over the defaults, e.g. '{\"risk_level\": 0.6}' "
+        help="alert policy settings over the defaults, e.g. '{\"risk_gate\": 0}' "
         "(the server config's alerts section)",
     )
     ap.add_argument(
         "--estimator",
         default="{}",
         metavar="JSON",
-        help="estimator settings over the defaults, e.g. '{\"service_progress\": false}' "
+        help="estimator settings over the defaults, e.g. '{\"service_progress\": true}' "
         "(the server config's estimator section)",
     )
     args = ap.parse_args(argv)
-    alert_overrides = json.loads(args.alerts)
-    estimator_overrides = json.loads(args.estimator)
+    overrides: list[dict[str, Any]] = []
+    for option, text in (("--alerts", args.alerts), ("--estimator", args.estimator)):
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError as exc:
+            ap.error(f"{option}: not JSON ({exc.msg} at column {exc.colno}): {text}")
+        if not isinstance(value, dict):
+            ap.error(f"{option}: a JSON object of settings is needed, not {text}")
+        overrides.append(value)
+    alert_overrides, estimator_overrides = overrides
+    try:  # a bad setting is named once, before any day runs
+        server_config(
+            scenario("hard_normal", 0, args.first_seed),
+            600.0,
+            True,
+            False,
+            alert_overrides,
+            estimator_overrides,
+        )
+    except ConfigError as exc:
+        ap.error(str(exc).replace("SERVER.yaml: ", "--alerts/--estimator: ", 1))
 
     threshold = args.threshold_min * 60
     families = {"hard": list(HARD_SCENARIO_KINDS), "classic": list(SCENARIO_KINDS)}.get(

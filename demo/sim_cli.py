@@ -70,7 +70,10 @@ def simulate(
         "collector); implies --speed 1",
     ),
     dry_run: bool = typer.Option(
-        False, "--dry-run", help="print the messages as JSON lines instead of publishing"
+        False,
+        "--dry-run",
+        help="print the messages instead of publishing, one per line: the topic, a space, "
+        "the JSON payload",
     ),
     tickets: bool = typer.Option(
         False,
