@@ -803,31 +803,18 @@ class ZoneEstimator:
             return reading.open_counters, "observed", reading.mean_service_s
         return self.counters, "configured", reading.mean_service_s
 
-    def first_free(
+    def _progress(
         self, now: float, capacity_per_s: float, counters: int
-    ) -> tuple[float, float] | None:
-        """(mean, standard deviation) of the seconds until the first of the ``counters``
-        open counters frees, from the elapsed services of the busy ones
-        (:mod:`service_progress`); ``None`` when switched off, without service points, or
-        when no service point's fresh message shows a customer being served.
+    ) -> tuple[list[float], int, Lognormal] | None:
+        """(elapsed services of the busy counters, counters without progress, service law)
+        for :mod:`service_progress`; ``None`` when switched off, without service points,
+        or when no service point's fresh message shows a customer being served.
 
         The service law is the lognormal of mean ``counters / mu`` (the capacity's own
         per-counter mean) and the log-variance fitted to the counters' services. Open
         counters without elapsed information (idle while people wait: at lunch, a missed
         detection; or no fresh message) count with the stationary residual.
         """
-        progress = self._progress(now, capacity_per_s, counters)
-        if progress is None:
-            return None
-        elapsed, unknown, law = progress
-        mean, var = first_free_moments(elapsed, unknown, law)
-        return mean, math.sqrt(var)
-
-    def _progress(
-        self, now: float, capacity_per_s: float, counters: int
-    ) -> tuple[list[float], int, Lognormal] | None:
-        """(elapsed services of the busy counters, counters without progress, service law),
-        or ``None`` (see :meth:`first_free`)."""
         s = self.settings
         obs = self.counter_observer
         if not s.service_progress or obs is None or capacity_per_s <= 0:
@@ -962,10 +949,13 @@ class ZoneEstimator:
         counters, counters_method, _ = self.counters_now(now)
         theta, walkout_share = self.abandonment(mu)
         r = r_configured = s.residual_factor
-        progress = self.first_free(now, mu, counters)
+        # the counters' progress is read once: the first completion and, with
+        # service_progress_order, the (L+1)-th come from the same state
+        progress = self._progress(now, mu, counters)
         first_free = first_sd = None
         if progress is not None:
-            first_free, first_sd = progress
+            mean, var = first_free_moments(*progress)
+            first_free, first_sd = mean, math.sqrt(var)
             # service progress: the observed residual, r = mu E[min R] (capped: a single
             # counter deep in a long service cannot hold the whole queue forever)
             r = min(mu * first_free, _MAX_OBSERVED_RESIDUAL)
@@ -974,12 +964,10 @@ class ZoneEstimator:
         # service_progress_order, what the counters' progress says of the (L+1)-th
         # completion, as a residual: mu E[T_(L+1)] - L
         r_queue = r
-        if first_free is not None and s.service_progress_order and queue >= 1:
-            progress_now = self._progress(now, mu, counters)
-            if progress_now is not None:
-                nth = expected_nth_completion(*progress_now, queue + 1)
-                if nth is not None:
-                    r_queue = min(max(mu * nth - queue, 0.0), _MAX_OBSERVED_RESIDUAL)
+        if progress is not None and s.service_progress_order and queue >= 1:
+            nth = expected_nth_completion(*progress, queue + 1)
+            if nth is not None:
+                r_queue = min(max(mu * nth - queue, 0.0), _MAX_OBSERVED_RESIDUAL)
         predicted = kappa * wait_behind(queue, mu, theta, r_queue) if queue >= 1 else 0.0
         arrival_rate = departure_rate = net = None
         if self._trend_s >= s.min_trend_s:
