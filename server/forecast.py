@@ -330,3 +330,61 @@ def breach_risk_by_position(
         # ...and does not give up first: a walk-out before T is no W1 breach
         risk = risk * np.exp(-abandon_per_s * np.maximum(left, 0.0))
     return risk
+
+
+def joiner_breach_risk(
+    projected_waits_s: np.ndarray,
+    offsets_s: np.ndarray,
+    threshold_s: float,
+    capacity_per_s: float,
+    arrivals_per_s: float = 0.0,
+    priority_arrivals_per_s: float = 0.0,
+    abandon_per_s: float = 0.0,
+    service_cv: float = 1.0,
+    own_walk_out: bool = False,
+) -> np.ndarray:
+    """Probability that a customer joining at each offset waits longer than ``threshold_s``.
+
+    The joiner at offset ``t`` has the projected (fluid) wait ``W_t`` as its mean. Its
+    spread has two parts, both in the diffusion approximation of
+    :func:`breach_risk_by_position`:
+
+    * the first passage of the net completions (rate ``d = mu - lambda_p``, floored at
+      ``mu / 4``; variance rate ``v = mu cv^2 + lambda_p``) through the ``W_t d`` people
+      ahead: variance ``W_t v / d^2``;
+    * how many are ahead is itself uncertain: over ``t`` seconds the queue gains the
+      arrivals (Poisson, ``lambda t``) and loses the completions (``mu cv^2 t``), so
+      ``Var Q_t = (lambda + mu cv^2) t`` (while the queue stays non-empty, the case that
+      matters for a breach), each person ahead worth ``1/d`` seconds of wait.
+
+    A Gamma law with that mean and variance gives the tail (Wilson-Hilferty,
+    :func:`gamma_sf`). With ``own_walk_out`` the joiner must also stay the whole
+    ``T`` (``exp(-theta T)``), as the people already waiting do there.
+
+    Args:
+        projected_waits_s: shape (n,), float64 seconds (the projection's ``waits_s``).
+        offsets_s: shape (n,), joining offsets from now, seconds.
+        threshold_s: T, seconds.
+        capacity_per_s: mu > 0.
+        arrivals_per_s: lambda, all classes, people/s.
+        priority_arrivals_per_s: lambda_p, people/s (0 without a priority class).
+        abandon_per_s: theta, walk-outs per waiting person per second.
+        service_cv: coefficient of variation of one service.
+        own_walk_out: discount the joiner's own walk-out before T.
+
+    Returns:
+        shape (n,) float64 probabilities in [0, 1].
+    """
+    mu = capacity_per_s
+    if mu <= 0:
+        raise ValueError("capacity_per_s must be > 0")
+    w = np.maximum(np.asarray(projected_waits_s, dtype=np.float64), 1.0)
+    t = np.maximum(np.asarray(offsets_s, dtype=np.float64), 0.0)
+    lam_p = max(0.0, priority_arrivals_per_s)
+    drift = max(mu - lam_p, mu / 4.0)
+    served_var = mu * service_cv * service_cv
+    var = (w * (served_var + lam_p) + t * (max(0.0, arrivals_per_s) + served_var)) / drift**2
+    risk = gamma_sf(np.full_like(w, threshold_s), w, np.maximum(var, 1.0))
+    if own_walk_out and abandon_per_s > 0:
+        risk = risk * math.exp(-abandon_per_s * threshold_s)
+    return risk
