@@ -122,6 +122,22 @@ class BusinessHours(BaseModel):
             )
         return out
 
+    def open_minutes(self, day: date) -> np.ndarray:
+        """Local minutes of ``day`` (bool, shape (1440,), minute ``h * 60 + m``) inside an
+        opening interval, wall-clock (an interval crossing midnight covers the evening of
+        its weekday and the next morning)."""
+        mask = np.zeros(1440, dtype=bool)
+        if day not in self.holidays:
+            for opens, closes in self.weekly.get(WEEKDAYS[day.weekday()], []):
+                lo, hi = opens.hour * 60 + opens.minute, closes.hour * 60 + closes.minute
+                mask[lo : hi if closes > opens else 1440] = True
+        yesterday = day - timedelta(days=1)
+        if yesterday not in self.holidays:
+            for opens, closes in self.weekly.get(WEEKDAYS[yesterday.weekday()], []):
+                if closes <= opens:
+                    mask[: closes.hour * 60 + closes.minute] = True
+        return mask
+
     def closes_at(self, now: float) -> float | None:
         """End (Unix s) of the opening interval containing ``now``; ``None`` when closed."""
         today = datetime.fromtimestamp(now, ZoneInfo(self.timezone)).date()

@@ -8,7 +8,11 @@ same weekday when at least ``min_days`` of them are known, else over all past
 days (lunch and after-work peaks recur every working day at about the same
 hours), smoothed with a centred moving average of ``smooth_min`` minutes (a
 15-minute average keeps the peak shape and removes most Poisson noise of a few
-days).
+days). The average runs over the minutes the zone was open only (observed on
+some past day, and inside the branch's business hours when they are known):
+normalised convolution (Knutsson and Westin 1993). A plain average across the
+opening would mix seven closed, empty minutes into the first open one and halve
+the opening rush exactly when it builds the day's first queue.
 
 Forecast for the next minutes (Ibrahim and Whitt 2011 show that predictors
 which ignore time-varying arrivals lag behind the peaks):
@@ -28,6 +32,7 @@ which ignore time-varying arrivals lag behind the peaks):
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -55,9 +60,18 @@ class ProfileSettings:
 class ArrivalHistory:
     """Per-minute arrivals of one waiting zone, by local date (bounded to ``max_days``)."""
 
-    def __init__(self, timezone: str, settings: ProfileSettings | None = None) -> None:
+    def __init__(
+        self,
+        timezone: str,
+        settings: ProfileSettings | None = None,
+        open_minutes: Callable[[date], np.ndarray | None] | None = None,
+    ) -> None:
+        """``open_minutes(day)``: the local minutes (bool, shape (1440,)) the branch is open
+        on ``day`` (its business hours), or ``None`` when not known; without it, the
+        minutes observed on a past day stand for the opening hours."""
         self.tz = ZoneInfo(timezone)
         self.settings = settings or ProfileSettings()
+        self._open_minutes = open_minutes
         #: local date -> (arrivals per minute, minute observed) arrays of 1440
         self._days: dict[date, tuple[np.ndarray, np.ndarray]] = {}
         self._cache: dict[date, tuple[np.ndarray, int] | None] = {}
@@ -97,9 +111,11 @@ class ArrivalHistory:
             seen = np.stack([self._days[d][1] for d in chosen])
             n = seen.sum(axis=0)
             mean = np.divide(counts.sum(axis=0), n, out=np.zeros(MINUTES_PER_DAY), where=n > 0)
-            width = self.settings.smooth_min
-            kernel = np.ones(width) / width
-            result = (np.convolve(mean, kernel, mode="same"), len(chosen))
+            is_open = n > 0
+            hours = self._open_minutes(day) if self._open_minutes is not None else None
+            if hours is not None and hours.any():
+                is_open &= hours
+            result = (open_average(mean, is_open, self.settings.smooth_min), len(chosen))
         self._cache[day] = result
         return result
 
@@ -152,6 +168,20 @@ class ArrivalHistory:
         w = n_days / (n_days + s.blend_days)
         trend = trend_per_s if trend_per_s is not None else float(shaped[0])
         return np.asarray(w * shaped + (1 - w) * trend, dtype=np.float64)
+
+
+def open_average(values: np.ndarray, is_open: np.ndarray, width: int) -> np.ndarray:
+    """Centred moving average of ``values`` over the open minutes only (float64, same shape).
+
+    Normalised convolution: ``conv(values x open) / conv(open)`` at open minutes, 0 at
+    closed ones, so a window at the opening or closing averages the open minutes it
+    covers instead of diluting them with closed ones. ``width`` in minutes (>= 1).
+    """
+    weight = np.asarray(is_open, dtype=np.float64)
+    kernel = np.ones(max(1, int(width)))
+    num = np.convolve(np.asarray(values, dtype=np.float64) * weight, kernel, mode="same")
+    den = np.convolve(weight, kernel, mode="same")
+    return np.divide(num, den, out=np.zeros(len(weight)), where=(weight > 0) & (den > 0))
 
 
 def ramp_forecast(

@@ -540,7 +540,14 @@ class Collector:
                     priority_share=priority_share,
                 ),
                 self.threshold_for(key.branch, key.zone),
-                history=ArrivalHistory(branch.timezone if branch else "UTC"),
+                history=ArrivalHistory(
+                    branch.timezone if branch else "UTC",
+                    open_minutes=(
+                        branch.business_hours.open_minutes
+                        if branch is not None and branch.business_hours is not None
+                        else None
+                    ),
+                ),
                 # read on the store-writer thread: the processing thread never waits
                 # on the database
                 stored_history=self._writer.submit(self._stored_history_rows, key),

@@ -552,6 +552,18 @@ class ZoneEstimator:
                 self._fold_rates(dt, arrivals, departures, msg.people)
                 if starts is not None and walkouts is not None:
                     self._fold_exits(dt, departures, starts, walkouts, msg.people)
+            else:
+                # unobserved time (the night, a device down): the arrival trend is a
+                # rate of *now*, and what was seen before the gap ages by the gap's
+                # length (an EWMA weighs a minute by exp(-age / window)). Without
+                # this a collector running for days opened every morning with the
+                # previous evening's rate and met the opening rush with it. The
+                # service capacity keeps its memory: yesterday's counters are the
+                # best prior for today's until departures are seen.
+                decay = math.exp(-dt / self.settings.trend_window_s)
+                self._trend_arrivals *= decay
+                self._trend_departures *= decay
+                self._trend_s *= decay
         if departures > 0:
             self._last_departure_ts = ts
         if msg.people > 0 and (self._occupied_since is None or self._people == 0):

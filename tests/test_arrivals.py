@@ -3,15 +3,17 @@ today's level and blended with the trend (hand-computed)."""
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import date, time, timedelta
 
 import numpy as np
 import pytest
 
+from lobbywatch.server.alerts import BusinessHours
 from lobbywatch.server.arrivals import (
     ArrivalHistory,
     ProfileSettings,
     minute_starts,
+    open_average,
     ramp_forecast,
 )
 
@@ -168,3 +170,58 @@ def test_a_cold_start_collector_projects_with_the_ramp_once_20_minutes_are_seen(
     # (10:00-10:19, closed at 10:20), then the line through them
     assert methods[19] == "trend"
     assert methods[20] == "ramp" and methods[24] == "ramp"
+
+
+def test_the_profile_is_not_diluted_at_the_opening() -> None:
+    # two past Mondays with 2 arrivals a minute from 09:00 to 10:00 and nothing observed
+    # before (the edge starts at opening): a 15-minute average at 09:00 covers 09:00-09:07
+    # only, 2.0 (a plain average with the 7 closed minutes would give 8 x 2 / 15 = 1.07)
+    history = ArrivalHistory(TZ)
+    for weeks in (1, 2):
+        _day(history, MONDAY - timedelta(weeks=weeks), 2.0, (9, 10))
+    got = history.profile(MONDAY)
+    assert got is not None
+    profile, days = got
+    assert days == 2
+    assert profile[9 * 60] == pytest.approx(2.0)
+    assert profile[9 * 60 + 30] == pytest.approx(2.0)
+    assert profile[9 * 60 - 1] == 0.0 and profile[10 * 60] == 0.0  # closed: none expected
+    # an edge that publishes around the clock reports the closed minutes as observed, with
+    # no arrivals: the branch's business hours then say which minutes were open
+    always_on = ArrivalHistory(TZ)
+    hours = BusinessHours(timezone=TZ, weekly={"mon": [(time(9), time(10))]})
+    with_hours = ArrivalHistory(TZ, open_minutes=hours.open_minutes)
+    for h in (always_on, with_hours):
+        for weeks in (1, 2):
+            _day(h, MONDAY - timedelta(weeks=weeks), 0.0, (0, 9))
+            _day(h, MONDAY - timedelta(weeks=weeks), 2.0, (9, 10))
+    diluted = always_on.profile(MONDAY)
+    kept = with_hours.profile(MONDAY)
+    assert diluted is not None and kept is not None
+    assert diluted[0][9 * 60] == pytest.approx(16 / 15)
+    assert kept[0][9 * 60] == pytest.approx(2.0)
+
+
+def test_open_average_and_business_minutes() -> None:
+    values = np.array([0.0, 0.0, 3.0, 6.0, 9.0, 0.0])
+    is_open = np.array([False, False, True, True, True, False])
+    # width 3: (3 + 6) / 2, (3 + 6 + 9) / 3, (6 + 9) / 2 at the open minutes, 0 elsewhere
+    assert open_average(values, is_open, 3).tolist() == pytest.approx([0, 0, 4.5, 6, 7.5, 0])
+    hours = BusinessHours(
+        timezone=TZ,
+        weekly={
+            "sun": [(time(22), time(2))],
+            "mon": [(time(8, 30), time(12)), (time(13), time(17, 30))],
+        },
+        holidays=[MONDAY + timedelta(days=7)],
+    )
+    mask = hours.open_minutes(MONDAY)
+    # Sunday's evening interval runs into Monday until 02:00
+    assert mask[:120].all() and not mask[120]
+    assert not mask[8 * 60 + 29] and mask[8 * 60 + 30] and mask[11 * 60 + 59]
+    assert not mask[12 * 60] and mask[13 * 60] and not mask[17 * 60 + 30]
+    assert int(mask.sum()) == 120 + 210 + 270
+    # a holiday Monday: no interval starts (Sunday's still ends at 02:00)
+    assert int(hours.open_minutes(MONDAY + timedelta(days=7)).sum()) == 120
+    # Sunday: from 22:00 to midnight
+    assert int(hours.open_minutes(MONDAY - timedelta(days=1)).sum()) == 120

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, datetime
 
 import pytest
@@ -297,3 +298,31 @@ def test_current_waits_quantiles_age_and_priority_arrival_rate() -> None:
     e = plain.estimate(T0 + 50)
     assert e.priority_arrival_rate_per_s == 0.0
     assert e.waiting_p50_s is None and e.waiting_p90_s is None
+
+
+def test_the_arrival_trend_ages_across_a_gap_it_did_not_observe() -> None:
+    # trend time constant 600 s. Yesterday evening: 6 arrivals a minute for 10 minutes;
+    # then nothing is received for 15 h (closed); this morning 1 a minute for 3 min.
+    settings = RAW.model_copy(update={"trend_window_s": 600.0})
+    est = ZoneEstimator(settings, counters=2, mean_service_s=300)
+    evening = [msg(60.0 * k, 1, 6 * k, 6 * k) for k in range(11)]
+    feed(est, evening)
+    night = 15 * 3600.0
+    morning = [msg(600 + night + 60.0 * k, 1, 60 + k, 60 + k) for k in range(4)]
+    feed(est, morning)
+    # the evening's weights aged by exp(-15 h / 600 s) = 0 (not merely frozen): the
+    # trend is the morning's 3 arrivals over its 180 s
+    assert est.arrival_trend() == pytest.approx(1 / 60, rel=1e-6)
+    # a gap of one window keeps e^-1 of what was seen before it: sums of arrivals and
+    # observed seconds of the EWMA, each decayed, then the morning's added
+    est = ZoneEstimator(settings, counters=2, mean_service_s=300)
+    feed(est, evening)
+    feed(est, [msg(600 + 600 + 60.0 * k, 1, 60 + k, 60 + k) for k in range(4)])
+    d = math.exp(-60 / 600)
+    before_a = sum(6 * d**k for k in range(10))  # arrivals seen in the evening, aged
+    before_s = sum(60 * d**k for k in range(10))
+    after_a = sum(d**k for k in range(3))
+    after_s = sum(60 * d**k for k in range(3))
+    gap = math.exp(-600 / 600)
+    expected = (before_a * gap * d**3 + after_a) / (before_s * gap * d**3 + after_s)
+    assert est.arrival_trend() == pytest.approx(expected, rel=1e-6)
