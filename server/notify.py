@@ -50,6 +50,7 @@ from typing import Any, Protocol
 
 import httpx
 
+from lobbywatch.errors import ConfigError
 from lobbywatch.server.alert_texts import notice
 from lobbywatch.server.config import (
     AlertmanagerSink,
@@ -448,21 +449,37 @@ class AlertmanagerNotifier:
 
 
 def build_sinks(settings: NotifySettings) -> dict[str, Sink]:
+    """One notifier per configured sink.
+
+    Raises:
+        ConfigError: a sink's secret cannot be read; the message starts with the sink's
+            path in SERVER.yaml (``notify.sinks.NAME: webhook secret_file: ...``), so a
+            config with several sinks says which one.
+    """
     out: dict[str, Sink] = {}
-    for name, cfg in settings.sinks.items():
-        if isinstance(cfg, LogSink):
-            out[name] = LogNotifier(name, cfg)
-        elif isinstance(cfg, WebhookSink):
-            out[name] = WebhookNotifier(name, cfg)
-        elif isinstance(cfg, SmtpSink):
-            out[name] = SmtpNotifier(name, cfg)
-        elif isinstance(cfg, AlertmanagerSink):
-            out[name] = AlertmanagerNotifier(name, cfg)
-        elif isinstance(cfg, WeComSink):
-            out[name] = WeComNotifier(name, cfg)
-        elif isinstance(cfg, DingTalkSink):
-            out[name] = DingTalkNotifier(name, cfg)
+    for name in settings.sinks:
+        try:
+            out[name] = _build_sink(name, settings)
+        except ConfigError as exc:
+            raise ConfigError(f"notify.sinks.{name}: {exc}") from None
     return out
+
+
+def _build_sink(name: str, settings: NotifySettings) -> Sink:
+    cfg = settings.sinks[name]
+    if isinstance(cfg, LogSink):
+        return LogNotifier(name, cfg)
+    if isinstance(cfg, WebhookSink):
+        return WebhookNotifier(name, cfg)
+    if isinstance(cfg, SmtpSink):
+        return SmtpNotifier(name, cfg)
+    if isinstance(cfg, AlertmanagerSink):
+        return AlertmanagerNotifier(name, cfg)
+    if isinstance(cfg, WeComSink):
+        return WeComNotifier(name, cfg)
+    if isinstance(cfg, DingTalkSink):
+        return DingTalkNotifier(name, cfg)
+    raise ConfigError(f"unknown sink type {type(cfg).__name__}")
 
 
 class Dispatcher:

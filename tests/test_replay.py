@@ -194,7 +194,10 @@ def test_replay_builds_no_notification_sink(tmp_path: Path) -> None:
         },
     }
     parsed = parse_server_config(cfg)
-    with pytest.raises(ConfigError, match=f"webhook secret_file: cannot read {missing}"):
+    # the error names the sink, as a config with several would need
+    with pytest.raises(
+        ConfigError, match=f"notify.sinks.north: webhook secret_file: cannot read {missing}"
+    ):
         Collector(parsed, with_mqtt=False, with_http=False)
     src = tmp_path / "in.jsonl"
     _write(src, _script())
