@@ -55,13 +55,11 @@ from datetime import date, datetime, time, timedelta
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from lobbywatch.server.estimator import WaitEstimate
 from lobbywatch.server.forecast import (
     breach_risk_by_position,
-    joiner_breach_risk,
     unserved_by,
     wait_behind,
     waited_by_position,
@@ -305,26 +303,6 @@ class AlertPolicy(BaseModel):
         "(probability hysteresis: an alert is not withdrawn while somebody is still that "
         "likely to wait longer than the threshold); 0 = the risk is not consulted",
     )
-    # Future-risk rule (docs/wait-estimation.md, "Lead: the fourth pass"): the oracle
-    # bench reached its lead with the probability that somebody waiting *or joining
-    # soon* crosses T, and hysteresis on it; this is the camera's version of it.
-    future_risk_level: float = Field(
-        default=0.0,
-        ge=0,
-        le=1,
-        description="future-risk rule: the largest probability, over the people waiting and "
-        "the customers joining within future_risk_horizon_s (the projection), of a wait "
-        "longer than the threshold reaches this; 0 = off",
-    )
-    future_risk_horizon_s: float = Field(
-        default=300.0,
-        ge=0,
-        le=3600,
-        description="future-risk rule: joining times considered, seconds from now",
-    )
-    future_risk_min_duration_s: float = Field(
-        default=60.0, ge=0, description="future-risk rule: condition must hold this long to fire"
-    )
     risk_walk_out: bool = Field(
         default=True,
         description="risk rule: the person may walk out before T (at the observed walk-out "
@@ -355,12 +333,6 @@ class AlertPolicy(BaseModel):
             raise ValueError(
                 f"risk_resolve_below ({self.risk_resolve_below}) must not exceed risk_level "
                 f"({self.risk_level}): an alert would resolve while it may fire"
-            )
-        if self.future_risk_level > 0 and self.risk_resolve_below > self.future_risk_level:
-            raise ValueError(
-                f"risk_resolve_below ({self.risk_resolve_below}) must not exceed "
-                f"future_risk_level ({self.future_risk_level}): an alert would resolve while "
-                "it may fire"
             )
         return self
 
@@ -615,46 +587,6 @@ def w1_breach_risk(estimate: WaitEstimate, policy: AlertPolicy) -> float | None:
     return float(risk.max())
 
 
-def w1_future_risk(estimate: WaitEstimate, policy: AlertPolicy) -> float | None:
-    """The largest probability of a wait longer than T over the people waiting *and* the
-    customers joining within ``future_risk_horizon_s``.
-
-    The people waiting: :func:`w1_breach_risk`. The joiners: each projected wait
-    (``projected_waits_s``, the fluid projection) with the spread of
-    :func:`joiner_breach_risk`. ``None`` when neither can be computed (no service rate;
-    no oldest occupant and no projection).
-    """
-    current = w1_breach_risk(estimate, policy)
-    mu = estimate.service_rate_per_s
-    waits = estimate.projected_waits_s
-    step = estimate.projection_step_s
-    if not mu or not waits or not step:
-        return current
-    offsets = np.arange(len(waits), dtype=np.float64) * step
-    ahead = offsets <= policy.future_risk_horizon_s
-    joiners = joiner_breach_risk(
-        np.asarray(waits, dtype=np.float64)[ahead],
-        offsets[ahead],
-        policy.w1_threshold_s,
-        mu,
-        estimate.arrival_rate_per_s or 0.0,
-        estimate.priority_arrival_rate_per_s or 0.0,
-        estimate.abandon_rate_per_s or 0.0,
-        policy.risk_service_cv,
-        policy.risk_walk_out,
-    )
-    return max(current or 0.0, float(joiners.max()))
-
-
-def w1_future_risk_condition(estimate: WaitEstimate, policy: AlertPolicy) -> bool:
-    """Future-risk rule: somebody waiting or joining soon is likely (``future_risk_level``)
-    to wait longer than T."""
-    if policy.future_risk_level <= 0:
-        return False
-    risk = w1_future_risk(estimate, policy)
-    return risk is not None and risk >= policy.future_risk_level
-
-
 def w1_risk_condition(estimate: WaitEstimate, policy: AlertPolicy) -> bool:
     """Risk rule: somebody waiting is likely (``risk_level``) to wait longer than T."""
     if policy.risk_level <= 0:
@@ -710,12 +642,7 @@ def w1_clear(estimate: WaitEstimate, policy: AlertPolicy) -> bool:
     if policy.risk_resolve_below > 0:
         # withdrawing a warning while somebody is still likely to breach makes it
         # flap (every re-fire pages the manager again); no computable risk: no veto
-        # with the future-risk rule on, the risk that fires is the one that must fall
-        risk = (
-            w1_future_risk(estimate, policy)
-            if policy.future_risk_level > 0
-            else w1_breach_risk(estimate, policy)
-        )
+        risk = w1_breach_risk(estimate, policy)
         if risk is not None and risk >= policy.risk_resolve_below:
             return False
     return True
@@ -807,13 +734,11 @@ class AlertEngine:
         head_for = w1.held_for("head", w1_head_condition(estimate, policy), now, grace)
         forecast_for = w1.held_for("forecast", w1_forecast_condition(estimate, policy), now, grace)
         risk_for = w1.held_for("risk", w1_risk_condition(estimate, policy), now, grace)
-        future_for = w1.held_for("future", w1_future_risk_condition(estimate, policy), now, grace)
         ready = (
             (queue_for is not None and queue_for >= policy.min_duration_s)
             or (head_for is not None and head_for >= policy.head_min_duration_s)
             or (forecast_for is not None and forecast_for >= policy.forecast_min_duration_s)
             or (risk_for is not None and risk_for >= policy.risk_min_duration_s)
-            or (future_for is not None and future_for >= policy.future_risk_min_duration_s)
         )
         events += self._step(
             ("w1_wait", branch, zone),

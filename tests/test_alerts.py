@@ -17,7 +17,6 @@ from lobbywatch.server.alerts import (
     BusinessHours,
     w1_breach_risk,
     w1_clear,
-    w1_future_risk,
     w1_queue_condition,
 )
 from lobbywatch.server.estimator import WaitEstimate
@@ -558,52 +557,3 @@ def test_breach_risk_is_a_probability_for_any_estimate(
     else:
         assert risk is not None and 0.0 <= risk <= 1.0
     run(engine(AlertPolicy()), [(0, e), (30, e)])
-
-
-def test_future_risk_rule_fires_on_a_joiner_the_projection_puts_past_t() -> None:
-    # nobody waiting is at risk yet (queue_of_four at oldest 300 s: the most at risk,
-    # the last, 0.056), but the projection has a
-    # joiner in 2 min waiting 600 s = T and one in 4 min waiting 720 s
-    policy = DEFAULT.merged({"head_breach_services": 0, "forecast_lead_s": 0})
-    base = queue_of_four(300, predicted=300)
-    risk_now = w1_breach_risk(base, policy)
-    assert risk_now == pytest.approx(0.056, abs=5e-3)
-    e = dataclasses.replace(
-        base,
-        arrival_rate_per_s=1 / 60,
-        projected_waits_s=(300.0, 450.0, 600.0, 660.0, 720.0, 800.0),
-        projection_step_s=60.0,
-    )
-    # joiner at +240 s: mean 720 s, variance (720/60 + 2/60 x 240) x 60^2 = 20 x 3600,
-    # k = 7.2: P(W > 600) = 0.637 (Wilson-Hilferty); +300 s is beyond the horizon
-    on = policy.merged({"future_risk_level": 0.6, "future_risk_horizon_s": 240})
-    assert w1_future_risk(e, on) == pytest.approx(0.637, abs=5e-3)
-    timeline = [(t, dataclasses.replace(e, oldest_wait_s=300.0 + t)) for t in range(0, 70, 10)]
-    assert w1(run(engine(on), timeline)) == [(60, "fire", "warning")]  # held 60 s
-    # a shorter horizon (joiners up to +120 s: mean 600 s, variance (10 + 4) x 3600,
-    # 0.450) does not fire
-    short = on.merged({"future_risk_horizon_s": 120})
-    assert w1_future_risk(e, short) == pytest.approx(0.450, abs=5e-3)
-    assert w1(run(engine(short), timeline)) == []
-    # off by default (level 0), and without a projection only the people waiting count
-    assert AlertPolicy().future_risk_level == 0.0
-    assert w1(run(engine(policy), timeline)) == []
-    blind = dataclasses.replace(e, projected_waits_s=None)
-    assert w1_future_risk(blind, on) == pytest.approx(risk_now)
-
-
-def test_future_risk_resolve_veto_and_validation() -> None:
-    e = dataclasses.replace(
-        queue_of_four(300, predicted=300),
-        arrival_rate_per_s=1 / 60,
-        projected_waits_s=(300.0, 450.0, 600.0, 660.0, 720.0),
-        projection_step_s=60.0,
-    )
-    plain = AlertPolicy(w1_threshold_s=600, resolve_fraction=0.6)
-    assert w1_clear(e, plain)  # 300 s < 0.6 T, nobody past T
-    # with the future-risk rule on, the veto reads the joiners' risk (0.637 at +240 s)
-    veto = plain.merged({"future_risk_level": 0.8, "risk_level": 0.8, "risk_resolve_below": 0.6})
-    assert not w1_clear(e, veto)
-    assert w1_clear(e, veto.merged({"risk_resolve_below": 0.75}))
-    with pytest.raises(ValidationError, match=r"must not exceed future_risk_level \(0.5\)"):
-        plain.merged({"future_risk_level": 0.5, "risk_level": 0.9, "risk_resolve_below": 0.6})

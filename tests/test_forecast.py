@@ -13,7 +13,6 @@ from lobbywatch.server.forecast import (
     breach_risk_by_position,
     fluid_queue,
     gamma_sf,
-    joiner_breach_risk,
     normal_cdf,
     ordinary_and_priority_waits,
     project,
@@ -152,30 +151,3 @@ def test_breach_risk_scaled_by_the_calibration() -> None:
     got = breach_risk_by_position(np.array([570.0]), 600, 1 / 60, time_scale=2.0)
     assert got[0] == pytest.approx(0.7814, abs=1e-3)
     assert abs(got[0] - math.exp(-0.25)) < 0.01
-
-
-def test_joiner_breach_risk_erlang_queue_spread_priority_and_walk_out() -> None:
-    mu = 1 / 60  # one completion a minute; T = 400 s
-    # joining now behind 5 completions' worth (projected 300 s): Erlang(5, mu) exactly
-    # for Poisson completions, P(Pois(400 / 60) <= 4) = 0.2056 (Wilson-Hilferty 0.2049)
-    now = joiner_breach_risk(np.array([300.0]), np.array([0.0]), 400, mu)
-    assert now[0] == pytest.approx(0.2049, abs=1e-3)
-    assert abs(now[0] - 0.2056) < 0.01
-    # joining in 2 min with arrivals at 1/60: how many are then ahead is uncertain,
-    # Var Q = (1/60 + 1/60) x 120 = 4 people; variance (300/60 + 4) x 60^2 = 32400 s^2
-    later = joiner_breach_risk(np.array([300.0]), np.array([120.0]), 400, mu, 1 / 60)
-    assert later[0] == pytest.approx(0.2410, abs=1e-3)
-    # priority customers arriving at 1/240 take slots first: drift 1/80, variance
-    # 300 x (1/60 + 1/240) x 80^2 = 40000 s^2
-    prio = joiner_breach_risk(np.array([300.0]), np.array([0.0]), 400, mu, 0, 1 / 240)
-    assert prio[0] == pytest.approx(0.2498, abs=1e-3)
-    # a joiner who may give up first (1 / 1200 s per person): x e^(-400/1200)
-    walk = joiner_breach_risk(
-        np.array([300.0]), np.array([0.0]), 400, mu, 0, 0, 1 / 1200, 1.0, True
-    )
-    assert walk[0] == pytest.approx(0.1468, abs=1e-3)
-    # vectorised over the projection grid, rising with the projected wait
-    grid = joiner_breach_risk(np.array([0.0, 200.0, 400.0, 600.0]), np.arange(4) * 60.0, 400, mu)
-    assert grid[0] < 1e-3 and np.all(np.diff(grid) > 0) and grid[3] > 0.6
-    with pytest.raises(ValueError, match="capacity_per_s must be > 0"):
-        joiner_breach_risk(np.array([300.0]), np.array([0.0]), 400, 0.0)
