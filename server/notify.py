@@ -467,19 +467,18 @@ def build_sinks(settings: NotifySettings) -> dict[str, Sink]:
 
 def _build_sink(name: str, settings: NotifySettings) -> Sink:
     cfg = settings.sinks[name]
-    if isinstance(cfg, LogSink):
-        return LogNotifier(name, cfg)
-    if isinstance(cfg, WebhookSink):
-        return WebhookNotifier(name, cfg)
-    if isinstance(cfg, SmtpSink):
-        return SmtpNotifier(name, cfg)
-    if isinstance(cfg, AlertmanagerSink):
-        return AlertmanagerNotifier(name, cfg)
-    if isinstance(cfg, WeComSink):
-        return WeComNotifier(name, cfg)
-    if isinstance(cfg, DingTalkSink):
-        return DingTalkNotifier(name, cfg)
-    raise ConfigError(f"unknown sink type {type(cfg).__name__}")
+    notifiers: dict[type, Callable[[str, Any], Sink]] = {
+        LogSink: LogNotifier,
+        WebhookSink: WebhookNotifier,
+        SmtpSink: SmtpNotifier,
+        AlertmanagerSink: AlertmanagerNotifier,
+        WeComSink: WeComNotifier,
+        DingTalkSink: DingTalkNotifier,
+    }
+    make = notifiers.get(type(cfg))
+    if make is None:
+        raise ConfigError(f"unknown sink type {type(cfg).__name__}")
+    return make(name, cfg)
 
 
 class Dispatcher:
