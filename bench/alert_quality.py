@@ -60,7 +60,13 @@ from lobbywatch.demo.simulator import (
     ticket_messages,
 )
 from lobbywatch.errors import ConfigError
-from lobbywatch.protocol import DEFAULT_ROOT, AnyMessage, encode_message, topic_for
+from lobbywatch.protocol import (
+    DEFAULT_ROOT,
+    AnyMessage,
+    ZoneMessage,
+    encode_message,
+    topic_for,
+)
 from lobbywatch.server.config import ServerConfig, parse_server_config
 from lobbywatch.server.replay import Recorded, replay
 
@@ -97,10 +103,30 @@ class DayResult:
     rate_ratios: list[float] = field(default_factory=list)
 
 
-def stream(sc: BranchScenario, customers: list[Customer], tickets: bool = False) -> list[Recorded]:
+#: the optional departures-by-destination fields an older edge (or one without
+#: ``flows``) leaves out
+CLASSIFIED_FIELDS = ("service_starts_total", "walk_outs_total", "departures_unseen_total")
+
+
+def unclassified(message: AnyMessage) -> AnyMessage:
+    """``message`` as an edge without departures by destination would send it."""
+    if not isinstance(message, ZoneMessage):
+        return message
+    return message.model_copy(update=dict.fromkeys(CLASSIFIED_FIELDS))
+
+
+def stream(
+    sc: BranchScenario,
+    customers: list[Customer],
+    tickets: bool = False,
+    classified: bool = True,
+) -> list[Recorded]:
     """What the collector would receive from the branch's edge (status messages too) and,
-    with ``tickets``, from its ticket system, in observation order."""
+    with ``tickets``, from its ticket system, in observation order. Without ``classified``
+    the edge sends no departures by destination (protocol v1's basic fields only)."""
     edge: Iterable[AnyMessage] = branch_messages(sc, customers, status=True)
+    if not classified:
+        edge = map(unclassified, edge)
     messages = (
         heapq.merge(edge, ticket_messages(sc, customers), key=lambda m: m.ts) if tickets else edge
     )
@@ -148,7 +174,9 @@ def server_config(
     )
 
 
-def history(sc: BranchScenario, weeks: int, tickets: bool = False) -> list[Recorded]:
+def history(
+    sc: BranchScenario, weeks: int, tickets: bool = False, classified: bool = True
+) -> list[Recorded]:
     """The same branch's previous ``weeks`` same-weekday days (same parameters, other
     random draws), oldest first: the history the arrival forecast learns from."""
     records: list[Recorded] = []
@@ -156,7 +184,7 @@ def history(sc: BranchScenario, weeks: int, tickets: bool = False) -> list[Recor
         past = sc.model_copy(
             update={"day": sc.day - timedelta(weeks=w), "seed": sc.seed + 7919 * w}
         )
-        records += stream(past, simulate_day(past).customers, tickets)
+        records += stream(past, simulate_day(past).customers, tickets, classified)
     return records
 
 
@@ -169,6 +197,7 @@ def run_day(
     tickets: bool = False,
     alert_overrides: dict[str, Any] | None = None,
     estimator_overrides: dict[str, Any] | None = None,
+    classified: bool = True,
 ) -> DayResult:
     """Replay one simulated branch-day through the collector and score it against the truth.
 
@@ -184,7 +213,8 @@ def run_day(
         server_config(
             sc, threshold_s, counter_zones, tickets, alert_overrides, estimator_overrides
         ),
-        history(sc, history_weeks, tickets) + stream(sc, customers, tickets),
+        history(sc, history_weeks, tickets, classified)
+        + stream(sc, customers, tickets, classified),
         outputs.append,
         estimates_every_s=ESTIMATE_EVERY_S,
     )
@@ -340,6 +370,12 @@ def main(argv: list[str] | None = None) -> int:
         help="the edge publishes no counter zones (no service points configured)",
     )
     ap.add_argument(
+        "--basic-edge",
+        action="store_true",
+        help="an edge without departures by destination or counter zones (protocol v1's "
+        "basic fields only, as an older edge sends): implies --no-counter-zones",
+    )
+    ap.add_argument(
         "--history-weeks",
         type=int,
         default=0,
@@ -397,7 +433,7 @@ def main(argv: list[str] | None = None) -> int:
     results: list[DayResult] = []
     for kind in families:
         for k in range(args.seeds):
-            counter_zones = not args.no_counter_zones
+            counter_zones = not (args.no_counter_zones or args.basic_edge)
             sc = scenario(kind, k, args.first_seed + k, counter_zones=counter_zones)
             results.append(
                 run_day(
@@ -409,6 +445,7 @@ def main(argv: list[str] | None = None) -> int:
                     args.tickets,
                     alert_overrides,
                     estimator_overrides,
+                    classified=not args.basic_edge,
                 )
             )
     by_kind: dict[str, list[DayResult]] = defaultdict(list)
