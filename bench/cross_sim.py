@@ -109,6 +109,8 @@ BRANCH, DEVICE, CAMERA, ZONE = "xb-01", "xedge-01", "cam1", "W1"
 ROOT = "lobbywatch"
 FRAME = 0.5
 EPISODE_GAP = 1800.0
+# edge noise levels (set from the command line)
+NOISE = {"lost_track_s": 900.0, "occlusion_s": 180.0, "phantoms_per_h": 10.0}
 
 
 def hm(h: float, m: float = 0.0) -> float:
@@ -332,7 +334,7 @@ def waiting_tracks(day: Day, rng: np.random.Generator) -> list[Track]:
         start = a
         t = a
         while True:
-            t += float(rng.exponential(900))
+            t += float(rng.exponential(NOISE["lost_track_s"]))
             if t >= l - 2:
                 break
             tracks.append(Track(start, t, "unseen"))
@@ -340,14 +342,14 @@ def waiting_tracks(day: Day, rng: np.random.Generator) -> list[Track]:
             t = start
         tracks.append(Track(start, l if cu.leave is not None else None, final))
     hours = (EDGE_END - EDGE_START) / 3600
-    for _ in range(int(rng.poisson(10 * hours * 0.3))):
+    for _ in range(int(rng.poisson(NOISE["phantoms_per_h"] * hours * 0.3))):
         s = float(rng.uniform(EDGE_START, EDGE_END - 60))
         tracks.append(Track(s, s + float(rng.uniform(2, 40)), "unseen"))
     for tr in tracks:
         end = tr.exit if tr.exit is not None else EDGE_END
         t = tr.origin
         while True:
-            t += float(rng.exponential(180))
+            t += float(rng.exponential(NOISE["occlusion_s"]))
             if t >= end - 1:
                 break
             d = float(rng.uniform(2, 8))
@@ -358,7 +360,7 @@ def waiting_tracks(day: Day, rng: np.random.Generator) -> list[Track]:
 
 def blips(rng: np.random.Generator) -> list[float]:
     hours = (EDGE_END - EDGE_START) / 3600
-    n = int(rng.poisson(10 * hours * 0.7))
+    n = int(rng.poisson(NOISE["phantoms_per_h"] * hours * 0.7))
     return sorted(float(rng.uniform(EDGE_START, EDGE_END)) for _ in range(n))
 
 
@@ -836,8 +838,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--families", default=",".join(FAMILIES))
     ap.add_argument("--workdir", type=Path, default=Path("/tmp/cross_sim"))
     ap.add_argument("--jobs", type=int, default=2, help="replays at a time")
+    ap.add_argument("--lost-track-s", type=float, default=900.0,
+                    help="mean time between lost tracks per waiting person (1e9: none)")
+    ap.add_argument("--occlusion-s", type=float, default=180.0,
+                    help="mean time between occlusion spells per person (1e9: none)")
+    ap.add_argument("--phantoms-per-h", type=float, default=10.0)
     ap.add_argument("--lobbywatch", default=str(Path(sys.executable).parent / "lobbywatch"))
     args = ap.parse_args(argv)
+    NOISE.update(lost_track_s=args.lost_track_s, occlusion_s=args.occlusion_s,
+                 phantoms_per_h=args.phantoms_per_h)
     fams = [f for f in args.families.split(",") if f]
     for f in fams:
         if f not in FAMILIES:
@@ -847,7 +856,8 @@ def main(argv: list[str] | None = None) -> int:
     with ThreadPoolExecutor(args.jobs) as ex:
         results = list(ex.map(lambda fs: run_one(fs[0], fs[1], args.variant, args.workdir,
                                                  args.lobbywatch), jobs))
-    print(f"variant={args.variant} seeds={args.first_seed}..{args.first_seed + args.seeds - 1}")
+    print(f"variant={args.variant} seeds={args.first_seed}..{args.first_seed + args.seeds - 1} "
+          f"noise={NOISE}")
     hdr = (f"{'family':13s} {'days':>4s} {'served':>6s} {'walk':>5s} {'balk':>5s} {'mae':>5s} "
            f"{'bias':>6s} {'maeO':>5s} {'maeP':>5s} {'maeCls':>6s} {'eps':>4s} {'recall':>6s} "
            f"{'fires':>5s} {'prec':>5s} {'lead':>5s} {'warn3':>5s} {'mu/true':>7s}")
