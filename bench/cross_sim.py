@@ -83,6 +83,15 @@ Usage::
 
     .venv/bin/python bench/cross_sim.py --seeds 5 --first-seed 5000 \
         --variant full --families normal,lunch --workdir /tmp/xsim
+
+``--lost-track-s``, ``--occlusion-s`` and ``--phantoms-per-h`` set the edge
+noise (``--lost-track-s 1e9 --occlusion-s 1e9 --phantoms-per-h 0``: a perfect
+edge).  Each day's ``server.yaml``, ``in.jsonl``, ``out.jsonl`` and
+``truth.json`` (arrival, leave, served, priority per customer) stay in
+``WORKDIR/VARIANT/FAMILY-SEED/``.  The per-day lines list first breach moments
+(local time) of episodes warned less than 60 s ahead ("late") and of missed
+episodes, for reproducing.  Nothing from ``lobbywatch`` is imported: the
+payloads are written from docs/protocol.md.
 """
 
 from __future__ import annotations
@@ -97,7 +106,7 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -169,7 +178,7 @@ def simulate_day(family: str, seed: int) -> Day:
     day = Day(
         family=family,
         seed=seed,
-        date=datetime(2026, 3, 2, tzinfo=timezone.utc) + timedelta(days=(seed % 5)),
+        date=datetime(2026, 3, 2, tzinfo=UTC) + timedelta(days=(seed % 5)),
         counters=c,
         mean_s=float(rng.uniform(180, 480)),
         cv=float(rng.uniform(0.6, 1.2)),
@@ -285,8 +294,9 @@ def simulate_day(family: str, seed: int) -> Day:
             if len(waiting) > b0 and rng.random() > max(0.3, 1 - 0.06 * (len(waiting) - b0)):
                 day.balked += 1
                 continue
-            cust = Customer(cid, t, bool(rng.random() < day.prio_share),
-                            float(rng.weibull(5) * 1100))
+            cust = Customer(
+                cid, t, bool(rng.random() < day.prio_share), float(rng.weibull(5) * 1100)
+            )
             cid += 1
             custs.append(cust)
             waiting.append(cust)
@@ -308,10 +318,6 @@ def simulate_day(family: str, seed: int) -> Day:
     # READY at its end finds the counter closed and it stays idle until reopening
     # (READY pushed at each opening time).
     day.customers = custs
-    for i in range(c):
-        # a counter that closes effectively closes when its last service before
-        # the break ends; good enough for "true capacity"
-        pass
     return day
 
 
@@ -329,18 +335,18 @@ class Track:
 def waiting_tracks(day: Day, rng: np.random.Generator) -> list[Track]:
     tracks: list[Track] = []
     for cu in day.customers:
-        a, l = cu.arrival, cu.leave if cu.leave is not None else EDGE_END
+        a, gone = cu.arrival, cu.leave if cu.leave is not None else EDGE_END
         final = "service" if cu.served else "walkout"
         start = a
         t = a
         while True:
             t += float(rng.exponential(NOISE["lost_track_s"]))
-            if t >= l - 2:
+            if t >= gone - 2:
                 break
             tracks.append(Track(start, t, "unseen"))
             start = t + float(rng.uniform(1, 3))
             t = start
-        tracks.append(Track(start, l if cu.leave is not None else None, final))
+        tracks.append(Track(start, gone if cu.leave is not None else None, final))
     hours = (EDGE_END - EDGE_START) / 3600
     for _ in range(int(rng.poisson(NOISE["phantoms_per_h"] * hours * 0.3))):
         s = float(rng.uniform(EDGE_START, EDGE_END - 60))
@@ -486,11 +492,10 @@ def zone_messages(
             people = len(members) - len(hidden)
             raw = people + (1 if t in blip_set else 0)
             dw = [t - o for o in members.values()]
+            dstats: tuple[float | None, float | None, float | None] = (None, None, None)
             if dw:
                 p50, p90 = np.percentile(dw, [50, 90])
                 dstats = (round(float(p50), 1), round(float(p90), 1), round(max(dw), 1))
-            else:
-                dstats = (None, None, None)
             msg = {
                 "kind": kind,
                 "zone": zone,
@@ -529,9 +534,7 @@ def epoch(day: Day, local_s: float) -> float:
 def edge_stream(day: Day, full: bool) -> list[dict]:
     rng = np.random.default_rng(day.seed * 131 + FAMILIES.index(day.family) + (1 if full else 0))
     msgs: list[tuple[float, int, dict]] = []  # (local t, order, payload-part)
-    w = zone_messages(
-        waiting_tracks(day, rng), "waiting", ZONE, full, blips(rng), day.restart, rng
-    )
+    w = zone_messages(waiting_tracks(day, rng), "waiting", ZONE, full, blips(rng), day.restart, rng)
     for t, m in w:
         msgs.append((t, 1, m))
     if full:
@@ -590,12 +593,16 @@ def edge_stream(day: Day, full: bool) -> list[dict]:
                 **m,
             }
             topic = f"{ROOT}/v1/{BRANCH}/{CAMERA}/zones/{m['zone']}"
-        lines.append({"received_at": round(epoch(day, t) + 0.2, 3), "topic": topic, "payload": payload})
+        lines.append(
+            {"received_at": round(epoch(day, t) + 0.2, 3), "topic": topic, "payload": payload}
+        )
     lines.sort(key=lambda x: x["received_at"])
     return lines
 
 
-def status(day: Day, t: float, seq: int, camera: str | None, state: str, will: bool = False) -> dict:
+def status(
+    day: Day, t: float, seq: int, camera: str | None, state: str, will: bool = False
+) -> dict:
     return {
         "v": 1,
         "type": "status",
@@ -672,8 +679,13 @@ class Result:
 
 
 def score(day: Day, out_path: Path) -> Result:
-    res = Result(day.family, day.seed, served=sum(c.served for c in day.customers),
-                 walked=day.walked, balked=day.balked)
+    res = Result(
+        day.family,
+        day.seed,
+        served=sum(c.served for c in day.customers),
+        walked=day.walked,
+        balked=day.balked,
+    )
     est_t: list[float] = []
     est: list[dict] = []
     alerts: dict[str, dict] = {}
@@ -681,8 +693,11 @@ def score(day: Day, out_path: Path) -> Result:
         o = json.loads(line)
         if o.get("type") == "estimate" and o.get("zone") == ZONE:
             ts = o["ts"]
-            est_t.append(float(ts) if isinstance(ts, (int, float)) else
-                         datetime.fromisoformat(ts.replace("Z", "+00:00")).timestamp())
+            est_t.append(
+                float(ts)
+                if isinstance(ts, (int, float))
+                else datetime.fromisoformat(ts.replace("Z", "+00:00")).timestamp()
+            )
             est.append(o)
         elif o.get("type") == "alert" and o.get("kind") == "w1_wait":
             a = alerts.setdefault(o["alert_id"], {"start": o["started_at_ts"], "end": None})
@@ -738,16 +753,16 @@ def score(day: Day, out_path: Path) -> Result:
         if any(s <= fb - 180 < e for s, e in fires):
             res.warned3 += 1
     mom = np.array(moments)
-    for s, e in fires:
+    for f_start, f_end in fires:
         res.fires += 1
-        hi = max(e if e < 1e8 else CLOSE + 3600, s + T + 300)
-        if np.any((mom >= s) & (mom <= hi)):
+        hi = max(f_end if f_end < 1e8 else CLOSE + 3600, f_start + T + 300)
+        if np.any((mom >= f_start) & (mom <= hi)):
             res.good_fires += 1
     # service rate vs true capacity while people truly wait
     arr = np.array([c.arrival for c in day.customers])
     lv = np.array([c.leave if c.leave is not None else 1e9 for c in day.customers])
     cycle = day.mean_s + 6.0 + 4.5
-    for t_loc, e in zip(est_t_arr, est):
+    for t_loc, e in zip(est_t_arr, est, strict=True):
         mu = e.get("service_rate_per_s")
         if mu is None or not (OPEN <= t_loc < CLOSE):
             continue
@@ -772,19 +787,38 @@ def run_one(family: str, seed: int, variant: str, workdir: Path, exe: str) -> Re
         for ln in lines:
             f.write(json.dumps(ln) + "\n")
     truth = {
-        "family": family, "seed": seed, "counters": day.counters, "mean_s": day.mean_s,
-        "cv": day.cv, "prio_share": day.prio_share, "restart": day.restart,
+        "family": family,
+        "seed": seed,
+        "counters": day.counters,
+        "mean_s": day.mean_s,
+        "cv": day.cv,
+        "prio_share": day.prio_share,
+        "restart": day.restart,
         "open_intervals": day.open_intervals,
         "customers": [[c.arrival, c.leave, c.served, c.prio] for c in day.customers],
     }
     (d / "truth.json").write_text(json.dumps(truth))
     p = subprocess.run(
-        [exe, "server", "replay", "--config", str(d / "server.yaml"), "--messages",
-         str(d / "in.jsonl"), "--out", str(d / "out.jsonl"), "--estimates-every", "5"],
-        capture_output=True, text=True,
+        [
+            exe,
+            "server",
+            "replay",
+            "--config",
+            str(d / "server.yaml"),
+            "--messages",
+            str(d / "in.jsonl"),
+            "--out",
+            str(d / "out.jsonl"),
+            "--estimates-every",
+            "5",
+        ],
+        capture_output=True,
+        text=True,
     )
     if p.returncode != 0:
-        raise SystemExit(f"replay failed for {family}-{seed}: rc={p.returncode}\n{p.stderr[-3000:]}")
+        raise SystemExit(
+            f"replay failed for {family}-{seed}: rc={p.returncode}\n{p.stderr[-3000:]}"
+        )
     res = score(day, d / "out.jsonl")
     res.stderr = p.stderr
     res.summary = (p.stdout.strip().splitlines() or [""])[-1]
@@ -838,15 +872,26 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--families", default=",".join(FAMILIES))
     ap.add_argument("--workdir", type=Path, default=Path("/tmp/cross_sim"))
     ap.add_argument("--jobs", type=int, default=2, help="replays at a time")
-    ap.add_argument("--lost-track-s", type=float, default=900.0,
-                    help="mean time between lost tracks per waiting person (1e9: none)")
-    ap.add_argument("--occlusion-s", type=float, default=180.0,
-                    help="mean time between occlusion spells per person (1e9: none)")
+    ap.add_argument(
+        "--lost-track-s",
+        type=float,
+        default=900.0,
+        help="mean time between lost tracks per waiting person (1e9: none)",
+    )
+    ap.add_argument(
+        "--occlusion-s",
+        type=float,
+        default=180.0,
+        help="mean time between occlusion spells per person (1e9: none)",
+    )
     ap.add_argument("--phantoms-per-h", type=float, default=10.0)
     ap.add_argument("--lobbywatch", default=str(Path(sys.executable).parent / "lobbywatch"))
     args = ap.parse_args(argv)
-    NOISE.update(lost_track_s=args.lost_track_s, occlusion_s=args.occlusion_s,
-                 phantoms_per_h=args.phantoms_per_h)
+    NOISE.update(
+        lost_track_s=args.lost_track_s,
+        occlusion_s=args.occlusion_s,
+        phantoms_per_h=args.phantoms_per_h,
+    )
     fams = [f for f in args.families.split(",") if f]
     for f in fams:
         if f not in FAMILIES:
@@ -854,40 +899,59 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.time()
     jobs = [(f, s) for f in fams for s in range(args.first_seed, args.first_seed + args.seeds)]
     with ThreadPoolExecutor(args.jobs) as ex:
-        results = list(ex.map(lambda fs: run_one(fs[0], fs[1], args.variant, args.workdir,
-                                                 args.lobbywatch), jobs))
-    print(f"variant={args.variant} seeds={args.first_seed}..{args.first_seed + args.seeds - 1} "
-          f"noise={NOISE}")
-    hdr = (f"{'family':13s} {'days':>4s} {'served':>6s} {'walk':>5s} {'balk':>5s} {'mae':>5s} "
-           f"{'bias':>6s} {'maeO':>5s} {'maeP':>5s} {'maeCls':>6s} {'eps':>4s} {'recall':>6s} "
-           f"{'fires':>5s} {'prec':>5s} {'lead':>5s} {'warn3':>5s} {'mu/true':>7s}")
+        results = list(
+            ex.map(
+                lambda fs: run_one(fs[0], fs[1], args.variant, args.workdir, args.lobbywatch), jobs
+            )
+        )
+    print(
+        f"variant={args.variant} seeds={args.first_seed}..{args.first_seed + args.seeds - 1} "
+        f"noise={NOISE}"
+    )
+    hdr = (
+        f"{'family':13s} {'days':>4s} {'served':>6s} {'walk':>5s} {'balk':>5s} {'mae':>5s} "
+        f"{'bias':>6s} {'maeO':>5s} {'maeP':>5s} {'maeCls':>6s} {'eps':>4s} {'recall':>6s} "
+        f"{'fires':>5s} {'prec':>5s} {'lead':>5s} {'warn3':>5s} {'mu/true':>7s}"
+    )
     print(hdr)
     rows = [(f, [r for r in results if r.family == f]) for f in fams] + [("ALL", results)]
     for name, rs in rows:
         a = aggregate(rs)
-        print(f"{name:13s} {a['n']:4d} {a['served']:6d} {a['walked']:5d} {a['balked']:5d} "
-              f"{fmt(a['mae']):>5s} {fmt(a['bias']):>6s} {fmt(a['mae_ord']):>5s} "
-              f"{fmt(a['mae_pri']):>5s} {fmt(a['mae_cls']):>6s} {a['episodes']:4d} "
-              f"{fmt(a['recall']):>6s} {a['fires']:5d} {fmt(a['precision']):>5s} "
-              f"{fmt(a['lead']):>5s} {fmt(a['warned3']):>5s} {fmt(a['mu']):>7s}")
-    print("per day: family seed | episodes detected fires good | late(<60 s lead) / missed "
-          "first breaches (local time) | methods | replay summary")
+        print(
+            f"{name:13s} {a['n']:4d} {a['served']:6d} {a['walked']:5d} {a['balked']:5d} "
+            f"{fmt(a['mae']):>5s} {fmt(a['bias']):>6s} {fmt(a['mae_ord']):>5s} "
+            f"{fmt(a['mae_pri']):>5s} {fmt(a['mae_cls']):>6s} {a['episodes']:4d} "
+            f"{fmt(a['recall']):>6s} {a['fires']:5d} {fmt(a['precision']):>5s} "
+            f"{fmt(a['lead']):>5s} {fmt(a['warned3']):>5s} {fmt(a['mu']):>7s}"
+        )
+    print(
+        "per day: family seed | episodes detected fires good | late(<60 s lead) / missed "
+        "first breaches (local time) | methods | replay summary"
+    )
     for r in results:
+
         def clock(s: float) -> str:
             return f"{int(s // 3600):02d}:{int(s % 3600 // 60):02d}"
-        late = " ".join(f"{clock(b)}({l:.0f}s)" for b, l in r.late_alerts)
+
+        late = " ".join(f"{clock(b)}({lead:.0f}s)" for b, lead in r.late_alerts)
         miss = " ".join(clock(b) for b in r.missed)
-        print(f"  {r.family}-{r.seed} | {r.episodes} {r.detected} {r.fires} {r.good_fires} | "
-              f"late: {late or '-'} missed: {miss or '-'} | {r.methods} | {r.summary}")
+        print(
+            f"  {r.family}-{r.seed} | {r.episodes} {r.detected} {r.fires} {r.good_fires} | "
+            f"late: {late or '-'} missed: {miss or '-'} | {r.methods} | {r.summary}"
+        )
         err = [ln for ln in r.stderr.splitlines() if ln.strip()]
         if err:
             print("    stderr: " + " // ".join(err[:5]))
     a = aggregate(results)
-    print(f"wall_s={time.time() - t0:.1f} mu_over_true={fmt(a['mu'])} "
-          f"mae_priority_min={fmt(a['mae_pri'])} mae_class_aware_min={fmt(a['mae_cls'])}")
-    print(f"wait_mae_min={fmt(a['mae'])} recall={fmt(a['recall'])} "
-          f"precision={fmt(a['precision'])} lead_min={fmt(a['lead'])} "
-          f"warned_3min={fmt(a['warned3'])}")
+    print(
+        f"wall_s={time.time() - t0:.1f} mu_over_true={fmt(a['mu'])} "
+        f"mae_priority_min={fmt(a['mae_pri'])} mae_class_aware_min={fmt(a['mae_cls'])}"
+    )
+    print(
+        f"wait_mae_min={fmt(a['mae'])} recall={fmt(a['recall'])} "
+        f"precision={fmt(a['precision'])} lead_min={fmt(a['lead'])} "
+        f"warned_3min={fmt(a['warned3'])}"
+    )
     return 0
 
 
