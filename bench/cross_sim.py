@@ -648,8 +648,15 @@ def server_yaml(day: Day, full: bool) -> str:
         lines.append(f"        service_points: [{pts}]")
     else:
         lines.append("        name: waiting hall")
-    lines += ["alerts:", f"  w1_threshold_s: {int(T)}", ""]
-    return "\n".join(lines)
+    alerts = {**SETTINGS["alerts"], "w1_threshold_s": int(T)}
+    lines += [f"alerts: {json.dumps(alerts)}"]
+    if SETTINGS["estimator"]:
+        lines += [f"estimator: {json.dumps(SETTINGS['estimator'])}"]
+    return "\n".join([*lines, ""])
+
+
+#: collector settings over the defaults (``--alerts`` / ``--estimator``; JSON is YAML)
+SETTINGS: dict[str, dict[str, object]] = {"alerts": {}, "estimator": {}}
 
 
 # --------------------------------------------------------------------------- scoring
@@ -886,7 +893,19 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--phantoms-per-h", type=float, default=10.0)
     ap.add_argument("--lobbywatch", default=str(Path(sys.executable).parent / "lobbywatch"))
+    for name in ("alerts", "estimator"):
+        ap.add_argument(
+            f"--{name}",
+            default="{}",
+            metavar="JSON",
+            help=f"the server config's {name} settings over the defaults",
+        )
     args = ap.parse_args(argv)
+    for name in ("alerts", "estimator"):
+        value = json.loads(getattr(args, name))
+        if not isinstance(value, dict):
+            ap.error(f"--{name}: a JSON object of settings is needed")
+        SETTINGS[name] = value
     NOISE.update(
         lost_track_s=args.lost_track_s,
         occlusion_s=args.occlusion_s,

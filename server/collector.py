@@ -60,6 +60,8 @@ from lobbywatch.server.tickets import TicketWait
 from lobbywatch.server.transport import MessageQueue, MqttIngest
 from lobbywatch.zone_state import ZoneKind
 
+import os
+RAMP_IN_BLEND = os.environ.get('LW_RAMP_BLEND') == '1'
 log = logging.getLogger(__name__)
 
 
@@ -759,11 +761,14 @@ class Collector:
         method = None
         if rt.history is not None:
             steps = max(1, math.ceil(settings.projection_horizon_s / settings.projection_step_s))
-            lam = rt.history.forecast(now, steps, settings.projection_step_s, est.arrival_trend())
+            # a line through today's last minutes: the cold start's forecast, and
+            # today's part of the history's blend
+            ramp = rt.history.ramp(now, steps, settings.projection_step_s)
+            recent = ramp if ramp is not None and RAMP_IN_BLEND else est.arrival_trend()
+            lam = rt.history.forecast(now, steps, settings.projection_step_s, recent)
             method = "history"
             if lam is None:
-                # cold start (no profile yet): a line through today's last minutes
-                lam = rt.history.ramp(now, steps, settings.projection_step_s)
+                lam = ramp
                 method = "ramp"
         book = self.state.tickets
         tickets = (

@@ -91,6 +91,27 @@ class EstimatorSettings(BaseModel):
         ge=0,
         description="smoothed occupied seconds needed before the observed rate is used",
     )
+    busy_min_wait_s: float = Field(
+        default=30.0,
+        ge=0,
+        le=600,
+        description="an interval counts as busy (every open counter serving) only once the "
+        "oldest person waiting has waited this long, seconds: a free counter calls the next "
+        "customer within it, so a shorter stay is somebody passing to a free counter",
+    )
+    calibrate_service_starts_only: bool = Field(
+        default=True,
+        description="when the edge classifies exits, calibrate from the completed dwells "
+        "of service starts only (a lost track's dwell is cut short, a walk-out's is no "
+        "wait to service)",
+    )
+    classify_lag_s: float = Field(
+        default=60.0,
+        gt=0,
+        le=600,
+        description="a departure the edge has not classified this long after it left is "
+        "taken as unseen (edges that do not send departures_unseen_total), seconds",
+    )
     max_gap_s: float = Field(
         default=120.0,
         gt=0,
@@ -471,13 +492,20 @@ class ZoneEstimator:
         self._classified = False
         self._service_starts: int | None = None
         self._walk_outs: int | None = None
-        # walk-outs per waiting-person-second: decayed walk-outs / decayed person-seconds
-        self._abandon_n = 0.0
-        self._abandon_person_s = 0.0
+        self._unseen: int | None = None
+        # departures not classified yet, oldest first: (left at, left a busy interval).
+        # The edge classifies a departure up to its transit time after it left, often
+        # in a later message, after the queue emptied: the classification is booked
+        # against the interval the departure left in, not the one it arrives in.
+        # (left at, left a busy interval, completed dwell if the edge sent it)
+        self._unclassified: deque[tuple[float, bool, float | None]] = deque()
         # waiting person-seconds of the busy intervals (decayed like the departures)
         self._busy_person_s = 0.0
         # decayed exits beyond service over the busy intervals
         self._excess = 0.0
+        # this message's classified walk-outs and unseen exits of busy intervals
+        self._new_busy_walkouts = 0.0
+        self._new_busy_unknown = 0.0
         # calibration from realised waits: the predictions shown at each time, and
         # decayed sums of (realised wait, prediction at that person's arrival)
         # (time, wait shown, ordinary wait shown, priority wait shown)
@@ -523,35 +551,60 @@ class ZoneEstimator:
         their increments).
         """
         ts = msg.ts.timestamp()
-        for dwell in msg.completed_dwells_s:
-            self._realised.append((ts, float(dwell)))
-            self._calibrate(ts, float(dwell))
+        dwells = [float(d) for d in msg.completed_dwells_s]
+        for dwell in dwells:
+            self._realised.append((ts, dwell))
         self._expire(max(now, ts))
         if self._ts is not None and ts <= self._ts:
+            for dwell in dwells:
+                self._calibrate(ts, dwell)
             return
         arrivals = _increase(msg.arrivals_total, self._arrivals)
         departures = _increase(msg.departures_total, self._departures)
+        if self.settings.calibrate_service_starts_only and classified_exits(msg)[0] is not None:
+            # the edge classifies exits: a dwell calibrates once its departure is known
+            # to be a service start (a lost track's dwell is cut short, a walk-out's
+            # is no wait to service); see _fold_exits
+            pending_dwells, dwells = dwells[:departures], dwells[departures:]
+        else:
+            pending_dwells = []
+        for dwell in dwells:
+            self._calibrate(ts, dwell)
+        if self._departures is not None and msg.departures_total < self._departures:
+            self._unclassified.clear()  # a restart: its pending departures are gone
         self.arrivals_seen += arrivals
         starts_total, walkouts_total = classified_exits(msg)
+        unseen_total = getattr(msg, "departures_unseen_total", None)
         starts = walkouts = None
+        unseen = 0
         if starts_total is not None and walkouts_total is not None:
             starts = _increase(starts_total, self._service_starts)
             walkouts = _increase(walkouts_total, self._walk_outs)
+            if unseen_total is not None:
+                unseen = _increase(unseen_total, self._unseen)
             self.service_starts_seen += starts
             self.walk_outs_seen += walkouts
             self._service_starts, self._walk_outs = starts_total, walkouts_total
+            self._unseen = unseen_total
+        self._new_busy_walkouts = self._new_busy_unknown = 0.0
         if self._ts is not None:
             dt = ts - self._ts
             if dt <= self.settings.max_gap_s:
-                busy = self._people > 0 and (msg.people > 0 or departures > 0)
-                if busy:
-                    # exits beyond service in this interval, judged against the
-                    # capacity as it was then (a lunch break must not turn into
-                    # "walk-outs" once the capacity estimate has caught up)
-                    self._fold_excess(dt, departures, starts, walkouts, ts)
-                self._fold_rates(dt, arrivals, departures, msg.people)
+                busy = self._busy_interval(msg.people, departures)
+                self._fold_rates(dt, arrivals, departures, busy)
                 if starts is not None and walkouts is not None:
-                    self._fold_exits(dt, departures, starts, walkouts, msg.people)
+                    self._fold_exits(
+                        ts,
+                        dt,
+                        (departures, pending_dwells),
+                        (starts, walkouts, unseen),
+                        unseen_total is None,
+                        busy,
+                    )
+                # exits beyond service in this interval, judged against the capacity as
+                # it was then (a lunch break must not turn into "walk-outs" once the
+                # capacity estimate has caught up)
+                self._fold_excess(dt, departures, busy, ts)
             else:
                 # unobserved time (the night, a device down): the arrival trend is a
                 # rate of *now*, and what was seen before the gap ages by the gap's
@@ -578,17 +631,33 @@ class ZoneEstimator:
         self._dwell_p50 = msg.dwell_p50_s
         self._dwell_p90 = msg.dwell_p90_s
 
-    def _fold_rates(self, dt: float, arrivals: int, departures: int, people: int) -> None:
+    def _busy_interval(self, people: int, departures: int) -> bool:
+        """Whether every open counter served throughout the interval ending now.
+
+        Somebody waited throughout (or left, i.e. was served), so in a
+        work-conserving queue every counter was busy and departures happened at
+        full capacity. Requiring both ends keeps a one-message phantom detection
+        in an empty zone from counting idle time as busy time. And the oldest
+        person waiting at its start must have waited ``busy_min_wait_s``: a free
+        counter calls the next customer within seconds, so a queue of people who
+        just arrived may be people walking through to free counters; each of
+        their departures would count as a full-capacity service in a few
+        seconds of "busy" time (1.6-1.8x the true capacity on the independent
+        simulation, where a called customer needs 5-16 s to leave the queue).
+        An edge without dwell statistics keeps the occupancy rule alone.
+        """
+        if not (self._people > 0 and (people > 0 or departures > 0)):
+            return False
+        oldest = self._dwell_max
+        return oldest is None or oldest >= self.settings.busy_min_wait_s
+
+    def _fold_rates(self, dt: float, arrivals: int, departures: int, busy: bool) -> None:
         s = self.settings
         decay = math.exp(-dt / s.rate_window_s)
         self._busy_departures *= decay
         self._busy_s *= decay
         self._busy_person_s *= decay
-        if self._people > 0 and (people > 0 or departures > 0):
-            # Somebody waited throughout (or left, i.e. was served): every counter
-            # was busy, so departures in it happened at full capacity. Requiring
-            # both ends keeps a one-message phantom detection in an empty zone
-            # from counting idle time as busy time.
+        if busy:
             self._busy_departures += departures
             self._busy_s += dt
             self._busy_person_s += self._people * dt
@@ -597,20 +666,28 @@ class ZoneEstimator:
         self._trend_departures = self._trend_departures * decay + departures
         self._trend_s = self._trend_s * decay + dt
 
-    def _fold_excess(
-        self, dt: float, departures: int, starts: int | None, walkouts: int | None, ts: float
-    ) -> None:
+    def _fold_excess(self, dt: float, departures: int, busy: bool, ts: float) -> None:
+        """Exits beyond service over the busy intervals (decayed like the person-seconds
+        they are divided by, every interval, so a quiet spell ages both alike)."""
         decay = math.exp(-dt / self.settings.rate_window_s)
         self._excess *= decay
-        if starts is not None and walkouts is not None and self._split_trusted():
-            unseen = max(0, departures - starts - walkouts)
-            service, walked = self._busy_service, self._busy_walkouts
-            share = service / (service + walked) if service + walked > 0 else 1.0
-            self._excess += walkouts + unseen * (1.0 - share)
-        elif self.counter_observer is not None:
+        if self._classified and self._busy_service > 0:
+            # the edge saw these walk-outs; an unseen exit (a lost track, a walk-out
+            # out of view) is one at the walk-out share. Even where the split is not
+            # trusted for mu: there "every departure minus the capacity" would count
+            # every lost track as a walk-out (theta L / mu at 0.4-0.55 on the
+            # cross-check's queues of 3 or more, against 0.1-0.2 without lost tracks)
+            self._excess += self._new_busy_walkouts + self._new_busy_unknown * (
+                1.0 - self._service_share()
+            )
+        elif busy and self.counter_observer is not None:
             mu, method = self.service_rate(ts)
             if method == "counters":
                 self._excess += departures - mu * dt
+
+    def _service_share(self) -> float:
+        service, walked = self._busy_service, self._busy_walkouts
+        return service / (service + walked) if service + walked > 0 else 1.0
 
     def _split_trusted(self) -> bool:
         """Most exits are classified (not a camera that sees no counters)."""
@@ -618,24 +695,58 @@ class ZoneEstimator:
         return service > 0 and service + walked >= 0.5 * (service + walked + unseen)
 
     def _fold_exits(
-        self, dt: float, departures: int, starts: int, walkouts: int, people: int
+        self,
+        ts: float,
+        dt: float,
+        left: tuple[int, list[float]],
+        classified: tuple[int, int, int],
+        infer_unseen: bool,
+        busy: bool,
     ) -> None:
-        """Edge-classified exits: service starts, walk-outs, and the rest (destination
-        unseen), over the same busy intervals as the departures; walk-outs per
-        waiting-person-second over all intervals."""
+        """Edge-classified exits (service starts, walk-outs, destination unseen), each
+        booked against the interval its departure left in: busy or not.
+
+        ``classified``: this message's increments of the three counters. Departures
+        are classified in the order they left (one transit window for all), so the
+        oldest pending departures are the ones classified now; a class's share of the
+        busy ones is its share of the batch. With ``infer_unseen`` (an edge that does
+        not send ``departures_unseen_total``) a departure still pending
+        ``classify_lag_s`` after it left counts as unseen.
+
+        ``left``: this message's departures and the completed dwells that go with
+        them (in order; fewer when the edge sent fewer). A dwell calibrates the
+        estimate when its departure is classified as a service start, in a batch of
+        service starts only (within a mixed batch which dwell is which is unknown).
+        """
         s = self.settings
         decay = math.exp(-dt / s.rate_window_s)
         self._busy_service *= decay
         self._busy_walkouts *= decay
         self._busy_unknown *= decay
         self._classified = True
-        if self._people > 0 and (people > 0 or departures > 0):
-            self._busy_service += starts
-            self._busy_walkouts += walkouts
-            self._busy_unknown += max(0, departures - starts - walkouts)
-        decay = math.exp(-dt / s.abandon_window_s)
-        self._abandon_n = self._abandon_n * decay + walkouts
-        self._abandon_person_s = self._abandon_person_s * decay + self._people * dt
+        pending = self._unclassified
+        departures, dwells = left
+        # a handful per message at most
+        pending.extend(
+            (ts, busy, dwells[k] if k < len(dwells) else None) for k in range(departures)
+        )
+        starts, walkouts, unseen = classified
+        batch = min(starts + walkouts + unseen, len(pending))
+        popped = [pending.popleft() for _ in range(batch)]
+        busy_left = sum(p[1] for p in popped)
+        share = busy_left / batch if batch else 0.0
+        if starts >= batch:
+            for at, _, dwell in popped:
+                if dwell is not None:
+                    self._calibrate(at, dwell)
+        overdue = 0
+        while infer_unseen and pending and ts - pending[0][0] > s.classify_lag_s:
+            overdue += pending.popleft()[1]
+        self._new_busy_walkouts = walkouts * share
+        self._new_busy_unknown = unseen * share + overdue
+        self._busy_service += starts * share
+        self._busy_walkouts += self._new_busy_walkouts
+        self._busy_unknown += self._new_busy_unknown
 
     def _calibrate(self, left_at: float, dwell: float) -> None:
         """Fold one realised wait against the prediction shown when that person joined.

@@ -326,3 +326,89 @@ def test_the_arrival_trend_ages_across_a_gap_it_did_not_observe() -> None:
     gap = math.exp(-600 / 600)
     expected = (before_a * gap * d**3 + after_a) / (before_s * gap * d**3 + after_s)
     assert est.arrival_trend() == pytest.approx(expected, rel=1e-6)
+
+
+def test_people_passing_to_free_counters_are_not_busy_time() -> None:
+    # A free counter calls the next customer within seconds: somebody who stood in
+    # the queue 8 s and left did not leave at full capacity. Five such passes, then
+    # an established queue (oldest >= busy_min_wait_s, 30 s) served once every 10 s.
+    est = ZoneEstimator(RAW, counters=2, mean_service_s=300)
+    msgs = [msg(0, 0, 0, 0)]
+    for k in range(5):
+        msgs += [msg(20 * k + 10, 1, k + 1, k, dwell_max=0.0)]
+        msgs += [msg(20 * k + 18, 0, k + 1, k + 1)]
+    # four arrive at 100; the heartbeat at 140 sees the oldest at 40 s
+    msgs += [msg(100, 4, 9, 5, dwell_max=0.0), msg(140, 4, 9, 5, dwell_max=40.0)]
+    msgs += [msg(140 + 10 * j, 4, 9 + j, 5 + j, dwell_max=40.0 + 10 * j) for j in range(1, 6)]
+    feed(est, msgs)
+    e = est.estimate(T0 + 190)
+    # busy: only 140 -> 190 (the interval 100 -> 140 started with the oldest at 0 s):
+    # 5 departures in 50 s. Counting the passes as busy gave (5 + 5) / (40 + 40 + 50).
+    assert e.method == "observed"
+    assert e.service_rate_per_s == pytest.approx(5 / 50)
+    # four waiting, residual 1 / mu: (4 + 1) / 0.1
+    assert e.predicted_wait_s == pytest.approx(50.0)
+
+
+def classified_msg(
+    t: float,
+    people: int,
+    departures: int,
+    starts: int,
+    dwell_max: float | None,
+    unseen: int | None = 0,
+) -> ZoneMessage:
+    base = msg(t, people, 5, departures, dwell_max=dwell_max)
+    return base.model_copy(
+        update={
+            "service_starts_total": starts,
+            "walk_outs_total": 0,
+            "departures_unseen_total": unseen,
+        }
+    )
+
+
+def test_a_service_start_classified_after_the_queue_emptied_is_still_one() -> None:
+    # The edge classifies a departure up to its transit time after it left, so each
+    # service start below arrives 5 s after its departure, the last one once the
+    # queue is empty. Five people served, one every 10 s, none walked out.
+    est = ZoneEstimator(RAW, counters=2, mean_service_s=300)
+    msgs = [classified_msg(0, 5, 0, 0, 60.0)]
+    for k in range(1, 5):
+        msgs += [classified_msg(10 * k, 5 - k, k, k - 1, 60.0 + 10 * k)]
+        msgs += [classified_msg(10 * k + 5, 5 - k, k, k, 65.0 + 10 * k)]
+    msgs += [classified_msg(50, 0, 5, 4, None), classified_msg(55, 0, 5, 5, None)]
+    feed(est, msgs)
+    e = est.estimate(T0 + 55)
+    # all five starts belong to the busy time 0 -> 50 s: S / B = 5 / 50, from the
+    # classified starts. Booking each by the message it arrived in counted 5 exits as
+    # unclassified and 4 as starts: the split was not trusted ("observed").
+    assert e.method == "service_starts"
+    assert e.service_rate_per_s == pytest.approx(5 / 50)
+    assert e.walkout_share == 0.0
+    assert e.abandon_rate_per_s == 0.0
+
+
+def test_departures_never_classified_count_as_unseen_after_the_lag() -> None:
+    # An edge that sends starts and walk-outs but not departures_unseen_total: of ten
+    # departures (one every 10 s) the first four are classified at once as service
+    # starts, the last six never (counters on another camera, say).
+    est = ZoneEstimator(RAW, counters=2, mean_service_s=300)
+    msgs = [classified_msg(0, 5, 0, 0, 60.0, unseen=None)]
+    msgs += [
+        classified_msg(10 * k, 5, k, min(k, 4), 60.0 + 10 * k, unseen=None) for k in range(1, 11)
+    ]
+    feed(est, msgs)
+    # at 100 s none is older than classify_lag_s (60 s): they may still be classified,
+    # so the split stands on the four starts: S / B
+    e = est.estimate(T0 + 100)
+    assert e.method == "service_starts"
+    assert e.service_rate_per_s == pytest.approx(4 / 100)
+    # heartbeats until 170 s: all six are overdue, unseen; 4 starts < half of 10 exits
+    feed(
+        est,
+        [classified_msg(100 + 10 * k, 5, 10, 4, 160.0 + 10 * k, unseen=None) for k in range(1, 8)],
+    )
+    e = est.estimate(T0 + 170)
+    assert e.method == "observed"
+    assert e.service_rate_per_s == pytest.approx(10 / 170)
