@@ -141,11 +141,7 @@ class ArrivalHistory:
         return ramp_forecast(got[0][lo:minute], into, steps, step_s, 60.0 * s.ramp_hold_min)
 
     def forecast(
-        self,
-        now: float,
-        steps: int,
-        step_s: float,
-        trend_per_s: float | np.ndarray | None,
+        self, now: float, steps: int, step_s: float, trend_per_s: float | None
     ) -> np.ndarray | None:
         """Arrival rate (people/s, float64) for each of ``steps`` steps from ``now``.
 
@@ -170,8 +166,8 @@ class ArrivalHistory:
         idx = np.minimum(idx, MINUTES_PER_DAY - 1)
         shaped = (prof[idx] * k / 60.0).reshape(steps, per_step).mean(axis=1)
         w = n_days / (n_days + s.blend_days)
-        trend = trend_per_s if trend_per_s is not None else shaped[0]
-        return np.asarray(w * shaped + (1 - w) * np.asarray(trend), dtype=np.float64)
+        trend = trend_per_s if trend_per_s is not None else float(shaped[0])
+        return np.asarray(w * shaped + (1 - w) * trend, dtype=np.float64)
 
 
 def open_average(values: np.ndarray, is_open: np.ndarray, width: int) -> np.ndarray:

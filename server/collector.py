@@ -60,8 +60,6 @@ from lobbywatch.server.tickets import TicketWait
 from lobbywatch.server.transport import MessageQueue, MqttIngest
 from lobbywatch.zone_state import ZoneKind
 
-import os
-RAMP_IN_BLEND = os.environ.get('LW_RAMP_BLEND') == '1'
 log = logging.getLogger(__name__)
 
 
@@ -761,14 +759,11 @@ class Collector:
         method = None
         if rt.history is not None:
             steps = max(1, math.ceil(settings.projection_horizon_s / settings.projection_step_s))
-            # a line through today's last minutes: the cold start's forecast, and
-            # today's part of the history's blend
-            ramp = rt.history.ramp(now, steps, settings.projection_step_s)
-            recent = ramp if ramp is not None and RAMP_IN_BLEND else est.arrival_trend()
-            lam = rt.history.forecast(now, steps, settings.projection_step_s, recent)
+            lam = rt.history.forecast(now, steps, settings.projection_step_s, est.arrival_trend())
             method = "history"
             if lam is None:
-                lam = ramp
+                # cold start (no profile yet): a line through today's last minutes
+                lam = rt.history.ramp(now, steps, settings.projection_step_s)
                 method = "ramp"
         book = self.state.tickets
         tickets = (
