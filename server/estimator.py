@@ -587,20 +587,23 @@ class ZoneEstimator:
             self._service_starts, self._walk_outs = starts_total, walkouts_total
             self._unseen = unseen_total
         self._new_busy_walkouts = self._new_busy_unknown = 0.0
+        dt = ts - self._ts if self._ts is not None else math.inf
+        observed = dt <= self.settings.max_gap_s
+        busy = observed and self._busy_interval(msg.people, departures)
+        if starts is not None and walkouts is not None:
+            # after a gap too: its departures still await their classification,
+            # and their dwells their calibration (not busy time, no decay)
+            self._fold_exits(
+                ts,
+                dt if observed else 0.0,
+                (departures, pending_dwells),
+                (starts, walkouts, unseen),
+                unseen_total is None,
+                busy,
+            )
         if self._ts is not None:
-            dt = ts - self._ts
-            if dt <= self.settings.max_gap_s:
-                busy = self._busy_interval(msg.people, departures)
+            if observed:
                 self._fold_rates(dt, arrivals, departures, busy)
-                if starts is not None and walkouts is not None:
-                    self._fold_exits(
-                        ts,
-                        dt,
-                        (departures, pending_dwells),
-                        (starts, walkouts, unseen),
-                        unseen_total is None,
-                        busy,
-                    )
                 # exits beyond service in this interval, judged against the capacity as
                 # it was then (a lunch break must not turn into "walk-outs" once the
                 # capacity estimate has caught up)
@@ -690,9 +693,14 @@ class ZoneEstimator:
         return service / (service + walked) if service + walked > 0 else 1.0
 
     def _split_trusted(self) -> bool:
-        """Most exits are classified (not a camera that sees no counters)."""
+        """The camera sees the service starts: they are a quarter of the exits or more
+        and outnumber the walk-outs. A camera that sees no counters classifies almost
+        none (its service starts are unseen exits); lost tracks, by contrast, add
+        unseen exits beside the service starts it does see (up to 40 % of the exits
+        of a long queue on the independent cross-check), and counting them as
+        services, as ``D / B`` does, put mu at 2x the true capacity there."""
         service, walked, unseen = self._busy_service, self._busy_walkouts, self._busy_unknown
-        return service > 0 and service + walked >= 0.5 * (service + walked + unseen)
+        return service > walked and service >= 0.25 * (service + walked + unseen)
 
     def _fold_exits(
         self,

@@ -390,25 +390,25 @@ def test_a_service_start_classified_after_the_queue_emptied_is_still_one() -> No
 
 
 def test_departures_never_classified_count_as_unseen_after_the_lag() -> None:
-    # An edge that sends starts and walk-outs but not departures_unseen_total: of ten
+    # An edge that sends starts and walk-outs but not departures_unseen_total: of 18
     # departures (one every 10 s) the first four are classified at once as service
-    # starts, the last six never (counters on another camera, say).
+    # starts, the other 14 never (counters on another camera, say).
     est = ZoneEstimator(RAW, counters=2, mean_service_s=300)
     msgs = [classified_msg(0, 5, 0, 0, 60.0, unseen=None)]
     msgs += [
-        classified_msg(10 * k, 5, k, min(k, 4), 60.0 + 10 * k, unseen=None) for k in range(1, 11)
+        classified_msg(10 * k, 5, k, min(k, 4), 60.0 + 10 * k, unseen=None) for k in range(1, 19)
     ]
     feed(est, msgs)
-    # at 100 s none is older than classify_lag_s (60 s): they may still be classified,
-    # so the split stands on the four starts: S / B
-    e = est.estimate(T0 + 100)
+    # at 180 s the eight that left by 120 s are overdue (classify_lag_s 60 s), the six
+    # since may still be classified: 4 starts of 12 exits, a quarter or more, S / B
+    e = est.estimate(T0 + 180)
     assert e.method == "service_starts"
-    assert e.service_rate_per_s == pytest.approx(4 / 100)
-    # heartbeats until 170 s: all six are overdue, unseen; 4 starts < half of 10 exits
+    assert e.service_rate_per_s == pytest.approx(4 / 180)
+    # heartbeats until 250 s: all 14 are unseen, 4 starts < a quarter of 18 exits
     feed(
         est,
-        [classified_msg(100 + 10 * k, 5, 10, 4, 160.0 + 10 * k, unseen=None) for k in range(1, 8)],
+        [classified_msg(180 + 10 * k, 5, 18, 4, 240.0 + 10 * k, unseen=None) for k in range(1, 8)],
     )
-    e = est.estimate(T0 + 170)
+    e = est.estimate(T0 + 250)
     assert e.method == "observed"
-    assert e.service_rate_per_s == pytest.approx(10 / 170)
+    assert e.service_rate_per_s == pytest.approx(18 / 250)

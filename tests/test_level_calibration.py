@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 from pydantic import ValidationError
-from test_server_support import zone_msg
+from test_server_support import ts, zone_msg
 
 from lobbywatch.server.estimator import EstimatorSettings, ZoneEstimator
 
@@ -74,3 +74,51 @@ def test_bands_must_increase_and_start_above_the_smallest_prediction_learned() -
         EstimatorSettings(calibration_levels_s=(600.0, 300.0))
     with pytest.raises(ValidationError, match=r"starts at 100\.0 s, not above calibration_min_s"):
         EstimatorSettings(calibration_levels_s=(100.0, 300.0))
+
+
+def _classified(
+    seq: int,
+    at: float,
+    people: int,
+    departures: int,
+    starts: int,
+    unseen: int,
+    dwells: list[float] | None = None,
+):  # type: ignore[no-untyped-def]
+    return zone_msg(seq, at, people=people, departures=departures, dwells=dwells).model_copy(
+        update={
+            "service_starts_total": starts,
+            "walk_outs_total": 0,
+            "departures_unseen_total": unseen,
+        }
+    )
+
+
+@pytest.mark.parametrize("service_starts_only", [True, False])
+def test_only_service_starts_calibrate_when_the_edge_classifies_exits(
+    service_starts_only: bool,
+) -> None:
+    est = _estimator(
+        calibration_levels_s=(),
+        calibration_max=3.0,
+        calibrate_service_starts_only=service_starts_only,
+    )
+    est.observe(_classified(1, T0, 4, 0, 0, 0), T0)
+    assert est.estimate(T0).predicted_wait_s == pytest.approx(300.0)
+    est.observe(_classified(2, T0 + 10, 9, 0, 0, 0), T0 + 10)
+    assert est.estimate(T0 + 10).predicted_wait_s == pytest.approx(600.0)
+    # the first joiner leaves after 330 s; the edge classifies the exit 5 s later:
+    # a service start (x1.1)
+    est.observe(_classified(3, T0 + 330, 9, 1, 0, 0, [330.0]), T0 + 330)
+    est.observe(_classified(4, T0 + 335, 9, 1, 1, 0), T0 + 335)
+    # the second joiner's track is lost after 200 s: an exit whose destination
+    # nobody saw, and a dwell cut short (200 s against 600 shown)
+    est.observe(
+        _classified(5, T0 + 210, 9, 2, 1, 0, [200.0]).model_copy(update={"ts": ts(T0 + 340)}),
+        T0 + 340,
+    )
+    est.observe(_classified(6, T0 + 345, 9, 2, 1, 1), T0 + 345)
+    if service_starts_only:
+        assert est.calibration(T0 + 345) == pytest.approx(330 / 300)
+    else:  # both dwells count: (330 + 200) / (300 + 600)
+        assert est.calibration(T0 + 345) == pytest.approx(530 / 900)
