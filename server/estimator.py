@@ -99,6 +99,12 @@ class EstimatorSettings(BaseModel):
         "oldest person waiting has waited this long, seconds: a free counter calls the next "
         "customer within it, so a shorter stay is somebody passing to a free counter",
     )
+    in_order_departures: bool = Field(
+        default=True,
+        description="without classified exits: the observed service rate counts only the "
+        "departures that had waited at least as long as everyone still waiting (the head "
+        "of a first-come-first-served queue), not lost tracks, phantoms or mid-queue exits",
+    )
     calibrate_service_starts_only: bool = Field(
         default=True,
         description="when the edge classifies exits, calibrate from the completed dwells "
@@ -376,6 +382,35 @@ def head_wait(oldest_wait_s: float, service_rate_per_s: float, residual_factor: 
     return oldest_wait_s + residual_factor / service_rate_per_s
 
 
+#: a departure's completed dwell may read this much under the dwell of the person
+#: still waiting who joined right after them (exit confirmation, rounding), seconds
+IN_ORDER_TOLERANCE_S = 2.0
+
+
+def in_order_departures(
+    dwells: list[float], departures: int, people: int, dwell_max: float | None
+) -> int:
+    """How many of a message's ``departures`` left in first-come-first-served order.
+
+    A departure is in order when its completed dwell (s) is at least the longest dwell
+    of the ``people`` still waiting (``dwell_max``, s; minus
+    :data:`IN_ORDER_TOLERANCE_S`): they were ahead of everyone who remains, as the
+    person a counter calls is. A lost track or a phantom in the middle of the queue
+    leaves while someone older still waits, so it is not one. Every departure counts
+    when nobody remains or the edge sends no dwells (``dwell_max`` None, or fewer
+    dwells than departures: those without one), as before this rule. Source: the
+    delay of the last customer to enter service (LES) is the head's; Ibrahim and
+    Whitt (2009).
+    """
+    if departures <= 0:
+        return 0
+    if people <= 0 or dwell_max is None:
+        return departures
+    known = dwells[-departures:] if len(dwells) >= departures else dwells
+    floor = dwell_max - IN_ORDER_TOLERANCE_S
+    return sum(d >= floor for d in known) + departures - len(known)
+
+
 def classified_exits(msg: ZoneMessage) -> tuple[int | None, int | None]:
     """(cumulative service starts, cumulative walk-outs) of a waiting zone, if the edge
     classifies exits (optional protocol v1 fields; ``None`` from older edges)."""
@@ -524,6 +559,8 @@ class ZoneEstimator:
         self._dwell_p90: float | None = None
         # exponentially decayed sums: departures while occupied / occupied seconds
         self._busy_departures = 0.0
+        # the same, only the departures in first-come-first-served order
+        self._busy_in_order = 0.0
         self._busy_s = 0.0
         # exponentially decayed sums for the trend: arrivals, departures, seconds
         self._trend_arrivals = 0.0
@@ -603,7 +640,13 @@ class ZoneEstimator:
             )
         if self._ts is not None:
             if observed:
-                self._fold_rates(dt, arrivals, departures, busy)
+                in_order = in_order_departures(
+                    [float(d) for d in msg.completed_dwells_s],
+                    departures,
+                    msg.people,
+                    msg.dwell_max_s,
+                )
+                self._fold_rates(dt, arrivals, (departures, in_order), busy)
                 # exits beyond service in this interval, judged against the capacity as
                 # it was then (a lunch break must not turn into "walk-outs" once the
                 # capacity estimate has caught up)
@@ -654,14 +697,18 @@ class ZoneEstimator:
         oldest = self._dwell_max
         return oldest is None or oldest >= self.settings.busy_min_wait_s
 
-    def _fold_rates(self, dt: float, arrivals: int, departures: int, busy: bool) -> None:
+    def _fold_rates(self, dt: float, arrivals: int, left: tuple[int, int], busy: bool) -> None:
+        """``left``: the interval's departures, and how many of them left in order."""
         s = self.settings
+        departures, in_order = left
         decay = math.exp(-dt / s.rate_window_s)
         self._busy_departures *= decay
+        self._busy_in_order *= decay
         self._busy_s *= decay
         self._busy_person_s *= decay
         if busy:
             self._busy_departures += departures
+            self._busy_in_order += in_order
             self._busy_s += dt
             self._busy_person_s += self._people * dt
         decay = math.exp(-dt / s.trend_window_s)
@@ -989,6 +1036,10 @@ class ZoneEstimator:
         age = max(0.0, now - self._ts) if self._ts is not None else 0.0
         decay = math.exp(-age / s.rate_window_s)
         departures = self._busy_departures * decay
+        if s.in_order_departures:
+            # priority customers are served ahead of older ordinary ones: out of
+            # order, though services; about their share of the service starts
+            departures = self._busy_in_order * decay / (1.0 - self.priority_share)
         busy = self._busy_s * decay
         method = "observed"
         if self._classified:

@@ -12,6 +12,7 @@ from lobbywatch.server.estimator import (
     EstimatorSettings,
     WaitEstimate,
     ZoneEstimator,
+    in_order_departures,
     wait_for_queue,
 )
 from lobbywatch.zone_state import ZoneKind
@@ -412,3 +413,40 @@ def test_departures_never_classified_count_as_unseen_after_the_lag() -> None:
     e = est.estimate(T0 + 250)
     assert e.method == "observed"
     assert e.service_rate_per_s == pytest.approx(18 / 250)
+
+
+def test_in_order_departures_are_those_ahead_of_everyone_still_waiting() -> None:
+    assert in_order_departures([300.0], 1, 4, 295.0) == 1  # the head, called
+    assert in_order_departures([120.0], 1, 4, 295.0) == 0  # a lost track mid-queue
+    assert in_order_departures([300.0, 3.0], 2, 4, 296.0) == 1  # the head and a phantom
+    assert in_order_departures([294.0], 1, 3, 295.5) == 1  # within the 2 s tolerance
+    assert in_order_departures([293.0], 1, 3, 295.5) == 0
+    assert in_order_departures([120.0], 1, 0, None) == 1  # nobody remains
+    assert in_order_departures([], 2, 3, 100.0) == 2  # no dwells sent: all count
+    assert in_order_departures([50.0], 3, 3, 100.0) == 2  # one judged, two without a dwell
+    assert in_order_departures([], 0, 3, 100.0) == 0
+
+
+def test_lost_tracks_in_the_queue_do_not_count_as_services() -> None:
+    # Four wait throughout. Every 60 s the head is called (their dwell is the longest);
+    # 30 s after each call a track in the middle of the queue is lost and restarts
+    # (a departure with a short dwell and an arrival; the head stays the oldest).
+    est = ZoneEstimator(RAW, counters=2, mean_service_s=300)
+    msgs = [msg(0, 4, 4, 0, dwell_max=100.0)]
+    for k in range(1, 9):
+        head_called = k % 2 == 0
+        dwell = 100.0 + 30 * k if head_called else 10.0 * k
+        oldest = 100.0 + 30 * k - (50 if head_called else 0)
+        msgs.append(msg(30 * k, 4, 4 + k, k, dwells=(dwell,), dwell_max=oldest))
+    feed(est, msgs)
+    e = est.estimate(T0 + 240)
+    # 4 calls in 240 s of busy time, not 8 departures
+    assert e.method == "observed"
+    assert e.service_rate_per_s == pytest.approx(4 / 240)
+    assert e.predicted_wait_s == pytest.approx((4 + 1) / (4 / 240))
+    # the rule off: every departure is a service, as before
+    est = ZoneEstimator(
+        RAW.model_copy(update={"in_order_departures": False}), counters=2, mean_service_s=300
+    )
+    feed(est, msgs)
+    assert est.estimate(T0 + 240).service_rate_per_s == pytest.approx(8 / 240)
