@@ -598,7 +598,7 @@ class ZoneEstimator:
             return
         arrivals = _increase(msg.arrivals_total, self._arrivals)
         departures = _increase(msg.departures_total, self._departures)
-        if self.settings.calibrate_service_starts_only and classified_exits(msg)[0] is not None:
+        if self.settings.calibrate_service_starts_only and None not in classified_exits(msg):
             # the edge classifies exits: a dwell calibrates once its departure is known
             # to be a service start (a lost track's dwell is cut short, a walk-out's
             # is no wait to service); see _fold_exits

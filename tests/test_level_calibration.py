@@ -122,3 +122,14 @@ def test_only_service_starts_calibrate_when_the_edge_classifies_exits(
         assert est.calibration(T0 + 345) == pytest.approx(330 / 300)
     else:  # both dwells count: (330 + 200) / (300 + 600)
         assert est.calibration(T0 + 345) == pytest.approx(530 / 900)
+
+
+def test_an_edge_that_sends_only_part_of_the_split_calibrates_from_every_dwell() -> None:
+    # service starts without walk-outs is no classification: the dwells calibrate as
+    # they arrive (they were once held back for a classification that never came)
+    est = _estimator(calibration_levels_s=(), calibration_max=3.0)
+    partial = {"walk_outs_total": None, "departures_unseen_total": None}
+    est.observe(_classified(1, T0, 4, 0, 0, 0).model_copy(update=partial), T0)
+    assert est.estimate(T0).predicted_wait_s == pytest.approx(300.0)
+    est.observe(_classified(2, T0 + 330, 4, 1, 0, 0, [330.0]).model_copy(update=partial), T0 + 330)
+    assert est.calibration(T0 + 330) == pytest.approx(330 / 300)
