@@ -116,7 +116,8 @@ class EstimatorSettings(BaseModel):
         gt=0,
         le=600,
         description="a departure the edge has not classified this long after it left is "
-        "taken as unseen (edges that do not send departures_unseen_total), seconds",
+        "taken as unseen (edges that do not send departures_unseen_total) or forgotten "
+        "(edges that do), seconds",
     )
     max_gap_s: float = Field(
         default=120.0,
@@ -216,8 +217,8 @@ class EstimatorSettings(BaseModel):
     abandon_window_s: float = Field(
         default=1800.0,
         gt=0,
-        description="time constant of the walk-out rate smoothing (walk-outs per "
-        "waiting-person-second), seconds",
+        description="no longer used (the walk-out rate shares rate_window_s with the "
+        "service rate); accepted so configs that set it stay valid",
     )
     service_progress: bool = Field(
         default=False,
@@ -528,11 +529,11 @@ class ZoneEstimator:
         self._service_starts: int | None = None
         self._walk_outs: int | None = None
         self._unseen: int | None = None
-        # departures not classified yet, oldest first: (left at, left a busy interval).
-        # The edge classifies a departure up to its transit time after it left, often
-        # in a later message, after the queue emptied: the classification is booked
-        # against the interval the departure left in, not the one it arrives in.
-        # (left at, left a busy interval, completed dwell if the edge sent it)
+        # departures not classified yet, oldest first: (left at, left a busy interval,
+        # completed dwell if the edge sent it). The edge classifies a departure up to
+        # its transit time after it left, often in a later message, after the queue
+        # emptied: the classification is booked against the interval the departure
+        # left in, not the one it arrives in.
         self._unclassified: deque[tuple[float, bool, float | None]] = deque()
         # waiting person-seconds of the busy intervals (decayed like the departures)
         self._busy_person_s = 0.0
@@ -794,9 +795,13 @@ class ZoneEstimator:
             for at, _, dwell in popped:
                 if dwell is not None:
                     self._calibrate(at, dwell)
+        # none waits longer than classify_lag_s: unseen where the edge does not say so
+        # itself, and otherwise dropped (an edge that sends departures_unseen_total
+        # but loses a classification must not grow this queue for days)
         overdue = 0
-        while infer_unseen and pending and ts - pending[0][0] > s.classify_lag_s:
-            overdue += pending.popleft()[1]
+        while pending and ts - pending[0][0] > s.classify_lag_s:
+            if pending.popleft()[1] and infer_unseen:
+                overdue += 1
         self._new_busy_walkouts = walkouts * share
         self._new_busy_unknown = unseen * share + overdue
         self._busy_service += starts * share

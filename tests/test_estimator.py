@@ -450,3 +450,16 @@ def test_lost_tracks_in_the_queue_do_not_count_as_services() -> None:
     )
     feed(est, msgs)
     assert est.estimate(T0 + 240).service_rate_per_s == pytest.approx(8 / 240)
+
+
+def test_departures_an_edge_never_classifies_do_not_pile_up() -> None:
+    # An edge that sends departures_unseen_total but drops a classification now and
+    # then: a collector runs for weeks, so nothing may wait for it forever. Here no
+    # departure is ever classified (all counters stay at 0) for 10 minutes.
+    est = ZoneEstimator(RAW, counters=2, mean_service_s=300)
+    feed(est, [classified_msg(10 * k, 5, k, 0, 60.0 + 10 * k) for k in range(61)])
+    # only the departures of the last classify_lag_s (60 s) may still be classified:
+    # those that left at 540, 550, ..., 600 s
+    assert len(est._unclassified) == 7
+    # and none of the dropped ones counted as unseen: the edge counts those itself
+    assert est._busy_unknown == 0.0
