@@ -589,7 +589,8 @@ class ZoneEstimator:
         their increments).
         """
         ts = msg.ts.timestamp()
-        dwells = [float(d) for d in msg.completed_dwells_s]
+        completed = [float(d) for d in msg.completed_dwells_s]
+        dwells = completed
         for dwell in dwells:
             self._realised.append((ts, dwell))
         self._expire(max(now, ts))
@@ -599,7 +600,9 @@ class ZoneEstimator:
             return
         arrivals = _increase(msg.arrivals_total, self._arrivals)
         departures = _increase(msg.departures_total, self._departures)
-        if self.settings.calibrate_service_starts_only and None not in classified_exits(msg):
+        starts_total, walkouts_total = classified_exits(msg)
+        split = starts_total is not None and walkouts_total is not None
+        if self.settings.calibrate_service_starts_only and split:
             # the edge classifies exits: a dwell calibrates once its departure is known
             # to be a service start (a lost track's dwell is cut short, a walk-out's
             # is no wait to service); see _fold_exits
@@ -611,7 +614,6 @@ class ZoneEstimator:
         if self._departures is not None and msg.departures_total < self._departures:
             self._unclassified.clear()  # a restart: its pending departures are gone
         self.arrivals_seen += arrivals
-        starts_total, walkouts_total = classified_exits(msg)
         unseen_total = getattr(msg, "departures_unseen_total", None)
         starts = walkouts = None
         unseen = 0
@@ -641,12 +643,7 @@ class ZoneEstimator:
             )
         if self._ts is not None:
             if observed:
-                in_order = in_order_departures(
-                    [float(d) for d in msg.completed_dwells_s],
-                    departures,
-                    msg.people,
-                    msg.dwell_max_s,
-                )
+                in_order = in_order_departures(completed, departures, msg.people, msg.dwell_max_s)
                 self._fold_rates(dt, arrivals, (departures, in_order), busy)
                 # exits beyond service in this interval, judged against the capacity as
                 # it was then (a lunch break must not turn into "walk-outs" once the
