@@ -1077,9 +1077,8 @@ class ZoneEstimator:
         departures, busy = self._busy_departures, self._busy_s
         if departures >= s.min_departures and busy >= s.min_busy_s and self._busy_person_s > 0:
             theta = min(max(0.0, self._excess / self._busy_person_s), capacity_per_s)
-        total = self._busy_service + self._busy_walkouts
-        share = self._busy_walkouts / total if self._classified and total > 0 else None
-        return theta, share
+        seen = self._classified and self._busy_service + self._busy_walkouts > 0
+        return theta, (1.0 - self._service_share()) if seen else None
 
     def estimate(
         self,
