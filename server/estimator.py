@@ -54,6 +54,7 @@ from lobbywatch.server.service_progress import (
     first_free_moments,
 )
 from lobbywatch.server.tickets import TicketSummary, TicketWait
+from lobbywatch.server.track_relink import LostTrackLinker
 
 #: largest residual factor taken from the counters' service progress (mean services of
 #: the joint rate: a counter deep in a long service, the others unknown)
@@ -118,6 +119,19 @@ class EstimatorSettings(BaseModel):
         description="a departure the edge has not classified this long after it left is "
         "taken as unseen (edges that do not send departures_unseen_total) or forgotten "
         "(edges that do), seconds",
+    )
+    relink_lost_tracks: bool = Field(
+        default=True,
+        description="calibration, edges that send departures_unseen_total: an unseen "
+        "departure and an arrival within relink_window_s are one person whose track was "
+        "lost and re-acquired; their later service start calibrates with the wait from "
+        'their first join (server/track_relink.py; docs/wait-estimation.md, "Session 20")',
+    )
+    relink_window_s: float = Field(
+        default=5.0,
+        gt=0,
+        le=60,
+        description="an arrival this close to an unseen departure re-acquires it, seconds",
     )
     max_gap_s: float = Field(
         default=120.0,
@@ -219,6 +233,13 @@ class EstimatorSettings(BaseModel):
         gt=0,
         description="no longer used (the walk-out rate shares rate_window_s with the "
         "service rate); accepted so configs that set it stay valid",
+    )
+    service_time_censored: bool = Field(
+        default=True,
+        description="with service points: the mean service time is the total time on test "
+        "(the services still running count as censored, from the first completed one) "
+        "instead of the mean of at least 5 completed services, which reads short for the "
+        'first hour of a day (docs/wait-estimation.md, "Session 20")',
     )
     service_progress: bool = Field(
         default=False,
@@ -513,7 +534,15 @@ class ZoneEstimator:
         self.mean_service_s = mean_service_s
         self.priority_share = priority_share
         self.counter_observer = (
-            CounterObserver(service_points, mean_service_s) if service_points else None
+            CounterObserver(
+                service_points,
+                mean_service_s,
+                censored_max_age_s=(
+                    settings.service_progress_max_age_s if settings.service_time_censored else None
+                ),
+            )
+            if service_points
+            else None
         )
         #: arrivals, service starts and walk-outs counted so far (sums of increments,
         #: resets handled): the collector's per-minute aggregates and history
@@ -535,6 +564,10 @@ class ZoneEstimator:
         # emptied: the classification is booked against the interval the departure
         # left in, not the one it arrives in.
         self._unclassified: deque[tuple[float, bool, float | None]] = deque()
+        #: lost and re-acquired tracks, for the realised waits the calibration learns from
+        self._relink = (
+            LostTrackLinker(settings.relink_window_s) if settings.relink_lost_tracks else None
+        )
         # waiting person-seconds of the busy intervals (decayed like the departures)
         self._busy_person_s = 0.0
         # decayed exits beyond service over the busy intervals
@@ -626,6 +659,8 @@ class ZoneEstimator:
             self.walk_outs_seen += walkouts
             self._service_starts, self._walk_outs = starts_total, walkouts_total
             self._unseen = unseen_total
+            if self._relink is not None and unseen_total is not None and arrivals:
+                self._relink.arrived(ts, arrivals)
         self._new_busy_walkouts = self._new_busy_unknown = 0.0
         dt = ts - self._ts if self._ts is not None else math.inf
         observed = dt <= self.settings.max_gap_s
@@ -788,10 +823,16 @@ class ZoneEstimator:
         popped = [pending.popleft() for _ in range(batch)]
         busy_left = sum(p[1] for p in popped)
         share = busy_left / batch if batch else 0.0
+        relink = self._relink if not infer_unseen else None
         if starts >= batch:
             for at, _, dwell in popped:
                 if dwell is not None:
-                    self._calibrate(at, dwell)
+                    wait = relink.realised(at, dwell) if relink is not None else dwell
+                    self._calibrate(at, wait)
+        elif relink is not None and unseen >= batch:
+            for at, _, dwell in popped:
+                if dwell is not None:
+                    relink.lost(at, dwell)
         # none waits longer than classify_lag_s: unseen where the edge does not say so
         # itself, and otherwise dropped (an edge that sends departures_unseen_total
         # but loses a classification must not grow this queue for days)

@@ -76,10 +76,12 @@ def test_estimator_uses_observed_counters_and_their_service_time() -> None:
     # queue since T0, window 180 s: at T0 + 195 three counters were busy within it
     counters, how, mean = est.counters_now(T0 + 195)
     assert (counters, how) == (3, "observed")
-    # 6 service durations of 240 s decayed over 95 s (time constant 1800 s), 3 prior
-    # services at 300 s
+    # total time on test: 6 services of 240 s, each busy second weighted by its age
+    # (1800 (1 - e^(-240/1800)) = 224.9 s each), decayed over the 95 s since they ended,
+    # 3 prior services at 300 s; the counters' messages carry no running dwell
     f = math.exp(-95 / 1800)
-    service = (6 * 240 * f + 3 * 300) / (6 * f + 3)
+    busy = 1800 * -math.expm1(-240 / 1800)
+    service = (6 * busy * f + 3 * 300) / (6 * f + 3)
     assert mean == pytest.approx(service)
     mu, method = est.service_rate(T0 + 195)
     assert method == "counters" and mu == pytest.approx(3 / service)
@@ -88,3 +90,66 @@ def test_estimator_uses_observed_counters_and_their_service_time() -> None:
     # 6 waiting: (6 + 1) / mu, and with a 4th counter (6 + 1) / (mu * 4 / 3)
     assert e.predicted_wait_s == pytest.approx(7 * service / 3)
     assert e.predicted_wait_one_more_counter_s == pytest.approx(7 * service / 4)
+
+
+def test_running_services_count_as_censored_time_on_test() -> None:
+    """The opening: every counter starts at once, the short services end first."""
+    tau = 1800.0
+    obs = CounterObserver(
+        POINTS, 300.0, service_window_s=tau, prior_services=3, censored_max_age_s=90.0
+    )
+    # c1..c3 started at T0 and are still serving at T0 + 400; c4's first customer
+    # took 200 s and its second has been served for 190 s (message at T0 + 390)
+    for point in ("c1", "c2", "c3"):
+        obs.observe(point, 1, [], T0 + 390, dwell_max_s=390.0)
+    obs.observe("c4", 1, [200.0], T0 + 200, dwell_max_s=0.0)
+    obs.observe("c4", 1, [], T0 + 390, dwell_max_s=190.0)
+
+    def busy(d: float) -> float:
+        return tau * -math.expm1(-d / tau)
+
+    # one completion (200 s, ended 200 s ago), running: 3 x 400 s and 200 s (10 s since
+    # the messages)
+    f = math.exp(-200 / tau)
+    running = 3 * busy(400.0) + busy(200.0)
+    expected = (busy(200.0) * f + running + 3 * 300.0) / (f + 3)
+    mean = obs.reading(T0 + 400, None).mean_service_s
+    assert mean == pytest.approx(expected)
+    # the completed service alone would say 200 s; with the running ones the mean is
+    # above the configured 300 s: four counters busy for 400 s with one completion
+    assert mean > 300.0
+    # a message older than censored_max_age_s says nothing about now: only c4's
+    # completed service and the prior remain once every message is stale
+    stale = obs.reading(T0 + 390 + 91, None).mean_service_s
+    f2 = math.exp(-281 / tau)
+    assert stale == pytest.approx((busy(200.0) * f2 + 3 * 300.0) / (f2 + 3))
+
+
+def test_censored_mean_waits_for_a_completion_and_caps_a_lingerer() -> None:
+    tau = 1800.0
+    obs = CounterObserver(
+        POINTS, 300.0, service_window_s=tau, prior_services=3, censored_max_age_s=90.0
+    )
+    # nothing completed yet: no observed mean (the queue's own estimate stands)
+    obs.observe("c1", 1, [], T0, dwell_max_s=600.0)
+    assert obs.reading(T0, None).mean_service_s is None
+    # somebody has stood at c1 for 3 h: counted as 4 configured means (1200 s)
+    obs.observe("c2", 0, [300.0], T0)
+    obs.observe("c1", 1, [], T0 + 1, dwell_max_s=3 * 3600.0)
+    busy_cap = tau * -math.expm1(-1200 / tau)
+    busy_300 = tau * -math.expm1(-300 / tau)
+    f = math.exp(-1 / tau)
+    assert obs.reading(T0 + 1, None).mean_service_s == pytest.approx(
+        (busy_300 * f + busy_cap + 900.0) / (f + 3)
+    )
+
+
+def test_completed_services_only_when_censoring_is_off() -> None:
+    settings = EstimatorSettings(service_time_censored=False)
+    est = ZoneEstimator(settings, counters=4, mean_service_s=300.0, service_points=POINTS)
+    assert est.counter_observer is not None
+    assert est.counter_observer.censored_max_age_s is None
+    est.counter_observer.service_window_s = 1e12
+    est.observe_service_point(_zone("c1", ZoneKind.CASH_COUNTER, T0, 1, dwells=[200.0] * 5))
+    # (5 x 200 + 3 x 300) / 8, the running service (no dwell) not counted either way
+    assert est.counter_observer.reading(T0, None).mean_service_s == pytest.approx(1900 / 8)

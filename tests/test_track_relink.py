@@ -1,0 +1,115 @@
+"""Lost tracks re-linked by timing (hand-computed timelines)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from lobbywatch.edge.state import ZoneKind
+from lobbywatch.protocol import ZoneMessage
+from lobbywatch.server.estimator import EstimatorSettings, ZoneEstimator
+from lobbywatch.server.track_relink import LostTrackLinker
+
+T0 = 1_764_400_000.0
+
+
+def test_a_lost_track_reacquired_seconds_later_keeps_its_first_join() -> None:
+    link = LostTrackLinker(window_s=5.0, join_tolerance_s=3.0)
+    # joined at T0, lost at T0 + 300 (dwell 300 s); the new track appears 2 s before
+    # the loss is reported (the edge confirms an exit after it happens)
+    link.arrived(T0 + 298)
+    link.lost(T0 + 300, 300.0)
+    assert len(link) == 1
+    # the new track is served at T0 + 500 after 202 s: its wait is 500 s from T0
+    assert link.realised(T0 + 500, 202.0) == pytest.approx(500.0)
+    # the link is used up: the same dwell again is somebody else's
+    assert link.realised(T0 + 500, 202.0) == 202.0
+    assert len(link) == 0
+
+
+def test_arrival_after_the_loss_and_a_chain_of_two_losses() -> None:
+    link = LostTrackLinker(window_s=5.0, join_tolerance_s=3.0)
+    link.lost(T0 + 100, 100.0)  # joined T0
+    link.arrived(T0 + 103)  # re-acquired 3 s later
+    # lost again at T0 + 200 (its track's dwell 97 s), re-acquired at T0 + 201
+    link.lost(T0 + 200, 97.0)
+    link.arrived(T0 + 201)
+    assert link.realised(T0 + 400, 199.0) == pytest.approx(400.0)
+
+
+def test_no_link_outside_the_window_and_the_closest_arrival_wins() -> None:
+    link = LostTrackLinker(window_s=5.0, join_tolerance_s=3.0)
+    link.arrived(T0 + 90)  # 10 s before the loss: a newcomer
+    link.lost(T0 + 100, 60.0)
+    link.arrived(T0 + 106)  # 6 s after: too late
+    assert len(link) == 0
+    assert link.realised(T0 + 300, 194.0) == 194.0
+    # two arrivals in the window: the closer one (T0 + 201) is the re-acquired track
+    link.arrived(T0 + 196)
+    link.arrived(T0 + 201)
+    link.lost(T0 + 200, 50.0)  # joined T0 + 150
+    assert link.realised(T0 + 400, 204.0) == 204.0  # joined T0 + 196: the newcomer
+    assert link.realised(T0 + 400, 199.0) == pytest.approx(250.0)
+
+
+def _zone(at: float, people: int, **kw: object) -> ZoneMessage:
+    return ZoneMessage.model_validate(
+        {
+            "device": "d",
+            "seq": int(at - T0) + 1,
+            "ts": datetime.fromtimestamp(at, UTC),
+            "branch": "b",
+            "camera": "cam",
+            "zone": "W1",
+            "kind": ZoneKind.WAITING,
+            "people": people,
+            "raw_count": people,
+            "arrivals_total": kw.get("arrivals", 0),
+            "departures_total": kw.get("departures", 0),
+            "completed_dwells_s": kw.get("dwells", []),
+            "dwell_max_s": kw.get("dwell_max", 0.0),
+            "service_starts_total": kw.get("starts", 0),
+            "walk_outs_total": kw.get("walkouts", 0),
+            "departures_unseen_total": kw.get("unseen", 0),
+        }
+    )
+
+
+@pytest.mark.parametrize("relink", [True, False])
+def test_the_calibration_learns_the_wait_from_the_first_join(relink: bool) -> None:
+    """A queue of 5 whose prediction is 600 s; one person is lost at T0 + 300 and
+    re-acquired; served at T0 + 600: realised 600 s (linked), 300 s (not)."""
+    settings = EstimatorSettings(
+        relink_lost_tracks=relink, calibration_levels_s=(), calibration_prior=0.0
+    )
+    est = ZoneEstimator(settings, counters=1, mean_service_s=100.0)
+    # 5 people from T0 (arrivals 5); the wait shown for a newcomer is 600 s = 6 x 100 s
+    for k in range(0, 300, 5):
+        est.observe(_zone(T0 + k, 5, arrivals=5, dwell_max=float(k)), T0 + k)
+        assert est.estimate(T0 + k).predicted_wait_s == pytest.approx(600.0)
+    # T0 + 300: the track is lost (an unseen departure after 300 s) and a new one appears
+    est.observe(
+        _zone(T0 + 300, 5, arrivals=6, departures=1, dwells=[300.0], unseen=1, dwell_max=300.0),
+        T0 + 300,
+    )
+    for k in range(305, 600, 5):
+        est.observe(_zone(T0 + k, 5, arrivals=6, departures=1, unseen=1, dwell_max=k), T0 + k)
+    # T0 + 600: the new track (dwell 300 s) starts service
+    est.observe(
+        _zone(
+            T0 + 600,
+            4,
+            arrivals=6,
+            departures=2,
+            dwells=[300.0],
+            unseen=1,
+            starts=1,
+            dwell_max=600.0,
+        ),
+        T0 + 600,
+    )
+    # realised / shown: 600 / 600 linked (kappa stays 1), 300 / 600 without the link
+    # (kappa = 0.5, clipped to 1 / calibration_max)
+    expected = 1.0 if relink else 1.0 / settings.calibration_max
+    assert est.calibration(T0 + 600) == pytest.approx(expected)
