@@ -267,6 +267,14 @@ class AlertPolicy(BaseModel):
         "placed by the edge's dwell quantiles) waits longer than the threshold reaches this; "
         "0 = off",
     )
+    risk_level_alone: float = Field(
+        default=0.0,
+        ge=0,
+        le=1,
+        description="risk rule: the level it needs while neither the queue rule nor the head "
+        "rule holds (the model's probability alone, nothing observed yet says the queue is "
+        "long or its head near T); below risk_level (0 by default): risk_level throughout",
+    )
     risk_min_duration_s: float = Field(
         default=60.0, ge=0, description="risk rule: condition must hold this long to fire"
     )
@@ -588,12 +596,17 @@ def w1_breach_risk(estimate: WaitEstimate, policy: AlertPolicy) -> float | None:
     return float(risk.max())
 
 
-def w1_risk_condition(estimate: WaitEstimate, policy: AlertPolicy) -> bool:
-    """Risk rule: somebody waiting is likely (``risk_level``) to wait longer than T."""
+def w1_risk_condition(
+    estimate: WaitEstimate, policy: AlertPolicy, corroborated: bool = True
+) -> bool:
+    """Risk rule: somebody waiting is likely (``risk_level``) to wait longer than T;
+    ``risk_level_alone`` when not ``corroborated`` (neither the queue rule nor the head
+    rule holds now)."""
     if policy.risk_level <= 0:
         return False
+    level = policy.risk_level if corroborated else max(policy.risk_level, policy.risk_level_alone)
     risk = w1_breach_risk(estimate, policy)
-    return risk is not None and risk >= policy.risk_level
+    return risk is not None and risk >= level
 
 
 def w1_advice(estimate: WaitEstimate) -> dict[str, Any]:
@@ -731,10 +744,13 @@ class AlertEngine:
         )
         # each firing condition has its own persistence clock
         grace = policy.hold_grace_s
-        queue_for = w1.held_for("queue", w1_queue_condition(estimate, policy), now, grace)
-        head_for = w1.held_for("head", w1_head_condition(estimate, policy), now, grace)
+        queue_now = w1_queue_condition(estimate, policy)
+        head_now = w1_head_condition(estimate, policy)
+        queue_for = w1.held_for("queue", queue_now, now, grace)
+        head_for = w1.held_for("head", head_now, now, grace)
         forecast_for = w1.held_for("forecast", w1_forecast_condition(estimate, policy), now, grace)
-        risk_for = w1.held_for("risk", w1_risk_condition(estimate, policy), now, grace)
+        risk_now = w1_risk_condition(estimate, policy, corroborated=queue_now or head_now)
+        risk_for = w1.held_for("risk", risk_now, now, grace)
         ready = (
             (queue_for is not None and queue_for >= policy.min_duration_s)
             or (head_for is not None and head_for >= policy.head_min_duration_s)
