@@ -85,12 +85,21 @@ class EstimatorSettings(BaseModel):
     min_departures: float = Field(
         default=4.0,
         ge=0,
-        description="smoothed departures needed before the observed service rate is used",
+        description="smoothed departures needed before the walk-out rate is estimated (and "
+        "the observed service rate is used, with service_rate_gated)",
     )
     min_busy_s: float = Field(
         default=120.0,
         ge=0,
-        description="smoothed occupied seconds needed before the observed rate is used",
+        description="smoothed occupied seconds needed before the walk-out rate is estimated "
+        "(and the observed service rate is used, with service_rate_gated)",
+    )
+    service_rate_gated: bool = Field(
+        default=False,
+        description="the service rate stays on the configured fallback until min_departures "
+        "and min_busy_s are reached (before session 20); off: the Gamma posterior from the "
+        "first busy second, which warns earlier at the opening "
+        '(docs/wait-estimation.md, "Session 20")',
     )
     busy_min_wait_s: float = Field(
         default=30.0,
@@ -1053,7 +1062,9 @@ class ZoneEstimator:
 
         * ``"counters"``: open counters seen at the service points divided by
           the smoothed mean service duration measured there (both observed;
-          walk-outs never reach a counter, so they cannot inflate it);
+          walk-outs never reach a counter, so they cannot inflate it; with
+          ``service_time_censored`` the total time on test, the services still
+          running included, :mod:`counters`);
         * ``"service_starts"``: the edge classifies exits from the queue
           (service start / walk-out / destination unseen) and most are
           classified: ``S / B``, the service starts per busy second;
@@ -1063,8 +1074,9 @@ class ZoneEstimator:
         each (but the first) as the posterior mean ``(N + k) / (B + k / mu0)``
         of a Gamma prior worth ``k = prior_departures`` services at the
         configured rate ``mu0 = counters / mean_service_s`` (with the observed
-        counters when seen), once the decayed count ``N >= min_departures`` and
-        busy time ``B >= min_busy_s`` (both decayed to ``now``); otherwise
+        counters when seen), from the first busy second (with
+        ``service_rate_gated``: once the decayed count ``N >= min_departures``
+        and busy time ``B >= min_busy_s``, both decayed to ``now``); otherwise
         ``mu0`` itself (``"fallback"``).
         """
         s = self.settings
@@ -1096,7 +1108,14 @@ class ZoneEstimator:
                 # 1000-1002 of the hard families, against 1.08x without)
                 departures = service
                 method = "service_starts"
-        if departures >= s.min_departures and busy >= s.min_busy_s and departures > 0:
+        if s.service_rate_gated:
+            observed = departures >= s.min_departures and busy >= s.min_busy_s and departures > 0
+        else:
+            # the posterior from the first busy second: a queue that stands without
+            # departures is itself evidence of slow service (the opening burst), and
+            # the prior already weighs the first departures
+            observed = busy > 0 and s.prior_departures > 0 or departures > 0
+        if observed and busy + s.prior_departures / prior > 0:
             rate = (departures + s.prior_departures) / (busy + s.prior_departures / prior)
             return rate, method
         return prior, "fallback"

@@ -110,10 +110,32 @@ def test_observed_rate_counts_only_occupied_intervals() -> None:
     assert e.predicted_wait_s == pytest.approx((5 + 1) / 0.1)
 
 
-def test_too_few_departures_falls_back() -> None:
-    est = ZoneEstimator(RAW, counters=2, mean_service_s=300)
+def test_too_few_departures_falls_back_only_when_gated() -> None:
+    gated = RAW.model_copy(update={"service_rate_gated": True})
+    est = ZoneEstimator(gated, counters=2, mean_service_s=300)
     feed(est, [msg(0, 5, 5, 0), msg(60, 5, 8, 3)])  # 3 < min_departures
     assert est.estimate(T0 + 60).method == "fallback"
+    # ungated (the default): 3 departures in 60 busy seconds, no prior
+    est = ZoneEstimator(RAW, counters=2, mean_service_s=300)
+    feed(est, [msg(0, 5, 5, 0), msg(60, 5, 8, 3)])
+    e = est.estimate(T0 + 60)
+    assert (e.method, e.service_rate_per_s) == ("observed", pytest.approx(3 / 60))
+
+
+def test_a_queue_standing_without_departures_lowers_the_rate_from_the_prior() -> None:
+    """The opening: 5 people wait 120 s and nobody is called. With a prior of 5
+    departures at mu0 = 2 / 300: (0 + 5) / (120 + 5 x 150) = 5 / 870, below mu0; the
+    gated estimator stays on mu0 until 4 departures and 25 s are in."""
+    settings = RAW.model_copy(update={"prior_departures": 5.0})
+    est = ZoneEstimator(settings, counters=2, mean_service_s=300)
+    feed(est, [msg(0, 5, 5, 0, dwell_max=60.0), msg(120, 5, 5, 0, dwell_max=180.0)])
+    e = est.estimate(T0 + 120)
+    assert (e.method, e.service_rate_per_s) == ("observed", pytest.approx(5 / 870))
+    gated = settings.model_copy(update={"service_rate_gated": True})
+    est = ZoneEstimator(gated, counters=2, mean_service_s=300)
+    feed(est, [msg(0, 5, 5, 0, dwell_max=60.0), msg(120, 5, 5, 0, dwell_max=180.0)])
+    e = est.estimate(T0 + 120)
+    assert (e.method, e.service_rate_per_s) == ("fallback", pytest.approx(2 / 300))
 
 
 def test_prior_shrinks_towards_configured_rate() -> None:
