@@ -1114,7 +1114,7 @@ class ZoneEstimator:
             # the posterior from the first busy second: a queue that stands without
             # departures is itself evidence of slow service (the opening burst), and
             # the prior already weighs the first departures
-            observed = busy > 0 and s.prior_departures > 0 or departures > 0
+            observed = (busy > 0 and s.prior_departures > 0) or departures > 0
         if observed and busy + s.prior_departures / prior > 0:
             rate = (departures + s.prior_departures) / (busy + s.prior_departures / prior)
             return rate, method

@@ -18,6 +18,7 @@ from lobbywatch.server.alerts import (
     w1_breach_risk,
     w1_clear,
     w1_queue_condition,
+    w1_risk_condition,
 )
 from lobbywatch.server.estimator import WaitEstimate
 
@@ -296,7 +297,12 @@ def test_disabled_policy_never_fires() -> None:
 # rule or gate (the hand computations below pin these rather than follow the tuned
 # defaults; the risk rule and gate have tests of their own)
 DEFAULT = AlertPolicy(
-    resolve_after_s=120, warn_fraction=1.0, head_min_duration_s=20, risk_level=0, risk_gate=0
+    resolve_after_s=120,
+    warn_fraction=1.0,
+    head_min_duration_s=20,
+    risk_level=0,
+    risk_gate=0,
+    risk_level_alone=0,
 )
 
 
@@ -446,6 +452,39 @@ def test_risk_rule_fires_on_the_person_most_at_risk_not_the_head() -> None:
     assert DEFAULT.risk_level == 0.0
     assert w1(run(engine(DEFAULT), timeline)) == []
     assert AlertPolicy().risk_level == 0.6
+    assert AlertPolicy().risk_level_alone == 0.75
+
+
+def test_risk_level_alone_needs_more_while_no_observed_rule_holds() -> None:
+    # oldest 540 s: the most at-risk person's probability is 0.519 (see above)
+    policy = DEFAULT.merged(
+        {
+            "risk_level": 0.5,
+            "risk_level_alone": 0.6,
+            "risk_min_duration_s": 60,
+            "head_breach_services": 0,
+            "warn_fraction": 0.9,
+            "warn_head_fraction": 0.6,
+        }
+    )
+    quiet = queue_of_four(540)  # predicted 300 s: the queue rule does not hold
+    assert not w1_queue_condition(quiet, policy)
+    assert w1_risk_condition(quiet, policy, corroborated=True)
+    assert not w1_risk_condition(quiet, policy, corroborated=False)
+    # alone, 0.519 < 0.6: nothing; with the queue rule holding (predicted 560 s >= 0.9 T,
+    # head 540 + 60 >= 0.6 T) the risk rule's 0.5 applies and it fires after its 60 s,
+    # before the queue rule's own 120 s
+    assert w1(run(engine(policy), [(t, quiet) for t in range(0, 130, 10)])) == []
+    long = queue_of_four(540, predicted=560)
+    assert w1_queue_condition(long, policy)
+    assert w1(run(engine(policy), [(t, long) for t in range(0, 130, 10)])) == [
+        (60, "fire", "warning")
+    ]
+    # below risk_level it changes nothing
+    same = policy.merged({"risk_level_alone": 0.4})
+    assert w1(run(engine(same), [(t, quiet) for t in range(0, 130, 10)])) == [
+        (60, "fire", "warning")
+    ]
 
 
 def test_risk_gate_holds_the_queue_rule_until_somebody_waiting_is_at_risk() -> None:

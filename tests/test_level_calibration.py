@@ -14,8 +14,14 @@ T0 = 1_750_000_000.0
 
 def _estimator(**settings: object) -> ZoneEstimator:
     return ZoneEstimator(
-        # no prior, and a window so long that nothing decays within the test
-        EstimatorSettings(calibration_prior=0, calibration_window_s=1e9, **settings),  # type: ignore[arg-type]
+        # no prior, a window so long that nothing decays within the test, and the
+        # configured rate until departures are in (every prediction is (L + 1) x 60 s)
+        EstimatorSettings(
+            calibration_prior=0,
+            calibration_window_s=1e9,
+            service_rate_gated=True,
+            **settings,  # type: ignore[arg-type]
+        ),
         counters=1,
         mean_service_s=60.0,
     )

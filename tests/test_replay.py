@@ -89,7 +89,11 @@ def test_replay_fires_w1_at_the_hand_computed_time(tmp_path: Path) -> None:
     # the queue rule holds alone; the head rule (oldest + 30 s >= 300 s) never holds
     # before 60 s. Held min_duration_s = 20 s: fires at t = 50 s. Severity critical
     # (predicted >= T).
-    cfg = parse_server_config(_cfg(tmp_path, warn_head_fraction=0.6))
+    raw_cfg = _cfg(tmp_path, warn_head_fraction=0.6)
+    # the configured capacity until departures are seen (the default posterior would
+    # already read the standing queue as slower service)
+    raw_cfg["estimator"] = {"service_rate_gated": True}
+    cfg = parse_server_config(raw_cfg)
     src = tmp_path / "in.jsonl"
     _write(src, _script())
     out: list[dict[str, Any]] = []

@@ -164,7 +164,8 @@ def test_elapsed_services_from_the_latest_fresh_message_of_each_counter() -> Non
     assert obs.elapsed_services(T0 + 200, 90.0) == []  # everything stale
 
 
-PROGRESS = EstimatorSettings(service_progress=True, calibration_max=1.0)
+# the configured capacity (2 / 300 s) until departures are seen: the figures below
+PROGRESS = EstimatorSettings(service_progress=True, calibration_max=1.0, service_rate_gated=True)
 
 
 def _queue_of_four(settings: EstimatorSettings) -> ZoneEstimator:

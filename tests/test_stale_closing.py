@@ -53,7 +53,9 @@ def test_the_w1_fire_carries_counters_the_wait_with_one_more_and_the_summary(
 ) -> None:
     # At T0 + 50, 10 waiting at the configured 1 counter x 60 s: 11 x 60 = 660 s; with
     # a second counter 11 x 30 = 330 s (5.5 min).
-    cfg = parse_server_config(_cfg(tmp_path))
+    raw_cfg = _cfg(tmp_path)
+    raw_cfg["estimator"] = {"service_rate_gated": True}  # the configured capacity throughout
+    cfg = parse_server_config(raw_cfg)
     src = tmp_path / "in.jsonl"
     _write(src, _script())
     out: list[dict[str, Any]] = []

@@ -184,6 +184,8 @@ def test_priority_share_is_learned_from_issued_tickets_over_the_window() -> None
 
 
 def _estimator(**settings: Any) -> ZoneEstimator:
+    # the configured capacity (1 / 60 s) until departures are seen: the hand figures
+    settings.setdefault("service_rate_gated", True)
     return ZoneEstimator(EstimatorSettings(**settings), counters=1, mean_service_s=60.0)
 
 

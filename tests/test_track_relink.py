@@ -81,7 +81,10 @@ def test_the_calibration_learns_the_wait_from_the_first_join(relink: bool) -> No
     """A queue of 5 whose prediction is 600 s; one person is lost at T0 + 300 and
     re-acquired; served at T0 + 600: realised 600 s (linked), 300 s (not)."""
     settings = EstimatorSettings(
-        relink_lost_tracks=relink, calibration_levels_s=(), calibration_prior=0.0
+        relink_lost_tracks=relink,
+        calibration_levels_s=(),
+        calibration_prior=0.0,
+        service_rate_gated=True,  # the configured rate throughout: 6 x 100 s
     )
     est = ZoneEstimator(settings, counters=1, mean_service_s=100.0)
     # 5 people from T0 (arrivals 5); the wait shown for a newcomer is 600 s = 6 x 100 s
