@@ -24,13 +24,15 @@ the counters' busy seconds, completed services *and* the services still running,
 divided by the completions, each second weighted by ``exp(-age / service_window_s)``
 like the counts. The completed services alone are biased short for the first hour of
 a day: at the opening every counter starts a service at once and the short ones end
-first. On a lognormal test (4 counters from the opening, true mean 480 s, cv 1.2,
-configured 300 s), the completed-only mean read 0.62-0.72 of the truth for the first
-30 min, the total time on test 0.84-0.88; in steady state both read 0.92-1.04
-(docs/wait-estimation.md, "Session 20"). Their log-moments, decayed the same
-way, give the spread of the service law (a lognormal fit), and each service point's
-latest message says how long its current customer has been served: together the
-time until the first counter frees (:mod:`service_progress`).
+first. With 4 counters busy from the opening, a true mean of 480 s (cv 1.2) and 300 s
+configured, the completed-only mean read 0.62 and 0.71 of the truth at 10 and 30 min,
+the total time on test 0.83 and 0.81; both 0.92-0.93 after 4 h (median of 150 runs,
+``bench/service_mean_opening.py``; docs/wait-estimation.md, "Session 20").
+
+The completed services' log-moments, decayed the same way, give the spread of the
+service law (a lognormal fit), and each service point's latest message says how long
+its current customer has been served: together the time until the first counter
+frees (:mod:`service_progress`).
 """
 
 from __future__ import annotations

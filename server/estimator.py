@@ -115,6 +115,13 @@ class EstimatorSettings(BaseModel):
         "departures that had waited at least as long as everyone still waiting (the head "
         "of a first-come-first-served queue), not lost tracks, phantoms or mid-queue exits",
     )
+    calibrate_in_order_only: bool = Field(
+        default=True,
+        description="calibration, edges without departures by destination: only the dwells "
+        "of departures in first-come-first-served order (at least the longest dwell still "
+        "waiting) calibrate; a lost track's fragments and a mid-queue walk-out do not "
+        '(docs/wait-estimation.md, "Session 20")',
+    )
     calibrate_service_starts_only: bool = Field(
         default=True,
         description="when the edge classifies exits, calibrate from the completed dwells "
@@ -442,6 +449,16 @@ def in_order_departures(
     return sum(d >= floor for d in known) + departures - len(known)
 
 
+def in_order_dwells(dwells: list[float], dwell_max: float | None) -> list[float]:
+    """The completed dwells (s) of departures in first-come-first-served order: at least
+    the longest dwell still waiting (``dwell_max``, s, minus :data:`IN_ORDER_TOLERANCE_S`);
+    all of them when the edge sends no ``dwell_max``. See :func:`in_order_departures`."""
+    if dwell_max is None:
+        return dwells
+    floor = dwell_max - IN_ORDER_TOLERANCE_S
+    return [d for d in dwells if d >= floor]
+
+
 def classified_exits(msg: ZoneMessage) -> tuple[int | None, int | None]:
     """(cumulative service starts, cumulative walk-outs) of a waiting zone, if the edge
     classifies exits (optional protocol v1 fields; ``None`` from older edges)."""
@@ -651,6 +668,11 @@ class ZoneEstimator:
             pending_dwells, dwells = dwells[:departures], dwells[departures:]
         else:
             pending_dwells = []
+            if self.settings.calibrate_in_order_only and msg.people > 0:
+                # no split: only the head of the queue is known to have been served
+                # (a lost track's fragment leaves while older people still wait, and
+                # the re-acquired track is younger than those who joined after them)
+                dwells = in_order_dwells(dwells, msg.dwell_max_s)
         for dwell in dwells:
             self._calibrate(ts, dwell)
         if self._departures is not None and msg.departures_total < self._departures:

@@ -26,6 +26,7 @@ arrival wins, and each arrival and each loss links once.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Iterable
 
 
 class LostTrackLinker:
@@ -69,7 +70,7 @@ class LostTrackLinker:
         """``count`` arrivals at ``ts`` (seconds)."""
         self._prune(ts)
         for _ in range(count):
-            k = _closest(self._lost, ts, self.window_s, key=0)
+            k = _closest([left for left, _ in self._lost], ts, self.window_s)
             if k is None:
                 self._arrivals.append(ts)
             else:
@@ -81,7 +82,7 @@ class LostTrackLinker:
         """An unseen departure at ``left_at`` after ``dwell`` seconds in the zone (itself
         possibly a re-acquired track lost again: the first join carries over)."""
         first_join = left_at - self.realised(left_at, dwell)
-        k = _closest_ts(self._arrivals, left_at, self.window_s)
+        k = _closest(self._arrivals, left_at, self.window_s)
         if k is None:
             self._lost.append((left_at, first_join))
         else:
@@ -93,7 +94,9 @@ class LostTrackLinker:
         """The wait of somebody who left at ``left_at`` after ``dwell`` seconds of their
         track: from their first join when the track re-acquired a lost one (the link is
         used up), else ``dwell``."""
-        k = _closest(self._relinked, left_at - dwell, self.join_tolerance_s, key=0)
+        k = _closest(
+            [arrival for arrival, _ in self._relinked], left_at - dwell, self.join_tolerance_s
+        )
         if k is None:
             return dwell
         _, first_join = self._relinked[k]
@@ -109,20 +112,11 @@ class LostTrackLinker:
             self._relinked.popleft()
 
 
-def _closest(items: deque[tuple[float, float]], t: float, within: float, key: int) -> int | None:
-    """Index of the entry whose ``key`` field is closest to ``t``, within ``within``."""
+def _closest(times: Iterable[float], t: float, within: float) -> int | None:
+    """Index of the time closest to ``t``, within ``within`` seconds (``None``: none)."""
     best, best_d = None, within
-    for k, item in enumerate(items):  # a handful: the people lost in the last minutes
-        d = abs(item[key] - t)
-        if d <= best_d:
-            best, best_d = k, d
-    return best
-
-
-def _closest_ts(items: deque[float], t: float, within: float) -> int | None:
-    best, best_d = None, within
-    for k, ts in enumerate(items):
-        d = abs(ts - t)
+    for k, at in enumerate(times):  # a handful: the people lost in the last minutes
+        d = abs(at - t)
         if d <= best_d:
             best, best_d = k, d
     return best
