@@ -268,14 +268,14 @@ class AlertPolicy(BaseModel):
         "0 = off",
     )
     risk_level_alone: float = Field(
-        default=0.75,
+        default=0.7,
         ge=0,
         le=1,
         description="risk rule: the level it needs while neither the queue rule nor the head "
         "rule holds (the model's probability alone: nothing observed yet says the queue is "
-        "long or its head near T); at or below risk_level: risk_level throughout. 0.75: "
-        "fires of the risk rule alone were true 64 % of the time on training seeds, against "
-        '86-100 % with the queue or head rule (docs/wait-estimation.md, "Session 20")',
+        "long or its head near T); at or below risk_level: risk_level throughout. Fires of "
+        "the risk rule alone were true 64 % of the time on training seeds, against 86-100 % "
+        'with the queue or head rule (docs/wait-estimation.md, "Session 20")',
     )
     risk_min_duration_s: float = Field(
         default=60.0, ge=0, description="risk rule: condition must hold this long to fire"

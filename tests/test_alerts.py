@@ -452,7 +452,7 @@ def test_risk_rule_fires_on_the_person_most_at_risk_not_the_head() -> None:
     assert DEFAULT.risk_level == 0.0
     assert w1(run(engine(DEFAULT), timeline)) == []
     assert AlertPolicy().risk_level == 0.6
-    assert AlertPolicy().risk_level_alone == 0.75
+    assert AlertPolicy().risk_level_alone == 0.7
 
 
 def test_risk_level_alone_needs_more_while_no_observed_rule_holds() -> None:

@@ -139,3 +139,30 @@ def test_an_edge_that_sends_only_part_of_the_split_calibrates_from_every_dwell()
     assert est.estimate(T0).predicted_wait_s == pytest.approx(300.0)
     est.observe(_classified(2, T0 + 330, 4, 1, 0, 0, [330.0]).model_copy(update=partial), T0 + 330)
     assert est.calibration(T0 + 330) == pytest.approx(330 / 300)
+
+
+@pytest.mark.parametrize("in_order_only", [True, False])
+def test_without_departures_by_destination_only_the_head_calibrates(
+    in_order_only: bool,
+) -> None:
+    """A basic edge: shown 300 s at T0 (4 waiting) and 600 s at T0 + 10 (9 waiting)."""
+    est = _estimator(
+        calibration_levels_s=(), calibration_max=3.0, calibrate_in_order_only=in_order_only
+    )
+    est.observe(zone_msg(1, T0, people=4, dwell_max=0.0), T0)
+    assert est.estimate(T0).predicted_wait_s == pytest.approx(300.0)
+    est.observe(zone_msg(2, T0 + 10, people=9, dwell_max=10.0), T0 + 10)
+    assert est.estimate(T0 + 10).predicted_wait_s == pytest.approx(600.0)
+    # T0 + 210: a track lost in the middle of the queue (dwell 200 s) while the head,
+    # who joined at T0, still waits (dwell_max 210 s): out of order, no calibration
+    est.observe(
+        zone_msg(3, T0 + 210, people=8, departures=1, dwells=[200.0], dwell_max=210.0), T0 + 210
+    )
+    # T0 + 330: the head leaves after 330 s; the oldest still waiting has 320 s: in order
+    est.observe(
+        zone_msg(4, T0 + 330, people=7, departures=2, dwells=[330.0], dwell_max=320.0), T0 + 330
+    )
+    if in_order_only:
+        assert est.calibration(T0 + 330) == pytest.approx(330 / 300)
+    else:  # both: (200 + 330) / (600 + 300)
+        assert est.calibration(T0 + 330) == pytest.approx(530 / 900)
