@@ -136,6 +136,16 @@ class EstimatorSettings(BaseModel):
         "taken as unseen (edges that do not send departures_unseen_total) or forgotten "
         "(edges that do), seconds",
     )
+    stuck_after_departures: int = Field(
+        default=8,
+        ge=0,
+        description="the oldest occupant of a waiting zone is taken for no customer (a "
+        "stationary false detection, a track never ended) once this many departures in a "
+        "row left the queue while it stayed, younger than it: a first-come-first-served "
+        "queue serves its head first. Until it leaves, the zone is read without it (one "
+        "person fewer, no oldest occupant); 0 = never "
+        '(docs/wait-estimation.md, "Session 20")',
+    )
     relink_lost_tracks: bool = Field(
         default=True,
         description="calibration, edges that send departures_unseen_total: an unseen "
@@ -590,6 +600,11 @@ class ZoneEstimator:
         # emptied: the classification is booked against the interval the departure
         # left in, not the one it arrives in.
         self._unclassified: deque[tuple[float, bool, float | None]] = deque()
+        #: the oldest occupant's join time (ts - dwell_max), how many departures left
+        #: younger than it while it stayed, and its join time once taken as stuck
+        self._oldest_join: float | None = None
+        self._passed = 0
+        self._stuck_join: float | None = None
         #: lost and re-acquired tracks, for the realised waits the calibration learns from
         self._relink = (
             LostTrackLinker(settings.relink_window_s) if settings.relink_lost_tracks else None
@@ -659,6 +674,7 @@ class ZoneEstimator:
             return
         arrivals = _increase(msg.arrivals_total, self._arrivals)
         departures = _increase(msg.departures_total, self._departures)
+        people, dwell_max, dwell_p50, dwell_p90 = self._without_stuck(msg, departures, completed)
         starts_total, walkouts_total = classified_exits(msg)
         split = starts_total is not None and walkouts_total is not None
         if self.settings.calibrate_service_starts_only and split:
@@ -668,11 +684,11 @@ class ZoneEstimator:
             pending_dwells, dwells = dwells[:departures], dwells[departures:]
         else:
             pending_dwells = []
-            if self.settings.calibrate_in_order_only and msg.people > 0:
+            if self.settings.calibrate_in_order_only and people > 0:
                 # no split: only the head of the queue is known to have been served
                 # (a lost track's fragment leaves while older people still wait, and
                 # the re-acquired track is younger than those who joined after them)
-                dwells = in_order_dwells(dwells, msg.dwell_max_s)
+                dwells = in_order_dwells(dwells, dwell_max)
         for dwell in dwells:
             self._calibrate(ts, dwell)
         if self._departures is not None and msg.departures_total < self._departures:
@@ -695,7 +711,7 @@ class ZoneEstimator:
         self._new_busy_walkouts = self._new_busy_unknown = 0.0
         dt = ts - self._ts if self._ts is not None else math.inf
         observed = dt <= self.settings.max_gap_s
-        busy = observed and self._busy_interval(msg.people, departures)
+        busy = observed and self._busy_interval(people, departures)
         if starts is not None and walkouts is not None:
             # after a gap too: its departures still await their classification,
             # and their dwells their calibration (not busy time, no decay)
@@ -709,7 +725,7 @@ class ZoneEstimator:
             )
         if self._ts is not None:
             if observed:
-                in_order = in_order_departures(completed, departures, msg.people, msg.dwell_max_s)
+                in_order = in_order_departures(completed, departures, people, dwell_max)
                 self._fold_rates(dt, arrivals, (departures, in_order), busy)
                 # exits beyond service in this interval, judged against the capacity as
                 # it was then (a lunch break must not turn into "walk-outs" once the
@@ -729,17 +745,51 @@ class ZoneEstimator:
                 self._trend_s *= decay
         if departures > 0:
             self._last_departure_ts = ts
-        if msg.people > 0 and (self._occupied_since is None or self._people == 0):
+        if people > 0 and (self._occupied_since is None or self._people == 0):
             self._occupied_since = ts
-        elif msg.people == 0:
+        elif people == 0:
             self._occupied_since = None
         self._ts = ts
-        self._people = msg.people
+        self._people = people
         self._arrivals = msg.arrivals_total
         self._departures = msg.departures_total
-        self._dwell_max = msg.dwell_max_s
-        self._dwell_p50 = msg.dwell_p50_s
-        self._dwell_p90 = msg.dwell_p90_s
+        self._dwell_max = dwell_max
+        self._dwell_p50 = dwell_p50
+        self._dwell_p90 = dwell_p90
+
+    def _without_stuck(
+        self, msg: ZoneMessage, departures: int, completed: list[float]
+    ) -> tuple[int, float | None, float | None, float | None]:
+        """(people, dwell_max_s, dwell_p50_s, dwell_p90_s) of ``msg`` without an oldest
+        occupant taken as stuck (``stuck_after_departures``).
+
+        The oldest occupant is followed by its join time ``ts - dwell_max_s`` (the same
+        within :data:`IN_ORDER_TOLERANCE_S`). Every departure that leaves younger than it
+        while it stays passed it; in a first-come-first-served queue the head goes
+        first, and priority customers pass it only now and then. Once
+        ``stuck_after_departures`` have passed it, it is read as no customer until it
+        leaves: one person fewer, and no dwell statistics (they are its own), so the
+        head, risk and in-order rules do not rest on it.
+        """
+        n = self.settings.stuck_after_departures
+        stats = (msg.people, msg.dwell_max_s, msg.dwell_p50_s, msg.dwell_p90_s)
+        if n <= 0 or msg.people <= 0 or msg.dwell_max_s is None:
+            self._oldest_join, self._passed, self._stuck_join = None, 0, None
+            return stats
+        join = msg.ts.timestamp() - msg.dwell_max_s
+        same = self._oldest_join is not None and abs(join - self._oldest_join) <= (
+            IN_ORDER_TOLERANCE_S
+        )
+        if not same:
+            self._oldest_join, self._passed, self._stuck_join = join, 0, None
+        self._passed += departures - in_order_departures(
+            completed, departures, msg.people, msg.dwell_max_s
+        )
+        if self._passed >= n:
+            self._stuck_join = self._oldest_join
+        if self._stuck_join is None:
+            return stats
+        return msg.people - 1, None, None, None
 
     def _busy_interval(self, people: int, departures: int) -> bool:
         """Whether every open counter served throughout the interval ending now.

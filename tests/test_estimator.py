@@ -485,3 +485,35 @@ def test_departures_an_edge_never_classifies_do_not_pile_up() -> None:
     assert len(est._unclassified) == 7
     # and none of the dropped ones counted as unseen: the edge counts those itself
     assert est._busy_unknown == 0.0
+
+
+def test_an_oldest_occupant_passed_by_eight_departures_is_read_as_stuck() -> None:
+    """A track that never leaves (a stationary false detection): 1 person stays from T0
+    while 8 others arrive and leave one by one, each younger than it."""
+    settings = RAW.model_copy(update={"prior_departures": 5.0})
+    est = ZoneEstimator(settings, counters=1, mean_service_s=60)
+    feed(est, [msg(0, 1, 1, 0, dwell_max=0.0)])
+    arrivals = departures = 1
+    for k in range(1, 9):
+        t = 100.0 * k
+        arrivals += 1
+        feed(est, [msg(t - 50, 2, arrivals, departures - 1, dwell_max=t - 50)])
+        departures += 1
+        # the newcomer leaves after 50 s; the stuck one (dwell t) stays
+        feed(est, [msg(t, 1, arrivals, departures - 1, dwells=(50.0,), dwell_max=t)])
+        e = est.estimate(T0 + t)
+        if k < 8:  # passed by k departures: still the head
+            assert (e.queue_length, e.oldest_wait_s) == (1, pytest.approx(t))
+    # the 8th departure that passed it: one person fewer, no oldest occupant
+    e = est.estimate(T0 + 800)
+    assert (e.queue_length, e.oldest_wait_s, e.predicted_wait_s) == (0, None, 0.0)
+    # it leaves (the zone empties): the tracking starts over
+    feed(est, [msg(900, 0, arrivals, departures, dwells=(900.0,))])
+    feed(est, [msg(910, 1, arrivals + 1, departures, dwell_max=5.0)])
+    assert est.estimate(T0 + 910).oldest_wait_s == pytest.approx(5.0)
+    # switched off: the oldest stays the head whatever passes it
+    off = ZoneEstimator(
+        settings.model_copy(update={"stuck_after_departures": 0}), counters=1, mean_service_s=60
+    )
+    feed(off, [msg(0, 1, 1, 0, dwell_max=0.0), msg(800, 1, 9, 8, dwell_max=800.0)])
+    assert off.estimate(T0 + 800).oldest_wait_s == pytest.approx(800.0)
