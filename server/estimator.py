@@ -674,7 +674,11 @@ class ZoneEstimator:
             return
         arrivals = _increase(msg.arrivals_total, self._arrivals)
         departures = _increase(msg.departures_total, self._departures)
-        people, dwell_max, dwell_p50, dwell_p90 = self._without_stuck(msg, departures, completed)
+        people, stats = self._without_stuck(msg, departures, completed)
+        # the head for the in-order rules: unknown while the oldest is stuck (every
+        # departure counts, as for an edge without dwells); the dwell statistics kept
+        # for the head and risk rules (_dwell_max...) are the stuck-free proxies
+        dwell_max = msg.dwell_max_s if self._stuck_join is None else None
         starts_total, walkouts_total = classified_exits(msg)
         split = starts_total is not None and walkouts_total is not None
         if self.settings.calibrate_service_starts_only and split:
@@ -753,14 +757,12 @@ class ZoneEstimator:
         self._people = people
         self._arrivals = msg.arrivals_total
         self._departures = msg.departures_total
-        self._dwell_max = dwell_max
-        self._dwell_p50 = dwell_p50
-        self._dwell_p90 = dwell_p90
+        self._dwell_max, self._dwell_p50, self._dwell_p90 = stats
 
     def _without_stuck(
         self, msg: ZoneMessage, departures: int, completed: list[float]
-    ) -> tuple[int, float | None, float | None, float | None]:
-        """(people, dwell_max_s, dwell_p50_s, dwell_p90_s) of ``msg`` without an oldest
+    ) -> tuple[int, tuple[float | None, float | None, float | None]]:
+        """(people, (dwell_max_s, dwell_p50_s, dwell_p90_s)) of ``msg`` without an oldest
         occupant taken as stuck (``stuck_after_departures``).
 
         The oldest occupant is followed by its join time ``ts - dwell_max_s`` (the same
@@ -768,14 +770,17 @@ class ZoneEstimator:
         while it stays passed it; in a first-come-first-served queue the head goes
         first, and priority customers pass it only now and then. Once
         ``stuck_after_departures`` have passed it, it is read as no customer until it
-        leaves: one person fewer, and no dwell statistics (they are its own), so the
-        head, risk and in-order rules do not rest on it.
+        leaves: one person fewer, and the longest wait of the others is taken from the
+        edge's quantiles where the stuck track cannot be in them: the 90th percentile
+        with 11 people or more (numpy's linear quantile then never reaches the
+        largest), else the median with 3 or more (a lower bound of the real head's
+        wait, so the head rule fires late rather than falsely), else none.
         """
         n = self.settings.stuck_after_departures
-        stats = (msg.people, msg.dwell_max_s, msg.dwell_p50_s, msg.dwell_p90_s)
+        stats = (msg.dwell_max_s, msg.dwell_p50_s, msg.dwell_p90_s)
         if n <= 0 or msg.people <= 0 or msg.dwell_max_s is None:
             self._oldest_join, self._passed, self._stuck_join = None, 0, None
-            return stats
+            return msg.people, stats
         join = msg.ts.timestamp() - msg.dwell_max_s
         same = self._oldest_join is not None and abs(join - self._oldest_join) <= (
             IN_ORDER_TOLERANCE_S
@@ -788,8 +793,10 @@ class ZoneEstimator:
         if self._passed >= n:
             self._stuck_join = self._oldest_join
         if self._stuck_join is None:
-            return stats
-        return msg.people - 1, None, None, None
+            return msg.people, stats
+        p50 = msg.dwell_p50_s if msg.people >= 3 else None
+        p90 = msg.dwell_p90_s if msg.people >= 11 else None
+        return msg.people - 1, (p90 if p90 is not None else p50, p50, p90)
 
     def _busy_interval(self, people: int, departures: int) -> bool:
         """Whether every open counter served throughout the interval ending now.

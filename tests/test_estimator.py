@@ -507,9 +507,18 @@ def test_an_oldest_occupant_passed_by_eight_departures_is_read_as_stuck() -> Non
     # the 8th departure that passed it: one person fewer, no oldest occupant
     e = est.estimate(T0 + 800)
     assert (e.queue_length, e.oldest_wait_s, e.predicted_wait_s) == (0, None, 0.0)
-    # it leaves (the zone empties): the tracking starts over
-    feed(est, [msg(900, 0, arrivals, departures, dwells=(900.0,))])
-    feed(est, [msg(910, 1, arrivals + 1, departures, dwell_max=5.0)])
+    # 3 more join: 4 in the zone, the stuck one the oldest; the others' longest wait is
+    # read from the median (the 90th percentile would still hold the stuck track)
+    busy = msg(850, 4, arrivals + 3, departures - 1, dwell_max=850.0).model_copy(
+        update={"dwell_p50_s": 40.0, "dwell_p90_s": 600.0}
+    )
+    feed(est, [busy])
+    e = est.estimate(T0 + 850)
+    assert (e.queue_length, e.oldest_wait_s, e.waiting_p90_s) == (3, pytest.approx(40.0), None)
+    arrivals += 3
+    # everybody leaves (the zone empties): the tracking starts over
+    feed(est, [msg(900, 0, arrivals, departures + 3, dwells=(900.0,))])
+    feed(est, [msg(910, 1, arrivals + 1, departures + 3, dwell_max=5.0)])
     assert est.estimate(T0 + 910).oldest_wait_s == pytest.approx(5.0)
     # switched off: the oldest stays the head whatever passes it
     off = ZoneEstimator(
