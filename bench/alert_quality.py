@@ -224,14 +224,7 @@ def run_day(
     ]
     estimates = [o for o in outputs if o["type"] == "estimate" and o["zone"] == sc.waiting_zone]
     times = [o["ts"] for o in estimates]
-    alerts: dict[str, list[float | None]] = {}  # alert_id -> [start, end]
-    for o in outputs:
-        if o["type"] != "alert" or o["kind"] != "w1_wait":
-            continue
-        if o["event"] == "fire":
-            alerts[o["alert_id"]] = [o["started_at_ts"], None]
-        elif o["event"] == "resolve" and o["alert_id"] in alerts:
-            alerts[o["alert_id"]][1] = o["ended_at_ts"]
+    alerts = w1_alerts(outputs)
 
     # balkers never joined: they count nowhere; walk-outs count in breaches (they
     # waited) but not in the MAE (their wait to service is censored)
@@ -260,6 +253,20 @@ def run_day(
 
     intervals = sorted((s, e) for s, e in alerts.values() if s is not None)
     return score_alerts(customers, intervals, threshold_s, result)
+
+
+def w1_alerts(outputs: list[dict[str, Any]]) -> dict[str, list[float | None]]:
+    """``alert_id -> [fired at, resolved at or None]`` of the ``w1_wait`` alerts in a
+    replay's output lines."""
+    alerts: dict[str, list[float | None]] = {}
+    for o in outputs:
+        if o["type"] != "alert" or o["kind"] != "w1_wait":
+            continue
+        if o["event"] == "fire":
+            alerts[o["alert_id"]] = [o["started_at_ts"], None]
+        elif o["event"] == "resolve" and o["alert_id"] in alerts:
+            alerts[o["alert_id"]][1] = o["ended_at_ts"]
+    return alerts
 
 
 def score_alerts(

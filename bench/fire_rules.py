@@ -65,14 +65,7 @@ def main(argv: list[str] | None = None) -> None:
             )
             est = [o for o in outs if o["type"] == "estimate" and o["zone"] == sc.waiting_zone]
             times = [o["ts"] for o in est]
-            fires: dict[str, list[float | None]] = {}
-            for o in outs:
-                if o["type"] != "alert" or o["kind"] != "w1_wait":
-                    continue
-                if o["event"] == "fire":
-                    fires[o["alert_id"]] = [o["started_at_ts"], None]
-                elif o["event"] == "resolve" and o["alert_id"] in fires:
-                    fires[o["alert_id"]][1] = o["ended_at_ts"]
+            fires = aq.w1_alerts(outs)
             joined = [c for c in day.customers if c.outcome != "balked"]
             breaches = sorted(c.arrival + threshold for c in joined if c.wait_s > threshold)
             for start, end in fires.values():
