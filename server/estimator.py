@@ -143,7 +143,7 @@ class EstimatorSettings(BaseModel):
         "stationary false detection, a track never ended) once this many departures in a "
         "row left the queue while it stayed, younger than it: a first-come-first-served "
         "queue serves its head first. Until it leaves, the zone is read without it (one "
-        "person fewer, no oldest occupant); 0 = never "
+        "person fewer, the others' longest wait from the edge's dwell quantiles); 0 = never "
         '(docs/wait-estimation.md, "Session 20")',
     )
     relink_lost_tracks: bool = Field(
