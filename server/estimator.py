@@ -674,7 +674,9 @@ class ZoneEstimator:
             return
         arrivals = _increase(msg.arrivals_total, self._arrivals)
         departures = _increase(msg.departures_total, self._departures)
-        people, stats = self._without_stuck(msg, departures, completed)
+        # departures that left ahead of everyone still waiting (the head), read once
+        in_order_raw = in_order_departures(completed, departures, msg.people, msg.dwell_max_s)
+        people, stats = self._without_stuck(msg, departures - in_order_raw)
         # the head for the in-order rules: unknown while the oldest is stuck (every
         # departure counts, as for an edge without dwells); the dwell statistics kept
         # for the head and risk rules (_dwell_max...) are the stuck-free proxies
@@ -729,7 +731,7 @@ class ZoneEstimator:
             )
         if self._ts is not None:
             if observed:
-                in_order = in_order_departures(completed, departures, people, dwell_max)
+                in_order = in_order_raw if self._stuck_join is None else departures
                 self._fold_rates(dt, arrivals, (departures, in_order), busy)
                 # exits beyond service in this interval, judged against the capacity as
                 # it was then (a lunch break must not turn into "walk-outs" once the
@@ -760,10 +762,11 @@ class ZoneEstimator:
         self._dwell_max, self._dwell_p50, self._dwell_p90 = stats
 
     def _without_stuck(
-        self, msg: ZoneMessage, departures: int, completed: list[float]
+        self, msg: ZoneMessage, passed: int
     ) -> tuple[int, tuple[float | None, float | None, float | None]]:
         """(people, (dwell_max_s, dwell_p50_s, dwell_p90_s)) of ``msg`` without an oldest
-        occupant taken as stuck (``stuck_after_departures``).
+        occupant taken as stuck (``stuck_after_departures``); ``passed``: this message's
+        departures that left younger than the oldest still waiting (out of order).
 
         The oldest occupant is followed by its join time ``ts - dwell_max_s`` (the same
         within :data:`IN_ORDER_TOLERANCE_S`). Every departure that leaves younger than it
@@ -787,9 +790,7 @@ class ZoneEstimator:
         )
         if not same:
             self._oldest_join, self._passed, self._stuck_join = join, 0, None
-        self._passed += departures - in_order_departures(
-            completed, departures, msg.people, msg.dwell_max_s
-        )
+        self._passed += passed
         if self._passed >= n:
             self._stuck_join = self._oldest_join
         if self._stuck_join is None:
