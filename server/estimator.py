@@ -153,6 +153,21 @@ class EstimatorSettings(BaseModel):
         "lost and re-acquired; their later service start calibrates with the wait from "
         'their first join (server/track_relink.py; docs/wait-estimation.md, "Session 20")',
     )
+    relink_head: bool = Field(
+        default=True,
+        description="head-of-line wait, edges that send departures_unseen_total: a "
+        "re-acquired person (relink_lost_tracks' link) keeps the wait from their first "
+        "join while they wait, if it was under the W1 threshold when the track was lost; "
+        "the link ends when the new track leaves or relink_head_passes departures in "
+        'order pass it (server/track_relink.py; docs/wait-estimation.md, "Session 21")',
+    )
+    relink_head_passes: int = Field(
+        default=1,
+        ge=1,
+        le=20,
+        description="a head link ends after this many departures in order that joined "
+        "after the first join left while it stayed",
+    )
     relink_window_s: float = Field(
         default=5.0,
         gt=0,
@@ -607,7 +622,9 @@ class ZoneEstimator:
         self._stuck_join: float | None = None
         #: lost and re-acquired tracks, for the realised waits the calibration learns from
         self._relink = (
-            LostTrackLinker(settings.relink_window_s) if settings.relink_lost_tracks else None
+            LostTrackLinker(settings.relink_window_s, head_passes=settings.relink_head_passes)
+            if settings.relink_lost_tracks
+            else None
         )
         # waiting person-seconds of the busy intervals (decayed like the departures)
         self._busy_person_s = 0.0
@@ -712,8 +729,8 @@ class ZoneEstimator:
             self.walk_outs_seen += walkouts
             self._service_starts, self._walk_outs = starts_total, walkouts_total
             self._unseen = unseen_total
-            if self._relink is not None and unseen_total is not None and arrivals:
-                self._relink.arrived(ts, arrivals)
+            if unseen_total is not None:
+                self._follow_links(msg, completed, arrivals)
         self._new_busy_walkouts = self._new_busy_unknown = 0.0
         dt = ts - self._ts if self._ts is not None else math.inf
         observed = dt <= self.settings.max_gap_s
@@ -760,6 +777,24 @@ class ZoneEstimator:
         self._arrivals = msg.arrivals_total
         self._departures = msg.departures_total
         self._dwell_max, self._dwell_p50, self._dwell_p90 = stats
+
+    def _follow_links(self, msg: ZoneMessage, completed: list[float], arrivals: int) -> None:
+        """This message's arrivals and departures (completed dwells, s) for the links of
+        ``track_relink``: arrivals that may re-acquire a lost track, and the departures
+        that end or pass the head links (``relink_head``)."""
+        relink = self._relink
+        if relink is None:
+            return
+        ts = msg.ts.timestamp()
+        if self.settings.relink_head:
+            if msg.people <= 0 and msg.dwell_max_s is None:
+                relink.clear_heads()
+            elif completed:
+                remaining = msg.dwell_max_s if msg.people > 0 else None
+                floor = remaining - IN_ORDER_TOLERANCE_S if remaining is not None else None
+                relink.departed(ts, completed, floor)
+        if arrivals:
+            relink.arrived(ts, arrivals)
 
     def _without_stuck(
         self, msg: ZoneMessage, passed: int
@@ -1360,6 +1395,12 @@ class ZoneEstimator:
         # otherwise blank the oldest-occupant signal for a message now and then)
         if self._dwell_max is not None:
             oldest = self._dwell_max + age
+        if self._relink is not None and s.relink_head:
+            # a head whose track was lost keeps its clock (see track_relink)
+            first_join = self._relink.head_join(now, threshold)
+            if first_join is not None:
+                oldest = max(oldest or 0.0, now - first_join)
+        if oldest is not None:
             head = head_wait(oldest, mu, r if s.service_progress_head else r_configured)
         stalled = None
         if queue > 0 and self._occupied_since is not None:

@@ -21,6 +21,19 @@ arrival is that person's, and their realised wait runs from the first join. A
 newcomer who happens to arrive within the window of an unseen exit is linked by
 mistake (an arrival rate of 1/min: about one unseen exit in six); the closest
 arrival wins, and each arrival and each loss links once.
+
+The head-of-line wait (``head_join``): the same links, kept apart, tell the estimator
+that somebody who joined at the first join still waits, so a head whose track was lost
+does not restart the head rule's clock (on the cross-check, lost tracks cost the W1
+warning 0.11 of its recall). A mislink there is worse than for the calibration: it
+puts the wait of somebody who has left on the queue. So a head link is dropped at once
+when the re-acquired track leaves (any departure whose join matches its arrival), and
+after ``head_passes`` (default 1) departures in first-come-first-served order that joined after
+the first join left while it stayed: the person a counter calls is the head, so a
+link that people behind it pass was a coincidence (or the person walked out unseen).
+The caller also uses a link only while the wait at the loss was under the W1 threshold
+(a walk-out after a long wait, unseen, is the likeliest mislink and would fire W1 at
+once; a head lost after the breach adds nothing to the warning).
 """
 
 from __future__ import annotations
@@ -42,6 +55,7 @@ class LostTrackLinker:
             (walked out, or the link was a coincidence).
         keep_arrivals_s: arrivals wait this long for an unseen departure to be
             classified (the edge classifies exits after they leave).
+        head_passes: a head link ends after this many departures in order pass it.
     """
 
     def __init__(
@@ -50,17 +64,21 @@ class LostTrackLinker:
         join_tolerance_s: float = 3.0,
         keep_s: float = 3600.0,
         keep_arrivals_s: float = 120.0,
+        head_passes: int = 1,
     ) -> None:
         self.window_s = window_s
         self.join_tolerance_s = join_tolerance_s
         self.keep_s = keep_s
         self.keep_arrivals_s = keep_arrivals_s
+        self.head_passes = head_passes
         #: arrivals not linked yet (ts)
         self._arrivals: deque[float] = deque()
         #: unseen departures not linked yet: (left at, first join)
         self._lost: deque[tuple[float, float]] = deque()
         #: re-acquired people still waiting: (arrival of the new track, first join)
         self._relinked: deque[tuple[float, float]] = deque()
+        #: the same for the head-of-line wait: [arrival, first join, lost at, passes]
+        self._heads: list[list[float]] = []
 
     def __len__(self) -> int:
         """Re-acquired people still waiting (as far as the links know)."""
@@ -74,9 +92,9 @@ class LostTrackLinker:
             if k is None:
                 self._arrivals.append(ts)
             else:
-                _, first_join = self._lost[k]
+                left, first_join = self._lost[k]
                 del self._lost[k]
-                self._relinked.append((ts, first_join))
+                self._link(ts, first_join, left)
 
     def lost(self, left_at: float, dwell: float) -> None:
         """An unseen departure at ``left_at`` after ``dwell`` seconds in the zone (itself
@@ -88,7 +106,40 @@ class LostTrackLinker:
         else:
             arrival = self._arrivals[k]
             del self._arrivals[k]
-            self._relinked.append((arrival, first_join))
+            self._link(arrival, first_join, left_at)
+
+    def _link(self, arrival: float, first_join: float, lost_at: float) -> None:
+        self._relinked.append((arrival, first_join))
+        self._heads.append([arrival, first_join, lost_at, 0.0])
+
+    def departed(self, ts: float, dwells: Iterable[float], in_order_floor: float | None) -> None:
+        """Departures at ``ts`` with their completed dwells (s), any destination, for the
+        head links: a dwell whose join matches a link's arrival is the re-acquired track
+        leaving (the link ends); one of at least ``in_order_floor`` (s; ``None``: every
+        dwell) that joined after a link's first join passed it."""
+        for dwell in dwells:
+            join = ts - dwell
+            k = _closest([h[0] for h in self._heads], join, self.join_tolerance_s)
+            if k is not None:
+                del self._heads[k]
+                continue
+            if in_order_floor is None or dwell >= in_order_floor:
+                for head in self._heads:
+                    if join > head[1] + self.join_tolerance_s:
+                        head[3] += 1
+        self._heads = [h for h in self._heads if h[3] < self.head_passes]
+
+    def clear_heads(self) -> None:
+        """Nobody is in the zone: no re-acquired person still waits."""
+        self._heads.clear()
+
+    def head_join(self, now: float, max_wait_at_loss_s: float) -> float | None:
+        """The earliest first join (Unix s) of a re-acquired person still taken to wait,
+        among links whose wait at the loss was under ``max_wait_at_loss_s``; ``None``:
+        none."""
+        self._heads = [h for h in self._heads if now - h[0] <= self.keep_s]
+        joins = [h[1] for h in self._heads if h[2] - h[1] < max_wait_at_loss_s]
+        return min(joins) if joins else None
 
     def realised(self, left_at: float, dwell: float) -> float:
         """The wait of somebody who left at ``left_at`` after ``dwell`` seconds of their

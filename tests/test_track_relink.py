@@ -116,3 +116,64 @@ def test_the_calibration_learns_the_wait_from_the_first_join(relink: bool) -> No
     # (kappa = 0.5, clipped to 1 / calibration_max)
     expected = 1.0 if relink else 1.0 / settings.calibration_max
     assert est.calibration(T0 + 600) == pytest.approx(expected)
+
+
+def test_a_head_link_ends_when_its_track_leaves_or_two_in_order_departures_pass_it() -> None:
+    link = LostTrackLinker(window_s=5.0, join_tolerance_s=3.0, head_passes=2)
+    # joined T0, lost at T0 + 300 after 300 s, re-acquired at T0 + 302
+    link.lost(T0 + 300, 300.0)
+    link.arrived(T0 + 302)
+    assert link.head_join(T0 + 400, 600.0) == T0
+    # only while the wait at the loss (300 s) is under the threshold
+    assert link.head_join(T0 + 400, 300.0) is None
+    # a departure that joined before the first join does not pass it; one in the middle
+    # of the queue (dwell 50 s, under the in-order floor of 200 s) does not either
+    link.departed(T0 + 410, [420.0, 50.0], in_order_floor=200.0)
+    assert link.head_join(T0 + 410, 600.0) == T0
+    # the re-acquired track leaves (dwell 198 s: joined T0 + 302 within 3 s): link ends
+    link.departed(T0 + 500, [198.0], in_order_floor=None)
+    assert link.head_join(T0 + 500, 600.0) is None
+
+    # a second link, passed twice by people who joined after it (T0 + 1010, T0 + 1030)
+    link.lost(T0 + 1100, 100.0)  # joined T0 + 1000
+    link.arrived(T0 + 1101)
+    link.departed(T0 + 1200, [190.0], in_order_floor=150.0)
+    assert link.head_join(T0 + 1200, 600.0) == T0 + 1000
+    link.departed(T0 + 1260, [230.0], in_order_floor=None)
+    assert link.head_join(T0 + 1260, 600.0) is None
+
+
+@pytest.mark.parametrize("relink_head", [True, False])
+def test_the_head_keeps_its_clock_through_a_lost_track(relink_head: bool) -> None:
+    """Three people joined at T0, T0 + 60, T0 + 120; the head's track is lost at
+    T0 + 300 and re-acquired at T0 + 301. At T0 + 400 the head has waited 400 s
+    (linked); without the link the oldest track is the second person's, 340 s."""
+    settings = EstimatorSettings(relink_head=relink_head, service_rate_gated=True)
+    est = ZoneEstimator(settings, counters=1, mean_service_s=100.0)
+    for k in range(120, 300, 5):
+        est.observe(_zone(T0 + k, 3, arrivals=3, dwell_max=float(k)), T0 + k)
+    est.observe(
+        _zone(T0 + 300, 2, arrivals=3, departures=1, dwells=[300.0], dwell_max=240.0),
+        T0 + 300,
+    )
+    est.observe(_zone(T0 + 301, 3, arrivals=4, departures=1, dwell_max=241.0), T0 + 301)
+    # the edge classifies the exit as unseen 5 s later
+    est.observe(_zone(T0 + 305, 3, arrivals=4, departures=1, unseen=1, dwell_max=245.0), T0 + 305)
+    est.observe(_zone(T0 + 400, 3, arrivals=4, departures=1, unseen=1, dwell_max=340.0), T0 + 400)
+    got = est.estimate(T0 + 400).oldest_wait_s
+    assert got == pytest.approx(400.0 if relink_head else 340.0)
+    # the re-acquired track starts service (dwell 99 s: joined T0 + 301): the head is
+    # now the second person again
+    est.observe(
+        _zone(
+            T0 + 400.5,
+            2,
+            arrivals=4,
+            departures=2,
+            dwells=[99.5],
+            unseen=1,
+            dwell_max=340.5,
+        ),
+        T0 + 400.5,
+    )
+    assert est.estimate(T0 + 401).oldest_wait_s == pytest.approx(341.0)
