@@ -168,6 +168,11 @@ class EstimatorSettings(BaseModel):
         description="a head link ends after this many departures in order that joined "
         "after the first join left while it stayed",
     )
+    relink_head_min_s: float = Field(
+        default=60.0,
+        ge=0,
+        description="a head lost before waiting this long opens no head link, seconds",
+    )
     relink_window_s: float = Field(
         default=5.0,
         gt=0,
@@ -622,7 +627,11 @@ class ZoneEstimator:
         self._stuck_join: float | None = None
         #: lost and re-acquired tracks, for the realised waits the calibration learns from
         self._relink = (
-            LostTrackLinker(settings.relink_window_s, head_passes=settings.relink_head_passes)
+            LostTrackLinker(
+                settings.relink_window_s,
+                head_passes=settings.relink_head_passes,
+                head_min_s=settings.relink_head_min_s,
+            )
             if settings.relink_lost_tracks
             else None
         )
@@ -730,7 +739,7 @@ class ZoneEstimator:
             self._service_starts, self._walk_outs = starts_total, walkouts_total
             self._unseen = unseen_total
             if unseen_total is not None:
-                self._follow_links(msg, completed, arrivals)
+                self._follow_links(ts, (people, dwell_max), completed, arrivals)
         self._new_busy_walkouts = self._new_busy_unknown = 0.0
         dt = ts - self._ts if self._ts is not None else math.inf
         observed = dt <= self.settings.max_gap_s
@@ -778,20 +787,31 @@ class ZoneEstimator:
         self._departures = msg.departures_total
         self._dwell_max, self._dwell_p50, self._dwell_p90 = stats
 
-    def _follow_links(self, msg: ZoneMessage, completed: list[float], arrivals: int) -> None:
+    def _follow_links(
+        self,
+        ts: float,
+        waiting: tuple[int, float | None],
+        completed: list[float],
+        arrivals: int,
+    ) -> None:
         """This message's arrivals and departures (completed dwells, s) for the links of
         ``track_relink``: arrivals that may re-acquire a lost track, and the departures
-        that end or pass the head links (``relink_head``)."""
+        that open, end or pass the head links (``relink_head``). ``waiting``: the people
+        still waiting and the longest dwell among them (s), without a stuck occupant
+        (``None``: unknown, every departure is in order)."""
         relink = self._relink
         if relink is None:
             return
-        ts = msg.ts.timestamp()
+        people, remaining = waiting
         if self.settings.relink_head:
-            if msg.people <= 0 and msg.dwell_max_s is None:
+            if people <= 0:
                 relink.clear_heads()
-            elif completed:
-                remaining = msg.dwell_max_s if msg.people > 0 else None
-                floor = remaining - IN_ORDER_TOLERANCE_S if remaining is not None else None
+            if completed:
+                floor = (
+                    remaining - IN_ORDER_TOLERANCE_S
+                    if people > 0 and remaining is not None
+                    else None
+                )
                 relink.departed(ts, completed, floor)
         if arrivals:
             relink.arrived(ts, arrivals)

@@ -31,7 +31,9 @@ when the re-acquired track leaves (any departure whose join matches its arrival)
 after ``head_passes`` (default 1) departures in first-come-first-served order that joined after
 the first join left while it stayed: the person a counter calls is the head, so a
 link that people behind it pass was a coincidence (or the person walked out unseen).
-The caller also uses a link only while the wait at the loss was under the W1 threshold
+Only the head's loss opens a head link: a departure that had waited at least
+``head_min_s`` (a phantom that ends is young) and at least as long as everyone who
+remains. The caller also uses a link only while the wait at the loss was under the W1 threshold
 (a walk-out after a long wait, unseen, is the likeliest mislink and would fire W1 at
 once; a head lost after the breach adds nothing to the warning).
 """
@@ -56,6 +58,8 @@ class LostTrackLinker:
         keep_arrivals_s: arrivals wait this long for an unseen departure to be
             classified (the edge classifies exits after they leave).
         head_passes: a head link ends after this many departures in order pass it.
+        head_min_s: a head lost before waiting this long opens no head link (its clock
+            matters little, and a phantom that ends is such a "head").
     """
 
     def __init__(
@@ -65,12 +69,14 @@ class LostTrackLinker:
         keep_s: float = 3600.0,
         keep_arrivals_s: float = 120.0,
         head_passes: int = 1,
+        head_min_s: float = 60.0,
     ) -> None:
         self.window_s = window_s
         self.join_tolerance_s = join_tolerance_s
         self.keep_s = keep_s
         self.keep_arrivals_s = keep_arrivals_s
         self.head_passes = head_passes
+        self.head_min_s = head_min_s
         #: arrivals not linked yet (ts)
         self._arrivals: deque[float] = deque()
         #: unseen departures not linked yet: (left at, first join)
@@ -79,6 +85,8 @@ class LostTrackLinker:
         self._relinked: deque[tuple[float, float]] = deque()
         #: the same for the head-of-line wait: [arrival, first join, lost at, passes]
         self._heads: list[list[float]] = []
+        #: recent departures of the head (left at, first join): the losses that matter
+        self._head_exits: list[tuple[float, float]] = []
 
     def __len__(self) -> int:
         """Re-acquired people still waiting (as far as the links know)."""
@@ -110,23 +118,35 @@ class LostTrackLinker:
 
     def _link(self, arrival: float, first_join: float, lost_at: float) -> None:
         self._relinked.append((arrival, first_join))
-        self._heads.append([arrival, first_join, lost_at, 0.0])
+        was_head = any(
+            abs(at - lost_at) <= 0.5 and abs(first - first_join) <= self.join_tolerance_s
+            for at, first in self._head_exits
+        )
+        if was_head:
+            self._heads.append([arrival, first_join, lost_at, 0.0])
 
     def departed(self, ts: float, dwells: Iterable[float], in_order_floor: float | None) -> None:
         """Departures at ``ts`` with their completed dwells (s), any destination, for the
-        head links: a dwell whose join matches a link's arrival is the re-acquired track
-        leaving (the link ends); one of at least ``in_order_floor`` (s; ``None``: every
-        dwell) that joined after a link's first join passed it."""
+        head links. A dwell whose join matches a link's arrival is the re-acquired track
+        leaving: the link ends. One of at least ``in_order_floor`` (s; ``None``: every
+        dwell) that joined after a link's first join passed it. A departure whose wait
+        (from the first join) was at least ``in_order_floor`` and ``head_min_s`` was the
+        head leaving: only such a loss, once classified unseen, opens a head link."""
+        self._head_exits = [e for e in self._head_exits if ts - e[0] <= self.keep_arrivals_s]
         for dwell in dwells:
             join = ts - dwell
             k = _closest([h[0] for h in self._heads], join, self.join_tolerance_s)
+            first = join
             if k is not None:
+                first = self._heads[k][1]
                 del self._heads[k]
-                continue
-            if in_order_floor is None or dwell >= in_order_floor:
+            elif in_order_floor is None or dwell >= in_order_floor:
                 for head in self._heads:
                     if join > head[1] + self.join_tolerance_s:
                         head[3] += 1
+            wait = ts - first
+            if (in_order_floor is None or wait >= in_order_floor) and wait >= self.head_min_s:
+                self._head_exits.append((ts, first))
         self._heads = [h for h in self._heads if h[3] < self.head_passes]
 
     def clear_heads(self) -> None:

@@ -118,9 +118,11 @@ def test_the_calibration_learns_the_wait_from_the_first_join(relink: bool) -> No
     assert est.calibration(T0 + 600) == pytest.approx(expected)
 
 
-def test_a_head_link_ends_when_its_track_leaves_or_two_in_order_departures_pass_it() -> None:
-    link = LostTrackLinker(window_s=5.0, join_tolerance_s=3.0, head_passes=2)
-    # joined T0, lost at T0 + 300 after 300 s, re-acquired at T0 + 302
+def test_a_head_link_opens_on_the_heads_loss_ends_when_its_track_leaves_or_is_passed() -> None:
+    link = LostTrackLinker(window_s=5.0, join_tolerance_s=3.0, head_passes=2, head_min_s=60.0)
+    # joined T0, the head (the others have waited 240 s at most): lost at T0 + 300
+    # after 300 s, re-acquired at T0 + 302; the edge classifies the exit later
+    link.departed(T0 + 300, [300.0], in_order_floor=240.0)
     link.lost(T0 + 300, 300.0)
     link.arrived(T0 + 302)
     assert link.head_join(T0 + 400, 600.0) == T0
@@ -134,7 +136,20 @@ def test_a_head_link_ends_when_its_track_leaves_or_two_in_order_departures_pass_
     link.departed(T0 + 500, [198.0], in_order_floor=None)
     assert link.head_join(T0 + 500, 600.0) is None
 
+    # losses that open no head link: a track in mid-queue (others waited 150 s), and a
+    # head that had waited 40 s (a phantom ending looks like that)
+    link.departed(T0 + 700, [100.0], in_order_floor=150.0)
+    link.lost(T0 + 700, 100.0)
+    link.arrived(T0 + 701)
+    link.departed(T0 + 800, [40.0], in_order_floor=None)
+    link.lost(T0 + 800, 40.0)
+    link.arrived(T0 + 801)
+    assert link.head_join(T0 + 810, 600.0) is None
+    # all three still re-link for the calibration (realised() was not asked here)
+    assert len(link) == 3
+
     # a second link, passed twice by people who joined after it (T0 + 1010, T0 + 1030)
+    link.departed(T0 + 1100, [100.0], in_order_floor=None)
     link.lost(T0 + 1100, 100.0)  # joined T0 + 1000
     link.arrived(T0 + 1101)
     link.departed(T0 + 1200, [190.0], in_order_floor=150.0)
