@@ -31,9 +31,9 @@ when the re-acquired track leaves (any departure whose join matches its arrival)
 after ``head_passes`` (default 1) departures in first-come-first-served order that joined after
 the first join left while it stayed: the person a counter calls is the head, so a
 link that people behind it pass was a coincidence (or the person walked out unseen).
-Only the head's loss opens a head link: a departure that had waited at least
-``head_min_s`` (a phantom that ends is young) and at least as long as everyone who
-remains. The caller also uses a link only while the wait at the loss was under the W1 threshold
+Only a loss after at least ``head_min_s`` of waiting opens a head link (a phantom that
+ends is young; a person lost in mid-queue is the head once those ahead are served).
+The caller also uses a link only while the wait at the loss was under the W1 threshold
 (a walk-out after a long wait, unseen, is the likeliest mislink and would fire W1 at
 once; a head lost after the breach adds nothing to the warning).
 """
@@ -85,7 +85,7 @@ class LostTrackLinker:
         self._relinked: deque[tuple[float, float]] = deque()
         #: the same for the head-of-line wait: [arrival, first join, lost at, passes]
         self._heads: list[list[float]] = []
-        #: recent departures of the head (left at, first join): the losses that matter
+        #: recent departures that had waited head_min_s (left at, first join)
         self._head_exits: list[tuple[float, float]] = []
 
     def __len__(self) -> int:
@@ -129,23 +129,23 @@ class LostTrackLinker:
         """Departures at ``ts`` with their completed dwells (s), any destination, for the
         head links. A dwell whose join matches a link's arrival is the re-acquired track
         leaving: the link ends. One of at least ``in_order_floor`` (s; ``None``: every
-        dwell) that joined after a link's first join passed it. A departure whose wait
-        (from the first join) was at least ``in_order_floor`` and ``head_min_s`` was the
-        head leaving: only such a loss, once classified unseen, opens a head link."""
+        dwell) that joined after a link's first join passed it. Only a departure whose wait
+        (from the first join) was at least ``head_min_s`` opens a head link, once
+        classified unseen."""
         self._head_exits = [e for e in self._head_exits if ts - e[0] <= self.keep_arrivals_s]
         for dwell in dwells:
             join = ts - dwell
             k = _closest([h[0] for h in self._heads], join, self.join_tolerance_s)
-            first = join
+            # from the first join when this track re-acquired a lost one
+            j = _closest([a for a, _ in self._relinked], join, self.join_tolerance_s)
+            first = self._relinked[j][1] if j is not None else join
             if k is not None:
-                first = self._heads[k][1]
                 del self._heads[k]
             elif in_order_floor is None or dwell >= in_order_floor:
                 for head in self._heads:
                     if join > head[1] + self.join_tolerance_s:
                         head[3] += 1
-            wait = ts - first
-            if (in_order_floor is None or wait >= in_order_floor) and wait >= self.head_min_s:
+            if ts - first >= self.head_min_s:
                 self._head_exits.append((ts, first))
         self._heads = [h for h in self._heads if h[3] < self.head_passes]
 

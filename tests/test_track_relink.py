@@ -136,17 +136,20 @@ def test_a_head_link_opens_on_the_heads_loss_ends_when_its_track_leaves_or_is_pa
     link.departed(T0 + 500, [198.0], in_order_floor=None)
     assert link.head_join(T0 + 500, 600.0) is None
 
-    # losses that open no head link: a track in mid-queue (others waited 150 s), and a
-    # head that had waited 40 s (a phantom ending looks like that)
-    link.departed(T0 + 700, [100.0], in_order_floor=150.0)
-    link.lost(T0 + 700, 100.0)
+    # a loss after 40 s opens no head link (a phantom ending looks like that); one in
+    # mid-queue after 150 s does (they are the head once those ahead are served)
+    link.departed(T0 + 700, [40.0], in_order_floor=150.0)
+    link.lost(T0 + 700, 40.0)
     link.arrived(T0 + 701)
-    link.departed(T0 + 800, [40.0], in_order_floor=None)
-    link.lost(T0 + 800, 40.0)
+    assert link.head_join(T0 + 710, 600.0) is None
+    link.departed(T0 + 800, [150.0], in_order_floor=200.0)
+    link.lost(T0 + 800, 150.0)
     link.arrived(T0 + 801)
-    assert link.head_join(T0 + 810, 600.0) is None
+    assert link.head_join(T0 + 810, 600.0) == T0 + 650
     # all three still re-link for the calibration (realised() was not asked here)
     assert len(link) == 3
+    link.departed(T0 + 900, [99.0], in_order_floor=None)  # the re-acquired track leaves
+    assert link.head_join(T0 + 900, 600.0) is None
 
     # a second link, passed twice by people who joined after it (T0 + 1010, T0 + 1030)
     link.departed(T0 + 1100, [100.0], in_order_floor=None)
