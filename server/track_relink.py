@@ -1,5 +1,5 @@
-"""Lost tracks re-linked by timing, for the calibration's realised waits (pure logic; time
-is always an argument).
+"""Lost tracks re-linked by timing, for the calibration's realised waits and the
+head-of-line wait (pure logic; time is always an argument).
 
 A tracker that loses a waiting person (occluded too long, a crossing) ends the track:
 the edge reports a departure whose destination it did not see, with the dwell so far,
@@ -87,6 +87,8 @@ class LostTrackLinker:
         self._heads: list[list[float]] = []
         #: recent departures that had waited head_min_s (left at, first join)
         self._head_exits: list[tuple[float, float]] = []
+        #: head links that people passed (when, first join): not reopened by a chain
+        self._passed_firsts: deque[tuple[float, float]] = deque()
 
     def __len__(self) -> int:
         """Re-acquired people still waiting (as far as the links know)."""
@@ -118,11 +120,13 @@ class LostTrackLinker:
 
     def _link(self, arrival: float, first_join: float, lost_at: float) -> None:
         self._relinked.append((arrival, first_join))
+        tol = self.join_tolerance_s
         was_head = any(
-            abs(at - lost_at) <= 0.5 and abs(first - first_join) <= self.join_tolerance_s
+            abs(at - lost_at) <= 0.5 and abs(first - first_join) <= tol
             for at, first in self._head_exits
         )
-        if was_head:
+        passed = any(abs(first - first_join) <= tol for _, first in self._passed_firsts)
+        if was_head and not passed:
             self._heads.append([arrival, first_join, lost_at, 0.0])
 
     def departed(self, ts: float, dwells: Iterable[float], in_order_floor: float | None) -> None:
@@ -147,7 +151,12 @@ class LostTrackLinker:
                         head[3] += 1
             if ts - first >= self.head_min_s:
                 self._head_exits.append((ts, first))
-        self._heads = [h for h in self._heads if h[3] < self.head_passes]
+        passed = [h for h in self._heads if h[3] >= self.head_passes]
+        if passed:
+            # a chain from a link that people passed must not reopen it: the calibration
+            # link lives on, and the same "person" lost again would carry its first join
+            self._passed_firsts.extend((ts, h[1]) for h in passed)
+            self._heads = [h for h in self._heads if h[3] < self.head_passes]
 
     def clear_heads(self) -> None:
         """Nobody is in the zone: no re-acquired person still waits."""
@@ -181,6 +190,8 @@ class LostTrackLinker:
             self._lost.popleft()
         while self._relinked and now - self._relinked[0][0] > self.keep_s:
             self._relinked.popleft()
+        while self._passed_firsts and now - self._passed_firsts[0][0] > self.keep_s:
+            self._passed_firsts.popleft()
 
 
 def _closest(times: Iterable[float], t: float, within: float) -> int | None:

@@ -159,6 +159,13 @@ def test_a_head_link_opens_on_the_heads_loss_ends_when_its_track_leaves_or_is_pa
     assert link.head_join(T0 + 1200, 600.0) == T0 + 1000
     link.departed(T0 + 1260, [230.0], in_order_floor=None)
     assert link.head_join(T0 + 1260, 600.0) is None
+    # its re-acquired track (joined T0 + 1101) lost again: the chain carries the first
+    # join T0 + 1000 for the calibration, but the passed link does not reopen
+    link.departed(T0 + 1300, [199.0], in_order_floor=None)
+    link.lost(T0 + 1300, 199.0)
+    link.arrived(T0 + 1301)
+    assert link.head_join(T0 + 1310, 600.0) is None
+    assert link.realised(T0 + 1400, 99.0) == pytest.approx(400.0)
 
 
 @pytest.mark.parametrize("relink_head", [True, False])
