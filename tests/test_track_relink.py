@@ -76,6 +76,11 @@ def _zone(at: float, people: int, **kw: object) -> ZoneMessage:
     )
 
 
+def _feed(est: ZoneEstimator, at: float, people: int, **kw: object) -> None:
+    """One zone message at ``at``, received at once."""
+    est.observe(_zone(at, people, **kw), at)
+
+
 @pytest.mark.parametrize("relink", [True, False])
 def test_the_calibration_learns_the_wait_from_the_first_join(relink: bool) -> None:
     """A queue of 5 whose prediction is 600 s; one person is lost at T0 + 300 and
@@ -99,18 +104,16 @@ def test_the_calibration_learns_the_wait_from_the_first_join(relink: bool) -> No
     for k in range(305, 600, 5):
         est.observe(_zone(T0 + k, 5, arrivals=6, departures=1, unseen=1, dwell_max=k), T0 + k)
     # T0 + 600: the new track (dwell 300 s) starts service
-    est.observe(
-        _zone(
-            T0 + 600,
-            4,
-            arrivals=6,
-            departures=2,
-            dwells=[300.0],
-            unseen=1,
-            starts=1,
-            dwell_max=600.0,
-        ),
+    _feed(
+        est,
         T0 + 600,
+        4,
+        arrivals=6,
+        departures=2,
+        dwells=[300.0],
+        unseen=1,
+        starts=1,
+        dwell_max=600.0,
     )
     # realised / shown: 600 / 600 linked (kappa stays 1), 300 / 600 without the link
     # (kappa = 0.5, clipped to 1 / calibration_max)
@@ -189,16 +192,5 @@ def test_the_head_keeps_its_clock_through_a_lost_track(relink_head: bool) -> Non
     assert got == pytest.approx(400.0 if relink_head else 340.0)
     # the re-acquired track starts service (dwell 99 s: joined T0 + 301): the head is
     # now the second person again
-    est.observe(
-        _zone(
-            T0 + 400.5,
-            2,
-            arrivals=4,
-            departures=2,
-            dwells=[99.5],
-            unseen=1,
-            dwell_max=340.5,
-        ),
-        T0 + 400.5,
-    )
+    _feed(est, T0 + 400.5, 2, arrivals=4, departures=2, dwells=[99.5], unseen=1, dwell_max=340.5)
     assert est.estimate(T0 + 401).oldest_wait_s == pytest.approx(341.0)
