@@ -78,6 +78,9 @@ Metrics (the product's published definitions, implemented here)
 * mu/true: median over estimate lines taken while somebody truly waits of
   ``service_rate_per_s`` / true capacity (open counters / mean cycle, cycle =
   call delay + walk + service).
+* oldest: ``oldest_wait_s`` minus the longest true wait, on the same estimate
+  lines: its mean absolute value (minutes) and the shares more than 1 min under
+  (a head's clock lost) and over (a wait put on somebody who is not there).
 
 Usage::
 
@@ -675,6 +678,8 @@ class Result:
     fires: int = 0
     good_fires: int = 0
     mu_ratio: list[float] = field(default_factory=list)
+    # oldest_wait_s - the longest true wait, s, while somebody truly waits
+    hol_errs: list[float] = field(default_factory=list)
     served: int = 0
     walked: int = 0
     balked: int = 0
@@ -773,7 +778,9 @@ def score(day: Day, out_path: Path) -> Result:
         mu = e.get("service_rate_per_s")
         if mu is None or not (OPEN <= t_loc < CLOSE):
             continue
-        if np.any((arr <= t_loc) & (lv > t_loc)):
+        waiting = (arr <= t_loc) & (lv > t_loc)
+        if np.any(waiting):
+            res.hol_errs.append(float(e.get("oldest_wait_s") or 0.0) - (t_loc - arr[waiting].min()))
             cap = day.open_at(t_loc) / cycle
             if cap > 0:
                 res.mu_ratio.append(float(mu) / cap)
@@ -847,6 +854,7 @@ def aggregate(rs: list[Result]) -> dict:
     fires = sum(r.fires for r in rs)
     leads = [x for r in rs for x in r.leads]
     mu = [x for r in rs for x in r.mu_ratio]
+    hol = np.array([x for r in rs for x in r.hol_errs]) / 60
     m = statistics.mean
     return {
         "n": len(rs),
@@ -868,6 +876,9 @@ def aggregate(rs: list[Result]) -> dict:
         "lead": statistics.median(leads) / 60 if leads else float("nan"),
         "warned3": sum(r.warned3 for r in rs) / eps if eps else float("nan"),
         "mu": statistics.median(mu) if mu else float("nan"),
+        "hol_mae": float(np.abs(hol).mean()) if hol.size else float("nan"),
+        "hol_under": float((hol < -1).mean()) if hol.size else float("nan"),
+        "hol_over": float((hol > 1).mean()) if hol.size else float("nan"),
     }
 
 
@@ -965,6 +976,10 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"wall_s={time.time() - t0:.1f} mu_over_true={fmt(a['mu'])} "
         f"mae_priority_min={fmt(a['mae_pri'])} mae_class_aware_min={fmt(a['mae_cls'])}"
+    )
+    print(
+        f"oldest_mae_min={fmt(a['hol_mae'])} oldest_under_1min={fmt(a['hol_under'], 3)} "
+        f"oldest_over_1min={fmt(a['hol_over'], 3)}"
     )
     print(
         f"wait_mae_min={fmt(a['mae'])} recall={fmt(a['recall'])} "
