@@ -804,7 +804,8 @@ class ZoneEstimator:
             return
         people, remaining = waiting
         if self.settings.relink_head:
-            if people <= 0:
+            if people <= 0 and remaining is None:
+                # no track at all (a confirmed count of 0 alone misses people now and then)
                 relink.clear_heads()
             if completed:
                 floor = (

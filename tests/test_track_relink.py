@@ -187,6 +187,8 @@ def test_the_head_keeps_its_clock_through_a_lost_track(relink_head: bool) -> Non
     est.observe(_zone(T0 + 301, 3, arrivals=4, departures=1, dwell_max=241.0), T0 + 301)
     # the edge classifies the exit as unseen 5 s later
     est.observe(_zone(T0 + 305, 3, arrivals=4, departures=1, unseen=1, dwell_max=245.0), T0 + 305)
+    # a confirmed count that misses everybody for a message: the tracks are still there
+    _feed(est, T0 + 350, 0, arrivals=4, departures=1, unseen=1, dwell_max=290.0)
     est.observe(_zone(T0 + 400, 3, arrivals=4, departures=1, unseen=1, dwell_max=340.0), T0 + 400)
     got = est.estimate(T0 + 400).oldest_wait_s
     assert got == pytest.approx(400.0 if relink_head else 340.0)
