@@ -42,6 +42,17 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Iterable
+from dataclasses import dataclass
+
+
+@dataclass(slots=True)
+class _HeadLink:
+    """A re-acquired person taken to be still waiting, for the head-of-line wait (Unix s)."""
+
+    arrival: float  # of the new track
+    first_join: float
+    lost_at: float
+    passes: int = 0  # departures in order that joined later and left first
 
 
 class LostTrackLinker:
@@ -83,8 +94,8 @@ class LostTrackLinker:
         self._lost: deque[tuple[float, float]] = deque()
         #: re-acquired people still waiting: (arrival of the new track, first join)
         self._relinked: deque[tuple[float, float]] = deque()
-        #: the same for the head-of-line wait: [arrival, first join, lost at, passes]
-        self._heads: list[list[float]] = []
+        #: the same for the head-of-line wait
+        self._heads: list[_HeadLink] = []
         #: recent departures that had waited head_min_s (left at, first join)
         self._head_exits: list[tuple[float, float]] = []
         #: head links that people passed (when, first join): not reopened by a chain
@@ -127,7 +138,7 @@ class LostTrackLinker:
         )
         passed = any(abs(first - first_join) <= tol for _, first in self._passed_firsts)
         if was_head and not passed:
-            self._heads.append([arrival, first_join, lost_at, 0.0])
+            self._heads.append(_HeadLink(arrival, first_join, lost_at))
 
     def departed(self, ts: float, dwells: Iterable[float], in_order_floor: float | None) -> None:
         """Departures at ``ts`` with their completed dwells (s), any destination, for the
@@ -139,7 +150,7 @@ class LostTrackLinker:
         self._head_exits = [e for e in self._head_exits if ts - e[0] <= self.keep_arrivals_s]
         for dwell in dwells:
             join = ts - dwell
-            k = _closest([h[0] for h in self._heads], join, self.join_tolerance_s)
+            k = _closest([h.arrival for h in self._heads], join, self.join_tolerance_s)
             # from the first join when this track re-acquired a lost one
             j = _closest([a for a, _ in self._relinked], join, self.join_tolerance_s)
             first = self._relinked[j][1] if j is not None else join
@@ -147,16 +158,16 @@ class LostTrackLinker:
                 del self._heads[k]
             elif in_order_floor is None or dwell >= in_order_floor:
                 for head in self._heads:
-                    if join > head[1] + self.join_tolerance_s:
-                        head[3] += 1
+                    if join > head.first_join + self.join_tolerance_s:
+                        head.passes += 1
             if ts - first >= self.head_min_s:
                 self._head_exits.append((ts, first))
-        passed = [h for h in self._heads if h[3] >= self.head_passes]
+        passed = [h for h in self._heads if h.passes >= self.head_passes]
         if passed:
             # a chain from a link that people passed must not reopen it: the calibration
             # link lives on, and the same "person" lost again would carry its first join
-            self._passed_firsts.extend((ts, h[1]) for h in passed)
-            self._heads = [h for h in self._heads if h[3] < self.head_passes]
+            self._passed_firsts.extend((ts, h.first_join) for h in passed)
+            self._heads = [h for h in self._heads if h.passes < self.head_passes]
 
     def clear_heads(self) -> None:
         """Nobody is in the zone: no re-acquired person still waits."""
@@ -166,8 +177,8 @@ class LostTrackLinker:
         """The earliest first join (Unix s) of a re-acquired person still taken to wait,
         among links whose wait at the loss was under ``max_wait_at_loss_s``; ``None``:
         none."""
-        self._heads = [h for h in self._heads if now - h[0] <= self.keep_s]
-        joins = [h[1] for h in self._heads if h[2] - h[1] < max_wait_at_loss_s]
+        self._heads = [h for h in self._heads if now - h.arrival <= self.keep_s]
+        joins = [h.first_join for h in self._heads if h.lost_at - h.first_join < max_wait_at_loss_s]
         return min(joins) if joins else None
 
     def realised(self, left_at: float, dwell: float) -> float:
