@@ -55,6 +55,7 @@ from lobbywatch.server.service_progress import (
 )
 from lobbywatch.server.tickets import TicketSummary, TicketWait
 from lobbywatch.server.track_relink import LostTrackLinker
+from lobbywatch.server.walkouts import MidQueueWalkouts
 
 #: largest residual factor taken from the counters' service progress (mean services of
 #: the joint rate: a counter deep in a long service, the others unknown)
@@ -178,6 +179,21 @@ class EstimatorSettings(BaseModel):
         gt=0,
         le=60,
         description="an arrival this close to an unseen departure re-acquires it, seconds",
+    )
+    walk_outs_mid_queue: bool = Field(
+        default=True,
+        description="edges without departures by destination or counter zones: a departure "
+        "from the middle of the queue (younger than someone still waiting) with no arrival "
+        "within relink_window_s of it (a lost track re-acquired) is a walk-out, and the "
+        "walk-out rate drains the queue ahead of a newcomer; priority customers served "
+        "ahead are deducted at their share (server/walkouts.py; docs/wait-estimation.md, "
+        '"Session 22")',
+    )
+    walk_out_min_dwell_s: float = Field(
+        default=60.0,
+        ge=0,
+        description="walk_outs_mid_queue: a mid-queue departure that waited less than this "
+        "is not counted (phantoms are young), seconds",
     )
     max_gap_s: float = Field(
         default=120.0,
@@ -479,6 +495,19 @@ def in_order_departures(
     return sum(d >= floor for d in known) + departures - len(known)
 
 
+def mid_queue_dwells(
+    dwells: list[float], departures: int, people: int, dwell_max: float | None
+) -> list[float]:
+    """The completed dwells (s) of this message's ``departures`` that left from the
+    middle of the queue: shorter than the longest dwell still waiting (``dwell_max``,
+    s, minus :data:`IN_ORDER_TOLERANCE_S`). None when nobody remains or the head is
+    unknown (the complement of :func:`in_order_departures`)."""
+    if departures <= 0 or people <= 0 or dwell_max is None:
+        return []
+    floor = dwell_max - IN_ORDER_TOLERANCE_S
+    return [d for d in dwells[-departures:] if d < floor]
+
+
 def in_order_dwells(dwells: list[float], dwell_max: float | None) -> list[float]:
     """The completed dwells (s) of departures in first-come-first-served order: at least
     the longest dwell still waiting (``dwell_max``, s, minus :data:`IN_ORDER_TOLERANCE_S`);
@@ -635,6 +664,12 @@ class ZoneEstimator:
             if settings.relink_lost_tracks
             else None
         )
+        #: walk-outs from the middle of the queue, for edges that do not classify exits
+        self._mid_queue = (
+            MidQueueWalkouts(settings.relink_window_s, settings.walk_out_min_dwell_s)
+            if settings.walk_outs_mid_queue and not service_points
+            else None
+        )
         # waiting person-seconds of the busy intervals (decayed like the departures)
         self._busy_person_s = 0.0
         # decayed exits beyond service over the busy intervals
@@ -725,6 +760,8 @@ class ZoneEstimator:
             self._calibrate(ts, dwell)
         if self._departures is not None and msg.departures_total < self._departures:
             self._unclassified.clear()  # a restart: its pending departures are gone
+            if self._mid_queue is not None:
+                self._mid_queue.reset()
         self.arrivals_seen += arrivals
         unseen_total = getattr(msg, "departures_unseen_total", None)
         starts = walkouts = None
@@ -740,6 +777,9 @@ class ZoneEstimator:
             self._unseen = unseen_total
             if unseen_total is not None:
                 self._follow_links(ts, (people, dwell_max), completed, arrivals)
+        if self._mid_queue is not None and not split:
+            mid = mid_queue_dwells(completed, departures, people, dwell_max)
+            self._excess += self._mid_queue.observe(ts, arrivals, mid)
         self._new_busy_walkouts = self._new_busy_unknown = 0.0
         dt = ts - self._ts if self._ts is not None else math.inf
         observed = dt <= self.settings.max_gap_s
@@ -1263,7 +1303,9 @@ class ZoneEstimator:
         wait: ``X / integral L dt`` over the busy intervals, where ``X`` counts the
         walk-outs (and the unseen exits times the walk-out share) when the edge
         classifies exits, else, with counters seen, every departure minus the
-        capacity of that moment times the interval; otherwise 0 (every departure
+        capacity of that moment times the interval, else (``walk_outs_mid_queue``) the
+        mid-queue departures no arrival re-acquires (``server/walkouts.py``) less the
+        priority customers' expected share of them; otherwise 0 (every departure
         is then a service in ``mu`` already). It is the drain of the queue ahead of a
         newcomer beyond the counters. 0 until ``min_departures`` / ``min_busy_s``
         of evidence; capped at ``mu`` per waiting person.
@@ -1271,8 +1313,14 @@ class ZoneEstimator:
         s = self.settings
         theta = 0.0
         departures, busy = self._busy_departures, self._busy_s
+        excess = self._excess
+        if self._mid_queue is not None and not self._classified and self.priority_share > 0:
+            # priority customers served ahead of older ordinary ones left mid-queue too:
+            # services, already in mu (at most share / (1 - share) per in-order one)
+            share = self.priority_share
+            excess -= self._busy_in_order * share / (1.0 - share)
         if departures >= s.min_departures and busy >= s.min_busy_s and self._busy_person_s > 0:
-            theta = min(max(0.0, self._excess / self._busy_person_s), capacity_per_s)
+            theta = min(max(0.0, excess / self._busy_person_s), capacity_per_s)
         seen = self._classified and self._busy_service + self._busy_walkouts > 0
         return theta, (1.0 - self._service_share()) if seen else None
 
