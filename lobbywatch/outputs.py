@@ -11,7 +11,11 @@ an output path.
 from __future__ import annotations
 
 import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import IO
 
 from lobbywatch.errors import LobbywatchError
 
@@ -64,3 +68,30 @@ def output_folder(path: Path, option: str) -> Path:
 def write_error(path: Path, option: str, exc: OSError) -> LobbywatchError:
     """The one-line error for an ``OSError`` raised while writing ``path``."""
     return LobbywatchError(f"{option} {path}: cannot write: {exc.strerror or exc}")
+
+
+@contextmanager
+def written_whole(path: Path, option: str) -> Iterator[IO[str]]:
+    """A text stream whose content replaces ``path`` only if the block completes.
+
+    The lines go to a temporary file beside ``path``, renamed over it at the end
+    (``os.replace``: atomic on one file system); on any error the temporary file
+    is removed and ``path`` is left as it was, so a run that stops half way never
+    leaves a file that looks complete. ``path`` must have passed
+    :func:`output_file`. Raises :class:`LobbywatchError` naming ``option`` when
+    the file cannot be written.
+    """
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
+    except OSError as exc:
+        raise write_error(path, option, exc) from None
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            yield f
+        os.replace(tmp, path)
+    except OSError as exc:
+        os.unlink(tmp)
+        raise write_error(path, option, exc) from None
+    except BaseException:
+        os.unlink(tmp)
+        raise

@@ -377,6 +377,12 @@ def json_schema() -> dict[str, object]:
     """JSON Schema (draft 2020-12) for any v1 message."""
     schema = _Envelope.model_json_schema()
     defs = schema.pop("$defs")
+    for name in ("ZoneMessage", "StatusMessage", "TicketMessage"):
+        # the models default ``type`` (one class per type), but a payload is told
+        # apart by it: without it the collector cannot know which message it is
+        required = defs[name].setdefault("required", [])
+        if "type" not in required:
+            required.insert(0, "type")
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "$id": "https://lobbywatch.example/protocol/v1.schema.json",

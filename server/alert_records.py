@@ -56,6 +56,9 @@ class AlertPayload(AlertView):
     #: on an escalation to critical: the severity before it (Alertmanager
     #: resolves that alert so the warning does not linger)
     previous_severity: NotRequired[str]
+    #: on the time-based escalation (``escalate_after_s``) and every event after it:
+    #: true (route it to the region)
+    escalated: NotRequired[bool]
     #: what would help and when: for ``w1_wait`` the counters open, the predicted
     #: wait with one more counter, the expected breach; for ``closing_backlog`` the
     #: people projected not to be served before closing (``alerts.w1_advice``)
@@ -138,6 +141,8 @@ def event_payload(ev: AlertEvent, region: str | None) -> AlertPayload:
     prev = previous_severity(ev)
     if prev is not None:
         payload["previous_severity"] = prev
+    if ev.escalated:
+        payload["escalated"] = True
     return payload
 
 

@@ -65,6 +65,7 @@ from lobbywatch.server.forecast import (
     wait_behind,
     waited_by_position,
 )
+from lobbywatch.server.state import silence_limit_s
 
 Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 WEEKDAYS: tuple[Weekday, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -452,6 +453,7 @@ class _RuleState:
 class _Device:
     last_seen: float
     offline_since: float | None = None  # explicit offline status (last will)
+    heartbeat_s: float | None = None  # announced in its status
 
 
 def _advice_text(estimate: WaitEstimate, tz: str | None) -> str:
@@ -859,14 +861,20 @@ class AlertEngine:
             },
         )
 
-    def device_seen(self, branch: str, device: str, now: float) -> None:
-        """Any message from the device: it is alive (an offline alert resolves at the next tick)."""
+    def device_seen(
+        self, branch: str, device: str, now: float, heartbeat_s: float | None = None
+    ) -> None:
+        """Any message from the device: it is alive (an offline alert resolves at the next
+        tick). ``heartbeat_s``: the heartbeat it announced, if known (a device is silent
+        after :func:`~lobbywatch.server.state.silence_limit_s`)."""
         dev = self._devices.get((branch, device))
         if dev is None:
-            self._devices[(branch, device)] = _Device(last_seen=now)
+            dev = self._devices[(branch, device)] = _Device(last_seen=now)
         else:
             dev.last_seen = max(dev.last_seen, now)
             dev.offline_since = None
+        if heartbeat_s is not None:
+            dev.heartbeat_s = heartbeat_s
 
     def device_status(self, branch: str, device: str, online: bool, now: float) -> None:
         """A status message (``offline`` is typically the broker-published last will)."""
@@ -892,11 +900,20 @@ class AlertEngine:
                 events += self._stand_down(rule, now, reason)
                 continue
             since = dev.offline_since
-            if since is None and now - dev.last_seen >= policy.heartbeat_timeout_s:
-                since = dev.last_seen + policy.heartbeat_timeout_s
+            limit = silence_limit_s(policy.heartbeat_timeout_s, dev.heartbeat_s)
+            if since is None and now - dev.last_seen >= limit:
+                since = dev.last_seen + limit
             if since is not None:
                 since = max(since, self._opened_at.get(branch, since))
             offline_for = now - since if since is not None else None
+            summary = f"Device {device} at {branch} offline for {(offline_for or 0) / 60:.0f} min"
+            if since is None and rule.alert is not None:
+                # back: the resolve tells how long it was away, not "offline for 0 min"
+                offline_for = rule.alert.value
+                summary = (
+                    f"Device {device} at {branch} back online after "
+                    f"{(offline_for or 0) / 60:.0f} min offline"
+                )
             events += self._step(
                 ("device_offline", branch, device),
                 rule,
@@ -905,9 +922,7 @@ class AlertEngine:
                 now,
                 policy,
                 min_duration=policy.offline_after_s,
-                summary=(
-                    f"Device {device} at {branch} offline for {(offline_for or 0) / 60:.0f} min"
-                ),
+                summary=summary,
                 value=offline_for,
                 threshold=policy.offline_after_s,
                 resolve_after=0.0,
@@ -920,6 +935,10 @@ class AlertEngine:
             policy = self._policy_for(branch, "" if kind == "device_offline" else subject)
             if not self.is_open(branch, now):
                 events += self._stand_down(rule, now, "branch closed")
+                continue
+            if rule.clear_since is not None:
+                # resolving (its condition gone, the hysteresis running): an
+                # escalation or a reminder about "0 waiting" pages people for nothing
                 continue
             if (
                 policy.escalate_after_s > 0

@@ -23,7 +23,13 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from lobbywatch.server.notify import iso
-from lobbywatch.server.state import CollectorState, DeviceRecord, ZoneRecord
+from lobbywatch.server.state import (
+    CollectorState,
+    DeviceRecord,
+    NodeKey,
+    ZoneRecord,
+    silence_limit_s,
+)
 from lobbywatch.server.store import MinuteRow
 from lobbywatch.zone_state import ZoneKind
 
@@ -79,7 +85,8 @@ def _zone_trust(
     if dev is not None and not dev.is_up(now, timeout_s):
         since = dev.node.offline_since if dev.node is not None else None
         return "offline", since if since is not None else (dev.last_ts or None)
-    if getattr(z.estimate, "stale", False) or getattr(z, "stale", False) or now - z.ts >= timeout_s:
+    limit = dev.silence_limit_s(timeout_s) if dev is not None else timeout_s
+    if getattr(z.estimate, "stale", False) or getattr(z, "stale", False) or now - z.ts >= limit:
         return "stale", z.ts
     method = str(getattr(z.estimate, "method", "") or "")
     if method == "fallback":
@@ -228,7 +235,9 @@ def risk_of(
             if vals:
                 r = max(vals) / thr
                 worst = r if worst is None or r > worst else worst
-        if now - z.ts >= timeout or getattr(est, "stale", False):
+        node = state.nodes.get(NodeKey(z.branch, z.device))
+        limit = silence_limit_s(timeout, node.heartbeat_s if node is not None else None)
+        if now - z.ts >= limit or getattr(est, "stale", False):
             stale = True
     if not stale:
         stale = any(not d.is_up(now, timeout) for d in state.devices_of(branch_id))

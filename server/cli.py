@@ -198,7 +198,7 @@ def replay(
     docs/collector.md ("Replay").
     """
     from lobbywatch.errors import LobbywatchError
-    from lobbywatch.outputs import output_file, write_error
+    from lobbywatch.outputs import output_file, written_whole
     from lobbywatch.server.config import load_server_config
     from lobbywatch.server.replay import replay_files
 
@@ -206,11 +206,8 @@ def replay(
     if estimates_every is not None and estimates_every <= 0:
         raise LobbywatchError("--estimates-every must be > 0 seconds")
     output_file(out, "--out")
-    try:
-        f = out.open("w", encoding="utf-8")
-    except OSError as exc:
-        raise write_error(out, "--out", exc) from None
-    with f:
+    # an input error half way leaves no OUT that looks complete (nor spoils an old one)
+    with written_whole(out, "--out") as f:
         summary = replay_files(cfg, messages, f, estimates_every_s=estimates_every)
     skipped = ", ".join(f"{n} {result}" for result, n in summary.not_applied.items())
     typer.echo(
@@ -218,6 +215,11 @@ def replay(
         + (f" (not applied: {skipped})" if skipped else "")
         + f": {summary.alert_events} alert events, {summary.estimates} estimates -> {out}"
     )
+    for warning in summary.warnings:
+        typer.echo(f"warning: {warning}", err=True)
+    if summary.refused_by_reason:
+        causes = ", ".join(f"{n} {cause}" for cause, n in summary.refused_by_reason.items())
+        typer.echo(f"refused by cause: {causes} (docs/collector.md, Ingest)")
 
 
 def register(app: typer.Typer) -> None:

@@ -54,7 +54,14 @@ from lobbywatch.server.metrics import DbStats, LatencyHistogram, StateCollector,
 from lobbywatch.server.notify import Dispatcher, build_sinks
 from lobbywatch.server.retention import RetentionSchedule
 from lobbywatch.server.spool import AlertSpool, DbHealth, DbWriter, Spooled
-from lobbywatch.server.state import BranchRecord, CollectorState, DeviceKey, NodeKey, ZoneKey
+from lobbywatch.server.state import (
+    BranchRecord,
+    CollectorState,
+    DeviceKey,
+    NodeKey,
+    ZoneKey,
+    silence_limit_s,
+)
 from lobbywatch.server.store import AlertRow, EventRecord, MinuteRow, Store
 from lobbywatch.server.tickets import TicketWait
 from lobbywatch.server.transport import MessageQueue, MqttIngest
@@ -701,7 +708,9 @@ class Collector:
                 # an edge that publishes no device status: its camera status is all we have
                 engine.device_status(nkey.branch, nkey.device, False, min(node.last_ts, now))
             else:
-                engine.device_seen(nkey.branch, nkey.device, min(node.last_ts, now))
+                engine.device_seen(
+                    nkey.branch, nkey.device, min(node.last_ts, now), node.heartbeat_s
+                )
 
     def _evaluate_dirty(self, now: float) -> list[Any]:
         """Evaluate the zones touched by this batch that are due; park the others."""
@@ -795,7 +804,8 @@ class Collector:
             if dev.camera_up is False:
                 return f"camera {zone.camera} down" + (f": {dev.error}" if dev.error else "")
         silent = now - max(zone.ts, dev.last_ts if dev is not None else zone.ts)
-        if silent >= self.state.heartbeat_timeout_s:
+        heartbeat = node.heartbeat_s if node is not None else None
+        if silent >= silence_limit_s(self.state.heartbeat_timeout_s, heartbeat):
             return f"no data from {zone.device}/{zone.camera} for {silent:.0f} s"
         return None
 

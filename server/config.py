@@ -18,8 +18,11 @@ zone defaults to the branch's), both validated with the rest of the file.
 
 from __future__ import annotations
 
+import difflib
+import functools
 import logging
 import os
+import typing
 import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal, Optional
@@ -795,7 +798,10 @@ class ServerConfig(_Strict):
 
 
 def format_validation_error(exc: ValidationError, prefix: str = "") -> str:
-    """``a.b[0].c: message`` lines, one per error, for humans."""
+    """``a.b[0].c: message``, one per error, for humans: on the same line for one
+    error, else each on its own indented line. An unknown setting names the known one
+    it is closest to (a typo in a key otherwise reads only "Extra inputs are not
+    permitted")."""
     lines = []
     for err in exc.errors():
         path = prefix
@@ -804,8 +810,41 @@ def format_validation_error(exc: ValidationError, prefix: str = "") -> str:
                 path += f"[{part}]"
             else:
                 path += ("." if path else "") + str(part)
-        lines.append(f"{path or '<root>'}: {err['msg']}")
-    return "; ".join(lines)
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden" and err["loc"]:
+            name = str(err["loc"][-1])
+            close = difflib.get_close_matches(name, _setting_names(), n=1, cutoff=0.75)
+            msg = "unknown setting" + (f" (did you mean {close[0]!r}?)" if close else "")
+        lines.append(f"{path or '<root>'}: {msg}")
+    if len(lines) == 1:
+        return lines[0]
+    return f"{len(lines)} problems:" + "".join(f"\n  {line}" for line in lines)
+
+
+@functools.cache
+def _setting_names() -> tuple[str, ...]:
+    """Every setting name of the server config, nested sections included."""
+    names: set[str] = set()
+    todo: list[Any] = [ServerConfig]
+    seen: set[Any] = set()
+    while todo:
+        model = todo.pop()
+        if model in seen:
+            continue
+        seen.add(model)
+        for name, field in model.model_fields.items():
+            names.add(name)
+            if field.alias:
+                names.add(field.alias)
+            todo += _models_in(field.annotation)
+    return tuple(sorted(names))
+
+
+def _models_in(annotation: Any) -> list[Any]:
+    """The pydantic models an annotation holds (``list[X]``, ``dict[str, X]``, ``X | None``)."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    return [m for arg in typing.get_args(annotation) for m in _models_in(arg)]
 
 
 def parse_server_config(data: Any, source: str = "SERVER.yaml") -> ServerConfig:

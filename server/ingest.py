@@ -60,6 +60,7 @@ from lobbywatch.server.tickets import TicketBook, TicketSettings, TicketWait
 from lobbywatch.zone_state import ZONE_STATE_FIELDS, ZoneKind
 
 log = logging.getLogger(__name__)
+_DIGITS = re.compile(r"\d+")
 
 # ----------------------------------------------------------------- small helpers
 
@@ -70,19 +71,28 @@ class RateLimitedLog:
     A flood of garbage must not become a flood of log lines (disk, log shipping).
     """
 
+    MAX_KEYS = 256
+
     def __init__(self, logger: logging.Logger, interval_s: float = 10.0) -> None:
         self._log = logger
         self._interval = interval_s
         self._last: dict[str, float] = {}
         self._suppressed: dict[str, int] = {}
 
-    def warning(self, reason: str, message: str, now: float) -> None:
-        last = self._last.get(reason)
+    def warning(self, reason: str, message: str, now: float, key: str | None = None) -> None:
+        """Log ``reason: message`` unless a line of the same ``key`` (default ``reason``)
+        was logged within the interval; then count it, for the next line of that key."""
+        key = reason if key is None else key
+        if key not in self._last and len(self._last) >= self.MAX_KEYS:
+            # keys come from message content: bounded, whatever a sender makes up
+            self._last.clear()
+            self._suppressed.clear()
+        last = self._last.get(key)
         if last is not None and now - last < self._interval:
-            self._suppressed[reason] = self._suppressed.get(reason, 0) + 1
+            self._suppressed[key] = self._suppressed.get(key, 0) + 1
             return
-        extra = self._suppressed.pop(reason, 0)
-        self._last[reason] = now
+        extra = self._suppressed.pop(key, 0)
+        self._last[key] = now
         suffix = f" ({extra} similar suppressed)" if extra else ""
         self._log.warning("%s: %s%s", reason, message[:300], suffix)
 
@@ -94,11 +104,13 @@ class _SeqWindow:
     that restarted and counts from 0 again (same seq, different ts).
     """
 
-    __slots__ = ("gaps", "max_seq", "seen")
+    __slots__ = ("gaps", "max_seq", "restarts", "seen")
 
     def __init__(self) -> None:
         self.max_seq = -1
         self.seen: dict[int, float] = {}
+        #: restarts of the device's numbering seen so far
+        self.restarts = 0
         #: sequence numbers skipped and never seen (lost messages); a late arrival of a
         #: skipped one takes it back; a restart of the device's numbering adds none
         self.gaps = 0
@@ -112,9 +124,11 @@ class _SeqWindow:
             self._reset()  # same seq, other content: the device restarted
         elif seq <= self.max_seq - window:
             # Too old for the window: a very late replay or a restart that went past
-            # the window. Only a restart produces a newer timestamp than we hold.
+            # the window. A replay carries its own old timestamp; a restart carries
+            # a timestamp at least as new as we hold (the same, with timestamps of
+            # one second and the first message right after the reboot).
             newest = max(self.seen.values(), default=0.0)
-            if ts <= newest:
+            if ts < newest:
                 return False
             self._reset()
         elif 0 <= seq < self.max_seq and self.gaps:
@@ -132,6 +146,7 @@ class _SeqWindow:
     def _reset(self) -> None:
         self.max_seq = -1
         self.seen = {}
+        self.restarts += 1
 
 
 @dataclass(slots=True)
@@ -342,7 +357,10 @@ class Ingestor:
         return window
 
     def _reject(self, result: str, reason: str, why: str, topic: str, now: float) -> Outcome:
-        self.log.warning(result, f"{why} (topic {topic[:120]!r})", now)
+        # one line per cause (a schema fault per field: the text without its numbers): a
+        # flood of one fault must not hide another
+        cause = f"{result}/{reason}/{_DIGITS.sub('#', why)[:80]}"
+        self.log.warning(result, f"{why} (topic {topic[:120]!r})", now, key=cause)
         return Outcome(result, reason=reason)
 
     def _topic(self, topic: str) -> TopicParts | tuple[str, str, str]:
@@ -451,7 +469,7 @@ class Ingestor:
         assert isinstance(msg, ZoneMessage)
         zkey = keys[3]
         assert zkey is not None
-        return self._apply_zone(msg, ts, now, topic, zkey, dkey, nkey)
+        return self._apply_zone(msg, (ts, window.restarts), now, topic, zkey, dkey, nkey)
 
     @staticmethod
     def _apply_device_status(
@@ -495,19 +513,27 @@ class Ingestor:
     def _apply_zone(
         self,
         msg: ZoneMessage,
-        ts: float,
+        stamp: tuple[float, int],
         now: float,
         topic: str,
         zkey: ZoneKey,
         dkey: DeviceKey,
         nkey: NodeKey,
     ) -> Outcome:
-        """A zone message: the newest observation of the zone (by ``(ts, seq)``) wins."""
+        """A zone message: the newest observation of the zone (by ``(ts, seq)``) wins.
+
+        ``stamp``: the message's ``ts`` (epoch s) and how many times its device's
+        numbering had restarted (a restart within the second of the last message
+        before it is newer, though its seq is lower)."""
+        ts, epoch = stamp
         state = self.state
         rec = state.zones.get(zkey)
         if rec is not None:
-            if ts < rec.ts or (ts == rec.ts and msg.seq <= rec.seq and rec.device == msg.device):
-                # older than what we hold (same device: by (ts, seq); another
+            same = rec.device == msg.device
+            if ts < rec.ts or (
+                ts == rec.ts and same and (epoch, msg.seq) <= (rec.seq_epoch, rec.seq)
+            ):
+                # older than what we hold (same device: by (numbering, ts, seq); another
                 # device/camera with an older observation: keep the newest)
                 return Outcome("stale", msg, zkey, dkey, nkey)
             if rec.device == msg.device:
@@ -515,6 +541,7 @@ class Ingestor:
                 if why is not None:
                     return self._reject("rejected", "implausible", why, topic, now)
             zone_record(msg, ts, now, rec)
+            rec.seq_epoch = epoch
             if msg.kind is not _WAITING:
                 return Outcome(_OK, msg, zkey, dkey, nkey)
             return Outcome(_OK, msg, zkey, dkey, nkey, flows=observe(rec.flows, msg, ts))
@@ -527,6 +554,7 @@ class Ingestor:
         self._count_new_zone(wkey, now)
         state.ensure_branch(msg.branch, self.known.get(msg.branch, "unknown"))
         rec = zone_record(msg, ts, now)
+        rec.seq_epoch = epoch
         state.add_zone(zkey, rec)
         if msg.kind is not _WAITING:
             return Outcome(_OK, msg, zkey, dkey, nkey)

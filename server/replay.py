@@ -36,12 +36,20 @@ import math
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
 from lobbywatch.errors import LobbywatchError
+from lobbywatch.protocol_bounds import TS_YEARS
 from lobbywatch.server.alert_records import AlertPayload
 from lobbywatch.server.config import ServerConfig
+
+#: receive times a record may carry (Unix s): the years a payload's ``ts`` may carry
+RECEIVED_AT_RANGE = (
+    datetime(TS_YEARS[0], 1, 1, tzinfo=UTC).timestamp(),
+    datetime(TS_YEARS[1] + 1, 1, 1, tzinfo=UTC).timestamp(),
+)
 
 
 class ReplayInputError(LobbywatchError):
@@ -73,6 +81,15 @@ def parse_record(line: str, where: str) -> Recorded:
         raise ReplayInputError(f"{where}: received_at must be a number (Unix seconds)")
     if not math.isfinite(received):
         raise ReplayInputError(f"{where}: received_at must be finite")
+    if not RECEIVED_AT_RANGE[0] <= received <= RECEIVED_AT_RANGE[1]:
+        # milliseconds, or seconds from the start of a simulation, would otherwise
+        # crash on a date, or turn every message into one "from the future"
+        raise ReplayInputError(
+            f"{where}: received_at {received} is not Unix seconds within "
+            f"{TS_YEARS[0]}..{TS_YEARS[1]} (the years a payload's ts may carry); "
+            "milliseconds must be divided by 1000, and times relative to a start "
+            "need that start's Unix time added"
+        )
     topic = obj["topic"]
     if not isinstance(topic, str) or not topic:
         raise ReplayInputError(f"{where}: topic must be a non-empty string")
@@ -138,6 +155,14 @@ class ReplaySummary:
     #: messages the collector did not apply, by ingest result (duplicate, stale,
     #: rejected, malformed, oversized), as live (logged rate-limited on stderr)
     not_applied: dict[str, int] = dataclasses.field(default_factory=dict)
+    #: the refused ones (malformed, rejected, oversized, wrong version) by cause
+    #: (``"malformed/schema"``, ``"malformed/future_timestamp"``...): the log lines
+    #: of one cause are rate-limited, the counts are not
+    refused_by_reason: dict[str, int] = dataclasses.field(default_factory=dict)
+    #: what the stream and the config disagree on (a configured zone of a branch that
+    #: reported, never seen: a misspelt service point silently falls back to the
+    #: configured counters)
+    warnings: list[str] = dataclasses.field(default_factory=list)
 
 
 def estimate_record(branch: str, zone: str, ts: float, estimate: Any) -> dict[str, Any]:
@@ -164,7 +189,7 @@ def replay(
 
     Args:
         cfg: the server configuration (MQTT, HTTP and notification sinks unused).
-        records: the stream; ``received_at`` non-decreasing.
+        records: the stream; ``received_at`` non-decreasing; at least one.
         emit: receives each output object (alert events as they happen, estimates
             every ``estimates_every_s`` of simulated time).
         estimates_every_s: period of the estimate lines; ``None`` = none.
@@ -253,6 +278,8 @@ def replay(
                     advance(rec.received_at)
                 batch.append((rec.topic, rec.payload, rec.received_at))
                 summary.messages += 1
+            if collector is None:
+                raise ReplayInputError("no records: the stream is empty")
             if collector is not None:
                 if batch:
                     collector.process_batch(batch)
@@ -261,12 +288,42 @@ def replay(
                 advance(max(clock.now, until if until is not None else clock.now))
                 summary.last_at = clock.now
                 summary.not_applied = {
-                    r: n for r, n in sorted(collector.results.items()) if r != "ok"
+                    r: n for r, n in sorted(collector.results.items()) if r != "ok" and n
+                }
+                summary.warnings = unseen_zones(
+                    run_cfg, {(k.branch, k.zone) for k in collector.state.zones}
+                )
+                summary.refused_by_reason = {
+                    f"{result}/{reason}": n
+                    for (result, reason), n in sorted(collector.state.invalid.items())
                 }
         finally:
             if collector is not None:
                 collector.close_offline()
     return summary
+
+
+def unseen_zones(cfg: ServerConfig, seen: set[tuple[str, str]]) -> list[str]:
+    """Warnings for the zones ``cfg`` names (service points, zone settings) that never
+    reported, in branches whose other zones did (``seen``: ``(branch, zone)``)."""
+    reporting = {branch for branch, _ in seen}
+    warnings = []
+    for b in cfg.branches:
+        if b.id not in reporting:
+            continue
+        for zone, z in sorted(b.zones.items()):
+            if (b.id, zone) not in seen:
+                warnings.append(
+                    f"branch {b.id}: zone {zone!r} is configured but never reported "
+                    f"(reported: {', '.join(sorted(zn for br, zn in seen if br == b.id))})"
+                )
+            for point in z.service_points:
+                if (b.id, point) not in seen and point not in b.zones:
+                    warnings.append(
+                        f"branch {b.id}: service point {point!r} of {zone!r} never reported: "
+                        "its counters are the configured ones"
+                    )
+    return warnings
 
 
 def replay_files(

@@ -124,6 +124,9 @@ class ZoneRecord:
     ts: float
     seq: int
     received_at: float
+    #: how many times the sending device's numbering restarted before ``seq``
+    #: (``(ts, seq)`` orders messages within one numbering only)
+    seq_epoch: int = 0
     #: WaitEstimate from the estimator (waiting zones only), None until computed.
     estimate: Any | None = None
     #: W1 threshold in force for this zone (policy), seconds.
@@ -163,14 +166,34 @@ class DeviceRecord:
     node: NodeRecord | None = field(default=None, repr=False)
 
     def is_up(self, now: float, timeout_s: float) -> bool:
-        """Up = device online, camera not declared offline or down, heard from recently."""
+        """Up = device online, camera not declared offline or down, heard from recently
+        (within :func:`silence_limit_s` of ``timeout_s`` and the announced heartbeat)."""
         node = self.node
         return (
             self.status != "offline"
             and self.camera_up is not False
             and (node is None or node.status != "offline")
-            and (now - self.last_ts) < timeout_s
+            and (now - self.last_ts) < self.silence_limit_s(timeout_s)
         )
+
+    def silence_limit_s(self, timeout_s: float) -> float:
+        """:func:`silence_limit_s` for this camera's device."""
+        return silence_limit_s(timeout_s, self.node.heartbeat_s if self.node is not None else None)
+
+
+#: a device that announces its heartbeat (``heartbeat_s`` of its status) is silent
+#: once this many heartbeats are missing (docs/protocol.md, StatusMessage)
+HEARTBEAT_MISSES = 2.5
+
+
+def silence_limit_s(timeout_s: float, heartbeat_s: float | None) -> float:
+    """How long (s) a device may stay silent before its data counts as stale: the
+    collector's ``alerts.heartbeat_timeout_s`` (``timeout_s``), or
+    :data:`HEARTBEAT_MISSES` of the heartbeat the device announced when that is
+    longer (a device that republishes every 60 s is not silent after 60 s)."""
+    if heartbeat_s is None or heartbeat_s <= 0:
+        return timeout_s
+    return max(timeout_s, HEARTBEAT_MISSES * heartbeat_s)
 
 
 @dataclass(slots=True)

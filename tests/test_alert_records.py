@@ -61,11 +61,15 @@ def test_escalation_payload_names_the_previous_severity_and_is_json() -> None:
     assert p["started_at"] == "2026-01-01T00:00:00Z" and p["started_at_ts"] == T0
     assert p["zone"] == "W1" and p["device"] is None and p["region"] == "north"
     assert json.loads(json.dumps(p)) == p
-    fire = event_payload(AlertEvent.of(_alert(severity="warning"), "fire", T0), None)
+    fire = event_payload(
+        AlertEvent.of(_alert(severity="warning", escalated=False), "fire", T0), None
+    )
     assert "previous_severity" not in fire
     # a time-based escalation keeps the severity: no previous one to end (issue 12)
     timed = event_payload(AlertEvent.of(_alert(), "escalate", T0 + 60), "north")
     assert "previous_severity" not in timed
+    # the time-based escalation says so (docs/wait-estimation.md: escalated = true)
+    assert timed["escalated"] is True and "escalated" not in fire
 
 
 def test_device_alert_has_a_device_and_no_zone() -> None:

@@ -151,6 +151,20 @@ def test_renotify_and_time_based_escalation() -> None:
     assert len(set(ids)) == len(ids)
 
 
+def test_no_time_based_escalation_while_an_alert_is_resolving() -> None:
+    # fired at 60; the queue is gone from 1200 (resolve_after_s 120: resolves at 1320),
+    # so the escalation due at 1260 (and the reminder due since 660) would page people
+    # about an empty queue
+    eng = engine()
+    run(eng, [(0, est(500)), (60, est(500)), (1200, est(100, queue=0))])
+    assert [e.event for e in eng.tick(T0 + 1260)] == []
+    assert [e.event for e in run(eng, [(1320, est(100, queue=0))])] == ["resolve"]
+    # a queue that comes back before the resolve escalates at the next tick
+    eng = engine()
+    run(eng, [(0, est(500)), (60, est(500)), (1200, est(100, queue=0)), (1250, est(500))])
+    assert [(e.event, e.escalated) for e in eng.tick(T0 + 1260)] == [("escalate", True)]
+
+
 def test_service_stalled_fires_and_resolves_on_departure() -> None:
     eng = engine()
     events = run(eng, [(0, est(100, queue=3, quiet=599)), (1, est(100, queue=3, quiet=600))])
@@ -171,8 +185,14 @@ def test_device_offline_by_heartbeat_and_by_last_will() -> None:
     assert eng.tick(T0 + 179) == []
     fired = eng.tick(T0 + 180)  # ...for 120 s
     assert [(e.kind, e.event, e.subject) for e in fired] == [("device_offline", "fire", "d1")]
-    eng.device_seen("b1", "d1", T0 + 200)
-    assert [e.event for e in eng.tick(T0 + 201)] == ["resolve"]
+    assert fired[0].summary == "Device d1 at b1 offline for 2 min"
+    assert eng.tick(T0 + 500) == []  # offline 440 s by now
+    eng.device_seen("b1", "d1", T0 + 510)
+    back = eng.tick(T0 + 511)
+    assert [e.event for e in back] == ["resolve"]
+    # how long it was away, not "offline for 0 min"
+    assert back[0].summary == "Device d1 at b1 back online after 7 min offline"
+    assert back[0].value == 440.0
 
     eng.device_status("b1", "d1", online=False, now=T0 + 300)
     assert eng.tick(T0 + 419) == []

@@ -89,6 +89,16 @@ def test_messages_round_trip_and_validate_against_schema() -> None:
     assert topic_for(device, "lw") == "lw/v1/b042/_device/edge-01/status"
 
 
+def test_the_schema_requires_the_type_the_collector_tells_messages_apart_by() -> None:
+    check = validator()
+    data = json.loads(encode_message(_zone()))
+    del data["type"]
+    errors = [e.message for e in check.iter_errors(data)]
+    assert errors == [f"{data!r} is not valid under any of the given schemas"]
+    with pytest.raises(ValidationError, match="type"):
+        parse_message(json.dumps(data).encode())
+
+
 @pytest.mark.parametrize(
     "bad",
     [

@@ -114,21 +114,52 @@ def test_replay_fires_w1_at_the_hand_computed_time(tmp_path: Path) -> None:
     assert summary.messages == 15 and summary.alert_events == len(alerts)
 
 
+def test_zones_the_config_names_that_never_reported_are_warned_of(tmp_path: Path) -> None:
+    # a misspelt service point falls back to the configured counters without a word
+    raw_cfg = _cfg(tmp_path)
+    raw_cfg["branches"][0]["zones"] = {"W1": {"service_points": ["C9"]}, "W2": {"counters": 2}}
+    src = tmp_path / "in.jsonl"
+    _write(src, _script())
+    summary = replay(parse_server_config(raw_cfg), read_records(src), lambda o: None)
+    assert summary.warnings == [
+        "branch b1: service point 'C9' of 'W1' never reported: its counters are the "
+        "configured ones",
+        "branch b1: zone 'W2' is configured but never reported (reported: W1)",
+    ]
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("\n")
+    with pytest.raises(ReplayInputError, match=r"^no records: the stream is empty$"):
+        replay(parse_server_config(raw_cfg), read_records(empty), lambda o: None)
+
+
 @pytest.mark.parametrize(
     ("line", "message"),
     [
         ("not json", "in.jsonl:2: not JSON"),
         ('{"topic": "a", "payload": {}}', "in.jsonl:2: missing received_at"),
         ('{"received_at": "x", "topic": "a", "payload": {}}', "received_at must be a number"),
-        ('{"received_at": 1, "topic": "", "payload": {}}', "topic must be a non-empty string"),
-        ('{"received_at": 1, "topic": "a", "payload": 3}', "payload must be an object"),
-        ('{"received_at": 0.5, "topic": "a", "payload": {}}', "in.jsonl:2: received_at 0.5 is"),
+        ('{"received_at": 1764408601, "topic": "", "payload": {}}', "topic must be a non-empty"),
+        ('{"received_at": 1764408601, "topic": "a", "payload": 3}', "payload must be an object"),
+        (
+            '{"received_at": 1764408599.5, "topic": "a", "payload": {}}',
+            "in.jsonl:2: received_at 1764408599.5 is earlier than the previous line's",
+        ),
+        # milliseconds, or seconds from the start of a simulation: not a crash on a date
+        # nor every message "from the future", but the line named
+        (
+            '{"received_at": 1764408601250, "topic": "a", "payload": {}}',
+            "in.jsonl:2: received_at 1764408601250 is not Unix seconds within 2020..2100",
+        ),
+        (
+            '{"received_at": 12.5, "topic": "a", "payload": {}}',
+            "in.jsonl:2: received_at 12.5 is not Unix seconds within 2020..2100",
+        ),
         ("[1, 2]", "in.jsonl:2: expected an object"),
     ],
 )
 def test_bad_input_line_is_named(tmp_path: Path, line: str, message: str) -> None:
     src = tmp_path / "in.jsonl"
-    src.write_text('{"received_at": 1, "topic": "a", "payload": {}}\n' + line + "\n")
+    src.write_text('{"received_at": 1764408600, "topic": "a", "payload": {}}\n' + line + "\n")
     with pytest.raises(ReplayInputError) as err:
         list(read_records(src))
     assert message in str(err.value)
@@ -170,15 +201,24 @@ def test_cli_replay_writes_jsonl_and_exits_2_on_a_bad_line(
             ["server", "replay", "-c", str(conf), "--messages", str(refused), "--out", str(out)]
         )
     assert done.value.code == 0
-    assert "replayed 17 messages (not applied: 1 duplicate, 1 malformed): " in (
-        capsys.readouterr().out
-    )
+    said = capsys.readouterr().out
+    assert "replayed 17 messages (not applied: 1 duplicate, 1 malformed): " in said
+    assert "refused by cause: 1 malformed/topic " in said  # "lobbywatch/v1/b1/x"
 
+    # a bad line at the end: exit 2, and the OUT of the last good run is left as it was
+    # (nothing half-written that looks complete), with no temporary file beside it
+    before = out.read_text()
     src.write_text(src.read_text() + "{broken\n")
     with pytest.raises(SystemExit) as done:
         cli_main(["server", "replay", "-c", str(conf), "--messages", str(src), "--out", str(out)])
     assert done.value.code == 2
     assert f"{src}:16: not JSON" in capsys.readouterr().err
+    assert out.read_text() == before
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
+    fresh = tmp_path / "fresh.jsonl"
+    with pytest.raises(SystemExit) as done:
+        cli_main(["server", "replay", "-c", str(conf), "--messages", str(src), "--out", str(fresh)])
+    assert done.value.code == 2 and not fresh.exists()
 
 
 @pytest.mark.slow

@@ -83,6 +83,23 @@ def test_errors_name_the_field(data: object, path: str) -> None:
     assert path in str(exc.value)
 
 
+def test_a_misspelt_setting_names_the_one_meant_and_each_problem_has_its_line() -> None:
+    data = {
+        "branches": [{"id": "b1", "zones": {"W1": {"service_point": ["C1"]}}}],
+        "alerts": {"w1_treshold_s": 300},
+        "zzz": 1,
+    }
+    with pytest.raises(ConfigError) as exc:
+        parse_server_config(data, "s.yaml")
+    assert str(exc.value) == (
+        "s.yaml: 3 problems:"
+        "\n  alerts.w1_treshold_s: unknown setting (did you mean 'w1_threshold_s'?)"
+        "\n  branches[0].zones.W1.service_point: unknown setting (did you mean "
+        "'service_points'?)"
+        "\n  zzz: unknown setting"
+    )
+
+
 def test_load_errors(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="cannot read"):
         load_server_config(tmp_path / "missing.yaml")

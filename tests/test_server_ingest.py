@@ -74,6 +74,17 @@ def test_device_restart_resets_sequence_window() -> None:
     assert state.zones[W1].people == 6
 
 
+def test_a_restart_past_the_window_within_the_same_second_is_not_a_duplicate() -> None:
+    # seq restarts at 1 after 29 messages, its ts the same as the last one before the
+    # reboot (timestamps of one second): it is new, not a replay of the old seq 1
+    ing, state = make(dedup_window=8)
+    for seq in range(1, 30):
+        assert handle(ing, zone_msg(seq, NOW - 100 + seq, people=1)) == "ok"
+    assert handle(ing, zone_msg(1, NOW - 71, people=5)) == "ok"
+    assert state.zones[W1].people == 5
+    assert handle(ing, zone_msg(1, NOW - 71, people=5)) == "duplicate"  # now it is
+
+
 def test_dedup_window_is_bounded() -> None:
     ing, _ = make(dedup_window=16)
     for seq in range(1000):
@@ -272,6 +283,26 @@ def test_rate_limited_log(caplog: pytest.LogCaptureFixture) -> None:
         rl.warning("malformed", "bad", NOW + 11)
     assert len(caplog.records) == 2
     assert "99 similar suppressed" in caplog.records[1].getMessage()
+
+
+def test_each_cause_of_a_refusal_gets_its_own_log_line(caplog: pytest.LogCaptureFixture) -> None:
+    # three faults within a second: a flood of one must not hide the others
+    import logging
+
+    ing, state = make()
+    topic, payload = raw(zone_msg(1, NOW - 5))
+    good = json.loads(payload)
+    bad = [{**good, "seq": 2, "people": -1}, {**good, "seq": 3, "people": -2}]
+    bad += [{**good, "seq": 4, "extra_field": 1}, {**good, "seq": 5, "ts": NOW - 4}]
+    with caplog.at_level(logging.WARNING):
+        for k, body in enumerate(bad):
+            assert ing.handle(topic, json.dumps(body).encode(), NOW + k * 0.1).result == (
+                "malformed"
+            )
+    lines = [r.getMessage() for r in caplog.records]
+    assert len(lines) == 3, lines  # the second negative count is the same cause
+    assert "zone.people" in lines[0] and "zone.extra_field" in lines[1] and "zone.ts" in lines[2]
+    assert state.invalid == {("malformed", "schema"): 4}
 
 
 def test_message_queue_is_bounded_and_batches() -> None:

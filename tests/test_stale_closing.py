@@ -48,6 +48,46 @@ def test_a_last_will_stands_the_zone_alerts_down_and_only_the_device_alert_speak
     assert before["stale"] is False
 
 
+@pytest.mark.parametrize(
+    ("heartbeat_s", "stale_from"), [(None, T0 + 120), (30.0, T0 + 140), (120.0, None)]
+)
+def test_a_zone_is_stale_after_the_longer_of_the_timeout_and_its_heartbeats(
+    tmp_path: Path, heartbeat_s: float | None, stale_from: float | None
+) -> None:
+    # W1 fires at T0 + 50 (see test_replay); then the device stays quiet after T0 + 60
+    # until it republishes the same queue at T0 + 200. alerts.heartbeat_timeout_s is
+    # 60 s: silent from T0 + 120, the sweep at T0 + 120 resolves W1 with the reason.
+    # A device that announced a heartbeat of 30 s is silent after 2.5 x 30 = 75 s (from
+    # T0 + 135: the sweep at T0 + 140), one of 120 s only after 300 s (never here).
+    cfg = parse_server_config(_cfg(tmp_path))
+    assert cfg.alerts.heartbeat_timeout_s == 60.0
+    script = _script()[:-1]  # no last will
+    status = script[0][1].model_copy(update={"heartbeat_s": heartbeat_s})
+    script[0] = (0, status)
+    last = script[-1][1]
+    script.append((200, last.model_copy(update={"seq": last.seq + 1, "ts": _at(T0 + 200)})))
+    src = tmp_path / "in.jsonl"
+    _write(src, script)
+    out: list[dict[str, Any]] = []
+    replay(cfg, read_records(src), out.append, estimates_every_s=10, until=T0 + 210)
+    w1 = [(o["event"], o["ended_at_ts"]) for o in out if o.get("kind") == "w1_wait"]
+    stale = [o["ts"] for o in out if o["type"] == "estimate" and o["stale"]]
+    offline = [o["event"] for o in out if o.get("kind") == "device_offline"]
+    if stale_from is None:
+        assert w1 == [("fire", None)]  # still open: nothing stale, nothing resolved
+        assert stale == [] and offline == []
+    else:
+        assert w1[:2] == [("fire", None), ("resolve", stale_from)]
+        assert stale == [t for t in range(int(stale_from), int(T0) + 201, 10)]
+        assert offline[:1] == ["fire"]
+
+
+def _at(t: float) -> Any:
+    from datetime import UTC
+
+    return datetime.fromtimestamp(t, UTC)
+
+
 def test_the_w1_fire_carries_counters_the_wait_with_one_more_and_the_summary(
     tmp_path: Path,
 ) -> None:
