@@ -779,7 +779,7 @@ class ZoneEstimator:
                 self._follow_links(ts, (people, dwell_max), completed, arrivals)
         if self._mid_queue is not None and not split:
             mid = mid_queue_dwells(completed, departures, people, dwell_max)
-            self._excess += self._mid_queue.observe(ts, arrivals, mid)
+            self._excess += self._mid_queue.observe(ts, arrivals, mid, departures - len(mid))
         self._new_busy_walkouts = self._new_busy_unknown = 0.0
         dt = ts - self._ts if self._ts is not None else math.inf
         observed = dt <= self.settings.max_gap_s

@@ -14,6 +14,11 @@ middle of the queue. Three things do that:
   same person seconds later, an arrival within a few seconds of the departure
   (either order: a tracker may start the new track before it drops the old one);
   nobody left;
+- **a re-acquired person leaving**: their new track is younger than people who joined
+  after them, so when a counter calls them (they are the head) they seem to leave
+  from the middle. Their track's join time is the re-acquiring arrival's, which is
+  how they are told apart (on the independent cross-check, with a lost track per
+  15 min per waiting person, these outnumbered the walk-outs many times over);
 - **a priority customer served ahead** of older ordinary ones: a service, already in
   the service rate (the caller subtracts their expected number).
 
@@ -44,44 +49,85 @@ class MidQueueWalkouts:
             not counted (phantoms are young; a walk-out that early drains little).
     """
 
-    def __init__(self, window_s: float = 5.0, min_dwell_s: float = 60.0) -> None:
+    def __init__(
+        self,
+        window_s: float = 5.0,
+        min_dwell_s: float = 60.0,
+        join_tolerance_s: float = 3.0,
+        keep_s: float = 3600.0,
+    ) -> None:
         self.window_s = window_s
         self.min_dwell_s = min_dwell_s
+        self.join_tolerance_s = join_tolerance_s
+        self.keep_s = keep_s
+        #: arrivals that re-acquired a lost track (ts), until that track leaves
+        self._reacquired: deque[float] = deque()
         #: arrivals of the last window_s not used by a pairing (ts)
         self._arrivals: deque[float] = deque()
-        #: mid-queue departures waiting for their window to pass (ts)
-        self._pending: deque[float] = deque()
+        #: mid-queue departures waiting for their window to pass (ts, a walk-out if
+        #: no arrival comes: old enough and not a re-acquired person leaving)
+        self._pending: deque[tuple[float, bool]] = deque()
 
-    def observe(self, ts: float, arrivals: int, mid_queue_dwells: list[float]) -> int:
-        """One message at ``ts`` (s): its ``arrivals`` and the dwells (s) of its
-        departures that left from the middle of the queue. Returns the walk-outs
-        confirmed by now (mid-queue departures whose window passed unpaired),
-        counted once each."""
+    def observe(
+        self, ts: float, arrivals: int, mid_queue_dwells: list[float], in_order: int = 0
+    ) -> int:
+        """One message at ``ts`` (s): its ``arrivals``, the dwells (s) of its departures
+        that left from the middle of the queue, and how many left ``in_order`` (the head:
+        never a walk-out here, but when an arrival re-acquires a lost head, that
+        person's later departure must be recognised). Returns the walk-outs confirmed
+        by now (mid-queue departures whose window passed unpaired), counted once
+        each."""
         confirmed = self._expire(ts)
         for _ in range(arrivals):
-            if self._pending and ts - self._pending[0] <= self.window_s:
+            if self._pending and ts - self._pending[0][0] <= self.window_s:
                 self._pending.popleft()  # the lost track's new one
+                self._reacquired.append(ts)
             else:
                 self._arrivals.append(ts)
         for dwell in mid_queue_dwells:
-            if dwell < self.min_dwell_s:
-                continue
+            k = _closest(self._reacquired, ts - dwell, self.join_tolerance_s)
+            if k is not None:
+                # a re-acquired person leaving (no walk-out), or lost again (an arrival
+                # re-acquires them: the chain goes on)
+                del self._reacquired[k]
             if self._arrivals:
-                self._arrivals.popleft()  # the new track came first
+                # the new track came first (a young fragment too: its new track's own
+                # departure must be recognised later)
+                self._reacquired.append(self._arrivals.popleft())
             else:
-                self._pending.append(ts)
+                self._pending.append((ts, k is None and dwell >= self.min_dwell_s))
+        for _ in range(in_order):
+            # a service start that meets a newcomer's arrival makes a false candidate:
+            # it only excuses that newcomer if they later leave from mid-queue
+            if self._arrivals:
+                self._reacquired.append(self._arrivals.popleft())
+            else:
+                self._pending.append((ts, False))
         return confirmed
 
     def _expire(self, now: float) -> int:
         while self._arrivals and now - self._arrivals[0] > self.window_s:
             self._arrivals.popleft()
+        while self._reacquired and now - self._reacquired[0] > self.keep_s:
+            self._reacquired.popleft()
         confirmed = 0
-        while self._pending and now - self._pending[0] > self.window_s:
-            self._pending.popleft()
-            confirmed += 1
+        while self._pending and now - self._pending[0][0] > self.window_s:
+            _, walked_out = self._pending.popleft()
+            confirmed += walked_out
         return confirmed
 
     def reset(self) -> None:
         """The edge restarted: pairings across the restart mean nothing."""
         self._arrivals.clear()
         self._pending.clear()
+        self._reacquired.clear()
+
+
+def _closest(times: deque[float], t: float, within: float) -> int | None:
+    """Index of the time closest to ``t`` within ``within`` seconds (``None``: none)."""
+    best, best_d = None, within
+    for k, at in enumerate(times):  # the people re-acquired in the last hour: a handful
+        d = abs(at - t)
+        if d <= best_d:
+            best, best_d = k, d
+    return best

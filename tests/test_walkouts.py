@@ -47,6 +47,32 @@ def test_a_mid_queue_departure_no_arrival_reacquires_is_a_walk_out() -> None:
     assert w.observe(1010.0, 0, []) == 0
 
 
+def test_a_reacquired_person_leaving_from_mid_queue_is_no_walk_out() -> None:
+    # Their new track is younger than people who joined after them: when a counter
+    # calls them they seem to leave from the middle. Their track joined when an arrival
+    # re-acquired them.
+    w = MidQueueWalkouts(window_s=5.0, min_dwell_s=60.0, join_tolerance_s=3.0)
+    assert w.observe(100.0, 0, [300.0]) == 0  # lost in mid-queue...
+    assert w.observe(102.0, 1, []) == 0  # ...re-acquired at 102
+    assert w.observe(400.0, 0, [299.0]) == 0  # joined at 101: that person, served
+    assert w.observe(410.0, 0, []) == 0
+    # lost again before being served: the chain goes on, from the newest arrival
+    assert w.observe(500.0, 1, []) == 0  # the new track first...
+    assert w.observe(502.0, 0, [150.0]) == 0  # ...of a person lost in mid-queue
+    assert w.observe(600.0, 1, []) == 0
+    assert w.observe(601.0, 0, [101.0]) == 0  # that new track (joined 500) lost again
+    assert w.observe(700.0, 0, [100.0]) == 0  # the last one (joined 600) leaves
+    assert w.observe(710.0, 0, []) == 0
+    # a head lost and re-acquired (an in-order departure and an arrival), served later
+    # out of order: no walk-out either
+    assert w.observe(800.0, 1, [], in_order=1) == 0
+    assert w.observe(1000.0, 0, [200.0]) == 0
+    assert w.observe(1010.0, 0, []) == 0
+    # without the re-acquisition it would have been one
+    assert w.observe(1100.0, 0, [200.0]) == 0
+    assert w.observe(1110.0, 0, []) == 1
+
+
 def _cycles(reacquired: bool) -> list:
     # Four wait. Each minute the head is called (dwell 200 s) and a newcomer joins at
     # once; 30 s later somebody in the middle of the queue (dwell 80 s) leaves and
