@@ -109,7 +109,7 @@ class LostTrackLinker:
         """``count`` arrivals at ``ts`` (seconds)."""
         self._prune(ts)
         for _ in range(count):
-            k = _closest([left for left, _ in self._lost], ts, self.window_s)
+            k = closest_time([left for left, _ in self._lost], ts, self.window_s)
             if k is None:
                 self._arrivals.append(ts)
             else:
@@ -121,7 +121,7 @@ class LostTrackLinker:
         """An unseen departure at ``left_at`` after ``dwell`` seconds in the zone (itself
         possibly a re-acquired track lost again: the first join carries over)."""
         first_join = left_at - self.realised(left_at, dwell)
-        k = _closest(self._arrivals, left_at, self.window_s)
+        k = closest_time(self._arrivals, left_at, self.window_s)
         if k is None:
             self._lost.append((left_at, first_join))
         else:
@@ -150,9 +150,9 @@ class LostTrackLinker:
         self._head_exits = [e for e in self._head_exits if ts - e[0] <= self.keep_arrivals_s]
         for dwell in dwells:
             join = ts - dwell
-            k = _closest([h.arrival for h in self._heads], join, self.join_tolerance_s)
+            k = closest_time([h.arrival for h in self._heads], join, self.join_tolerance_s)
             # from the first join when this track re-acquired a lost one
-            j = _closest([a for a, _ in self._relinked], join, self.join_tolerance_s)
+            j = closest_time([a for a, _ in self._relinked], join, self.join_tolerance_s)
             first = self._relinked[j][1] if j is not None else join
             if k is not None:
                 del self._heads[k]
@@ -185,7 +185,7 @@ class LostTrackLinker:
         """The wait of somebody who left at ``left_at`` after ``dwell`` seconds of their
         track: from their first join when the track re-acquired a lost one (the link is
         used up), else ``dwell``."""
-        k = _closest(
+        k = closest_time(
             [arrival for arrival, _ in self._relinked], left_at - dwell, self.join_tolerance_s
         )
         if k is None:
@@ -205,7 +205,7 @@ class LostTrackLinker:
             self._passed_firsts.popleft()
 
 
-def _closest(times: Iterable[float], t: float, within: float) -> int | None:
+def closest_time(times: Iterable[float], t: float, within: float) -> int | None:
     """Index of the time closest to ``t``, within ``within`` seconds (``None``: none)."""
     best, best_d = None, within
     for k, at in enumerate(times):  # a handful: the people lost in the last minutes

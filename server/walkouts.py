@@ -38,6 +38,8 @@ from __future__ import annotations
 
 from collections import deque
 
+from lobbywatch.server.track_relink import closest_time
+
 
 class MidQueueWalkouts:
     """Counts mid-queue departures that no arrival re-acquires.
@@ -85,7 +87,7 @@ class MidQueueWalkouts:
             else:
                 self._arrivals.append(ts)
         for dwell in mid_queue_dwells:
-            k = _closest(self._reacquired, ts - dwell, self.join_tolerance_s)
+            k = closest_time(self._reacquired, ts - dwell, self.join_tolerance_s)
             if k is not None:
                 # a re-acquired person leaving (no walk-out), or lost again (an arrival
                 # re-acquires them: the chain goes on)
@@ -121,13 +123,3 @@ class MidQueueWalkouts:
         self._arrivals.clear()
         self._pending.clear()
         self._reacquired.clear()
-
-
-def _closest(times: deque[float], t: float, within: float) -> int | None:
-    """Index of the time closest to ``t`` within ``within`` seconds (``None``: none)."""
-    best, best_d = None, within
-    for k, at in enumerate(times):  # the people re-acquired in the last hour: a handful
-        d = abs(at - t)
-        if d <= best_d:
-            best, best_d = k, d
-    return best
