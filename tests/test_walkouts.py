@@ -92,8 +92,11 @@ def _cycles(reacquired: bool) -> list:
     return msgs
 
 
+ON = RAW.model_copy(update={"walk_outs_mid_queue": True})
+
+
 def test_a_basic_edge_drains_the_queue_by_its_mid_queue_walk_outs() -> None:
-    est = ZoneEstimator(RAW, counters=2, mean_service_s=300)
+    est = ZoneEstimator(ON, counters=2, mean_service_s=300)
     feed(est, _cycles(reacquired=False))
     e = est.estimate(T0 + 240)
     # mu: 4 heads called in 240 busy s; theta: 4 walk-outs over 4 x (4x30 + 3x15 + 4x15)
@@ -102,15 +105,13 @@ def test_a_basic_edge_drains_the_queue_by_its_mid_queue_walk_outs() -> None:
     assert e.abandon_rate_per_s == pytest.approx(4 / 900)
     assert e.predicted_wait_s == pytest.approx(5 / (4 / 240 + 4 * 4 / 900))
     # lost tracks re-acquired within the window are nobody leaving
-    est = ZoneEstimator(RAW, counters=2, mean_service_s=300)
+    est = ZoneEstimator(ON, counters=2, mean_service_s=300)
     feed(est, _cycles(reacquired=True))
     e = est.estimate(T0 + 240)
     assert e.abandon_rate_per_s == 0.0
     assert e.predicted_wait_s == pytest.approx(5 / (4 / 240))
-    # the rule off: no walk-out rate, as before
-    est = ZoneEstimator(
-        RAW.model_copy(update={"walk_outs_mid_queue": False}), counters=2, mean_service_s=300
-    )
+    # the rule off (the default): no walk-out rate, as before
+    est = ZoneEstimator(RAW, counters=2, mean_service_s=300)
     feed(est, _cycles(reacquired=False))
     assert est.estimate(T0 + 240).predicted_wait_s == pytest.approx(5 / (4 / 240))
 
@@ -118,7 +119,7 @@ def test_a_basic_edge_drains_the_queue_by_its_mid_queue_walk_outs() -> None:
 def test_priority_customers_served_ahead_are_not_walk_outs() -> None:
     # a fifth of the customers are served first: up to 1/4 of an in-order service each
     # left mid-queue as a priority service, so 4 - 4/4 = 3 of the 4 are walk-outs
-    est = ZoneEstimator(RAW, counters=2, mean_service_s=300, priority_share=0.2)
+    est = ZoneEstimator(ON, counters=2, mean_service_s=300, priority_share=0.2)
     feed(est, _cycles(reacquired=False))
     e = est.estimate(T0 + 240)
     assert e.service_rate_per_s == pytest.approx(4 / 240 / 0.8)
