@@ -44,6 +44,7 @@ RECORD_ONLY = {
     "device_wait_threshold_s",
     "ts",
     "seq",
+    "seq_epoch",
     "received_at",
     "estimate",
     "threshold_s",
