@@ -72,25 +72,34 @@ class RateLimitedLog:
     """
 
     MAX_KEYS = 256
+    #: lines of one reason per interval, whatever their keys (keys come from message
+    #: content: a sender that varies its garbage must not vary its way into the log)
+    MAX_LINES_PER_REASON = 5
 
     def __init__(self, logger: logging.Logger, interval_s: float = 10.0) -> None:
         self._log = logger
         self._interval = interval_s
         self._last: dict[str, float] = {}
         self._suppressed: dict[str, int] = {}
+        #: reason -> (start of its current interval, lines logged in it)
+        self._budget: dict[str, tuple[float, int]] = {}
 
     def warning(self, reason: str, message: str, now: float, key: str | None = None) -> None:
         """Log ``reason: message`` unless a line of the same ``key`` (default ``reason``)
-        was logged within the interval; then count it, for the next line of that key."""
+        was logged within the interval, or :attr:`MAX_LINES_PER_REASON` lines of this
+        ``reason`` were; then count it, for the next line of that key."""
         key = reason if key is None else key
         if key not in self._last and len(self._last) >= self.MAX_KEYS:
-            # keys come from message content: bounded, whatever a sender makes up
-            self._last.clear()
+            self._last.clear()  # bounded memory, whatever a sender makes up
             self._suppressed.clear()
         last = self._last.get(key)
-        if last is not None and now - last < self._interval:
+        start, lines = self._budget.get(reason, (now, 0))
+        if now - start >= self._interval:
+            start, lines = now, 0
+        if (last is not None and now - last < self._interval) or lines >= self.MAX_LINES_PER_REASON:
             self._suppressed[key] = self._suppressed.get(key, 0) + 1
             return
+        self._budget[reason] = (start, lines + 1)
         extra = self._suppressed.pop(key, 0)
         self._last[key] = now
         suffix = f" ({extra} similar suppressed)" if extra else ""

@@ -303,6 +303,14 @@ def test_each_cause_of_a_refusal_gets_its_own_log_line(caplog: pytest.LogCapture
     assert len(lines) == 3, lines  # the second negative count is the same cause
     assert "zone.people" in lines[0] and "zone.extra_field" in lines[1] and "zone.ts" in lines[2]
     assert state.invalid == {("malformed", "schema"): 4}
+    # garbage varied on purpose (a new unknown field each time) is still a handful of
+    # lines per interval (5 with the 3 above), not one a message
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        for k in range(100):
+            body = {**good, "seq": 10 + k, f"f{chr(97 + k % 26)}{chr(97 + k // 26)}": 1}
+            ing.handle(topic, json.dumps(body).encode(), NOW + 1 + k * 0.01)
+    assert len(caplog.records) == 2
 
 
 def test_message_queue_is_bounded_and_batches() -> None:
