@@ -331,6 +331,8 @@ class Collector:
         self._thread: threading.Thread | None = None
         self._last_tick = 0.0
         self._last_sweep = 0.0
+        #: the last minute closed into the arrival histories (:meth:`_fold_minute`)
+        self._folded_minute: int | None = None
         self.last_batch_at = 0.0
         self.started_at = clock()
         #: called with the payloads of every batch of alert events, after the outbox
@@ -616,6 +618,8 @@ class Collector:
         now = self.clock()
         dirty = self._dirty
         pending = self._pending
+        with self.state.lock:
+            self._fold_minute(now)
         # devices that sent something valid in this batch -> their newest status message
         touched: dict[NodeKey, StatusMessage | None] = {}
         handle = self.ingestor.handle
@@ -760,6 +764,7 @@ class Collector:
         With the arrival forecast of its history, and marked stale when the
         zone's source (device or camera) is offline or down.
         """
+        self._fold_minute(now)
         rt = self._runtime(key)
         self._adopt_stored_history(rt)
         est = rt.estimator
@@ -842,6 +847,7 @@ class Collector:
         self._last_tick = now
         events: list[AlertEvent] = []
         with self.state.lock:
+            self._fold_minute(now)
             events.extend(self.engine.tick(now) or [])
             if now - self._last_sweep >= 10.0:
                 self._last_sweep = now
@@ -855,9 +861,6 @@ class Collector:
                         self.aggregator.sample(
                             key, zone.people, zone.estimate, rt.threshold_s, zone.flows.classified
                         )
-            closing = self.aggregator.minute
-            if closing is not None and int(now // 60) * 60 != closing:
-                self._close_minute(float(closing))
             rows = self.aggregator.roll(now)
         if rows:
             self._writer.submit(self._write_minutes, rows)
@@ -871,6 +874,20 @@ class Collector:
             self._writer.submit(self._prune_minutes, cutoff)
         if events:
             self._handle_events(events, now)
+
+    def _fold_minute(self, now: float) -> None:
+        """Close the minute that ended before ``now`` into the zones' arrival histories, once.
+
+        Called before anything is estimated or ingested in a new minute (the tick's sweep,
+        a batch, an estimate line): the cold-start ramp needs the last closed minute, and
+        an estimate made between the minute's end and the next tick fell back to the flat
+        trend, so the forecast shown jumped once a minute.
+        """
+        closing = self.aggregator.minute
+        if closing is None or closing == self._folded_minute or now < closing + 60.0:
+            return
+        self._folded_minute = closing
+        self._close_minute(float(closing))
 
     def _close_minute(self, minute_start: float) -> None:
         """Each waiting zone's arrivals of the closing minute go into its history."""

@@ -172,6 +172,40 @@ def test_a_cold_start_collector_projects_with_the_ramp_once_20_minutes_are_seen(
     assert methods[20] == "ramp" and methods[24] == "ramp"
 
 
+def test_an_estimate_made_on_the_minute_already_has_the_minute_that_just_closed() -> None:
+    """The forecast shown must not jump once a minute: an estimate between a minute's end
+    and the collector's next one-second tick (here every :00, the ticks fall at .2 s) used
+    to miss the closed minute, so the ramp had a gap and the flat trend stood in."""
+    from lobbywatch.server.config import parse_server_config
+    from lobbywatch.server.replay import Recorded, replay
+
+    cfg = parse_server_config({"branches": [{"id": "b1", "timezone": "UTC"}]})
+    t0 = minute_starts(MONDAY, "UTC") + 10 * 3600
+    records = []
+    for k in range(6 * 25):  # 25 minutes, a message every 10 s (at .2 s), an arrival a minute
+        ts = f"2025-06-02T10:{k // 6:02d}:{k % 6 * 10:02d}Z"
+        payload = {"v": 1, "type": "zone", "device": "d1", "seq": k, "ts": ts,
+                   "branch": "b1", "camera": "c1", "zone": "W1", "kind": "waiting",
+                   "people": 2, "raw_count": 2, "arrivals_total": k // 6,
+                   "departures_total": 0}  # fmt: skip
+        records.append(Recorded(t0 + 10 * k + 0.2, "lobbywatch/v1/b1/c1/zones/W1",
+                                __import__("json").dumps(payload).encode()))  # fmt: skip
+    out: list[dict[str, object]] = []
+    replay(cfg, records, out.append, estimates_every_s=5)
+    lines = [
+        (float(o["ts"]) - t0, o["arrival_forecast_method"])  # type: ignore[arg-type]
+        for o in out
+        if o["type"] == "estimate"
+    ]
+    after = [m for t, m in lines if 20 * 60 < t <= 24 * 60 + 50]
+    on_the_minute = [m for t, m in lines if 20 * 60 < t <= 24 * 60 + 50 and t % 60 == 0]
+    assert len(after) == 58 and len(on_the_minute) == 4
+    assert set(after) == {"ramp"}
+    # the ramp exists from the end of the 20th minute: the first line that can have it is
+    # 10:20:00 itself
+    assert dict(lines)[20 * 60] == "ramp" and dict(lines)[20 * 60 - 5] == "trend"
+
+
 def test_the_profile_is_not_diluted_at_the_opening() -> None:
     # two past Mondays with 2 arrivals a minute from 09:00 to 10:00 and nothing observed
     # before (the edge starts at opening): a 15-minute average at 09:00 covers 09:00-09:07
