@@ -746,6 +746,7 @@ class ZoneEstimator:
         dwell_max = msg.dwell_max_s if self._stuck_join is None else None
         starts_total, walkouts_total = classified_exits(msg)
         split = starts_total is not None and walkouts_total is not None
+        column = 1  # the class-blind prediction (see _calibrate)
         if self.settings.calibrate_service_starts_only and split:
             # the edge classifies exits: a dwell calibrates once its departure is known
             # to be a service start (a lost track's dwell is cut short, a walk-out's
@@ -758,8 +759,12 @@ class ZoneEstimator:
                 # (a lost track's fragment leaves while older people still wait, and
                 # the re-acquired track is younger than those who joined after them)
                 dwells = in_order_dwells(dwells, dwell_max)
+                # the head is an ordinary customer (priority ones are called ahead of
+                # it, out of order): their waits calibrate the ordinary prediction, or
+                # kappa would carry the priority delay into the ordinary wait twice
+                column = 2
         for dwell in dwells:
-            self._calibrate(ts, dwell)
+            self._calibrate(ts, dwell, column)
         if self._departures is not None and msg.departures_total < self._departures:
             self._unclassified.clear()  # a restart: its pending departures are gone
             if self._mid_queue is not None:
@@ -1033,14 +1038,16 @@ class ZoneEstimator:
         self._busy_walkouts += self._new_busy_walkouts
         self._busy_unknown += self._new_busy_unknown
 
-    def _calibrate(self, left_at: float, dwell: float) -> None:
-        """Fold one realised wait against the prediction shown when that person joined.
+    def _calibrate(self, left_at: float, dwell: float, column: int = 1) -> None:
+        """Fold one realised wait against the prediction shown when that person joined:
+        ``column`` 1 the class-blind one, 2 the ordinary customer's (what the head of the
+        queue is, on an edge whose only served departures are the head's).
 
         Departures whose prediction was under ``calibration_min_s`` (an empty or
         one-person queue: the ratio is noise) are skipped, as are those who joined
         before the oldest prediction kept.
         """
-        predicted = self._shown_at(left_at - dwell, 1)
+        predicted = self._shown_at(left_at - dwell, column)
         if predicted is not None:
             window = self.settings.calibration_window_s
             self._cal.add(left_at, dwell, predicted, window)

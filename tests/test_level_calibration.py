@@ -166,3 +166,44 @@ def test_without_departures_by_destination_only_the_head_calibrates(
         assert est.calibration(T0 + 330) == pytest.approx(330 / 300)
     else:  # both: (200 + 330) / (600 + 300)
         assert est.calibration(T0 + 330) == pytest.approx(530 / 900)
+
+
+@pytest.mark.parametrize("share", [0.0, 0.25])
+def test_a_basic_edge_calibrates_the_ordinary_wait_from_the_head(share: float) -> None:
+    """The head of the queue is an ordinary customer (priority ones are called ahead of
+    it): on a basic edge its wait calibrates the ordinary prediction shown when it
+    joined, not the class-blind one, or kappa carries the priority delay into the
+    ordinary wait twice."""
+    est = ZoneEstimator(
+        EstimatorSettings(
+            calibration_prior=0,
+            calibration_window_s=1e9,
+            service_rate_gated=True,
+            calibration_levels_s=(),
+            calibration_max=3.0,
+        ),
+        counters=1,
+        mean_service_s=60.0,
+        priority_share=share,
+    )
+    # ten minutes of arrivals, one every 60 s, before T0 (an arrival trend)
+    for k in range(11):
+        est.observe(zone_msg(k + 1, T0 - 600 + 60 * k, people=4, arrivals=k), T0 - 600 + 60 * k)
+    shown = est.estimate(T0)
+    blind, ordinary = shown.predicted_wait_s, shown.predicted_wait_ordinary_s
+    assert blind == pytest.approx(300.0)  # (4 + 1) x 60 s
+    if share > 0:
+        # an arrival a minute, a quarter of them priority: the queue ahead of an ordinary
+        # customer drains at 1/60 - 0.25/60 per s, so (4 + 1) x 80 s
+        assert shown.arrival_rate_per_s == pytest.approx(1 / 60)
+        assert ordinary == pytest.approx(400.0)
+    else:
+        assert ordinary == pytest.approx(blind)
+    # T0 + 330: the person who joined at T0 leaves first (in order) after 330 s
+    est.observe(
+        zone_msg(20, T0 + 330, people=4, arrivals=10, departures=1, dwells=[330.0],
+                 dwell_max=320.0),
+        T0 + 330,
+    )  # fmt: skip
+    # 330 / 400 with priority customers (it was 330 / 300, the blind prediction), 1.1 without
+    assert est.calibration(T0 + 330) == pytest.approx(330.0 / ordinary)
