@@ -297,6 +297,17 @@ def replay(
                     f"{result}/{reason}": n
                     for (result, reason), n in sorted(collector.state.invalid.items())
                 }
+                if not collector.results.get("ok"):
+                    # an output with no estimate and no alert reads as "a quiet day";
+                    # a stream the collector refused entirely is a wrong stream
+                    causes = ", ".join(
+                        f"{n} {cause}" for cause, n in summary.refused_by_reason.items()
+                    ) or ", ".join(f"{n} {r}" for r, n in summary.not_applied.items())
+                    raise ReplayInputError(
+                        f"none of the {summary.messages} messages was applied "
+                        f"({causes}); the log above names the fields (docs/collector.md, "
+                        "Ingest)"
+                    )
         finally:
             if collector is not None:
                 collector.close_offline()

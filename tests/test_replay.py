@@ -130,6 +130,17 @@ def test_zones_the_config_names_that_never_reported_are_warned_of(tmp_path: Path
     empty.write_text("\n")
     with pytest.raises(ReplayInputError, match=r"^no records: the stream is empty$"):
         replay(parse_server_config(raw_cfg), read_records(empty), lambda o: None)
+    # every message refused (a space instead of the T in each ts): not a quiet day
+    refused = tmp_path / "refused.jsonl"
+    lines = src.read_text().splitlines()
+    refused.write_text(
+        "\n".join(ln.replace("T", " ", 1) if '"ts"' in ln else ln for ln in lines[2:5]) + "\n"
+    )
+    with pytest.raises(
+        ReplayInputError,
+        match=r"^none of the 3 messages was applied \(3 malformed/[^)]*\); the log above",
+    ):
+        replay(parse_server_config(raw_cfg), read_records(refused), lambda o: None)
 
 
 @pytest.mark.parametrize(
