@@ -61,6 +61,9 @@ from lobbywatch.zone_state import ZONE_STATE_FIELDS, ZoneKind
 
 log = logging.getLogger(__name__)
 _DIGITS = re.compile(r"\d+")
+# a refused payload's sender and number, read without validating it, to name it in the log
+_SEQ = re.compile(rb'"seq"\s*:\s*(-?\d{1,18})')
+_DEVICE = re.compile(rb'"device"\s*:\s*"([^"\\]{1,64})"')
 
 # ----------------------------------------------------------------- small helpers
 
@@ -336,6 +339,8 @@ class Ingestor:
         #: topic -> (device, node key, camera key, zone key) of its last valid message
         self._keys: dict[str, tuple[str, NodeKey, DeviceKey | None, ZoneKey | None]] = {}
         self.log = RateLimitedLog(log)
+        #: the message being handled, for the log (see _reject)
+        self._ref = ""
 
     def handle(self, topic: str, payload: bytes, received_at: float) -> Outcome:
         try:
@@ -369,8 +374,17 @@ class Ingestor:
         # one line per cause (a schema fault per field: the text without its numbers): a
         # flood of one fault must not hide another
         cause = f"{result}/{reason}/{_DIGITS.sub('#', why)[:80]}"
-        self.log.warning(result, f"{why} (topic {topic[:120]!r})", now, key=cause)
+        # the sender's device and seq find the message in its own log or a recording
+        self.log.warning(result, f"{why} (topic {topic[:120]!r}{self._ref})", now, key=cause)
         return Outcome(result, reason=reason)
+
+    @staticmethod
+    def _reference(payload: bytes) -> str:
+        """``, device 'd1' seq 57`` as far as the unvalidated payload says, else ``""``."""
+        head = payload[:4096]
+        device, seq = _DEVICE.search(head), _SEQ.search(head)
+        ref = f", device {device.group(1).decode('utf-8', 'replace')!r}" if device else ""
+        return ref + (f" seq {int(seq.group(1))}" if seq else "")
 
     def _topic(self, topic: str) -> TopicParts | tuple[str, str, str]:
         parts = self._topics.get(topic)
@@ -383,6 +397,7 @@ class Ingestor:
 
     def _handle(self, topic: str, payload: bytes, now: float) -> Outcome:
         """Validate one message and dispatch it to the function for its kind."""
+        self._ref = ""
         if len(payload) > MAX_PAYLOAD_BYTES:
             return self._reject("oversized", "oversized", f"{len(payload)} bytes", topic, now)
         parts = self._topic(topic)
@@ -394,9 +409,15 @@ class Ingestor:
         try:
             msg = _VALIDATE(payload)
         except ValidationError as exc:
+            self._ref = self._reference(payload)
             return self._reject(*_validation_failure(exc), topic=topic, now=now)
         except (ValueError, RecursionError, UnicodeError) as exc:
+            self._ref = self._reference(payload)
             return self._reject("malformed", "json", str(exc), topic, now)
+        sender = msg.source if isinstance(msg, TicketMessage) else msg.device
+        self._ref = (
+            f", {'source' if isinstance(msg, TicketMessage) else 'device'} {sender!r} seq {msg.seq}"
+        )
 
         # The topic is what the broker ACL authorises a device to publish to; the
         # payload must agree with it or a device could write another branch's state.

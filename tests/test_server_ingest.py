@@ -262,6 +262,8 @@ def test_topic_payload_mismatch_is_malformed_with_its_reason(
     assert state.invalid == {("malformed", "topic_mismatch"): 1}
     assert state.zones == {} and state.devices == {} and state.nodes == {}
     assert why in caplog.text
+    sender = msg.device  # type: ignore[attr-defined]
+    assert caplog.records[0].getMessage().endswith(f", device {sender!r} seq 1)")
 
 
 def test_subscription_ids_of_publish_properties() -> None:
@@ -302,6 +304,10 @@ def test_each_cause_of_a_refusal_gets_its_own_log_line(caplog: pytest.LogCapture
     lines = [r.getMessage() for r in caplog.records]
     assert len(lines) == 3, lines  # the second negative count is the same cause
     assert "zone.people" in lines[0] and "zone.extra_field" in lines[1] and "zone.ts" in lines[2]
+    # each line names the sender and the number of the refused message, read from the
+    # payload that failed validation (a recording or the device's log finds it)
+    assert lines[0].endswith("(topic 'lobbywatch/v1/b1/cam1/zones/W1', device 'edge-1' seq 2)")
+    assert lines[1].endswith(", device 'edge-1' seq 4)") and lines[2].endswith(" seq 5)")
     assert state.invalid == {("malformed", "schema"): 4}
     # garbage varied on purpose (a new unknown field each time) is still a handful of
     # lines per interval (5 with the 3 above), not one a message
