@@ -320,6 +320,17 @@ class AlertPolicy(BaseModel):
         description="risk rule: the person may walk out before T (at the observed walk-out "
         "rate per waiting person), which is no breach",
     )
+    # W1 is breached by ordinary customers: priority ones are called ahead of them. With
+    # priority customers the class-blind wait under-states the joining ordinary
+    # customer's, so the queue rule held late on priority days (docs/wait-estimation.md,
+    # "Session 23").
+    w1_ordinary_wait: bool = Field(
+        default=True,
+        description="queue and forecast rules, and the resolve: judge the wait of an ordinary "
+        "customer joining now (priority customers are served ahead of them: the one at "
+        "risk) where the estimate has it, instead of the class-blind wait; the same wait "
+        "without priority customers",
+    )
     hold_grace_s: float = Field(
         default=15.0,
         ge=0,
@@ -479,10 +490,17 @@ def _head_wait(estimate: WaitEstimate) -> float | None:
     return estimate.oldest_wait_s + 1.0 / estimate.service_rate_per_s
 
 
+def _joining_wait(estimate: WaitEstimate, policy: AlertPolicy) -> float | None:
+    """The wait a W1 rule judges: the ordinary customer's with ``w1_ordinary_wait``."""
+    if policy.w1_ordinary_wait and estimate.predicted_wait_ordinary_s is not None:
+        return estimate.predicted_wait_ordinary_s
+    return estimate.predicted_wait_s
+
+
 def w1_queue_condition(estimate: WaitEstimate, policy: AlertPolicy) -> bool:
     """Queue rule: a joining customer would wait too long, and the queue is not a blip."""
     threshold = policy.w1_threshold_s
-    predicted = estimate.predicted_wait_s
+    predicted = _joining_wait(estimate, policy)
     if predicted is None:
         return False
     if predicted >= policy.warn_alone_fraction * threshold:
@@ -542,7 +560,7 @@ def w1_forecast_condition(estimate: WaitEstimate, policy: AlertPolicy) -> bool:
     if policy.forecast_lead_s <= 0 or estimate.projected_breach_in_s is None:
         return False
     threshold = policy.w1_threshold_s
-    predicted = estimate.predicted_wait_s
+    predicted = _joining_wait(estimate, policy)
     if predicted is None or predicted < policy.forecast_min_fraction * threshold:
         return False
     if estimate.projected_breach_in_s > policy.forecast_lead_s:
@@ -637,7 +655,7 @@ def _clock(ts: float, tz: str | None) -> str:
 def w1_severity(estimate: WaitEstimate, policy: AlertPolicy) -> Severity:
     """The level of a (firing) W1 alert: critical once the threshold is reached."""
     threshold = policy.w1_threshold_s
-    predicted = estimate.predicted_wait_s
+    predicted = _joining_wait(estimate, policy)
     if (predicted is not None and predicted >= threshold) or (
         estimate.oldest_wait_s is not None and estimate.oldest_wait_s >= threshold
     ):
@@ -655,7 +673,7 @@ def w1_clear(estimate: WaitEstimate, policy: AlertPolicy) -> bool:
     head = _head_wait(estimate)
     if head is not None and head >= threshold:
         return False  # the oldest occupant is still expected to cross T
-    if estimate.predicted_wait_s >= policy.resolve_fraction * threshold:
+    if (_joining_wait(estimate, policy) or 0.0) >= policy.resolve_fraction * threshold:
         return False
     if policy.risk_resolve_below > 0:
         # withdrawing a warning while somebody is still likely to breach makes it
@@ -735,13 +753,20 @@ class AlertEngine:
 
         events: list[AlertEvent] = []
         threshold = policy.w1_threshold_s
-        predicted = estimate.predicted_wait_s
+        predicted = _joining_wait(estimate, policy)
         oldest = estimate.oldest_wait_s
         tz = self._timezone(branch)
+        ordinary = (
+            " for ordinary customers"
+            if predicted is not None
+            and estimate.predicted_wait_s is not None
+            and abs(predicted - estimate.predicted_wait_s) >= 30.0
+            else ""
+        )
         summary = (
             # zone ids are often the blueprint tag itself ("W1"): don't say it twice
             f"{'W1 wait' if zone == 'W1' else f'W1 {zone}'} at {branch}: predicted wait "
-            f"{(predicted or 0) / 60:.1f} min (threshold {threshold / 60:.0f} min), "
+            f"{(predicted or 0) / 60:.1f} min{ordinary} (threshold {threshold / 60:.0f} min), "
             f"{estimate.queue_length} waiting"
             + (f", oldest waiting {oldest / 60:.1f} min" if oldest is not None else "")
             + _advice_text(estimate, tz)

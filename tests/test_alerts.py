@@ -19,6 +19,7 @@ from lobbywatch.server.alerts import (
     w1_clear,
     w1_queue_condition,
     w1_risk_condition,
+    w1_severity,
 )
 from lobbywatch.server.estimator import WaitEstimate
 
@@ -616,3 +617,29 @@ def test_breach_risk_is_a_probability_for_any_estimate(
     else:
         assert risk is not None and 0.0 <= risk <= 1.0
     run(engine(AlertPolicy()), [(0, e), (30, e)])
+
+
+def test_w1_judges_the_ordinary_customers_wait_when_priority_ones_are_served_first() -> None:
+    # 500 s class-blind, below 0.9 T = 540 s; the ordinary customer joining now waits
+    # 600 s (priority customers arriving meanwhile are called ahead of them)
+    policy = DEFAULT.merged({"warn_fraction": 0.9, "warn_head_fraction": 0.6})
+    blind = dataclasses.replace(queue_of_four(400, predicted=500), predicted_wait_ordinary_s=600)
+    assert w1_queue_condition(blind, policy)  # 600 >= 540, head 400 + 60 >= 360
+    assert not w1_queue_condition(blind, policy.merged({"w1_ordinary_wait": False}))
+    # the level and the text follow the wait judged: 600 s reaches T, said for whom
+    assert w1_severity(blind, policy) == "critical"
+    assert w1_severity(blind, policy.merged({"w1_ordinary_wait": False})) == "warning"
+    fired = run(engine(policy), [(t, blind) for t in range(0, 130, 10)])
+    assert [(e.event, e.severity) for e in fired] == [("fire", "critical")]
+    assert "predicted wait 10.0 min for ordinary customers (threshold 10 min)" in fired[0].summary
+    assert fired[0].value == 600
+    # the resolve waits for the ordinary wait too: 300 s blind, 400 s ordinary >= 0.6 T
+    calmer = dataclasses.replace(blind, predicted_wait_s=300.0, predicted_wait_ordinary_s=400.0)
+    assert not w1_clear(dataclasses.replace(calmer, oldest_wait_s=100.0), policy)
+    assert w1_clear(
+        dataclasses.replace(calmer, oldest_wait_s=100.0, head_wait_s=160.0),
+        policy.merged({"w1_ordinary_wait": False}),
+    )
+    # without priority customers the two waits are one: nothing changes, nothing is said
+    same = dataclasses.replace(blind, predicted_wait_ordinary_s=500.0)
+    assert not w1_queue_condition(same, policy)
