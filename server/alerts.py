@@ -465,6 +465,9 @@ class _Device:
     last_seen: float
     offline_since: float | None = None  # explicit offline status (last will)
     heartbeat_s: float | None = None  # announced in its status
+    # its latest message the collector refused (malformed), and why
+    refused_at: float | None = None
+    refused_why: str | None = None
 
 
 def _advice_text(estimate: WaitEstimate, tz: str | None) -> str:
@@ -901,6 +904,16 @@ class AlertEngine:
         if heartbeat_s is not None:
             dev.heartbeat_s = heartbeat_s
 
+    def device_refused(self, branch: str, device: str, now: float, why: str) -> None:
+        """A message of a known device that the collector refused (malformed): it does not
+        keep the device alive, but the alert that it sends nothing valid names the cause
+        instead of calling it offline. Unknown devices are ignored (garbage must not
+        create devices)."""
+        dev = self._devices.get((branch, device))
+        if dev is not None:
+            dev.refused_at = now
+            dev.refused_why = why
+
     def device_status(self, branch: str, device: str, online: bool, now: float) -> None:
         """A status message (``offline`` is typically the broker-published last will)."""
         if online:
@@ -932,6 +945,18 @@ class AlertEngine:
                 since = max(since, self._opened_at.get(branch, since))
             offline_for = now - since if since is not None else None
             summary = f"Device {device} at {branch} offline for {(offline_for or 0) / 60:.0f} min"
+            if (
+                dev.offline_since is None
+                and dev.refused_at is not None
+                and dev.refused_at > dev.last_seen
+                and now - dev.refused_at < limit
+            ):
+                # silent only in valid messages: what it does send is refused
+                summary = (
+                    f"Device {device} at {branch}: no valid message for "
+                    f"{(offline_for or 0) / 60:.0f} min; its messages are refused: "
+                    f"{dev.refused_why}"
+                )
             if since is None and rule.alert is not None:
                 # back: the resolve tells how long it was away, not "offline for 0 min"
                 offline_for = rule.alert.value

@@ -637,6 +637,8 @@ class Collector:
                 if msg is None:
                     if out.ticket is not None:
                         self._apply_ticket(out.zone_key, out.ticket_wait)
+                    elif out.refused is not None:
+                        self.engine.device_refused(*out.refused[:2], now, out.refused[2])
                     continue
                 if out.result == "ok":
                     nkey = out.node_key

@@ -183,6 +183,9 @@ class Outcome:
     #: with the realised wait it completed, if any; ``zone_key`` is its waiting zone
     ticket: TicketMessage | None = None
     ticket_wait: TicketWait | None = None
+    #: a malformed message: ``(branch, device, why)`` as far as its topic and payload say
+    #: (the alert that the device sends nothing valid names the cause)
+    refused: tuple[str, str, str] | None = None
 
 
 _VERSION_LEVEL = re.compile(r"^v[0-9]+$")
@@ -341,6 +344,8 @@ class Ingestor:
         self.log = RateLimitedLog(log)
         #: the message being handled, for the log (see _reject)
         self._ref = ""
+        #: (branch, device) of the message being handled, once known (see _reject)
+        self._sender: tuple[str, str] | None = None
 
     def handle(self, topic: str, payload: bytes, received_at: float) -> Outcome:
         try:
@@ -376,14 +381,18 @@ class Ingestor:
         cause = f"{result}/{reason}/{_DIGITS.sub('#', why)[:80]}"
         # the sender's device and seq find the message in its own log or a recording
         self.log.warning(result, f"{why} (topic {topic[:120]!r}{self._ref})", now, key=cause)
-        return Outcome(result, reason=reason)
+        sender = self._sender
+        refused = (*sender, why[:200]) if sender is not None and result == "malformed" else None
+        return Outcome(result, reason=reason, refused=refused)
 
-    @staticmethod
-    def _reference(payload: bytes) -> str:
-        """``, device 'd1' seq 57`` as far as the unvalidated payload says, else ``""``."""
+    def _reference(self, payload: bytes, branch: str) -> str:
+        """``, device 'd1' seq 57`` as far as the unvalidated payload says, else ``""``;
+        sets the sender (the topic's branch, the payload's device)."""
         head = payload[:4096]
         device, seq = _DEVICE.search(head), _SEQ.search(head)
-        ref = f", device {device.group(1).decode('utf-8', 'replace')!r}" if device else ""
+        name = device.group(1).decode("utf-8", "replace") if device else None
+        self._sender = (branch, name) if name is not None else None
+        ref = f", device {name!r}" if name is not None else ""
         return ref + (f" seq {int(seq.group(1))}" if seq else "")
 
     def _topic(self, topic: str) -> TopicParts | tuple[str, str, str]:
@@ -398,6 +407,7 @@ class Ingestor:
     def _handle(self, topic: str, payload: bytes, now: float) -> Outcome:
         """Validate one message and dispatch it to the function for its kind."""
         self._ref = ""
+        self._sender = None
         if len(payload) > MAX_PAYLOAD_BYTES:
             return self._reject("oversized", "oversized", f"{len(payload)} bytes", topic, now)
         parts = self._topic(topic)
@@ -409,12 +419,14 @@ class Ingestor:
         try:
             msg = _VALIDATE(payload)
         except ValidationError as exc:
-            self._ref = self._reference(payload)
+            self._ref = self._reference(payload, parts.branch)
             return self._reject(*_validation_failure(exc), topic=topic, now=now)
         except (ValueError, RecursionError, UnicodeError) as exc:
-            self._ref = self._reference(payload)
+            self._ref = self._reference(payload, parts.branch)
             return self._reject("malformed", "json", str(exc), topic, now)
         sender = msg.source if isinstance(msg, TicketMessage) else msg.device
+        # the topic's branch: the one the broker let the publisher write to
+        self._sender = None if isinstance(msg, TicketMessage) else (parts.branch, sender)
         self._ref = (
             f", {'source' if isinstance(msg, TicketMessage) else 'device'} {sender!r} seq {msg.seq}"
         )

@@ -309,3 +309,30 @@ def test_live_run_and_replay_of_its_recording_give_the_same_alert_events(
     kinds = {(p["kind"], p["event"]) for p in live_events}
     assert {("w1_wait", "fire"), ("device_offline", "fire")} <= kinds
     assert [_alert_key(p) for p in replayed_alerts] == [_alert_key(p) for p in live_events]
+
+
+def test_a_device_whose_messages_are_refused_is_not_called_offline(tmp_path: Path) -> None:
+    # it publishes every 5 s throughout; after 60 s to the wrong zone topic (payload W1,
+    # topic W2): nothing valid arrives, and the alert says why instead of "offline"
+    lines = []
+    for t, msg in [(0.0, device_status_msg(0, T0)), (0.0, status_msg(1, T0))]:
+        lines.append(record_line(T0 + t, *raw(msg)))
+    for k in range(1, 60):
+        t = 5.0 * k
+        topic, payload = raw(zone_msg(k + 1, T0 + t, people=1, arrivals=1, dwell_max=t))
+        if t > 60:
+            topic = topic.replace("/zones/W1", "/zones/W2")
+        lines.append(record_line(T0 + t, topic, payload))
+    src = tmp_path / "in.jsonl"
+    src.write_text("\n".join(lines) + "\n")
+    out: list[dict[str, Any]] = []
+    replay(parse_server_config(_cfg(tmp_path)), read_records(src), out.append)
+    offline = [o for o in out if o["type"] == "alert" and o["kind"] == "device_offline"]
+    assert [o["event"] for o in offline] == ["fire"]
+    # the last valid message at 60 s, silent from 120 s (the heartbeat timeout), fired
+    # after offline_after_s 15 s
+    assert offline[0]["started_at_ts"] == pytest.approx(T0 + 135, abs=1.5)
+    assert offline[0]["summary"] == (
+        "Device edge-1 at b1: no valid message for 0 min; its messages are refused: "
+        "payload zone 'W1' differs from the topic's"
+    )
