@@ -43,6 +43,7 @@ from lobbywatch.edge.pipeline import PipelineSettings
 from lobbywatch.edge.zones import ZoneSpec, validate_zone_geometry
 from lobbywatch.errors import ConfigError
 from lobbywatch.protocol import DEFAULT_ROOT, ID_PATTERN
+from lobbywatch.yaml_lines import line_map, line_of
 
 # --------------------------------------------------------------------------- helpers
 
@@ -677,33 +678,6 @@ def format_loc(loc: tuple[str | int, ...]) -> str:
     return out
 
 
-def _line_map(text: str) -> dict[tuple[str | int, ...], int]:
-    """Field path -> 1-based YAML line of its value (keys of mappings, indexes of lists)."""
-    import yaml
-
-    lines: dict[tuple[str | int, ...], int] = {}
-
-    def walk(node: yaml.Node, path: tuple[str | int, ...]) -> None:
-        lines[path] = node.start_mark.line + 1
-        if isinstance(node, yaml.MappingNode):
-            for key, value in node.value:
-                child = (*path, str(key.value))
-                walk(value, child)
-                # A scalar on the key's own line reads better than a block below it.
-                lines[child] = key.start_mark.line + 1
-        elif isinstance(node, yaml.SequenceNode):
-            for i, item in enumerate(node.value):
-                walk(item, (*path, i))
-
-    try:
-        root = yaml.compose(text)
-    except yaml.YAMLError:
-        return lines
-    if root is not None:
-        walk(root, ())
-    return lines
-
-
 _MESSAGES = {
     "missing": "required field is missing",
     "extra_forbidden": "unknown field (check the spelling; see `lobbywatch config schema`)",
@@ -721,7 +695,7 @@ def _problems(exc: ValidationError, lines: dict[tuple[str | int, ...], int]) -> 
         if isinstance(cause, PathValueError):
             for sub_loc, sub_message in cause.items:
                 full = (*loc, *sub_loc)
-                _add(problems, ConfigProblem(format_loc(full), sub_message, _line(lines, full)))
+                _add(problems, ConfigProblem(format_loc(full), sub_message, line_of(lines, full)))
             continue
         else:
             message = _MESSAGES.get(err["type"], err["msg"])
@@ -731,21 +705,13 @@ def _problems(exc: ValidationError, lines: dict[tuple[str | int, ...], int]) -> 
             # input may be a stream URL with credentials in it.
             if err["type"] not in {*_MESSAGES, "value_error"} and _short(err.get("input")):
                 message += f" (got {err['input']!r})"
-        _add(problems, ConfigProblem(format_loc(loc), message, _line(lines, loc)))
+        _add(problems, ConfigProblem(format_loc(loc), message, line_of(lines, loc)))
     return problems
 
 
 def _add(problems: list[ConfigProblem], problem: ConfigProblem) -> None:
     if problem not in problems:
         problems.append(problem)
-
-
-def _line(lines: dict[tuple[str | int, ...], int], loc: tuple[str | int, ...]) -> int | None:
-    """The YAML line of ``loc`` or, for a missing field, of its nearest parent."""
-    for n in range(len(loc), -1, -1):
-        if loc[:n] in lines:
-            return lines[loc[:n]]
-    return None
 
 
 def _is_tag(part: str) -> bool:
@@ -782,7 +748,7 @@ def parse_device_config(
     try:
         return DeviceConfig.model_validate(data, context=context)
     except ValidationError as exc:
-        raise DeviceConfigError(source, _problems(exc, _line_map(text))) from None
+        raise DeviceConfigError(source, _problems(exc, line_map(text))) from None
 
 
 def load_device_config(path: Path, *, check_files: bool = True) -> DeviceConfig:

@@ -46,6 +46,7 @@ from lobbywatch.protocol import DEFAULT_ROOT, ID_PATTERN
 from lobbywatch.server.alerts import AlertPolicy, BusinessHours
 from lobbywatch.server.estimator import EstimatorSettings
 from lobbywatch.server.tickets import TicketSettings
+from lobbywatch.yaml_lines import Loc, line_map, line_of
 
 _log = logging.getLogger(__name__)
 
@@ -797,10 +798,18 @@ class ServerConfig(_Strict):
         return policy
 
 
-def format_validation_error(exc: ValidationError, prefix: str = "") -> str:
-    """``a.b[0].c: message``, one per error, for humans: on the same line for one
-    error, else each on its own indented line. An unknown setting names the known one
-    it is closest to (a typo in a key otherwise reads only "Extra inputs are not
+def format_validation_error(
+    exc: ValidationError,
+    prefix: str = "",
+    *,
+    yaml_lines: dict[Loc, int] | None = None,
+    prefix_loc: Loc = (),
+) -> str:
+    """``a.b[0].c (line 12): message``, one per error, for humans: on the same line for
+    one error, else each on its own indented line. The line is the YAML document's
+    (``yaml_lines`` from :func:`~lobbywatch.yaml_lines.line_map`; ``prefix_loc`` the
+    field path ``prefix`` names), none without it. An unknown setting names the known
+    one it is closest to (a typo in a key otherwise reads only "Extra inputs are not
     permitted")."""
     lines = []
     for err in exc.errors():
@@ -815,7 +824,9 @@ def format_validation_error(exc: ValidationError, prefix: str = "") -> str:
             name = str(err["loc"][-1])
             close = difflib.get_close_matches(name, _setting_names(), n=1, cutoff=0.75)
             msg = "unknown setting" + (f" (did you mean {close[0]!r}?)" if close else "")
-        lines.append(f"{path or '<root>'}: {msg}")
+        line = line_of(yaml_lines, (*prefix_loc, *err["loc"])) if yaml_lines else None
+        where = f" (line {line})" if line is not None else ""
+        lines.append(f"{path or '<root>'}{where}: {msg}")
     if len(lines) == 1:
         return lines[0]
     return f"{len(lines)} problems:" + "".join(f"\n  {line}" for line in lines)
@@ -847,8 +858,11 @@ def _models_in(annotation: Any) -> list[Any]:
     return [m for arg in typing.get_args(annotation) for m in _models_in(arg)]
 
 
-def parse_server_config(data: Any, source: str = "SERVER.yaml") -> ServerConfig:
-    """Validate a loaded mapping; the nested estimator/alert sections too."""
+def parse_server_config(
+    data: Any, source: str = "SERVER.yaml", yaml_lines: dict[Loc, int] | None = None
+) -> ServerConfig:
+    """Validate a loaded mapping; the nested estimator/alert sections too. ``yaml_lines``
+    (field path -> line of the document it was loaded from) puts the line in errors."""
     if data is None:
         data = {}
     if not isinstance(data, dict):
@@ -856,21 +870,27 @@ def parse_server_config(data: Any, source: str = "SERVER.yaml") -> ServerConfig:
     try:
         cfg = ServerConfig.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(f"{source}: {format_validation_error(exc)}") from None
-    _validate_nested(cfg, source)
+        raise ConfigError(
+            f"{source}: {format_validation_error(exc, yaml_lines=yaml_lines)}"
+        ) from None
+    _validate_nested(cfg, source, yaml_lines)
     return cfg
 
 
-def _validate_nested(cfg: ServerConfig, source: str) -> None:
+def _validate_nested(
+    cfg: ServerConfig, source: str, yaml_lines: dict[Loc, int] | None = None
+) -> None:
     """Merge every configured zone's alert policy once, so errors show at load."""
     for i, b in enumerate(cfg.branches):
-        layers: list[tuple[str | None, str]] = [(None, f"branches[{i}].alerts")]
-        layers += [(zone, f"branches[{i}].zones.{zone}.alerts") for zone in b.zones]
-        for zone, path in layers:
+        layers: list[tuple[str | None, Loc]] = [(None, ("branches", i, "alerts"))]
+        layers += [(zone, ("branches", i, "zones", zone, "alerts")) for zone in b.zones]
+        for zone, loc in layers:
             try:
                 cfg.policy_for(b.id, zone)
             except ValidationError as exc:
-                raise ConfigError(f"{source}: {format_validation_error(exc, path)}") from None
+                path = f"branches[{i}]" + "".join(f".{p}" for p in loc[2:])
+                text = format_validation_error(exc, path, yaml_lines=yaml_lines, prefix_loc=loc)
+                raise ConfigError(f"{source}: {text}") from None
 
 
 def load_server_config(path: Path) -> ServerConfig:
@@ -886,7 +906,7 @@ def load_server_config(path: Path) -> ServerConfig:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: invalid YAML: {exc}") from None
-    return parse_server_config(resolve_relative_files(data, path.parent), str(path))
+    return parse_server_config(resolve_relative_files(data, path.parent), str(path), line_map(text))
 
 
 def resolve_relative_files(data: Any, base: Path) -> Any:

@@ -100,6 +100,39 @@ def test_a_misspelt_setting_names_the_one_meant_and_each_problem_has_its_line() 
     )
 
 
+def test_errors_of_a_yaml_file_give_its_line(tmp_path: Path) -> None:
+    cfg = tmp_path / "server.yaml"
+    cfg.write_text(
+        "branches:\n"  # 1
+        "  - id: b1\n"  # 2
+        "    counters: -2\n"  # 3
+        "    alerts:\n"  # 4
+        "      w1_treshold_s: 300\n"  # 5
+        "alerts:\n"  # 6
+        "  resolve_after_s: -1\n"  # 7
+    )
+    with pytest.raises(ConfigError) as exc:
+        load_server_config(cfg)
+    assert str(exc.value) == (
+        f"{cfg}: 3 problems:"
+        "\n  alerts.resolve_after_s (line 7): Input should be greater than or equal to 0"
+        "\n  branches[0].counters (line 3): Input should be greater than 0"
+        "\n  branches[0].alerts.w1_treshold_s (line 5): unknown setting (did you mean "
+        "'w1_threshold_s'?)"
+    )
+    # a zone's alert section is validated once merged with the branch's: its line too
+    cfg.write_text(
+        "branches:\n  - id: b1\n    zones:\n      W1:\n        alerts:\n"
+        "          resolve_fraction: 3\n"
+    )
+    with pytest.raises(ConfigError) as exc:
+        load_server_config(cfg)
+    assert str(exc.value) == (
+        f"{cfg}: branches[0].zones.W1.alerts.resolve_fraction (line 6): Input should be "
+        "less than or equal to 1"
+    )
+
+
 def test_load_errors(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="cannot read"):
         load_server_config(tmp_path / "missing.yaml")
