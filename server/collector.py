@@ -618,8 +618,6 @@ class Collector:
         now = self.clock()
         dirty = self._dirty
         pending = self._pending
-        with self.state.lock:
-            self._fold_minute(now)
         # devices that sent something valid in this batch -> their newest status message
         touched: dict[NodeKey, StatusMessage | None] = {}
         handle = self.ingestor.handle
@@ -630,6 +628,7 @@ class Collector:
         waiting = ZoneKind.WAITING
         links = self._service_links
         with state.lock:
+            self._fold_minute(now)
             for topic, payload, received in batch:
                 out = handle(topic, payload, received)
                 results[out.result] += 1
