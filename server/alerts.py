@@ -494,10 +494,14 @@ def _head_wait(estimate: WaitEstimate) -> float | None:
 
 
 def _joining_wait(estimate: WaitEstimate, policy: AlertPolicy) -> float | None:
-    """The wait a W1 rule judges: the ordinary customer's with ``w1_ordinary_wait``."""
-    if policy.w1_ordinary_wait and estimate.predicted_wait_ordinary_s is not None:
-        return estimate.predicted_wait_ordinary_s
-    return estimate.predicted_wait_s
+    """The wait the W1 queue and forecast rules judge: with ``w1_ordinary_wait`` the
+    ordinary customer's, never less than the class-blind one (priority customers only
+    add to it; the calibration by level could otherwise invert the two slightly)."""
+    blind = estimate.predicted_wait_s
+    ordinary = estimate.predicted_wait_ordinary_s
+    if policy.w1_ordinary_wait and ordinary is not None and blind is not None:
+        return max(blind, ordinary)
+    return blind
 
 
 def w1_queue_condition(estimate: WaitEstimate, policy: AlertPolicy) -> bool:
@@ -658,7 +662,7 @@ def _clock(ts: float, tz: str | None) -> str:
 def w1_severity(estimate: WaitEstimate, policy: AlertPolicy) -> Severity:
     """The level of a (firing) W1 alert: critical once the threshold is reached."""
     threshold = policy.w1_threshold_s
-    predicted = _joining_wait(estimate, policy)
+    predicted = estimate.predicted_wait_s
     if (predicted is not None and predicted >= threshold) or (
         estimate.oldest_wait_s is not None and estimate.oldest_wait_s >= threshold
     ):
@@ -756,14 +760,15 @@ class AlertEngine:
 
         events: list[AlertEvent] = []
         threshold = policy.w1_threshold_s
-        predicted = _joining_wait(estimate, policy)
+        predicted = estimate.predicted_wait_s
         oldest = estimate.oldest_wait_s
         tz = self._timezone(branch)
+        # the value, the level and the notices' figures stay the class-blind wait (the
+        # lobby's); the ordinary customer's, which the rules may have judged, is added
+        judged = _joining_wait(estimate, policy)
         ordinary = (
-            " for ordinary customers"
-            if predicted is not None
-            and estimate.predicted_wait_s is not None
-            and abs(predicted - estimate.predicted_wait_s) >= 30.0
+            f" ({judged / 60:.1f} min for ordinary customers)"
+            if judged is not None and predicted is not None and judged - predicted >= 30.0
             else ""
         )
         summary = (
@@ -954,7 +959,7 @@ class AlertEngine:
                 # silent only in valid messages: what it does send is refused
                 summary = (
                     f"Device {device} at {branch}: no valid message for "
-                    f"{(offline_for or 0) / 60:.0f} min; its messages are refused: "
+                    f"{(now - dev.last_seen) / 60:.0f} min; its messages are refused: "
                     f"{dev.refused_why}"
                 )
             if since is None and rule.alert is not None:

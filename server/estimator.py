@@ -759,10 +759,13 @@ class ZoneEstimator:
                 # (a lost track's fragment leaves while older people still wait, and
                 # the re-acquired track is younger than those who joined after them)
                 dwells = in_order_dwells(dwells, dwell_max)
-                # the head is an ordinary customer (priority ones are called ahead of
-                # it, out of order): their waits calibrate the ordinary prediction, or
-                # kappa would carry the priority delay into the ordinary wait twice
-                column = 2
+                if dwell_max is not None:
+                    # the head is an ordinary customer (priority ones are called ahead
+                    # of it, out of order): their waits calibrate the ordinary
+                    # prediction, or kappa would carry the priority delay into the
+                    # ordinary wait twice. Without the head's dwell every departure
+                    # calibrates, priority ones too: the class-blind prediction
+                    column = 2
         for dwell in dwells:
             self._calibrate(ts, dwell, column)
         if self._departures is not None and msg.departures_total < self._departures:

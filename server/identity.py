@@ -76,6 +76,12 @@ class IdentityBook:
             n += 1
         return n
 
+    def owner(self, branch: str, camera: str) -> str | None:
+        """The device bound to ``branch``/``camera`` (the last that published for it), or
+        ``None``."""
+        bound = self._camera.get((branch, camera))
+        return bound[0] if bound is not None else None
+
     def check(self, branch: str, camera: str | None, device: str, now: float) -> str | None:
         """None if ``device`` may publish for ``branch``/``camera`` (and bind it), else why."""
         home = self.home.get(device)

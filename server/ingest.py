@@ -63,7 +63,14 @@ log = logging.getLogger(__name__)
 _DIGITS = re.compile(r"\d+")
 # a refused payload's sender and number, read without validating it, to name it in the log
 _SEQ = re.compile(rb'"seq"\s*:\s*(-?\d{1,18})')
-_DEVICE = re.compile(rb'"device"\s*:\s*"([^"\\]{1,64})"')
+_SENDER = re.compile(rb'"(device|source)"\s*:\s*"([^"\\]{1,64})"')
+#: what a device-offline alert may say of a refused message's cause: a payload's own
+#: text (a schema error echoes the offending input) must not reach a notification
+_SAFE_CAUSES = {
+    "schema": "payloads do not match the protocol's schema (the collector's log names the field)",
+    "json": "payloads are not JSON",
+    "internal": "payloads could not be processed (the collector's log says why)",
+}
 
 # ----------------------------------------------------------------- small helpers
 
@@ -342,10 +349,10 @@ class Ingestor:
         #: topic -> (device, node key, camera key, zone key) of its last valid message
         self._keys: dict[str, tuple[str, NodeKey, DeviceKey | None, ZoneKey | None]] = {}
         self.log = RateLimitedLog(log)
-        #: the message being handled, for the log (see _reject)
-        self._ref = ""
-        #: (branch, device) of the message being handled, once known (see _reject)
-        self._sender: tuple[str, str] | None = None
+        #: the message being handled, for a refusal's log line (see _reject): its
+        #: payload, and the message once validated (read only on the refusal path)
+        self._payload = b""
+        self._msg: ZoneMessage | StatusMessage | TicketMessage | None = None
 
     def handle(self, topic: str, payload: bytes, received_at: float) -> Outcome:
         try:
@@ -380,20 +387,44 @@ class Ingestor:
         # flood of one fault must not hide another
         cause = f"{result}/{reason}/{_DIGITS.sub('#', why)[:80]}"
         # the sender's device and seq find the message in its own log or a recording
-        self.log.warning(result, f"{why} (topic {topic[:120]!r}{self._ref})", now, key=cause)
-        sender = self._sender
-        refused = (*sender, why[:200]) if sender is not None and result == "malformed" else None
+        ref = self._reference()
+        self.log.warning(result, f"{why} (topic {topic[:120]!r}{ref})", now, key=cause)
+        refused = None
+        if result == "malformed":
+            sender = self._publisher(topic)
+            if sender is not None:
+                refused = (*sender, _SAFE_CAUSES.get(reason, why)[:200])
         return Outcome(result, reason=reason, refused=refused)
 
-    def _reference(self, payload: bytes, branch: str) -> str:
-        """``, device 'd1' seq 57`` as far as the unvalidated payload says, else ``""``;
-        sets the sender (the topic's branch, the payload's device)."""
-        head = payload[:4096]
-        device, seq = _DEVICE.search(head), _SEQ.search(head)
-        name = device.group(1).decode("utf-8", "replace") if device else None
-        self._sender = (branch, name) if name is not None else None
-        ref = f", device {name!r}" if name is not None else ""
+    def _reference(self) -> str:
+        """``, device 'd1' seq 57`` of the message being refused: from the message once
+        validated, else as far as its unvalidated payload says, else ``""``."""
+        msg = self._msg
+        if msg is not None:
+            if isinstance(msg, TicketMessage):
+                return f", source {msg.source!r} seq {msg.seq}"
+            return f", device {msg.device!r} seq {msg.seq}"
+        head = self._payload[:4096]
+        sender, seq = _SENDER.search(head), _SEQ.search(head)
+        ref = ""
+        if sender is not None:
+            ref = f", {sender.group(1).decode()} {sender.group(2).decode('utf-8', 'replace')!r}"
         return ref + (f" seq {int(seq.group(1))}" if seq else "")
+
+    def _publisher(self, topic: str) -> tuple[str, str] | None:
+        """(branch, device) that the broker let publish to ``topic``: the device of a
+        device-status topic, the device bound to the camera of a camera topic (the ACL
+        gives each device its own cameras' topics only); never what a payload claims."""
+        parts = self._topics.get(topic)
+        if not isinstance(parts, TopicParts):
+            return None
+        if parts.device is not None:
+            return parts.branch, parts.device
+        if parts.camera is not None:
+            owner = self.identities.owner(parts.branch, parts.camera)
+            if owner is not None:
+                return parts.branch, owner
+        return None
 
     def _topic(self, topic: str) -> TopicParts | tuple[str, str, str]:
         parts = self._topics.get(topic)
@@ -406,8 +437,8 @@ class Ingestor:
 
     def _handle(self, topic: str, payload: bytes, now: float) -> Outcome:
         """Validate one message and dispatch it to the function for its kind."""
-        self._ref = ""
-        self._sender = None
+        self._payload = payload
+        self._msg = None
         if len(payload) > MAX_PAYLOAD_BYTES:
             return self._reject("oversized", "oversized", f"{len(payload)} bytes", topic, now)
         parts = self._topic(topic)
@@ -419,17 +450,10 @@ class Ingestor:
         try:
             msg = _VALIDATE(payload)
         except ValidationError as exc:
-            self._ref = self._reference(payload, parts.branch)
             return self._reject(*_validation_failure(exc), topic=topic, now=now)
         except (ValueError, RecursionError, UnicodeError) as exc:
-            self._ref = self._reference(payload, parts.branch)
             return self._reject("malformed", "json", str(exc), topic, now)
-        sender = msg.source if isinstance(msg, TicketMessage) else msg.device
-        # the topic's branch: the one the broker let the publisher write to
-        self._sender = None if isinstance(msg, TicketMessage) else (parts.branch, sender)
-        self._ref = (
-            f", {'source' if isinstance(msg, TicketMessage) else 'device'} {sender!r} seq {msg.seq}"
-        )
+        self._msg = msg
 
         # The topic is what the broker ACL authorises a device to publish to; the
         # payload must agree with it or a device could write another branch's state.

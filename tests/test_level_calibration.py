@@ -207,3 +207,14 @@ def test_a_basic_edge_calibrates_the_ordinary_wait_from_the_head(share: float) -
     )  # fmt: skip
     # 330 / 400 with priority customers (it was 330 / 300, the blind prediction), 1.1 without
     assert est.calibration(T0 + 330) == pytest.approx(330.0 / ordinary)
+    # an edge that sends no dwell_max_s: the head is unknown, every departure (priority
+    # ones too) calibrates, against the class-blind prediction
+    blind_only = ZoneEstimator(est.settings, counters=1, mean_service_s=60.0, priority_share=share)
+    for k in range(11):
+        at = T0 - 600 + 60 * k
+        blind_only.observe(zone_msg(k + 1, at, people=4, arrivals=k), at)
+    assert blind_only.estimate(T0).predicted_wait_s == pytest.approx(300.0)  # shown
+    blind_only.observe(
+        zone_msg(20, T0 + 330, people=4, arrivals=10, departures=1, dwells=[330.0]), T0 + 330
+    )
+    assert blind_only.calibration(T0 + 330) == pytest.approx(330.0 / 300.0)

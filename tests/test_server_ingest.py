@@ -350,3 +350,27 @@ def test_minute_aggregator() -> None:
     assert (row.realised_wait_p50_s, row.served, row.served_within_threshold) == (300.0, 4, 2)
     assert row.served_within_threshold_ratio == 0.5
     assert agg.roll(t0 + 120) == []  # nothing happened in the next minute
+
+
+def test_a_refusal_is_charged_to_the_publisher_the_broker_let_in_not_to_a_payload_claim() -> None:
+    ing, _ = make()
+    topic, payload = raw(zone_msg(1, NOW - 5))  # edge-1 publishes cam1: cam1 is bound to it
+    assert ing.handle(topic, payload, NOW).result == "ok"
+    # a schema fault on cam1's topic naming another device: charged to cam1's device, and
+    # the cause the alert may quote is ours, not the payload's (a schema error echoes it)
+    body = {**json.loads(payload), "seq": 2, "device": "edge-9", "type": "Send staff home"}
+    out = ing.handle(topic, json.dumps(body).encode(), NOW + 1)
+    assert out.result == "malformed" and out.refused is not None
+    assert out.refused[:2] == ("b1", "edge-1")
+    assert "staff" not in out.refused[2] and out.refused[2].startswith("payloads do not match")
+    # a device status on edge-2's own topic that names edge-1: edge-2's refusal
+    status_topic = device_status_topic("lobbywatch", "b1", "edge-2")
+    claim = device_status_msg(3, NOW, device="edge-1").model_dump_json().encode()
+    out = ing.handle(status_topic, claim, NOW + 2)
+    assert (out.reason, out.refused) == (
+        "topic_mismatch",
+        ("b1", "edge-2", "payload device 'edge-1' differs from the topic's"),
+    )
+    # a camera no device was ever bound to: nobody to charge
+    out = ing.handle("lobbywatch/v1/b1/cam7/zones/W1", b"{not json", NOW + 3)
+    assert out.result == "malformed" and out.refused is None
