@@ -300,13 +300,14 @@ def replay(
                 if not collector.results.get("ok"):
                     # an output with no estimate and no alert reads as "a quiet day";
                     # a stream the collector refused entirely is a wrong stream
+                    results = ", ".join(f"{n} {r}" for r, n in summary.not_applied.items())
                     causes = ", ".join(
                         f"{n} {cause}" for cause, n in summary.refused_by_reason.items()
-                    ) or ", ".join(f"{n} {r}" for r, n in summary.not_applied.items())
+                    )
                     raise ReplayInputError(
-                        f"none of the {summary.messages} messages was applied "
-                        f"({causes}); the log above names the fields (docs/collector.md, "
-                        "Ingest)"
+                        f"none of the {summary.messages} messages was applied ({results}"
+                        + (f"; by cause: {causes}" if causes else "")
+                        + "); the log above names the fields (docs/collector.md, Ingest)"
                     )
         finally:
             if collector is not None:

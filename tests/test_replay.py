@@ -138,7 +138,8 @@ def test_zones_the_config_names_that_never_reported_are_warned_of(tmp_path: Path
     )
     with pytest.raises(
         ReplayInputError,
-        match=r"^none of the 3 messages was applied \(3 malformed/[^)]*\); the log above",
+        match=r"^none of the 3 messages was applied \(3 malformed; by cause: 3 malformed/schema\); "
+        r"the log above",
     ):
         replay(parse_server_config(raw_cfg), read_records(refused), lambda o: None)
 
