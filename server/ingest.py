@@ -390,7 +390,7 @@ class Ingestor:
         ref = self._reference()
         self.log.warning(result, f"{why} (topic {topic[:120]!r}{ref})", now, key=cause)
         refused = None
-        if result == "malformed":
+        if result in ("malformed", "wrong_version"):
             sender = self._publisher(topic)
             if sender is not None:
                 refused = (*sender, _SAFE_CAUSES.get(reason, why)[:200])

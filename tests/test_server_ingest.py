@@ -371,6 +371,10 @@ def test_a_refusal_is_charged_to_the_publisher_the_broker_let_in_not_to_a_payloa
         "topic_mismatch",
         ("b1", "edge-2", "payload device 'edge-1' differs from the topic's"),
     )
+    # a device that speaks another protocol version: said so
+    newer = {**json.loads(payload), "seq": 4, "v": 2}
+    out = ing.handle(topic, json.dumps(newer).encode(), NOW + 3)
+    assert out.refused == ("b1", "edge-1", "payload version is not 1")
     # a camera no device was ever bound to: nobody to charge
     out = ing.handle("lobbywatch/v1/b1/cam7/zones/W1", b"{not json", NOW + 3)
     assert out.result == "malformed" and out.refused is None
