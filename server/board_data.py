@@ -109,6 +109,7 @@ def _waiting_zone(
     thr = z.threshold_s
     predicted = getattr(est, "predicted_wait_s", None)
     forecast = getattr(est, "forecast_wait_s", None)
+    ordinary = getattr(est, "predicted_wait_ordinary_s", None)
     projected = max((v for v in (predicted, forecast) if v is not None), default=None)
     counters = getattr(est, "counters_open", None)
     # an estimator that reports counters says whether it observed or configured them
@@ -119,6 +120,13 @@ def _waiting_zone(
         "name": names.get(z.zone),
         "people": z.people,
         "predicted_wait_s": predicted,
+        # priority customers are called first: the wait of an ordinary one (the one W1
+        # judges), shown beside the lobby's when it is half a minute or more longer
+        "ordinary_wait_s": (
+            ordinary
+            if ordinary is not None and predicted is not None and ordinary - predicted >= 30.0
+            else None
+        ),
         "forecast_wait_s": forecast,
         "forecast_horizon_s": getattr(est, "forecast_horizon_s", None),
         "threshold_s": thr,

@@ -83,7 +83,9 @@
       el("td", { class: "num people" }, num(z.people)),
       el("td", { class: "num wait" },
         el("span", { class: "pill wait-" + z.level }, wait(z.predicted_wait_s)),
-        " / " + wait(z.threshold_s)),
+        " / " + wait(z.threshold_s),
+        z.ordinary_wait_s === null || z.ordinary_wait_s === undefined ? null
+          : el("span", { class: "ordinary" }, " " + t("ordinary customers {wait}", { wait: wait(z.ordinary_wait_s) }))),
       forecastCell(z, b.timezone),
       el("td", { class: "num oldest" }, wait(z.oldest_wait_s)),
       el("td", { class: "num counters", title: z.counters_source === "configured" ? t("* configured, not measured") : null }, counters),
