@@ -8,12 +8,14 @@ previous weeks is written to the store as the collector would have written it.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -257,3 +259,29 @@ def make_collector(cfg: dict[str, Any], clock: Callable[[], float]) -> Any:
     from lobbywatch.server.config import parse_server_config
 
     return Collector(parse_server_config(cfg), clock=clock, with_mqtt=False, with_http=True)
+
+
+@contextlib.contextmanager
+def fleet_behind_login(
+    tmp_path: Path, now: float, tz: str, tweak: Callable[[dict[str, Any]], None] | None = None
+) -> Iterator[tuple[Any, Clock, str, str]]:
+    """The three named branches fed up to ``now`` (:func:`feed_scenario`) on a started
+    collector whose board is behind a login (issue 12): yields ``(collector, clock, base
+    URL, secret)`` of a manager's read-only credential ``manager``. ``tweak`` edits the
+    config first."""
+    from lobbywatch.server.auth import add_credential
+
+    clock = Clock(now - 700)
+    cfg = board_config(f"sqlite:///{tmp_path / 'b.db'}", tz=tz)
+    if tweak is not None:
+        tweak(cfg)
+    creds = tmp_path / "credentials"
+    secret = add_credential(creds, "manager", "read")
+    cfg.setdefault("http", {})["credentials_file"] = str(creds)
+    collector = make_collector(cfg, clock)
+    collector.start()
+    try:
+        feed_scenario(collector, clock, Feed(), now)
+        yield collector, clock, f"http://127.0.0.1:{collector.http_port}", secret
+    finally:
+        collector.stop()

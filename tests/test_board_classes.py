@@ -6,13 +6,12 @@ import json
 import re
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
-from board_support import Clock, Feed, afternoon_tz, board_config, feed_scenario, make_collector
+from board_support import afternoon_tz, fleet_behind_login
 from test_board_browser import CHROMIUM, DevTools, start_chromium, stop_chromium
-
-from lobbywatch.server.auth import add_credential
 
 pytestmark = pytest.mark.slow
 
@@ -21,19 +20,14 @@ def test_the_board_shows_the_ordinary_customers_wait_where_priority_ones_go_firs
     tmp_path: Path,
 ) -> None:
     now = time.time()
-    clock = Clock(now - 700)
-    cfg = board_config(f"sqlite:///{tmp_path / 'b.db'}", tz=afternoon_tz(now))
-    # br-near: a quarter of its customers are priority ones, called first
-    cfg["branches"][0]["priority_share"] = 0.25
-    creds = tmp_path / "credentials"
-    secret = add_credential(creds, "manager", "read")
-    cfg.setdefault("http", {})["credentials_file"] = str(creds)
-    collector = make_collector(cfg, clock)
-    collector.start()
-    try:
-        feed_scenario(collector, clock, Feed(), now)
+
+    def quarter_priority(cfg: dict[str, Any]) -> None:
+        # br-near: a quarter of its customers are priority ones, called first
+        cfg["branches"][0]["priority_share"] = 0.25
+
+    with fleet_behind_login(tmp_path, now, afternoon_tz(now), quarter_priority) as fleet:
+        collector, clock, base, secret = fleet
         clock.follow_real_time()
-        base = f"http://127.0.0.1:{collector.http_port}"
         bearer = {"Authorization": f"Bearer manager.{secret}"}
         data = httpx.get(base + "/api/v1/board", params={"lang": "en"}, headers=bearer).json()
         rows = {b["id"]: b["waiting"][0] for b in data["branches"] if b["waiting"]}
@@ -44,8 +38,9 @@ def test_the_board_shows_the_ordinary_customers_wait_where_priority_ones_go_firs
         # 4 waiting, one arrival every 2 min: priority ones take a slot every 8 min, so
         # an ordinary customer waits (L + r) / (mu - lambda_p) > (L + r) / mu
         assert est.predicted_wait_ordinary_s > est.predicted_wait_s + 30
-        assert near["ordinary_wait_s"] == est.predicted_wait_ordinary_s
-        assert near["predicted_wait_s"] == est.predicted_wait_s
+        # (the collector runs on in real time: a sweep may re-estimate in between)
+        assert abs(near["ordinary_wait_s"] - est.predicted_wait_ordinary_s) < 10
+        assert abs(near["predicted_wait_s"] - est.predicted_wait_s) < 10
         # no priority customers: nothing beside the lobby's wait
         assert breach["ordinary_wait_s"] is None and breach["predicted_wait_s"] is not None
         if CHROMIUM is None:
@@ -62,8 +57,6 @@ def test_the_board_shows_the_ordinary_customers_wait_where_priority_ones_go_firs
         assert abs(shown - est.predicted_wait_ordinary_s) < 20
         assert "ordinary" not in cells["en"]["br-breach"]
         assert "普通客户" in cells["zh-CN"]["br-near"]
-    finally:
-        collector.stop()
 
 
 def _wait_cells(base: str, user: str, secret: str, tmp: Path) -> dict[str, dict[str, str]]:

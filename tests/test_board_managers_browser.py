@@ -20,18 +20,8 @@ from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
-from board_support import (
-    Clock,
-    Feed,
-    afternoon_tz,
-    board_config,
-    feed_scenario,
-    make_collector,
-    write_history,
-)
+from board_support import afternoon_tz, fleet_behind_login, write_history
 from test_board_browser import CHROMIUM, DevTools, start_chromium, stop_chromium
-
-from lobbywatch.server.auth import add_credential
 
 pytestmark = pytest.mark.slow
 
@@ -57,22 +47,11 @@ def goto(devtools: DevTools, url: str) -> None:
 def fleet(tmp_path: Path) -> Any:
     now = time.time()
     tz = afternoon_tz(now)
-    clock = Clock(now - 700)
-    cfg = board_config(f"sqlite:///{tmp_path / 'b.db'}", tz=tz)
-    # the board is behind a login (issue 12): a manager's read-only credential
-    creds = tmp_path / "credentials"
-    secret = add_credential(creds, "manager", "read")
-    cfg.setdefault("http", {})["credentials_file"] = str(creds)
-    collector = make_collector(cfg, clock)
-    collector.start()
-    try:
-        feed_scenario(collector, clock, Feed(), now)
+    with fleet_behind_login(tmp_path, now, tz) as (collector, clock, base, secret):
         today = datetime.fromtimestamp(now, ZoneInfo(tz)).date()
         write_history(collector.store, ["br-near", "br-stale", "br-breach"], today, 28, tz, now)
         clock.follow_real_time()
-        yield collector, f"http://127.0.0.1:{collector.http_port}", ("manager", secret)
-    finally:
-        collector.stop()
+        yield collector, base, ("manager", secret)
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="chromium not installed (apt-get install -y chromium)")
