@@ -910,10 +910,10 @@ class AlertEngine:
             dev.heartbeat_s = heartbeat_s
 
     def device_refused(self, branch: str, device: str, now: float, why: str) -> None:
-        """A message of a known device that the collector refused (malformed): it does not
-        keep the device alive, but the alert that it sends nothing valid names the cause
-        instead of calling it offline. Unknown devices are ignored (garbage must not
-        create devices)."""
+        """A message of a known device that the collector refused (malformed, or of another
+        protocol version): it does not keep the device alive, but the alert that it sends
+        nothing valid names the cause instead of calling it offline. Unknown devices are
+        ignored (garbage must not create devices)."""
         dev = self._devices.get((branch, device))
         if dev is not None:
             dev.refused_at = now

@@ -190,8 +190,9 @@ class Outcome:
     #: with the realised wait it completed, if any; ``zone_key`` is its waiting zone
     ticket: TicketMessage | None = None
     ticket_wait: TicketWait | None = None
-    #: a malformed message: ``(branch, device, why)`` as far as its topic and payload say
-    #: (the alert that the device sends nothing valid names the cause)
+    #: a malformed message or one of another protocol version: ``(branch, device, why)``
+    #: of the publisher its topic proves, with the collector's own cause (the alert that
+    #: the device sends nothing valid names it)
     refused: tuple[str, str, str] | None = None
 
 
