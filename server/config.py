@@ -800,21 +800,21 @@ class ServerConfig(_Strict):
 
 def format_validation_error(
     exc: ValidationError,
-    prefix: str = "",
     *,
     yaml_lines: dict[Loc, int] | None = None,
-    prefix_loc: Loc = (),
+    prefix: Loc = (),
 ) -> str:
     """``a.b[0].c (line 12): message``, one per error, for humans: on the same line for
-    one error, else each on its own indented line. The line is the YAML document's
-    (``yaml_lines`` from :func:`~lobbywatch.yaml_lines.line_map`; ``prefix_loc`` the
-    field path ``prefix`` names), none without it. An unknown setting names the known
-    one it is closest to (a typo in a key otherwise reads only "Extra inputs are not
-    permitted")."""
+    one error, else each on its own indented line. ``prefix`` is the field path of the
+    section validated (its errors' paths are relative to it); the line is the YAML
+    document's (``yaml_lines`` from :func:`~lobbywatch.yaml_lines.line_map`), none
+    without it. An unknown setting names the known one it is closest to (a typo in a
+    key otherwise reads only "Extra inputs are not permitted")."""
     lines = []
     for err in exc.errors():
-        path = prefix
-        for part in err["loc"]:
+        loc = (*prefix, *err["loc"])
+        path = ""
+        for part in loc:
             if isinstance(part, int):
                 path += f"[{part}]"
             else:
@@ -824,7 +824,7 @@ def format_validation_error(
             name = str(err["loc"][-1])
             close = difflib.get_close_matches(name, _setting_names(), n=1, cutoff=0.75)
             msg = "unknown setting" + (f" (did you mean {close[0]!r}?)" if close else "")
-        line = line_of(yaml_lines, (*prefix_loc, *err["loc"])) if yaml_lines else None
+        line = line_of(yaml_lines, loc) if yaml_lines else None
         where = f" (line {line})" if line is not None else ""
         lines.append(f"{path or '<root>'}{where}: {msg}")
     if len(lines) == 1:
@@ -888,8 +888,7 @@ def _validate_nested(
             try:
                 cfg.policy_for(b.id, zone)
             except ValidationError as exc:
-                path = f"branches[{i}]" + "".join(f".{p}" for p in loc[2:])
-                text = format_validation_error(exc, path, yaml_lines=yaml_lines, prefix_loc=loc)
+                text = format_validation_error(exc, yaml_lines=yaml_lines, prefix=loc)
                 raise ConfigError(f"{source}: {text}") from None
 
 
