@@ -142,6 +142,21 @@ class CounterObserver:
         (:func:`service_progress.elapsed_services`)."""
         return elapsed_services(self._latest, now, max_age_s)
 
+    def busy_now(self, now: float, max_age_s: float) -> int:
+        """Service points serving somebody at ``now`` by their fresh latest message (no
+        older than ``max_age_s``). An occupant there longer than ``max_censored_means``
+        configured means is not a service (staff in view, a stationary false detection)."""
+        cap = self.max_censored_means * self.prior_s
+        busy = 0
+        for st in self._latest.values():
+            age = now - st.ts
+            if st.people < 1 or not -5.0 <= age <= max_age_s:
+                continue
+            if st.dwell_max_s is not None and st.dwell_max_s + max(0.0, age) > cap:
+                continue
+            busy += 1
+        return busy
+
     def service_sigma2(self) -> float:
         """Log-variance of the lognormal fit to the services seen (shrunk to a prior cv
         of 1; :meth:`service_progress.LogMoments.sigma2`)."""

@@ -313,6 +313,13 @@ class EstimatorSettings(BaseModel):
         "the wait MAE by 0.01 min and the held-out alert figures the wrong way "
         '(docs/wait-estimation.md, "Service progress at the counters")',
     )
+    empty_zone_residual: bool = Field(
+        default=True,
+        description="with service points: a customer joining an empty waiting zone while "
+        "every open counter is seen serving waits for the first to free (the residual "
+        "r / service rate, calibrated like any prediction) instead of 0 "
+        '(docs/wait-estimation.md, "Session 24")',
+    )
     service_progress_max_age_s: float = Field(
         default=90.0,
         gt=0,
@@ -1221,6 +1228,14 @@ class ZoneEstimator:
             return reading.open_counters, "observed", reading.mean_service_s
         return self.counters, "configured", reading.mean_service_s
 
+    def _counters_all_busy(self, now: float, counters: int) -> bool:
+        """Whether the service points show every open counter serving at ``now``
+        (``empty_zone_residual``; ``False`` without service points)."""
+        obs = self.counter_observer
+        if not self.settings.empty_zone_residual or obs is None:
+            return False
+        return obs.busy_now(now, self.settings.service_progress_max_age_s) >= counters
+
     def _progress(
         self, now: float, capacity_per_s: float, counters: int
     ) -> tuple[list[float], int, Lognormal] | None:
@@ -1407,7 +1422,14 @@ class ZoneEstimator:
             nth = expected_nth_completion(*progress, queue + 1)
             if nth is not None:
                 r_queue = min(max(mu * nth - queue, 0.0), _MAX_OBSERVED_RESIDUAL)
-        predicted = kappa * wait_behind(queue, mu, theta, r_queue) if queue >= 1 else 0.0
+        if queue >= 1:
+            predicted = kappa * wait_behind(queue, mu, theta, r_queue)
+        elif self._counters_all_busy(now, counters):
+            # nobody waits, but no counter is free: the newcomer starts at the first
+            # completion, the residual of the L >= 1 formula (W(0) = r / mu)
+            predicted = kappa * r / mu
+        else:
+            predicted = 0.0
         arrival_rate = departure_rate = net = None
         if self._trend_s >= s.min_trend_s:
             arrival_rate = self._trend_arrivals / self._trend_s
@@ -1422,6 +1444,9 @@ class ZoneEstimator:
             if r_queue != r:
                 ordinary = ordinary_and_priority_waits(queue, mu, lam_priority, r_queue, theta)[0]
             ordinary, priority = kappa * ordinary, kappa * priority
+        if queue < 1:
+            # an empty zone: whoever joins is first in line, whatever their class
+            ordinary = priority = predicted
         self._remember(now, predicted, ordinary, priority)
         levels = len(self._lcal) > 1 and self.calibration_source(now) == "camera"
         level_factor: float | None = None
