@@ -147,6 +147,15 @@ class EstimatorSettings(BaseModel):
         "person fewer, the others' longest wait from the edge's dwell quantiles); 0 = never "
         '(docs/wait-estimation.md, "Session 20")',
     )
+    stuck_after_quick_passes: int = Field(
+        default=4,
+        ge=0,
+        description="...or once this many of those departures had waited less than "
+        "busy_min_wait_s: a free counter called them while the oldest occupant stayed, and "
+        "a free counter calls the head first (a priority customer arriving just as a "
+        "counter frees is the exception, so more than one is needed); 0 = never "
+        '(docs/wait-estimation.md, "Session 24")',
+    )
     relink_lost_tracks: bool = Field(
         default=True,
         description="calibration, edges that send departures_unseen_total: an unseen "
@@ -662,6 +671,7 @@ class ZoneEstimator:
         #: younger than it while it stayed, and its join time once taken as stuck
         self._oldest_join: float | None = None
         self._passed = 0
+        self._quick_passes = 0
         self._stuck_join: float | None = None
         #: lost and re-acquired tracks, for the realised waits the calibration learns from
         self._relink = (
@@ -746,7 +756,9 @@ class ZoneEstimator:
         departures = _increase(msg.departures_total, self._departures)
         # departures that left ahead of everyone still waiting (the head), read once
         in_order_raw = in_order_departures(completed, departures, msg.people, msg.dwell_max_s)
-        people, stats = self._without_stuck(msg, departures - in_order_raw)
+        people, stats = self._without_stuck(
+            msg, mid_queue_dwells(completed, departures, msg.people, msg.dwell_max_s)
+        )
         # the head for the in-order rules: unknown while the oldest is stuck (every
         # departure counts, as for an edge without dwells); the dwell statistics kept
         # for the head and risk rules (_dwell_max...) are the stuck-free proxies
@@ -875,36 +887,42 @@ class ZoneEstimator:
             relink.arrived(ts, arrivals)
 
     def _without_stuck(
-        self, msg: ZoneMessage, passed: int
+        self, msg: ZoneMessage, passers: list[float]
     ) -> tuple[int, tuple[float | None, float | None, float | None]]:
         """(people, (dwell_max_s, dwell_p50_s, dwell_p90_s)) of ``msg`` without an oldest
-        occupant taken as stuck (``stuck_after_departures``); ``passed``: this message's
+        occupant taken as stuck; ``passers``: the completed dwells (s) of this message's
         departures that left younger than the oldest still waiting (out of order).
 
         The oldest occupant is followed by its join time ``ts - dwell_max_s`` (the same
         within :data:`IN_ORDER_TOLERANCE_S`). Every departure that leaves younger than it
         while it stays passed it; in a first-come-first-served queue the head goes
         first, and priority customers pass it only now and then. Once
-        ``stuck_after_departures`` have passed it, it is read as no customer until it
-        leaves: one person fewer, and the longest wait of the others is taken from the
-        edge's quantiles where the stuck track cannot be in them: the 90th percentile
-        with 11 people or more (numpy's linear quantile then never reaches the
-        largest), else the median with 3 or more (a lower bound of the real head's
-        wait, so the head rule fires late rather than falsely), else none.
+        ``stuck_after_departures`` have passed it, or ``stuck_after_quick_passes`` that
+        had waited less than ``busy_min_wait_s`` (a free counter called them while it
+        stayed), it is read as no customer until it leaves: one person fewer, and the
+        longest wait of the others is taken from the edge's quantiles where the stuck
+        track cannot be in them: the 90th percentile with 11 people or more (numpy's
+        linear quantile then never reaches the largest), else the median with 3 or more
+        (a lower bound of the real head's wait, so the head rule fires late rather than
+        falsely), else none.
         """
-        n = self.settings.stuck_after_departures
+        s = self.settings
+        n, n_quick = s.stuck_after_departures, s.stuck_after_quick_passes
         stats = (msg.dwell_max_s, msg.dwell_p50_s, msg.dwell_p90_s)
-        if n <= 0 or msg.people <= 0 or msg.dwell_max_s is None:
-            self._oldest_join, self._passed, self._stuck_join = None, 0, None
+        if (n <= 0 and n_quick <= 0) or msg.people <= 0 or msg.dwell_max_s is None:
+            self._oldest_join, self._passed, self._quick_passes = None, 0, 0
+            self._stuck_join = None
             return msg.people, stats
         join = msg.ts.timestamp() - msg.dwell_max_s
         same = self._oldest_join is not None and abs(join - self._oldest_join) <= (
             IN_ORDER_TOLERANCE_S
         )
         if not same:
-            self._oldest_join, self._passed, self._stuck_join = join, 0, None
-        self._passed += passed
-        if self._passed >= n:
+            self._oldest_join, self._passed, self._quick_passes = join, 0, 0
+            self._stuck_join = None
+        self._passed += len(passers)
+        self._quick_passes += sum(d < s.busy_min_wait_s for d in passers)
+        if (n > 0 and self._passed >= n) or (n_quick > 0 and self._quick_passes >= n_quick):
             self._stuck_join = self._oldest_join
         if self._stuck_join is None:
             return msg.people, stats

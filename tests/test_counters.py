@@ -153,3 +153,50 @@ def test_completed_services_only_when_censoring_is_off() -> None:
     est.observe_service_point(_zone("c1", ZoneKind.CASH_COUNTER, T0, 1, dwells=[200.0] * 5))
     # (5 x 200 + 3 x 300) / 8, the running service (no dwell) not counted either way
     assert est.counter_observer.reading(T0, None).mean_service_s == pytest.approx(1900 / 8)
+
+
+def test_an_empty_zone_with_every_open_counter_serving_predicts_the_first_to_free() -> None:
+    """W(0) = r / mu when the service points show no free counter; 0 when one is free."""
+    est = ZoneEstimator(
+        EstimatorSettings(calibration_max=1.0, calibration_levels_s=[]),
+        counters=3,
+        mean_service_s=300.0,
+        service_points=("c1", "c2", "c3"),
+    )
+    # nobody has waited yet: the counters are the configured 3, the rate 3 / 300 s
+    est.observe(_zone("W1", ZoneKind.WAITING, T0, 0), T0)
+    for point in ("c1", "c2", "c3"):
+        est.observe_service_point(_zone(point, ZoneKind.CASH_COUNTER, T0, 1))
+    # every counter serving: the newcomer starts at the first completion, 1 / (3 / 300)
+    assert est.estimate(T0 + 5).predicted_wait_s == pytest.approx(100.0)
+    # both classes: whoever joins an empty zone is first in line
+    e = est.estimate(T0 + 5)
+    assert e.predicted_wait_ordinary_s == e.predicted_wait_priority_s == e.predicted_wait_s
+    # c2 frees: a counter calls the newcomer at once
+    est.observe_service_point(_zone("c2", ZoneKind.CASH_COUNTER, T0 + 10, 0))
+    assert est.estimate(T0 + 15).predicted_wait_s == 0.0
+    # c2 busy again, but c3's latest message is 91 s old by T0 + 101: it says nothing
+    # about now (an offline source), so no evidence that every counter is busy
+    est.observe_service_point(_zone("c2", ZoneKind.CASH_COUNTER, T0 + 20, 1))
+    assert est.estimate(T0 + 90).predicted_wait_s == pytest.approx(100.0)
+    assert est.estimate(T0 + 101).predicted_wait_s == 0.0
+    # switched off: an empty zone predicts 0 as before
+    off = ZoneEstimator(
+        EstimatorSettings(empty_zone_residual=False), 3, 300.0, service_points=("c1", "c2", "c3")
+    )
+    off.observe(_zone("W1", ZoneKind.WAITING, T0, 0), T0)
+    for point in ("c1", "c2", "c3"):
+        off.observe_service_point(_zone(point, ZoneKind.CASH_COUNTER, T0, 1))
+    assert off.estimate(T0 + 5).predicted_wait_s == 0.0
+
+
+def test_a_counter_occupied_longer_than_any_service_is_not_serving() -> None:
+    """Somebody at a counter for more than max_censored_means configured means (staff in
+    view, a stationary false detection) is no service: a counter may still be free."""
+    obs = CounterObserver(("c1", "c2"), 300.0, max_censored_means=4.0)
+    obs.observe("c1", 1, [], T0, dwell_max_s=100.0)
+    obs.observe("c2", 1, [], T0, dwell_max_s=1190.0)
+    assert obs.busy_now(T0 + 5, 90.0) == 2  # 1195 s <= 4 x 300 s
+    assert obs.busy_now(T0 + 15, 90.0) == 1  # c2's occupant at 1205 s: not a service
+    obs.observe("c2", 0, [], T0 + 20)
+    assert obs.busy_now(T0 + 25, 90.0) == 1

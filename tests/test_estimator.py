@@ -526,3 +526,37 @@ def test_an_oldest_occupant_passed_by_eight_departures_is_read_as_stuck() -> Non
     )
     feed(off, [msg(0, 1, 1, 0, dwell_max=0.0), msg(800, 1, 9, 8, dwell_max=800.0)])
     assert off.estimate(T0 + 800).oldest_wait_s == pytest.approx(800.0)
+
+
+def test_an_oldest_occupant_passed_by_four_who_did_not_wait_is_read_as_stuck() -> None:
+    """A free counter calls the head first: newcomers called within busy_min_wait_s (30 s)
+    while the oldest stays say it is not waiting for a counter (a track left behind)."""
+    settings = RAW.model_copy(update={"prior_departures": 5.0})
+    est = ZoneEstimator(settings, counters=1, mean_service_s=60)
+    feed(est, [msg(0, 1, 1, 0, dwell_max=0.0)])
+    arrivals = departures = 1
+    for k, stay in enumerate((40.0, 8.0, 8.0, 8.0, 8.0), start=1):
+        t = 100.0 * k
+        arrivals += 1
+        feed(est, [msg(t - stay, 2, arrivals, departures - 1, dwell_max=t - stay)])
+        departures += 1
+        feed(est, [msg(t, 1, arrivals, departures - 1, dwells=(stay,), dwell_max=t)])
+        e = est.estimate(T0 + t)
+        # 40 s is a wait (not a quick pass); then three passes of 8 s: still the head
+        if k < 5:
+            assert (e.queue_length, e.oldest_wait_s) == (1, pytest.approx(t)), k
+    # the fourth who did not wait: one person fewer, no oldest occupant
+    e = est.estimate(T0 + 500)
+    assert (e.queue_length, e.oldest_wait_s) == (0, None)
+    # switched off: five passers are short of the eight departures of the other rule
+    off = ZoneEstimator(
+        settings.model_copy(update={"stuck_after_quick_passes": 0}),
+        counters=1,
+        mean_service_s=60,
+    )
+    feed(off, [msg(0, 1, 1, 0, dwell_max=0.0)])
+    for k in range(1, 6):
+        t = 100.0 * k
+        feed(off, [msg(t - 8, 2, k + 1, k - 1, dwell_max=t - 8)])
+        feed(off, [msg(t, 1, k + 1, k, dwells=(8.0,), dwell_max=t)])
+    assert off.estimate(T0 + 500).oldest_wait_s == pytest.approx(500.0)
