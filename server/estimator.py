@@ -467,7 +467,9 @@ def wait_for_queue(queue_length: float, service_rate_per_s: float, residual_fact
     With ``L >= 1`` people waiting every counter is busy; the newcomer starts
     service at the ``(L+1)``-th service completion: the first after the mean
     residual ``r/mu``, then ``L`` more at the joint completion rate ``mu``.
-    An empty waiting zone predicts 0 (a counter is usually free; see the docs).
+    An empty waiting zone predicts 0 (a counter is usually free; the estimator
+    predicts the residual ``r/mu`` instead when the service points show every open
+    counter serving: see ``empty_zone_residual`` and the docs).
     """
     if queue_length <= 0:
         return 0.0
@@ -1465,7 +1467,13 @@ class ZoneEstimator:
         if queue < 1:
             # an empty zone: whoever joins is first in line, whatever their class
             ordinary = priority = predicted
-        self._remember(now, predicted, ordinary, priority)
+        if queue >= 1:
+            self._remember(now, predicted, ordinary, priority)
+        else:
+            # kappa and the level bands refine the queue-length predictor: the empty
+            # zone's residual is shown, not learned from (it would move kappa with
+            # waits the queue formula never predicted)
+            self._remember(now, 0.0)
         levels = len(self._lcal) > 1 and self.calibration_source(now) == "camera"
         level_factor: float | None = None
         if levels:
