@@ -84,7 +84,11 @@ def alert_context(
     }
     if estimate is None:
         return ctx
-    predicted = getattr(estimate, "predicted_wait_s", None)
+    # the wait W1 judged: a customer's who stays however long (the board shows a served
+    # customer's, shorter once the patience is known); the one-more figure is on it too
+    predicted = getattr(estimate, "potential_wait_s", None)
+    if predicted is None:
+        predicted = getattr(estimate, "predicted_wait_s", None)
     counters = getattr(estimate, "counters_open", None)
     source = (
         "configured" if getattr(estimate, "counters_method", None) == "configured" else "measured"

@@ -493,12 +493,20 @@ def _head_wait(estimate: WaitEstimate) -> float | None:
     return estimate.oldest_wait_s + 1.0 / estimate.service_rate_per_s
 
 
+def _potential(estimate: WaitEstimate) -> tuple[float | None, float | None]:
+    """The class-blind and the ordinary customer's wait for one who stays however long:
+    W1 judges these (a walk-out waited too long too), not the served customer's wait
+    shown (shorter once the patience is known)."""
+    if estimate.potential_wait_s is None:
+        return estimate.predicted_wait_s, estimate.predicted_wait_ordinary_s
+    return estimate.potential_wait_s, estimate.potential_wait_ordinary_s
+
+
 def _joining_wait(estimate: WaitEstimate, policy: AlertPolicy) -> float | None:
     """The wait the W1 queue and forecast rules judge: with ``w1_ordinary_wait`` the
     ordinary customer's, never less than the class-blind one (priority customers only
     add to it; the calibration by level could otherwise invert the two slightly)."""
-    blind = estimate.predicted_wait_s
-    ordinary = estimate.predicted_wait_ordinary_s
+    blind, ordinary = _potential(estimate)
     if policy.w1_ordinary_wait and ordinary is not None and blind is not None:
         return max(blind, ordinary)
     return blind
@@ -584,7 +592,7 @@ def _calibration(estimate: WaitEstimate, residual: float) -> float:
     """The estimator's calibration ratio kappa, recovered from the wait shown now
     (``predicted = kappa x (L + r) / (mu + theta L)``); 1 for an empty queue."""
     mu = estimate.service_rate_per_s
-    predicted = estimate.predicted_wait_s
+    predicted = _potential(estimate)[0]
     if not mu or predicted is None or estimate.queue_length < 1:
         return 1.0
     raw = wait_behind(estimate.queue_length, mu, estimate.abandon_rate_per_s or 0.0, residual)
@@ -644,6 +652,7 @@ def w1_advice(estimate: WaitEstimate) -> dict[str, Any]:
         "counters_open": estimate.counters_open,
         "counters_method": estimate.counters_method,
         "predicted_wait_s": estimate.predicted_wait_s,
+        "potential_wait_s": estimate.potential_wait_s,
         "predicted_wait_one_more_counter_s": estimate.predicted_wait_one_more_counter_s,
         "predicted_wait_ordinary_s": estimate.predicted_wait_ordinary_s,
         "predicted_wait_priority_s": estimate.predicted_wait_priority_s,
@@ -662,7 +671,7 @@ def _clock(ts: float, tz: str | None) -> str:
 def w1_severity(estimate: WaitEstimate, policy: AlertPolicy) -> Severity:
     """The level of a (firing) W1 alert: critical once the threshold is reached."""
     threshold = policy.w1_threshold_s
-    predicted = estimate.predicted_wait_s
+    predicted = _potential(estimate)[0]
     if (predicted is not None and predicted >= threshold) or (
         estimate.oldest_wait_s is not None and estimate.oldest_wait_s >= threshold
     ):
@@ -760,7 +769,7 @@ class AlertEngine:
 
         events: list[AlertEvent] = []
         threshold = policy.w1_threshold_s
-        predicted = estimate.predicted_wait_s
+        predicted = _potential(estimate)[0]
         oldest = estimate.oldest_wait_s
         tz = self._timezone(branch)
         # the value, the level and the notices' figures stay the class-blind wait (the

@@ -97,6 +97,12 @@ class EstimateOut(BaseModel):
         description="the calibration by level on top of kappa, for the wait shown "
         "(null: no bands, or tickets as the source)",
     )
+    potential_wait_s: float | None = Field(
+        None,
+        description="the wait of a customer who stays however long, what W1 judges; "
+        "predicted_wait_s is a served customer's (null: the same)",
+    )
+    potential_wait_ordinary_s: float | None = None
 
 
 #: estimate fields copied to the API as they are (all optional there)
@@ -115,6 +121,8 @@ _TICKET_FIELDS = (
     "calibration_factor",
     "calibration_source",
     "calibration_level_factor",
+    "potential_wait_s",
+    "potential_wait_ordinary_s",
 )
 
 

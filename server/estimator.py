@@ -48,6 +48,7 @@ from lobbywatch.server.forecast import (
     project,
     wait_behind,
 )
+from lobbywatch.server.patience import PatienceLog, served_wait
 from lobbywatch.server.service_progress import (
     Lognormal,
     expected_nth_completion,
@@ -283,6 +284,21 @@ class EstimatorSettings(BaseModel):
         "calibration_window_s) needed before kappa comes from them instead of the camera's "
         "completed dwells",
     )
+    served_wait_cv: float = Field(
+        default=0.3,
+        ge=0,
+        le=0.6,
+        description="the wait shown is a served customer's, E[W | W < patience], with the "
+        "patience learned from the walk-outs' waits (Kaplan-Meier) and the potential wait W "
+        "gamma with this coefficient of variation around the prediction; 0 = show the "
+        "potential wait (server/patience.py, docs/wait-estimation.md 'Session 25')",
+    )
+    patience_min_walkouts: int = Field(
+        default=20,
+        ge=1,
+        description="served_wait_cv: walk-outs seen (with their waits) before the patience "
+        "is trusted",
+    )
     calibrate_projection: bool = Field(
         default=True,
         description="scale the projected waits by the calibration from realised waits too "
@@ -401,6 +417,12 @@ class WaitEstimate:
     #: class-aware waits of a customer joining now (priority served first)
     predicted_wait_ordinary_s: float | None = None
     predicted_wait_priority_s: float | None = None
+    #: the waits of a customer who stays however long (class-blind, ordinary): what
+    #: W1 judges, a walk-out being a wait too long too. ``predicted_wait_s`` is a
+    #: served customer's, shorter once the customers' patience is known
+    #: (``served_wait_cv``, server/patience.py); None: the same as the predicted waits
+    potential_wait_s: float | None = None
+    potential_wait_ordinary_s: float | None = None
     #: "history" (weekday x time-of-day profile blended with the trend), "trend", None
     arrival_forecast_method: str | None = None
     #: the zone's source (device/camera) is offline or down: its numbers are not current
@@ -451,14 +473,15 @@ class WaitEstimate:
         grows by ``net_inflow / mu`` seconds per second (each extra person in
         the queue adds ``1/mu``).
         """
-        if self.predicted_wait_s is None:
+        wait = self.predicted_wait_s if self.potential_wait_s is None else self.potential_wait_s
+        if wait is None:
             return None
-        if self.predicted_wait_s >= target_s:
+        if wait >= target_s:
             return 0.0
         if not self.net_inflow_per_s or self.net_inflow_per_s <= 0 or not self.service_rate_per_s:
             return None
         growth = self.net_inflow_per_s / self.service_rate_per_s
-        return (target_s - self.predicted_wait_s) / growth
+        return (target_s - wait) / growth
 
 
 def wait_for_queue(queue_length: float, service_rate_per_s: float, residual_factor: float) -> float:
@@ -685,12 +708,13 @@ class ZoneEstimator:
             if settings.relink_lost_tracks
             else None
         )
-        #: walk-outs from the middle of the queue, for edges that do not classify exits
-        self._mid_queue = (
-            MidQueueWalkouts(settings.relink_window_s, settings.walk_out_min_dwell_s)
-            if settings.walk_outs_mid_queue and not service_points
-            else None
-        )
+        #: walk-outs from the middle of the queue, for edges that do not classify exits:
+        #: their waits are the patience that ran out (always), and with
+        #: walk_outs_mid_queue and no service points their rate drains the queue
+        self._mid_queue = MidQueueWalkouts(settings.relink_window_s, settings.walk_out_min_dwell_s)
+        self._mid_queue_drains = settings.walk_outs_mid_queue and not service_points
+        #: waits that ended in service or in a walk-out: the customers' patience
+        self._patience = PatienceLog(min_walkouts=settings.patience_min_walkouts)
         # waiting person-seconds of the busy intervals (decayed like the departures)
         self._busy_person_s = 0.0
         # decayed exits beyond service over the busy intervals
@@ -791,8 +815,7 @@ class ZoneEstimator:
             self._calibrate(ts, dwell, column)
         if self._departures is not None and msg.departures_total < self._departures:
             self._unclassified.clear()  # a restart: its pending departures are gone
-            if self._mid_queue is not None:
-                self._mid_queue.reset()
+            self._mid_queue.reset()
         self.arrivals_seen += arrivals
         unseen_total = getattr(msg, "departures_unseen_total", None)
         starts = walkouts = None
@@ -808,9 +831,14 @@ class ZoneEstimator:
             self._unseen = unseen_total
             if unseen_total is not None:
                 self._follow_links(ts, (people, dwell_max), completed, arrivals)
-        if self._mid_queue is not None and not split:
+        if not split:
             mid = mid_queue_dwells(completed, departures, people, dwell_max)
-            self._excess += self._mid_queue.observe(ts, arrivals, mid, departures - len(mid))
+            confirmed = self._mid_queue.observe(ts, arrivals, mid, departures - len(mid))
+            if self._mid_queue_drains:
+                self._excess += confirmed
+            for dwell in self._mid_queue.walked_out_dwells:
+                self._patience.add(dwell, walked_out=True)
+            self._mid_queue.walked_out_dwells.clear()
         self._new_busy_walkouts = self._new_busy_unknown = 0.0
         dt = ts - self._ts if self._ts is not None else math.inf
         observed = dt <= self.settings.max_gap_s
@@ -1055,6 +1083,11 @@ class ZoneEstimator:
             for at, _, dwell in popped:
                 if dwell is not None:
                     relink.lost(at, dwell)
+        elif walkouts >= batch:
+            for at, _, dwell in popped:
+                if dwell is not None:
+                    wait = relink.realised(at, dwell) if relink is not None else dwell
+                    self._patience.add(wait, walked_out=True)
         # none waits longer than classify_lag_s: unseen where the edge does not say so
         # itself, and otherwise dropped (an edge that sends departures_unseen_total
         # but loses a classification must not grow this queue for days)
@@ -1077,6 +1110,7 @@ class ZoneEstimator:
         one-person queue: the ratio is noise) are skipped, as are those who joined
         before the oldest prediction kept.
         """
+        self._patience.add(dwell, walked_out=False)
         predicted = self._shown_at(left_at - dwell, column)
         if predicted is not None:
             window = self.settings.calibration_window_s
@@ -1361,7 +1395,7 @@ class ZoneEstimator:
         theta = 0.0
         departures, busy = self._busy_departures, self._busy_s
         excess = self._excess
-        if self._mid_queue is not None and not self._classified and self.priority_share > 0:
+        if self._mid_queue_drains and not self._classified and self.priority_share > 0:
             # priority customers served ahead of older ordinary ones left mid-queue too:
             # services, already in mu (at most share / (1 - share) per in-order one)
             share = self.priority_share
@@ -1467,6 +1501,17 @@ class ZoneEstimator:
         if queue < 1:
             # an empty zone: whoever joins is first in line, whatever their class
             ordinary = priority = predicted
+        curve = self._patience.survival() if s.served_wait_cv > 0 else None
+        # potential / served, class-blind and ordinary: 1 until the patience is known
+        stay_blind = stay_ordinary = 1.0
+        if curve is not None and predicted > 0:
+            # the wait of a customer who is served: their patience outlasted it
+            served = served_wait(
+                np.array([predicted, ordinary, priority]), *curve, s.served_wait_cv
+            )
+            stay_blind = predicted / served[0] if served[0] > 0 else 1.0
+            stay_ordinary = ordinary / served[1] if served[1] > 0 else 1.0
+            predicted, ordinary, priority = (float(v) for v in served)
         if queue >= 1:
             self._remember(now, predicted, ordinary, priority)
         else:
@@ -1550,7 +1595,8 @@ class ZoneEstimator:
             head_breach = now + max(0.0, threshold - oldest)
             breach_at = head_breach if breach_at is None else min(breach_at, head_breach)
         # the same calibrated model with one more counter's capacity (not the raw model:
-        # against a calibrated wait it could read longer than the wait now)
+        # against a calibrated wait it could read longer than the wait now); a potential
+        # wait, like the one W1 judges and the alert's advice sets it against
         one_more = (
             kappa * wait_behind(queue, mu * (counters + 1) / counters, theta, r_queue)
             if queue
@@ -1588,6 +1634,8 @@ class ZoneEstimator:
             predicted_wait_one_more_counter_s=one_more,
             predicted_wait_ordinary_s=ordinary,
             predicted_wait_priority_s=priority,
+            potential_wait_s=predicted * stay_blind if curve is not None else None,
+            potential_wait_ordinary_s=ordinary * stay_ordinary if curve is not None else None,
             arrival_forecast_method=arrival_forecast_method if projection is not None else None,
             **ticket_fields,
             waiting_p50_s=self._dwell_p50 + age if self._dwell_p50 is not None else None,

@@ -67,8 +67,11 @@ class MidQueueWalkouts:
         #: arrivals of the last window_s not used by a pairing (ts)
         self._arrivals: deque[float] = deque()
         #: mid-queue departures waiting for their window to pass (ts, a walk-out if
-        #: no arrival comes: old enough and not a re-acquired person leaving)
-        self._pending: deque[tuple[float, bool]] = deque()
+        #: no arrival comes: old enough and not a re-acquired person leaving; dwell, s)
+        self._pending: deque[tuple[float, bool, float]] = deque()
+        #: the dwells (s) of the walk-outs confirmed so far, for the caller to take
+        #: (the patience they ran out of: server/patience.py)
+        self.walked_out_dwells: list[float] = []
 
     def observe(
         self, ts: float, arrivals: int, mid_queue_dwells: list[float], in_order: int = 0
@@ -97,14 +100,14 @@ class MidQueueWalkouts:
                 # departure must be recognised later)
                 self._reacquired.append(self._arrivals.popleft())
             else:
-                self._pending.append((ts, k is None and dwell >= self.min_dwell_s))
+                self._pending.append((ts, k is None and dwell >= self.min_dwell_s, dwell))
         for _ in range(in_order):
             # a service start that meets a newcomer's arrival makes a false candidate:
             # it only excuses that newcomer if they later leave from mid-queue
             if self._arrivals:
                 self._reacquired.append(self._arrivals.popleft())
             else:
-                self._pending.append((ts, False))
+                self._pending.append((ts, False, 0.0))
         return confirmed
 
     def _expire(self, now: float) -> int:
@@ -114,8 +117,10 @@ class MidQueueWalkouts:
             self._reacquired.popleft()
         confirmed = 0
         while self._pending and now - self._pending[0][0] > self.window_s:
-            _, walked_out = self._pending.popleft()
+            _, walked_out, dwell = self._pending.popleft()
             confirmed += walked_out
+            if walked_out:
+                self.walked_out_dwells.append(dwell)
         return confirmed
 
     def reset(self) -> None:
