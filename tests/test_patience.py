@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
-from datetime import UTC, datetime
 
 import numpy as np
 import pytest
+from test_estimator import T0, msg
 
 from lobbywatch.protocol import ZoneMessage
 from lobbywatch.server.alert_texts import alert_context
@@ -14,9 +14,6 @@ from lobbywatch.server.alerts import AlertPolicy, w1_advice, w1_queue_condition
 from lobbywatch.server.estimator import EstimatorSettings, ZoneEstimator
 from lobbywatch.server.patience import PatienceLog, kaplan_meier, served_wait, survival_at
 from lobbywatch.server.walkouts import MidQueueWalkouts
-from lobbywatch.zone_state import ZoneKind
-
-T0 = 1_750_000_000.0
 
 
 def test_kaplan_meier_by_hand() -> None:
@@ -71,23 +68,13 @@ def test_mid_queue_walkouts_hand_over_their_dwells() -> None:
 def _classified(
     t: float, people: int, departures: int, starts: int, walkouts: int, dwells: list[float]
 ) -> ZoneMessage:
-    return ZoneMessage(
-        device="d1",
-        seq=0,
-        ts=datetime.fromtimestamp(T0 + t, UTC),
-        branch="b1",
-        camera="c1",
-        zone="w",
-        kind=ZoneKind.WAITING,
-        people=people,
-        raw_count=people,
-        dwell_max_s=700.0,
-        arrivals_total=departures + people,
-        departures_total=departures,
-        completed_dwells_s=dwells,
-        service_starts_total=starts,
-        walk_outs_total=walkouts,
-        departures_unseen_total=0,
+    base = msg(t, people, departures + people, departures, tuple(dwells), dwell_max=700.0)
+    return base.model_copy(
+        update={
+            "service_starts_total": starts,
+            "walk_outs_total": walkouts,
+            "departures_unseen_total": 0,
+        }
     )
 
 
