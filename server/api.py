@@ -55,7 +55,11 @@ class EstimateOut(BaseModel):
         None, description="wait of an ordinary customer joining now (priority served first)"
     )
     predicted_wait_priority_s: float | None = None
-    predicted_wait_one_more_counter_s: float | None = None
+    predicted_wait_one_more_counter_s: float | None = Field(
+        None,
+        description="the wait with one more counter open, for a customer who stays however "
+        "long (set against potential_wait_s, as in the W1 alert's advice)",
+    )
     breach_expected_at: str | None = Field(
         None, description="when the projection expects the W1 threshold to be crossed"
     )
