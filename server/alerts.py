@@ -197,6 +197,11 @@ class AlertPolicy(BaseModel):
         "completions (x / service rate) of the threshold; 0.5 = about a 60% chance that "
         "they cross it before a counter frees (exponential residual); 0 = off",
     )
+    head_priority_aware: bool = Field(
+        default=True,
+        description="head rule: the head's call comes at the service rate less the priority "
+        "arrivals that take a free counter first (docs/wait-estimation.md, \"Session 26\")",
+    )
     head_min_duration_s: float = Field(
         default=10.0,
         ge=0,
@@ -565,6 +570,12 @@ def w1_head_condition(estimate: WaitEstimate, policy: AlertPolicy) -> bool:
     mu = estimate.service_rate_per_s
     if not mu:
         return False
+    if policy.head_priority_aware:
+        # the head is an ordinary customer (priority ones are called ahead of it): a
+        # priority arrival takes the next free counter first, so the head's own call
+        # comes at mu - lambda_p (floored at mu / 4, as in the class-aware wait)
+        lam_p = max(0.0, estimate.priority_arrival_rate_per_s or 0.0)
+        mu = max(mu - lam_p, mu / 4.0)
     return oldest + policy.head_breach_services / mu >= policy.w1_threshold_s
 
 

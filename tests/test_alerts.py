@@ -406,6 +406,28 @@ def test_head_rule_can_be_switched_off() -> None:
     assert w1(run(engine(policy), timeline)) == []
 
 
+def test_head_rule_counts_the_priority_arrivals_that_take_the_next_counter() -> None:
+    # mu 0.01/s, priority arrivals 0.005/s: the ordinary head is called at
+    # 0.01 - 0.005 = 0.005/s, so the rule holds once oldest + 0.5 / 0.005 = oldest + 100
+    # >= 600, i.e. from oldest 500 s (+0), and fires after the 20 s hold: 80 s before
+    # the breach.
+    def head(t: int, oldest: float, lam_p: float) -> WaitEstimate:
+        return dataclasses.replace(
+            est(100, queue=1, oldest=oldest + t), priority_arrival_rate_per_s=lam_p
+        )
+
+    timeline = [(t, head(t, 500, 0.005)) for t in range(0, 90, 10)]
+    assert DEFAULT.head_min_duration_s == 20.0
+    assert w1(run(engine(DEFAULT), timeline)) == [(20, "fire", "warning")]
+    # class-blind (the rule before): oldest + 50 >= 600 from oldest 550 s (+50), fires at +70
+    blind = DEFAULT.merged({"head_priority_aware": False})
+    assert w1(run(engine(blind), timeline)) == [(70, "fire", "warning")]
+    # priority customers take at most 3/4 of the slots (the class-aware wait's floor):
+    # 0.5 / 0.0025 = 200 s, from oldest 400 s (+10), fires at +30
+    flood = [(t, head(t, 390, 0.02)) for t in range(0, 50, 10)]
+    assert w1(run(engine(DEFAULT), flood)) == [(30, "fire", "warning")]
+
+
 def test_a_short_lapse_keeps_the_persistence_clock() -> None:
     # queue rule at 480 s held 60 s; at 30 s an occlusion hides a person for 10 s
     timeline = [(0, est(500)), (30, est(400)), (40, est(500)), (60, est(500)), (100, est(500))]
