@@ -330,6 +330,12 @@ class EstimatorSettings(BaseModel):
         "instead of the mean of at least 5 completed services, which reads short for the "
         'first hour of a day (docs/wait-estimation.md, "Session 20")',
     )
+    service_window_s: float = Field(
+        default=1800.0,
+        gt=0,
+        description="with service points: time constant of the counters' mean service time "
+        "(every busy second and completion weighted by exp(-age / this)), seconds",
+    )
     service_progress: bool = Field(
         default=False,
         description="with service points: the residual until the first counter frees from "
@@ -665,6 +671,7 @@ class ZoneEstimator:
             CounterObserver(
                 service_points,
                 mean_service_s,
+                service_window_s=settings.service_window_s,
                 censored_max_age_s=(
                     settings.service_progress_max_age_s if settings.service_time_censored else None
                 ),

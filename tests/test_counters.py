@@ -63,9 +63,14 @@ def _zone(zone: str, kind: ZoneKind, at: float, people: int, **kw: object) -> Zo
     )
 
 
-def test_estimator_uses_observed_counters_and_their_service_time() -> None:
+@pytest.mark.parametrize("tau", [1800.0, 7200.0])
+def test_estimator_uses_observed_counters_and_their_service_time(tau: float) -> None:
+    # tau: the estimator's service_window_s (1800 s by default)
     est = ZoneEstimator(
-        EstimatorSettings(), counters=4, mean_service_s=300.0, service_points=POINTS
+        EstimatorSettings(service_window_s=tau),
+        counters=4,
+        mean_service_s=300.0,
+        service_points=POINTS,
     )
     for k in range(0, 200, 5):
         est.observe(_zone("W1", ZoneKind.WAITING, T0 + k, 6, arrivals=6), T0 + k)
@@ -77,10 +82,10 @@ def test_estimator_uses_observed_counters_and_their_service_time() -> None:
     counters, how, mean = est.counters_now(T0 + 195)
     assert (counters, how) == (3, "observed")
     # total time on test: 6 services of 240 s, each busy second weighted by its age
-    # (1800 (1 - e^(-240/1800)) = 224.9 s each), decayed over the 95 s since they ended,
-    # 3 prior services at 300 s; the counters' messages carry no running dwell
-    f = math.exp(-95 / 1800)
-    busy = 1800 * -math.expm1(-240 / 1800)
+    # (tau (1 - e^(-240/tau)) = 224.9 s each at 1800 s), decayed over the 95 s since they
+    # ended, 3 prior services at 300 s; the counters' messages carry no running dwell
+    f = math.exp(-95 / tau)
+    busy = tau * -math.expm1(-240 / tau)
     service = (6 * busy * f + 3 * 300) / (6 * f + 3)
     assert mean == pytest.approx(service)
     mu, method = est.service_rate(T0 + 195)
