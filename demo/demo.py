@@ -74,8 +74,8 @@ SAMPLE_VIDEO = "data/video/vtest.avi"
 EDGE_RAW_ROOT = "lobbywatch-edge-raw"
 #: simulated local hour that coincides with the demo's start
 SIM_START_H = 10.0
-#: scenario families cycled over the simulated branches (the first one is short
-#: of staff, so a W1 alert is likely early on)
+#: scenario families cycled over the simulated branches (the first is short of staff
+#: all day, the third loses counters at lunch)
 FLEET_KINDS = ("understaffed", "normal", "lunch_break", "vip")
 REGIONS = ("north", "south", "east", "west")
 

@@ -56,8 +56,15 @@ def simulate(
         True, "--counter-zones/--no-counter-zones", help="also publish one zone per counter"
     ),
     root: str = typer.Option(DEFAULT_ROOT, "--root", help="topic root"),
-    username: str | None = typer.Option(None, "--username", envvar="LOBBYWATCH_MQTT_USERNAME"),
-    password: str | None = typer.Option(None, "--password", envvar="LOBBYWATCH_MQTT_PASSWORD"),
+    username: str | None = typer.Option(
+        None, "--username", envvar="LOBBYWATCH_MQTT_USERNAME", help="MQTT user name"
+    ),
+    password: str | None = typer.Option(
+        None,
+        "--password",
+        envvar="LOBBYWATCH_MQTT_PASSWORD",
+        help="MQTT password (visible in the process list: prefer the variable or the file)",
+    ),
     password_file: Path | None = typer.Option(
         None,
         "--password-file",

@@ -200,7 +200,7 @@ class AlertPolicy(BaseModel):
     head_priority_aware: bool = Field(
         default=True,
         description="head rule: the head's call comes at the service rate less the priority "
-        "arrivals that take a free counter first (docs/wait-estimation.md, \"Session 26\")",
+        'arrivals that take a free counter first (docs/wait-estimation.md, "Session 26")',
     )
     head_min_duration_s: float = Field(
         default=10.0,

@@ -220,6 +220,11 @@ def classify_topic(topic: str, root: str) -> TopicParts | tuple[str, str, str]:
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
+def _iso(epoch_s: float) -> str:
+    """``2026-11-29T09:30:00Z``: a Unix time as a log line names it."""
+    return datetime.fromtimestamp(epoch_s, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 def _epoch(msg: ZoneMessage | StatusMessage | TicketMessage) -> float:
     ts = msg.ts
     if ts.tzinfo is None:  # protocol says UTC; a naive stamp is read as UTC
@@ -241,7 +246,8 @@ def _validation_failure(exc: ValidationError) -> tuple[str, str, str]:
     if not errors:
         return "malformed", "schema", "validation failed"
     where = ".".join(str(x) for x in errors[0]["loc"])
-    return "malformed", "schema", f"{len(errors)} validation errors ({where}: {errors[0]['msg']})"
+    count = f"{len(errors)} validation error{'s' if len(errors) != 1 else ''}"
+    return "malformed", "schema", f"{count} ({where}: {errors[0]['msg']})"
 
 
 #: the shared zone values of a message as a tuple, in ZONE_STATE_FIELDS order (one C call)
@@ -465,9 +471,13 @@ class Ingestor:
         ts = _epoch(msg)
         if ts > now + self.settings.max_clock_skew_s:
             # A stamp from the future would pin the zone's "newest" state until that time.
-            return self._reject(
-                "malformed", "future_timestamp", "timestamp in the future", topic, now
+            # both times named: the usual cause is a clock or a unit, not the message
+            why = (
+                f"timestamp in the future: ts {_iso(ts)} is {ts - now:.0f} s after the "
+                f"receive time {_iso(now)} (ingest.max_clock_skew_s "
+                f"{self.settings.max_clock_skew_s:g})"
             )
+            return self._reject("malformed", "future_timestamp", why, topic, now)
 
         branch = msg.branch
         if branch not in self.known and self.settings.unknown_branches == "reject":

@@ -12,7 +12,7 @@ minute roll-over and pending evaluations), in the same order as the live loop
 
 Input (``IN.jsonl``), one JSON object per line::
 
-    {"received_at": 1764408600.25, "topic": "lobbywatch/v1/b1/cam1/zones/W1",
+    {"received_at": 1795944600.3, "topic": "lobbywatch/v1/b1/cam1/zones/W1",
      "payload": {"v": 1, "type": "zone", ...}}
 
 ``received_at`` is the collector's receive time (Unix seconds, non-decreasing
@@ -70,7 +70,8 @@ def parse_record(line: str, where: str) -> Recorded:
     try:
         obj = json.loads(line)
     except json.JSONDecodeError as exc:
-        raise ReplayInputError(f"{where}: not JSON ({exc.msg})") from None
+        # the decoder's column: a line of a recorded stream is often thousands long
+        raise ReplayInputError(f"{where}: not JSON ({exc.msg}, column {exc.colno})") from None
     if not isinstance(obj, dict):
         raise ReplayInputError(f"{where}: expected an object with received_at, topic, payload")
     missing = [k for k in ("received_at", "topic", "payload") if k not in obj]

@@ -264,3 +264,36 @@ def test_ticket_level_never_clashes_with_camera_or_device_topics() -> None:
         assert parse_topic(bad) is None, bad
     z = parse_topic("lobbywatch/v1/b/tickets/zones/events")  # a camera named tickets
     assert z is not None and z.kind == "zone"
+
+
+def test_the_fields_protocol_md_calls_required_are_the_ones_a_payload_cannot_omit() -> None:
+    """Each field named required is refused when left out; each other one is not."""
+    text = (REPO / "docs" / "protocol.md").read_text()
+    named = text.split("**Required** in a zone message:", 1)[1].split(". The others", 1)[0]
+    required = {part.strip(" `\n") for part in named.replace("\n", " ").split(",")}
+    zone = json.loads(
+        encode_message(
+            ZoneMessage(
+                device="d1",
+                seq=1,
+                ts=datetime(2026, 11, 29, 9, 30, tzinfo=UTC),
+                branch="b1",
+                camera="cam1",
+                zone="W1",
+                kind="waiting",
+                people=1,
+                raw_count=1,
+                arrivals_total=1,
+                departures_total=0,
+            )
+        )
+    )
+    assert required <= set(zone)
+    for field in zone:
+        body = {k: v for k, v in zone.items() if k != field}
+        try:
+            parse_message(json.dumps(body).encode())
+            omittable = True
+        except ValidationError:
+            omittable = False
+        assert omittable == (field not in required), field

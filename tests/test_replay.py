@@ -147,7 +147,11 @@ def test_zones_the_config_names_that_never_reported_are_warned_of(tmp_path: Path
 @pytest.mark.parametrize(
     ("line", "message"),
     [
-        ("not json", "in.jsonl:2: not JSON"),
+        ("not json", "in.jsonl:2: not JSON (Expecting value, column 1)"),
+        (
+            '{"received_at": 1764408601 "topic": "a"}',
+            "not JSON (Expecting ',' delimiter, column 28)",
+        ),
         ('{"topic": "a", "payload": {}}', "in.jsonl:2: missing received_at"),
         ('{"received_at": "x", "topic": "a", "payload": {}}', "received_at must be a number"),
         ('{"received_at": 1764408601, "topic": "", "payload": {}}', "topic must be a non-empty"),

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import logging
+from datetime import UTC, datetime
 
 import pytest
 from test_server_support import device_status_msg, raw, status_msg, zone_msg
@@ -113,15 +115,23 @@ def test_bad_messages_are_classified(topic: str, payload: bytes | None, result: 
     assert state.zones == {} and state.results[result] == 1
 
 
-def test_wrong_payload_version_and_future_timestamp() -> None:
+def test_wrong_payload_version_and_future_timestamp(caplog: pytest.LogCaptureFixture) -> None:
     ing, state = make(max_clock_skew_s=60)
     body = json.loads(zone_msg(1, NOW).model_dump_json())
     body["v"] = 2
     assert ing.handle("lobbywatch/v1/b1/cam1/zones/W1", json.dumps(body).encode(), NOW).result == (
         "wrong_version"
     )
-    assert handle(ing, zone_msg(2, NOW + 3600, people=1)) == "malformed"
+    with caplog.at_level(logging.WARNING):
+        assert handle(ing, zone_msg(2, NOW + 3600, people=1)) == "malformed"
     assert state.zones == {}
+    # the line names both times and the limit: a clock or a unit is the usual cause
+    now = datetime.fromtimestamp(NOW, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    ahead = datetime.fromtimestamp(NOW + 3600, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert (
+        f"timestamp in the future: ts {ahead} is 3600 s after the receive time {now} "
+        "(ingest.max_clock_skew_s 60)"
+    ) in caplog.text
 
 
 def test_unknown_branch_policy() -> None:
@@ -378,3 +388,23 @@ def test_a_refusal_is_charged_to_the_publisher_the_broker_let_in_not_to_a_payloa
     # a camera no device was ever bound to: nobody to charge
     out = ing.handle("lobbywatch/v1/b1/cam7/zones/W1", b"{not json", NOW + 3)
     assert out.result == "malformed" and out.refused is None
+
+
+@pytest.mark.parametrize(
+    ("drop", "line"),
+    [
+        (("people",), "1 validation error (zone.people: Field required)"),
+        (("people", "raw_count"), "2 validation errors (zone.people: Field required)"),
+    ],
+)
+def test_a_schema_refusal_counts_its_errors_and_names_the_first(
+    drop: tuple[str, ...], line: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    ing, _ = make()
+    body = {
+        k: v for k, v in json.loads(zone_msg(1, NOW).model_dump_json()).items() if k not in drop
+    }
+    with caplog.at_level(logging.WARNING):
+        out = ing.handle("lobbywatch/v1/b1/cam1/zones/W1", json.dumps(body).encode(), NOW)
+    assert (out.result, out.reason) == ("malformed", "schema")
+    assert line in caplog.text
